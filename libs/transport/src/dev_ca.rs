@@ -1,0 +1,233 @@
+//! A development certificate authority, for `coffer up` and tests only.
+//!
+//! It keeps its CA certificate and key as PEM files in a directory, reuses them when they
+//! exist, and issues ECDSA P-256 leaf certificates whose URI SAN is the holder's SPIFFE ID.
+//! Service certificates are also valid for `localhost`, `127.0.0.1` and `::1`, so clients on
+//! the same machine can verify them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use time::{Duration, OffsetDateTime};
+
+use crate::{Error, Result, SpiffeId, TlsFiles, TlsMaterial};
+
+/// File name of the CA certificate in a certificate directory.
+pub const CA_CERT_FILE: &str = "ca.pem";
+/// File name of the CA private key in a certificate directory.
+pub const CA_KEY_FILE: &str = "ca-key.pem";
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// A service: a TLS server (with localhost SANs) that also calls other services.
+    Service,
+    /// A client only (operators, applications).
+    Client,
+}
+
+/// A development CA.
+pub struct DevCa {
+    trust_domain: String,
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A freshly issued leaf certificate with its private key.
+pub struct IssuedCert {
+    /// The SPIFFE ID in the certificate's URI SAN.
+    pub id: SpiffeId,
+    /// PEM certificate.
+    pub cert_pem: String,
+    /// PEM PKCS#8 private key.
+    pub key_pem: SecretString,
+}
+
+impl DevCa {
+    /// Generates a new CA for `trust_domain`, valid for ten years.
+    ///
+    /// # Errors
+    /// [`Error::Rcgen`] if key generation or signing fails.
+    pub fn generate(trust_domain: &str) -> Result<Self> {
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.distinguished_name.push(DnType::CommonName, format!("Coffer dev CA ({trust_domain})"));
+        params.distinguished_name.push(DnType::OrganizationName, "Coffer development only");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(3650);
+        let key = KeyPair::generate()?;
+        let cert_pem = params.self_signed(&key)?.pem();
+        Ok(Self { trust_domain: trust_domain.to_owned(), cert_pem, issuer: Issuer::new(params, key) })
+    }
+
+    /// Loads the CA from `dir` (`ca.pem`, `ca-key.pem`), or generates one and writes it there
+    /// (the key with mode 0600).
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Pem`] for unreadable or unusable files, [`Error::Rcgen`].
+    pub fn load_or_create(dir: &Path, trust_domain: &str) -> Result<Self> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        if cert_path.exists() && key_path.exists() {
+            let cert_pem = std::fs::read_to_string(&cert_path).map_err(Error::io(&cert_path))?;
+            let key_pem = SecretString::from(
+                std::fs::read_to_string(&key_path).map_err(Error::io(&key_path))?,
+            );
+            let key = KeyPair::from_pem(key_pem.expose_secret())
+                .map_err(|_| Error::Pem { path: key_path.clone(), what: "not a usable private key" })?;
+            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+                .map_err(|_| Error::Pem { path: cert_path.clone(), what: "not a CA certificate" })?;
+            return Ok(Self { trust_domain: trust_domain.to_owned(), cert_pem, issuer });
+        }
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let ca = Self::generate(trust_domain)?;
+        write_file(&cert_path, &ca.cert_pem, false)?;
+        write_file(&key_path, &ca.issuer.key().serialize_pem(), true)?;
+        Ok(ca)
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The trust domain of the IDs this CA issues.
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// Issues a certificate for `spiffe://{trust-domain}/{name}`, valid for one year.
+    ///
+    /// # Errors
+    /// [`Error::SpiffeId`] for a bad name, [`Error::Rcgen`].
+    pub fn issue(&self, name: &str, usage: Usage) -> Result<IssuedCert> {
+        let id = SpiffeId::new(&self.trust_domain, name)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let uri = SanType::URI(id.as_str().try_into()?);
+        params.subject_alt_names = match usage {
+            Usage::Service => vec![
+                uri,
+                SanType::DnsName("localhost".try_into()?),
+                SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ],
+            Usage::Client => vec![uri],
+        };
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = match usage {
+            Usage::Service => {
+                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+            }
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        };
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(365);
+        let key = KeyPair::generate()?;
+        let cert_pem = params.signed_by(&key, &self.issuer)?.pem();
+        Ok(IssuedCert { id, cert_pem, key_pem: SecretString::from(key.serialize_pem()) })
+    }
+
+    /// Issues a certificate for `name` into `dir/{stem}.pem` and `dir/{stem}-key.pem` (0600),
+    /// unless both files already exist, and returns the paths (with this CA as `ca`).
+    ///
+    /// # Errors
+    /// As [`DevCa::issue`], plus [`Error::Io`].
+    pub fn issue_files(&self, dir: &Path, stem: &str, name: &str, usage: Usage) -> Result<TlsFiles> {
+        let files = TlsFiles {
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}-key.pem")),
+            ca: dir.join(CA_CERT_FILE),
+        };
+        if !(files.cert.exists() && files.key.exists()) {
+            let issued = self.issue(name, usage)?;
+            write_file(&files.cert, &issued.cert_pem, false)?;
+            write_file(&files.key, issued.key_pem.expose_secret(), true)?;
+        }
+        Ok(files)
+    }
+
+    /// Issues a certificate and returns it as in-memory TLS material (for tests).
+    ///
+    /// # Errors
+    /// As [`DevCa::issue`].
+    pub fn issue_material(&self, name: &str, usage: Usage) -> Result<TlsMaterial> {
+        let issued = self.issue(name, usage)?;
+        Ok(TlsMaterial::from_pem(issued.cert_pem, issued.key_pem, self.cert_pem.clone()))
+    }
+}
+
+impl std::fmt::Debug for DevCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevCa").field("trust_domain", &self.trust_domain).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCert").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Writes a file; private ones are created with mode 0600 so the key is never world-readable,
+/// not even for a moment.
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(path).map_err(Error::io(path))?;
+    file.write_all(contents.as_bytes()).map_err(Error::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_carry_the_spiffe_id() {
+        let ca = DevCa::generate("coffer.test").unwrap();
+        let material = ca.issue_material("operator/alice", Usage::Client).unwrap();
+        assert_eq!(
+            material.identity().unwrap().as_str(),
+            "spiffe://coffer.test/operator/alice"
+        );
+    }
+
+    #[test]
+    fn a_second_load_reuses_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DevCa::load_or_create(dir.path(), "coffer.test").unwrap();
+        let second = DevCa::load_or_create(dir.path(), "coffer.test").unwrap();
+        assert_eq!(first.cert_pem(), second.cert_pem());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(CA_KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let files = second.issue_files(dir.path(), "svc", "key-service", Usage::Service).unwrap();
+        let material = TlsMaterial::load(&files).unwrap();
+        assert_eq!(material.identity().unwrap().path(), "key-service");
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let ca = DevCa::generate("coffer.test").unwrap();
+        assert!(matches!(ca.issue("../x", Usage::Client), Err(Error::SpiffeId(_))));
+    }
+}

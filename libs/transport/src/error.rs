@@ -1,0 +1,39 @@
+use std::path::PathBuf;
+
+/// Why TLS material could not be loaded, parsed or issued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file holds no usable PEM certificate or key.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+    /// A SPIFFE ID that does not follow `spiffe://{trust-domain}/{path}`.
+    #[error("invalid SPIFFE ID: {0}")]
+    SpiffeId(&'static str),
+    /// Certificate generation failed.
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io { path: path.to_owned(), source }
+    }
+}

@@ -1,0 +1,105 @@
+//! Server and client mTLS configuration from PEM files.
+//!
+//! tonic's TLS is rustls with the aws-lc-rs provider (the workspace's only TLS stack). Servers
+//! require and verify a client certificate chaining to the configured CA; clients verify the
+//! server against the same CA and present their own certificate.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret as _, SecretString};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use x509_parser::pem::Pem;
+
+use crate::{Error, Result, SpiffeId};
+
+/// Where a service's or client's certificate, private key and CA certificate are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate (chain), leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8).
+    pub key: PathBuf,
+    /// PEM CA certificate(s) that peers' certificates must chain to.
+    pub ca: PathBuf,
+}
+
+/// TLS material read into memory and checked: the certificate and CA parse, the key is present.
+pub struct TlsMaterial {
+    cert_pem: String,
+    key_pem: SecretString,
+    ca_pem: String,
+    identity: Option<SpiffeId>,
+}
+
+impl TlsMaterial {
+    /// Reads and checks the three files.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for an unreadable file, [`Error::Pem`] for one without a certificate or key.
+    pub fn load(files: &TlsFiles) -> Result<Self> {
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(Error::io(path));
+        let cert_pem = read(&files.cert)?;
+        let key_pem = SecretString::from(read(&files.key)?);
+        let ca_pem = read(&files.ca)?;
+        let identity = first_certificate_der(&cert_pem)
+            .ok_or_else(|| Error::Pem { path: files.cert.clone(), what: "no PEM certificate" })
+            .map(|der| SpiffeId::from_certificate_der(&der))?;
+        first_certificate_der(&ca_pem)
+            .ok_or_else(|| Error::Pem { path: files.ca.clone(), what: "no PEM certificate" })?;
+        if !key_pem.expose_secret().contains("PRIVATE KEY-----") {
+            return Err(Error::Pem { path: files.key.clone(), what: "no PEM private key" });
+        }
+        Ok(Self { cert_pem, key_pem, ca_pem, identity })
+    }
+
+    /// Material already in memory (for the dev CA and tests).
+    pub fn from_pem(cert_pem: String, key_pem: SecretString, ca_pem: String) -> Self {
+        let identity = first_certificate_der(&cert_pem).and_then(|d| SpiffeId::from_certificate_der(&d));
+        Self { cert_pem, key_pem, ca_pem, identity }
+    }
+
+    /// The SPIFFE ID in this material's own certificate, if it has one.
+    pub fn identity(&self) -> Option<&SpiffeId> {
+        self.identity.as_ref()
+    }
+
+    /// A server config that requires client certificates from the CA.
+    pub fn server_config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(self.tonic_identity())
+            .client_ca_root(Certificate::from_pem(&self.ca_pem))
+            .client_auth_optional(false)
+            .timeout(HANDSHAKE_TIMEOUT)
+    }
+
+    /// A client config that presents this certificate and verifies the server's certificate
+    /// against the CA for `server_name` (a DNS name or IP address in its SAN).
+    pub fn client_config(&self, server_name: &str) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .identity(self.tonic_identity())
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .domain_name(server_name)
+            .timeout(HANDSHAKE_TIMEOUT)
+    }
+
+    fn tonic_identity(&self) -> Identity {
+        Identity::from_pem(&self.cert_pem, self.key_pem.expose_secret())
+    }
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+fn first_certificate_der(pem: &str) -> Option<Vec<u8>> {
+    Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(std::result::Result::ok)
+        .find(|p| p.label == "CERTIFICATE")
+        .map(|p| p.contents)
+}
+
+/// A TLS handshake that takes longer than this is abandoned, so a slow or silent client cannot
+/// hold a connection slot.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
