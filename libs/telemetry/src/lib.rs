@@ -1,4 +1,4 @@
-//! Logging setup shared by every Coffer binary.
+//! Process plumbing shared by every Coffer binary: logging setup and the shutdown signal.
 //!
 //! Logs go to stderr through `tracing`, as human-readable lines or as JSON (one object per
 //! line, for log shippers). The level filter follows `RUST_LOG` and defaults to `info`.
@@ -55,6 +55,37 @@ pub fn init(format: LogFormat) -> Result<(), Error> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     installed.map_err(|_| Error::AlreadyInstalled)
+}
+
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or SIGTERM.
+///
+/// If a signal handler cannot be installed, that signal is ignored (logged), never treated as
+/// a request to stop.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
 }
 
 #[cfg(test)]

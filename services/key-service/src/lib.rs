@@ -1,1 +1,109 @@
-//! placeholder
+//! Coffer key-service: a KMS for per-tenant keys.
+//!
+//! Tenant keys (`tenants/{tenant}/keys/{key}`) have numbered versions of random 256-bit
+//! material, stored wrapped under a per-tenant KEK derived from the root keyring
+//! (`HKDF-SHA256(root, "coffer/kek/v1" || tenant)`). Callers encrypt, decrypt, generate data
+//! keys and re-wrap through `coffer.v1.KeyService` over mutual TLS; the caller's SPIFFE ID
+//! decides which RPCs it may use ([`authz`]).
+//!
+//! [`serve`] runs the whole service on a listener the caller bound, so the binary, `coffer up`
+//! and the tests all start the same server.
+
+pub mod api;
+pub mod authz;
+pub mod cache;
+pub mod clock;
+pub mod config;
+mod error;
+pub mod keyring;
+pub mod names;
+pub mod ops;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use coffer_proto::FILE_DESCRIPTOR_SET;
+use coffer_proto::pb::key_service_server::KeyServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::api::KeyServiceApi;
+use crate::cache::KeyCache;
+use crate::ops::Kms;
+use crate::store::Store;
+
+/// Runs the key-service on `listener` until `shutdown` resolves, then drains in-flight calls.
+///
+/// Connects to the database and applies migrations, checks that every stored key version's
+/// root key is in the keyring, and serves `coffer.v1.KeyService`, `grpc.health.v1.Health` and
+/// server reflection (v1 and v1alpha) over mutual TLS.
+///
+/// # Errors
+/// Start-up failures ([`Error::Database`], [`Error::Migrate`], [`Error::RootKeyMissing`],
+/// [`Error::Tls`]) and a failed server ([`Error::Serve`]).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let cache = KeyCache::new(config.cache_capacity, config.cache_ttl);
+    let kms = Arc::new(Kms::new(
+        store,
+        config.keyring,
+        cache,
+        config.clock,
+        config.deletion_waiting_period,
+    ));
+    kms.check_root_keys().await?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<KeyServiceServer<KeyServiceApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let reaper = tokio::spawn(reap_deletions(Arc::clone(&kms), config.reaper_interval));
+    let shutdown = async move {
+        shutdown.await;
+        health.set_not_serving::<KeyServiceServer<KeyServiceApi>>().await;
+    };
+    let api = KeyServiceApi::new(Arc::clone(&kms), config.authz);
+    let served = Server::builder()
+        .tls_config(config.tls.server_config())
+        .map_err(Error::Tls)?
+        .timeout(config.request_timeout)
+        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(KeyServiceServer::new(api))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+        .map_err(Error::Serve);
+    reaper.abort();
+    kms.store().close().await;
+    served
+}
+
+/// Destroys keys past their deletion time every `interval`, until aborted.
+async fn reap_deletions(kms: Arc<Kms>, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match kms.destroy_due_keys().await {
+            Ok(0) => {}
+            Ok(destroyed) => tracing::info!(destroyed, "destroyed keys past their deletion time"),
+            Err(error) => tracing::warn!(error = %error::DisplayChain(&error), "deletion reaper failed"),
+        }
+    }
+}

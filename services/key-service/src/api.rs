@@ -1,0 +1,293 @@
+//! The tonic service: authorize the caller, parse the request into validated types, call the
+//! operation, map the result. Nothing else happens here.
+
+use std::sync::Arc;
+
+use coffer_proto::pb::key_service_server::KeyService;
+use coffer_proto::pb::{self, batch_decrypt_result, batch_re_wrap_result};
+use coffer_transport::SpiffeId;
+use tonic::{Request, Response, Status};
+
+use crate::authz::{Policy, Rpc};
+use crate::names::{EncryptionContext, KeyName, TenantName};
+use crate::ops::{BatchInput, Decrypted, Kms, PolicyUpdate, Rewrapped};
+use crate::store::{KeyRecord, KeyState};
+use crate::{Error, Result};
+
+/// Largest plaintext Encrypt accepts, in bytes.
+pub const MAX_PLAINTEXT: usize = 64 * 1024;
+/// Most items in one batch request.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+/// Page size when a ListKeys request gives none.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest ListKeys page.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The `coffer.v1.KeyService` implementation.
+pub struct KeyServiceApi {
+    kms: Arc<Kms>,
+    authz: Policy,
+}
+
+impl KeyServiceApi {
+    /// Serves `kms`, letting callers in according to `authz`.
+    pub fn new(kms: Arc<Kms>, authz: Policy) -> Self {
+        Self { kms, authz }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<SpiffeId> {
+        let caller = SpiffeId::from_request(request).ok_or(Error::Unauthenticated)?;
+        if self.authz.allows(&caller, rpc) {
+            Ok(caller)
+        } else {
+            Err(Error::PermissionDenied { caller: caller.to_string(), rpc: rpc.name() })
+        }
+    }
+}
+
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl KeyService for KeyServiceApi {
+    async fn create_key(&self, request: Request<pb::CreateKeyRequest>) -> Reply<pb::Key> {
+        self.authorize(&request, Rpc::CreateKey)?;
+        let request = request.into_inner();
+        let name = KeyName::parse("name", &request.name)?;
+        let record = self.kms.create_key(&name, request.deletion_allowed).await?;
+        Ok(Response::new(key_proto(&record)))
+    }
+
+    async fn get_key(&self, request: Request<pb::GetKeyRequest>) -> Reply<pb::Key> {
+        self.authorize(&request, Rpc::GetKey)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        Ok(Response::new(key_proto(&self.kms.get_key(&name).await?)))
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> Reply<pb::ListKeysResponse> {
+        self.authorize(&request, Rpc::ListKeys)?;
+        let request = request.into_inner();
+        let tenant = TenantName::parse("parent", &request.parent)?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if size <= MAX_PAGE_SIZE => size,
+            _ => {
+                return Err(Error::invalid("page_size", format!("at most {MAX_PAGE_SIZE}")).into());
+            }
+        };
+        let (keys, next) = self.kms.list_keys(&tenant, page_size, &request.page_token).await?;
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: keys.iter().map(key_proto).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn rotate_key(&self, request: Request<pb::RotateKeyRequest>) -> Reply<pb::Key> {
+        self.authorize(&request, Rpc::RotateKey)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        Ok(Response::new(key_proto(&self.kms.rotate_key(&name).await?)))
+    }
+
+    async fn update_key_policy(
+        &self,
+        request: Request<pb::UpdateKeyPolicyRequest>,
+    ) -> Reply<pb::Key> {
+        self.authorize(&request, Rpc::UpdateKeyPolicy)?;
+        let request = request.into_inner();
+        let name = KeyName::parse("name", &request.name)?;
+        let update = PolicyUpdate {
+            min_decryption_version: request.min_decryption_version,
+            min_encryption_version: request.min_encryption_version,
+            deletion_allowed: request.deletion_allowed,
+        };
+        Ok(Response::new(key_proto(&self.kms.update_policy(&name, update).await?)))
+    }
+
+    async fn generate_data_key(
+        &self,
+        request: Request<pb::GenerateDataKeyRequest>,
+    ) -> Reply<pb::GenerateDataKeyResponse> {
+        self.authorize(&request, Rpc::GenerateDataKey)?;
+        let request = request.into_inner();
+        let name = KeyName::parse("name", &request.name)?;
+        let context = EncryptionContext::parse(request.encryption_context)?;
+        let outcome = self.kms.generate_data_key(&name, &context, request.wrapped_only).await?;
+        Ok(Response::new(pb::GenerateDataKeyResponse {
+            plaintext: outcome.plaintext.map(|key| key.expose_secret().to_vec()).unwrap_or_default(),
+            ciphertext: outcome.ciphertext,
+            key_version: outcome.key_version,
+        }))
+    }
+
+    async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Reply<pb::EncryptResponse> {
+        self.authorize(&request, Rpc::Encrypt)?;
+        let request = request.into_inner();
+        let name = KeyName::parse("name", &request.name)?;
+        if request.plaintext.len() > MAX_PLAINTEXT {
+            return Err(Error::invalid("plaintext", format!("at most {MAX_PLAINTEXT} bytes")).into());
+        }
+        let context = EncryptionContext::parse(request.encryption_context)?;
+        let plaintext = coffer_crypto::SecretBytes::new(request.plaintext);
+        let (ciphertext, key_version) = self
+            .kms
+            .encrypt(&name, &context, plaintext.expose_secret(), request.key_version)
+            .await?;
+        let ciphertext_text = coffer_crypto::text::encode(&ciphertext).map_err(Error::Crypto)?;
+        Ok(Response::new(pb::EncryptResponse { ciphertext, key_version, ciphertext_text }))
+    }
+
+    async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Reply<pb::DecryptResponse> {
+        self.authorize(&request, Rpc::Decrypt)?;
+        let request = request.into_inner();
+        let name = KeyName::parse("name", &request.name)?;
+        let ciphertext = match (request.ciphertext.is_empty(), request.ciphertext_text.is_empty()) {
+            (false, true) => request.ciphertext,
+            (true, false) => coffer_crypto::text::decode(&request.ciphertext_text)
+                .map_err(|e| Error::invalid("ciphertext_text", e.to_string()))?,
+            _ => {
+                return Err(Error::invalid(
+                    "ciphertext",
+                    "set exactly one of ciphertext and ciphertext_text",
+                )
+                .into());
+            }
+        };
+        let context = EncryptionContext::parse(request.encryption_context)?;
+        let decrypted = self.kms.decrypt(&name, &context, &ciphertext).await?;
+        Ok(Response::new(decrypt_proto(decrypted)))
+    }
+
+    async fn re_wrap(&self, request: Request<pb::ReWrapRequest>) -> Reply<pb::ReWrapResponse> {
+        self.authorize(&request, Rpc::ReWrap)?;
+        let request = request.into_inner();
+        let name = KeyName::parse("name", &request.name)?;
+        let context = EncryptionContext::parse(request.encryption_context)?;
+        let rewrapped = self.kms.rewrap(&name, &context, &request.ciphertext).await?;
+        Ok(Response::new(rewrap_proto(rewrapped)))
+    }
+
+    async fn batch_decrypt(
+        &self,
+        request: Request<pb::BatchDecryptRequest>,
+    ) -> Reply<pb::BatchDecryptResponse> {
+        self.authorize(&request, Rpc::BatchDecrypt)?;
+        let request = request.into_inner();
+        let name = KeyName::parse("name", &request.name)?;
+        let items = batch_items(request.items)?;
+        let results = self.kms.batch_decrypt(&name, items).await?;
+        Ok(Response::new(pb::BatchDecryptResponse {
+            results: results
+                .into_iter()
+                .map(|result| pb::BatchDecryptResult {
+                    result: Some(match result {
+                        Ok(decrypted) => batch_decrypt_result::Result::Ok(decrypt_proto(decrypted)),
+                        Err(error) => batch_decrypt_result::Result::Error(item_error(error)),
+                    }),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn batch_re_wrap(
+        &self,
+        request: Request<pb::BatchReWrapRequest>,
+    ) -> Reply<pb::BatchReWrapResponse> {
+        self.authorize(&request, Rpc::BatchReWrap)?;
+        let request = request.into_inner();
+        let name = KeyName::parse("name", &request.name)?;
+        let items = batch_items(request.items)?;
+        let results = self.kms.batch_rewrap(&name, items).await?;
+        Ok(Response::new(pb::BatchReWrapResponse {
+            results: results
+                .into_iter()
+                .map(|result| pb::BatchReWrapResult {
+                    result: Some(match result {
+                        Ok(rewrapped) => batch_re_wrap_result::Result::Ok(rewrap_proto(rewrapped)),
+                        Err(error) => batch_re_wrap_result::Result::Error(item_error(error)),
+                    }),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn schedule_key_deletion(
+        &self,
+        request: Request<pb::ScheduleKeyDeletionRequest>,
+    ) -> Reply<pb::Key> {
+        self.authorize(&request, Rpc::ScheduleKeyDeletion)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        Ok(Response::new(key_proto(&self.kms.schedule_deletion(&name).await?)))
+    }
+
+    async fn cancel_key_deletion(
+        &self,
+        request: Request<pb::CancelKeyDeletionRequest>,
+    ) -> Reply<pb::Key> {
+        self.authorize(&request, Rpc::CancelKeyDeletion)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        Ok(Response::new(key_proto(&self.kms.cancel_deletion(&name).await?)))
+    }
+
+    async fn rotate_root_key(
+        &self,
+        request: Request<pb::RotateRootKeyRequest>,
+    ) -> Reply<pb::RotateRootKeyResponse> {
+        let caller = self.authorize(&request, Rpc::RotateRootKey)?;
+        tracing::info!(%caller, "root key rotation requested");
+        let (root_key_version, rewrapped_versions) = self.kms.rotate_root_key().await?;
+        Ok(Response::new(pb::RotateRootKeyResponse { root_key_version, rewrapped_versions }))
+    }
+}
+
+/// Validates the item count, then each item on its own.
+fn batch_items(items: Vec<pb::BatchItem>) -> Result<Vec<BatchInput>> {
+    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+        return Err(Error::invalid("items", format!("must hold 1 to {MAX_BATCH_ITEMS} items")));
+    }
+    Ok(items
+        .into_iter()
+        .map(|item| Ok((EncryptionContext::parse(item.encryption_context)?, item.ciphertext)))
+        .collect())
+}
+
+/// A per-item failure, with the status the item would have failed with on its own.
+fn item_error(error: Error) -> pb::ItemError {
+    let status = Status::from(error);
+    pb::ItemError { code: status.code() as i32, message: status.message().to_owned() }
+}
+
+fn decrypt_proto(decrypted: Decrypted) -> pb::DecryptResponse {
+    pb::DecryptResponse {
+        plaintext: decrypted.plaintext.into_inner(),
+        key_version: decrypted.key_version,
+    }
+}
+
+fn rewrap_proto(rewrapped: Rewrapped) -> pb::ReWrapResponse {
+    pb::ReWrapResponse {
+        ciphertext: rewrapped.ciphertext,
+        key_version: rewrapped.key_version,
+        source_key_version: rewrapped.source_key_version,
+    }
+}
+
+fn key_proto(record: &KeyRecord) -> pb::Key {
+    let timestamp = |seconds: i64| prost_types::Timestamp { seconds, nanos: 0 };
+    pb::Key {
+        name: record.name.to_string(),
+        primary_version: record.primary_version,
+        min_decryption_version: record.min_decryption_version,
+        min_encryption_version: record.min_encryption_version,
+        deletion_allowed: record.deletion_allowed,
+        state: match record.state {
+            KeyState::Enabled => pb::KeyState::Enabled,
+            KeyState::PendingDeletion => pb::KeyState::PendingDeletion,
+            KeyState::Destroyed => pb::KeyState::Destroyed,
+        } as i32,
+        create_time: Some(timestamp(record.create_time)),
+        update_time: Some(timestamp(record.update_time)),
+        destroy_time: record.destroy_time.map(timestamp),
+    }
+}

@@ -1,0 +1,72 @@
+use super::*;
+
+fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+#[test]
+fn durations_parse_with_units() {
+    assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+    assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+    assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+    assert_eq!(parse_duration("5 minutes"), None);
+    assert_eq!(parse_duration("-1s"), None);
+    assert_eq!(parse_duration(""), None);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_without_echoing_values() {
+    let errors = Config::from_values(&values(&[
+        ("COFFER_KEY_SERVICE__LISTEN", "not-an-address"),
+        ("COFFER_KEY_SERVICE__REQUEST_TIMEOUT", "hunter2"),
+        ("COFFER_ROOT_KEYS", "1:c2hvcnQ="),
+    ]))
+    .unwrap_err();
+    let text = errors.to_string();
+    for expected in [
+        "COFFER_KEY_SERVICE__LISTEN: invalid value",
+        "COFFER_KEY_SERVICE__DATABASE_URL: required",
+        "COFFER_KEY_SERVICE__REQUEST_TIMEOUT: invalid value",
+        "COFFER_KEY_SERVICE__TLS_CERT: required",
+        "root keys: root key version 1: must be base64 of exactly 32 bytes",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(!text.contains("hunter2") && !text.contains("c2hvcnQ="), "{text}");
+}
+
+#[test]
+fn a_complete_configuration_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = coffer_transport::DevCa::load_or_create(dir.path(), "coffer.local").unwrap();
+    let files = ca
+        .issue_files(dir.path(), "key-service", "key-service", coffer_transport::dev_ca::Usage::Service)
+        .unwrap();
+    let keyring = RootKeyring::generate().unwrap();
+    let keyring_text = secrecy::ExposeSecret::expose_secret(&keyring.to_text()).to_owned();
+    let config = Config::from_values(&values(&[
+        ("COFFER_KEY_SERVICE__DATABASE_URL", "sqlite::memory:"),
+        ("COFFER_ROOT_KEYS", &keyring_text),
+        ("COFFER_KEY_SERVICE__TLS_CERT", files.cert.to_str().unwrap()),
+        ("COFFER_KEY_SERVICE__TLS_KEY", files.key.to_str().unwrap()),
+        ("COFFER_KEY_SERVICE__TLS_CA", files.ca.to_str().unwrap()),
+        ("COFFER_KEY_SERVICE__DELETION_WAITING_PERIOD", "1d"),
+        ("COFFER_KEY_SERVICE__AUTHZ", "spiffe://coffer.local/ops/=*"),
+    ]))
+    .unwrap();
+    assert_eq!(config.deletion_waiting_period, Duration::from_secs(86_400));
+    assert_eq!(config.tls.identity().unwrap().path(), "key-service");
+    assert_eq!(config.keyring.primary_version(), 1);
+}
+
+#[test]
+fn toml_files_map_to_the_same_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coffer.toml");
+    std::fs::write(&path, "[key_service]\nrequest_timeout = \"10s\"\ncache_capacity = 5\n").unwrap();
+    let values = read_toml(&path).unwrap();
+    assert_eq!(values["COFFER_KEY_SERVICE__REQUEST_TIMEOUT"], "10s");
+    assert_eq!(values["COFFER_KEY_SERVICE__CACHE_CAPACITY"], "5");
+}

@@ -1,0 +1,172 @@
+//! The key-service's one error type and its one mapping to a gRPC status.
+
+use coffer_crypto as crypto;
+use coffer_transport as transport;
+use tonic::Status;
+
+/// Everything that can go wrong in the key-service, at start-up or in a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is invalid. `reason` says why and never quotes secret input.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// The offending request field.
+        field: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The ciphertext does not decrypt with this key and context: malformed, tampered with, or
+    /// made for another tenant, key or encryption context. Deliberately not more specific.
+    #[error("ciphertext does not decrypt with this key and encryption context")]
+    Undecryptable,
+    /// No such key.
+    #[error("key {0} not found")]
+    NotFound(String),
+    /// The key already exists.
+    #[error("key {0} already exists")]
+    AlreadyExists(String),
+    /// The key's state or policy forbids the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The caller presented no usable identity.
+    #[error("no verified caller identity")]
+    Unauthenticated,
+    /// The caller's identity may not call this RPC.
+    #[error("caller {caller} may not call {rpc}")]
+    PermissionDenied {
+        /// The caller's SPIFFE ID.
+        caller: String,
+        /// The RPC it tried.
+        rpc: &'static str,
+    },
+    /// A stored key version is wrapped under a root key version that is not in the keyring.
+    #[error("root key version {0} is not in the keyring")]
+    RootKeyMissing(u32),
+    /// The database failed or is unreachable.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Schema migrations failed at start-up.
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A cryptographic operation failed for a reason other than a bad ciphertext (for example
+    /// the OS RNG, or stored material that no longer authenticates).
+    #[error("cryptographic failure")]
+    Crypto(#[source] crypto::Error),
+    /// The TLS configuration was refused by the server.
+    #[error("TLS configuration refused")]
+    Tls(#[source] tonic::transport::Error),
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Transport(#[from] transport::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+    /// Reflection could not be built from the descriptor set.
+    #[error("reflection setup failed")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// `Result` with the key-service [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `field`.
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument { field, reason: reason.into() }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument { .. } | Error::Undecryptable => {
+                Status::invalid_argument(error.to_string())
+            }
+            Error::NotFound(_) => Status::not_found(error.to_string()),
+            Error::AlreadyExists(_) => Status::already_exists(error.to_string()),
+            Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
+            Error::Unauthenticated => Status::unauthenticated("no valid client identity"),
+            Error::PermissionDenied { ref caller, rpc } => {
+                tracing::warn!(%caller, rpc, "permission denied");
+                Status::permission_denied("permission denied")
+            }
+            Error::Database(ref cause) if is_unavailable(cause) => {
+                tracing::error!(error = %cause, "database unavailable");
+                Status::unavailable("storage unavailable")
+            }
+            Error::RootKeyMissing(version) => {
+                tracing::error!(version, "root key version missing from the keyring");
+                Status::unavailable("key material unavailable")
+            }
+            Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Crypto(_)
+            | Error::Tls(_)
+            | Error::Transport(_)
+            | Error::Serve(_)
+            | Error::Reflection(_) => {
+                tracing::error!(error = %DisplayChain(&error), "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Database failures that mean "down or overloaded" rather than "a bug".
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    ) || matches!(error, sqlx::Error::Database(e) if is_busy(e.code().as_deref()))
+}
+
+/// SQLite "database is locked/busy" and PostgreSQL connection/shutdown classes.
+fn is_busy(code: Option<&str>) -> bool {
+    matches!(code, Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300"))
+        || code.is_some_and(|c| c.starts_with("08"))
+}
+
+/// Formats an error with its chain of causes, for logs only.
+pub(crate) struct DisplayChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_side_failures_never_leak_their_cause() {
+        let status = Status::from(Error::Database(sqlx::Error::Protocol(
+            "SELECT secret FROM t".into(),
+        )));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        let status = Status::from(Error::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+    }
+
+    #[test]
+    fn authorization_failures_do_not_say_which_check_failed() {
+        let status = Status::from(Error::PermissionDenied {
+            caller: "spiffe://x/y".into(),
+            rpc: "Decrypt",
+        });
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(!status.message().contains("spiffe"));
+    }
+}

@@ -1,0 +1,63 @@
+//! The key-service binary, configured by environment and an optional TOML file
+//! (`coffer-key-service [CONFIG.toml]`); see `config.rs` for every setting.
+
+use std::process::ExitCode;
+
+use coffer_key_service::{Config, serve};
+use tokio::net::TcpListener;
+
+/// EX_USAGE from sysexits.h: the configuration is wrong.
+const EX_USAGE: u8 = 64;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let file = std::env::args_os().nth(1).map(std::path::PathBuf::from);
+    let config = match Config::load(file.as_deref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("coffer-key-service: invalid configuration:\n{errors}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if let Err(error) = coffer_telemetry::init(config.log_format) {
+        eprintln!("coffer-key-service: {error}");
+        return ExitCode::FAILURE;
+    }
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listen = %config.listen, %error, "cannot bind");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(listen = %config.listen, "key-service starting");
+    let grace = config.shutdown_grace_period;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let outcome = tokio::select! {
+        outcome = &mut server => outcome,
+        () = coffer_telemetry::shutdown_signal() => {
+            let _ = stop.send(());
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::warn!(?grace, "shutdown grace period expired; abandoning calls");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
+            tracing::error!(error = %error, "key-service failed");
+            ExitCode::FAILURE
+        }
+        Err(join_error) => {
+            tracing::error!(%join_error, "key-service task failed");
+            ExitCode::FAILURE
+        }
+    }
+}

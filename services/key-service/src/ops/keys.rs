@@ -1,0 +1,148 @@
+//! Key lifecycle: create, read, list, rotate, policy.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::Kms;
+use crate::names::{KeyName, TenantName, parse_id};
+use crate::store::{Change, KeyRecord, KeyState};
+use crate::{Error, Result};
+
+/// The policy fields an UpdateKeyPolicy call sets; `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyUpdate {
+    /// New minimum decryption version.
+    pub min_decryption_version: Option<u32>,
+    /// New minimum encryption version.
+    pub min_encryption_version: Option<u32>,
+    /// New deletion permission.
+    pub deletion_allowed: Option<bool>,
+}
+
+impl Kms {
+    /// Creates a key with a fresh version 1.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::Database`], [`Error::Crypto`].
+    pub async fn create_key(&self, name: &KeyName, deletion_allowed: bool) -> Result<KeyRecord> {
+        let version_1 = self.new_version(name, 1)?;
+        self.store.create_key(name, deletion_allowed, version_1, self.clock.now()).await
+    }
+
+    /// A key's metadata.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Database`].
+    pub async fn get_key(&self, name: &KeyName) -> Result<KeyRecord> {
+        self.record(name).await
+    }
+
+    /// One page of a tenant's keys and the token of the next page, if any.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad page token, [`Error::Database`].
+    pub async fn list_keys(
+        &self,
+        tenant: &TenantName,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<KeyRecord>, Option<String>)> {
+        let after = decode_page_token(page_token)?;
+        let mut page = self.store.list_keys(tenant.as_str(), &after, page_size + 1).await?;
+        let next = if page.len() > page_size as usize {
+            page.truncate(page_size as usize);
+            page.last().map(|last| URL_SAFE_NO_PAD.encode(last.name.key()))
+        } else {
+            None
+        };
+        let mut keys = Vec::with_capacity(page.len());
+        for record in page {
+            let due = record.state == KeyState::PendingDeletion
+                && record.destroy_time.is_some_and(|t| t <= self.clock.now());
+            keys.push(if due { self.destroy_if_due(&record.name).await? } else { record });
+        }
+        Ok((keys, next))
+    }
+
+    /// Adds the next version and makes it primary.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::FailedPrecondition`] unless enabled, [`Error::Database`].
+    pub async fn rotate_key(&self, name: &KeyName) -> Result<KeyRecord> {
+        self.store
+            .modify(name, self.clock.now(), |record| {
+                require_enabled(record)?;
+                let next = record.primary_version.checked_add(1).ok_or_else(|| {
+                    Error::FailedPrecondition(format!("key {name} has no versions left"))
+                })?;
+                Ok(Some(Change::Rotate(self.new_version(name, next)?)))
+            })
+            .await
+    }
+
+    /// Changes the policy fields that `update` sets. Raising `min_decryption_version` above
+    /// `min_encryption_version` without setting the latter raises it too: a version retired
+    /// for decryption cannot still be chosen for encryption.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the result breaks
+    /// `1 <= min_decryption_version <= min_encryption_version <= primary_version`;
+    /// [`Error::NotFound`]; [`Error::FailedPrecondition`] for a destroyed key.
+    pub async fn update_policy(&self, name: &KeyName, update: PolicyUpdate) -> Result<KeyRecord> {
+        self.store
+            .modify(name, self.clock.now(), |record| {
+                if record.state == KeyState::Destroyed {
+                    return Err(Error::FailedPrecondition(format!("key {name} is destroyed")));
+                }
+                let primary = record.primary_version;
+                let min_dec = update.min_decryption_version.unwrap_or(record.min_decryption_version);
+                if !(1..=primary).contains(&min_dec) {
+                    return Err(Error::invalid(
+                        "min_decryption_version",
+                        format!("must be between 1 and the primary version ({primary})"),
+                    ));
+                }
+                let min_enc = update
+                    .min_encryption_version
+                    .unwrap_or_else(|| record.min_encryption_version.max(min_dec));
+                if !(min_dec..=primary).contains(&min_enc) {
+                    return Err(Error::invalid(
+                        "min_encryption_version",
+                        format!(
+                            "must be between min_decryption_version ({min_dec}) and the primary \
+                             version ({primary})"
+                        ),
+                    ));
+                }
+                Ok(Some(Change::Policy {
+                    min_decryption_version: min_dec,
+                    min_encryption_version: min_enc,
+                    deletion_allowed: update.deletion_allowed.unwrap_or(record.deletion_allowed),
+                }))
+            })
+            .await
+    }
+}
+
+pub(super) fn require_enabled(record: &KeyRecord) -> Result<()> {
+    match record.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::PendingDeletion => Err(Error::FailedPrecondition(format!(
+            "key {} is pending deletion; cancel the deletion to use it",
+            record.name
+        ))),
+        KeyState::Destroyed => {
+            Err(Error::FailedPrecondition(format!("key {} is destroyed", record.name)))
+        }
+    }
+}
+
+fn decode_page_token(token: &str) -> Result<String> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
+    let invalid = || Error::invalid("page_token", "not a token from a previous ListKeys page");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let key = String::from_utf8(bytes).map_err(|_| invalid())?;
+    parse_id("page_token", "key", &key).map_err(|_| invalid())
+}

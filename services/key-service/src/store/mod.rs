@@ -1,0 +1,423 @@
+//! The key-service's storage: two tables, one code path for SQLite and PostgreSQL (sqlx `Any`).
+//!
+//! Every change to a key runs in one transaction that first locks the key's row (an UPDATE that
+//! changes nothing: a row lock on PostgreSQL, the write lock on SQLite), then reads it, lets the
+//! caller decide, and writes. Concurrent changes to one key therefore serialize, which keeps
+//! version numbers gap-free.
+
+mod record;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor as _, Row as _};
+
+pub use record::{KeyRecord, KeyState};
+
+use crate::names::KeyName;
+use crate::{Error, Result};
+
+/// `SELECT` of every `kms_keys` column in [`KeyRecord::from_row`] order, then `$tail`. A macro
+/// so the SQL stays a static string (sqlx refuses dynamically built SQL).
+macro_rules! select_key {
+    ($tail:literal) => {
+        concat!(
+            "SELECT tenant, key_id, primary_version, min_decryption_version, ",
+            "min_encryption_version, deletion_allowed, state, create_time, update_time, ",
+            "destroy_time FROM kms_keys ",
+            $tail
+        )
+    };
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("src/store/migrations/postgres");
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (the default for `coffer up`).
+    Sqlite,
+    /// PostgreSQL (production).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, if Coffer supports it.
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// A wrapped key version as stored.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// The root key version whose KEK wrapped it.
+    pub root_version: u32,
+    /// The wrapped material (an envelope).
+    pub wrapped: Vec<u8>,
+}
+
+/// One version row, for root-key rotation.
+#[derive(Debug, Clone)]
+pub struct VersionRow {
+    /// The key.
+    pub name: KeyName,
+    /// The key version.
+    pub version: u32,
+    /// The stored wrapping.
+    pub stored: StoredVersion,
+}
+
+/// What a [`Store::modify`] decision does to a key.
+#[derive(Debug)]
+pub enum Change {
+    /// Adds the next version (the caller wrapped it for that number) and makes it primary.
+    Rotate(StoredVersion),
+    /// Sets the policy fields.
+    Policy {
+        /// New minimum decryption version.
+        min_decryption_version: u32,
+        /// New minimum encryption version.
+        min_encryption_version: u32,
+        /// Whether deletion may be scheduled.
+        deletion_allowed: bool,
+    },
+    /// Marks the key pending deletion until `destroy_time`.
+    ScheduleDeletion {
+        /// When the material is destroyed.
+        destroy_time: i64,
+    },
+    /// Back to enabled.
+    CancelDeletion,
+    /// Deletes every version's material; the key row stays as `destroyed`.
+    Destroy,
+}
+
+/// The key-service's database handle. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects, applies pending migrations, and returns the store.
+    ///
+    /// SQLite gets WAL journaling, foreign keys, `secure_delete` (so destroyed key material is
+    /// overwritten in the file, not left in free pages) and a single connection (one writer, no
+    /// busy errors). PostgreSQL gets a pool of `max_connections`.
+    ///
+    /// # Errors
+    /// [`Error::Database`] if the database is unreachable, [`Error::Migrate`] if migrations fail.
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url.expose_secret())
+            .ok_or_else(|| Error::invalid("database_url", "must start with sqlite: or postgres://"))?;
+        let options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(1).after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA secure_delete = ON",
+                        "PRAGMA busy_timeout = 5000",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections),
+        };
+        let pool = options
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(url.expose_secret())
+            .await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Inserts a new key with its version 1.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name is taken (in any state), [`Error::Database`].
+    pub async fn create_key(
+        &self,
+        name: &KeyName,
+        deletion_allowed: bool,
+        version_1: StoredVersion,
+        now: i64,
+    ) -> Result<KeyRecord> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO kms_keys (tenant, key_id, primary_version, min_decryption_version, \
+             min_encryption_version, deletion_allowed, state, create_time, update_time) \
+             VALUES ($1, $2, 1, 1, 1, $3, 'enabled', $4, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(name.tenant())
+        .bind(name.key())
+        .bind(deletion_allowed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::AlreadyExists(name.to_string()));
+        }
+        insert_version(&mut tx, name, 1, &version_1, now).await?;
+        tx.commit().await?;
+        Ok(KeyRecord::new(name.clone(), deletion_allowed, now))
+    }
+
+    /// The key's record, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn key(&self, name: &KeyName) -> Result<Option<KeyRecord>> {
+        let row = sqlx::query(select_key!("WHERE tenant = $1 AND key_id = $2"))
+            .bind(name.tenant())
+            .bind(name.key())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| KeyRecord::from_row(&row)).transpose()
+    }
+
+    /// Up to `limit` keys of `tenant` with ids after `after`, in id order.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list_keys(&self, tenant: &str, after: &str, limit: u32) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(select_key!(
+            "WHERE tenant = $1 AND key_id > $2 ORDER BY key_id LIMIT $3"
+        ))
+        .bind(tenant)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(KeyRecord::from_row).collect()
+    }
+
+    /// Changes a key under its row lock: `decide` sees the current record and returns the
+    /// change to apply, `None` for none, or an error, which rolls back. Returns the record as
+    /// it is afterwards.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], whatever `decide` returns, [`Error::Database`].
+    pub async fn modify<F>(&self, name: &KeyName, now: i64, decide: F) -> Result<KeyRecord>
+    where
+        F: FnOnce(&KeyRecord) -> Result<Option<Change>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        // Take the lock before reading, so no one changes the row between our read and write.
+        let locked = sqlx::query(
+            "UPDATE kms_keys SET update_time = update_time WHERE tenant = $1 AND key_id = $2",
+        )
+        .bind(name.tenant())
+        .bind(name.key())
+        .execute(&mut *tx)
+        .await?;
+        if locked.rows_affected() == 0 {
+            return Err(Error::NotFound(name.to_string()));
+        }
+        let row = sqlx::query(select_key!("WHERE tenant = $1 AND key_id = $2"))
+            .bind(name.tenant())
+            .bind(name.key())
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut record = KeyRecord::from_row(&row)?;
+        if let Some(change) = decide(&record)? {
+            apply(&mut tx, &mut record, change, now).await?;
+        }
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// The wrapped material of one version, if it exists (destroyed keys have none).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn version(&self, name: &KeyName, version: u32) -> Result<Option<StoredVersion>> {
+        let row = sqlx::query(
+            "SELECT root_version, wrapped FROM kms_key_versions \
+             WHERE tenant = $1 AND key_id = $2 AND version = $3",
+        )
+        .bind(name.tenant())
+        .bind(name.key())
+        .bind(i64::from(version))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| stored_version(&row)).transpose()
+    }
+
+    /// Keys whose deletion waiting period ended at or before `now`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn due_deletions(&self, now: i64) -> Result<Vec<KeyName>> {
+        let rows = sqlx::query(
+            "SELECT tenant, key_id FROM kms_keys \
+             WHERE state = 'pending_deletion' AND destroy_time <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?))
+            .collect()
+    }
+
+    /// Up to `limit` versions wrapped under a root version other than `root_version`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn versions_not_under(&self, root_version: u32, limit: u32) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(
+            "SELECT tenant, key_id, version, root_version, wrapped FROM kms_key_versions \
+             WHERE root_version <> $1 ORDER BY tenant, key_id, version LIMIT $2",
+        )
+        .bind(i64::from(root_version))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(VersionRow {
+                    name: KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?,
+                    version: record::to_u32(row.try_get(2)?)?,
+                    stored: StoredVersion {
+                        root_version: record::to_u32(row.try_get(3)?)?,
+                        wrapped: row.try_get(4)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces a version's wrapping if it is still what `row` read (compare-and-set), so a
+    /// concurrent rewrap or destruction is never overwritten. Returns whether it was replaced.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn rewrap_version(&self, row: &VersionRow, new: &StoredVersion) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE kms_key_versions SET root_version = $1, wrapped = $2 \
+             WHERE tenant = $3 AND key_id = $4 AND version = $5 AND root_version = $6",
+        )
+        .bind(i64::from(new.root_version))
+        .bind(new.wrapped.as_slice())
+        .bind(row.name.tenant())
+        .bind(row.name.key())
+        .bind(i64::from(row.version))
+        .bind(i64::from(row.stored.root_version))
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Every root key version some stored key version is wrapped under.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn root_versions_in_use(&self) -> Result<Vec<u32>> {
+        let rows = sqlx::query("SELECT DISTINCT root_version FROM kms_key_versions")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| record::to_u32(row.try_get(0)?)).collect()
+    }
+}
+
+async fn apply(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    record: &mut KeyRecord,
+    change: Change,
+    now: i64,
+) -> Result<()> {
+    let name = record.name.clone();
+    match change {
+        Change::Rotate(stored) => {
+            let version = record.primary_version + 1;
+            insert_version(tx, &name, version, &stored, now).await?;
+            record.primary_version = version;
+        }
+        Change::Policy { min_decryption_version, min_encryption_version, deletion_allowed } => {
+            record.min_decryption_version = min_decryption_version;
+            record.min_encryption_version = min_encryption_version;
+            record.deletion_allowed = deletion_allowed;
+        }
+        Change::ScheduleDeletion { destroy_time } => {
+            record.state = KeyState::PendingDeletion;
+            record.destroy_time = Some(destroy_time);
+        }
+        Change::CancelDeletion => {
+            record.state = KeyState::Enabled;
+            record.destroy_time = None;
+        }
+        Change::Destroy => {
+            sqlx::query("DELETE FROM kms_key_versions WHERE tenant = $1 AND key_id = $2")
+                .bind(name.tenant())
+                .bind(name.key())
+                .execute(&mut **tx)
+                .await?;
+            record.state = KeyState::Destroyed;
+        }
+    }
+    record.update_time = now;
+    sqlx::query(
+        "UPDATE kms_keys SET primary_version = $1, min_decryption_version = $2, \
+         min_encryption_version = $3, deletion_allowed = $4, state = $5, update_time = $6, \
+         destroy_time = $7 WHERE tenant = $8 AND key_id = $9",
+    )
+    .bind(i64::from(record.primary_version))
+    .bind(i64::from(record.min_decryption_version))
+    .bind(i64::from(record.min_encryption_version))
+    .bind(record.deletion_allowed)
+    .bind(record.state.as_str())
+    .bind(now)
+    .bind(record.destroy_time)
+    .bind(name.tenant())
+    .bind(name.key())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &KeyName,
+    version: u32,
+    stored: &StoredVersion,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO kms_key_versions (tenant, key_id, version, root_version, wrapped, create_time) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(name.tenant())
+    .bind(name.key())
+    .bind(i64::from(version))
+    .bind(i64::from(stored.root_version))
+    .bind(stored.wrapped.as_slice())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn stored_version(row: &AnyRow) -> Result<StoredVersion> {
+    Ok(StoredVersion { root_version: record::to_u32(row.try_get(0)?)?, wrapped: row.try_get(1)? })
+}
+

@@ -1,0 +1,97 @@
+//! A key's metadata row.
+
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use crate::names::KeyName;
+use crate::{Error, Result};
+
+/// A key's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Usable.
+    Enabled,
+    /// Deletion scheduled; unusable until cancelled.
+    PendingDeletion,
+    /// Material destroyed.
+    Destroyed,
+}
+
+impl KeyState {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::PendingDeletion => "pending_deletion",
+            Self::Destroyed => "destroyed",
+        }
+    }
+
+    fn parse(stored: &str) -> Result<Self> {
+        match stored {
+            "enabled" => Ok(Self::Enabled),
+            "pending_deletion" => Ok(Self::PendingDeletion),
+            "destroyed" => Ok(Self::Destroyed),
+            _ => Err(Error::Database(sqlx::Error::Decode("unknown key state".into()))),
+        }
+    }
+}
+
+/// A key's metadata, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key's name.
+    pub name: KeyName,
+    /// The version that encrypts; versions are 1..=primary_version.
+    pub primary_version: u32,
+    /// Lowest version that still decrypts.
+    pub min_decryption_version: u32,
+    /// Lowest version that may be requested for encryption.
+    pub min_encryption_version: u32,
+    /// Whether deletion may be scheduled.
+    pub deletion_allowed: bool,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Creation time, unix seconds.
+    pub create_time: i64,
+    /// Last change, unix seconds.
+    pub update_time: i64,
+    /// When a pending deletion takes (or took) effect, unix seconds.
+    pub destroy_time: Option<i64>,
+}
+
+impl KeyRecord {
+    /// A freshly created key.
+    pub(crate) fn new(name: KeyName, deletion_allowed: bool, now: i64) -> Self {
+        Self {
+            name,
+            primary_version: 1,
+            min_decryption_version: 1,
+            min_encryption_version: 1,
+            deletion_allowed,
+            state: KeyState::Enabled,
+            create_time: now,
+            update_time: now,
+            destroy_time: None,
+        }
+    }
+
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            name: KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?,
+            primary_version: to_u32(row.try_get(2)?)?,
+            min_decryption_version: to_u32(row.try_get(3)?)?,
+            min_encryption_version: to_u32(row.try_get(4)?)?,
+            deletion_allowed: row.try_get(5)?,
+            state: KeyState::parse(&row.try_get::<String, _>(6)?)?,
+            create_time: row.try_get(7)?,
+            update_time: row.try_get(8)?,
+            destroy_time: row.try_get(9)?,
+        })
+    }
+}
+
+/// Stored BIGINT to u32, refusing values the schema should never hold.
+pub(crate) fn to_u32(value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::Database(sqlx::Error::Decode("version out of range".into())))
+}
