@@ -1,1 +1,189 @@
-//! placeholder
+//! Shared test fixtures: fresh databases on SQLite and PostgreSQL, mTLS channels to servers
+//! under test, and quiet-by-default tracing. A dev-dependency of every service's tests.
+//!
+//! PostgreSQL: `COFFER_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
+//! is the admin connection; each test gets its own database, dropped afterwards. When the
+//! server is unreachable the PostgreSQL half of a test is skipped with a notice, unless
+//! `COFFER_REQUIRE_POSTGRES=1` (set by CI), which turns that into a failure.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::Connection as _;
+use tonic::transport::{Channel, ClientTlsConfig};
+
+/// A database kind to run a test on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// A database that exists for one test and is removed when dropped.
+pub struct TestDatabase {
+    url: String,
+    backend: Backend,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// Creates a fresh, empty database, or `None` if PostgreSQL is unreachable and not
+    /// required.
+    ///
+    /// # Panics
+    /// When PostgreSQL is required (`COFFER_REQUIRE_POSTGRES=1`) but unreachable, or a
+    /// database cannot be created.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                Some(Self { url, backend, cleanup: Cleanup::Sqlite(dir) })
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let mut admin = match connect_postgres(&admin_url).await {
+                    Ok(conn) => conn,
+                    Err(error) if !postgres_required() => {
+                        eprintln!("skipping PostgreSQL half of this test: {error:#}");
+                        return None;
+                    }
+                    Err(error) => panic!("PostgreSQL is required but unreachable: {error:#}"),
+                };
+                let name = format!("coffer_test_{}", random_hex(8));
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create test database");
+                let url = replace_database(&admin_url, &name);
+                Some(Self { url, backend, cleanup: Cleanup::Postgres { admin_url, name } })
+            }
+        }
+    }
+
+    /// The connection URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside a runtime; a fresh thread with its own runtime may block.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(async {
+                    let mut admin = connect_postgres(&admin_url).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await?;
+                    anyhow::Ok(())
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test database {}", self.url);
+            }
+        }
+    }
+}
+
+/// Runs `test` on SQLite, then on PostgreSQL when available: one test body, both databases.
+pub async fn on_each_backend<F, Fut>(test: F)
+where
+    F: Fn(TestDatabase) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if let Some(database) = TestDatabase::create(backend).await {
+            test(database).await;
+        }
+    }
+}
+
+/// Opens an mTLS channel to `addr`, verifying the server as `127.0.0.1`.
+///
+/// # Errors
+/// If the TLS configuration is refused or the connection fails (for example because the
+/// server rejects the client certificate).
+pub async fn connect(addr: SocketAddr, tls: ClientTlsConfig) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .connect()
+        .await?)
+}
+
+/// Installs a test log subscriber when `TEST_LOG=1`; tests are silent otherwise.
+pub fn init_tracing() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,h2=info,hyper=info,sqlx=warn"))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// `n` random bytes as hex, for unique names.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).expect("OS random number generator");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("COFFER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn postgres_required() -> bool {
+    std::env::var("COFFER_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+async fn connect_postgres(url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(url))
+        .await
+        .context("timed out connecting to PostgreSQL")?
+        .with_context(|| format!("connecting to {url}"))
+}
+
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let base = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    format!("{base}/{database}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            replace_database("postgres://u@h:5432/test?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(replace_database("postgres://u@h/test", "x"), "postgres://u@h/x");
+    }
+}

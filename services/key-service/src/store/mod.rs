@@ -1,5 +1,8 @@
 //! The key-service's storage: two tables, one code path for SQLite and PostgreSQL (sqlx `Any`).
 //!
+//! The `Any` driver maps only the types both databases share, so flags are stored as 0/1
+//! BIGINTs and times as unix seconds.
+//!
 //! Every change to a key runs in one transaction that first locks the key's row (an UPDATE that
 //! changes nothing: a row lock on PostgreSQL, the write lock on SQLite), then reads it, lets the
 //! caller decide, and writes. Concurrent changes to one key therefore serialize, which keeps
@@ -170,7 +173,7 @@ impl Store {
         )
         .bind(name.tenant())
         .bind(name.key())
-        .bind(deletion_allowed)
+        .bind(i64::from(deletion_allowed))
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -384,7 +387,7 @@ async fn apply(
     .bind(i64::from(record.primary_version))
     .bind(i64::from(record.min_decryption_version))
     .bind(i64::from(record.min_encryption_version))
-    .bind(record.deletion_allowed)
+    .bind(i64::from(record.deletion_allowed))
     .bind(record.state.as_str())
     .bind(now)
     .bind(record.destroy_time)

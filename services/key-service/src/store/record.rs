@@ -82,7 +82,7 @@ impl KeyRecord {
             primary_version: to_u32(row.try_get(2)?)?,
             min_decryption_version: to_u32(row.try_get(3)?)?,
             min_encryption_version: to_u32(row.try_get(4)?)?,
-            deletion_allowed: row.try_get(5)?,
+            deletion_allowed: row.try_get::<i64, _>(5)? != 0,
             state: KeyState::parse(&row.try_get::<String, _>(6)?)?,
             create_time: row.try_get(7)?,
             update_time: row.try_get(8)?,

@@ -6,7 +6,7 @@ CREATE TABLE kms_keys (
     primary_version        BIGINT  NOT NULL,
     min_decryption_version BIGINT  NOT NULL,
     min_encryption_version BIGINT  NOT NULL,
-    deletion_allowed       BOOLEAN NOT NULL,
+    deletion_allowed       BIGINT  NOT NULL CHECK (deletion_allowed IN (0, 1)),
     state                  TEXT    NOT NULL CHECK (state IN ('enabled', 'pending_deletion', 'destroyed')),
     create_time            BIGINT  NOT NULL,
     update_time            BIGINT  NOT NULL,

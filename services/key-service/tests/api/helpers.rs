@@ -1,0 +1,227 @@
+//! `spawn_app` and typed helpers around a running key-service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use coffer_key_service::clock::Clock;
+use coffer_key_service::keyring::RootKeyring;
+use coffer_key_service::{Config, serve};
+use coffer_proto::pb;
+use coffer_proto::pb::key_service_client::KeyServiceClient;
+use coffer_test_support::{TestDatabase, connect, init_tracing};
+use coffer_transport::DevCa;
+use coffer_transport::dev_ca::Usage;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// The trust domain of the test CA (the default policy's).
+pub const TRUST_DOMAIN: &str = "coffer.local";
+/// The operator identity the default client uses.
+pub const OPERATOR: &str = "operator/test";
+
+pub type Client = KeyServiceClient<Channel>;
+
+/// A running key-service and what a test needs to talk to it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub ca: Arc<DevCa>,
+    pub clock: Clock,
+    pub database: TestDatabase,
+    client: Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<coffer_key_service::Result<()>>>,
+}
+
+/// What a test may change about the server it spawns.
+pub struct Options {
+    pub keyring: RootKeyring,
+    pub ca: Arc<DevCa>,
+    pub clock: Clock,
+}
+
+impl Options {
+    pub fn new() -> Self {
+        Self {
+            keyring: RootKeyring::generate().unwrap(),
+            ca: Arc::new(DevCa::generate(TRUST_DOMAIN).unwrap()),
+            clock: Clock::manual(),
+        }
+    }
+}
+
+/// Spawns a key-service on a fresh port with a fresh keyring, CA and manual clock.
+pub async fn spawn_app(database: TestDatabase) -> TestApp {
+    spawn_with(database, Options::new()).await.unwrap()
+}
+
+/// Spawns a key-service with the given options; fails if the server refuses to start.
+pub async fn spawn_with(
+    database: TestDatabase,
+    options: Options,
+) -> Result<TestApp, coffer_key_service::Error> {
+    init_tracing();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = options.ca.issue_material("key-service", Usage::Service).unwrap();
+    let mut config =
+        Config::new(SecretString::from(database.url().to_owned()), options.keyring, tls);
+    config.clock = options.clock.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let material = options.ca.issue_material(OPERATOR, Usage::Client).unwrap();
+    // Connecting completes once the server accepts, i.e. after its start-up; a start-up
+    // failure ends the server task first.
+    let connected = tokio::select! {
+        channel = connect(addr, material.client_config("127.0.0.1")) => channel,
+        outcome = &mut server => {
+            return Err(outcome.unwrap().expect_err("server stopped without an error"));
+        }
+    };
+    let client = match connected {
+        Ok(channel) => KeyServiceClient::new(channel),
+        // The server may have closed the listener while failing to start.
+        Err(error) => match server.await.unwrap() {
+            Err(start_error) => return Err(start_error),
+            Ok(()) => panic!("cannot connect to the key-service: {error:#}"),
+        },
+    };
+    Ok(TestApp {
+        addr,
+        ca: options.ca,
+        clock: options.clock,
+        database,
+        client,
+        stop: Some(stop),
+        server: Some(server),
+    })
+}
+
+impl TestApp {
+    /// A client authenticated as the test operator (allowed everything).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// A client whose certificate carries `spiffe://coffer.local/{name}`.
+    pub async fn client_as(&self, name: &str) -> Client {
+        let material = self.ca.issue_material(name, Usage::Client).unwrap();
+        KeyServiceClient::new(connect(self.addr, material.client_config("127.0.0.1")).await.unwrap())
+    }
+
+    /// Stops the server gracefully and hands back the database and CA for a restart.
+    pub async fn stop(mut self) -> (TestDatabase, Arc<DevCa>, Clock) {
+        self.shutdown().await;
+        (self.database, self.ca, self.clock)
+    }
+
+    /// Signals shutdown and waits for the server to finish.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Sends the shutdown signal without waiting.
+    pub fn signal_shutdown(&mut self) -> JoinHandle<coffer_key_service::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.take().unwrap()
+    }
+
+    pub async fn create_key(&self, name: &str) -> pb::Key {
+        self.client()
+            .create_key(pb::CreateKeyRequest { name: name.into(), deletion_allowed: false })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn encrypt(&self, name: &str, plaintext: &[u8], context: &[(&str, &str)]) -> Vec<u8> {
+        self.client()
+            .encrypt(pb::EncryptRequest {
+                name: name.into(),
+                plaintext: plaintext.to_vec(),
+                encryption_context: context_map(context),
+                key_version: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .ciphertext
+    }
+
+    pub async fn decrypt(
+        &self,
+        name: &str,
+        ciphertext: &[u8],
+        context: &[(&str, &str)],
+    ) -> Result<pb::DecryptResponse, tonic::Status> {
+        self.client()
+            .decrypt(pb::DecryptRequest {
+                name: name.into(),
+                ciphertext: ciphertext.to_vec(),
+                encryption_context: context_map(context),
+                ciphertext_text: String::new(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn rotate(&self, name: &str) -> pb::Key {
+        self.client()
+            .rotate_key(pb::RotateKeyRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn update_policy(
+        &self,
+        name: &str,
+        min_decryption_version: Option<u32>,
+        min_encryption_version: Option<u32>,
+        deletion_allowed: Option<bool>,
+    ) -> Result<pb::Key, tonic::Status> {
+        self.client()
+            .update_key_policy(pb::UpdateKeyPolicyRequest {
+                name: name.into(),
+                min_decryption_version,
+                min_encryption_version,
+                deletion_allowed,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// A raw connection to the service's database, for checks behind the API.
+    pub async fn raw_database(&self) -> sqlx::AnyConnection {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        sqlx::AnyConnection::connect(self.database.url()).await.unwrap()
+    }
+}
+
+pub fn context_map(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// Asserts that a call failed with `code` and that the message contains `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    needle: &str,
+) {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    assert!(status.message().contains(needle), "`{}` lacks `{needle}`", status.message());
+}

@@ -1,0 +1,14 @@
+//! key-service integration tests: real servers on 127.0.0.1:0, real mTLS certificates from a
+//! test CA, generated clients, each test on SQLite and PostgreSQL.
+
+// Test helpers are `pub` for the sibling modules of this one binary, not for other crates.
+#![allow(unreachable_pub, missing_docs)]
+
+mod authz;
+mod crypto;
+mod deletion;
+mod helpers;
+mod keys;
+mod root;
+mod rotation;
+mod shutdown;
