@@ -1,1 +1,2 @@
-//! Cross-service integration tests live in `tests/`.
+//! Cross-service integration tests. The tests themselves are in `stack/`; this library is
+//! empty so that the package builds on its own.

@@ -33,8 +33,10 @@ impl Aad {
         K: AsRef<str> + ?Sized + 'a,
         V: AsRef<str> + ?Sized + 'a,
     {
-        let mut sorted: Vec<(&str, &str)> =
-            entries.into_iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+        let mut sorted: Vec<(&str, &str)> = entries
+            .into_iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
         sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         push_len(&mut self.0, sorted.len());
         for (key, value) in sorted {
@@ -86,7 +88,10 @@ mod tests {
 
     #[test]
     fn splitting_fields_differently_changes_the_encoding() {
-        assert_ne!(Aad::new("p").field(b"ab").field(b"c"), Aad::new("p").field(b"a").field(b"bc"));
+        assert_ne!(
+            Aad::new("p").field(b"ab").field(b"c"),
+            Aad::new("p").field(b"a").field(b"bc")
+        );
         assert_ne!(Aad::new("p").field(b""), Aad::new("p"));
     }
 

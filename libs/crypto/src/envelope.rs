@@ -9,8 +9,8 @@
 //! without decryption failing. The format is self-describing: the key version travels with the
 //! ciphertext, so rotation needs no lookup table.
 
-use aes_gcm::aead::{Aead as _, Payload};
 use aes_gcm::Nonce;
+use aes_gcm::aead::{Aead as _, Payload};
 
 use crate::keys::AeadKey;
 use crate::{Aad, Error, Result, SecretBytes};
@@ -51,7 +51,12 @@ impl<'a> Envelope<'a> {
             return Err(Error::Malformed("unknown format"));
         }
         let key_version = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-        Ok(Self { key_version, header, nonce, sealed })
+        Ok(Self {
+            key_version,
+            header,
+            nonce,
+            sealed,
+        })
     }
 
     /// The key version named in the header.
@@ -66,7 +71,13 @@ impl<'a> Envelope<'a> {
     pub fn open(&self, key: &impl AeadKey, aad: &Aad) -> Result<SecretBytes> {
         let full_aad = full_aad(self.header, aad);
         key.cipher()
-            .decrypt(Nonce::from_slice(self.nonce), Payload { msg: self.sealed, aad: &full_aad })
+            .decrypt(
+                Nonce::from_slice(self.nonce),
+                Payload {
+                    msg: self.sealed,
+                    aad: &full_aad,
+                },
+            )
             .map(SecretBytes::new)
             .map_err(|_| Error::Decrypt)
     }
@@ -97,7 +108,13 @@ pub(crate) fn seal_with_nonce(
     let full_aad = full_aad(&header, aad);
     let sealed = key
         .cipher()
-        .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad: &full_aad })
+        .encrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &full_aad,
+            },
+        )
         .map_err(|_| Error::TooLarge)?;
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
     out.extend_from_slice(&header);

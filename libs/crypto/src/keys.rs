@@ -140,7 +140,10 @@ mod tests {
     fn wrong_length_is_rejected() {
         assert_eq!(
             RootKey::from_bytes(&[0; 31]).unwrap_err(),
-            Error::KeyLength { expected: 32, actual: 31 }
+            Error::KeyLength {
+                expected: 32,
+                actual: 31
+            }
         );
     }
 
@@ -151,7 +154,10 @@ mod tests {
         let a = root.derive_kek("acme");
         assert_eq!(a.expose_secret(), root.derive_kek("acme").expose_secret());
         assert_ne!(a.expose_secret(), root.derive_kek("acme2").expose_secret());
-        assert_ne!(a.expose_secret(), other_root.derive_kek("acme").expose_secret());
+        assert_ne!(
+            a.expose_secret(),
+            other_root.derive_kek("acme").expose_secret()
+        );
     }
 
     #[test]
@@ -167,7 +173,10 @@ mod tests {
         expand.update(b"coffer/kek/v1acme");
         expand.update(&[1]);
         let t1 = expand.finalize().into_bytes();
-        assert_eq!(root.derive_kek("acme").expose_secret().as_slice(), t1.as_slice());
+        assert_eq!(
+            root.derive_kek("acme").expose_secret().as_slice(),
+            t1.as_slice()
+        );
     }
 
     #[test]

@@ -24,14 +24,24 @@ pub fn encode(ciphertext: &[u8]) -> Result<String> {
 /// [`Error::Text`] for a wrong prefix, a bad version number, bad base64 or a version that
 /// disagrees with the envelope; [`Error::Malformed`] if the decoded bytes are no envelope.
 pub fn decode(text: &str) -> Result<Vec<u8>> {
-    let rest = text.strip_prefix(PREFIX).ok_or(Error::Text("must start with `coffer:v`"))?;
-    let (version, body) = rest.split_once(':').ok_or(Error::Text("missing `:` after version"))?;
-    if version.is_empty() || version.starts_with('0') || !version.bytes().all(|b| b.is_ascii_digit())
+    let rest = text
+        .strip_prefix(PREFIX)
+        .ok_or(Error::Text("must start with `coffer:v`"))?;
+    let (version, body) = rest
+        .split_once(':')
+        .ok_or(Error::Text("missing `:` after version"))?;
+    if version.is_empty()
+        || version.starts_with('0')
+        || !version.bytes().all(|b| b.is_ascii_digit())
     {
         return Err(Error::Text("version must be a positive decimal number"));
     }
-    let version: u32 = version.parse().map_err(|_| Error::Text("version out of range"))?;
-    let bytes = STANDARD.decode(body).map_err(|_| Error::Text("invalid base64"))?;
+    let version: u32 = version
+        .parse()
+        .map_err(|_| Error::Text("version out of range"))?;
+    let bytes = STANDARD
+        .decode(body)
+        .map_err(|_| Error::Text("invalid base64"))?;
     if Envelope::parse(&bytes)?.key_version() != version {
         return Err(Error::Text("version does not match the ciphertext"));
     }

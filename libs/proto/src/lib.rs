@@ -5,7 +5,13 @@
 //! encoded descriptor set of the same protos, for gRPC server reflection and the REST gateway.
 
 mod generated {
-    #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic, rust_2018_idioms)]
+    #![allow(
+        missing_docs,
+        unreachable_pub,
+        clippy::all,
+        clippy::pedantic,
+        rust_2018_idioms
+    )]
 
     pub mod coffer {
         pub mod v1 {
@@ -21,4 +27,5 @@ pub mod pb {
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every Coffer proto (with its imports),
 /// for `tonic-reflection` and for transcoding.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/coffer_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/coffer_descriptor.bin"));

@@ -46,7 +46,11 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                Some(Self { url, backend, cleanup: Cleanup::Sqlite(dir) })
+                Some(Self {
+                    url,
+                    backend,
+                    cleanup: Cleanup::Sqlite(dir),
+                })
             }
             Backend::Postgres => {
                 let admin_url = postgres_admin_url();
@@ -64,7 +68,11 @@ impl TestDatabase {
                     .await
                     .expect("create test database");
                 let url = replace_database(&admin_url, &name);
-                Some(Self { url, backend, cleanup: Cleanup::Postgres { admin_url, name } })
+                Some(Self {
+                    url,
+                    backend,
+                    cleanup: Cleanup::Postgres { admin_url, name },
+                })
             }
         }
     }
@@ -86,7 +94,9 @@ impl Drop for TestDatabase {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop runs inside a runtime; a fresh thread with its own runtime may block.
             let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
                 runtime.block_on(async {
                     let mut admin = connect_postgres(&admin_url).await?;
                     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -132,11 +142,45 @@ pub async fn connect(addr: SocketAddr, tls: ClientTlsConfig) -> anyhow::Result<C
         .await?)
 }
 
+/// Finds an external tool the tests cross-check against (installed by `scripts/test` into
+/// the workspace's `.venv`): `$COFFER_{NAME}` if set, else `.venv/bin/{name}`, else `{name}` on
+/// the `PATH`. Returns `None` (after a notice) if it is missing, unless
+/// `COFFER_REQUIRE_TOOLS=1` (set by CI), which makes a missing tool a failure.
+///
+/// # Panics
+/// When the tool is required but missing.
+pub fn find_tool(name: &str) -> Option<std::path::PathBuf> {
+    let variable = format!("COFFER_{}", name.to_ascii_uppercase().replace('-', "_"));
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates = std::env::var_os(&variable)
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([workspace.join(".venv/bin").join(name)])
+        .chain(std::env::var_os("PATH").into_iter().flat_map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .collect::<Vec<_>>()
+        }));
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    assert!(
+        std::env::var("COFFER_REQUIRE_TOOLS").map_or(true, |v| v != "1"),
+        "{name} is required (COFFER_REQUIRE_TOOLS=1) but was not found; run ./scripts/test"
+    );
+    eprintln!("skipping: {name} not found (./scripts/test installs it into .venv)");
+    None
+}
+
 /// Installs a test log subscriber when `TEST_LOG=1`; tests are silent otherwise.
 pub fn init_tracing() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,h2=info,hyper=info,sqlx=warn"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,h2=info,hyper=info,sqlx=warn",
+            ))
             .with_test_writer()
             .try_init();
     }
@@ -184,6 +228,9 @@ mod tests {
             replace_database("postgres://u@h:5432/test?sslmode=disable", "x"),
             "postgres://u@h:5432/x?sslmode=disable"
         );
-        assert_eq!(replace_database("postgres://u@h/test", "x"), "postgres://u@h/x");
+        assert_eq!(
+            replace_database("postgres://u@h/test", "x"),
+            "postgres://u@h/x"
+        );
     }
 }

@@ -56,15 +56,24 @@ impl DevCa {
     pub fn generate(trust_domain: &str) -> Result<Self> {
         let mut params = CertificateParams::default();
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.distinguished_name.push(DnType::CommonName, format!("Coffer dev CA ({trust_domain})"));
-        params.distinguished_name.push(DnType::OrganizationName, "Coffer development only");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("Coffer dev CA ({trust_domain})"),
+        );
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Coffer development only");
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + Duration::days(3650);
         let key = KeyPair::generate()?;
         let cert_pem = params.self_signed(&key)?.pem();
-        Ok(Self { trust_domain: trust_domain.to_owned(), cert_pem, issuer: Issuer::new(params, key) })
+        Ok(Self {
+            trust_domain: trust_domain.to_owned(),
+            cert_pem,
+            issuer: Issuer::new(params, key),
+        })
     }
 
     /// Loads the CA from `dir` (`ca.pem`, `ca-key.pem`), or generates one and writes it there
@@ -80,11 +89,19 @@ impl DevCa {
             let key_pem = SecretString::from(
                 std::fs::read_to_string(&key_path).map_err(Error::io(&key_path))?,
             );
-            let key = KeyPair::from_pem(key_pem.expose_secret())
-                .map_err(|_| Error::Pem { path: key_path.clone(), what: "not a usable private key" })?;
-            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-                .map_err(|_| Error::Pem { path: cert_path.clone(), what: "not a CA certificate" })?;
-            return Ok(Self { trust_domain: trust_domain.to_owned(), cert_pem, issuer });
+            let key = KeyPair::from_pem(key_pem.expose_secret()).map_err(|_| Error::Pem {
+                path: key_path.clone(),
+                what: "not a usable private key",
+            })?;
+            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|_| Error::Pem {
+                path: cert_path.clone(),
+                what: "not a CA certificate",
+            })?;
+            return Ok(Self {
+                trust_domain: trust_domain.to_owned(),
+                cert_pem,
+                issuer,
+            });
         }
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         let ca = Self::generate(trust_domain)?;
@@ -124,7 +141,10 @@ impl DevCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = match usage {
             Usage::Service => {
-                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+                vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ]
             }
             Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
         };
@@ -133,7 +153,11 @@ impl DevCa {
         params.not_after = now + Duration::days(365);
         let key = KeyPair::generate()?;
         let cert_pem = params.signed_by(&key, &self.issuer)?.pem();
-        Ok(IssuedCert { id, cert_pem, key_pem: SecretString::from(key.serialize_pem()) })
+        Ok(IssuedCert {
+            id,
+            cert_pem,
+            key_pem: SecretString::from(key.serialize_pem()),
+        })
     }
 
     /// Issues a certificate for `name` into `dir/{stem}.pem` and `dir/{stem}-key.pem` (0600),
@@ -141,7 +165,13 @@ impl DevCa {
     ///
     /// # Errors
     /// As [`DevCa::issue`], plus [`Error::Io`].
-    pub fn issue_files(&self, dir: &Path, stem: &str, name: &str, usage: Usage) -> Result<TlsFiles> {
+    pub fn issue_files(
+        &self,
+        dir: &Path,
+        stem: &str,
+        name: &str,
+        usage: Usage,
+    ) -> Result<TlsFiles> {
         let files = TlsFiles {
             cert: dir.join(format!("{stem}.pem")),
             key: dir.join(format!("{stem}-key.pem")),
@@ -161,19 +191,27 @@ impl DevCa {
     /// As [`DevCa::issue`].
     pub fn issue_material(&self, name: &str, usage: Usage) -> Result<TlsMaterial> {
         let issued = self.issue(name, usage)?;
-        Ok(TlsMaterial::from_pem(issued.cert_pem, issued.key_pem, self.cert_pem.clone()))
+        Ok(TlsMaterial::from_pem(
+            issued.cert_pem,
+            issued.key_pem,
+            self.cert_pem.clone(),
+        ))
     }
 }
 
 impl std::fmt::Debug for DevCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevCa").field("trust_domain", &self.trust_domain).finish_non_exhaustive()
+        f.debug_struct("DevCa")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
     }
 }
 
 impl std::fmt::Debug for IssuedCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCert").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("IssuedCert")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -217,10 +255,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join(CA_KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(CA_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let files = second.issue_files(dir.path(), "svc", "key-service", Usage::Service).unwrap();
+        let files = second
+            .issue_files(dir.path(), "svc", "key-service", Usage::Service)
+            .unwrap();
         let material = TlsMaterial::load(&files).unwrap();
         assert_eq!(material.identity().unwrap().path(), "key-service");
     }
@@ -228,6 +271,9 @@ mod tests {
     #[test]
     fn bad_names_are_refused() {
         let ca = DevCa::generate("coffer.test").unwrap();
-        assert!(matches!(ca.issue("../x", Usage::Client), Err(Error::SpiffeId(_))));
+        assert!(matches!(
+            ca.issue("../x", Usage::Client),
+            Err(Error::SpiffeId(_))
+        ));
     }
 }

@@ -38,22 +38,36 @@ impl SpiffeId {
         if id.len() > MAX_LEN {
             return Err(Error::SpiffeId("longer than 2048 bytes"));
         }
-        let rest = id.strip_prefix(SCHEME).ok_or(Error::SpiffeId("must start with spiffe://"))?;
-        let (domain, path) = rest.split_once('/').ok_or(Error::SpiffeId("missing path"))?;
+        let rest = id
+            .strip_prefix(SCHEME)
+            .ok_or(Error::SpiffeId("must start with spiffe://"))?;
+        let (domain, path) = rest
+            .split_once('/')
+            .ok_or(Error::SpiffeId("missing path"))?;
         if domain.is_empty()
-            || !domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            || !domain
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         {
             return Err(Error::SpiffeId("trust domain must be [a-z0-9._-]+"));
         }
         for segment in path.split('/') {
             if segment.is_empty() || segment == "." || segment == ".." {
-                return Err(Error::SpiffeId("path segments must be non-empty and not . or .."));
+                return Err(Error::SpiffeId(
+                    "path segments must be non-empty and not . or ..",
+                ));
             }
-            if !segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            if !segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
                 return Err(Error::SpiffeId("path segments must be [A-Za-z0-9._-]+"));
             }
         }
-        Ok(Self { id: id.to_owned(), domain_len: domain.len() })
+        Ok(Self {
+            id: id.to_owned(),
+            domain_len: domain.len(),
+        })
     }
 
     /// The trust domain, e.g. `coffer.local`.
@@ -86,10 +100,14 @@ impl SpiffeId {
     pub fn from_certificate_der(der: &[u8]) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let san = cert.subject_alternative_name().ok()??;
-        let mut ids = san.value.general_names.iter().filter_map(|name| match name {
-            GeneralName::URI(uri) if uri.starts_with(SCHEME) => Some(*uri),
-            _ => None,
-        });
+        let mut ids = san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) if uri.starts_with(SCHEME) => Some(*uri),
+                _ => None,
+            });
         let id = ids.next()?;
         if ids.next().is_some() {
             return None;

@@ -42,20 +42,39 @@ impl TlsMaterial {
         let key_pem = SecretString::from(read(&files.key)?);
         let ca_pem = read(&files.ca)?;
         let identity = first_certificate_der(&cert_pem)
-            .ok_or_else(|| Error::Pem { path: files.cert.clone(), what: "no PEM certificate" })
+            .ok_or_else(|| Error::Pem {
+                path: files.cert.clone(),
+                what: "no PEM certificate",
+            })
             .map(|der| SpiffeId::from_certificate_der(&der))?;
-        first_certificate_der(&ca_pem)
-            .ok_or_else(|| Error::Pem { path: files.ca.clone(), what: "no PEM certificate" })?;
+        first_certificate_der(&ca_pem).ok_or_else(|| Error::Pem {
+            path: files.ca.clone(),
+            what: "no PEM certificate",
+        })?;
         if !key_pem.expose_secret().contains("PRIVATE KEY-----") {
-            return Err(Error::Pem { path: files.key.clone(), what: "no PEM private key" });
+            return Err(Error::Pem {
+                path: files.key.clone(),
+                what: "no PEM private key",
+            });
         }
-        Ok(Self { cert_pem, key_pem, ca_pem, identity })
+        Ok(Self {
+            cert_pem,
+            key_pem,
+            ca_pem,
+            identity,
+        })
     }
 
     /// Material already in memory (for the dev CA and tests).
     pub fn from_pem(cert_pem: String, key_pem: SecretString, ca_pem: String) -> Self {
-        let identity = first_certificate_der(&cert_pem).and_then(|d| SpiffeId::from_certificate_der(&d));
-        Self { cert_pem, key_pem, ca_pem, identity }
+        let identity =
+            first_certificate_der(&cert_pem).and_then(|d| SpiffeId::from_certificate_der(&d));
+        Self {
+            cert_pem,
+            key_pem,
+            ca_pem,
+            identity,
+        }
     }
 
     /// The SPIFFE ID in this material's own certificate, if it has one.
@@ -89,7 +108,9 @@ impl TlsMaterial {
 
 impl std::fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsMaterial").field("identity", &self.identity).finish_non_exhaustive()
+        f.debug_struct("TlsMaterial")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,1 +1,99 @@
-fn main() {}
+//! `coffer`: run the dev stack, issue dev certificates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use coffer::{layout, up};
+
+#[derive(Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Coffer: secrets infrastructure for MCP deployments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole stack in this process on embedded defaults (development only).
+    Up {
+        /// Data directory: dev CA, certificates, dev root key, SQLite files.
+        #[arg(long, default_value = "./coffer-data")]
+        data_dir: PathBuf,
+        /// Address of the key-service (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+    },
+    /// Dev CA certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Issue a client certificate for spiffe://coffer.local/NAME from the dev CA.
+    Issue {
+        /// SPIFFE path, e.g. `operator/alice` (all RPCs) or `credential-service`.
+        #[arg(long)]
+        name: String,
+        /// Data directory of `coffer up`.
+        #[arg(long, default_value = "./coffer-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Up { data_dir, listen } => run_up(up::Options { data_dir, listen }).await,
+        Command::Certs {
+            command: CertsCommand::Issue { name, data_dir },
+        } => layout::issue_client_certificate(&data_dir, &name).map(|files| {
+            println!(
+                "certificate: {}\nprivate key: {}",
+                files.cert.display(),
+                files.key.display()
+            );
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("coffer: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_up(options: up::Options) -> anyhow::Result<()> {
+    coffer_telemetry::init(coffer_telemetry::LogFormat::Human)?;
+    let signal = coffer_telemetry::ShutdownSignal::install()?;
+    let mut running = up::start(&options).await?;
+    eprintln!("{}", up::dev_mode_warning(&running));
+    tracing::warn!("dev mode: root key and CA key are stored unprotected in the data directory");
+    println!("key-service listening on {}", running.key_service_addr);
+    println!("try: {}", running.grpcurl_command());
+    tokio::select! {
+        error = running.failed() => return Err(error),
+        () = signal.recv() => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, running.shutdown()).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "shutdown grace period expired");
+            Ok(())
+        }
+    }
+}
+
+/// How long `coffer up` waits for in-flight calls after Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

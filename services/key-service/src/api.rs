@@ -40,7 +40,10 @@ impl KeyServiceApi {
         if self.authz.allows(&caller, rpc) {
             Ok(caller)
         } else {
-            Err(Error::PermissionDenied { caller: caller.to_string(), rpc: rpc.name() })
+            Err(Error::PermissionDenied {
+                caller: caller.to_string(),
+                rpc: rpc.name(),
+            })
         }
     }
 }
@@ -77,7 +80,10 @@ impl KeyService for KeyServiceApi {
                 return Err(Error::invalid("page_size", format!("at most {MAX_PAGE_SIZE}")).into());
             }
         };
-        let (keys, next) = self.kms.list_keys(&tenant, page_size, &request.page_token).await?;
+        let (keys, next) = self
+            .kms
+            .list_keys(&tenant, page_size, &request.page_token)
+            .await?;
         Ok(Response::new(pb::ListKeysResponse {
             keys: keys.iter().map(key_proto).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -102,7 +108,9 @@ impl KeyService for KeyServiceApi {
             min_encryption_version: request.min_encryption_version,
             deletion_allowed: request.deletion_allowed,
         };
-        Ok(Response::new(key_proto(&self.kms.update_policy(&name, update).await?)))
+        Ok(Response::new(key_proto(
+            &self.kms.update_policy(&name, update).await?,
+        )))
     }
 
     async fn generate_data_key(
@@ -113,9 +121,15 @@ impl KeyService for KeyServiceApi {
         let request = request.into_inner();
         let name = KeyName::parse("name", &request.name)?;
         let context = EncryptionContext::parse(request.encryption_context)?;
-        let outcome = self.kms.generate_data_key(&name, &context, request.wrapped_only).await?;
+        let outcome = self
+            .kms
+            .generate_data_key(&name, &context, request.wrapped_only)
+            .await?;
         Ok(Response::new(pb::GenerateDataKeyResponse {
-            plaintext: outcome.plaintext.map(|key| key.expose_secret().to_vec()).unwrap_or_default(),
+            plaintext: outcome
+                .plaintext
+                .map(|key| key.expose_secret().to_vec())
+                .unwrap_or_default(),
             ciphertext: outcome.ciphertext,
             key_version: outcome.key_version,
         }))
@@ -126,23 +140,37 @@ impl KeyService for KeyServiceApi {
         let request = request.into_inner();
         let name = KeyName::parse("name", &request.name)?;
         if request.plaintext.len() > MAX_PLAINTEXT {
-            return Err(Error::invalid("plaintext", format!("at most {MAX_PLAINTEXT} bytes")).into());
+            return Err(
+                Error::invalid("plaintext", format!("at most {MAX_PLAINTEXT} bytes")).into(),
+            );
         }
         let context = EncryptionContext::parse(request.encryption_context)?;
         let plaintext = coffer_crypto::SecretBytes::new(request.plaintext);
         let (ciphertext, key_version) = self
             .kms
-            .encrypt(&name, &context, plaintext.expose_secret(), request.key_version)
+            .encrypt(
+                &name,
+                &context,
+                plaintext.expose_secret(),
+                request.key_version,
+            )
             .await?;
         let ciphertext_text = coffer_crypto::text::encode(&ciphertext).map_err(Error::Crypto)?;
-        Ok(Response::new(pb::EncryptResponse { ciphertext, key_version, ciphertext_text }))
+        Ok(Response::new(pb::EncryptResponse {
+            ciphertext,
+            key_version,
+            ciphertext_text,
+        }))
     }
 
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Reply<pb::DecryptResponse> {
         self.authorize(&request, Rpc::Decrypt)?;
         let request = request.into_inner();
         let name = KeyName::parse("name", &request.name)?;
-        let ciphertext = match (request.ciphertext.is_empty(), request.ciphertext_text.is_empty()) {
+        let ciphertext = match (
+            request.ciphertext.is_empty(),
+            request.ciphertext_text.is_empty(),
+        ) {
             (false, true) => request.ciphertext,
             (true, false) => coffer_crypto::text::decode(&request.ciphertext_text)
                 .map_err(|e| Error::invalid("ciphertext_text", e.to_string()))?,
@@ -164,7 +192,10 @@ impl KeyService for KeyServiceApi {
         let request = request.into_inner();
         let name = KeyName::parse("name", &request.name)?;
         let context = EncryptionContext::parse(request.encryption_context)?;
-        let rewrapped = self.kms.rewrap(&name, &context, &request.ciphertext).await?;
+        let rewrapped = self
+            .kms
+            .rewrap(&name, &context, &request.ciphertext)
+            .await?;
         Ok(Response::new(rewrap_proto(rewrapped)))
     }
 
@@ -218,7 +249,9 @@ impl KeyService for KeyServiceApi {
     ) -> Reply<pb::Key> {
         self.authorize(&request, Rpc::ScheduleKeyDeletion)?;
         let name = KeyName::parse("name", &request.get_ref().name)?;
-        Ok(Response::new(key_proto(&self.kms.schedule_deletion(&name).await?)))
+        Ok(Response::new(key_proto(
+            &self.kms.schedule_deletion(&name).await?,
+        )))
     }
 
     async fn cancel_key_deletion(
@@ -227,7 +260,9 @@ impl KeyService for KeyServiceApi {
     ) -> Reply<pb::Key> {
         self.authorize(&request, Rpc::CancelKeyDeletion)?;
         let name = KeyName::parse("name", &request.get_ref().name)?;
-        Ok(Response::new(key_proto(&self.kms.cancel_deletion(&name).await?)))
+        Ok(Response::new(key_proto(
+            &self.kms.cancel_deletion(&name).await?,
+        )))
     }
 
     async fn rotate_root_key(
@@ -237,25 +272,39 @@ impl KeyService for KeyServiceApi {
         let caller = self.authorize(&request, Rpc::RotateRootKey)?;
         tracing::info!(%caller, "root key rotation requested");
         let (root_key_version, rewrapped_versions) = self.kms.rotate_root_key().await?;
-        Ok(Response::new(pb::RotateRootKeyResponse { root_key_version, rewrapped_versions }))
+        Ok(Response::new(pb::RotateRootKeyResponse {
+            root_key_version,
+            rewrapped_versions,
+        }))
     }
 }
 
 /// Validates the item count, then each item on its own.
 fn batch_items(items: Vec<pb::BatchItem>) -> Result<Vec<BatchInput>> {
     if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
-        return Err(Error::invalid("items", format!("must hold 1 to {MAX_BATCH_ITEMS} items")));
+        return Err(Error::invalid(
+            "items",
+            format!("must hold 1 to {MAX_BATCH_ITEMS} items"),
+        ));
     }
     Ok(items
         .into_iter()
-        .map(|item| Ok((EncryptionContext::parse(item.encryption_context)?, item.ciphertext)))
+        .map(|item| {
+            Ok((
+                EncryptionContext::parse(item.encryption_context)?,
+                item.ciphertext,
+            ))
+        })
         .collect())
 }
 
 /// A per-item failure, with the status the item would have failed with on its own.
 fn item_error(error: Error) -> pb::ItemError {
     let status = Status::from(error);
-    pb::ItemError { code: status.code() as i32, message: status.message().to_owned() }
+    pb::ItemError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+    }
 }
 
 fn decrypt_proto(decrypted: Decrypted) -> pb::DecryptResponse {

@@ -124,7 +124,10 @@ impl Policy {
         let mut rules = Vec::new();
         for service in ["credential-service", "auth-service"] {
             if let Ok(id) = SpiffeId::new(trust_domain, service) {
-                rules.push(Rule { subject: Subject::Exact(id), allowed: bits(SERVICE_RPCS) });
+                rules.push(Rule {
+                    subject: Subject::Exact(id),
+                    allowed: bits(SERVICE_RPCS),
+                });
             }
         }
         rules.push(Rule {
@@ -140,9 +143,14 @@ impl Policy {
     /// A message naming the first bad rule.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut rules = Vec::new();
-        for rule in text.split([';', '\n']).map(str::trim).filter(|r| !r.is_empty()) {
-            let (subject, rpcs) =
-                rule.split_once('=').ok_or_else(|| format!("rule `{rule}`: expected subject=Rpc,..."))?;
+        for rule in text
+            .split([';', '\n'])
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            let (subject, rpcs) = rule
+                .split_once('=')
+                .ok_or_else(|| format!("rule `{rule}`: expected subject=Rpc,..."))?;
             let subject = subject.trim();
             let subject = if subject.ends_with('/') {
                 SpiffeId::parse(&format!("{subject}x"))
@@ -222,8 +230,20 @@ mod tests {
 
     #[test]
     fn bad_rules_are_named() {
-        assert!(Policy::parse("spiffe://td/x").unwrap_err().contains("expected"));
-        assert!(Policy::parse("spiffe://td/x=Nope").unwrap_err().contains("unknown RPC `Nope`"));
-        assert!(Policy::parse("http://td/x=Encrypt").unwrap_err().contains("spiffe"));
+        assert!(
+            Policy::parse("spiffe://td/x")
+                .unwrap_err()
+                .contains("expected")
+        );
+        assert!(
+            Policy::parse("spiffe://td/x=Nope")
+                .unwrap_err()
+                .contains("unknown RPC `Nope`")
+        );
+        assert!(
+            Policy::parse("http://td/x=Encrypt")
+                .unwrap_err()
+                .contains("spiffe")
+        );
     }
 }

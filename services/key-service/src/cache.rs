@@ -28,7 +28,10 @@ struct Entry {
 impl KeyCache {
     /// A cache of at most `capacity` versions, each kept at most `ttl`.
     pub fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
-        Self { entries: Mutex::new(LruCache::new(capacity)), ttl }
+        Self {
+            entries: Mutex::new(LruCache::new(capacity)),
+            ttl,
+        }
     }
 
     /// The cached material of `name` at `version`, unless absent or expired.
@@ -47,14 +50,23 @@ impl KeyCache {
 
     /// Caches `key` as `name` at `version`, evicting the least recently used entry if full.
     pub fn insert(&self, name: &KeyName, version: u32, key: Arc<TenantKey>) {
-        self.lock().put((name.clone(), version), Entry { key, loaded: Instant::now() });
+        self.lock().put(
+            (name.clone(), version),
+            Entry {
+                key,
+                loaded: Instant::now(),
+            },
+        );
     }
 
     /// Drops every cached version of `name`.
     pub fn evict_key(&self, name: &KeyName) {
         let mut entries = self.lock();
-        let stale: Vec<(KeyName, u32)> =
-            entries.iter().filter(|((n, _), _)| n == name).map(|(k, _)| k.clone()).collect();
+        let stale: Vec<(KeyName, u32)> = entries
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|(k, _)| k.clone())
+            .collect();
         for cache_key in stale {
             entries.pop(&cache_key);
         }
@@ -101,7 +113,10 @@ mod tests {
             cache.insert(&name("k"), version, material());
         }
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&name("k"), 1).is_none(), "least recently used is evicted");
+        assert!(
+            cache.get(&name("k"), 1).is_none(),
+            "least recently used is evicted"
+        );
         assert!(cache.get(&name("k"), 3).is_some());
     }
 

@@ -109,15 +109,21 @@ impl Config {
     /// # Errors
     /// [`ConfigErrors`] listing every problem.
     pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigErrors> {
-        let mut p = Parser { values, errors: Vec::new() };
+        let mut p = Parser {
+            values,
+            errors: Vec::new(),
+        };
         let listen = p.parse("LISTEN", "0.0.0.0:50051", |s| s.parse::<SocketAddr>().ok());
         let database_url = p.required("DATABASE_URL").map(SecretString::from);
-        let database_max_connections =
-            p.parse("DATABASE_MAX_CONNECTIONS", "16", |s| s.parse::<u32>().ok().filter(|n| *n > 0));
+        let database_max_connections = p.parse("DATABASE_MAX_CONNECTIONS", "16", |s| {
+            s.parse::<u32>().ok().filter(|n| *n > 0)
+        });
         let keyring = p.keyring();
         let tls = p.tls();
         let trust_domain = p.parse("TRUST_DOMAIN", DEFAULT_TRUST_DOMAIN, |s| {
-            coffer_transport::SpiffeId::new(s, "x").ok().map(|_| s.to_owned())
+            coffer_transport::SpiffeId::new(s, "x")
+                .ok()
+                .map(|_| s.to_owned())
         });
         let authz = match (p.value("AUTHZ"), &trust_domain) {
             (Some(text), _) => Policy::parse(&text).map_err(|e| p.error("AUTHZ", &e)).ok(),
@@ -127,10 +133,13 @@ impl Config {
         let deletion_waiting_period = p.parse("DELETION_WAITING_PERIOD", "7d", parse_duration);
         let request_timeout = p.parse("REQUEST_TIMEOUT", "30s", parse_duration);
         let shutdown_grace_period = p.parse("SHUTDOWN_GRACE_PERIOD", "30s", parse_duration);
-        let cache_capacity = p.parse("CACHE_CAPACITY", "10000", |s| s.parse::<NonZeroUsize>().ok());
+        let cache_capacity = p.parse("CACHE_CAPACITY", "10000", |s| {
+            s.parse::<NonZeroUsize>().ok()
+        });
         let cache_ttl = p.parse("CACHE_TTL", "5m", parse_duration);
-        let reaper_interval =
-            p.parse("REAPER_INTERVAL", "60s", |s| parse_duration(s).filter(|d| !d.is_zero()));
+        let reaper_interval = p.parse("REAPER_INTERVAL", "60s", |s| {
+            parse_duration(s).filter(|d| !d.is_zero())
+        });
         let log_format = p.parse("LOG_FORMAT", "human", |s| s.parse::<LogFormat>().ok());
 
         // Every `None` above has pushed an error, so the fallback below only runs with errors.
@@ -245,7 +254,10 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn value(&self, key: &str) -> Option<String> {
-        self.values.get(&format!("{PREFIX}{key}")).filter(|v| !v.is_empty()).cloned()
+        self.values
+            .get(&format!("{PREFIX}{key}"))
+            .filter(|v| !v.is_empty())
+            .cloned()
     }
 
     fn error(&mut self, key: &str, why: &str) {
@@ -260,7 +272,12 @@ impl Parser<'_> {
         value
     }
 
-    fn parse<T>(&mut self, key: &str, default: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    fn parse<T>(
+        &mut self,
+        key: &str,
+        default: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
         let raw = self.value(key).unwrap_or_else(|| default.to_owned());
         let parsed = parse(&raw);
         if parsed.is_none() {
@@ -271,7 +288,10 @@ impl Parser<'_> {
     }
 
     fn keyring(&mut self) -> Option<RootKeyring> {
-        let text = match (self.values.get(ROOT_KEYS).filter(|v| !v.is_empty()), self.value("ROOT_KEYS_FILE")) {
+        let text = match (
+            self.values.get(ROOT_KEYS).filter(|v| !v.is_empty()),
+            self.value("ROOT_KEYS_FILE"),
+        ) {
             (Some(text), _) => SecretString::from(text.clone()),
             (None, Some(path)) => match std::fs::read_to_string(&path) {
                 Ok(text) => SecretString::from(text),
@@ -288,21 +308,31 @@ impl Parser<'_> {
                 return None;
             }
         };
-        RootKeyring::parse(&text).map_err(|e| self.errors.push(format!("root keys: {e}"))).ok()
+        RootKeyring::parse(&text)
+            .map_err(|e| self.errors.push(format!("root keys: {e}")))
+            .ok()
     }
 
     fn tls(&mut self) -> Option<TlsMaterial> {
         let cert = self.required("TLS_CERT");
         let key = self.required("TLS_KEY");
         let ca = self.required("TLS_CA");
-        let files = TlsFiles { cert: PathBuf::from(cert?), key: PathBuf::from(key?), ca: PathBuf::from(ca?) };
-        TlsMaterial::load(&files).map_err(|e| self.errors.push(format!("TLS: {e}"))).ok()
+        let files = TlsFiles {
+            cert: PathBuf::from(cert?),
+            key: PathBuf::from(key?),
+            ca: PathBuf::from(ca?),
+        };
+        TlsMaterial::load(&files)
+            .map_err(|e| self.errors.push(format!("TLS: {e}")))
+            .ok()
     }
 }
 
 fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut values = BTreeMap::new();
     let Some(section) = table.get("key_service").and_then(toml::Value::as_table) else {
         return Ok(values);

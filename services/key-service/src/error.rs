@@ -72,7 +72,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An [`Error::InvalidArgument`] for `field`.
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::InvalidArgument { field, reason: reason.into() }
+        Self::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -126,8 +129,10 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
 
 /// SQLite "database is locked/busy" and PostgreSQL connection/shutdown classes.
 fn is_busy(code: Option<&str>) -> bool {
-    matches!(code, Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300"))
-        || code.is_some_and(|c| c.starts_with("08"))
+    matches!(
+        code,
+        Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300")
+    ) || code.is_some_and(|c| c.starts_with("08"))
 }
 
 /// Formats an error with its chain of causes, for logs only.

@@ -48,16 +48,24 @@ impl RootKeyring {
     /// [`KeyringError`] for the first malformed entry.
     pub fn parse(text: &SecretString) -> Result<Self, KeyringError> {
         let mut keys = BTreeMap::new();
-        let entries = text.expose_secret().split(|c: char| c == ',' || c.is_whitespace());
+        let entries = text
+            .expose_secret()
+            .split(|c: char| c == ',' || c.is_whitespace());
         for (index, entry) in entries.filter(|e| !e.is_empty()).enumerate() {
             let position = index + 1;
-            let (version, encoded) = entry.split_once(':').ok_or(KeyringError::Syntax(position))?;
+            let (version, encoded) = entry
+                .split_once(':')
+                .ok_or(KeyringError::Syntax(position))?;
             let version: u32 = version
                 .parse()
                 .ok()
                 .filter(|v| *v > 0)
                 .ok_or(KeyringError::Version(position))?;
-            let bytes = Zeroizing::new(STANDARD.decode(encoded).map_err(|_| KeyringError::Key(version))?);
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(encoded)
+                    .map_err(|_| KeyringError::Key(version))?,
+            );
             let key = RootKey::from_bytes(&bytes).map_err(|_| KeyringError::Key(version))?;
             if keys.insert(version, key).is_some() {
                 return Err(KeyringError::Duplicate(version));
@@ -68,11 +76,18 @@ impl RootKeyring {
 
     fn from_map(mut keys: BTreeMap<u32, RootKey>) -> Option<Self> {
         let (primary_version, primary) = keys.pop_last()?;
-        Some(Self { primary_version, primary, older: keys })
+        Some(Self {
+            primary_version,
+            primary,
+            older: keys,
+        })
     }
 
     fn versions(&self) -> impl Iterator<Item = (u32, &RootKey)> {
-        self.older.iter().map(|(v, k)| (*v, k)).chain([(self.primary_version, &self.primary)])
+        self.older
+            .iter()
+            .map(|(v, k)| (*v, k))
+            .chain([(self.primary_version, &self.primary)])
     }
 
     /// Generates a keyring with one random version-1 key (dev mode only).
@@ -80,7 +95,11 @@ impl RootKeyring {
     /// # Errors
     /// If the OS RNG fails.
     pub fn generate() -> Result<Self, coffer_crypto::Error> {
-        Ok(Self { primary_version: 1, primary: RootKey::generate()?, older: BTreeMap::new() })
+        Ok(Self {
+            primary_version: 1,
+            primary: RootKey::generate()?,
+            older: BTreeMap::new(),
+        })
     }
 
     /// Returns a copy with one more, freshly generated version that becomes primary.
@@ -92,7 +111,11 @@ impl RootKeyring {
         for (version, key) in self.versions() {
             older.insert(version, RootKey::from_bytes(key.expose_secret())?);
         }
-        Ok(Self { primary_version: self.primary_version + 1, primary: RootKey::generate()?, older })
+        Ok(Self {
+            primary_version: self.primary_version + 1,
+            primary: RootKey::generate()?,
+            older,
+        })
     }
 
     /// Returns a copy with only the versions `keep` accepts (for retiring an old root key).
@@ -100,7 +123,9 @@ impl RootKeyring {
         let keys: BTreeMap<u32, RootKey> = self
             .versions()
             .filter(|(version, _)| keep(*version))
-            .filter_map(|(version, key)| Some((version, RootKey::from_bytes(key.expose_secret()).ok()?)))
+            .filter_map(|(version, key)| {
+                Some((version, RootKey::from_bytes(key.expose_secret()).ok()?))
+            })
             .collect();
         Self::from_map(keys)
     }
@@ -126,7 +151,11 @@ impl RootKeyring {
 
     /// The root key of `version`, if the keyring holds it.
     pub fn get(&self, version: u32) -> Option<&RootKey> {
-        if version == self.primary_version { Some(&self.primary) } else { self.older.get(&version) }
+        if version == self.primary_version {
+            Some(&self.primary)
+        } else {
+            self.older.get(&version)
+        }
     }
 
     /// Whether the keyring holds `version`.
@@ -138,7 +167,9 @@ impl RootKeyring {
 impl std::fmt::Debug for RootKeyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let versions: Vec<u32> = self.versions().map(|(v, _)| v).collect();
-        f.debug_struct("RootKeyring").field("versions", &versions).finish()
+        f.debug_struct("RootKeyring")
+            .field("versions", &versions)
+            .finish()
     }
 }
 
@@ -166,8 +197,14 @@ mod tests {
         let key = STANDARD.encode([1u8; 32]);
         assert_eq!(parse(" ").unwrap_err(), KeyringError::Empty);
         assert_eq!(parse(&key).unwrap_err(), KeyringError::Syntax(1));
-        assert_eq!(parse(&format!("0:{key}")).unwrap_err(), KeyringError::Version(1));
-        assert_eq!(parse(&format!("1:{key},1:{key}")).unwrap_err(), KeyringError::Duplicate(1));
+        assert_eq!(
+            parse(&format!("0:{key}")).unwrap_err(),
+            KeyringError::Version(1)
+        );
+        assert_eq!(
+            parse(&format!("1:{key},1:{key}")).unwrap_err(),
+            KeyringError::Duplicate(1)
+        );
         let short = STANDARD.encode([1u8; 16]);
         let err = parse(&format!("3:{short}")).unwrap_err();
         assert_eq!(err, KeyringError::Key(3));

@@ -63,18 +63,24 @@ pub async fn serve(
     kms.check_root_keys().await?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<KeyServiceServer<KeyServiceApi>>().await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    health
+        .set_serving::<KeyServiceServer<KeyServiceApi>>()
+        .await;
+    // Both reflection versions: grpcurl before 1.9 (as on PyPI) speaks only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let reaper = tokio::spawn(reap_deletions(Arc::clone(&kms), config.reaper_interval));
     let shutdown = async move {
         shutdown.await;
-        health.set_not_serving::<KeyServiceServer<KeyServiceApi>>().await;
+        health
+            .set_not_serving::<KeyServiceServer<KeyServiceApi>>()
+            .await;
     };
     let api = KeyServiceApi::new(Arc::clone(&kms), config.authz);
     let served = Server::builder()
@@ -103,7 +109,9 @@ async fn reap_deletions(kms: Arc<Kms>, interval: std::time::Duration) {
         match kms.destroy_due_keys().await {
             Ok(0) => {}
             Ok(destroyed) => tracing::info!(destroyed, "destroyed keys past their deletion time"),
-            Err(error) => tracing::warn!(error = %error::DisplayChain(&error), "deletion reaper failed"),
+            Err(error) => {
+                tracing::warn!(error = %error::DisplayChain(&error), "deletion reaper failed")
+            }
         }
     }
 }

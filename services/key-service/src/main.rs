@@ -23,6 +23,13 @@ async fn main() -> ExitCode {
         eprintln!("coffer-key-service: {error}");
         return ExitCode::FAILURE;
     }
+    let signal = match coffer_telemetry::ShutdownSignal::install() {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(%error, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -38,7 +45,7 @@ async fn main() -> ExitCode {
     }));
     let outcome = tokio::select! {
         outcome = &mut server => outcome,
-        () = coffer_telemetry::shutdown_signal() => {
+        () = signal.recv() => {
             let _ = stop.send(());
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(outcome) => outcome,

@@ -31,7 +31,10 @@ impl KeyName {
         let invalid = || Error::invalid(field, "must be tenants/{tenant}/keys/{key}");
         let rest = name.strip_prefix("tenants/").ok_or_else(invalid)?;
         let (tenant, key) = rest.split_once("/keys/").ok_or_else(invalid)?;
-        Ok(Self { tenant: parse_id(field, "tenant", tenant)?, key: parse_id(field, "key", key)? })
+        Ok(Self {
+            tenant: parse_id(field, "tenant", tenant)?,
+            key: parse_id(field, "key", key)?,
+        })
     }
 
     /// Builds a name from its parts, validating both.
@@ -39,7 +42,10 @@ impl KeyName {
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid identifier.
     pub fn new(tenant: &str, key: &str) -> Result<Self> {
-        Ok(Self { tenant: parse_id("name", "tenant", tenant)?, key: parse_id("name", "key", key)? })
+        Ok(Self {
+            tenant: parse_id("name", "tenant", tenant)?,
+            key: parse_id("name", "key", key)?,
+        })
     }
 
     /// The tenant identifier.
@@ -94,7 +100,10 @@ impl EncryptionContext {
     pub fn parse(map: HashMap<String, String>) -> Result<Self> {
         const FIELD: &str = "encryption_context";
         if map.len() > MAX_CONTEXT_ENTRIES {
-            return Err(Error::invalid(FIELD, format!("at most {MAX_CONTEXT_ENTRIES} entries")));
+            return Err(Error::invalid(
+                FIELD,
+                format!("at most {MAX_CONTEXT_ENTRIES} entries"),
+            ));
         }
         for (key, value) in &map {
             if key.is_empty() || key.len() > MAX_CONTEXT_KEY_LEN {
@@ -123,11 +132,16 @@ impl EncryptionContext {
 pub(crate) fn parse_id(field: &'static str, what: &str, id: &str) -> Result<String> {
     let valid = !id.is_empty()
         && id.len() <= MAX_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if valid {
         Ok(id.to_owned())
     } else {
-        Err(Error::invalid(field, format!("{what} must match [a-z0-9_-]{{1,{MAX_ID_LEN}}}")))
+        Err(Error::invalid(
+            field,
+            format!("{what} must match [a-z0-9_-]{{1,{MAX_ID_LEN}}}"),
+        ))
     }
 }
 

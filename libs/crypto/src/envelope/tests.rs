@@ -22,7 +22,13 @@ fn layout_is_header_nonce_then_aes_gcm_over_header_and_aad() {
     let mut expected_aad = vec![FORMAT_AES256_GCM_V1, 1, 2, 3, 4];
     expected_aad.extend_from_slice(aad("acme").as_bytes());
     let body = Aes256Gcm::new((&[1u8; 32]).into())
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: b"secret", aad: &expected_aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: b"secret",
+                aad: &expected_aad,
+            },
+        )
         .unwrap();
     let mut expected = vec![FORMAT_AES256_GCM_V1, 1, 2, 3, 4];
     expected.extend_from_slice(&nonce);
@@ -37,37 +43,64 @@ fn roundtrip_reports_the_key_version() {
     let sealed = seal(&key(1), 42, &aad("acme"), b"top secret").unwrap();
     let envelope = Envelope::parse(&sealed).unwrap();
     assert_eq!(envelope.key_version(), 42);
-    assert_eq!(envelope.open(&key(1), &aad("acme")).unwrap().expose_secret(), b"top secret");
+    assert_eq!(
+        envelope
+            .open(&key(1), &aad("acme"))
+            .unwrap()
+            .expose_secret(),
+        b"top secret"
+    );
 }
 
 #[test]
 fn empty_plaintext_roundtrips() {
     let sealed = seal(&key(1), 1, &aad("acme"), b"").unwrap();
     assert_eq!(sealed.len(), OVERHEAD);
-    assert!(Envelope::parse(&sealed).unwrap().open(&key(1), &aad("acme")).unwrap().is_empty());
+    assert!(
+        Envelope::parse(&sealed)
+            .unwrap()
+            .open(&key(1), &aad("acme"))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
 fn nonces_are_fresh_for_every_seal() {
     let a = seal(&key(1), 1, &aad("acme"), b"same").unwrap();
     let b = seal(&key(1), 1, &aad("acme"), b"same").unwrap();
-    assert_ne!(a[HEADER_LEN..HEADER_LEN + NONCE_LEN], b[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
+    assert_ne!(
+        a[HEADER_LEN..HEADER_LEN + NONCE_LEN],
+        b[HEADER_LEN..HEADER_LEN + NONCE_LEN]
+    );
 }
 
 #[test]
 fn wrong_key_or_aad_fails() {
     let sealed = seal(&key(1), 1, &aad("acme"), b"x").unwrap();
     let envelope = Envelope::parse(&sealed).unwrap();
-    assert_eq!(envelope.open(&key(2), &aad("acme")).unwrap_err(), Error::Decrypt);
-    assert_eq!(envelope.open(&key(1), &aad("acme2")).unwrap_err(), Error::Decrypt);
+    assert_eq!(
+        envelope.open(&key(2), &aad("acme")).unwrap_err(),
+        Error::Decrypt
+    );
+    assert_eq!(
+        envelope.open(&key(1), &aad("acme2")).unwrap_err(),
+        Error::Decrypt
+    );
 }
 
 #[test]
 fn short_or_unknown_format_is_malformed() {
-    assert_eq!(Envelope::parse(&[1; OVERHEAD - 1]).unwrap_err(), Error::Malformed("too short"));
+    assert_eq!(
+        Envelope::parse(&[1; OVERHEAD - 1]).unwrap_err(),
+        Error::Malformed("too short")
+    );
     let mut sealed = seal(&key(1), 1, &aad("acme"), b"x").unwrap();
     sealed[0] = 0x02;
-    assert_eq!(Envelope::parse(&sealed).unwrap_err(), Error::Malformed("unknown format"));
+    assert_eq!(
+        Envelope::parse(&sealed).unwrap_err(),
+        Error::Malformed("unknown format")
+    );
 }
 
 proptest! {

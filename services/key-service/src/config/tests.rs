@@ -1,7 +1,10 @@
 use super::*;
 
 fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 #[test]
@@ -34,7 +37,10 @@ fn every_problem_is_reported_at_once_without_echoing_values() {
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
-    assert!(!text.contains("hunter2") && !text.contains("c2hvcnQ="), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("c2hvcnQ="),
+        "{text}"
+    );
 }
 
 #[test]
@@ -42,7 +48,12 @@ fn a_complete_configuration_validates() {
     let dir = tempfile::tempdir().unwrap();
     let ca = coffer_transport::DevCa::load_or_create(dir.path(), "coffer.local").unwrap();
     let files = ca
-        .issue_files(dir.path(), "key-service", "key-service", coffer_transport::dev_ca::Usage::Service)
+        .issue_files(
+            dir.path(),
+            "key-service",
+            "key-service",
+            coffer_transport::dev_ca::Usage::Service,
+        )
         .unwrap();
     let keyring = RootKeyring::generate().unwrap();
     let keyring_text = secrecy::ExposeSecret::expose_secret(&keyring.to_text()).to_owned();
@@ -65,7 +76,11 @@ fn a_complete_configuration_validates() {
 fn toml_files_map_to_the_same_settings() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("coffer.toml");
-    std::fs::write(&path, "[key_service]\nrequest_timeout = \"10s\"\ncache_capacity = 5\n").unwrap();
+    std::fs::write(
+        &path,
+        "[key_service]\nrequest_timeout = \"10s\"\ncache_capacity = 5\n",
+    )
+    .unwrap();
     let values = read_toml(&path).unwrap();
     assert_eq!(values["COFFER_KEY_SERVICE__REQUEST_TIMEOUT"], "10s");
     assert_eq!(values["COFFER_KEY_SERVICE__CACHE_CAPACITY"], "5");

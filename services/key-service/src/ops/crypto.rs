@@ -62,7 +62,10 @@ impl Kms {
         if version == 0 || version > record.primary_version {
             return Err(Error::invalid(
                 "key_version",
-                format!("must be between 1 and the primary version ({})", record.primary_version),
+                format!(
+                    "must be between 1 and the primary version ({})",
+                    record.primary_version
+                ),
             ));
         }
         if version < record.min_encryption_version {
@@ -88,8 +91,9 @@ impl Kms {
         wrapped_only: bool,
     ) -> Result<DataKeyOutcome> {
         let data_key = DataKey::generate().map_err(Error::Crypto)?;
-        let (ciphertext, key_version) =
-            self.encrypt(name, context, data_key.expose_secret(), None).await?;
+        let (ciphertext, key_version) = self
+            .encrypt(name, context, data_key.expose_secret(), None)
+            .await?;
         Ok(DataKeyOutcome {
             plaintext: (!wrapped_only).then_some(data_key),
             ciphertext,
@@ -139,7 +143,9 @@ impl Kms {
         let mut results = Vec::with_capacity(items.len());
         for item in items {
             results.push(match item {
-                Ok((context, ciphertext)) => self.decrypt_with(&record, &context, &ciphertext).await,
+                Ok((context, ciphertext)) => {
+                    self.decrypt_with(&record, &context, &ciphertext).await
+                }
                 Err(error) => Err(error),
             });
         }
@@ -185,9 +191,13 @@ impl Kms {
             )));
         }
         let key = self.tenant_key(name, version).await?;
-        let plaintext =
-            parsed.open(&*key, &data_aad(name, context)).map_err(|_| undecryptable(name))?;
-        Ok(Decrypted { plaintext, key_version: version })
+        let plaintext = parsed
+            .open(&*key, &data_aad(name, context))
+            .map_err(|_| undecryptable(name))?;
+        Ok(Decrypted {
+            plaintext,
+            key_version: version,
+        })
     }
 
     async fn rewrap_with(
@@ -206,7 +216,11 @@ impl Kms {
             decrypted.plaintext.expose_secret(),
         )
         .map_err(Error::Crypto)?;
-        Ok(Rewrapped { ciphertext, key_version, source_key_version: decrypted.key_version })
+        Ok(Rewrapped {
+            ciphertext,
+            key_version,
+            source_key_version: decrypted.key_version,
+        })
     }
 }
 

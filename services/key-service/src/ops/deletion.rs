@@ -29,12 +29,12 @@ impl Kms {
                 KeyState::Enabled => Err(Error::FailedPrecondition(format!(
                     "the policy of key {name} does not allow deletion; set deletion_allowed first"
                 ))),
-                KeyState::PendingDeletion => {
-                    Err(Error::FailedPrecondition(format!("key {name} is already pending deletion")))
-                }
-                KeyState::Destroyed => {
-                    Err(Error::FailedPrecondition(format!("key {name} is destroyed")))
-                }
+                KeyState::PendingDeletion => Err(Error::FailedPrecondition(format!(
+                    "key {name} is already pending deletion"
+                ))),
+                KeyState::Destroyed => Err(Error::FailedPrecondition(format!(
+                    "key {name} is destroyed"
+                ))),
             })
             .await
     }
@@ -54,11 +54,15 @@ impl Kms {
             }));
         }
         self.store
-            .modify(name, now, |record| match (record.state, record.destroy_time) {
-                (KeyState::PendingDeletion, Some(at)) if at > now => Ok(Some(Change::CancelDeletion)),
-                _ => Err(Error::FailedPrecondition(format!(
-                    "the deletion of key {name} already took effect"
-                ))),
+            .modify(name, now, |record| {
+                match (record.state, record.destroy_time) {
+                    (KeyState::PendingDeletion, Some(at)) if at > now => {
+                        Ok(Some(Change::CancelDeletion))
+                    }
+                    _ => Err(Error::FailedPrecondition(format!(
+                        "the deletion of key {name} already took effect"
+                    ))),
+                }
             })
             .await
     }

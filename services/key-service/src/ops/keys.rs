@@ -26,7 +26,9 @@ impl Kms {
     /// [`Error::AlreadyExists`], [`Error::Database`], [`Error::Crypto`].
     pub async fn create_key(&self, name: &KeyName, deletion_allowed: bool) -> Result<KeyRecord> {
         let version_1 = self.new_version(name, 1)?;
-        self.store.create_key(name, deletion_allowed, version_1, self.clock.now()).await
+        self.store
+            .create_key(name, deletion_allowed, version_1, self.clock.now())
+            .await
     }
 
     /// A key's metadata.
@@ -48,10 +50,14 @@ impl Kms {
         page_token: &str,
     ) -> Result<(Vec<KeyRecord>, Option<String>)> {
         let after = decode_page_token(page_token)?;
-        let mut page = self.store.list_keys(tenant.as_str(), &after, page_size + 1).await?;
+        let mut page = self
+            .store
+            .list_keys(tenant.as_str(), &after, page_size + 1)
+            .await?;
         let next = if page.len() > page_size as usize {
             page.truncate(page_size as usize);
-            page.last().map(|last| URL_SAFE_NO_PAD.encode(last.name.key()))
+            page.last()
+                .map(|last| URL_SAFE_NO_PAD.encode(last.name.key()))
         } else {
             None
         };
@@ -59,7 +65,11 @@ impl Kms {
         for record in page {
             let due = record.state == KeyState::PendingDeletion
                 && record.destroy_time.is_some_and(|t| t <= self.clock.now());
-            keys.push(if due { self.destroy_if_due(&record.name).await? } else { record });
+            keys.push(if due {
+                self.destroy_if_due(&record.name).await?
+            } else {
+                record
+            });
         }
         Ok((keys, next))
     }
@@ -92,10 +102,14 @@ impl Kms {
         self.store
             .modify(name, self.clock.now(), |record| {
                 if record.state == KeyState::Destroyed {
-                    return Err(Error::FailedPrecondition(format!("key {name} is destroyed")));
+                    return Err(Error::FailedPrecondition(format!(
+                        "key {name} is destroyed"
+                    )));
                 }
                 let primary = record.primary_version;
-                let min_dec = update.min_decryption_version.unwrap_or(record.min_decryption_version);
+                let min_dec = update
+                    .min_decryption_version
+                    .unwrap_or(record.min_decryption_version);
                 if !(1..=primary).contains(&min_dec) {
                     return Err(Error::invalid(
                         "min_decryption_version",
@@ -131,9 +145,10 @@ pub(super) fn require_enabled(record: &KeyRecord) -> Result<()> {
             "key {} is pending deletion; cancel the deletion to use it",
             record.name
         ))),
-        KeyState::Destroyed => {
-            Err(Error::FailedPrecondition(format!("key {} is destroyed", record.name)))
-        }
+        KeyState::Destroyed => Err(Error::FailedPrecondition(format!(
+            "key {} is destroyed",
+            record.name
+        ))),
     }
 }
 

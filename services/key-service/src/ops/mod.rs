@@ -18,7 +18,7 @@ use crate::cache::KeyCache;
 use crate::clock::Clock;
 use crate::keyring::RootKeyring;
 use crate::names::KeyName;
-use crate::store::{KeyRecord, KeyState, StoredVersion, Store};
+use crate::store::{KeyRecord, KeyState, Store, StoredVersion};
 use crate::{Error, Result};
 
 /// The KMS: storage, root keyring, cache and clock, shared by every request.
@@ -39,7 +39,13 @@ impl Kms {
         clock: Clock,
         deletion_waiting_period: Duration,
     ) -> Self {
-        Self { store, keyring, cache, clock, deletion_waiting_period }
+        Self {
+            store,
+            keyring,
+            cache,
+            clock,
+            deletion_waiting_period,
+        }
     }
 
     /// The store (for shutdown).
@@ -49,11 +55,18 @@ impl Kms {
 
     /// Loads a key's record, destroying it first if its deletion waiting period is over.
     async fn record(&self, name: &KeyName) -> Result<KeyRecord> {
-        let record =
-            self.store.key(name).await?.ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let record = self
+            .store
+            .key(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
         let due = record.state == KeyState::PendingDeletion
             && record.destroy_time.is_some_and(|t| t <= self.clock.now());
-        if due { self.destroy_if_due(name).await } else { Ok(record) }
+        if due {
+            self.destroy_if_due(name).await
+        } else {
+            Ok(record)
+        }
     }
 
     /// Loads a key that must be enabled to be used for cryptography.
@@ -95,7 +108,10 @@ impl Kms {
             material.expose_secret(),
         )
         .map_err(Error::Crypto)?;
-        Ok(StoredVersion { root_version, wrapped })
+        Ok(StoredVersion {
+            root_version,
+            wrapped,
+        })
     }
 }
 

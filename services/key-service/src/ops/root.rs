@@ -22,7 +22,10 @@ impl Kms {
         let (primary_version, primary) = self.keyring.primary();
         let mut rewrapped = 0u64;
         loop {
-            let rows = self.store.versions_not_under(primary_version, BATCH).await?;
+            let rows = self
+                .store
+                .versions_not_under(primary_version, BATCH)
+                .await?;
             if rows.is_empty() {
                 break;
             }
@@ -42,7 +45,10 @@ impl Kms {
                     material.expose_secret(),
                 )
                 .map_err(Error::Crypto)?;
-                let new = StoredVersion { root_version: primary_version, wrapped };
+                let new = StoredVersion {
+                    root_version: primary_version,
+                    wrapped,
+                };
                 // A lost compare-and-set means a concurrent run re-wrapped the version or the
                 // key was destroyed; either way the next page no longer lists it.
                 if self.store.rewrap_version(&row, &new).await? {

@@ -120,22 +120,25 @@ impl Store {
     /// [`Error::Database`] if the database is unreachable, [`Error::Migrate`] if migrations fail.
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let backend = Backend::from_url(url.expose_secret())
-            .ok_or_else(|| Error::invalid("database_url", "must start with sqlite: or postgres://"))?;
+        let backend = Backend::from_url(url.expose_secret()).ok_or_else(|| {
+            Error::invalid("database_url", "must start with sqlite: or postgres://")
+        })?;
         let options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new().max_connections(1).after_connect(|conn, _| {
-                Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA secure_delete = ON",
-                        "PRAGMA busy_timeout = 5000",
-                    ] {
-                        conn.execute(pragma).await?;
-                    }
-                    Ok(())
-                })
-            }),
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(1)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA secure_delete = ON",
+                            "PRAGMA busy_timeout = 5000",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                        Ok(())
+                    })
+                }),
             Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections),
         };
         let pool = options
@@ -287,7 +290,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn versions_not_under(&self, root_version: u32, limit: u32) -> Result<Vec<VersionRow>> {
+    pub async fn versions_not_under(
+        &self,
+        root_version: u32,
+        limit: u32,
+    ) -> Result<Vec<VersionRow>> {
         let rows = sqlx::query(
             "SELECT tenant, key_id, version, root_version, wrapped FROM kms_key_versions \
              WHERE root_version <> $1 ORDER BY tenant, key_id, version LIMIT $2",
@@ -299,7 +306,10 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(VersionRow {
-                    name: KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?,
+                    name: KeyName::new(
+                        &row.try_get::<String, _>(0)?,
+                        &row.try_get::<String, _>(1)?,
+                    )?,
                     version: record::to_u32(row.try_get(2)?)?,
                     stored: StoredVersion {
                         root_version: record::to_u32(row.try_get(3)?)?,
@@ -339,7 +349,9 @@ impl Store {
         let rows = sqlx::query("SELECT DISTINCT root_version FROM kms_key_versions")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|row| record::to_u32(row.try_get(0)?)).collect()
+        rows.iter()
+            .map(|row| record::to_u32(row.try_get(0)?))
+            .collect()
     }
 }
 
@@ -356,7 +368,11 @@ async fn apply(
             insert_version(tx, &name, version, &stored, now).await?;
             record.primary_version = version;
         }
-        Change::Policy { min_decryption_version, min_encryption_version, deletion_allowed } => {
+        Change::Policy {
+            min_decryption_version,
+            min_encryption_version,
+            deletion_allowed,
+        } => {
             record.min_decryption_version = min_decryption_version;
             record.min_encryption_version = min_encryption_version;
             record.deletion_allowed = deletion_allowed;
@@ -421,6 +437,8 @@ async fn insert_version(
 }
 
 fn stored_version(row: &AnyRow) -> Result<StoredVersion> {
-    Ok(StoredVersion { root_version: record::to_u32(row.try_get(0)?)?, wrapped: row.try_get(1)? })
+    Ok(StoredVersion {
+        root_version: record::to_u32(row.try_get(0)?)?,
+        wrapped: row.try_get(1)?,
+    })
 }
-

@@ -32,7 +32,9 @@ impl KeyState {
             "enabled" => Ok(Self::Enabled),
             "pending_deletion" => Ok(Self::PendingDeletion),
             "destroyed" => Ok(Self::Destroyed),
-            _ => Err(Error::Database(sqlx::Error::Decode("unknown key state".into()))),
+            _ => Err(Error::Database(sqlx::Error::Decode(
+                "unknown key state".into(),
+            ))),
         }
     }
 }
@@ -93,5 +95,6 @@ impl KeyRecord {
 
 /// Stored BIGINT to u32, refusing values the schema should never hold.
 pub(crate) fn to_u32(value: i64) -> Result<u32> {
-    u32::try_from(value).map_err(|_| Error::Database(sqlx::Error::Decode("version out of range".into())))
+    u32::try_from(value)
+        .map_err(|_| Error::Database(sqlx::Error::Decode("version out of range".into())))
 }

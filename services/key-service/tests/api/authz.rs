@@ -25,7 +25,9 @@ async fn a_client_without_a_certificate_cannot_call_anything() {
         // The handshake itself may or may not report the refusal (TLS 1.3 sends it after the
         // client's Finished); either the connection or the first call must fail.
         if let Ok(channel) = connect(app.addr, tls).await {
-            let call = KeyServiceClient::new(channel).get_key(pb::GetKeyRequest { name: KEY.into() }).await;
+            let call = KeyServiceClient::new(channel)
+                .get_key(pb::GetKeyRequest { name: KEY.into() })
+                .await;
             let status = call.expect_err("a call without a client certificate succeeded");
             assert_ne!(status.code(), Code::NotFound);
         }
@@ -38,11 +40,19 @@ async fn a_certificate_from_another_ca_cannot_call_anything() {
     on_each_backend(|db| async {
         let app = spawn_app(db).await;
         let stranger_ca = DevCa::generate("coffer.local").unwrap();
-        let issued = stranger_ca.issue("operator/mallory", Usage::Client).unwrap();
+        let issued = stranger_ca
+            .issue("operator/mallory", Usage::Client)
+            .unwrap();
         // Trust the real server, but present a certificate the server's CA never issued.
-        let material = TlsMaterial::from_pem(issued.cert_pem, issued.key_pem, app.ca.cert_pem().to_owned());
+        let material = TlsMaterial::from_pem(
+            issued.cert_pem,
+            issued.key_pem,
+            app.ca.cert_pem().to_owned(),
+        );
         if let Ok(channel) = connect(app.addr, material.client_config("127.0.0.1")).await {
-            let call = KeyServiceClient::new(channel).get_key(pb::GetKeyRequest { name: KEY.into() }).await;
+            let call = KeyServiceClient::new(channel)
+                .get_key(pb::GetKeyRequest { name: KEY.into() })
+                .await;
             let status = call.expect_err("a foreign certificate was accepted");
             assert_ne!(status.code(), Code::NotFound);
         }
@@ -58,34 +68,68 @@ async fn identities_get_exactly_the_rpcs_the_table_allows() {
         app.create_key(KEY).await;
 
         let mut stranger = app.client_as("some-runtime").await;
-        let denied = stranger.get_key(pb::GetKeyRequest { name: KEY.into() }).await;
+        let denied = stranger
+            .get_key(pb::GetKeyRequest { name: KEY.into() })
+            .await;
         assert_status(denied, Code::PermissionDenied, "permission denied");
-        let denied = stranger.get_key(pb::GetKeyRequest { name: "tenants/x/keys/none".into() }).await;
+        let denied = stranger
+            .get_key(pb::GetKeyRequest {
+                name: "tenants/x/keys/none".into(),
+            })
+            .await;
         assert_status(denied, Code::PermissionDenied, "permission denied");
 
         let mut service = app.client_as("credential-service").await;
         let encrypted = service
-            .encrypt(pb::EncryptRequest { name: KEY.into(), plaintext: b"x".to_vec(), ..Default::default() })
+            .encrypt(pb::EncryptRequest {
+                name: KEY.into(),
+                plaintext: b"x".to_vec(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
         let decrypted = service
-            .decrypt(pb::DecryptRequest { name: KEY.into(), ciphertext: encrypted.ciphertext, ..Default::default() })
+            .decrypt(pb::DecryptRequest {
+                name: KEY.into(),
+                ciphertext: encrypted.ciphertext,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
         assert_eq!(decrypted.plaintext, b"x");
         for denied in [
-            service.rotate_root_key(pb::RotateRootKeyRequest {}).await.map(|_| ()),
-            service.rotate_key(pb::RotateKeyRequest { name: KEY.into() }).await.map(|_| ()),
-            service.schedule_key_deletion(pb::ScheduleKeyDeletionRequest { name: KEY.into() }).await.map(|_| ()),
-            service.list_keys(pb::ListKeysRequest { parent: "tenants/acme".into(), ..Default::default() }).await.map(|_| ()),
+            service
+                .rotate_root_key(pb::RotateRootKeyRequest {})
+                .await
+                .map(|_| ()),
+            service
+                .rotate_key(pb::RotateKeyRequest { name: KEY.into() })
+                .await
+                .map(|_| ()),
+            service
+                .schedule_key_deletion(pb::ScheduleKeyDeletionRequest { name: KEY.into() })
+                .await
+                .map(|_| ()),
+            service
+                .list_keys(pb::ListKeysRequest {
+                    parent: "tenants/acme".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
         ] {
             assert_status(denied, Code::PermissionDenied, "permission denied");
         }
 
         let mut another_operator = app.client_as("operator/alice").await;
-        assert!(another_operator.rotate_key(pb::RotateKeyRequest { name: KEY.into() }).await.is_ok());
+        assert!(
+            another_operator
+                .rotate_key(pb::RotateKeyRequest { name: KEY.into() })
+                .await
+                .is_ok()
+        );
     })
     .await;
 }
@@ -95,9 +139,13 @@ async fn health_reports_serving_to_any_certified_client() {
     on_each_backend(|db| async {
         let app = spawn_app(db).await;
         let material = app.ca.issue_material("monitoring", Usage::Client).unwrap();
-        let channel = connect(app.addr, material.client_config("127.0.0.1")).await.unwrap();
+        let channel = connect(app.addr, material.client_config("127.0.0.1"))
+            .await
+            .unwrap();
         let response = HealthClient::new(channel)
-            .check(HealthCheckRequest { service: "coffer.v1.KeyService".into() })
+            .check(HealthCheckRequest {
+                service: "coffer.v1.KeyService".into(),
+            })
             .await
             .unwrap()
             .into_inner();

@@ -31,8 +31,14 @@ async fn encrypt_then_decrypt_roundtrips_in_binary_and_text_form() {
         assert!(response.ciphertext_text.starts_with("coffer:v1:"));
         assert!(!response.ciphertext.windows(10).any(|w| w == b"ghp_secret"));
 
-        let decrypted = app.decrypt(KEY, &response.ciphertext, &context).await.unwrap();
-        assert_eq!((decrypted.plaintext.as_slice(), decrypted.key_version), (&b"ghp_secret"[..], 1));
+        let decrypted = app
+            .decrypt(KEY, &response.ciphertext, &context)
+            .await
+            .unwrap();
+        assert_eq!(
+            (decrypted.plaintext.as_slice(), decrypted.key_version),
+            (&b"ghp_secret"[..], 1)
+        );
 
         let from_text = app
             .client()
@@ -69,9 +75,17 @@ async fn size_and_shape_limits_are_invalid_argument_naming_the_field() {
             }
         };
         assert!(encrypt(vec![7; 64 * 1024], vec![]).await.is_ok());
-        assert_status(encrypt(vec![7; 64 * 1024 + 1], vec![]).await, Code::InvalidArgument, "plaintext");
+        assert_status(
+            encrypt(vec![7; 64 * 1024 + 1], vec![]).await,
+            Code::InvalidArgument,
+            "plaintext",
+        );
         let too_many = (0..33).map(|i| (format!("k{i}"), "v".to_owned())).collect();
-        assert_status(encrypt(b"x".to_vec(), too_many).await, Code::InvalidArgument, "encryption_context");
+        assert_status(
+            encrypt(b"x".to_vec(), too_many).await,
+            Code::InvalidArgument,
+            "encryption_context",
+        );
         assert_status(
             encrypt(b"x".to_vec(), vec![(String::new(), "v".into())]).await,
             Code::InvalidArgument,
@@ -79,11 +93,21 @@ async fn size_and_shape_limits_are_invalid_argument_naming_the_field() {
         );
         let version_too_high = app
             .client()
-            .encrypt(pb::EncryptRequest { name: KEY.into(), key_version: Some(2), ..Default::default() })
+            .encrypt(pb::EncryptRequest {
+                name: KEY.into(),
+                key_version: Some(2),
+                ..Default::default()
+            })
             .await;
         assert_status(version_too_high, Code::InvalidArgument, "key_version");
 
-        let neither = app.client().decrypt(pb::DecryptRequest { name: KEY.into(), ..Default::default() }).await;
+        let neither = app
+            .client()
+            .decrypt(pb::DecryptRequest {
+                name: KEY.into(),
+                ..Default::default()
+            })
+            .await;
         assert_status(neither, Code::InvalidArgument, "exactly one");
         let both = app
             .client()
@@ -97,10 +121,18 @@ async fn size_and_shape_limits_are_invalid_argument_naming_the_field() {
         assert_status(both, Code::InvalidArgument, "exactly one");
         let bad_text = app
             .client()
-            .decrypt(pb::DecryptRequest { name: KEY.into(), ciphertext_text: "vault:v1:AAAA".into(), ..Default::default() })
+            .decrypt(pb::DecryptRequest {
+                name: KEY.into(),
+                ciphertext_text: "vault:v1:AAAA".into(),
+                ..Default::default()
+            })
             .await;
         assert_status(bad_text, Code::InvalidArgument, "ciphertext_text");
-        assert_status(app.decrypt(KEY, b"short", &[]).await, Code::InvalidArgument, "does not decrypt");
+        assert_status(
+            app.decrypt(KEY, b"short", &[]).await,
+            Code::InvalidArgument,
+            "does not decrypt",
+        );
     })
     .await;
 }
@@ -114,15 +146,25 @@ async fn every_changed_byte_of_a_ciphertext_fails_cleanly() {
         for index in 0..ciphertext.len() {
             let mut tampered = ciphertext.clone();
             tampered[index] ^= 0x01;
-            let status = app.decrypt(KEY, &tampered, &[("a", "b")]).await.unwrap_err();
+            let status = app
+                .decrypt(KEY, &tampered, &[("a", "b")])
+                .await
+                .unwrap_err();
             assert!(
-                matches!(status.code(), Code::InvalidArgument | Code::FailedPrecondition),
+                matches!(
+                    status.code(),
+                    Code::InvalidArgument | Code::FailedPrecondition
+                ),
                 "byte {index}: {status:?}"
             );
             assert!(!status.message().contains("credential"));
         }
         // Truncated and extended forms too.
-        assert!(app.decrypt(KEY, &ciphertext[..ciphertext.len() - 1], &[("a", "b")]).await.is_err());
+        assert!(
+            app.decrypt(KEY, &ciphertext[..ciphertext.len() - 1], &[("a", "b")])
+                .await
+                .is_err()
+        );
         let mut extended = ciphertext.clone();
         extended.push(0);
         assert!(app.decrypt(KEY, &extended, &[("a", "b")]).await.is_err());
@@ -138,7 +180,11 @@ async fn another_context_tenant_or_key_cannot_decrypt() {
             app.create_key(name).await;
         }
         let ciphertext = app.encrypt(KEY, b"secret", &[("server", "github")]).await;
-        assert!(app.decrypt(KEY, &ciphertext, &[("server", "github")]).await.is_ok());
+        assert!(
+            app.decrypt(KEY, &ciphertext, &[("server", "github")])
+                .await
+                .is_ok()
+        );
         for (name, context) in [
             (KEY, vec![("server", "gitlab")]),
             (KEY, vec![]),
@@ -146,7 +192,11 @@ async fn another_context_tenant_or_key_cannot_decrypt() {
             ("tenants/acme/keys/other", vec![("server", "github")]),
             ("tenants/evil/keys/db", vec![("server", "github")]),
         ] {
-            assert_status(app.decrypt(name, &ciphertext, &context).await, Code::InvalidArgument, "does not decrypt");
+            assert_status(
+                app.decrypt(name, &ciphertext, &context).await,
+                Code::InvalidArgument,
+                "does not decrypt",
+            );
         }
     })
     .await;
@@ -169,24 +219,43 @@ async fn generated_data_keys_unwrap_with_decrypt() {
             .unwrap()
             .into_inner();
         assert_eq!(generated.plaintext.len(), 32);
-        let unwrapped = app.decrypt(KEY, &generated.ciphertext, &[("credential", "c-1")]).await.unwrap();
+        let unwrapped = app
+            .decrypt(KEY, &generated.ciphertext, &[("credential", "c-1")])
+            .await
+            .unwrap();
         assert_eq!(unwrapped.plaintext, generated.plaintext);
-        assert!(app.decrypt(KEY, &generated.ciphertext, &[("credential", "c-2")]).await.is_err());
+        assert!(
+            app.decrypt(KEY, &generated.ciphertext, &[("credential", "c-2")])
+                .await
+                .is_err()
+        );
 
         let wrapped_only = app
             .client()
-            .generate_data_key(pb::GenerateDataKeyRequest { name: KEY.into(), encryption_context: context, wrapped_only: true })
+            .generate_data_key(pb::GenerateDataKeyRequest {
+                name: KEY.into(),
+                encryption_context: context,
+                wrapped_only: true,
+            })
             .await
             .unwrap()
             .into_inner();
         assert!(wrapped_only.plaintext.is_empty());
-        let unwrapped = app.decrypt(KEY, &wrapped_only.ciphertext, &[("credential", "c-1")]).await.unwrap();
+        let unwrapped = app
+            .decrypt(KEY, &wrapped_only.ciphertext, &[("credential", "c-1")])
+            .await
+            .unwrap();
         assert_eq!(unwrapped.plaintext.len(), 32);
         // Every changed byte of a wrapped key fails too.
         for index in 0..wrapped_only.ciphertext.len() {
             let mut tampered = wrapped_only.ciphertext.clone();
             tampered[index] ^= 0x80;
-            assert!(app.decrypt(KEY, &tampered, &[("credential", "c-1")]).await.is_err(), "byte {index}");
+            assert!(
+                app.decrypt(KEY, &tampered, &[("credential", "c-1")])
+                    .await
+                    .is_err(),
+                "byte {index}"
+            );
         }
     })
     .await;
@@ -202,13 +271,25 @@ async fn batch_decrypt_answers_each_item_on_its_own() {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         let items = vec![
-            pb::BatchItem { ciphertext: good.clone(), encryption_context: context_map(&[("i", "1")]) },
-            pb::BatchItem { ciphertext: tampered, encryption_context: context_map(&[]) },
-            pb::BatchItem { ciphertext: good, encryption_context: context_map(&[("", "bad")]) },
+            pb::BatchItem {
+                ciphertext: good.clone(),
+                encryption_context: context_map(&[("i", "1")]),
+            },
+            pb::BatchItem {
+                ciphertext: tampered,
+                encryption_context: context_map(&[]),
+            },
+            pb::BatchItem {
+                ciphertext: good,
+                encryption_context: context_map(&[("", "bad")]),
+            },
         ];
         let results = app
             .client()
-            .batch_decrypt(pb::BatchDecryptRequest { name: KEY.into(), items })
+            .batch_decrypt(pb::BatchDecryptRequest {
+                name: KEY.into(),
+                items,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -219,18 +300,34 @@ async fn batch_decrypt_answers_each_item_on_its_own() {
             other => panic!("item 0: {other:?}"),
         }
         match &results[1].result {
-            Some(batch_decrypt_result::Result::Error(e)) => assert_eq!(e.code, Code::InvalidArgument as i32),
+            Some(batch_decrypt_result::Result::Error(e)) => {
+                assert_eq!(e.code, Code::InvalidArgument as i32)
+            }
             other => panic!("item 1: {other:?}"),
         }
         match &results[2].result {
-            Some(batch_decrypt_result::Result::Error(e)) => assert!(e.message.contains("encryption_context")),
+            Some(batch_decrypt_result::Result::Error(e)) => {
+                assert!(e.message.contains("encryption_context"))
+            }
             other => panic!("item 2: {other:?}"),
         }
 
-        let empty = app.client().batch_decrypt(pb::BatchDecryptRequest { name: KEY.into(), items: vec![] }).await;
+        let empty = app
+            .client()
+            .batch_decrypt(pb::BatchDecryptRequest {
+                name: KEY.into(),
+                items: vec![],
+            })
+            .await;
         assert_status(empty, Code::InvalidArgument, "items");
         let too_many = vec![pb::BatchItem::default(); 1001];
-        let too_many = app.client().batch_decrypt(pb::BatchDecryptRequest { name: KEY.into(), items: too_many }).await;
+        let too_many = app
+            .client()
+            .batch_decrypt(pb::BatchDecryptRequest {
+                name: KEY.into(),
+                items: too_many,
+            })
+            .await;
         assert_status(too_many, Code::InvalidArgument, "items");
     })
     .await;
@@ -247,28 +344,57 @@ async fn rewrap_and_batch_rewrap_move_ciphertexts_to_the_primary_version() {
 
         let rewrapped = app
             .client()
-            .re_wrap(pb::ReWrapRequest { name: KEY.into(), ciphertext: first.clone(), encryption_context: context_map(&[("k", "v")]) })
+            .re_wrap(pb::ReWrapRequest {
+                name: KEY.into(),
+                ciphertext: first.clone(),
+                encryption_context: context_map(&[("k", "v")]),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!((rewrapped.source_key_version, rewrapped.key_version), (1, 2));
-        assert_eq!(app.decrypt(KEY, &rewrapped.ciphertext, &[("k", "v")]).await.unwrap().plaintext, b"alpha");
+        assert_eq!(
+            (rewrapped.source_key_version, rewrapped.key_version),
+            (1, 2)
+        );
+        assert_eq!(
+            app.decrypt(KEY, &rewrapped.ciphertext, &[("k", "v")])
+                .await
+                .unwrap()
+                .plaintext,
+            b"alpha"
+        );
         assert_status(
             app.client()
-                .re_wrap(pb::ReWrapRequest { name: KEY.into(), ciphertext: first.clone(), encryption_context: context_map(&[]) })
+                .re_wrap(pb::ReWrapRequest {
+                    name: KEY.into(),
+                    ciphertext: first.clone(),
+                    encryption_context: context_map(&[]),
+                })
                 .await,
             Code::InvalidArgument,
             "does not decrypt",
         );
 
         let items = vec![
-            pb::BatchItem { ciphertext: first, encryption_context: context_map(&[("k", "v")]) },
-            pb::BatchItem { ciphertext: vec![0; 10], encryption_context: context_map(&[]) },
-            pb::BatchItem { ciphertext: second, encryption_context: context_map(&[]) },
+            pb::BatchItem {
+                ciphertext: first,
+                encryption_context: context_map(&[("k", "v")]),
+            },
+            pb::BatchItem {
+                ciphertext: vec![0; 10],
+                encryption_context: context_map(&[]),
+            },
+            pb::BatchItem {
+                ciphertext: second,
+                encryption_context: context_map(&[]),
+            },
         ];
         let results = app
             .client()
-            .batch_re_wrap(pb::BatchReWrapRequest { name: KEY.into(), items })
+            .batch_re_wrap(pb::BatchReWrapRequest {
+                name: KEY.into(),
+                items,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -281,8 +407,16 @@ async fn rewrap_and_batch_rewrap_move_ciphertexts_to_the_primary_version() {
             })
             .collect();
         assert_eq!(versions, vec![Some(2), None, Some(2)]);
-        let Some(batch_re_wrap_result::Result::Ok(moved)) = &results[2].result else { unreachable!() };
-        assert_eq!(app.decrypt(KEY, &moved.ciphertext, &[]).await.unwrap().plaintext, b"beta");
+        let Some(batch_re_wrap_result::Result::Ok(moved)) = &results[2].result else {
+            unreachable!()
+        };
+        assert_eq!(
+            app.decrypt(KEY, &moved.ciphertext, &[])
+                .await
+                .unwrap()
+                .plaintext,
+            b"beta"
+        );
     })
     .await;
 }

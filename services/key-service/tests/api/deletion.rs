@@ -18,30 +18,64 @@ async fn deletion_needs_permission_and_can_be_cancelled_within_the_waiting_perio
         let ciphertext = app.encrypt(KEY, b"shred me", &[]).await;
         let schedule = || {
             let mut client = app.client();
-            async move { client.schedule_key_deletion(pb::ScheduleKeyDeletionRequest { name: KEY.into() }).await }
+            async move {
+                client
+                    .schedule_key_deletion(pb::ScheduleKeyDeletionRequest { name: KEY.into() })
+                    .await
+            }
         };
         let cancel = || {
             let mut client = app.client();
-            async move { client.cancel_key_deletion(pb::CancelKeyDeletionRequest { name: KEY.into() }).await }
+            async move {
+                client
+                    .cancel_key_deletion(pb::CancelKeyDeletionRequest { name: KEY.into() })
+                    .await
+            }
         };
 
-        assert_status(schedule().await, Code::FailedPrecondition, "does not allow deletion");
-        assert_status(cancel().await, Code::FailedPrecondition, "not pending deletion");
-        app.update_policy(KEY, None, None, Some(true)).await.unwrap();
+        assert_status(
+            schedule().await,
+            Code::FailedPrecondition,
+            "does not allow deletion",
+        );
+        assert_status(
+            cancel().await,
+            Code::FailedPrecondition,
+            "not pending deletion",
+        );
+        app.update_policy(KEY, None, None, Some(true))
+            .await
+            .unwrap();
 
         let pending = schedule().await.unwrap().into_inner();
         assert_eq!(pending.state, pb::KeyState::PendingDeletion as i32);
         let destroy_at = pending.destroy_time.unwrap().seconds;
         assert_eq!(destroy_at, app.clock.now() + WEEK);
-        assert_status(schedule().await, Code::FailedPrecondition, "already pending");
-        assert_status(app.decrypt(KEY, &ciphertext, &[]).await, Code::FailedPrecondition, "pending deletion");
-        assert!(app.client().rotate_key(pb::RotateKeyRequest { name: KEY.into() }).await.is_err());
+        assert_status(
+            schedule().await,
+            Code::FailedPrecondition,
+            "already pending",
+        );
+        assert_status(
+            app.decrypt(KEY, &ciphertext, &[]).await,
+            Code::FailedPrecondition,
+            "pending deletion",
+        );
+        assert!(
+            app.client()
+                .rotate_key(pb::RotateKeyRequest { name: KEY.into() })
+                .await
+                .is_err()
+        );
 
         app.clock.advance(WEEK - 1);
         let restored = cancel().await.unwrap().into_inner();
         assert_eq!(restored.state, pb::KeyState::Enabled as i32);
         assert!(restored.destroy_time.is_none());
-        assert_eq!(app.decrypt(KEY, &ciphertext, &[]).await.unwrap().plaintext, b"shred me");
+        assert_eq!(
+            app.decrypt(KEY, &ciphertext, &[]).await.unwrap().plaintext,
+            b"shred me"
+        );
     })
     .await;
 }
@@ -53,34 +87,52 @@ async fn after_the_waiting_period_the_material_is_gone() {
         app.create_key(KEY).await;
         app.rotate(KEY).await;
         let ciphertext = app.encrypt(KEY, b"shred me", &[]).await;
-        app.update_policy(KEY, None, None, Some(true)).await.unwrap();
+        app.update_policy(KEY, None, None, Some(true))
+            .await
+            .unwrap();
         app.client()
             .schedule_key_deletion(pb::ScheduleKeyDeletionRequest { name: KEY.into() })
             .await
             .unwrap();
 
         app.clock.advance(WEEK);
-        assert_status(app.decrypt(KEY, &ciphertext, &[]).await, Code::FailedPrecondition, "destroyed");
-        let key = app.client().get_key(pb::GetKeyRequest { name: KEY.into() }).await.unwrap().into_inner();
+        assert_status(
+            app.decrypt(KEY, &ciphertext, &[]).await,
+            Code::FailedPrecondition,
+            "destroyed",
+        );
+        let key = app
+            .client()
+            .get_key(pb::GetKeyRequest { name: KEY.into() })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(key.state, pb::KeyState::Destroyed as i32);
         assert_status(
-            app.client().cancel_key_deletion(pb::CancelKeyDeletionRequest { name: KEY.into() }).await,
+            app.client()
+                .cancel_key_deletion(pb::CancelKeyDeletionRequest { name: KEY.into() })
+                .await,
             Code::FailedPrecondition,
             "destroyed",
         );
         let recreate = app
             .client()
-            .create_key(pb::CreateKeyRequest { name: KEY.into(), deletion_allowed: false })
+            .create_key(pb::CreateKeyRequest {
+                name: KEY.into(),
+                deletion_allowed: false,
+            })
             .await;
         assert_status(recreate, Code::AlreadyExists, KEY);
 
         // Crypto-shredded: no wrapped version of the key is left in the database.
         let mut db = app.raw_database().await;
-        let left: i64 = sqlx::query("SELECT COUNT(*) FROM kms_key_versions WHERE tenant = 'acme' AND key_id = 'db'")
-            .fetch_one(&mut db)
-            .await
-            .unwrap()
-            .get(0);
+        let left: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM kms_key_versions WHERE tenant = 'acme' AND key_id = 'db'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
         assert_eq!(left, 0);
     })
     .await;

@@ -65,9 +65,15 @@ pub async fn spawn_with(
     init_tracing();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let tls = options.ca.issue_material("key-service", Usage::Service).unwrap();
-    let mut config =
-        Config::new(SecretString::from(database.url().to_owned()), options.keyring, tls);
+    let tls = options
+        .ca
+        .issue_material("key-service", Usage::Service)
+        .unwrap();
+    let mut config = Config::new(
+        SecretString::from(database.url().to_owned()),
+        options.keyring,
+        tls,
+    );
     config.clock = options.clock.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = tokio::spawn(serve(config, listener, async {
@@ -110,7 +116,11 @@ impl TestApp {
     /// A client whose certificate carries `spiffe://coffer.local/{name}`.
     pub async fn client_as(&self, name: &str) -> Client {
         let material = self.ca.issue_material(name, Usage::Client).unwrap();
-        KeyServiceClient::new(connect(self.addr, material.client_config("127.0.0.1")).await.unwrap())
+        KeyServiceClient::new(
+            connect(self.addr, material.client_config("127.0.0.1"))
+                .await
+                .unwrap(),
+        )
     }
 
     /// Stops the server gracefully and hands back the database and CA for a restart.
@@ -139,7 +149,10 @@ impl TestApp {
 
     pub async fn create_key(&self, name: &str) -> pb::Key {
         self.client()
-            .create_key(pb::CreateKeyRequest { name: name.into(), deletion_allowed: false })
+            .create_key(pb::CreateKeyRequest {
+                name: name.into(),
+                deletion_allowed: false,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -206,12 +219,17 @@ impl TestApp {
     pub async fn raw_database(&self) -> sqlx::AnyConnection {
         use sqlx::Connection as _;
         sqlx::any::install_default_drivers();
-        sqlx::AnyConnection::connect(self.database.url()).await.unwrap()
+        sqlx::AnyConnection::connect(self.database.url())
+            .await
+            .unwrap()
     }
 }
 
 pub fn context_map(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// Asserts that a call failed with `code` and that the message contains `needle`.
@@ -223,5 +241,9 @@ pub fn assert_status<T: std::fmt::Debug>(
 ) {
     let status = result.expect_err("the call should have failed");
     assert_eq!(status.code(), code, "unexpected status: {status:?}");
-    assert!(status.message().contains(needle), "`{}` lacks `{needle}`", status.message());
+    assert!(
+        status.message().contains(needle),
+        "`{}` lacks `{needle}`",
+        status.message()
+    );
 }

@@ -13,7 +13,11 @@ async fn created_key_starts_at_version_one_and_enabled() {
         let key = app.create_key("tenants/acme/keys/db").await;
         assert_eq!(key.name, "tenants/acme/keys/db");
         assert_eq!(
-            (key.primary_version, key.min_decryption_version, key.min_encryption_version),
+            (
+                key.primary_version,
+                key.min_decryption_version,
+                key.min_encryption_version
+            ),
             (1, 1, 1)
         );
         assert_eq!(key.state, pb::KeyState::Enabled as i32);
@@ -22,7 +26,9 @@ async fn created_key_starts_at_version_one_and_enabled() {
 
         let fetched = app
             .client()
-            .get_key(pb::GetKeyRequest { name: key.name.clone() })
+            .get_key(pb::GetKeyRequest {
+                name: key.name.clone(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -38,7 +44,10 @@ async fn creating_an_existing_key_is_already_exists() {
         app.create_key("tenants/acme/keys/db").await;
         let again = app
             .client()
-            .create_key(pb::CreateKeyRequest { name: "tenants/acme/keys/db".into(), deletion_allowed: true })
+            .create_key(pb::CreateKeyRequest {
+                name: "tenants/acme/keys/db".into(),
+                deletion_allowed: true,
+            })
             .await;
         assert_status(again, Code::AlreadyExists, "tenants/acme/keys/db");
     })
@@ -49,18 +58,33 @@ async fn creating_an_existing_key_is_already_exists() {
 async fn bad_names_are_invalid_argument_naming_the_field() {
     on_each_backend(|db| async {
         let app = spawn_app(db).await;
-        for bad in ["", "tenants/acme", "tenants/ACME/keys/x", "tenants/a/keys/b/c", "tenants/a/keys/b c"] {
+        for bad in [
+            "",
+            "tenants/acme",
+            "tenants/ACME/keys/x",
+            "tenants/a/keys/b/c",
+            "tenants/a/keys/b c",
+        ] {
             let created = app
                 .client()
-                .create_key(pb::CreateKeyRequest { name: bad.into(), deletion_allowed: false })
+                .create_key(pb::CreateKeyRequest {
+                    name: bad.into(),
+                    deletion_allowed: false,
+                })
                 .await;
             assert_status(created, Code::InvalidArgument, "invalid name");
-            let fetched = app.client().get_key(pb::GetKeyRequest { name: bad.into() }).await;
+            let fetched = app
+                .client()
+                .get_key(pb::GetKeyRequest { name: bad.into() })
+                .await;
             assert_status(fetched, Code::InvalidArgument, "invalid name");
         }
         let listed = app
             .client()
-            .list_keys(pb::ListKeysRequest { parent: "tenant/acme".into(), ..Default::default() })
+            .list_keys(pb::ListKeysRequest {
+                parent: "tenant/acme".into(),
+                ..Default::default()
+            })
             .await;
         assert_status(listed, Code::InvalidArgument, "invalid parent");
     })
@@ -73,17 +97,25 @@ async fn unknown_keys_are_not_found_everywhere() {
         let app = spawn_app(db).await;
         let name = "tenants/acme/keys/missing";
         assert_status(
-            app.client().get_key(pb::GetKeyRequest { name: name.into() }).await,
+            app.client()
+                .get_key(pb::GetKeyRequest { name: name.into() })
+                .await,
             Code::NotFound,
             name,
         );
         assert_status(
-            app.client().rotate_key(pb::RotateKeyRequest { name: name.into() }).await,
+            app.client()
+                .rotate_key(pb::RotateKeyRequest { name: name.into() })
+                .await,
             Code::NotFound,
             name,
         );
         assert_status(app.decrypt(name, &[1; 40], &[]).await, Code::NotFound, name);
-        assert_status(app.update_policy(name, Some(1), None, None).await, Code::NotFound, name);
+        assert_status(
+            app.update_policy(name, Some(1), None, None).await,
+            Code::NotFound,
+            name,
+        );
     })
     .await;
 }
@@ -120,13 +152,19 @@ async fn list_keys_pages_through_one_tenant_in_name_order() {
             assert!(pages < 10, "pagination does not end");
         }
         assert_eq!(pages, 3);
-        let expected: Vec<String> =
-            ["a", "b", "c", "d", "e"].iter().map(|k| format!("tenants/acme/keys/{k}")).collect();
+        let expected: Vec<String> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|k| format!("tenants/acme/keys/{k}"))
+            .collect();
         assert_eq!(names, expected);
 
         let too_big = app
             .client()
-            .list_keys(pb::ListKeysRequest { parent: "tenants/acme".into(), page_size: 1001, ..Default::default() })
+            .list_keys(pb::ListKeysRequest {
+                parent: "tenants/acme".into(),
+                page_size: 1001,
+                ..Default::default()
+            })
             .await;
         assert_status(too_big, Code::InvalidArgument, "page_size");
         let bad_token = app
@@ -140,7 +178,10 @@ async fn list_keys_pages_through_one_tenant_in_name_order() {
         assert_status(bad_token, Code::InvalidArgument, "page_token");
         let empty = app
             .client()
-            .list_keys(pb::ListKeysRequest { parent: "tenants/nobody".into(), ..Default::default() })
+            .list_keys(pb::ListKeysRequest {
+                parent: "tenants/nobody".into(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -158,8 +199,16 @@ async fn key_policy_keeps_its_invariant() {
         app.rotate(name).await;
         app.rotate(name).await;
 
-        assert_status(app.update_policy(name, Some(0), None, None).await, Code::InvalidArgument, "min_decryption_version");
-        assert_status(app.update_policy(name, Some(4), None, None).await, Code::InvalidArgument, "min_decryption_version");
+        assert_status(
+            app.update_policy(name, Some(0), None, None).await,
+            Code::InvalidArgument,
+            "min_decryption_version",
+        );
+        assert_status(
+            app.update_policy(name, Some(4), None, None).await,
+            Code::InvalidArgument,
+            "min_decryption_version",
+        );
         assert_status(
             app.update_policy(name, Some(2), Some(1), None).await,
             Code::InvalidArgument,
@@ -168,13 +217,29 @@ async fn key_policy_keeps_its_invariant() {
 
         // Raising the decryption floor alone raises the encryption floor with it.
         let key = app.update_policy(name, Some(2), None, None).await.unwrap();
-        assert_eq!((key.min_decryption_version, key.min_encryption_version), (2, 2));
-        let key = app.update_policy(name, None, Some(3), Some(true)).await.unwrap();
-        assert_eq!((key.min_decryption_version, key.min_encryption_version), (2, 3));
+        assert_eq!(
+            (key.min_decryption_version, key.min_encryption_version),
+            (2, 2)
+        );
+        let key = app
+            .update_policy(name, None, Some(3), Some(true))
+            .await
+            .unwrap();
+        assert_eq!(
+            (key.min_decryption_version, key.min_encryption_version),
+            (2, 3)
+        );
         assert!(key.deletion_allowed);
         // Unset fields stay as they are.
         let key = app.update_policy(name, None, None, None).await.unwrap();
-        assert_eq!((key.min_decryption_version, key.min_encryption_version, key.deletion_allowed), (2, 3, true));
+        assert_eq!(
+            (
+                key.min_decryption_version,
+                key.min_encryption_version,
+                key.deletion_allowed
+            ),
+            (2, 3, true)
+        );
     })
     .await;
 }

@@ -26,24 +26,51 @@ async fn rotation_rewrap_and_retirement_follow_the_policy() {
 
         let moved = app
             .client()
-            .re_wrap(pb::ReWrapRequest { name: KEY.into(), ciphertext: v1.clone(), ..Default::default() })
+            .re_wrap(pb::ReWrapRequest {
+                name: KEY.into(),
+                ciphertext: v1.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
         assert_eq!(moved.key_version, 2);
 
         app.update_policy(KEY, Some(2), None, None).await.unwrap();
-        assert_status(app.decrypt(KEY, &v1, &[]).await, Code::FailedPrecondition, "retired");
-        assert_eq!(app.decrypt(KEY, &moved.ciphertext, &[]).await.unwrap().plaintext, b"old secret");
+        assert_status(
+            app.decrypt(KEY, &v1, &[]).await,
+            Code::FailedPrecondition,
+            "retired",
+        );
+        assert_eq!(
+            app.decrypt(KEY, &moved.ciphertext, &[])
+                .await
+                .unwrap()
+                .plaintext,
+            b"old secret"
+        );
         let old_version = app
             .client()
-            .encrypt(pb::EncryptRequest { name: KEY.into(), key_version: Some(1), ..Default::default() })
+            .encrypt(pb::EncryptRequest {
+                name: KEY.into(),
+                key_version: Some(1),
+                ..Default::default()
+            })
             .await;
-        assert_status(old_version, Code::FailedPrecondition, "min_encryption_version");
+        assert_status(
+            old_version,
+            Code::FailedPrecondition,
+            "min_encryption_version",
+        );
 
         // Lowering the floor again brings v1 back: retiring is a policy, not destruction.
-        app.update_policy(KEY, Some(1), Some(1), None).await.unwrap();
-        assert_eq!(app.decrypt(KEY, &v1, &[]).await.unwrap().plaintext, b"old secret");
+        app.update_policy(KEY, Some(1), Some(1), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            app.decrypt(KEY, &v1, &[]).await.unwrap().plaintext,
+            b"old secret"
+        );
     })
     .await;
 }

@@ -16,12 +16,16 @@ const KEY: &str = "tenants/acme/keys/db";
 /// for certain that the call is in flight inside the server before it signals shutdown.
 #[tokio::test]
 async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
-    let Some(db) = TestDatabase::create(Backend::Postgres).await else { return };
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
     let mut app = spawn_app(db).await;
     app.create_key(KEY).await;
 
     // Hold the key's row lock so a RotateKey blocks inside the server.
-    let mut blocker = sqlx::PgConnection::connect(app.database.url()).await.unwrap();
+    let mut blocker = sqlx::PgConnection::connect(app.database.url())
+        .await
+        .unwrap();
     sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
     sqlx::query("SELECT 1 FROM kms_keys WHERE key_id = 'db' FOR UPDATE")
         .execute(&mut blocker)
@@ -30,9 +34,13 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
 
     let mut client = app.client();
     let in_flight = tokio::spawn(async move {
-        client.rotate_key(pb::RotateKeyRequest { name: KEY.into() }).await
+        client
+            .rotate_key(pb::RotateKeyRequest { name: KEY.into() })
+            .await
     });
-    let mut observer = sqlx::PgConnection::connect(app.database.url()).await.unwrap();
+    let mut observer = sqlx::PgConnection::connect(app.database.url())
+        .await
+        .unwrap();
     let mut waiting = false;
     for _ in 0..500 {
         let row = sqlx::query(
@@ -53,7 +61,10 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
 
     let server = app.signal_shutdown();
     // A new connection is not served once shutdown began.
-    let material = app.ca.issue_material("operator/late", Usage::Client).unwrap();
+    let material = app
+        .ca
+        .issue_material("operator/late", Usage::Client)
+        .unwrap();
     let late = tokio::time::timeout(Duration::from_secs(3), async {
         let channel = connect(app.addr, material.client_config("127.0.0.1")).await?;
         KeyServiceClient::new(channel)
@@ -62,10 +73,16 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
             .map_err(anyhow::Error::from)
     })
     .await;
-    assert!(!matches!(late, Ok(Ok(_))), "a call after shutdown succeeded");
+    assert!(
+        !matches!(late, Ok(Ok(_))),
+        "a call after shutdown succeeded"
+    );
 
     sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
-    let rotated = in_flight.await.unwrap().expect("the in-flight call must complete");
+    let rotated = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call must complete");
     assert_eq!(rotated.into_inner().primary_version, 2);
     server.await.unwrap().unwrap();
 }

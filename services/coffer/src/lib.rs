@@ -1,0 +1,8 @@
+//! The `coffer` command-line tool, as a library so tests drive the same code as the binary.
+//!
+//! - [`up`]: the whole stack in one process on embedded defaults, for development.
+//! - [`layout`]: the data directory `coffer up` creates and reuses (dev CA, certificates, dev
+//!   root key, SQLite files).
+
+pub mod layout;
+pub mod up;

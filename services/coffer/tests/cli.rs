@@ -1,0 +1,172 @@
+//! The `coffer` binary itself: `coffer up` starts, serves over mTLS, stops on SIGTERM, and a
+//! second run reuses the data directory; `coffer certs issue` adds an identity.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use coffer_proto::pb;
+use coffer_proto::pb::key_service_client::KeyServiceClient;
+use coffer_test_support::connect;
+use coffer_transport::{TlsFiles, TlsMaterial};
+
+/// Starts `coffer up` on a free port and returns the child and the address it printed.
+fn coffer_up(data_dir: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("coffer starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("coffer up printed its address")
+            .unwrap();
+        if let Some(addr) = line.strip_prefix("key-service listening on ") {
+            break addr.parse().unwrap();
+        }
+    };
+    // Keep reading so the child never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+fn terminate(mut child: Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "coffer up exited with {status} on SIGTERM"
+    );
+}
+
+async fn client(addr: SocketAddr, files: &TlsFiles) -> KeyServiceClient<tonic::transport::Channel> {
+    let material = TlsMaterial::load(files).unwrap();
+    KeyServiceClient::new(
+        connect(addr, material.client_config("127.0.0.1"))
+            .await
+            .unwrap(),
+    )
+}
+
+// Multi-threaded: `terminate` blocks this thread while the client's connection task must keep
+// running to answer the server's GOAWAY, or the server would wait out its grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn coffer_up_serves_stops_on_sigterm_and_reuses_its_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let operator = TlsFiles {
+        cert: data_dir.join("certs/operator.pem"),
+        key: data_dir.join("certs/operator-key.pem"),
+        ca: data_dir.join("certs/ca.pem"),
+    };
+
+    let (child, addr) = coffer_up(&data_dir);
+    let name = "tenants/acme/keys/cli";
+    let mut operator_client = client(addr, &operator).await;
+    operator_client
+        .create_key(pb::CreateKeyRequest {
+            name: name.into(),
+            deletion_allowed: false,
+        })
+        .await
+        .unwrap();
+    let ciphertext = operator_client
+        .encrypt(pb::EncryptRequest {
+            name: name.into(),
+            plaintext: b"kept".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ciphertext;
+    let ca_before = std::fs::read(&operator.ca).unwrap();
+    let root_keys_before = std::fs::read(data_dir.join("root-keys")).unwrap();
+    terminate(child);
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for (path, mode) in [
+            (data_dir.clone(), 0o700),
+            (data_dir.join("root-keys"), 0o600),
+            (data_dir.join("certs/ca-key.pem"), 0o600),
+            (data_dir.join("certs/operator-key.pem"), 0o600),
+        ] {
+            let actual = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(actual, mode, "{}", path.display());
+        }
+    }
+
+    // `coffer certs issue` adds a service identity from the same CA.
+    let issued = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "certs",
+            "issue",
+            "--name",
+            "credential-service",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let service = TlsFiles {
+        cert: data_dir.join("certs/credential-service.pem"),
+        key: data_dir.join("certs/credential-service-key.pem"),
+        ca: operator.ca.clone(),
+    };
+
+    let (child, addr) = coffer_up(&data_dir);
+    assert_eq!(
+        std::fs::read(&operator.ca).unwrap(),
+        ca_before,
+        "the CA is reused"
+    );
+    assert_eq!(
+        std::fs::read(data_dir.join("root-keys")).unwrap(),
+        root_keys_before
+    );
+    let decrypted = client(addr, &service)
+        .await
+        .decrypt(pb::DecryptRequest {
+            name: name.into(),
+            ciphertext,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decrypted.plaintext, b"kept");
+    terminate(child);
+}
+
+#[test]
+fn certs_issue_without_a_data_dir_explains_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["certs", "issue", "--name", "operator/bob", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("run `coffer up"), "{stderr}");
+}
