@@ -1,6 +1,9 @@
 //! The dev stack as operators meet it: `coffer up` (in process) and `grpcurl` with the
 //! operator certificate, through server reflection.
 
+// The whole crate is test code: helpers fail loudly, like the tests that call them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::Command;
 

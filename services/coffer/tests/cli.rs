@@ -1,6 +1,9 @@
 //! The `coffer` binary itself: `coffer up` starts, serves over mTLS, stops on SIGTERM, and a
 //! second run reuses the data directory; `coffer certs issue` adds an identity.
 
+// The whole crate is test code: helpers fail loudly, like the tests that call them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -3,6 +3,8 @@
 
 // Test helpers are `pub` for the sibling modules of this one binary, not for other crates.
 #![allow(unreachable_pub, missing_docs)]
+// The whole crate is test code: helpers fail loudly, like the tests that call them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod authz;
 mod crypto;
