@@ -1,14 +1,24 @@
-//! Process plumbing shared by every Coffer binary: logging setup and the shutdown signal.
+//! Process plumbing shared by every Coffer binary: logs, traces, and the shutdown signal.
 //!
-//! Logs go to stderr through `tracing`, as human-readable lines or as JSON (one object per
-//! line, for log shippers). The level filter follows `RUST_LOG` and defaults to `info`.
-//! Nothing here ever formats a secret: handlers record only the fields they list in
-//! `#[tracing::instrument(skip_all, fields(..))]`.
+//! - [`init`]: logs to stderr through `tracing`, as human-readable lines or as JSON (one object
+//!   per line), filtered by `RUST_LOG` (default `info`); and, when an OTLP endpoint is given
+//!   (`OTEL_EXPORTER_OTLP_ENDPOINT`), spans exported over OTLP/gRPC.
+//! - [`propagation`]: W3C trace context (`traceparent`) carried in gRPC metadata, so one trace
+//!   spans every service a request crosses.
+//! - [`ShutdownSignal`]: Ctrl-C or SIGTERM.
+//!
+//! Nothing here ever formats a secret: handlers record only the fields they list.
+
+pub mod propagation;
 
 use std::str::FromStr;
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
-
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -41,22 +51,96 @@ pub enum Error {
     /// A global subscriber was already installed.
     #[error("a tracing subscriber is already installed")]
     AlreadyInstalled,
+    /// The OTLP exporter could not be built.
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
 }
 
-/// Installs the global subscriber. Call once, first thing in `main`.
+/// The standard variable naming the OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`.
+pub const OTLP_ENDPOINT_VARIABLE: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// Keeps the trace exporter alive; [`Telemetry::shutdown`] (or drop) flushes pending spans.
+#[must_use = "dropping the guard stops trace export"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exports_traces(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Flushes pending spans and stops the exporter.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "trace exporter did not shut down cleanly");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Installs the global subscriber: logs in `format`, and spans exported to `otlp_endpoint`
+/// (an `http://host:port` OTLP/gRPC collector) when given, under `service_name`. Call once,
+/// early in `main`, inside the Tokio runtime.
 ///
 /// # Errors
-/// [`Error::AlreadyInstalled`] if a subscriber is already set.
-pub fn init(format: LogFormat) -> Result<(), Error> {
+/// [`Error::AlreadyInstalled`] if a subscriber is already set; [`Error::Exporter`] if the
+/// exporter cannot be built (for example a malformed endpoint).
+pub fn init(
+    service_name: &'static str,
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+) -> Result<Telemetry, Error> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-    installed.map_err(|_| Error::AlreadyInstalled)
+    let provider = otlp_endpoint
+        .map(|endpoint| tracer_provider(service_name, endpoint))
+        .transpose()?;
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service_name)));
+    let human = (format == LogFormat::Human)
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(human)
+        .with(json)
+        .with(otel)
+        .try_init()
+        .map_err(|_| Error::AlreadyInstalled)?;
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(service_name: &'static str, endpoint: &str) -> Result<SdkTracerProvider, Error> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| Error::Exporter(e.to_string()))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name)
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
 }
 
 /// The process's stop request: Ctrl-C (SIGINT) or SIGTERM.

@@ -75,7 +75,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run_up(options: up::Options) -> anyhow::Result<()> {
-    coffer_telemetry::init(coffer_telemetry::LogFormat::Human)?;
+    let otlp_endpoint = std::env::var(coffer_telemetry::OTLP_ENDPOINT_VARIABLE).ok();
+    let telemetry = coffer_telemetry::init(
+        "coffer",
+        coffer_telemetry::LogFormat::Human,
+        otlp_endpoint.as_deref(),
+    )?;
     let signal = coffer_telemetry::ShutdownSignal::install()?;
     let mut running = up::start(&options).await?;
     eprintln!("{}", up::dev_mode_warning(&running));
@@ -86,13 +91,15 @@ async fn run_up(options: up::Options) -> anyhow::Result<()> {
         error = running.failed() => return Err(error),
         () = signal.recv() => {}
     }
-    match tokio::time::timeout(SHUTDOWN_GRACE, running.shutdown()).await {
+    let outcome = match tokio::time::timeout(SHUTDOWN_GRACE, running.shutdown()).await {
         Ok(outcome) => outcome,
         Err(_) => {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "shutdown grace period expired");
             Ok(())
         }
-    }
+    };
+    telemetry.shutdown();
+    outcome
 }
 
 /// How long `coffer up` waits for in-flight calls after Ctrl-C.

@@ -13,7 +13,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use coffer_telemetry::LogFormat;
+use coffer_telemetry::{LogFormat, OTLP_ENDPOINT_VARIABLE};
 use coffer_transport::{TlsFiles, TlsMaterial};
 use secrecy::SecretString;
 
@@ -60,6 +60,9 @@ pub struct Config {
     pub reaper_interval: Duration,
     /// `human` or `json` log lines (`..__LOG_FORMAT`, default `human`).
     pub log_format: LogFormat,
+    /// OTLP/gRPC collector for traces (the standard `OTEL_EXPORTER_OTLP_ENDPOINT`, e.g.
+    /// `http://127.0.0.1:4317`); unset means no export.
+    pub otlp_endpoint: Option<String>,
     /// The clock; [`Clock::system`] except in tests.
     pub clock: Clock,
 }
@@ -83,6 +86,7 @@ impl Config {
             cache_ttl: Duration::from_secs(300),
             reaper_interval: Duration::from_secs(60),
             log_format: LogFormat::Human,
+            otlp_endpoint: None,
             clock: Clock::system(),
         }
     }
@@ -97,7 +101,7 @@ impl Config {
             None => BTreeMap::new(),
         };
         for (name, value) in std::env::vars() {
-            if name.starts_with(PREFIX) || name == ROOT_KEYS {
+            if name.starts_with(PREFIX) || name == ROOT_KEYS || name == OTLP_ENDPOINT_VARIABLE {
                 values.insert(name, value);
             }
         }
@@ -141,6 +145,7 @@ impl Config {
             parse_duration(s).filter(|d| !d.is_zero())
         });
         let log_format = p.parse("LOG_FORMAT", "human", |s| s.parse::<LogFormat>().ok());
+        let otlp_endpoint = p.otlp_endpoint();
 
         // Every `None` above has pushed an error, so the fallback below only runs with errors.
         let (
@@ -195,6 +200,7 @@ impl Config {
             cache_ttl,
             reaper_interval,
             log_format,
+            otlp_endpoint,
             clock: Clock::system(),
         })
     }
@@ -285,6 +291,21 @@ impl Parser<'_> {
             self.error(key, "invalid value");
         }
         parsed
+    }
+
+    fn otlp_endpoint(&mut self) -> Option<String> {
+        let endpoint = self
+            .values
+            .get(OTLP_ENDPOINT_VARIABLE)
+            .filter(|v| !v.is_empty())?;
+        if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+            Some(endpoint.clone())
+        } else {
+            self.errors.push(format!(
+                "{OTLP_ENDPOINT_VARIABLE}: must be an http:// or https:// URL"
+            ));
+            None
+        }
     }
 
     fn keyring(&mut self) -> Option<RootKeyring> {

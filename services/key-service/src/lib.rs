@@ -87,7 +87,7 @@ pub async fn serve(
         .tls_config(config.tls.server_config())
         .map_err(Error::Tls)?
         .timeout(config.request_timeout)
-        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .trace_fn(coffer_telemetry::propagation::grpc_span)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -19,10 +19,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    if let Err(error) = coffer_telemetry::init(config.log_format) {
-        eprintln!("coffer-key-service: {error}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry = match coffer_telemetry::init(
+        "coffer-key-service",
+        config.log_format,
+        config.otlp_endpoint.as_deref(),
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("coffer-key-service: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let signal = match coffer_telemetry::ShutdownSignal::install() {
         Ok(signal) => signal,
         Err(error) => {
@@ -56,6 +63,7 @@ async fn main() -> ExitCode {
             }
         }
     };
+    telemetry.shutdown();
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(error)) => {
