@@ -20,7 +20,10 @@ fn without_configuration_the_binary_exits_64_and_lists_every_missing_setting() {
         "COFFER_KEY_SERVICE__TLS_KEY: required",
         "COFFER_KEY_SERVICE__TLS_CA: required",
     ] {
-        assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
     }
 }
 
@@ -34,6 +37,9 @@ fn a_malformed_root_keyring_is_refused_without_echoing_it() {
         .unwrap();
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("root key version 1: must be base64 of exactly 32 bytes"), "{stderr}");
+    assert!(
+        stderr.contains("root key version 1: must be base64 of exactly 32 bytes"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("dG9vLXNob3J0LXNlY3JldA"), "{stderr}");
 }

@@ -73,9 +73,7 @@ impl Kms {
         let record = self
             .store
             .modify(name, now, |record| {
-                let due = record.state == KeyState::PendingDeletion
-                    && record.destroy_time.is_some_and(|t| t <= now);
-                Ok(due.then_some(Change::Destroy))
+                Ok(record.deletion_due(now).then_some(Change::Destroy))
             })
             .await?;
         if record.state == KeyState::Destroyed {

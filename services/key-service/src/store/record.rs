@@ -78,6 +78,11 @@ impl KeyRecord {
         }
     }
 
+    /// Whether a pending deletion's waiting period is over at `now`.
+    pub fn deletion_due(&self, now: i64) -> bool {
+        self.state == KeyState::PendingDeletion && self.destroy_time.is_some_and(|t| t <= now)
+    }
+
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(Self {
             name: KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?,
