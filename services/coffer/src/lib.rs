@@ -1,8 +1,10 @@
 //! The `coffer` command-line tool, as a library so tests drive the same code as the binary.
 //!
 //! - [`up`]: the whole stack in one process on embedded defaults, for development.
+//! - [`bench`]: throughput and latency of the key-service against a same-run baseline.
 //! - [`layout`]: the data directory `coffer up` creates and reuses (dev CA, certificates, dev
 //!   root key, SQLite files).
 
+pub mod bench;
 pub mod layout;
 pub mod up;

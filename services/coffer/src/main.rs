@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use coffer::{layout, up};
+use coffer::{bench, layout, up};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,18 @@ enum Command {
         /// Address of the key-service (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
+    },
+    /// Measure key-service throughput and latency over mTLS against a same-run baseline.
+    Bench {
+        /// Seconds per workload.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent callers per workload.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Plaintext size for Encrypt/Decrypt, in bytes (at most 65536).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=65536))]
+        payload: u32,
     },
     /// Dev CA certificates.
     Certs {
@@ -55,6 +67,20 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Up { data_dir, listen } => run_up(up::Options { data_dir, listen }).await,
+        Command::Bench {
+            seconds,
+            concurrency,
+            payload,
+        } => {
+            let options = bench::Options {
+                duration: Duration::from_secs(seconds),
+                concurrency,
+                payload: payload as usize,
+            };
+            bench::run(&options)
+                .await
+                .map(|reports| print!("{}", bench::render(&reports, &options)))
+        }
         Command::Certs {
             command: CertsCommand::Issue { name, data_dir },
         } => layout::issue_client_certificate(&data_dir, &name).map(|files| {
