@@ -7,9 +7,11 @@
 //! - [`keys`]: distinct zeroizing newtypes for each kind of key, so that the compiler refuses to
 //!   wrap with the wrong one, and [`keys::RootKey::derive_kek`] (HKDF-SHA256).
 //! - [`text`]: the operator text form `coffer:v{N}:{base64}`.
+//! - [`apikey`]: the `mcp_sk_` API-key format with its CRC32 checksum.
 //! - [`SecretBytes`]: decrypted plaintext, zeroized on drop, redacted in `Debug`.
 
 pub mod aad;
+pub mod apikey;
 pub mod envelope;
 mod error;
 pub mod keys;

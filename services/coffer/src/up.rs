@@ -100,22 +100,29 @@ impl Running {
 /// The dev-mode warning, printed on every start.
 pub fn dev_mode_warning(running: &Running) -> String {
     let root_key = if running.generated_root_key {
-        "generated a NEW dev root key"
+        "coffer up generated a NEW dev root key and stores it"
     } else {
-        "reusing the dev root key"
+        "coffer up reuses the dev root key stored"
     };
-    format!(
-        "\n\
-         ************************************************************************\n\
-         *  DEV MODE: not for production.                                       *\n\
-         *  coffer up {root_key:<58}*\n\
-         *  stored UNPROTECTED in the data directory, with a dev CA whose key  *\n\
-         *  is also on disk. Anyone who can read the directory can decrypt     *\n\
-         *  everything. Production: coffer-key-service with COFFER_ROOT_KEYS. *\n\
-         ************************************************************************\n\
-         data dir: {}\n",
+    let lines = [
+        "DEV MODE: not for production.",
+        root_key,
+        "UNPROTECTED in the data directory, beside a dev CA whose",
+        "private key is on disk too. Anyone who can read that",
+        "directory can decrypt everything and impersonate services.",
+        "Production: coffer-key-service with COFFER_ROOT_KEYS.",
+    ];
+    let width = lines.iter().map(|line| line.len()).max().unwrap_or(0);
+    let border = "*".repeat(width + 6);
+    let mut banner = format!("\n{border}\n");
+    for line in lines {
+        banner.push_str(&format!("*  {line:<width$}  *\n"));
+    }
+    banner.push_str(&format!(
+        "{border}\ndata dir: {}\n",
         running.layout.data_dir.display()
-    )
+    ));
+    banner
 }
 
 fn quote(path: &Path) -> String {

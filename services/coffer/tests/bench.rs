@@ -9,18 +9,33 @@ use coffer::bench;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_workload_completes_calls_and_reports_ordered_percentiles() {
-    let options =
-        bench::Options { duration: Duration::from_millis(200), concurrency: 2, payload: 1024 };
+    let options = bench::Options {
+        duration: Duration::from_millis(200),
+        concurrency: 2,
+        payload: 1024,
+    };
     let reports = bench::run(&options).await.unwrap();
     let names: Vec<&str> = reports.iter().map(|r| r.name).collect();
     assert_eq!(
         names,
-        ["Health/Check (baseline)", "GetKey", "Encrypt", "Decrypt", "GenerateDataKey"]
+        [
+            "Health/Check (baseline)",
+            "GetKey",
+            "Encrypt",
+            "Decrypt",
+            "GenerateDataKey"
+        ]
     );
     for report in &reports {
         assert!(report.calls > 0, "{report:?}");
-        assert!(report.p50 <= report.p95 && report.p95 <= report.p99, "{report:?}");
+        assert!(
+            report.p50 <= report.p95 && report.p95 <= report.p99,
+            "{report:?}"
+        );
     }
     let table = bench::render(&reports, &options);
-    assert!(table.lines().nth(3).unwrap().trim_end().ends_with("1.00x"), "{table}");
+    assert!(
+        table.lines().nth(3).unwrap().trim_end().ends_with("1.00x"),
+        "{table}"
+    );
 }
