@@ -1,1 +1,49 @@
-//! placeholder
+//! Bearer authentication shared by Coffer services.
+//!
+//! - [`scope`]: the scopes (`mcp:read`, `credential:reveal`, ...) and the roles that grant them.
+//! - [`jwt`]: RS256 access tokens: [`jwt::SigningKey`] issues them (auth-service), and
+//!   [`jwt::Verifier`] checks them strictly against a fixed set of public keys: RS256 only,
+//!   required `exp iss aud sub nbf iat`, a small leeway, no `crit`, no key-carrying headers,
+//!   unknown `kid` rejected without any lookup, and a size cap before any parsing.
+//! - [`jwks`]: JSON Web Keys with RFC 7638 thumbprints as `kid`.
+//! - [`Principal`]: who a verified credential speaks for. The tenant always comes from here,
+//!   never from a request body.
+
+pub mod jwks;
+pub mod jwt;
+pub mod scope;
+
+pub use scope::{Role, Scope, Scopes};
+
+/// Who a verified bearer credential speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The tenant the principal belongs to.
+    pub tenant: String,
+    /// The principal's id (a user or service account).
+    pub subject: String,
+    /// What it may do.
+    pub scopes: Scopes,
+    /// The roles its scopes came from (empty for service accounts with explicit scopes).
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    /// Checks that the principal holds `scope`.
+    ///
+    /// # Errors
+    /// [`MissingScope`] naming the scope (scopes are not secret; callers map this to
+    /// PERMISSION_DENIED).
+    pub fn require(&self, scope: Scope) -> Result<(), MissingScope> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(MissingScope(scope))
+        }
+    }
+}
+
+/// The principal lacks a scope an operation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("missing scope {0}")]
+pub struct MissingScope(pub Scope);

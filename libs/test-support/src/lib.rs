@@ -174,6 +174,35 @@ pub fn find_tool(name: &str) -> Option<std::path::PathBuf> {
     None
 }
 
+/// The test virtualenv's Python if it can import every module in `modules` (installed by
+/// `scripts/test` from `scripts/requirements-test.txt`). `None` (after a notice) otherwise,
+/// unless `COFFER_REQUIRE_TOOLS=1`, which makes it a failure.
+///
+/// # Panics
+/// When the tools are required but missing.
+pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
+    let python = find_tool("python3")?;
+    let imports = format!("import {}", modules.join(", "));
+    let usable = std::process::Command::new(&python)
+        .args(["-c", &imports])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if usable {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("COFFER_REQUIRE_TOOLS").map_or(true, |v| v != "1"),
+        "Python modules {modules:?} are required but missing; run ./scripts/test"
+    );
+    eprintln!("skipping: Python modules {modules:?} not installed (./scripts/test installs them)");
+    None
+}
+
+/// The repository root, for test scripts and data.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// Installs a test log subscriber when `TEST_LOG=1`; tests are silent otherwise.
 pub fn init_tracing() {
     if std::env::var_os("TEST_LOG").is_some() {

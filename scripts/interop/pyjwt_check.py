@@ -1,0 +1,43 @@
+"""Cross-checks Coffer's RS256 tokens against PyJWT, an independent implementation.
+
+Usage: pyjwt_check.py DIR
+  DIR/jwks.json     Coffer's JWK Set
+  DIR/token         a token Coffer signed
+  DIR/key.pk8       Coffer's signing key, PKCS#8 DER (test key only)
+  DIR/issuer, DIR/audience
+Writes:
+  DIR/verified.json the claims PyJWT verified from DIR/token
+  DIR/pyjwt_token   a token PyJWT signed with the same key and kid, for Coffer to verify
+Exits non-zero if PyJWT refuses Coffer's token.
+"""
+
+import json
+import pathlib
+import sys
+
+import jwt
+from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+directory = pathlib.Path(sys.argv[1])
+jwks = json.loads((directory / "jwks.json").read_text())
+token = (directory / "token").read_text()
+issuer = (directory / "issuer").read_text()
+audience = (directory / "audience").read_text()
+
+header = jwt.get_unverified_header(token)
+key = jwt.PyJWKSet.from_dict(jwks)[header["kid"]]
+claims = jwt.decode(
+    token,
+    key.key,
+    algorithms=["RS256"],
+    audience=audience,
+    issuer=issuer,
+    options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub"]},
+)
+(directory / "verified.json").write_text(json.dumps(claims))
+
+private_key = load_der_private_key((directory / "key.pk8").read_bytes(), password=None)
+reissued = dict(claims, jti="signed-by-pyjwt")
+(directory / "pyjwt_token").write_text(
+    jwt.encode(reissued, private_key, algorithm="RS256", headers={"kid": header["kid"]})
+)
