@@ -50,6 +50,7 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         for expected in ["coffer.v1.KeyService", "grpc.health.v1.Health"] {
             assert!(services.lines().any(|l| l == expected), "{expected} not listed:\n{services}");
         }
+        assert!(!services.contains("AuthService"), "advertises what it does not serve:\n{services}");
         let described = grpcurl(&tool, &running, &[&addr, "describe", "coffer.v1.KeyService"]);
         for rpc in ["rpc Encrypt", "rpc Decrypt", "rpc RotateRootKey", "rpc BatchReWrap"] {
             assert!(described.contains(rpc), "{rpc} missing:\n{described}");

@@ -7,14 +7,15 @@
 //! `request_timeout`). The environment wins over the file. The root keyring is the exception:
 //! `COFFER_ROOT_KEYS` holds it directly, or `COFFER_KEY_SERVICE__ROOT_KEYS_FILE` names a file.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use coffer_telemetry::{LogFormat, OTLP_ENDPOINT_VARIABLE};
-use coffer_transport::{TlsFiles, TlsMaterial};
+pub use coffer_config::ConfigErrors;
+use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
+use coffer_telemetry::LogFormat;
+use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
 
 use crate::authz::Policy;
@@ -96,15 +97,12 @@ impl Config {
     /// # Errors
     /// [`ConfigErrors`] listing every problem.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
-        let mut values = match file {
-            Some(path) => read_toml(path).map_err(|e| ConfigErrors(vec![e]))?,
-            None => BTreeMap::new(),
-        };
-        for (name, value) in std::env::vars() {
-            if name.starts_with(PREFIX) || name == ROOT_KEYS || name == OTLP_ENDPOINT_VARIABLE {
-                values.insert(name, value);
-            }
-        }
+        let values = Values::load(
+            "key_service",
+            PREFIX,
+            &[ROOT_KEYS, OTLP_ENDPOINT_VARIABLE],
+            file,
+        )?;
         Self::from_values(&values)
     }
 
@@ -112,17 +110,14 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigErrors`] listing every problem.
-    pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigErrors> {
-        let mut p = Parser {
-            values,
-            errors: Vec::new(),
-        };
+    pub fn from_values(values: &Values) -> Result<Self, ConfigErrors> {
+        let mut p = Parser::new(values, PREFIX);
         let listen = p.parse("LISTEN", "0.0.0.0:50051", |s| s.parse::<SocketAddr>().ok());
         let database_url = p.required("DATABASE_URL").map(SecretString::from);
         let database_max_connections = p.parse("DATABASE_MAX_CONNECTIONS", "16", |s| {
             s.parse::<u32>().ok().filter(|n| *n > 0)
         });
-        let keyring = p.keyring();
+        let keyring = keyring(&mut p);
         let tls = p.tls();
         let trust_domain = p.parse("TRUST_DOMAIN", DEFAULT_TRUST_DOMAIN, |s| {
             coffer_transport::SpiffeId::new(s, "x")
@@ -147,7 +142,7 @@ impl Config {
         let log_format = p.parse("LOG_FORMAT", "human", |s| s.parse::<LogFormat>().ok());
         let otlp_endpoint = p.otlp_endpoint();
 
-        // Every `None` above has pushed an error, so the fallback below only runs with errors.
+        // Every `None` above has recorded a problem, so the fallback only runs with problems.
         let (
             Some(listen),
             Some(database_url),
@@ -180,10 +175,10 @@ impl Config {
             log_format,
         )
         else {
-            return Err(ConfigErrors(p.errors));
+            return Err(p.into_errors());
         };
-        if !p.errors.is_empty() {
-            return Err(ConfigErrors(p.errors));
+        if !p.is_ok() {
+            return Err(p.into_errors());
         }
         Ok(Self {
             listen,
@@ -217,155 +212,28 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// Every configuration problem found, one per line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl std::fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (index, error) in self.0.iter().enumerate() {
-            if index > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Parses `30s`, `5m`, `2h`, `7d` or plain seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let amount: u64 = digits.parse().ok()?;
-    let seconds = match unit {
-        "s" => amount,
-        "m" => amount.checked_mul(60)?,
-        "h" => amount.checked_mul(3600)?,
-        "d" => amount.checked_mul(86_400)?,
-        _ => return None,
-    };
-    Some(Duration::from_secs(seconds))
-}
-
-struct Parser<'a> {
-    values: &'a BTreeMap<String, String>,
-    errors: Vec<String>,
-}
-
-impl Parser<'_> {
-    fn value(&self, key: &str) -> Option<String> {
-        self.values
-            .get(&format!("{PREFIX}{key}"))
-            .filter(|v| !v.is_empty())
-            .cloned()
-    }
-
-    fn error(&mut self, key: &str, why: &str) {
-        self.errors.push(format!("{PREFIX}{key}: {why}"));
-    }
-
-    fn required(&mut self, key: &str) -> Option<String> {
-        let value = self.value(key);
-        if value.is_none() {
-            self.error(key, "required");
-        }
-        value
-    }
-
-    fn parse<T>(
-        &mut self,
-        key: &str,
-        default: &str,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Option<T> {
-        let raw = self.value(key).unwrap_or_else(|| default.to_owned());
-        let parsed = parse(&raw);
-        if parsed.is_none() {
-            // Never echo the value: a mistyped secret could land in a setting's slot.
-            self.error(key, "invalid value");
-        }
-        parsed
-    }
-
-    fn otlp_endpoint(&mut self) -> Option<String> {
-        let endpoint = self
-            .values
-            .get(OTLP_ENDPOINT_VARIABLE)
-            .filter(|v| !v.is_empty())?;
-        if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-            Some(endpoint.clone())
-        } else {
-            self.errors.push(format!(
-                "{OTLP_ENDPOINT_VARIABLE}: must be an http:// or https:// URL"
-            ));
-            None
-        }
-    }
-
-    fn keyring(&mut self) -> Option<RootKeyring> {
-        let text = match (
-            self.values.get(ROOT_KEYS).filter(|v| !v.is_empty()),
-            self.value("ROOT_KEYS_FILE"),
-        ) {
-            (Some(text), _) => SecretString::from(text.clone()),
-            (None, Some(path)) => match std::fs::read_to_string(&path) {
-                Ok(text) => SecretString::from(text),
-                Err(e) => {
-                    self.error("ROOT_KEYS_FILE", &format!("cannot read {path}: {e}"));
-                    return None;
-                }
-            },
-            (None, None) => {
-                self.errors.push(format!(
-                    "{ROOT_KEYS} or {PREFIX}ROOT_KEYS_FILE: required (the production binary \
-                     never generates a root key; `coffer up` does, for development)"
-                ));
+/// The root keyring: `COFFER_ROOT_KEYS`, or the file `{PREFIX}ROOT_KEYS_FILE` names.
+fn keyring(p: &mut Parser<'_>) -> Option<RootKeyring> {
+    let text = match (p.global(ROOT_KEYS), p.value("ROOT_KEYS_FILE")) {
+        (Some(text), _) => SecretString::from(text),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(text) => SecretString::from(text),
+            Err(e) => {
+                p.error("ROOT_KEYS_FILE", &format!("cannot read {path}: {e}"));
                 return None;
             }
-        };
-        RootKeyring::parse(&text)
-            .map_err(|e| self.errors.push(format!("root keys: {e}")))
-            .ok()
-    }
-
-    fn tls(&mut self) -> Option<TlsMaterial> {
-        let cert = self.required("TLS_CERT");
-        let key = self.required("TLS_KEY");
-        let ca = self.required("TLS_CA");
-        let files = TlsFiles {
-            cert: PathBuf::from(cert?),
-            key: PathBuf::from(key?),
-            ca: PathBuf::from(ca?),
-        };
-        TlsMaterial::load(&files)
-            .map_err(|e| self.errors.push(format!("TLS: {e}")))
-            .ok()
-    }
-}
-
-fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut values = BTreeMap::new();
-    let Some(section) = table.get("key_service").and_then(toml::Value::as_table) else {
-        return Ok(values);
+        },
+        (None, None) => {
+            p.push(format!(
+                "{ROOT_KEYS} or {PREFIX}ROOT_KEYS_FILE: required (the production binary never \
+                 generates a root key; `coffer up` does, for development)"
+            ));
+            return None;
+        }
     };
-    for (key, value) in section {
-        let value = match value {
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        values.insert(format!("{PREFIX}{}", key.to_ascii_uppercase()), value);
-    }
-    Ok(values)
+    RootKeyring::parse(&text)
+        .map_err(|e| p.push(format!("root keys: {e}")))
+        .ok()
 }
 
 const PREFIX: &str = "COFFER_KEY_SERVICE__";

@@ -1,22 +1,12 @@
 use super::*;
 
-fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-#[test]
-fn durations_parse_with_units() {
-    assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-    assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-    assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
-    assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
-    assert_eq!(parse_duration("5 minutes"), None);
-    assert_eq!(parse_duration("-1s"), None);
-    assert_eq!(parse_duration(""), None);
+fn values(pairs: &[(&str, &str)]) -> Values {
+    Values::from_map(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
 }
 
 #[test]
@@ -70,18 +60,4 @@ fn a_complete_configuration_validates() {
     assert_eq!(config.deletion_waiting_period, Duration::from_secs(86_400));
     assert_eq!(config.tls.identity().unwrap().path(), "key-service");
     assert_eq!(config.keyring.primary_version(), 1);
-}
-
-#[test]
-fn toml_files_map_to_the_same_settings() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("coffer.toml");
-    std::fs::write(
-        &path,
-        "[key_service]\nrequest_timeout = \"10s\"\ncache_capacity = 5\n",
-    )
-    .unwrap();
-    let values = read_toml(&path).unwrap();
-    assert_eq!(values["COFFER_KEY_SERVICE__REQUEST_TIMEOUT"], "10s");
-    assert_eq!(values["COFFER_KEY_SERVICE__CACHE_CAPACITY"], "5");
 }
