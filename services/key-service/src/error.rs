@@ -45,9 +45,9 @@ pub enum Error {
     /// The database failed or is unreachable.
     #[error("database error")]
     Database(#[from] sqlx::Error),
-    /// Schema migrations failed at start-up.
-    #[error("database migration failed")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database could not be opened or migrated at start-up.
+    #[error(transparent)]
+    Open(#[from] coffer_db::Error),
     /// A cryptographic operation failed for a reason other than a bad ciphertext (for example
     /// the OS RNG, or stored material that no longer authenticates).
     #[error("cryptographic failure")]
@@ -93,7 +93,7 @@ impl From<Error> for Status {
                 tracing::warn!(%caller, rpc, "permission denied");
                 Status::permission_denied("permission denied")
             }
-            Error::Database(ref cause) if is_unavailable(cause) => {
+            Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
                 Status::unavailable("storage unavailable")
             }
@@ -102,7 +102,7 @@ impl From<Error> for Status {
                 Status::unavailable("key material unavailable")
             }
             Error::Database(_)
-            | Error::Migrate(_)
+            | Error::Open(_)
             | Error::Crypto(_)
             | Error::Tls(_)
             | Error::Transport(_)
@@ -113,26 +113,6 @@ impl From<Error> for Status {
             }
         }
     }
-}
-
-/// Database failures that mean "down or overloaded" rather than "a bug".
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-    ) || matches!(error, sqlx::Error::Database(e) if is_busy(e.code().as_deref()))
-}
-
-/// SQLite "database is locked/busy" and PostgreSQL connection/shutdown classes.
-fn is_busy(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300")
-    ) || code.is_some_and(|c| c.starts_with("08"))
 }
 
 /// Formats an error with its chain of causes, for logs only.

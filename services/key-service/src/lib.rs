@@ -45,7 +45,7 @@ use crate::store::Store;
 /// server reflection (v1 and v1alpha) over mutual TLS.
 ///
 /// # Errors
-/// Start-up failures ([`Error::Database`], [`Error::Migrate`], [`Error::RootKeyMissing`],
+/// Start-up failures ([`Error::Open`], [`Error::Database`], [`Error::RootKeyMissing`],
 /// [`Error::Tls`]) and a failed server ([`Error::Serve`]).
 pub async fn serve(
     config: Config,

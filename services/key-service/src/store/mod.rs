@@ -1,7 +1,5 @@
 //! The key-service's storage: two tables, one code path for SQLite and PostgreSQL (sqlx `Any`).
-//!
-//! The `Any` driver maps only the types both databases share, so flags are stored as 0/1
-//! BIGINTs and times as unix seconds.
+//! See `coffer_db` for the conventions that keep one SQL text valid on both.
 //!
 //! Every change to a key runs in one transaction that first locks the key's row (an UPDATE that
 //! changes nothing: a row lock on PostgreSQL, the write lock on SQLite), then reads it, lets the
@@ -10,9 +8,9 @@
 
 mod record;
 
-use secrecy::{ExposeSecret as _, SecretString};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor as _, Row as _};
+use secrecy::SecretString;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row as _};
 
 pub use record::{KeyRecord, KeyState};
 
@@ -35,28 +33,6 @@ macro_rules! select_key {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("src/store/migrations/postgres");
-
-/// The database behind a [`Store`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// An embedded SQLite file (the default for `coffer up`).
-    Sqlite,
-    /// PostgreSQL (production).
-    Postgres,
-}
-
-impl Backend {
-    /// The backend a database URL names, if Coffer supports it.
-    pub fn from_url(url: &str) -> Option<Self> {
-        if url.starts_with("sqlite:") {
-            Some(Self::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Self::Postgres)
-        } else {
-            None
-        }
-    }
-}
 
 /// A wrapped key version as stored.
 #[derive(Debug, Clone)]
@@ -112,43 +88,14 @@ pub struct Store {
 impl Store {
     /// Connects, applies pending migrations, and returns the store.
     ///
-    /// SQLite gets WAL journaling, foreign keys, `secure_delete` (so destroyed key material is
-    /// overwritten in the file, not left in free pages) and a single connection (one writer, no
-    /// busy errors). PostgreSQL gets a pool of `max_connections`.
-    ///
     /// # Errors
-    /// [`Error::Database`] if the database is unreachable, [`Error::Migrate`] if migrations fail.
+    /// [`Error::Database`] if the database is unreachable or migrations fail.
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let backend = Backend::from_url(url.expose_secret()).ok_or_else(|| {
-            Error::invalid("database_url", "must start with sqlite: or postgres://")
-        })?;
-        let options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(1)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA foreign_keys = ON",
-                            "PRAGMA secure_delete = ON",
-                            "PRAGMA busy_timeout = 5000",
-                        ] {
-                            conn.execute(pragma).await?;
-                        }
-                        Ok(())
-                    })
-                }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections),
+        let migrations = coffer_db::Migrations {
+            sqlite: &SQLITE_MIGRATIONS,
+            postgres: &POSTGRES_MIGRATIONS,
         };
-        let pool = options
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(url.expose_secret())
-            .await?;
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-        }
+        let pool = coffer_db::connect(url, max_connections, &migrations).await?;
         Ok(Self { pool })
     }
 

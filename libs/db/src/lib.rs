@@ -1,0 +1,163 @@
+//! Database plumbing shared by Coffer services.
+//!
+//! Every service stores its tables through one sqlx `Any` pool, so one code path serves the
+//! embedded SQLite default and PostgreSQL in production. The `Any` driver maps only the types
+//! both databases share: store flags as 0/1 `BIGINT`, times as unix-seconds `BIGINT`, binary
+//! as `BLOB`/`BYTEA`, and write SQL that both accept (`$1` parameters, `ON CONFLICT`,
+//! `RETURNING`).
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor as _};
+
+/// The database behind a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, if supported.
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// A service's migrations, one directory per backend.
+#[derive(Debug)]
+pub struct Migrations {
+    /// For SQLite.
+    pub sqlite: &'static Migrator,
+    /// For PostgreSQL.
+    pub postgres: &'static Migrator,
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL names no supported database.
+    #[error("database URL must start with sqlite: or postgres://")]
+    UnsupportedUrl,
+    /// Connecting failed.
+    #[error("cannot connect to the database")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// Connects and applies pending migrations.
+///
+/// SQLite gets WAL journaling, foreign keys, `secure_delete` (deleted secrets are overwritten,
+/// not left in free pages) and a single connection (one writer, no busy errors). PostgreSQL
+/// gets a pool of `max_connections`.
+///
+/// # Errors
+/// [`Error`] saying which step failed.
+pub async fn connect(
+    url: &SecretString,
+    max_connections: u32,
+    migrations: &Migrations,
+) -> Result<AnyPool, Error> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::from_url(url.expose_secret()).ok_or(Error::UnsupportedUrl)?;
+    let options = match backend {
+        Backend::Sqlite => AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA secure_delete = ON",
+                        "PRAGMA busy_timeout = 5000",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    Ok(())
+                })
+            }),
+        Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections),
+    };
+    let pool = options
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url.expose_secret())
+        .await
+        .map_err(Error::Connect)?;
+    let migrator = match backend {
+        Backend::Sqlite => migrations.sqlite,
+        Backend::Postgres => migrations.postgres,
+    };
+    migrator.run(&pool).await.map_err(Error::Migrate)?;
+    Ok(pool)
+}
+
+/// Whether a database failure means "down or overloaded" (answer UNAVAILABLE) rather than a
+/// bug (INTERNAL).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLite busy/locked; PostgreSQL connection exceptions (08xxx), shutdown (57P0x),
+        // too many connections (53300).
+        sqlx::Error::Database(e) => {
+            let code = e.code();
+            matches!(
+                code.as_deref(),
+                Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300")
+            ) || code.is_some_and(|c| c.starts_with("08"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a failure is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e)
+        if matches!(e.code().as_deref(), Some("2067" | "1555" | "23505")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_follow_the_url_scheme() {
+        assert_eq!(
+            Backend::from_url("sqlite://x.db?mode=rwc"),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(Backend::from_url("sqlite::memory:"), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::from_url("mysql://u@h/db"), None);
+    }
+
+    #[test]
+    fn pool_exhaustion_is_unavailable_and_protocol_errors_are_not() {
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_unavailable(&sqlx::Error::Protocol("bad".into())));
+    }
+}
