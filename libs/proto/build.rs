@@ -4,7 +4,11 @@ use std::path::PathBuf;
 
 use prost::Message as _;
 
-const PROTOS: &[&str] = &["coffer/v1/common.proto", "coffer/v1/kms.proto"];
+const PROTOS: &[&str] = &[
+    "coffer/v1/common.proto",
+    "coffer/v1/kms.proto",
+    "coffer/v1/auth.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

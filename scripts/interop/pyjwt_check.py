@@ -3,11 +3,14 @@
 Usage: pyjwt_check.py DIR
   DIR/jwks.json     Coffer's JWK Set
   DIR/token         a token Coffer signed
-  DIR/key.pk8       Coffer's signing key, PKCS#8 DER (test key only)
   DIR/issuer, DIR/audience
+  DIR/key.pk8       optional: the signing key, PKCS#8 DER (test keys only)
+  DIR/bcrypt_hash, DIR/password   optional: a stored hash and the password it should match
 Writes:
   DIR/verified.json the claims PyJWT verified from DIR/token
-  DIR/pyjwt_token   a token PyJWT signed with the same key and kid, for Coffer to verify
+  DIR/pyjwt_token   with key.pk8: a token PyJWT signed with the same key and kid
+  DIR/bcrypt.txt    with bcrypt_hash: "match mismatch" when the password matches and a wrong
+                    one does not
 Exits non-zero if PyJWT refuses Coffer's token.
 """
 
@@ -36,8 +39,18 @@ claims = jwt.decode(
 )
 (directory / "verified.json").write_text(json.dumps(claims))
 
-private_key = load_der_private_key((directory / "key.pk8").read_bytes(), password=None)
-reissued = dict(claims, jti="signed-by-pyjwt")
-(directory / "pyjwt_token").write_text(
-    jwt.encode(reissued, private_key, algorithm="RS256", headers={"kid": header["kid"]})
-)
+if (directory / "key.pk8").exists():
+    private_key = load_der_private_key((directory / "key.pk8").read_bytes(), password=None)
+    reissued = dict(claims, jti="signed-by-pyjwt")
+    (directory / "pyjwt_token").write_text(
+        jwt.encode(reissued, private_key, algorithm="RS256", headers={"kid": header["kid"]})
+    )
+
+if (directory / "bcrypt_hash").exists():
+    import bcrypt
+
+    stored = (directory / "bcrypt_hash").read_bytes()
+    password = (directory / "password").read_bytes()
+    right = "match" if bcrypt.checkpw(password, stored) else "mismatch"
+    wrong = "match" if bcrypt.checkpw(password + b"x", stored) else "mismatch"
+    (directory / "bcrypt.txt").write_text(f"{right} {wrong}")

@@ -1,0 +1,287 @@
+//! The tonic service: authenticate and authorize the caller, parse the request, call the
+//! operation, map the result.
+
+use std::sync::Arc;
+
+use coffer_authn::{Role, Scope, Scopes};
+use coffer_proto::pb;
+use coffer_proto::pb::auth_service_server::AuthService;
+use secrecy::{ExposeSecret as _, SecretString};
+use tonic::{Request, Response, Status};
+
+use crate::authz::{self, Caller, Identities};
+use crate::ids::{parse_id, parse_principal_name, parse_tenant_name};
+use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
+use crate::ops::{Auth, Introspection, Tokens};
+use crate::store::{PrincipalRow, TenantRow};
+use crate::{Error, Result};
+
+/// Page size when a list request gives none.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The `coffer.v1.AuthService` implementation.
+pub struct AuthServiceApi {
+    auth: Arc<Auth>,
+    identities: Identities,
+}
+
+impl AuthServiceApi {
+    /// Serves `auth`, trusting `identities`.
+    pub fn new(auth: Arc<Auth>, identities: Identities) -> Self {
+        Self { auth, identities }
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller> {
+        authz::caller(&self.auth, &self.identities, request).await
+    }
+}
+
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl AuthService for AuthServiceApi {
+    async fn create_tenant(&self, request: Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
+        authz::require_operator(&self.identities, &request)?;
+        let request = request.into_inner();
+        let id = parse_id("tenant_id", &request.tenant_id)?;
+        let row = self.auth.create_tenant(id, request.display_name).await?;
+        Ok(Response::new(tenant_proto(&row)))
+    }
+
+    async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
+        let caller = self.caller(&request).await?;
+        let id = parse_tenant_name("name", &request.get_ref().name)?;
+        caller.require(&id, Scope::OrgRead, || format!("tenants/{id}"))?;
+        Ok(Response::new(tenant_proto(&self.auth.tenant(&id).await?)))
+    }
+
+    async fn create_principal(
+        &self,
+        request: Request<pb::CreatePrincipalRequest>,
+    ) -> Reply<pb::Principal> {
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let tenant = parse_tenant_name("parent", &request.parent)?;
+        caller.require(&tenant, Scope::OrgAdmin, || format!("tenants/{tenant}"))?;
+        let id = parse_id("principal_id", &request.principal_id)?;
+        let roles = parse_roles(&request.roles)?;
+        let new = match pb::PrincipalKind::try_from(request.kind) {
+            Ok(pb::PrincipalKind::User) if request.scopes.is_empty() => NewPrincipal::User {
+                password: SecretString::from(request.password),
+            },
+            Ok(pb::PrincipalKind::User) => {
+                return Err(Error::invalid("scopes", "users get scopes from roles only").into());
+            }
+            Ok(pb::PrincipalKind::ServiceAccount) if request.password.is_empty() => {
+                let scopes = Scopes::parse(&request.scopes).map_err(|unknown| {
+                    Error::invalid("scopes", format!("unknown scope `{unknown}`"))
+                })?;
+                NewPrincipal::ServiceAccount { scopes }
+            }
+            Ok(pb::PrincipalKind::ServiceAccount) => {
+                return Err(Error::invalid("password", "service accounts have no password").into());
+            }
+            _ => return Err(Error::invalid("kind", "must be USER or SERVICE_ACCOUNT").into()),
+        };
+        let row = self.auth.create_principal(tenant, id, new, roles).await?;
+        Ok(Response::new(principal_proto(&row)?))
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Reply<pb::ListPrincipalsResponse> {
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let tenant = parse_tenant_name("parent", &request.parent)?;
+        caller.require(&tenant, Scope::UserRead, || format!("tenants/{tenant}"))?;
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if size <= MAX_PAGE_SIZE => size,
+            _ => {
+                return Err(Error::invalid("page_size", format!("at most {MAX_PAGE_SIZE}")).into());
+            }
+        };
+        let after = if request.page_token.is_empty() {
+            String::new()
+        } else {
+            parse_id("page_token", &request.page_token)?
+        };
+        let (rows, next) = self
+            .auth
+            .list_principals(&tenant, page_size, &after)
+            .await?;
+        Ok(Response::new(pb::ListPrincipalsResponse {
+            principals: rows.iter().map(principal_proto).collect::<Result<_>>()?,
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn set_roles(&self, request: Request<pb::SetRolesRequest>) -> Reply<pb::Principal> {
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let (tenant, id) = parse_principal_name("name", &request.name)?;
+        caller.require(&tenant, Scope::OrgAdmin, || request.name.clone())?;
+        let roles = parse_roles(&request.roles)?;
+        let row = self.auth.set_roles(&tenant, &id, &roles).await?;
+        Ok(Response::new(principal_proto(&row)?))
+    }
+
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::TokenResponse> {
+        authz::peer(&request)?;
+        let request = request.into_inner();
+        // Malformed ids cannot match anyone: the same answer as a wrong password.
+        let (Ok(tenant), Ok(username)) = (
+            parse_id("tenant_id", &request.tenant_id),
+            parse_id("username", &request.username),
+        ) else {
+            return Err(Error::unauthenticated("malformed tenant or username").into());
+        };
+        let tokens = self
+            .auth
+            .login(&tenant, &username, SecretString::from(request.password))
+            .await?;
+        Ok(Response::new(token_proto(tokens)))
+    }
+
+    async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Reply<pb::TokenResponse> {
+        authz::peer(&request)?;
+        let token = SecretString::from(request.into_inner().refresh_token);
+        Ok(Response::new(token_proto(self.auth.refresh(&token).await?)))
+    }
+
+    async fn revoke(&self, request: Request<pb::RevokeRequest>) -> Reply<pb::RevokeResponse> {
+        authz::peer(&request)?;
+        let token = SecretString::from(request.into_inner().token);
+        self.auth.revoke(&token).await?;
+        Ok(Response::new(pb::RevokeResponse {}))
+    }
+
+    async fn introspect(
+        &self,
+        request: Request<pb::IntrospectRequest>,
+    ) -> Reply<pb::IntrospectResponse> {
+        authz::require_introspector(&self.identities, &request)?;
+        let token = SecretString::from(request.into_inner().token);
+        let response = match self.auth.introspect(&token).await? {
+            None => pb::IntrospectResponse::default(),
+            Some(Introspection::Access(claims)) => pb::IntrospectResponse {
+                active: true,
+                token_type: "access_token".into(),
+                scope: claims.scope,
+                sub: claims.sub,
+                tenant: claims.tenant,
+                exp: claims.exp,
+                iat: claims.iat,
+                jti: claims.jti,
+                iss: claims.iss,
+                aud: claims.aud,
+            },
+            Some(Introspection::Refresh(row)) => pb::IntrospectResponse {
+                active: true,
+                token_type: "refresh_token".into(),
+                scope: row.scope,
+                sub: row.principal_id,
+                tenant: row.tenant,
+                exp: row.expire_time,
+                iat: row.create_time,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn get_jwks(&self, request: Request<pb::GetJwksRequest>) -> Reply<pb::Jwks> {
+        authz::peer(&request)?;
+        let keys = self.auth.keys().current();
+        Ok(Response::new(pb::Jwks {
+            keys: keys
+                .jwks
+                .keys
+                .iter()
+                .map(|jwk| pb::Jwk {
+                    kty: jwk.kty.clone(),
+                    kid: jwk.kid.clone(),
+                    alg: jwk.alg.clone(),
+                    r#use: jwk.use_.clone(),
+                    n: jwk.n.clone(),
+                    e: jwk.e.clone(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Reply<pb::RotateSigningKeyResponse> {
+        let operator = authz::require_operator(&self.identities, &request)?;
+        tracing::info!(%operator, "signing key rotation requested");
+        let published_kids = self.auth.keys().rotate().await?;
+        let kid = self.auth.keys().current().signer.kid().to_owned();
+        Ok(Response::new(pb::RotateSigningKeyResponse {
+            kid,
+            published_kids,
+        }))
+    }
+}
+
+fn parse_roles(names: &[String]) -> Result<Vec<Role>> {
+    names
+        .iter()
+        .map(|name| {
+            Role::parse(name).ok_or_else(|| {
+                Error::invalid(
+                    "roles",
+                    format!("unknown role `{name}` (org_admin, developer, viewer)"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn tenant_proto(row: &TenantRow) -> pb::Tenant {
+    pb::Tenant {
+        name: format!("tenants/{}", row.id),
+        display_name: row.display_name.clone(),
+        create_time: Some(prost_types::Timestamp {
+            seconds: row.create_time,
+            nanos: 0,
+        }),
+    }
+}
+
+fn principal_proto(row: &PrincipalRow) -> Result<pb::Principal> {
+    let kind = if row.kind == "user" {
+        pb::PrincipalKind::User
+    } else {
+        pb::PrincipalKind::ServiceAccount
+    };
+    Ok(pb::Principal {
+        name: format!("tenants/{}/principals/{}", row.tenant, row.id),
+        kind: kind as i32,
+        roles: stored_roles(&row.roles)?
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
+        scopes: row.scopes.clone(),
+        effective_scopes: effective_scopes(row)?.to_string(),
+        create_time: Some(prost_types::Timestamp {
+            seconds: row.create_time,
+            nanos: 0,
+        }),
+    })
+}
+
+fn token_proto(tokens: Tokens) -> pb::TokenResponse {
+    pb::TokenResponse {
+        access_token: tokens.access_token,
+        token_type: "Bearer".into(),
+        expires_in: tokens.expires_in,
+        refresh_token: tokens.refresh_token.expose_secret().to_owned(),
+        refresh_expires_in: tokens.refresh_expires_in,
+        scope: tokens.scope,
+    }
+}

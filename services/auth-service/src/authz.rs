@@ -1,0 +1,159 @@
+//! Who is calling: the mTLS peer, and the bearer token it presents.
+//!
+//! Every call arrives over mutual TLS, so it has a SPIFFE peer identity. Calls inside a
+//! tenant also carry `authorization: Bearer <access token>`, verified here against this
+//! service's own keys (and its revocation list); the tenant comes from that token only.
+//! Operators (`spiffe://{trust-domain}/operator/...`) may administer without a bearer.
+
+use coffer_authn::{Principal, Scope};
+use coffer_transport::SpiffeId;
+use tonic::Request;
+
+use crate::ops::Auth;
+use crate::{Error, Result};
+
+/// Longest `authorization` value accepted, checked before parsing.
+const MAX_AUTHORIZATION_LEN: usize = coffer_authn::jwt::MAX_TOKEN_LEN + 16;
+
+/// The verified caller of one request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An operator certificate, no bearer.
+    Operator(SpiffeId),
+    /// A bearer token's principal.
+    Principal(Principal),
+}
+
+/// Which peer identities are trusted for what.
+#[derive(Debug, Clone)]
+pub struct Identities {
+    operator_prefix: String,
+    introspectors: Vec<SpiffeId>,
+}
+
+impl Identities {
+    /// Operators are `spiffe://{trust_domain}/operator/...`; `introspectors` may also call
+    /// Introspect.
+    pub fn new(trust_domain: &str, introspectors: Vec<SpiffeId>) -> Self {
+        Self {
+            operator_prefix: format!("spiffe://{trust_domain}/operator/"),
+            introspectors,
+        }
+    }
+
+    /// The default introspectors of `trust_domain`: credential-service and gateway.
+    pub fn default_introspectors(trust_domain: &str) -> Vec<SpiffeId> {
+        ["credential-service", "gateway"]
+            .iter()
+            .filter_map(|name| SpiffeId::new(trust_domain, name).ok())
+            .collect()
+    }
+
+    fn is_operator(&self, id: &SpiffeId) -> bool {
+        id.as_str().starts_with(&self.operator_prefix)
+    }
+}
+
+/// The request's peer identity.
+///
+/// # Errors
+/// [`Error::Unauthenticated`] without a usable client certificate.
+pub fn peer<T>(request: &Request<T>) -> Result<SpiffeId> {
+    SpiffeId::from_request(request).ok_or(Error::unauthenticated("no client certificate identity"))
+}
+
+/// Authenticates the caller: a bearer token if present, else an operator certificate.
+///
+/// # Errors
+/// [`Error::Unauthenticated`] for a bad bearer, or no bearer from a non-operator.
+pub async fn caller<T>(
+    auth: &Auth,
+    identities: &Identities,
+    request: &Request<T>,
+) -> Result<Caller> {
+    let peer = peer(request)?;
+    match bearer(request)? {
+        Some(token) => Ok(Caller::Principal(
+            auth.verify_access_token(&token).await?.principal,
+        )),
+        None if identities.is_operator(&peer) => Ok(Caller::Operator(peer)),
+        None => Err(Error::unauthenticated("no bearer token")),
+    }
+}
+
+/// Requires an operator certificate.
+///
+/// # Errors
+/// [`Error::PermissionDenied`] for anyone else.
+pub fn require_operator<T>(identities: &Identities, request: &Request<T>) -> Result<SpiffeId> {
+    let peer = peer(request)?;
+    if identities.is_operator(&peer) {
+        Ok(peer)
+    } else {
+        Err(Error::PermissionDenied {
+            why: format!("{peer} is not an operator"),
+        })
+    }
+}
+
+/// Requires an operator or a configured introspector.
+///
+/// # Errors
+/// [`Error::PermissionDenied`] for anyone else.
+pub fn require_introspector<T>(identities: &Identities, request: &Request<T>) -> Result<()> {
+    let peer = peer(request)?;
+    if identities.is_operator(&peer) || identities.introspectors.contains(&peer) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied {
+            why: format!("{peer} may not introspect"),
+        })
+    }
+}
+
+impl Caller {
+    /// Checks that the caller may act in `tenant` with `scope`: operators anywhere, principals
+    /// in their own tenant only. Another tenant's objects are reported as `not_found`, never
+    /// as forbidden, so their existence does not leak.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] (`not_found`) for another tenant; [`Error::PermissionDenied`] for a
+    /// missing scope.
+    pub fn require(
+        &self,
+        tenant: &str,
+        scope: Scope,
+        not_found: impl FnOnce() -> String,
+    ) -> Result<()> {
+        match self {
+            Caller::Operator(_) => Ok(()),
+            Caller::Principal(principal) if principal.tenant != tenant => {
+                Err(Error::NotFound(not_found()))
+            }
+            Caller::Principal(principal) => {
+                principal
+                    .require(scope)
+                    .map_err(|missing| Error::PermissionDenied {
+                        why: missing.to_string(),
+                    })
+            }
+        }
+    }
+}
+
+/// The bearer token of the `authorization` metadata, if any.
+fn bearer<T>(request: &Request<T>) -> Result<Option<String>> {
+    let Some(value) = request.metadata().get("authorization") else {
+        return Ok(None);
+    };
+    if value.len() > MAX_AUTHORIZATION_LEN {
+        return Err(Error::unauthenticated("authorization header too large"));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| Error::unauthenticated("authorization not ASCII"))?;
+    let token = text.strip_prefix("Bearer ").ok_or(Error::unauthenticated(
+        "authorization is not a Bearer token",
+    ))?;
+    Ok(Some(token.trim().to_owned()))
+}

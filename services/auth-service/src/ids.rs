@@ -1,0 +1,72 @@
+//! Validated identifiers and resource names, parsed at the API edge.
+
+use crate::{Error, Result};
+
+/// Longest tenant or principal id.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Validates an id: `[a-z0-9_-]{1,64}`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `field`.
+pub fn parse_id(field: &'static str, id: &str) -> Result<String> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if valid {
+        Ok(id.to_owned())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("must match [a-z0-9_-]{{1,{MAX_ID_LEN}}}"),
+        ))
+    }
+}
+
+/// Parses `tenants/{tenant}` into the tenant id.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `field`.
+pub fn parse_tenant_name(field: &'static str, name: &str) -> Result<String> {
+    let id = name
+        .strip_prefix("tenants/")
+        .ok_or_else(|| Error::invalid(field, "must be tenants/{tenant}"))?;
+    parse_id(field, id)
+}
+
+/// Parses `tenants/{tenant}/principals/{id}` into (tenant, principal id).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `field`.
+pub fn parse_principal_name(field: &'static str, name: &str) -> Result<(String, String)> {
+    let invalid = || Error::invalid(field, "must be tenants/{tenant}/principals/{id}");
+    let rest = name.strip_prefix("tenants/").ok_or_else(invalid)?;
+    let (tenant, id) = rest.split_once("/principals/").ok_or_else(invalid)?;
+    Ok((parse_id(field, tenant)?, parse_id(field, id)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_bad_ones_name_the_field() {
+        assert_eq!(parse_tenant_name("name", "tenants/acme").unwrap(), "acme");
+        assert_eq!(
+            parse_principal_name("name", "tenants/acme/principals/alice").unwrap(),
+            ("acme".to_owned(), "alice".to_owned())
+        );
+        for bad in ["acme", "tenants/", "tenants/Acme", "tenants/a/b"] {
+            assert!(
+                parse_tenant_name("parent", bad)
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with("invalid parent")
+            );
+        }
+        assert!(parse_principal_name("name", "tenants/acme/principals/").is_err());
+        assert!(parse_principal_name("name", "tenants/acme/users/alice").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Coffer auth-service: tenants, principals and roles; RS256 access tokens with a JWKS;
+//! rotating refresh tokens with reuse detection; revocation and introspection.
+//!
+//! Signing keys are generated here and stored only encrypted by key-service (this service's
+//! certificate identity must be allowed to CreateKey, Encrypt and Decrypt there, as the
+//! key-service's default table allows `spiffe://{td}/auth-service`). Without key-service the
+//! service does not start, and never falls back to a plaintext key.
+//!
+//! [`serve`] runs the service on a listener the caller bound.
+
+pub mod api;
+pub mod authz;
+pub mod config;
+mod error;
+pub mod ids;
+pub mod ops;
+pub mod password;
+pub mod signing;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coffer_proto::FILE_DESCRIPTOR_SET;
+use coffer_proto::pb::auth_service_server::AuthServiceServer;
+use tokio::net::TcpListener;
+use tonic::server::NamedService as _;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Endpoint, Server};
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::api::AuthServiceApi;
+use crate::authz::Identities;
+use crate::ops::Auth;
+use crate::password::Passwords;
+use crate::signing::{KeyServiceVault, SigningKeys};
+use crate::store::Store;
+
+/// Runs the auth-service on `listener` until `shutdown` resolves, then drains in-flight calls.
+///
+/// # Errors
+/// Start-up failures: [`Error::Open`] (database), [`Error::KeyServiceConnect`] or
+/// [`Error::KeyService`] (key-service unreachable or refusing), [`Error::Tls`]; and a failed
+/// server ([`Error::Serve`]).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let channel = Endpoint::from_shared(config.key_service_url.clone())
+        .map_err(Error::KeyServiceConnect)?
+        .tls_config(config.tls.client_config(&config.key_service_server_name))
+        .map_err(Error::KeyServiceConnect)?
+        .connect()
+        .await
+        .map_err(Error::KeyServiceConnect)?;
+    let vault = KeyServiceVault::open(channel, config.signing_key_name.clone()).await?;
+    let keys = SigningKeys::load(store.clone(), vault, config.tokens.clone()).await?;
+    let passwords = Passwords::new(config.bcrypt_concurrency, config.bcrypt_cost)?;
+    let auth = Arc::new(Auth::new(
+        store,
+        passwords,
+        keys,
+        config.refresh_token_ttl,
+        config.lockout,
+    ));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AuthServiceServer<AuthServiceApi>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(AuthServiceServer::<AuthServiceApi>::NAME)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let reloader = tokio::spawn(reload_signing_keys(
+        Arc::clone(&auth),
+        config.signing_key_refresh,
+    ));
+    let shutdown = async move {
+        shutdown.await;
+        health
+            .set_not_serving::<AuthServiceServer<AuthServiceApi>>()
+            .await;
+    };
+    let identities = Identities::new(
+        &config.trust_domain,
+        Identities::default_introspectors(&config.trust_domain),
+    );
+    let api = AuthServiceApi::new(Arc::clone(&auth), identities);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = Server::builder()
+        .tls_config(config.tls.server_config())
+        .map_err(Error::Tls)?
+        .timeout(config.request_timeout)
+        .trace_fn(coffer_telemetry::propagation::grpc_span)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AuthServiceServer::new(api))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(Error::Serve);
+    reloader.abort();
+    auth.store().close().await;
+    served
+}
+
+/// Re-reads the signing keys every `interval`, until aborted.
+async fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if let Err(error) = auth.keys().reload().await {
+            tracing::warn!(error = %error::chain(&error), "signing key reload failed");
+        }
+    }
+}
+
+/// Now, in unix seconds.
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,166 @@
+//! Tenants and principals.
+
+use coffer_authn::{Role, Scopes};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::Auth;
+use crate::store::{PrincipalRow, TenantRow};
+use crate::{Error, Result, now};
+
+/// Shortest password accepted, in bytes.
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Longest password accepted, in bytes: bcrypt ignores everything past 72 bytes, so longer
+/// passwords are refused rather than silently truncated.
+pub const MAX_PASSWORD_LEN: usize = 72;
+
+/// What CreatePrincipal creates.
+pub enum NewPrincipal {
+    /// A user with a password.
+    User {
+        /// The password (validated here).
+        password: SecretString,
+    },
+    /// A service account with explicit scopes.
+    ServiceAccount {
+        /// Its scopes.
+        scopes: Scopes,
+    },
+}
+
+impl Auth {
+    /// Creates a tenant.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::Database`].
+    pub async fn create_tenant(&self, id: String, display_name: String) -> Result<TenantRow> {
+        if display_name.chars().count() > 200 {
+            return Err(Error::invalid("display_name", "at most 200 characters"));
+        }
+        let row = TenantRow {
+            id,
+            display_name,
+            create_time: now(),
+        };
+        self.store.create_tenant(&row).await?;
+        Ok(row)
+    }
+
+    /// A tenant.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Database`].
+    pub async fn tenant(&self, id: &str) -> Result<TenantRow> {
+        self.store
+            .tenant(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("tenants/{id}")))
+    }
+
+    /// Creates a principal in `tenant`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad password; [`Error::NotFound`] for an unknown
+    /// tenant; [`Error::AlreadyExists`]; [`Error::ResourceExhausted`] if hashing is saturated.
+    pub async fn create_principal(
+        &self,
+        tenant: String,
+        id: String,
+        new: NewPrincipal,
+        roles: Vec<Role>,
+    ) -> Result<PrincipalRow> {
+        let (kind, password_hash, scopes) = match new {
+            NewPrincipal::User { password } => {
+                let length = password.expose_secret().len();
+                if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&length) {
+                    return Err(Error::invalid(
+                        "password",
+                        format!("must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} bytes"),
+                    ));
+                }
+                (
+                    "user",
+                    Some(self.passwords.hash(password).await?),
+                    Scopes::default(),
+                )
+            }
+            NewPrincipal::ServiceAccount { scopes } => ("service_account", None, scopes),
+        };
+        let row = PrincipalRow {
+            tenant,
+            id,
+            kind: kind.to_owned(),
+            password_hash,
+            roles: role_text(&roles),
+            scopes: scopes.to_string(),
+            create_time: now(),
+        };
+        self.store.create_principal(&row).await?;
+        Ok(row)
+    }
+
+    /// One page of principals and the next page's token.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list_principals(
+        &self,
+        tenant: &str,
+        page_size: u32,
+        after: &str,
+    ) -> Result<(Vec<PrincipalRow>, Option<String>)> {
+        let mut page = self
+            .store
+            .list_principals(tenant, after, page_size + 1)
+            .await?;
+        let next = if page.len() > page_size as usize {
+            page.truncate(page_size as usize);
+            page.last().map(|row| row.id.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// Replaces a principal's roles.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Database`].
+    pub async fn set_roles(&self, tenant: &str, id: &str, roles: &[Role]) -> Result<PrincipalRow> {
+        self.store
+            .set_roles(tenant, id, &role_text(roles))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/principals/{id}")))
+    }
+}
+
+/// Roles as stored: names, space-separated, sorted and deduplicated.
+fn role_text(roles: &[Role]) -> String {
+    let mut names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join(" ")
+}
+
+/// Parses stored roles.
+///
+/// # Errors
+/// [`Error::Corrupt`] for an unknown stored role.
+pub fn stored_roles(text: &str) -> Result<Vec<Role>> {
+    text.split_ascii_whitespace()
+        .map(|name| Role::parse(name).ok_or(Error::Corrupt("unknown stored role")))
+        .collect()
+}
+
+/// A principal's effective scopes: its roles' plus its explicit ones.
+///
+/// # Errors
+/// [`Error::Corrupt`] for unknown stored roles or scopes.
+pub fn effective_scopes(row: &PrincipalRow) -> Result<Scopes> {
+    let roles = stored_roles(&row.roles)?;
+    let explicit =
+        Scopes::parse(&row.scopes).map_err(|_| Error::Corrupt("unknown stored scope"))?;
+    Ok(coffer_authn::scope::scopes_of(&roles)
+        .iter()
+        .chain(explicit.iter())
+        .collect())
+}

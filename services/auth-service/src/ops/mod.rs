@@ -1,0 +1,71 @@
+//! The auth-service operations, on validated inputs.
+
+pub mod directory;
+mod tokens;
+
+use std::time::Duration;
+
+pub use tokens::{Introspection, REFRESH_PREFIX, Tokens};
+
+use crate::password::Passwords;
+use crate::signing::SigningKeys;
+use crate::store::Store;
+
+/// Failed-login policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Lockout {
+    /// Failures in a row that lock a login.
+    pub max_failures: u32,
+    /// How long it stays locked.
+    pub duration: Duration,
+}
+
+/// The token service: storage, password pool, signing keys and policies.
+pub struct Auth {
+    store: Store,
+    passwords: Passwords,
+    keys: SigningKeys,
+    refresh_token_ttl: Duration,
+    lockout: Lockout,
+}
+
+impl Auth {
+    /// Assembles the service.
+    pub fn new(
+        store: Store,
+        passwords: Passwords,
+        keys: SigningKeys,
+        refresh_token_ttl: Duration,
+        lockout: Lockout,
+    ) -> Self {
+        Self {
+            store,
+            passwords,
+            keys,
+            refresh_token_ttl,
+            lockout,
+        }
+    }
+
+    /// The signing keys (for bearer verification, the JWKS and rotation).
+    pub fn keys(&self) -> &SigningKeys {
+        &self.keys
+    }
+
+    /// The store (for shutdown).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// `n` random bytes as lowercase hex, for ids.
+fn random_id(n: usize) -> crate::Result<String> {
+    let mut bytes = vec![0u8; n];
+    coffer_crypto::fill_random(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Seconds of a duration as i64, saturating.
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}

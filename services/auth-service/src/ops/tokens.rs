@@ -1,0 +1,251 @@
+//! Login, refresh, revocation and introspection.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coffer_authn::jwt::{Claims, Verified};
+use secrecy::{ExposeSecret as _, SecretString};
+use sha2::{Digest as _, Sha256};
+
+use super::directory::{effective_scopes, stored_roles};
+use super::{Auth, random_id, seconds};
+use crate::store::{AuditEvent, PrincipalRow, RefreshRow, Spend};
+use crate::{Error, Result, now};
+
+/// Prefix of refresh tokens, so secret scanners can recognise them.
+pub const REFRESH_PREFIX: &str = "mcp_rt_";
+/// Refresh token length: the prefix and 32 random bytes in base64url.
+const REFRESH_LEN: usize = REFRESH_PREFIX.len() + 43;
+
+/// A freshly issued token pair.
+pub struct Tokens {
+    /// The signed access token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// The opaque refresh token.
+    pub refresh_token: SecretString,
+    /// Seconds until it expires.
+    pub refresh_expires_in: u64,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+}
+
+/// What introspection found about an active token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Introspection {
+    /// A valid access token.
+    Access(Claims),
+    /// A valid refresh token.
+    Refresh(RefreshRow),
+}
+
+impl Auth {
+    /// Exchanges a user's password for tokens.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for every kind of wrong credential;
+    /// [`Error::ResourceExhausted`] while the login is locked or hashing is saturated.
+    pub async fn login(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Tokens> {
+        let subject = format!("login:{tenant}/{username}");
+        if self.store.locked_until(&subject, now()).await?.is_some() {
+            return Err(Error::ResourceExhausted(
+                "too many failed logins; try again later",
+            ));
+        }
+        let principal = self
+            .store
+            .principal(tenant, username)
+            .await?
+            .filter(|row| row.kind == "user" && row.password_hash.is_some());
+        let hash = principal
+            .as_ref()
+            .and_then(|row| row.password_hash.as_deref());
+        // An unknown user costs the same bcrypt work as a wrong password.
+        let valid = self.passwords.verify(password, hash).await?;
+        match (valid, principal) {
+            (true, Some(principal)) => {
+                self.store.clear_failures(&subject).await?;
+                self.issue(&principal, None).await
+            }
+            _ => {
+                let until = now().saturating_add(seconds(self.lockout.duration));
+                if self
+                    .store
+                    .record_failure(&subject, self.lockout.max_failures, until)
+                    .await?
+                {
+                    tracing::warn!(tenant, "login locked after repeated failures");
+                }
+                Err(Error::unauthenticated("wrong username or password"))
+            }
+        }
+    }
+
+    /// Spends a refresh token for a new pair. A spent token presented again revokes its
+    /// family and writes an audit event.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for anything but a valid, unspent token.
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<Tokens> {
+        let hash = refresh_hash(refresh_token)?;
+        match self.store.spend_refresh_token(&hash, now()).await? {
+            Spend::Spent(row) => {
+                let principal = self
+                    .store
+                    .principal(&row.tenant, &row.principal_id)
+                    .await?
+                    .ok_or(Error::unauthenticated("principal no longer exists"))?;
+                self.issue(&principal, Some(row.family)).await
+            }
+            Spend::Reused(row) => {
+                let event = AuditEvent {
+                    tenant: &row.tenant,
+                    actor: &row.principal_id,
+                    action: "refresh_token.reuse",
+                    subject: &row.family,
+                    outcome: "family_revoked",
+                };
+                self.store.audit(&event, &random_id(16)?, now()).await?;
+                tracing::warn!(tenant = %row.tenant, "refresh token reuse: family revoked");
+                Err(Error::unauthenticated("refresh token reused"))
+            }
+            Spend::Invalid => Err(Error::unauthenticated(
+                "unknown, expired or revoked refresh token",
+            )),
+        }
+    }
+
+    /// Revokes a token of either kind (RFC 7009: anything unrecognised is ignored).
+    ///
+    /// # Errors
+    /// [`Error::Database`] only.
+    pub async fn revoke(&self, token: &SecretString) -> Result<()> {
+        if let Ok(hash) = refresh_hash(token) {
+            if let Some(row) = self.store.refresh_token(&hash).await? {
+                self.store.revoke_refresh_family(&row.family, now()).await?;
+            }
+            return Ok(());
+        }
+        if let Ok(verified) = self.keys.current().verifier.verify(token.expose_secret()) {
+            self.store
+                .revoke_access_token(&verified.claims.jti, verified.claims.exp)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// What a token grants, if it is active now (RFC 7662: `None` for anything invalid).
+    ///
+    /// # Errors
+    /// [`Error::Database`] only.
+    pub async fn introspect(&self, token: &SecretString) -> Result<Option<Introspection>> {
+        if let Ok(hash) = refresh_hash(token) {
+            let row = self.store.refresh_token(&hash).await?;
+            return Ok(row
+                .filter(|r| {
+                    r.spent_time.is_none() && r.revoke_time.is_none() && r.expire_time > now()
+                })
+                .map(Introspection::Refresh));
+        }
+        Ok(self
+            .verify_access_token(token.expose_secret())
+            .await
+            .ok()
+            .map(|v| Introspection::Access(v.claims)))
+    }
+
+    /// Verifies an access token, including revocation.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for any invalid or revoked token; [`Error::Database`].
+    pub async fn verify_access_token(&self, token: &str) -> Result<Verified> {
+        let verified = self
+            .keys
+            .current()
+            .verifier
+            .verify(token)
+            .map_err(|_| Error::unauthenticated("invalid access token"))?;
+        if self
+            .store
+            .is_access_token_revoked(&verified.claims.jti)
+            .await?
+        {
+            return Err(Error::unauthenticated("revoked access token"));
+        }
+        Ok(verified)
+    }
+
+    /// Issues an access token and a refresh token (in `family`, or a new one).
+    async fn issue(&self, principal: &PrincipalRow, family: Option<String>) -> Result<Tokens> {
+        let keys = self.keys.current();
+        let settings = self.keys.settings();
+        let scope = effective_scopes(principal)?.to_string();
+        let issued = now();
+        let claims = Claims {
+            iss: settings.issuer.clone(),
+            sub: principal.id.clone(),
+            aud: settings.audience.clone(),
+            exp: issued.saturating_add(seconds(settings.access_token_ttl)),
+            iat: issued,
+            nbf: issued,
+            jti: random_id(16)?,
+            tenant: principal.tenant.clone(),
+            scope: scope.clone(),
+            roles: stored_roles(&principal.roles)?
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+        };
+        let access_token = keys.signer.sign(&claims)?;
+
+        let mut random = [0u8; 32];
+        coffer_crypto::fill_random(&mut random)?;
+        let refresh_token = SecretString::from(format!(
+            "{REFRESH_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(random)
+        ));
+        let row = RefreshRow {
+            family: family.map_or_else(|| random_id(16), Ok)?,
+            tenant: principal.tenant.clone(),
+            principal_id: principal.id.clone(),
+            scope: scope.clone(),
+            create_time: issued,
+            expire_time: issued.saturating_add(seconds(self.refresh_token_ttl)),
+            spent_time: None,
+            revoke_time: None,
+        };
+        self.store
+            .insert_refresh_token(&refresh_hash(&refresh_token)?, &row)
+            .await?;
+        Ok(Tokens {
+            access_token,
+            expires_in: settings.access_token_ttl.as_secs(),
+            refresh_token,
+            refresh_expires_in: self.refresh_token_ttl.as_secs(),
+            scope,
+        })
+    }
+}
+
+/// The stored form of a refresh token: hex SHA-256. Refuses anything not shaped like one
+/// before any database work.
+fn refresh_hash(token: &SecretString) -> Result<String> {
+    let token = token.expose_secret();
+    let well_formed = token.len() == REFRESH_LEN
+        && token.starts_with(REFRESH_PREFIX)
+        && token[REFRESH_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(Error::unauthenticated("malformed refresh token"));
+    }
+    Ok(Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}

@@ -1,0 +1,249 @@
+//! Signing keys: generated here, stored only encrypted by key-service, published as a JWKS.
+//!
+//! The newest unretired key signs. Rotation stores a new key and retires the old one, which
+//! stays in the JWKS for `access_token_ttl + leeway`, so every token it signed can still be
+//! verified until it expires; then the row is deleted. Every replica reloads the key set every
+//! `refresh_interval` and so picks up a rotation made by another.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use coffer_authn::jwks::{Jwk, Jwks};
+use coffer_authn::jwt::{RsaBits, SigningKey, Verifier};
+use coffer_proto::pb;
+use coffer_proto::pb::key_service_client::KeyServiceClient;
+use secrecy::ExposeSecret as _;
+use tonic::transport::Channel;
+
+use crate::store::{SigningKeyRow, Store};
+use crate::{Error, Result, now};
+
+/// Token settings the signing keys serve.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// `aud` of issued tokens.
+    pub audience: String,
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// Clock-skew leeway when verifying.
+    pub leeway: Duration,
+    /// Size of new RSA keys.
+    pub rsa_bits: RsaBits,
+}
+
+/// Encrypts and decrypts private signing keys through key-service.
+#[derive(Debug, Clone)]
+pub struct KeyServiceVault {
+    client: KeyServiceClient<Channel>,
+    key_name: String,
+}
+
+impl KeyServiceVault {
+    /// Uses `key_name` (`tenants/{t}/keys/{k}`) on the key-service behind `channel`, creating
+    /// the key if it does not exist yet.
+    ///
+    /// # Errors
+    /// [`Error::KeyService`] if key-service refuses.
+    pub async fn open(channel: Channel, key_name: String) -> Result<Self> {
+        let mut client = KeyServiceClient::new(channel);
+        let created = client
+            .create_key(pb::CreateKeyRequest {
+                name: key_name.clone(),
+                deletion_allowed: false,
+            })
+            .await;
+        match created {
+            Ok(_) => tracing::info!(key = %key_name, "created the signing-key encryption key"),
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+            Err(status) => return Err(Error::KeyService(status)),
+        }
+        Ok(Self { client, key_name })
+    }
+
+    async fn encrypt(&self, kid: &str, private_key: &[u8]) -> Result<String> {
+        let response = self
+            .client
+            .clone()
+            .encrypt(pb::EncryptRequest {
+                name: self.key_name.clone(),
+                plaintext: private_key.to_vec(),
+                encryption_context: context(kid),
+                key_version: None,
+            })
+            .await
+            .map_err(Error::KeyService)?;
+        Ok(response.into_inner().ciphertext_text)
+    }
+
+    async fn decrypt(&self, kid: &str, ciphertext_text: &str) -> Result<SigningKey> {
+        let response = self
+            .client
+            .clone()
+            .decrypt(pb::DecryptRequest {
+                name: self.key_name.clone(),
+                ciphertext: Vec::new(),
+                encryption_context: context(kid),
+                ciphertext_text: ciphertext_text.to_owned(),
+            })
+            .await
+            .map_err(Error::KeyService)?;
+        let plaintext = coffer_crypto::SecretBytes::new(response.into_inner().plaintext);
+        Ok(SigningKey::from_pkcs8(plaintext.expose_secret())?)
+    }
+}
+
+/// The encryption context binding a stored private key to its purpose and kid.
+fn context(kid: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (
+            "purpose".to_owned(),
+            "auth-service/jwt-signing-key".to_owned(),
+        ),
+        ("kid".to_owned(), kid.to_owned()),
+    ])
+}
+
+/// What requests use: the signing key, the verifier and the published JWKS.
+pub struct KeySet {
+    /// Signs new tokens.
+    pub signer: SigningKey,
+    /// Verifies tokens from any published key.
+    pub verifier: Verifier,
+    /// The published public keys, newest first.
+    pub jwks: Jwks,
+}
+
+/// The live key set, swapped atomically on rotation or reload.
+pub struct SigningKeys {
+    store: Store,
+    vault: KeyServiceVault,
+    settings: TokenSettings,
+    current: RwLock<Arc<KeySet>>,
+}
+
+impl SigningKeys {
+    /// Loads the published keys, creating the first signing key if there is none.
+    ///
+    /// # Errors
+    /// [`Error::KeyService`] (fail closed: no key-service, no tokens), [`Error::Database`].
+    pub async fn load(
+        store: Store,
+        vault: KeyServiceVault,
+        settings: TokenSettings,
+    ) -> Result<Self> {
+        let mut rows = store.published_signing_keys(now()).await?;
+        if !rows.iter().any(|row| row.retire_time.is_none()) {
+            create_key(&store, &vault, &settings).await?;
+            rows = store.published_signing_keys(now()).await?;
+        }
+        let set = build(&rows, &vault, &settings).await?;
+        Ok(Self {
+            store,
+            vault,
+            settings,
+            current: RwLock::new(Arc::new(set)),
+        })
+    }
+
+    /// The token settings.
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    /// The current key set.
+    pub fn current(&self) -> Arc<KeySet> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Generates, stores and switches to a new signing key; returns the published kids.
+    ///
+    /// # Errors
+    /// [`Error::KeyService`], [`Error::Database`].
+    pub async fn rotate(&self) -> Result<Vec<String>> {
+        create_key(&self.store, &self.vault, &self.settings).await?;
+        self.reload().await?;
+        Ok(self
+            .current()
+            .jwks
+            .keys
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect())
+    }
+
+    /// Re-reads the published keys (another replica may have rotated) and swaps the set if
+    /// it changed.
+    ///
+    /// # Errors
+    /// [`Error::KeyService`], [`Error::Database`].
+    pub async fn reload(&self) -> Result<()> {
+        let rows = self.store.published_signing_keys(now()).await?;
+        let current = self.current();
+        let kids: Vec<&str> = rows.iter().map(|row| row.kid.as_str()).collect();
+        let published: Vec<&str> = current.jwks.keys.iter().map(|k| k.kid.as_str()).collect();
+        if kids != published {
+            let set = build(&rows, &self.vault, &self.settings).await?;
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+            tracing::info!(signing = %rows.first().map_or("", |r| r.kid.as_str()), "signing keys reloaded");
+        }
+        Ok(())
+    }
+}
+
+async fn create_key(
+    store: &Store,
+    vault: &KeyServiceVault,
+    settings: &TokenSettings,
+) -> Result<()> {
+    let bits = settings.rsa_bits;
+    let key = tokio::task::spawn_blocking(move || SigningKey::generate(bits)).await??;
+    let encrypted_private = vault
+        .encrypt(key.kid(), key.to_pkcs8()?.expose_secret())
+        .await?;
+    let public_jwk = serde_json::to_string(key.jwk()).map_err(|_| Error::Corrupt("JWK"))?;
+    let created = now();
+    let unpublish_previous = created
+        .saturating_add(i64::try_from(settings.access_token_ttl.as_secs()).unwrap_or(i64::MAX))
+        .saturating_add(i64::try_from(settings.leeway.as_secs()).unwrap_or(0));
+    let row = SigningKeyRow {
+        kid: key.kid().to_owned(),
+        encrypted_private,
+        public_jwk,
+        create_time: created,
+        retire_time: None,
+    };
+    store.rotate_signing_key(&row, unpublish_previous).await?;
+    tracing::info!(kid = key.kid(), "new signing key");
+    Ok(())
+}
+
+async fn build(
+    rows: &[SigningKeyRow],
+    vault: &KeyServiceVault,
+    settings: &TokenSettings,
+) -> Result<KeySet> {
+    let signing = rows
+        .iter()
+        .find(|row| row.retire_time.is_none())
+        .ok_or(Error::Corrupt("no active signing key"))?;
+    let signer = vault
+        .decrypt(&signing.kid, &signing.encrypted_private)
+        .await?;
+    if signer.kid() != signing.kid {
+        return Err(Error::Corrupt("signing key does not match its kid"));
+    }
+    let keys = rows
+        .iter()
+        .map(|row| serde_json::from_str::<Jwk>(&row.public_jwk).map_err(|_| Error::Corrupt("JWK")))
+        .collect::<Result<Vec<_>>>()?;
+    let jwks = Jwks { keys };
+    let verifier = Verifier::new(&settings.issuer, &settings.audience, &jwks, settings.leeway)?;
+    Ok(KeySet {
+        signer,
+        verifier,
+        jwks,
+    })
+}

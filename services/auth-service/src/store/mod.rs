@@ -1,0 +1,602 @@
+//! The auth-service's storage (sqlx `Any`: one code path for SQLite and PostgreSQL; see
+//! `coffer_db` for the conventions).
+
+use secrecy::SecretString;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row as _};
+
+use crate::{Error, Result};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("src/store/migrations/postgres");
+
+/// A tenant row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    /// Tenant id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Creation time, unix seconds.
+    pub create_time: i64,
+}
+
+/// A principal row. `password_hash` is a bcrypt hash, never a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrincipalRow {
+    /// Tenant id.
+    pub tenant: String,
+    /// Principal id.
+    pub id: String,
+    /// `user` or `service_account`.
+    pub kind: String,
+    /// bcrypt hash of the password (users).
+    pub password_hash: Option<String>,
+    /// Role names, space-separated.
+    pub roles: String,
+    /// Explicit scopes, space-separated.
+    pub scopes: String,
+    /// Creation time, unix seconds.
+    pub create_time: i64,
+}
+
+impl std::fmt::Debug for PrincipalRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrincipalRow")
+            .field("tenant", &self.tenant)
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signing key row: the private key only as key-service ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// The PKCS#8 private key encrypted by key-service (`coffer:v{N}:...` text form).
+    pub encrypted_private: String,
+    /// The public JWK, JSON.
+    pub public_jwk: String,
+    /// When it was created.
+    pub create_time: i64,
+    /// When a newer key replaced it for signing.
+    pub retire_time: Option<i64>,
+}
+
+/// A refresh token row (the token itself is only stored as its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRow {
+    /// The family: every token descended from one login.
+    pub family: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Principal id.
+    pub principal_id: String,
+    /// Granted scopes.
+    pub scope: String,
+    /// Issue time.
+    pub create_time: i64,
+    /// Expiry.
+    pub expire_time: i64,
+    /// When it was exchanged.
+    pub spent_time: Option<i64>,
+    /// When it (or its family) was revoked.
+    pub revoke_time: Option<i64>,
+}
+
+/// What spending a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spend {
+    /// It was valid and is now spent.
+    Spent(RefreshRow),
+    /// It had been spent before: its family is now revoked.
+    Reused(RefreshRow),
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent<'a> {
+    /// Tenant id.
+    pub tenant: &'a str,
+    /// Who acted (principal id or SPIFFE ID).
+    pub actor: &'a str,
+    /// What happened, e.g. `refresh_token.reuse`.
+    pub action: &'a str,
+    /// What it concerned, e.g. a token family or principal id.
+    pub subject: &'a str,
+    /// `success`, `denied`, ...
+    pub outcome: &'a str,
+}
+
+/// The auth-service's database handle. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`Error::Open`].
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
+        let migrations = coffer_db::Migrations {
+            sqlite: &SQLITE_MIGRATIONS,
+            postgres: &POSTGRES_MIGRATIONS,
+        };
+        Ok(Self {
+            pool: coffer_db::connect(url, max_connections, &migrations).await?,
+        })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // === tenants ===
+
+    /// Inserts a tenant.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::Database`].
+    pub async fn create_tenant(&self, row: &TenantRow) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO auth_tenants (id, display_name, create_time) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&row.id)
+        .bind(&row.display_name)
+        .bind(row.create_time)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::AlreadyExists(format!("tenants/{}", row.id)));
+        }
+        Ok(())
+    }
+
+    /// A tenant, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn tenant(&self, id: &str) -> Result<Option<TenantRow>> {
+        let row =
+            sqlx::query("SELECT id, display_name, create_time FROM auth_tenants WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            Ok(TenantRow {
+                id: row.try_get(0)?,
+                display_name: row.try_get(1)?,
+                create_time: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    // === principals ===
+
+    /// Inserts a principal into an existing tenant.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown tenant, [`Error::AlreadyExists`], [`Error::Database`].
+    pub async fn create_principal(&self, row: &PrincipalRow) -> Result<()> {
+        if self.tenant(&row.tenant).await?.is_none() {
+            return Err(Error::NotFound(format!("tenants/{}", row.tenant)));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO auth_principals (tenant, id, kind, password_hash, roles, scopes, \
+             create_time) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(&row.tenant)
+        .bind(&row.id)
+        .bind(&row.kind)
+        .bind(row.password_hash.as_deref())
+        .bind(&row.roles)
+        .bind(&row.scopes)
+        .bind(row.create_time)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::AlreadyExists(format!(
+                "tenants/{}/principals/{}",
+                row.tenant, row.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// A principal, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn principal(&self, tenant: &str, id: &str) -> Result<Option<PrincipalRow>> {
+        let row = sqlx::query(concat!(
+            select_principal!(),
+            " WHERE tenant = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| principal_row(&row)).transpose()
+    }
+
+    /// Up to `limit` principals of `tenant` with ids after `after`, in id order.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list_principals(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<PrincipalRow>> {
+        let rows = sqlx::query(concat!(
+            select_principal!(),
+            " WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(tenant)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(principal_row).collect()
+    }
+
+    /// Replaces a principal's roles; returns the updated row, or `None` if it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn set_roles(
+        &self,
+        tenant: &str,
+        id: &str,
+        roles: &str,
+    ) -> Result<Option<PrincipalRow>> {
+        let updated =
+            sqlx::query("UPDATE auth_principals SET roles = $1 WHERE tenant = $2 AND id = $3")
+                .bind(roles)
+                .bind(tenant)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.principal(tenant, id).await
+    }
+
+    // === signing keys ===
+
+    /// Stores a new signing key and retires the current one: it stops signing now and leaves
+    /// the JWKS at `unpublish_previous_at`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn rotate_signing_key(
+        &self,
+        new: &SigningKeyRow,
+        unpublish_previous_at: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE auth_signing_keys SET retire_time = $1, unpublish_time = $2 \
+             WHERE retire_time IS NULL",
+        )
+        .bind(new.create_time)
+        .bind(unpublish_previous_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO auth_signing_keys (kid, encrypted_private, public_jwk, create_time) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&new.kid)
+        .bind(&new.encrypted_private)
+        .bind(&new.public_jwk)
+        .bind(new.create_time)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The keys still in the JWKS at `now`, newest first; the first unretired one signs.
+    /// Deletes keys that left the JWKS (their tokens have all expired).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn published_signing_keys(&self, now: i64) -> Result<Vec<SigningKeyRow>> {
+        sqlx::query("DELETE FROM auth_signing_keys WHERE unpublish_time IS NOT NULL AND unpublish_time <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT kid, encrypted_private, public_jwk, create_time, retire_time \
+             FROM auth_signing_keys \
+             ORDER BY CASE WHEN retire_time IS NULL THEN 0 ELSE 1 END, create_time DESC, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SigningKeyRow {
+                    kid: row.try_get(0)?,
+                    encrypted_private: row.try_get(1)?,
+                    public_jwk: row.try_get(2)?,
+                    create_time: row.try_get(3)?,
+                    retire_time: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    // === refresh tokens ===
+
+    /// Stores a new refresh token by its hash.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn insert_refresh_token(&self, token_hash: &str, row: &RefreshRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO auth_refresh_tokens (token_hash, family, tenant, principal_id, scope, \
+             create_time, expire_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(token_hash)
+        .bind(&row.family)
+        .bind(&row.tenant)
+        .bind(&row.principal_id)
+        .bind(&row.scope)
+        .bind(row.create_time)
+        .bind(row.expire_time)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Spends a refresh token: exactly one caller can spend a valid token. Presenting a spent
+    /// token revokes its whole family.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn spend_refresh_token(&self, token_hash: &str, now: i64) -> Result<Spend> {
+        let spent = sqlx::query(concat!(
+            "UPDATE auth_refresh_tokens SET spent_time = $2 WHERE token_hash = $1 ",
+            "AND spent_time IS NULL AND revoke_time IS NULL AND expire_time > $2 ",
+            "RETURNING ",
+            refresh_columns!()
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = spent {
+            return Ok(Spend::Spent(refresh_row(&row)?));
+        }
+        let Some(existing) = self.refresh_token(token_hash).await? else {
+            return Ok(Spend::Invalid);
+        };
+        if existing.spent_time.is_some() {
+            self.revoke_refresh_family(&existing.family, now).await?;
+            return Ok(Spend::Reused(existing));
+        }
+        Ok(Spend::Invalid)
+    }
+
+    /// A refresh token's row, if stored.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            refresh_columns!(),
+            " FROM auth_refresh_tokens WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(refresh_row).transpose()
+    }
+
+    /// Revokes every refresh token of a family.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn revoke_refresh_family(&self, family: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE auth_refresh_tokens SET revoke_time = $2 WHERE family = $1 AND revoke_time IS NULL",
+        )
+        .bind(family)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // === revoked access tokens ===
+
+    /// Records an access token's `jti` as revoked until it would have expired anyway.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn revoke_access_token(&self, jti: &str, expire_time: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO auth_revoked_access_tokens (jti, expire_time) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expire_time)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether an access token's `jti` was revoked.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM auth_revoked_access_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    // === lockouts ===
+
+    /// Until when `subject` is locked, if it is at `now`.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn locked_until(&self, subject: &str, now: i64) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT locked_until FROM auth_lockouts WHERE subject = $1")
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
+        let until = match row {
+            Some(row) => row.try_get::<Option<i64>, _>(0)?,
+            None => None,
+        };
+        Ok(until.filter(|until| *until > now))
+    }
+
+    /// Counts a failure for `subject`; the `max_failures`-th locks it until `lock_until`
+    /// (and starts the count again). Returns whether this failure locked it.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn record_failure(
+        &self,
+        subject: &str,
+        max_failures: u32,
+        lock_until: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let failures: i64 = sqlx::query(
+            "INSERT INTO auth_lockouts (subject, failures) VALUES ($1, 1) \
+             ON CONFLICT (subject) DO UPDATE SET failures = auth_lockouts.failures + 1 \
+             RETURNING failures",
+        )
+        .bind(subject)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let locked = failures >= i64::from(max_failures);
+        if locked {
+            sqlx::query(
+                "UPDATE auth_lockouts SET failures = 0, locked_until = $2 WHERE subject = $1",
+            )
+            .bind(subject)
+            .bind(lock_until)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(locked)
+    }
+
+    /// Forgets the failures of `subject` (after a success).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn clear_failures(&self, subject: &str) -> Result<()> {
+        sqlx::query("DELETE FROM auth_lockouts WHERE subject = $1")
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // === audit ===
+
+    /// Appends an audit event.
+    ///
+    /// # Errors
+    /// [`Error::Database`]: callers fail the operation rather than skip the audit.
+    pub async fn audit(&self, event: &AuditEvent<'_>, id: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO auth_audit_events (id, time, tenant, actor, action, subject, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(event.tenant)
+        .bind(event.actor)
+        .bind(event.action)
+        .bind(event.subject)
+        .bind(event.outcome)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The audit events of a tenant with `action`, oldest first (for tests and operators).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn audit_events(&self, tenant: &str, action: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT subject, outcome FROM auth_audit_events WHERE tenant = $1 AND action = $2 \
+             ORDER BY time, id",
+        )
+        .bind(tenant)
+        .bind(action)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+}
+
+/// The principal columns in [`principal_row`] order.
+macro_rules! select_principal {
+    () => {
+        "SELECT tenant, id, kind, password_hash, roles, scopes, create_time FROM auth_principals"
+    };
+}
+use select_principal;
+
+/// The refresh-token columns in [`refresh_row`] order.
+macro_rules! refresh_columns {
+    () => {
+        "family, tenant, principal_id, scope, create_time, expire_time, spent_time, revoke_time"
+    };
+}
+use refresh_columns;
+
+fn principal_row(row: &AnyRow) -> Result<PrincipalRow> {
+    Ok(PrincipalRow {
+        tenant: row.try_get(0)?,
+        id: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        password_hash: row.try_get(3)?,
+        roles: row.try_get(4)?,
+        scopes: row.try_get(5)?,
+        create_time: row.try_get(6)?,
+    })
+}
+
+fn refresh_row(row: &AnyRow) -> Result<RefreshRow> {
+    Ok(RefreshRow {
+        family: row.try_get(0)?,
+        tenant: row.try_get(1)?,
+        principal_id: row.try_get(2)?,
+        scope: row.try_get(3)?,
+        create_time: row.try_get(4)?,
+        expire_time: row.try_get(5)?,
+        spent_time: row.try_get(6)?,
+        revoke_time: row.try_get(7)?,
+    })
+}

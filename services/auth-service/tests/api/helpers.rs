@@ -1,0 +1,264 @@
+//! A key-service and an auth-service wired together, and typed helpers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_auth_service::Config;
+use coffer_key_service::keyring::RootKeyring;
+use coffer_proto::pb;
+use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use coffer_test_support::{Backend, TestDatabase, connect, init_tracing};
+use coffer_transport::DevCa;
+use coffer_transport::dev_ca::Usage;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub type Client = AuthServiceClient<Channel>;
+
+/// A password that passes the length rule.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running key-service.
+pub struct KeyService {
+    pub addr: SocketAddr,
+    _database: TestDatabase,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<coffer_key_service::Result<()>>>,
+}
+
+impl KeyService {
+    pub async fn spawn(ca: &DevCa) -> Self {
+        let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = ca.issue_material("key-service", Usage::Service).unwrap();
+        let config = coffer_key_service::Config::new(
+            SecretString::from(database.url().to_owned()),
+            RootKeyring::generate().unwrap(),
+            tls,
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(coffer_key_service::serve(config, listener, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            _database: database,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A running auth-service.
+pub struct AuthService {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<coffer_auth_service::Result<()>>>,
+}
+
+/// The whole test stack: CA, key-service, one auth-service (more with `spawn_auth`).
+pub struct Stack {
+    pub ca: Arc<DevCa>,
+    pub key_service: KeyService,
+    pub auth: AuthService,
+    pub database: TestDatabase,
+    operator: Client,
+}
+
+/// Test settings: fast bcrypt, short lockout.
+pub fn config(stack_ca: &DevCa, database: &TestDatabase, key_service: SocketAddr) -> Config {
+    let tls = stack_ca
+        .issue_material("auth-service", Usage::Service)
+        .unwrap();
+    let mut config = Config::new(
+        SecretString::from(database.url().to_owned()),
+        tls,
+        format!("https://{key_service}"),
+    );
+    config.bcrypt_cost = 4;
+    config.lockout.max_failures = 3;
+    config.signing_key_refresh = Duration::from_millis(200);
+    config
+}
+
+/// Starts an auth-service; resolves once it accepts an operator connection (after its
+/// start-up: database, key-service, signing key), or with its start-up error.
+pub async fn spawn_auth(
+    ca: &DevCa,
+    config: Config,
+) -> Result<(AuthService, Client), coffer_auth_service::Error> {
+    init_tracing();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(coffer_auth_service::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let material = ca.issue_material("operator/test", Usage::Client).unwrap();
+    let connected = tokio::select! {
+        channel = connect(addr, material.client_config("127.0.0.1")) => channel,
+        outcome = &mut server => return Err(outcome.unwrap().expect_err("stopped without error")),
+    };
+    match connected {
+        Ok(channel) => Ok((
+            AuthService {
+                addr,
+                stop: Some(stop),
+                server: Some(server),
+            },
+            AuthServiceClient::new(channel),
+        )),
+        Err(error) => match server.await.unwrap() {
+            Err(start_error) => Err(start_error),
+            Ok(()) => panic!("cannot connect to the auth-service: {error:#}"),
+        },
+    }
+}
+
+impl AuthService {
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Stack {
+    pub async fn spawn(database: TestDatabase) -> Self {
+        Self::spawn_with(database, |_| {}).await
+    }
+
+    pub async fn spawn_with(database: TestDatabase, tweak: impl FnOnce(&mut Config)) -> Self {
+        let ca = Arc::new(DevCa::generate("coffer.local").unwrap());
+        let key_service = KeyService::spawn(&ca).await;
+        let mut config = config(&ca, &database, key_service.addr);
+        tweak(&mut config);
+        let (auth, operator) = spawn_auth(&ca, config).await.unwrap();
+        Self {
+            ca,
+            key_service,
+            auth,
+            database,
+            operator,
+        }
+    }
+
+    /// A client as the test operator (no bearer).
+    pub fn operator(&self) -> Client {
+        self.operator.clone()
+    }
+
+    /// A client with the certificate of `name`.
+    pub async fn client_as(&self, name: &str) -> Client {
+        client_for(&self.ca, self.auth.addr, name).await
+    }
+
+    /// Starts a second auth-service on the same database and key-service.
+    pub async fn second_instance(&self, tweak: impl FnOnce(&mut Config)) -> (AuthService, Client) {
+        let mut config = config(&self.ca, &self.database, self.key_service.addr);
+        tweak(&mut config);
+        spawn_auth(&self.ca, config).await.unwrap()
+    }
+
+    /// Creates a tenant and a user with `roles` in it.
+    pub async fn tenant_with_user(&self, tenant: &str, user: &str, roles: &[&str]) {
+        let created = self
+            .operator()
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: tenant.into(),
+                display_name: tenant.into(),
+            })
+            .await;
+        if let Err(status) = created {
+            assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+        }
+        self.create_user(tenant, user, roles).await;
+    }
+
+    pub async fn create_user(&self, tenant: &str, user: &str, roles: &[&str]) -> pb::Principal {
+        self.operator()
+            .create_principal(user_request(tenant, user, roles))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn login(&self, tenant: &str, user: &str) -> pb::TokenResponse {
+        self.operator()
+            .login(pb::LoginRequest {
+                tenant_id: tenant.into(),
+                username: user.into(),
+                password: PASSWORD.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn shutdown(mut self) {
+        self.auth.stop().await;
+        self.key_service.stop().await;
+    }
+}
+
+pub fn user_request(tenant: &str, user: &str, roles: &[&str]) -> pb::CreatePrincipalRequest {
+    pb::CreatePrincipalRequest {
+        parent: format!("tenants/{tenant}"),
+        principal_id: user.into(),
+        kind: pb::PrincipalKind::User as i32,
+        password: PASSWORD.into(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        scopes: String::new(),
+    }
+}
+
+/// Adds `authorization: Bearer {token}` to a request.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+async fn client_for(ca: &DevCa, addr: SocketAddr, name: &str) -> Client {
+    let material = ca.issue_material(name, Usage::Client).unwrap();
+    AuthServiceClient::new(
+        connect(addr, material.client_config("127.0.0.1"))
+            .await
+            .unwrap(),
+    )
+}
+
+/// Asserts a failed call's code and that its message contains `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    needle: &str,
+) {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    assert!(
+        status.message().contains(needle),
+        "`{}` lacks `{needle}`",
+        status.message()
+    );
+}
