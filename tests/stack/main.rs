@@ -41,9 +41,11 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
     let options = up::Options {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
+        auth_listen: "127.0.0.1:0".parse().unwrap(),
     };
     let running = up::start(&options).await.unwrap();
     let addr = running.key_service_addr.to_string();
+    let auth = running.auth_service_addr.to_string();
 
     let result = tokio::task::spawn_blocking(move || {
         let services = grpcurl(&tool, &running, &[&addr, "list"]);
@@ -81,6 +83,30 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         let decrypted = grpcurl(&tool, &running, &["-d", &request, &addr, "coffer.v1.KeyService/Decrypt"]);
         let decrypted: serde_json::Value = serde_json::from_str(&decrypted).unwrap();
         assert_eq!(decrypted["plaintext"], "aGVsbG8gY29mZmVy");
+
+        // auth-service: an operator bootstraps a tenant and an admin, who logs in and uses
+        // the access token as a bearer.
+        let services = grpcurl(&tool, &running, &[&auth, "list"]);
+        assert!(services.lines().any(|l| l == "coffer.v1.AuthService"), "{services}");
+        assert!(!services.contains("KeyService"), "{services}");
+        grpcurl(
+            &tool,
+            &running,
+            &["-d", r#"{"tenantId":"acme","displayName":"Acme"}"#, &auth, "coffer.v1.AuthService/CreateTenant"],
+        );
+        let principal = r#"{"parent":"tenants/acme","principalId":"alice","kind":"PRINCIPAL_KIND_USER","password":"correct horse battery","roles":["org_admin"]}"#;
+        grpcurl(&tool, &running, &["-d", principal, &auth, "coffer.v1.AuthService/CreatePrincipal"]);
+        let login = r#"{"tenantId":"acme","username":"alice","password":"correct horse battery"}"#;
+        let tokens = grpcurl(&tool, &running, &["-d", login, &auth, "coffer.v1.AuthService/Login"]);
+        let tokens: serde_json::Value = serde_json::from_str(&tokens).unwrap();
+        let access = tokens["accessToken"].as_str().unwrap();
+        let header = format!("authorization: Bearer {access}");
+        let tenant = grpcurl(
+            &tool,
+            &running,
+            &["-rpc-header", &header, "-d", r#"{"name":"tenants/acme"}"#, &auth, "coffer.v1.AuthService/GetTenant"],
+        );
+        assert!(tenant.contains("\"displayName\": \"Acme\""), "{tenant}");
         running
     })
     .await;

@@ -4,10 +4,12 @@
 //! DIR/                    0700
 //!   root-keys             0600  dev root keyring ({version}:{base64} lines)
 //!   key-service.db              SQLite database of the key-service
+//!   auth-service.db             SQLite database of the auth-service
 //!   certs/
 //!     ca.pem, ca-key.pem        dev CA (key 0600)
 //!     operator.pem, operator-key.pem        spiffe://coffer.local/operator/admin
-//!     key-service.pem, key-service-key.pem  spiffe://coffer.local/key-service
+//!     key-service.pem, key-service-key.pem    spiffe://coffer.local/key-service
+//!     auth-service.pem, auth-service-key.pem  spiffe://coffer.local/auth-service
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -34,10 +36,14 @@ pub struct Layout {
     pub operator: TlsFiles,
     /// The key-service's certificate.
     pub key_service: TlsFiles,
+    /// The auth-service's certificate.
+    pub auth_service: TlsFiles,
     /// The dev root keyring file.
     pub root_keys: PathBuf,
     /// The key-service's SQLite file.
     pub key_service_db: PathBuf,
+    /// The auth-service's SQLite file.
+    pub auth_service_db: PathBuf,
 }
 
 /// What [`prepare`] found or made.
@@ -65,6 +71,8 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
     let ca = DevCa::load_or_create(&certs_dir, TRUST_DOMAIN)?;
     let operator = ca.issue_files(&certs_dir, "operator", OPERATOR_NAME, Usage::Client)?;
     let key_service = ca.issue_files(&certs_dir, "key-service", "key-service", Usage::Service)?;
+    let auth_service =
+        ca.issue_files(&certs_dir, "auth-service", "auth-service", Usage::Service)?;
 
     let root_keys = data_dir.join("root-keys");
     let (keyring, generated_root_key) = if root_keys.exists() {
@@ -83,10 +91,12 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
 
     let layout = Layout {
         key_service_db: data_dir.join("key-service.db"),
+        auth_service_db: data_dir.join("auth-service.db"),
         data_dir,
         certs_dir,
         operator,
         key_service,
+        auth_service,
         root_keys,
     };
     Ok(Prepared {

@@ -29,6 +29,9 @@ enum Command {
         /// Address of the key-service (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
+        /// Address of the auth-service.
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        auth_listen: SocketAddr,
     },
     /// Measure key-service throughput and latency over mTLS against a same-run baseline.
     Bench {
@@ -66,7 +69,18 @@ enum CertsCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Up { data_dir, listen } => run_up(up::Options { data_dir, listen }).await,
+        Command::Up {
+            data_dir,
+            listen,
+            auth_listen,
+        } => {
+            run_up(up::Options {
+                data_dir,
+                listen,
+                auth_listen,
+            })
+            .await
+        }
         Command::Bench {
             seconds,
             concurrency,
@@ -112,7 +126,8 @@ async fn run_up(options: up::Options) -> anyhow::Result<()> {
     eprintln!("{}", up::dev_mode_warning(&running));
     tracing::warn!("dev mode: root key and CA key are stored unprotected in the data directory");
     println!("key-service listening on {}", running.key_service_addr);
-    println!("try: {}", running.grpcurl_command());
+    println!("auth-service listening on {}", running.auth_service_addr);
+    println!("try: {}", running.grpcurl_command(running.key_service_addr));
     tokio::select! {
         error = running.failed() => return Err(error),
         () = signal.recv() => {}

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use coffer_auth_service::Config as AuthServiceConfig;
 use coffer_key_service::Config as KeyServiceConfig;
 use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::layout::{self, Layout};
 
@@ -20,79 +21,115 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// The key-service's listen address (`127.0.0.1:0` picks a free port).
     pub listen: SocketAddr,
+    /// The auth-service's listen address.
+    pub auth_listen: SocketAddr,
 }
 
 /// A running dev stack.
 pub struct Running {
     /// The key-service's address.
     pub key_service_addr: SocketAddr,
+    /// The auth-service's address.
+    pub auth_service_addr: SocketAddr,
     /// The data directory's files.
     pub layout: Layout,
     /// Whether this start generated a new dev root key.
     pub generated_root_key: bool,
-    stop: oneshot::Sender<()>,
-    key_service: JoinHandle<coffer_key_service::Result<()>>,
+    /// Stop signals in start order; shutdown runs in reverse, dependents first.
+    stops: Vec<(&'static str, watch::Sender<bool>)>,
+    services: JoinSet<(&'static str, anyhow::Result<()>)>,
 }
 
 /// Prepares the data directory, binds, and starts every service in this process.
 ///
 /// # Errors
-/// If the data directory cannot be prepared or the address cannot be bound.
+/// If the data directory cannot be prepared or an address cannot be bound.
 pub async fn start(options: &Options) -> anyhow::Result<Running> {
     let prepared = layout::prepare(&options.data_dir)?;
     let layout = prepared.layout;
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("binding {}", options.listen))?;
-    let key_service_addr = listener.local_addr()?;
+    let key_listener = bind(options.listen).await?;
+    let auth_listener = bind(options.auth_listen).await?;
+    let key_service_addr = key_listener.local_addr()?;
+    let auth_service_addr = auth_listener.local_addr()?;
+    let mut stops = Vec::new();
+    let mut services = JoinSet::new();
 
-    let database_url = format!("sqlite://{}?mode=rwc", layout.key_service_db.display());
-    let tls = TlsMaterial::load(&layout.key_service)?;
-    let config = KeyServiceConfig::new(SecretString::from(database_url), prepared.keyring, tls);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let key_service = tokio::spawn(coffer_key_service::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let key_config = KeyServiceConfig::new(
+        sqlite_url(&layout.key_service_db),
+        prepared.keyring,
+        TlsMaterial::load(&layout.key_service)?,
+    );
+    let (stop, stopped) = watch::channel(false);
+    stops.push(("key-service", stop));
+    services.spawn(async move {
+        let served = coffer_key_service::serve(key_config, key_listener, signal(stopped)).await;
+        ("key-service", served.map_err(anyhow::Error::from))
+    });
+
+    // auth-service stores its signing keys encrypted by the key-service started above.
+    let auth_config = AuthServiceConfig::new(
+        sqlite_url(&layout.auth_service_db),
+        TlsMaterial::load(&layout.auth_service)?,
+        format!("https://{key_service_addr}"),
+    );
+    let (stop, stopped) = watch::channel(false);
+    stops.push(("auth-service", stop));
+    services.spawn(async move {
+        let served = coffer_auth_service::serve(auth_config, auth_listener, signal(stopped)).await;
+        ("auth-service", served.map_err(anyhow::Error::from))
+    });
+
     Ok(Running {
         key_service_addr,
+        auth_service_addr,
         layout,
         generated_root_key: prepared.generated_root_key,
-        stop,
-        key_service,
+        stops,
+        services,
     })
 }
 
 impl Running {
-    /// Signals shutdown and waits for in-flight calls to drain.
+    /// Stops the services in reverse start order, each after the ones that depend on it
+    /// (auth-service before key-service), letting each drain its in-flight calls.
     ///
     /// # Errors
-    /// If a service failed.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.key_service.await.context("key-service task")??;
-        Ok(())
+    /// The first service failure.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let mut outcome = Ok(());
+        while let Some((stopping, stop)) = self.stops.pop() {
+            let _ = stop.send(true);
+            // Wait for that service; another one ending meanwhile is recorded too.
+            while let Some(joined) = self.services.join_next().await {
+                let (name, served) = joined.context("service task")?;
+                if let (Err(error), true) = (served, outcome.is_ok()) {
+                    outcome = Err(error.context(format!("{name} failed")));
+                }
+                if name == stopping {
+                    break;
+                }
+            }
+        }
+        outcome
     }
 
-    /// Waits until a service stops on its own (which is a failure) .
-    ///
-    /// # Errors
-    /// The service's error.
+    /// Waits until a service stops on its own (which is a failure) and returns why.
     pub async fn failed(&mut self) -> anyhow::Error {
-        match (&mut self.key_service).await {
-            Ok(Ok(())) => anyhow::anyhow!("key-service stopped unexpectedly"),
-            Ok(Err(error)) => anyhow::Error::new(error).context("key-service failed"),
-            Err(join_error) => anyhow::Error::new(join_error).context("key-service task"),
+        match self.services.join_next().await {
+            Some(Ok((name, Ok(())))) => anyhow::anyhow!("{name} stopped unexpectedly"),
+            Some(Ok((name, Err(error)))) => error.context(format!("{name} failed")),
+            Some(Err(join_error)) => anyhow::Error::new(join_error).context("service task"),
+            None => anyhow::anyhow!("no service is running"),
         }
     }
 
-    /// A `grpcurl` command line that lists the key-service's RPCs as the operator.
-    pub fn grpcurl_command(&self) -> String {
+    /// A `grpcurl` command line that lists a service's RPCs as the operator.
+    pub fn grpcurl_command(&self, addr: SocketAddr) -> String {
         format!(
-            "grpcurl -cacert {} -cert {} -key {} {} list",
+            "grpcurl -cacert {} -cert {} -key {} {addr} list",
             quote(&self.layout.operator.ca),
             quote(&self.layout.operator.cert),
             quote(&self.layout.operator.key),
-            self.key_service_addr,
         )
     }
 }
@@ -123,6 +160,21 @@ pub fn dev_mode_warning(running: &Running) -> String {
         running.layout.data_dir.display()
     ));
     banner
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+fn sqlite_url(path: &Path) -> SecretString {
+    SecretString::from(format!("sqlite://{}?mode=rwc", path.display()))
+}
+
+/// Resolves when `stopped` turns true (or its sender is gone).
+async fn signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 fn quote(path: &Path) -> String {

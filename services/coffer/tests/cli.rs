@@ -17,10 +17,17 @@ use coffer_transport::{TlsFiles, TlsMaterial};
 /// Starts `coffer up` on a free port and returns the child and the address it printed.
 fn coffer_up(data_dir: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap())
         .spawn()
         .expect("coffer starts");
     let stdout = child.stdout.take().unwrap();
@@ -39,7 +46,7 @@ fn coffer_up(data_dir: &Path) -> (Child, SocketAddr) {
     (child, addr)
 }
 
-fn terminate(mut child: Child) {
+fn terminate(mut child: Child, data_dir: &Path) {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -49,9 +56,10 @@ fn terminate(mut child: Child) {
             .success()
     );
     let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
     assert!(
         status.success(),
-        "coffer up exited with {status} on SIGTERM"
+        "coffer up exited with {status} on SIGTERM:\n{log}"
     );
 }
 
@@ -98,7 +106,7 @@ async fn coffer_up_serves_stops_on_sigterm_and_reuses_its_data_dir() {
         .ciphertext;
     let ca_before = std::fs::read(&operator.ca).unwrap();
     let root_keys_before = std::fs::read(data_dir.join("root-keys")).unwrap();
-    terminate(child);
+    terminate(child, &data_dir);
 
     #[cfg(unix)]
     {
@@ -158,7 +166,7 @@ async fn coffer_up_serves_stops_on_sigterm_and_reuses_its_data_dir() {
         .unwrap()
         .into_inner();
     assert_eq!(decrypted.plaintext, b"kept");
-    terminate(child);
+    terminate(child, &data_dir);
 }
 
 #[test]
