@@ -177,7 +177,7 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Parses `30s`, `5m`, `2h`, `7d` or plain seconds.
+/// Parses `250ms`, `30s`, `5m`, `2h`, `7d` or plain seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -186,6 +186,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     };
     let amount: u64 = digits.parse().ok()?;
     let seconds = match unit {
+        "ms" => return Some(Duration::from_millis(amount)),
         "s" => amount,
         "m" => amount.checked_mul(60)?,
         "h" => amount.checked_mul(3600)?,
@@ -220,6 +221,7 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));

@@ -95,20 +95,29 @@ impl ApiKey {
     pub fn generate() -> CryptoResult<Self> {
         let mut id_bytes = Zeroizing::new([0u8; 9]);
         crate::fill_random(id_bytes.as_mut())?;
+        let id = ApiKeyId(base62_fixed(id_bytes.as_ref(), ID_LEN).to_string());
+        Self::generate_with_id(&id)
+    }
+
+    /// Generates a fresh secret for an existing id (rolling a key keeps its id).
+    ///
+    /// # Errors
+    /// [`crate::Error::Rng`] if the OS generator is unavailable.
+    pub fn generate_with_id(id: &ApiKeyId) -> CryptoResult<Self> {
         let mut secret_bytes = Zeroizing::new([0u8; 32]);
         crate::fill_random(secret_bytes.as_mut())?;
-        let id = base62_fixed(id_bytes.as_ref(), ID_LEN);
+        let id = id.as_str();
         let secret = base62_fixed(secret_bytes.as_ref(), SECRET_LEN);
         let mut key = Zeroizing::new(String::with_capacity(KEY_LEN));
         key.push_str(PREFIX);
-        key.push_str(&id);
+        key.push_str(id);
         key.push('_');
         key.push_str(&secret);
         let checksum = checksum(&key);
         key.push_str(&checksum);
         Ok(Self {
             key,
-            id: ApiKeyId(id.to_string()),
+            id: ApiKeyId(id.to_owned()),
         })
     }
 

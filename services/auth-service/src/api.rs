@@ -2,6 +2,7 @@
 //! operation, map the result.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use coffer_authn::{Role, Scope, Scopes};
 use coffer_proto::pb;
@@ -10,10 +11,11 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tonic::{Request, Response, Status};
 
 use crate::authz::{self, Caller, Identities};
-use crate::ids::{parse_id, parse_principal_name, parse_tenant_name};
+use crate::ids::{parse_api_key_name, parse_id, parse_principal_name, parse_tenant_name};
+use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
 use crate::ops::{Auth, Introspection, Tokens};
-use crate::store::{PrincipalRow, TenantRow};
+use crate::store::{ApiKeyRow, PrincipalRow, TenantRow};
 use crate::{Error, Result};
 
 /// Page size when a list request gives none.
@@ -97,13 +99,7 @@ impl AuthService for AuthServiceApi {
         let request = request.into_inner();
         let tenant = parse_tenant_name("parent", &request.parent)?;
         caller.require(&tenant, Scope::UserRead, || format!("tenants/{tenant}"))?;
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                return Err(Error::invalid("page_size", format!("at most {MAX_PAGE_SIZE}")).into());
-            }
-        };
+        let page_size = page_size(request.page_size)?;
         let after = if request.page_token.is_empty() {
             String::new()
         } else {
@@ -213,6 +209,138 @@ impl AuthService for AuthServiceApi {
         }))
     }
 
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Reply<pb::CreateApiKeyResponse> {
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let tenant = parse_tenant_name("parent", &request.parent)?;
+        let named = if request.principal.is_empty() {
+            None
+        } else {
+            let (principal_tenant, id) = parse_principal_name("principal", &request.principal)?;
+            if principal_tenant != tenant {
+                return Err(Error::invalid("principal", "must be in the parent tenant").into());
+            }
+            Some(id)
+        };
+        let (principal_id, created_by, creator_scopes) = match (&caller, named) {
+            (Caller::Operator(_), None) => {
+                return Err(
+                    Error::invalid("principal", "operators must name the principal").into(),
+                );
+            }
+            (Caller::Operator(operator), Some(id)) => (id, operator.to_string(), None),
+            (Caller::Principal(me), named) => {
+                let target = named.unwrap_or_else(|| me.subject.clone());
+                let scope = if target == me.subject {
+                    Scope::UserToken
+                } else {
+                    Scope::OrgAdmin
+                };
+                caller.require(&tenant, scope, || format!("tenants/{tenant}"))?;
+                (target, me.subject.clone(), Some(me.scopes.clone()))
+            }
+        };
+        let scopes = if request.scopes.trim().is_empty() {
+            None
+        } else {
+            Some(Scopes::parse(&request.scopes).map_err(|unknown| {
+                Error::invalid("scopes", format!("unknown scope `{unknown}`"))
+            })?)
+        };
+        let ttl = (request.ttl_seconds > 0).then(|| Duration::from_secs(request.ttl_seconds));
+        let issued = self
+            .auth
+            .create_api_key(NewApiKey {
+                tenant,
+                principal_id,
+                display_name: request.display_name,
+                scopes,
+                ttl,
+                created_by,
+                creator_scopes,
+            })
+            .await?;
+        Ok(Response::new(issued_key_proto(issued)))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Reply<pb::ListApiKeysResponse> {
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let tenant = parse_tenant_name("parent", &request.parent)?;
+        caller.require(&tenant, Scope::UserRead, || format!("tenants/{tenant}"))?;
+        let page_size = page_size(request.page_size)?;
+        let after = if request.page_token.is_empty() {
+            String::new()
+        } else {
+            coffer_crypto::apikey::ApiKeyId::parse(&request.page_token)
+                .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))?
+                .as_str()
+                .to_owned()
+        };
+        let (rows, next) = self.auth.list_api_keys(&tenant, page_size, &after).await?;
+        Ok(Response::new(pb::ListApiKeysResponse {
+            api_keys: rows.iter().map(api_key_proto).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Reply<pb::ApiKey> {
+        let caller = self.caller(&request).await?;
+        let row = self
+            .manageable_key(&caller, &request.get_ref().name)
+            .await?;
+        let revoked = self.auth.revoke_api_key(&row.tenant, &row.id).await?;
+        Ok(Response::new(api_key_proto(&revoked)))
+    }
+
+    async fn roll_api_key(
+        &self,
+        request: Request<pb::RollApiKeyRequest>,
+    ) -> Reply<pb::CreateApiKeyResponse> {
+        let caller = self.caller(&request).await?;
+        let row = self
+            .manageable_key(&caller, &request.get_ref().name)
+            .await?;
+        let grace = Duration::from_secs(request.get_ref().grace_period_seconds);
+        let issued = self.auth.roll_api_key(&row.tenant, &row.id, grace).await?;
+        Ok(Response::new(issued_key_proto(issued)))
+    }
+
+    async fn verify_api_key(
+        &self,
+        request: Request<pb::VerifyApiKeyRequest>,
+    ) -> Reply<pb::VerifyApiKeyResponse> {
+        authz::require_introspector(&self.identities, &request)?;
+        let key = SecretString::from(request.into_inner().key);
+        let verified = self.auth.verify_api_key(&key).await?;
+        Ok(Response::new(pb::VerifyApiKeyResponse {
+            principal: format!(
+                "tenants/{}/principals/{}",
+                verified.tenant, verified.principal_id
+            ),
+            scopes: verified.scopes.to_string(),
+            api_key: format!("tenants/{}/apiKeys/{}", verified.tenant, verified.id),
+            tenant: verified.tenant,
+        }))
+    }
+
+    async fn exchange_api_key(
+        &self,
+        request: Request<pb::ExchangeApiKeyRequest>,
+    ) -> Reply<pb::TokenResponse> {
+        authz::peer(&request)?;
+        let key = SecretString::from(request.into_inner().key);
+        Ok(Response::new(token_proto(
+            self.auth.exchange_api_key(&key).await?,
+        )))
+    }
+
     async fn rotate_signing_key(
         &self,
         request: Request<pb::RotateSigningKeyRequest>,
@@ -225,6 +353,57 @@ impl AuthService for AuthServiceApi {
             kid,
             published_kids,
         }))
+    }
+}
+
+fn api_key_proto(row: &ApiKeyRow) -> pb::ApiKey {
+    let time = |seconds: i64| prost_types::Timestamp { seconds, nanos: 0 };
+    pb::ApiKey {
+        name: format!("tenants/{}/apiKeys/{}", row.tenant, row.id),
+        principal: format!("tenants/{}/principals/{}", row.tenant, row.principal_id),
+        display_name: row.display_name.clone(),
+        hint: row.hint.clone(),
+        scopes: row.scopes.clone(),
+        created_by: row.created_by.clone(),
+        create_time: Some(time(row.create_time)),
+        last_used_time: row.last_used_time.map(time),
+        expire_time: row.expire_time.map(time),
+        revoke_time: row.revoke_time.map(time),
+    }
+}
+
+fn issued_key_proto(issued: IssuedKey) -> pb::CreateApiKeyResponse {
+    pb::CreateApiKeyResponse {
+        api_key: Some(api_key_proto(&issued.row)),
+        key: issued.key.expose_secret().to_owned(),
+    }
+}
+
+/// Parses a page size: 0 means the default; beyond the maximum is refused.
+fn page_size(requested: u32) -> Result<u32> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        size if size <= MAX_PAGE_SIZE => Ok(size),
+        _ => Err(Error::invalid(
+            "page_size",
+            format!("at most {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+impl AuthServiceApi {
+    /// Loads a key of the caller's tenant and checks the caller may manage it: its owner
+    /// with `user:token`, anyone with `org:admin`, or an operator.
+    async fn manageable_key(&self, caller: &Caller, name: &str) -> Result<ApiKeyRow> {
+        let (tenant, id) = parse_api_key_name("name", name)?;
+        caller.require(&tenant, Scope::UserToken, || name.to_owned())?;
+        let row = self.auth.api_key(&tenant, &id).await?;
+        if let Caller::Principal(me) = caller
+            && me.subject != row.principal_id
+        {
+            caller.require(&tenant, Scope::OrgAdmin, || name.to_owned())?;
+        }
+        Ok(row)
     }
 }
 

@@ -1,8 +1,9 @@
 //! Who is calling: the mTLS peer, and the bearer token it presents.
 //!
 //! Every call arrives over mutual TLS, so it has a SPIFFE peer identity. Calls inside a
-//! tenant also carry `authorization: Bearer <access token>`, verified here against this
-//! service's own keys (and its revocation list); the tenant comes from that token only.
+//! tenant also carry `authorization: Bearer <access token or mcp_sk_ API key>`, verified here
+//! against this service's own keys, revocation list and API keys; the tenant comes from that
+//! credential only.
 //! Operators (`spiffe://{trust-domain}/operator/...`) may administer without a bearer.
 
 use coffer_authn::{Principal, Scope};
@@ -73,6 +74,12 @@ pub async fn caller<T>(
 ) -> Result<Caller> {
     let peer = peer(request)?;
     match bearer(request)? {
+        Some(token) if token.starts_with(coffer_crypto::apikey::PREFIX) => {
+            let key = auth
+                .verify_api_key(&secrecy::SecretString::from(token))
+                .await?;
+            Ok(Caller::Principal(key.principal()))
+        }
         Some(token) => Ok(Caller::Principal(
             auth.verify_access_token(&token).await?.principal,
         )),

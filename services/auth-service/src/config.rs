@@ -2,6 +2,7 @@
 //! a TOML file (see `coffer_config`). Parsed once at start-up; every problem is reported.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,6 +56,15 @@ pub struct Config {
     /// How often signing keys are re-read, so a rotation on another replica is picked up
     /// (`..__SIGNING_KEY_REFRESH`, default `10s`).
     pub signing_key_refresh: Duration,
+    /// How long a verified API key is trusted without bcrypt (`..__API_KEY_CACHE_TTL`,
+    /// default `30s`) and how many are kept (`..__API_KEY_CACHE_CAPACITY`, default 10000).
+    pub api_key_cache_ttl: Duration,
+    /// See `api_key_cache_ttl`.
+    pub api_key_cache_capacity: NonZeroUsize,
+    /// How often revocations and rolls made by any replica are read back to evict cached keys
+    /// (`..__API_KEY_CHANGE_POLL`, default `250ms`): a revocation reaches every replica within
+    /// that time.
+    pub api_key_change_poll: Duration,
     /// Longest time one request may take (`..__REQUEST_TIMEOUT`, default `30s`).
     pub request_timeout: Duration,
     /// How long shutdown waits for in-flight calls (`..__SHUTDOWN_GRACE_PERIOD`, `30s`).
@@ -93,6 +103,9 @@ impl Config {
                 duration: Duration::from_secs(15 * 60),
             },
             signing_key_refresh: Duration::from_secs(10),
+            api_key_cache_ttl: Duration::from_secs(30),
+            api_key_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+            api_key_change_poll: Duration::from_millis(250),
             request_timeout: Duration::from_secs(30),
             shutdown_grace_period: Duration::from_secs(30),
             log_format: LogFormat::Human,
@@ -170,6 +183,13 @@ impl Config {
         let signing_key_refresh = p.parse("SIGNING_KEY_REFRESH", "10s", |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
+        let api_key_cache_ttl = p.parse("API_KEY_CACHE_TTL", "30s", parse_duration);
+        let api_key_cache_capacity = p.parse("API_KEY_CACHE_CAPACITY", "10000", |s| {
+            s.parse::<NonZeroUsize>().ok()
+        });
+        let api_key_change_poll = p.parse("API_KEY_CHANGE_POLL", "250ms", |s| {
+            parse_duration(s).filter(|d| !d.is_zero())
+        });
         let request_timeout = p.parse("REQUEST_TIMEOUT", "30s", parse_duration);
         let shutdown_grace_period = p.parse("SHUTDOWN_GRACE_PERIOD", "30s", parse_duration);
         let log_format = p.parse("LOG_FORMAT", "human", |s| s.parse::<LogFormat>().ok());
@@ -182,6 +202,7 @@ impl Config {
             (Some(issuer), Some(audience), Some(access_token_ttl), Some(leeway), Some(rsa_bits)),
             (Some(refresh_token_ttl), Some(bcrypt_cost), Some(bcrypt_concurrency)),
             (Some(max_failures), Some(lockout_duration), Some(signing_key_refresh)),
+            (Some(api_key_cache_ttl), Some(api_key_cache_capacity), Some(api_key_change_poll)),
             (Some(request_timeout), Some(shutdown_grace_period), Some(log_format)),
         ) = (
             (listen, database_url, database_max_connections, tls),
@@ -189,6 +210,11 @@ impl Config {
             (issuer, audience, access_token_ttl, leeway, rsa_bits),
             (refresh_token_ttl, bcrypt_cost, bcrypt_concurrency),
             (max_failures, lockout_duration, signing_key_refresh),
+            (
+                api_key_cache_ttl,
+                api_key_cache_capacity,
+                api_key_change_poll,
+            ),
             (request_timeout, shutdown_grace_period, log_format),
         )
         else {
@@ -224,6 +250,9 @@ impl Config {
                 duration: lockout_duration,
             },
             signing_key_refresh,
+            api_key_cache_ttl,
+            api_key_cache_capacity,
+            api_key_change_poll,
             request_timeout,
             shutdown_grace_period,
             log_format,

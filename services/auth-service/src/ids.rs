@@ -47,6 +47,18 @@ pub fn parse_principal_name(field: &'static str, name: &str) -> Result<(String, 
     Ok((parse_id(field, tenant)?, parse_id(field, id)?))
 }
 
+/// Parses `tenants/{tenant}/apiKeys/{id}` into (tenant, key id).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `field`.
+pub fn parse_api_key_name(field: &'static str, name: &str) -> Result<(String, String)> {
+    let invalid = || Error::invalid(field, "must be tenants/{tenant}/apiKeys/{id}");
+    let rest = name.strip_prefix("tenants/").ok_or_else(invalid)?;
+    let (tenant, id) = rest.split_once("/apiKeys/").ok_or_else(invalid)?;
+    let id = coffer_crypto::apikey::ApiKeyId::parse(id).map_err(|_| invalid())?;
+    Ok((parse_id(field, tenant)?, id.as_str().to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +80,12 @@ mod tests {
         }
         assert!(parse_principal_name("name", "tenants/acme/principals/").is_err());
         assert!(parse_principal_name("name", "tenants/acme/users/alice").is_err());
+        assert_eq!(
+            parse_api_key_name("name", "tenants/acme/apiKeys/abcDEF012345")
+                .unwrap()
+                .1,
+            "abcDEF012345"
+        );
+        assert!(parse_api_key_name("name", "tenants/acme/apiKeys/short").is_err());
     }
 }

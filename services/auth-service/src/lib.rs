@@ -35,6 +35,7 @@ pub use error::{Error, Result};
 use crate::api::AuthServiceApi;
 use crate::authz::Identities;
 use crate::ops::Auth;
+use crate::ops::api_keys::KeyCache;
 use crate::password::Passwords;
 use crate::signing::{KeyServiceVault, SigningKeys};
 use crate::store::Store;
@@ -61,12 +62,14 @@ pub async fn serve(
     let vault = KeyServiceVault::open(channel, config.signing_key_name.clone()).await?;
     let keys = SigningKeys::load(store.clone(), vault, config.tokens.clone()).await?;
     let passwords = Passwords::new(config.bcrypt_concurrency, config.bcrypt_cost)?;
+    let api_key_cache = KeyCache::new(config.api_key_cache_capacity, config.api_key_cache_ttl);
     let auth = Arc::new(Auth::new(
         store,
         passwords,
         keys,
         config.refresh_token_ttl,
         config.lockout,
+        api_key_cache,
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -88,6 +91,10 @@ pub async fn serve(
     let reloader = tokio::spawn(reload_signing_keys(
         Arc::clone(&auth),
         config.signing_key_refresh,
+    ));
+    let evictor = tokio::spawn(evict_changed_api_keys(
+        Arc::clone(&auth),
+        config.api_key_change_poll,
     ));
     let shutdown = async move {
         shutdown.await;
@@ -114,6 +121,7 @@ pub async fn serve(
         .await
         .map_err(Error::Serve);
     reloader.abort();
+    evictor.abort();
     auth.store().close().await;
     served
 }
@@ -127,6 +135,24 @@ async fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) {
         ticker.tick().await;
         if let Err(error) = auth.keys().reload().await {
             tracing::warn!(error = %error::chain(&error), "signing key reload failed");
+        }
+    }
+}
+
+/// Every `interval`, evicts cached API keys that any replica revoked or rolled since the last
+/// look, until aborted. (One second of overlap: change times have one-second resolution.)
+async fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = now();
+    loop {
+        ticker.tick().await;
+        let looked = now();
+        match auth.evict_changed_api_keys(since.saturating_sub(1)).await {
+            Ok(_) => since = looked,
+            Err(error) => {
+                tracing::warn!(error = %error::chain(&error), "API key change poll failed")
+            }
         }
     }
 }

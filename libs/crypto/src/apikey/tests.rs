@@ -81,6 +81,15 @@ fn malformed_keys_are_refused_with_the_reason() {
 }
 
 #[test]
+fn a_rolled_key_keeps_its_id_and_changes_its_secret() {
+    let key = ApiKey::generate().unwrap();
+    let rolled = ApiKey::generate_with_id(key.id()).unwrap();
+    assert_eq!(rolled.id(), key.id());
+    assert_ne!(rolled.expose_secret_part(), key.expose_secret_part());
+    assert!(ApiKey::parse(rolled.expose_secret()).is_ok());
+}
+
+#[test]
 fn ids_parse_on_their_own() {
     assert!(ApiKeyId::parse("abcDEF012345").is_ok());
     assert_eq!(ApiKeyId::parse("abc").unwrap_err(), ApiKeyError::Length);

@@ -1,5 +1,6 @@
 //! The auth-service operations, on validated inputs.
 
+pub mod api_keys;
 pub mod directory;
 mod tokens;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 pub use tokens::{Introspection, REFRESH_PREFIX, Tokens};
 
+use crate::ops::api_keys::KeyCache;
 use crate::password::Passwords;
 use crate::signing::SigningKeys;
 use crate::store::Store;
@@ -27,6 +29,7 @@ pub struct Auth {
     keys: SigningKeys,
     refresh_token_ttl: Duration,
     lockout: Lockout,
+    api_key_cache: KeyCache,
 }
 
 impl Auth {
@@ -37,6 +40,7 @@ impl Auth {
         keys: SigningKeys,
         refresh_token_ttl: Duration,
         lockout: Lockout,
+        api_key_cache: KeyCache,
     ) -> Self {
         Self {
             store,
@@ -44,6 +48,7 @@ impl Auth {
             keys,
             refresh_token_ttl,
             lockout,
+            api_key_cache,
         }
     }
 

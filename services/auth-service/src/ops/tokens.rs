@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_authn::jwt::{Claims, Verified};
+use coffer_authn::{Role, Scopes};
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 
@@ -180,28 +181,39 @@ impl Auth {
         Ok(verified)
     }
 
-    /// Issues an access token and a refresh token (in `family`, or a new one).
-    async fn issue(&self, principal: &PrincipalRow, family: Option<String>) -> Result<Tokens> {
-        let keys = self.keys.current();
+    /// Signs an access token for `subject` of `tenant`.
+    pub(super) fn access_token(
+        &self,
+        tenant: &str,
+        subject: &str,
+        scopes: &Scopes,
+        roles: &[Role],
+    ) -> Result<String> {
         let settings = self.keys.settings();
-        let scope = effective_scopes(principal)?.to_string();
         let issued = now();
         let claims = Claims {
             iss: settings.issuer.clone(),
-            sub: principal.id.clone(),
+            sub: subject.to_owned(),
             aud: settings.audience.clone(),
             exp: issued.saturating_add(seconds(settings.access_token_ttl)),
             iat: issued,
             nbf: issued,
             jti: random_id(16)?,
-            tenant: principal.tenant.clone(),
-            scope: scope.clone(),
-            roles: stored_roles(&principal.roles)?
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect(),
+            tenant: tenant.to_owned(),
+            scope: scopes.to_string(),
+            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
         };
-        let access_token = keys.signer.sign(&claims)?;
+        Ok(self.keys.current().signer.sign(&claims)?)
+    }
+
+    /// Issues an access token and a refresh token (in `family`, or a new one).
+    async fn issue(&self, principal: &PrincipalRow, family: Option<String>) -> Result<Tokens> {
+        let settings = self.keys.settings();
+        let scopes = effective_scopes(principal)?;
+        let scope = scopes.to_string();
+        let roles = stored_roles(&principal.roles)?;
+        let access_token = self.access_token(&principal.tenant, &principal.id, &scopes, &roles)?;
+        let issued = now();
 
         let mut random = [0u8; 32];
         coffer_crypto::fill_random(&mut random)?;

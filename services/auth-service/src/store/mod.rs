@@ -1,9 +1,13 @@
 //! The auth-service's storage (sqlx `Any`: one code path for SQLite and PostgreSQL; see
 //! `coffer_db` for the conventions).
 
+mod api_keys;
+
 use secrecy::SecretString;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
+
+pub use api_keys::ApiKeyRow;
 
 use crate::{Error, Result};
 

@@ -1,0 +1,375 @@
+//! API keys: creation, listing, revocation, rolling, verification and exchange.
+//!
+//! Verification: parse and checksum (no I/O for a malformed key) -> the cache, keyed by the
+//! SHA-256 of the whole key (hot keys never pay bcrypt and never wait on the bcrypt pool) ->
+//! the lockout of the key id -> the row -> one bcrypt check (against a decoy hash when the id
+//! is unknown, so an unknown id costs what a wrong secret costs) -> revocation and expiry.
+
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use coffer_authn::{Principal, Scope, Scopes};
+use coffer_crypto::apikey::ApiKey;
+use lru::LruCache;
+use secrecy::{ExposeSecret as _, SecretString};
+use sha2::{Digest as _, Sha256};
+
+use super::directory::effective_scopes;
+use super::{Auth, Tokens, seconds};
+use crate::store::ApiKeyRow;
+use crate::{Error, Result, now};
+
+/// Longest grace period of a roll.
+pub const MAX_ROLL_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Whom a verified API key speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedKey {
+    /// The key's public id.
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its principal.
+    pub principal_id: String,
+    /// Its scopes.
+    pub scopes: Scopes,
+}
+
+impl VerifiedKey {
+    /// The key as a request principal.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            tenant: self.tenant.clone(),
+            subject: self.principal_id.clone(),
+            scopes: self.scopes.clone(),
+            roles: Vec::new(),
+        }
+    }
+}
+
+/// A new key: its row and the plaintext, shown once.
+pub struct IssuedKey {
+    /// The stored metadata.
+    pub row: ApiKeyRow,
+    /// `mcp_sk_...`.
+    pub key: ApiKey,
+}
+
+/// What CreateApiKey asks for, validated at the edge.
+pub struct NewApiKey {
+    /// Tenant.
+    pub tenant: String,
+    /// Owner.
+    pub principal_id: String,
+    /// Label.
+    pub display_name: String,
+    /// Requested scopes; `None` means all of the owner's.
+    pub scopes: Option<Scopes>,
+    /// Lifetime, if any.
+    pub ttl: Option<Duration>,
+    /// Who asks (for `created_by`).
+    pub created_by: String,
+    /// The creator's own scopes, when the creator is a principal: a key can never grant more.
+    pub creator_scopes: Option<Scopes>,
+}
+
+/// Verified keys, by SHA-256 of the whole key, for a short time.
+pub struct KeyCache {
+    entries: Mutex<LruCache<[u8; 32], (VerifiedKey, Instant)>>,
+    ttl: Duration,
+}
+
+impl KeyCache {
+    /// A cache of at most `capacity` keys, each trusted for at most `ttl`.
+    pub fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
+        Self {
+            entries: Mutex::new(LruCache::new(capacity)),
+            ttl,
+        }
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<VerifiedKey> {
+        let mut entries = self.lock();
+        match entries.get(digest) {
+            Some((key, until)) if Instant::now() < *until => Some(key.clone()),
+            Some(_) => {
+                entries.pop(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, digest: [u8; 32], key: VerifiedKey, lifetime: Duration) {
+        let until = Instant::now() + self.ttl.min(lifetime);
+        self.lock().put(digest, (key, until));
+    }
+
+    /// Forgets every cached verification of key `id` (after a revocation or roll).
+    pub fn evict(&self, id: &str) {
+        let mut entries = self.lock();
+        let stale: Vec<[u8; 32]> = entries
+            .iter()
+            .filter(|(_, (key, _))| key.id == id)
+            .map(|(digest, _)| *digest)
+            .collect();
+        for digest in stale {
+            entries.pop(&digest);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LruCache<[u8; 32], (VerifiedKey, Instant)>> {
+        // A poisoned cache can at worst miss an entry: a cache miss, never a wrong answer.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Auth {
+    /// Creates a key; the plaintext is in the result and nowhere else.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown principal; [`Error::InvalidArgument`] for scopes
+    /// beyond the principal's (or the creator's); [`Error::ResourceExhausted`].
+    pub async fn create_api_key(&self, new: NewApiKey) -> Result<IssuedKey> {
+        if new.display_name.chars().count() > 200 {
+            return Err(Error::invalid("display_name", "at most 200 characters"));
+        }
+        let owner = self
+            .store
+            .principal(&new.tenant, &new.principal_id)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "tenants/{}/principals/{}",
+                    new.tenant, new.principal_id
+                ))
+            })?;
+        let available = effective_scopes(&owner)?;
+        let scopes = new.scopes.unwrap_or_else(|| available.clone());
+        let allowed = |scope: Scope| {
+            available.contains(scope)
+                && new
+                    .creator_scopes
+                    .as_ref()
+                    .is_none_or(|c| c.contains(scope))
+        };
+        if let Some(excess) = scopes.iter().find(|scope| !allowed(*scope)) {
+            return Err(Error::invalid(
+                "scopes",
+                format!("{excess} is beyond what the principal or caller holds"),
+            ));
+        }
+        let key = ApiKey::generate()?;
+        let secret_hash = self
+            .passwords
+            .hash(SecretString::from(key.expose_secret_part().to_owned()))
+            .await?;
+        let created = now();
+        let row = ApiKeyRow {
+            id: key.id().to_string(),
+            tenant: new.tenant,
+            principal_id: new.principal_id,
+            display_name: new.display_name,
+            secret_hash,
+            previous_hash: None,
+            previous_valid_until: None,
+            scopes: scopes.to_string(),
+            hint: key.hint(),
+            created_by: new.created_by,
+            create_time: created,
+            expire_time: new.ttl.map(|ttl| created.saturating_add(seconds(ttl))),
+            last_used_time: None,
+            revoke_time: None,
+        };
+        self.store.insert_api_key(&row).await?;
+        Ok(IssuedKey { row, key })
+    }
+
+    /// One page of a tenant's keys and the next page's token.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list_api_keys(
+        &self,
+        tenant: &str,
+        page_size: u32,
+        after: &str,
+    ) -> Result<(Vec<ApiKeyRow>, Option<String>)> {
+        let mut page = self
+            .store
+            .list_api_keys(tenant, after, page_size + 1)
+            .await?;
+        let next = if page.len() > page_size as usize {
+            page.truncate(page_size as usize);
+            page.last().map(|row| row.id.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// A key of `tenant`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Database`].
+    pub async fn api_key(&self, tenant: &str, id: &str) -> Result<ApiKeyRow> {
+        self.store
+            .api_key(id)
+            .await?
+            .filter(|row| row.tenant == tenant)
+            .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))
+    }
+
+    /// Revokes a key now, here and (through the change poll) on every replica.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Database`].
+    pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<ApiKeyRow> {
+        let row = self
+            .store
+            .revoke_api_key(tenant, id, now())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
+        self.api_key_cache.evict(id);
+        Ok(row)
+    }
+
+    /// Gives a key a new secret; the old one stays valid for `grace`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] (or revoked), [`Error::InvalidArgument`] for too long a grace.
+    pub async fn roll_api_key(&self, tenant: &str, id: &str, grace: Duration) -> Result<IssuedKey> {
+        if grace > MAX_ROLL_GRACE {
+            return Err(Error::invalid(
+                "grace_period_seconds",
+                "at most 604800 (7 days)",
+            ));
+        }
+        let key = ApiKey::generate_with_id(
+            &coffer_crypto::apikey::ApiKeyId::parse(id)
+                .map_err(|_| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?,
+        )?;
+        let hash = self
+            .passwords
+            .hash(SecretString::from(key.expose_secret_part().to_owned()))
+            .await?;
+        let changed = now();
+        let row = self
+            .store
+            .roll_api_key(
+                tenant,
+                id,
+                &hash,
+                &key.hint(),
+                changed.saturating_add(seconds(grace)),
+                changed,
+            )
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
+        self.api_key_cache.evict(id);
+        Ok(IssuedKey { row, key })
+    }
+
+    /// Verifies a presented key (see the module docs for the order of checks).
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for any invalid key; [`Error::ResourceExhausted`] while the
+    /// id is locked or bcrypt is saturated; [`Error::Database`].
+    pub async fn verify_api_key(&self, presented: &SecretString) -> Result<VerifiedKey> {
+        let key = ApiKey::parse(presented.expose_secret())
+            .map_err(|_| Error::unauthenticated("malformed API key"))?;
+        let digest: [u8; 32] = Sha256::digest(key.expose_secret().as_bytes()).into();
+        if let Some(hit) = self.api_key_cache.get(&digest) {
+            return Ok(hit);
+        }
+        let subject = format!("apikey:{}", key.id());
+        let checked = now();
+        if self.store.locked_until(&subject, checked).await?.is_some() {
+            return Err(Error::ResourceExhausted(
+                "too many failed attempts for this key; try again later",
+            ));
+        }
+        let row = self.store.api_key(key.id().as_str()).await?;
+        let secret = || SecretString::from(key.expose_secret_part().to_owned());
+        let mut valid = self
+            .passwords
+            .verify(secret(), row.as_ref().map(|r| r.secret_hash.as_str()))
+            .await?;
+        if let Some(row) = row
+            .as_ref()
+            .filter(|r| !valid && r.previous_valid_until.is_some_and(|t| t > checked))
+        {
+            valid = self
+                .passwords
+                .verify(secret(), row.previous_hash.as_deref())
+                .await?;
+        }
+        let Some(row) = row.filter(|_| valid) else {
+            let until = checked.saturating_add(seconds(self.lockout.duration));
+            if self
+                .store
+                .record_failure(&subject, self.lockout.max_failures, until)
+                .await?
+            {
+                tracing::warn!(key = %key.id(), "API key locked after repeated failures");
+            }
+            return Err(Error::unauthenticated("wrong API key"));
+        };
+        if row.revoke_time.is_some() {
+            return Err(Error::unauthenticated("revoked API key"));
+        }
+        if row.expire_time.is_some_and(|t| t <= checked) {
+            return Err(Error::unauthenticated("expired API key"));
+        }
+        let scopes =
+            Scopes::parse(&row.scopes).map_err(|_| Error::Corrupt("unknown stored scope"))?;
+        self.store.touch_api_key(&row.id, checked).await?;
+        let verified = VerifiedKey {
+            id: row.id,
+            tenant: row.tenant,
+            principal_id: row.principal_id,
+            scopes,
+        };
+        let lifetime = row.expire_time.map_or(Duration::MAX, |t| {
+            Duration::from_secs(u64::try_from(t - checked).unwrap_or(0))
+        });
+        self.api_key_cache
+            .insert(digest, verified.clone(), lifetime);
+        Ok(verified)
+    }
+
+    /// Exchanges a key for a short-lived access token with the key's scopes.
+    ///
+    /// # Errors
+    /// As [`Auth::verify_api_key`].
+    pub async fn exchange_api_key(&self, presented: &SecretString) -> Result<Tokens> {
+        let verified = self.verify_api_key(presented).await?;
+        let access_token = self.access_token(
+            &verified.tenant,
+            &verified.principal_id,
+            &verified.scopes,
+            &[],
+        )?;
+        Ok(Tokens {
+            access_token,
+            expires_in: self.keys.settings().access_token_ttl.as_secs(),
+            refresh_token: SecretString::from(String::new()),
+            refresh_expires_in: 0,
+            scope: verified.scopes.to_string(),
+        })
+    }
+
+    /// Evicts cached verifications of keys revoked or rolled at or after `since` (possibly
+    /// by another replica). Returns how many keys changed.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn evict_changed_api_keys(&self, since: i64) -> Result<usize> {
+        let changed = self.store.api_keys_changed_since(since).await?;
+        for id in &changed {
+            self.api_key_cache.evict(id);
+        }
+        Ok(changed.len())
+    }
+}

@@ -1,0 +1,223 @@
+//! API-key rows.
+
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use super::Store;
+use crate::{Error, Result};
+
+/// An API key row: the secret only as bcrypt hashes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    /// Public id.
+    pub id: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Owner principal id.
+    pub principal_id: String,
+    /// Label.
+    pub display_name: String,
+    /// bcrypt of the secret part.
+    pub secret_hash: String,
+    /// bcrypt of the previous secret part, during a roll's grace period.
+    pub previous_hash: Option<String>,
+    /// Until when the previous secret is accepted.
+    pub previous_valid_until: Option<i64>,
+    /// Scopes, space-separated.
+    pub scopes: String,
+    /// Display hint.
+    pub hint: String,
+    /// Creator.
+    pub created_by: String,
+    /// Creation time.
+    pub create_time: i64,
+    /// Expiry, if any.
+    pub expire_time: Option<i64>,
+    /// Last successful verification.
+    pub last_used_time: Option<i64>,
+    /// Revocation time, if revoked.
+    pub revoke_time: Option<i64>,
+}
+
+impl std::fmt::Debug for ApiKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRow")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("principal_id", &self.principal_id)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Inserts a new key.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO auth_api_keys (id, tenant, principal_id, display_name, secret_hash, \
+             scopes, hint, created_by, create_time, expire_time, change_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9)",
+        )
+        .bind(&row.id)
+        .bind(&row.tenant)
+        .bind(&row.principal_id)
+        .bind(&row.display_name)
+        .bind(&row.secret_hash)
+        .bind(&row.scopes)
+        .bind(&row.hint)
+        .bind(&row.created_by)
+        .bind(row.create_time)
+        .bind(row.expire_time)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A key by its public id (any tenant: callers check the tenant).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
+        let row = sqlx::query(concat!(select_api_key!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(api_key_row).transpose()
+    }
+
+    /// Up to `limit` keys of `tenant` with ids after `after`, in id order.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list_api_keys(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRow>> {
+        let rows = sqlx::query(concat!(
+            select_api_key!(),
+            " WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(tenant)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(api_key_row).collect()
+    }
+
+    /// Revokes a key of `tenant` (idempotent); `None` if there is no such key.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn revoke_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<ApiKeyRow>> {
+        sqlx::query(
+            "UPDATE auth_api_keys SET revoke_time = $3, change_time = $3 \
+             WHERE tenant = $1 AND id = $2 AND revoke_time IS NULL",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(self.api_key(id).await?.filter(|row| row.tenant == tenant))
+    }
+
+    /// Replaces an unrevoked key's secret, keeping the old one valid until `previous_until`.
+    /// `None` if there is no such unrevoked key.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn roll_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        new_hash: &str,
+        new_hint: &str,
+        previous_until: i64,
+        now: i64,
+    ) -> Result<Option<ApiKeyRow>> {
+        let updated = sqlx::query(
+            "UPDATE auth_api_keys SET previous_hash = secret_hash, previous_valid_until = $5, \
+             secret_hash = $3, hint = $4, change_time = $6 \
+             WHERE tenant = $1 AND id = $2 AND revoke_time IS NULL",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(new_hash)
+        .bind(new_hint)
+        .bind(previous_until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.api_key(id).await
+    }
+
+    /// Records a successful use.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE auth_api_keys SET last_used_time = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ids of keys revoked or rolled at or after `since` (for cache invalidation).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn api_keys_changed_since(&self, since: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM auth_api_keys WHERE change_time >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(Error::from))
+            .collect()
+    }
+}
+
+/// The API-key columns in [`api_key_row`] order.
+macro_rules! select_api_key {
+    () => {
+        "SELECT id, tenant, principal_id, display_name, secret_hash, previous_hash, \
+         previous_valid_until, scopes, hint, created_by, create_time, expire_time, \
+         last_used_time, revoke_time FROM auth_api_keys"
+    };
+}
+use select_api_key;
+
+fn api_key_row(row: &AnyRow) -> Result<ApiKeyRow> {
+    Ok(ApiKeyRow {
+        id: row.try_get(0)?,
+        tenant: row.try_get(1)?,
+        principal_id: row.try_get(2)?,
+        display_name: row.try_get(3)?,
+        secret_hash: row.try_get(4)?,
+        previous_hash: row.try_get(5)?,
+        previous_valid_until: row.try_get(6)?,
+        scopes: row.try_get(7)?,
+        hint: row.try_get(8)?,
+        created_by: row.try_get(9)?,
+        create_time: row.try_get(10)?,
+        expire_time: row.try_get(11)?,
+        last_used_time: row.try_get(12)?,
+        revoke_time: row.try_get(13)?,
+    })
+}

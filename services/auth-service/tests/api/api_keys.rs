@@ -1,0 +1,423 @@
+//! API keys: issue once, verify (cached), exchange, scopes never escalate, revocation reaches
+//! every replica within a second, roll with grace, lockout per key id, malformed keys never
+//! touch the database.
+
+use std::time::{Duration, Instant};
+
+use coffer_crypto::apikey::{ApiKey, ApiKeyId};
+use coffer_proto::pb;
+use coffer_test_support::{Backend, TestDatabase, on_each_backend};
+use sqlx::Connection as _;
+use tonic::Code;
+
+use crate::helpers::{Client, Stack, assert_status, bearer};
+
+async fn create_key(client: &mut Client, token: &str, scopes: &str) -> pb::CreateApiKeyResponse {
+    client
+        .create_api_key(bearer(
+            token,
+            pb::CreateApiKeyRequest {
+                parent: "tenants/acme".into(),
+                display_name: "laptop".into(),
+                scopes: scopes.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn verify(client: &mut Client, key: &str) -> Result<pb::VerifyApiKeyResponse, tonic::Status> {
+    client
+        .verify_api_key(pb::VerifyApiKeyRequest { key: key.into() })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_verify_and_exchange_for_their_scopes_only() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        stack
+            .tenant_with_user("acme", "alice", &["org_admin"])
+            .await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut gateway = stack.client_as("gateway").await;
+        let created = create_key(&mut gateway, &alice, "mcp:read org:read").await;
+        let key = created.key.clone();
+        assert!(key.starts_with("mcp_sk_") && ApiKey::parse(&key).is_ok());
+        let meta = created.api_key.unwrap();
+        assert_eq!(meta.principal, "tenants/acme/principals/alice");
+        assert_eq!(meta.scopes, "mcp:read org:read");
+        assert!(meta.hint.starts_with("mcp_sk_") && meta.hint.contains("..."));
+        assert!(!meta.hint.contains(&key[20..40]));
+
+        let listed = gateway
+            .list_api_keys(bearer(
+                &alice,
+                pb::ListApiKeysRequest {
+                    parent: "tenants/acme".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.api_keys.len(), 1);
+        assert_eq!(listed.api_keys[0].name, meta.name);
+
+        let mut credential_service = stack.client_as("credential-service").await;
+        let verified = verify(&mut credential_service, &key).await.unwrap();
+        assert_eq!(
+            (verified.tenant.as_str(), verified.principal.as_str()),
+            ("acme", "tenants/acme/principals/alice")
+        );
+        assert_eq!(verified.scopes, "mcp:read org:read");
+        // Cached now: verifying again answers the same.
+        assert_eq!(
+            verify(&mut credential_service, &key).await.unwrap(),
+            verified
+        );
+        let denied = verify(&mut stack.client_as("random-app").await, &key).await;
+        assert_status(denied, Code::PermissionDenied, "permission denied");
+
+        let exchanged = gateway
+            .exchange_api_key(pb::ExchangeApiKeyRequest { key: key.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(exchanged.scope, "mcp:read org:read");
+        assert!(exchanged.refresh_token.is_empty());
+        // The session token and the key itself work as bearers, within their scopes.
+        for credential in [&exchanged.access_token, &key] {
+            let tenant = gateway
+                .get_tenant(bearer(
+                    credential,
+                    pb::GetTenantRequest {
+                        name: "tenants/acme".into(),
+                    },
+                ))
+                .await
+                .unwrap();
+            assert_eq!(tenant.into_inner().name, "tenants/acme");
+            let escalate = gateway
+                .create_principal(bearer(
+                    credential,
+                    crate::helpers::user_request("acme", "mallory", &["org_admin"]),
+                ))
+                .await;
+            assert_status(escalate, Code::PermissionDenied, "permission denied");
+        }
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_never_grants_more_than_its_creator_holds() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        stack.tenant_with_user("acme", "vera", &["viewer"]).await;
+        let vera = stack.login("acme", "vera").await.access_token;
+        let mut client = stack.client_as("gateway").await;
+        // Viewers have no user:token scope, so they cannot mint keys at all.
+        let refused = client
+            .create_api_key(bearer(
+                &vera,
+                pb::CreateApiKeyRequest {
+                    parent: "tenants/acme".into(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        assert_status(refused, Code::PermissionDenied, "permission denied");
+
+        stack.create_user("acme", "dev", &["developer"]).await;
+        let dev = stack.login("acme", "dev").await.access_token;
+        let too_much = client
+            .create_api_key(bearer(
+                &dev,
+                pb::CreateApiKeyRequest {
+                    parent: "tenants/acme".into(),
+                    scopes: "credential:reveal".into(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        assert_status(too_much, Code::InvalidArgument, "credential:reveal");
+        // A key made with a narrow key cannot be wider than that key.
+        let narrow = create_key(&mut client, &dev, "mcp:read user:token")
+            .await
+            .key;
+        let wider = client
+            .create_api_key(bearer(
+                &narrow,
+                pb::CreateApiKeyRequest {
+                    parent: "tenants/acme".into(),
+                    scopes: "mcp:write".into(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        assert_status(wider, Code::InvalidArgument, "mcp:write");
+        let other = client
+            .create_api_key(bearer(
+                &dev,
+                pb::CreateApiKeyRequest {
+                    parent: "tenants/acme".into(),
+                    principal: "tenants/acme/principals/vera".into(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        assert_status(other, Code::PermissionDenied, "permission denied");
+        let unknown = client
+            .create_api_key(bearer(
+                &dev,
+                pb::CreateApiKeyRequest {
+                    parent: "tenants/acme".into(),
+                    scopes: "mcp:god".into(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        assert_status(unknown, Code::InvalidArgument, "unknown scope `mcp:god`");
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revocation_reaches_every_replica_within_a_second() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        stack
+            .tenant_with_user("acme", "alice", &["org_admin"])
+            .await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut client = stack.client_as("gateway").await;
+        let created = create_key(&mut client, &alice, "mcp:read").await;
+        let (mut replica, mut replica_client) = stack.second_instance(|_| {}).await;
+        // Warm the replica's cache.
+        assert!(verify(&mut replica_client, &created.key).await.is_ok());
+
+        let revoked = client
+            .revoke_api_key(bearer(
+                &alice,
+                pb::RevokeApiKeyRequest {
+                    name: created.api_key.unwrap().name,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(revoked.revoke_time.is_some());
+        assert_status(
+            verify(&mut stack.operator(), &created.key).await,
+            Code::Unauthenticated,
+            "invalid credentials",
+        );
+
+        let revoked_at = Instant::now();
+        let mut refused = false;
+        while revoked_at.elapsed() < Duration::from_secs(1) {
+            if verify(&mut replica_client, &created.key).await.is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            refused,
+            "the replica still accepted a revoked key after a second"
+        );
+        replica.stop().await;
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rolling_keeps_the_old_secret_for_the_grace_period_only() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        stack
+            .tenant_with_user("acme", "alice", &["org_admin"])
+            .await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut client = stack.client_as("gateway").await;
+        let created = create_key(&mut client, &alice, "mcp:read").await;
+        let name = created.api_key.unwrap().name;
+        let roll = |grace: u64| pb::RollApiKeyRequest {
+            name: name.clone(),
+            grace_period_seconds: grace,
+        };
+
+        let too_long = client.roll_api_key(bearer(&alice, roll(604_801))).await;
+        assert_status(too_long, Code::InvalidArgument, "grace_period_seconds");
+        let rolled = client
+            .roll_api_key(bearer(&alice, roll(3600)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_ne!(rolled.key, created.key);
+        assert_eq!(
+            ApiKey::parse(&rolled.key).unwrap().id(),
+            ApiKey::parse(&created.key).unwrap().id()
+        );
+        let mut operator = stack.operator();
+        assert!(verify(&mut operator, &rolled.key).await.is_ok());
+        assert!(
+            verify(&mut operator, &created.key).await.is_ok(),
+            "old secret within the grace period"
+        );
+
+        let final_key = client
+            .roll_api_key(bearer(&alice, roll(0)))
+            .await
+            .unwrap()
+            .into_inner()
+            .key;
+        assert!(verify(&mut operator, &final_key).await.is_ok());
+        for stale in [&created.key, &rolled.key] {
+            assert_status(
+                verify(&mut operator, stale).await,
+                Code::Unauthenticated,
+                "invalid credentials",
+            );
+        }
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_secrets_lock_the_key_id_for_every_replica() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        stack
+            .tenant_with_user("acme", "alice", &["org_admin"])
+            .await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut client = stack.client_as("gateway").await;
+        let key = create_key(&mut client, &alice, "mcp:read").await.key;
+        let id = ApiKeyId::parse(ApiKey::parse(&key).unwrap().id().as_str()).unwrap();
+        let mut operator = stack.operator();
+        for _ in 0..3 {
+            // Well-formed (valid checksum) but the wrong secret.
+            let guess = ApiKey::generate_with_id(&id).unwrap();
+            assert_status(
+                verify(&mut operator, guess.expose_secret()).await,
+                Code::Unauthenticated,
+                "invalid credentials",
+            );
+        }
+        assert_status(
+            verify(&mut operator, &key).await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        let (mut replica, mut replica_client) = stack.second_instance(|_| {}).await;
+        assert_status(
+            verify(&mut replica_client, &key).await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        replica.stop().await;
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_keys_are_refused_without_touching_the_database() {
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let stack = Stack::spawn(db).await;
+    stack
+        .tenant_with_user("acme", "alice", &["org_admin"])
+        .await;
+    let alice = stack.login("acme", "alice").await.access_token;
+    let key = create_key(&mut stack.client_as("gateway").await, &alice, "mcp:read")
+        .await
+        .key;
+
+    // Break the table: from now on any lookup fails loudly.
+    sqlx::any::install_default_drivers();
+    let mut raw = sqlx::AnyConnection::connect(stack.database.url())
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE auth_api_keys RENAME TO auth_api_keys_moved")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    drop(raw);
+
+    let mut operator = stack.operator();
+    let fresh = ApiKey::generate().unwrap();
+    let lookup = verify(&mut operator, fresh.expose_secret())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lookup.code(),
+        Code::Internal,
+        "a well-formed key does reach the database"
+    );
+
+    let mut bad_checksum = key.clone().into_bytes();
+    let last = bad_checksum.len() - 1;
+    bad_checksum[last] = if bad_checksum[last] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    for malformed in [
+        key.replacen("mcp_sk_", "mcp_pk_", 1),
+        key[..key.len() - 1].to_owned(),
+        format!("{key}0"),
+        key.replacen(&key[20..21], "+", 1),
+        String::from_utf8(bad_checksum).unwrap(),
+        String::new(),
+    ] {
+        assert_status(
+            verify(&mut operator, &malformed).await,
+            Code::Unauthenticated,
+            "invalid credentials",
+        );
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_keys_are_refused() {
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let stack = Stack::spawn(db).await;
+    stack
+        .tenant_with_user("acme", "alice", &["org_admin"])
+        .await;
+    let alice = stack.login("acme", "alice").await.access_token;
+    let created = stack
+        .client_as("gateway")
+        .await
+        .create_api_key(bearer(
+            &alice,
+            pb::CreateApiKeyRequest {
+                parent: "tenants/acme".into(),
+                ttl_seconds: 1,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.api_key.unwrap().expire_time.is_some());
+    let mut operator = stack.operator();
+    assert!(verify(&mut operator, &created.key).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_status(
+        verify(&mut operator, &created.key).await,
+        Code::Unauthenticated,
+        "invalid credentials",
+    );
+    stack.shutdown().await;
+}
