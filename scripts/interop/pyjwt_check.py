@@ -5,12 +5,12 @@ Usage: pyjwt_check.py DIR
   DIR/token         a token Coffer signed
   DIR/issuer, DIR/audience
   DIR/key.pk8       optional: the signing key, PKCS#8 DER (test keys only)
-  DIR/bcrypt_hash, DIR/password   optional: a stored hash and the password it should match
+  DIR/bcrypt.json  optional: [[secret, stored bcrypt hash], ...] pairs that should match
 Writes:
   DIR/verified.json the claims PyJWT verified from DIR/token
   DIR/pyjwt_token   with key.pk8: a token PyJWT signed with the same key and kid
-  DIR/bcrypt.txt    with bcrypt_hash: "match mismatch" when the password matches and a wrong
-                    one does not
+  DIR/bcrypt.txt    with bcrypt.json: one "match mismatch" line per pair when the secret
+                    matches its hash and a altered secret does not
 Exits non-zero if PyJWT refuses Coffer's token.
 """
 
@@ -46,11 +46,13 @@ if (directory / "key.pk8").exists():
         jwt.encode(reissued, private_key, algorithm="RS256", headers={"kid": header["kid"]})
     )
 
-if (directory / "bcrypt_hash").exists():
+if (directory / "bcrypt.json").exists():
     import bcrypt
 
-    stored = (directory / "bcrypt_hash").read_bytes()
-    password = (directory / "password").read_bytes()
-    right = "match" if bcrypt.checkpw(password, stored) else "mismatch"
-    wrong = "match" if bcrypt.checkpw(password + b"x", stored) else "mismatch"
-    (directory / "bcrypt.txt").write_text(f"{right} {wrong}")
+    lines = []
+    for secret, stored in json.loads((directory / "bcrypt.json").read_text()):
+        secret, stored = secret.encode(), stored.encode()
+        right = "match" if bcrypt.checkpw(secret, stored) else "mismatch"
+        wrong = "match" if bcrypt.checkpw(secret + b"x", stored) else "mismatch"
+        lines.append(f"{right} {wrong}")
+    (directory / "bcrypt.txt").write_text("\n".join(lines))

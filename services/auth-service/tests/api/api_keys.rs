@@ -421,3 +421,51 @@ async fn expired_keys_are_refused() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saturated_bcrypt_pool_refuses_uncached_checks_at_once_but_never_cached_ones() {
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    // One slot and a slow cost, so concurrent uncached checks overlap for certain.
+    let stack = Stack::spawn_with(db, |config| {
+        config.bcrypt_concurrency = 1;
+        config.bcrypt_cost = 13;
+    })
+    .await;
+    stack
+        .tenant_with_user("acme", "alice", &["org_admin"])
+        .await;
+    let alice = stack.login("acme", "alice").await.access_token;
+    let key = create_key(&mut stack.client_as("gateway").await, &alice, "mcp:read")
+        .await
+        .key;
+    assert!(
+        verify(&mut stack.operator(), &key).await.is_ok(),
+        "now cached"
+    );
+
+    let mut uncached = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let mut client = stack.operator();
+        let guess = ApiKey::generate().unwrap();
+        uncached.spawn(async move { verify(&mut client, guess.expose_secret()).await });
+    }
+    let cached = verify(&mut stack.operator(), &key).await;
+    assert!(
+        cached.is_ok(),
+        "a cached key waited behind bcrypt: {cached:?}"
+    );
+    let mut exhausted = 0;
+    while let Some(outcome) = uncached.join_next().await {
+        let status = outcome.unwrap().unwrap_err();
+        match status.code() {
+            Code::ResourceExhausted => exhausted += 1,
+            Code::Unauthenticated => {}
+            other => panic!("unexpected {other:?}: {status:?}"),
+        }
+    }
+    assert!(
+        exhausted >= 1,
+        "no uncached check was refused while the only slot was busy"
+    );
+    stack.shutdown().await;
+}

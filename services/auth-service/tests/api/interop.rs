@@ -34,15 +34,35 @@ async fn pyjwt_verifies_issued_tokens_and_python_bcrypt_verifies_stored_hashes()
             })).collect::<Vec<_>>() });
 
             sqlx::any::install_default_drivers();
+            let key = stack
+                .operator()
+                .create_api_key(pb::CreateApiKeyRequest {
+                    parent: "tenants/acme".into(),
+                    principal: "tenants/acme/principals/alice".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .key;
+            let secret_part = coffer_crypto::apikey::ApiKey::parse(&key)
+                .unwrap()
+                .expose_secret_part()
+                .to_owned();
             let mut raw = sqlx::AnyConnection::connect(stack.database.url())
                 .await
                 .unwrap();
-            let hash: String =
+            let password_hash: String =
                 sqlx::query("SELECT password_hash FROM auth_principals WHERE id = 'alice'")
                     .fetch_one(&mut raw)
                     .await
                     .unwrap()
                     .get(0);
+            let key_hash: String = sqlx::query("SELECT secret_hash FROM auth_api_keys")
+                .fetch_one(&mut raw)
+                .await
+                .unwrap()
+                .get(0);
 
             let dir = tempfile::tempdir().unwrap();
             let write = |name: &str, contents: &[u8]| {
@@ -52,8 +72,11 @@ async fn pyjwt_verifies_issued_tokens_and_python_bcrypt_verifies_stored_hashes()
             write("token", token.as_bytes());
             write("issuer", b"https://coffer.local");
             write("audience", b"coffer");
-            write("bcrypt_hash", hash.as_bytes());
-            write("password", PASSWORD.as_bytes());
+            write(
+                "bcrypt.json",
+                &serde_json::to_vec(&[[PASSWORD, &password_hash], [&secret_part, &key_hash]])
+                    .unwrap(),
+            );
             let output = Command::new(&python)
                 .arg(workspace_root().join("scripts/interop/pyjwt_check.py"))
                 .arg(dir.path())
@@ -71,7 +94,8 @@ async fn pyjwt_verifies_issued_tokens_and_python_bcrypt_verifies_stored_hashes()
             assert_eq!(verified["tenant"], "acme");
             assert_eq!(
                 std::fs::read_to_string(dir.path().join("bcrypt.txt")).unwrap(),
-                "match mismatch"
+                "match mismatch\nmatch mismatch",
+                "password and API-key hashes"
             );
             stack.shutdown().await;
         }
