@@ -6,9 +6,14 @@
 //!   required `exp iss aud sub nbf iat`, a small leeway, no `crit`, no key-carrying headers,
 //!   unknown `kid` rejected without any lookup, and a size cap before any parsing.
 //! - [`jwks`]: JSON Web Keys with RFC 7638 thumbprints as `kid`.
+//! - [`authenticator::Authenticator`]: what a service uses on each request: a bearer JWT is
+//!   verified locally against auth-service's JWKS (fetched, cached, refetched on an unknown
+//!   `kid` at most every few seconds), an `mcp_sk_` key through auth-service's VerifyApiKey
+//!   (cached briefly).
 //! - [`Principal`]: who a verified credential speaks for. The tenant always comes from here,
 //!   never from a request body.
 
+pub mod authenticator;
 pub mod jwks;
 pub mod jwt;
 pub mod scope;

@@ -1,0 +1,273 @@
+//! Request authentication for Coffer services, backed by auth-service.
+//!
+//! - A JWT is verified locally against auth-service's JWKS. The key set is fetched at start,
+//!   and again when a token names an unknown `kid` (a rotation), at most once per
+//!   `jwks_refresh_interval`, so a flood of forged kids cannot turn into a flood of fetches.
+//!   Locally verified tokens are not checked against auth-service's revocation list: a revoked
+//!   access token stays usable here until it expires (the access-token lifetime, 15 minutes by
+//!   default). Services that need immediate revocation call Introspect.
+//! - An `mcp_sk_` API key is checked by auth-service (VerifyApiKey), and the answer cached by
+//!   the SHA-256 of the key for `api_key_cache_ttl` (a revocation takes at most that long to
+//!   reach this cache).
+//!
+//! Every failure maps to a fixed status message; the reason goes to the log only.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use coffer_proto::pb;
+use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use lru::LruCache;
+use sha2::{Digest as _, Sha256};
+use tonic::transport::Channel;
+
+use crate::jwks::{Jwk, Jwks};
+use crate::jwt::{Reason, Verifier};
+use crate::{Principal, Scopes};
+
+/// How an [`Authenticator`] checks tokens.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// Clock-skew leeway (at most 60 s).
+    pub leeway: Duration,
+    /// Least time between two JWKS fetches.
+    pub jwks_refresh_interval: Duration,
+    /// How long a verified API key is trusted without asking auth-service again.
+    pub api_key_cache_ttl: Duration,
+    /// How many verified API keys are cached.
+    pub api_key_cache_capacity: NonZeroUsize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            issuer: "https://coffer.local".to_owned(),
+            audience: "coffer".to_owned(),
+            leeway: Duration::from_secs(5),
+            jwks_refresh_interval: Duration::from_secs(5),
+            api_key_cache_ttl: Duration::from_secs(5),
+            api_key_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No `authorization: Bearer` metadata.
+    #[error("no bearer credential")]
+    Missing,
+    /// The credential is invalid, expired or revoked.
+    #[error("invalid bearer credential")]
+    Invalid,
+    /// auth-service refused for load or lockout.
+    #[error("too many attempts")]
+    Exhausted,
+    /// auth-service could not be asked (fail closed).
+    #[error("auth-service unavailable")]
+    Unavailable,
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Missing | Error::Invalid => {
+                tonic::Status::unauthenticated("invalid credentials")
+            }
+            Error::Exhausted => {
+                tonic::Status::resource_exhausted("too many attempts; try again later")
+            }
+            Error::Unavailable => tonic::Status::unavailable("a dependency is unavailable"),
+        }
+    }
+}
+
+/// Authenticates requests' bearer credentials.
+pub struct Authenticator {
+    client: AuthServiceClient<Channel>,
+    settings: Settings,
+    verifier: RwLock<Arc<Verifier>>,
+    last_fetch: Mutex<Instant>,
+    api_keys: Mutex<LruCache<[u8; 32], (Principal, Instant)>>,
+}
+
+impl Authenticator {
+    /// Fetches the JWKS from the auth-service behind `channel` (an mTLS channel).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if auth-service cannot be reached or serves an unusable JWKS.
+    pub async fn connect(channel: Channel, settings: Settings) -> Result<Self, Error> {
+        let client = AuthServiceClient::new(channel);
+        let verifier = fetch_verifier(&client, &settings).await?;
+        Ok(Self {
+            client,
+            api_keys: Mutex::new(LruCache::new(settings.api_key_cache_capacity)),
+            settings,
+            verifier: RwLock::new(Arc::new(verifier)),
+            last_fetch: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The principal behind the request's `authorization: Bearer` credential.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Principal, Error> {
+        let value = request
+            .metadata()
+            .get("authorization")
+            .ok_or(Error::Missing)?;
+        if value.len() > crate::jwt::MAX_TOKEN_LEN + 16 {
+            return Err(Error::Invalid);
+        }
+        let text = value.to_str().map_err(|_| Error::Invalid)?;
+        let credential = text.strip_prefix("Bearer ").ok_or(Error::Invalid)?.trim();
+        if credential.starts_with(coffer_crypto::apikey::PREFIX) {
+            self.api_key(credential).await
+        } else {
+            self.jwt(credential).await
+        }
+    }
+
+    async fn jwt(&self, token: &str) -> Result<Principal, Error> {
+        let verifier = self.current();
+        match verifier.verify(token) {
+            Ok(verified) => Ok(verified.principal),
+            Err(crate::jwt::Error::Invalid(Reason::UnknownKey)) if self.may_refetch() => {
+                let refreshed = Arc::new(fetch_verifier(&self.client, &self.settings).await?);
+                *self
+                    .verifier
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&refreshed);
+                refreshed
+                    .verify(token)
+                    .map(|v| v.principal)
+                    .map_err(|error| {
+                        tracing::info!(%error, "bearer token refused");
+                        Error::Invalid
+                    })
+            }
+            Err(error) => {
+                tracing::info!(%error, "bearer token refused");
+                Err(Error::Invalid)
+            }
+        }
+    }
+
+    async fn api_key(&self, key: &str) -> Result<Principal, Error> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some(principal) = self.cached(&digest) {
+            return Ok(principal);
+        }
+        let verified = self
+            .client
+            .clone()
+            .verify_api_key(pb::VerifyApiKeyRequest {
+                key: key.to_owned(),
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::Unauthenticated => Error::Invalid,
+                tonic::Code::ResourceExhausted => Error::Exhausted,
+                code => {
+                    tracing::warn!(?code, "VerifyApiKey failed");
+                    Error::Unavailable
+                }
+            })?
+            .into_inner();
+        let subject = verified
+            .principal
+            .rsplit_once("/principals/")
+            .map(|(_, id)| id.to_owned())
+            .ok_or(Error::Unavailable)?;
+        let principal = Principal {
+            tenant: verified.tenant,
+            subject,
+            scopes: Scopes::parse(&verified.scopes).map_err(|_| Error::Unavailable)?,
+            roles: Vec::new(),
+        };
+        let until = Instant::now() + self.settings.api_key_cache_ttl;
+        self.api_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .put(digest, (principal.clone(), until));
+        Ok(principal)
+    }
+
+    fn cached(&self, digest: &[u8; 32]) -> Option<Principal> {
+        let mut cache = self.api_keys.lock().unwrap_or_else(PoisonError::into_inner);
+        match cache.get(digest) {
+            Some((principal, until)) if Instant::now() < *until => Some(principal.clone()),
+            Some(_) => {
+                cache.pop(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn current(&self) -> Arc<Verifier> {
+        Arc::clone(&self.verifier.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Whether a refetch is allowed now; if so, claims it.
+    fn may_refetch(&self) -> bool {
+        let mut last = self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.elapsed() >= self.settings.jwks_refresh_interval {
+            *last = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn fetch_verifier(
+    client: &AuthServiceClient<Channel>,
+    settings: &Settings,
+) -> Result<Verifier, Error> {
+    let keys = client
+        .clone()
+        .get_jwks(pb::GetJwksRequest {})
+        .await
+        .map_err(|status| {
+            tracing::warn!(code = ?status.code(), "JWKS fetch failed");
+            Error::Unavailable
+        })?
+        .into_inner()
+        .keys;
+    let jwks = Jwks {
+        keys: keys
+            .into_iter()
+            .map(|k| Jwk {
+                kty: k.kty,
+                kid: k.kid,
+                alg: k.alg,
+                use_: k.r#use,
+                n: k.n,
+                e: k.e,
+            })
+            .collect(),
+    };
+    Verifier::new(&settings.issuer, &settings.audience, &jwks, settings.leeway).map_err(|error| {
+        tracing::warn!(%error, "unusable JWKS");
+        Error::Unavailable
+    })
+}
