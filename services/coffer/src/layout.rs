@@ -3,6 +3,7 @@
 //! ```text
 //! DIR/                    0700
 //!   root-keys             0600  dev root keyring ({version}:{base64} lines)
+//!   admin-api-key         0600  the bootstrap org_admin API key of tenant `default`
 //!   key-service.db              SQLite database of the key-service
 //!   auth-service.db             SQLite database of the auth-service
 //!   certs/
@@ -19,6 +20,13 @@ use coffer_key_service::keyring::RootKeyring;
 use coffer_transport::dev_ca::Usage;
 use coffer_transport::{DevCa, TlsFiles};
 use secrecy::{ExposeSecret as _, SecretString};
+
+/// The file `coffer up` saves the bootstrap admin API key in (0600).
+pub const ADMIN_API_KEY_FILE: &str = "admin-api-key";
+/// The tenant `coffer up` bootstraps.
+pub const BOOTSTRAP_TENANT: &str = "default";
+/// The `org_admin` service account `coffer up` bootstraps.
+pub const ADMIN_PRINCIPAL: &str = "admin";
 
 /// Trust domain of every dev certificate.
 pub const TRUST_DOMAIN: &str = "coffer.local";
@@ -137,7 +145,11 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Creates `path` with mode 0600 (it must not exist yet) and writes `contents`.
+///
+/// # Errors
+/// If the file exists or cannot be written.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

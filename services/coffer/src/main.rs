@@ -1,12 +1,13 @@
-//! `coffer`: run the dev stack, issue dev certificates.
+//! `coffer`: run the dev stack, issue dev certificates, manage API keys and tokens.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use coffer::{bench, layout, up};
+use clap::{Args, Parser, Subcommand};
+use coffer::{admin, bench, layout, up};
+use secrecy::ExposeSecret as _;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,27 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Log in with a password read from standard input; prints the tokens.
+    Login {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Tenant id.
+        #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
+        tenant: String,
+        /// The user's principal id.
+        #[arg(long)]
+        username: String,
+    },
+    /// API keys (the bearer is `$COFFER_API_KEY` or `--api-key-file`).
+    Apikey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +85,88 @@ enum CertsCommand {
         #[arg(long, default_value = "./coffer-data")]
         data_dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key; it is printed once.
+    Create {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Tenant id.
+        #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
+        tenant: String,
+        /// Owner principal id (default: the caller).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Space-separated scopes (default: all of the owner's).
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// Lifetime in seconds (0: no expiry).
+        #[arg(long, default_value_t = 0)]
+        ttl: u64,
+        /// A label.
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// List a tenant's keys (never their secrets).
+    List {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Tenant id.
+        #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
+        tenant: String,
+    },
+    /// Revoke a key, e.g. `tenants/default/apiKeys/AbC...`.
+    Revoke {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The key's resource name.
+        name: String,
+    },
+    /// Give a key a new secret, keeping the old one valid for a grace period.
+    Roll {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The key's resource name.
+        name: String,
+        /// Seconds the old secret stays valid (at most 604800).
+        #[arg(long, default_value_t = 0)]
+        grace: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Introspect a token read from standard input.
+    Introspect {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Data directory of `coffer up` (for the operator certificate and the admin key).
+    #[arg(long, default_value = "./coffer-data")]
+    data_dir: PathBuf,
+    /// auth-service address.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    auth_addr: SocketAddr,
+    /// File holding the bearer API key, when `$COFFER_API_KEY` is unset
+    /// (default: DATA_DIR/admin-api-key).
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn target(self) -> admin::Target {
+        admin::Target {
+            data_dir: self.data_dir,
+            auth_addr: self.auth_addr,
+            api_key_file: self.api_key_file,
+        }
+    }
 }
 
 #[tokio::main]
@@ -93,20 +197,63 @@ async fn main() -> ExitCode {
             };
             bench::run(&options)
                 .await
-                .map(|reports| print!("{}", bench::render(&reports, &options)))
+                .map(|reports| bench::render(&reports, &options))
         }
         Command::Certs {
             command: CertsCommand::Issue { name, data_dir },
         } => layout::issue_client_certificate(&data_dir, &name).map(|files| {
-            println!(
-                "certificate: {}\nprivate key: {}",
+            format!(
+                "certificate: {}\nprivate key: {}\n",
                 files.cert.display(),
                 files.key.display()
-            );
+            )
         }),
+        Command::Login {
+            target,
+            tenant,
+            username,
+        } => admin::login(&target.target(), &tenant, &username).await,
+        Command::Apikey { command } => match command {
+            ApiKeyCommand::Create {
+                target,
+                tenant,
+                principal,
+                scopes,
+                ttl,
+                display_name,
+            } => {
+                let target = target.target();
+                admin::create_api_key(
+                    &target,
+                    &tenant,
+                    principal.as_deref(),
+                    &scopes,
+                    ttl,
+                    &display_name,
+                )
+                .await
+            }
+            ApiKeyCommand::List { target, tenant } => {
+                admin::list_api_keys(&target.target(), &tenant).await
+            }
+            ApiKeyCommand::Revoke { target, name } => {
+                admin::revoke_api_key(&target.target(), &name).await
+            }
+            ApiKeyCommand::Roll {
+                target,
+                name,
+                grace,
+            } => admin::roll_api_key(&target.target(), &name, grace).await,
+        },
+        Command::Token {
+            command: TokenCommand::Introspect { target },
+        } => admin::introspect(&target.target()).await,
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("coffer: {error:#}");
             ExitCode::FAILURE
@@ -114,7 +261,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run_up(options: up::Options) -> anyhow::Result<()> {
+async fn run_up(options: up::Options) -> anyhow::Result<String> {
     let otlp_endpoint = std::env::var(coffer_telemetry::OTLP_ENDPOINT_VARIABLE).ok();
     let telemetry = coffer_telemetry::init(
         "coffer",
@@ -125,8 +272,29 @@ async fn run_up(options: up::Options) -> anyhow::Result<()> {
     let mut running = up::start(&options).await?;
     eprintln!("{}", up::dev_mode_warning(&running));
     tracing::warn!("dev mode: root key and CA key are stored unprotected in the data directory");
+    let target = admin::Target {
+        data_dir: running.layout.data_dir.clone(),
+        auth_addr: running.auth_service_addr,
+        api_key_file: None,
+    };
+    let key_file = admin::admin_key_file(&running.layout.data_dir);
+    let bootstrapped = tokio::select! {
+        error = running.failed() => return Err(error),
+        bootstrapped = admin::bootstrap(&target) => bootstrapped?,
+    };
     println!("key-service listening on {}", running.key_service_addr);
     println!("auth-service listening on {}", running.auth_service_addr);
+    match bootstrapped {
+        Some(key) => println!(
+            "admin API key of tenant `default` (shown once; saved to {}): {}",
+            key_file.display(),
+            key.expose_secret()
+        ),
+        None => println!(
+            "admin API key of tenant `default`: see {}",
+            key_file.display()
+        ),
+    }
     println!("try: {}", running.grpcurl_command(running.key_service_addr));
     tokio::select! {
         error = running.failed() => return Err(error),
@@ -140,7 +308,7 @@ async fn run_up(options: up::Options) -> anyhow::Result<()> {
         }
     };
     telemetry.shutdown();
-    outcome
+    outcome.map(|()| String::new())
 }
 
 /// How long `coffer up` waits for in-flight calls after Ctrl-C.

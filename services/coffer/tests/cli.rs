@@ -14,8 +14,14 @@ use coffer_proto::pb::key_service_client::KeyServiceClient;
 use coffer_test_support::connect;
 use coffer_transport::{TlsFiles, TlsMaterial};
 
-/// Starts `coffer up` on a free port and returns the child and the address it printed.
+/// Starts `coffer up` on free ports and returns the child and the key-service address.
 fn coffer_up(data_dir: &Path) -> (Child, SocketAddr) {
+    let (child, addrs) = coffer_up_all(data_dir);
+    (child, addrs[0])
+}
+
+/// Starts `coffer up` on free ports and returns the child and both addresses it printed.
+fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 2]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args([
             "up",
@@ -32,18 +38,25 @@ fn coffer_up(data_dir: &Path) -> (Child, SocketAddr) {
         .expect("coffer starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
+    let mut key_service = None;
+    let addrs = loop {
         let line = lines
             .next()
-            .expect("coffer up printed its address")
+            .expect("coffer up printed its addresses")
             .unwrap();
         if let Some(addr) = line.strip_prefix("key-service listening on ") {
-            break addr.parse().unwrap();
+            key_service = Some(addr.parse().unwrap());
+        }
+        if let Some(addr) = line.strip_prefix("auth-service listening on ") {
+            break [
+                key_service.expect("key-service first"),
+                addr.parse().unwrap(),
+            ];
         }
     };
     // Keep reading so the child never writes into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    (child, addrs)
 }
 
 fn terminate(mut child: Child, data_dir: &Path) {
@@ -180,4 +193,135 @@ fn certs_issue_without_a_data_dir_explains_what_to_do() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("run `coffer up"), "{stderr}");
+}
+
+/// Runs `coffer ARGS` against the stack, with `stdin`, and returns stdout (panics on failure).
+fn coffer(args: &[&str], data_dir: &Path, auth: SocketAddr, stdin: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--auth-addr", &auth.to_string()])
+        .env_remove("COFFER_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "coffer {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn field<'a>(output: &'a str, name: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no `{name}` in:\n{output}"))
+        .trim()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (child, [_, auth]) = coffer_up_all(&data_dir);
+    let admin_key = std::fs::read_to_string(data_dir.join("admin-api-key")).unwrap();
+    assert!(admin_key.trim().starts_with("mcp_sk_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data_dir.join("admin-api-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let created = coffer(
+        &[
+            "apikey",
+            "create",
+            "--scopes",
+            "mcp:read",
+            "--display-name",
+            "ci",
+        ],
+        &data_dir,
+        auth,
+        "",
+    );
+    let name = field(&created, "name:").to_owned();
+    let key = field(&created, "key (shown once, store it now):").to_owned();
+    assert!(name.starts_with("tenants/default/apiKeys/") && key.starts_with("mcp_sk_"));
+    let listed = coffer(&["apikey", "list"], &data_dir, auth, "");
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(!listed.contains(&key), "list never shows a secret");
+
+    let introspected = coffer(&["token", "introspect"], &data_dir, auth, &key);
+    assert_eq!(
+        field(&introspected, "active:"),
+        "false",
+        "API keys are not tokens"
+    );
+    let rolled = coffer(
+        &["apikey", "roll", &name, "--grace", "60"],
+        &data_dir,
+        auth,
+        "",
+    );
+    assert!(field(&rolled, "new key (shown once, store it now):").starts_with("mcp_sk_"));
+    let revoked = coffer(&["apikey", "revoke", &name], &data_dir, auth, "");
+    assert_eq!(field(&revoked, "revoked:"), name);
+    let listed = coffer(&["apikey", "list"], &data_dir, auth, "");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&name) && l.ends_with("revoked")),
+        "{listed}"
+    );
+
+    // A user created over gRPC logs in with its password on stdin.
+    let material = TlsMaterial::load(&TlsFiles {
+        cert: data_dir.join("certs/operator.pem"),
+        key: data_dir.join("certs/operator-key.pem"),
+        ca: data_dir.join("certs/ca.pem"),
+    })
+    .unwrap();
+    let channel = connect(auth, material.client_config("127.0.0.1"))
+        .await
+        .unwrap();
+    coffer_proto::pb::auth_service_client::AuthServiceClient::new(channel)
+        .create_principal(pb::CreatePrincipalRequest {
+            parent: "tenants/default".into(),
+            principal_id: "dana".into(),
+            kind: pb::PrincipalKind::User as i32,
+            password: "correct horse battery".into(),
+            roles: vec!["viewer".into()],
+            scopes: String::new(),
+        })
+        .await
+        .unwrap();
+    let login = coffer(
+        &["login", "--username", "dana"],
+        &data_dir,
+        auth,
+        "correct horse battery\n",
+    );
+    let access = field(&login, "access_token:");
+    let introspected = coffer(&["token", "introspect"], &data_dir, auth, access);
+    assert_eq!(field(&introspected, "active:"), "true");
+    assert_eq!(field(&introspected, "sub:"), "dana");
+    terminate(child, &data_dir);
 }

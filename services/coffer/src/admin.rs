@@ -1,0 +1,320 @@
+//! Operator commands against a running stack's auth-service (`coffer login`, `coffer apikey`,
+//! `coffer token`). They connect with the data directory's operator certificate; commands that
+//! act inside a tenant also send an API key as bearer: `$COFFER_API_KEY`, or the file
+//! `--api-key-file` (default: the admin key `coffer up` saved, `DIR/admin-api-key`).
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use coffer_proto::pb;
+use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use coffer_transport::{TlsFiles, TlsMaterial};
+use secrecy::{ExposeSecret as _, SecretString};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::layout::{ADMIN_API_KEY_FILE, ADMIN_PRINCIPAL, BOOTSTRAP_TENANT};
+
+/// Where the stack is and who we are.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The data directory holding the operator certificate.
+    pub data_dir: PathBuf,
+    /// The auth-service address.
+    pub auth_addr: SocketAddr,
+    /// The API key file used as bearer when `$COFFER_API_KEY` is unset.
+    pub api_key_file: Option<PathBuf>,
+}
+
+impl Target {
+    /// A client authenticated by the operator certificate.
+    ///
+    /// # Errors
+    /// If the certificate files are missing or the service cannot be reached.
+    pub async fn connect(&self) -> anyhow::Result<AuthServiceClient<Channel>> {
+        let certs = self.data_dir.join("certs");
+        let files = TlsFiles {
+            cert: certs.join("operator.pem"),
+            key: certs.join("operator-key.pem"),
+            ca: certs.join("ca.pem"),
+        };
+        let material = TlsMaterial::load(&files).with_context(|| {
+            format!(
+                "no operator certificate in {}: run `coffer up` first",
+                certs.display()
+            )
+        })?;
+        let channel = Endpoint::from_shared(format!("https://{}", self.auth_addr))?
+            .tls_config(material.client_config(&self.auth_addr.ip().to_string()))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach auth-service at {}", self.auth_addr))?;
+        Ok(AuthServiceClient::new(channel))
+    }
+
+    /// The bearer API key: `$COFFER_API_KEY`, else the key file.
+    ///
+    /// # Errors
+    /// If neither is available.
+    pub fn api_key(&self) -> anyhow::Result<SecretString> {
+        if let Ok(key) = std::env::var("COFFER_API_KEY") {
+            return Ok(SecretString::from(key));
+        }
+        let file = self
+            .api_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(ADMIN_API_KEY_FILE));
+        let key = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "no API key: set COFFER_API_KEY or pass --api-key-file (tried {})",
+                file.display()
+            )
+        })?;
+        Ok(SecretString::from(key.trim().to_owned()))
+    }
+
+    fn authorized<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.api_key()?.expose_secret());
+        request.metadata_mut().insert(
+            "authorization",
+            value.parse().context("API key is not ASCII")?,
+        );
+        Ok(request)
+    }
+}
+
+/// Reads a secret from standard input (piped, or typed and ended with Enter); never echoes it
+/// back. With a terminal, use `read -rs` in the shell for no echo while typing.
+///
+/// # Errors
+/// If standard input cannot be read or is empty.
+pub fn secret_from_stdin(what: &str) -> anyhow::Result<SecretString> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {what} from stdin"))?;
+    let text = text.trim_end_matches(['\n', '\r']).to_owned();
+    anyhow::ensure!(!text.is_empty(), "no {what} on standard input");
+    Ok(SecretString::from(text))
+}
+
+/// `coffer login`: a user's password (from stdin) for tokens.
+///
+/// # Errors
+/// If the login is refused.
+pub async fn login(target: &Target, tenant: &str, username: &str) -> anyhow::Result<String> {
+    let password = secret_from_stdin("password")?;
+    let tokens = target
+        .connect()
+        .await?
+        .login(pb::LoginRequest {
+            tenant_id: tenant.to_owned(),
+            username: username.to_owned(),
+            password: password.expose_secret().to_owned(),
+        })
+        .await
+        .context("login refused")?
+        .into_inner();
+    Ok(format!(
+        "access_token: {}\nexpires_in: {}\nrefresh_token: {}\nscope: {}\n",
+        tokens.access_token, tokens.expires_in, tokens.refresh_token, tokens.scope
+    ))
+}
+
+/// `coffer apikey create`.
+///
+/// # Errors
+/// If the call is refused.
+pub async fn create_api_key(
+    target: &Target,
+    tenant: &str,
+    principal: Option<&str>,
+    scopes: &str,
+    ttl_seconds: u64,
+    display_name: &str,
+) -> anyhow::Result<String> {
+    let request = pb::CreateApiKeyRequest {
+        parent: format!("tenants/{tenant}"),
+        principal: principal
+            .map(|p| format!("tenants/{tenant}/principals/{p}"))
+            .unwrap_or_default(),
+        display_name: display_name.to_owned(),
+        scopes: scopes.to_owned(),
+        ttl_seconds,
+    };
+    let created = target
+        .connect()
+        .await?
+        .create_api_key(target.authorized(request)?)
+        .await?
+        .into_inner();
+    let meta = created.api_key.unwrap_or_default();
+    Ok(format!(
+        "name: {}\nscopes: {}\nkey (shown once, store it now): {}\n",
+        meta.name, meta.scopes, created.key
+    ))
+}
+
+/// `coffer apikey list`.
+///
+/// # Errors
+/// If the call is refused.
+pub async fn list_api_keys(target: &Target, tenant: &str) -> anyhow::Result<String> {
+    let mut client = target.connect().await?;
+    let mut out = String::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListApiKeysRequest {
+            parent: format!("tenants/{tenant}"),
+            page_size: 100,
+            page_token: page_token.clone(),
+        };
+        let page = client
+            .list_api_keys(target.authorized(request)?)
+            .await?
+            .into_inner();
+        for key in page.api_keys {
+            let state = if key.revoke_time.is_some() {
+                "revoked"
+            } else {
+                "active"
+            };
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{state}\n",
+                key.name, key.hint, key.principal, key.scopes
+            ));
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// `coffer apikey revoke`.
+///
+/// # Errors
+/// If the call is refused.
+pub async fn revoke_api_key(target: &Target, name: &str) -> anyhow::Result<String> {
+    let request = pb::RevokeApiKeyRequest {
+        name: name.to_owned(),
+    };
+    let revoked = target
+        .connect()
+        .await?
+        .revoke_api_key(target.authorized(request)?)
+        .await?
+        .into_inner();
+    Ok(format!("revoked: {}\n", revoked.name))
+}
+
+/// `coffer apikey roll`.
+///
+/// # Errors
+/// If the call is refused.
+pub async fn roll_api_key(
+    target: &Target,
+    name: &str,
+    grace_seconds: u64,
+) -> anyhow::Result<String> {
+    let request = pb::RollApiKeyRequest {
+        name: name.to_owned(),
+        grace_period_seconds: grace_seconds,
+    };
+    let rolled = target
+        .connect()
+        .await?
+        .roll_api_key(target.authorized(request)?)
+        .await?
+        .into_inner();
+    Ok(format!(
+        "name: {}\nold secret valid for: {grace_seconds}s\nnew key (shown once, store it now): {}\n",
+        rolled.api_key.unwrap_or_default().name,
+        rolled.key
+    ))
+}
+
+/// `coffer token introspect`: the token from stdin.
+///
+/// # Errors
+/// If the call fails.
+pub async fn introspect(target: &Target) -> anyhow::Result<String> {
+    let token = secret_from_stdin("token")?;
+    let response = target
+        .connect()
+        .await?
+        .introspect(pb::IntrospectRequest {
+            token: token.expose_secret().to_owned(),
+        })
+        .await?
+        .into_inner();
+    if !response.active {
+        return Ok("active: false\n".to_owned());
+    }
+    Ok(format!(
+        "active: true\ntoken_type: {}\nsub: {}\ntenant: {}\nscope: {}\nexp: {}\n",
+        response.token_type, response.sub, response.tenant, response.scope, response.exp
+    ))
+}
+
+/// `coffer up`'s first-start bootstrap: the tenant `default`, a service account `admin` with
+/// `org_admin`, and an API key for it, saved 0600 to `DIR/admin-api-key`. Returns the key when
+/// it was created now (to show once), `None` when the data directory was bootstrapped before.
+///
+/// # Errors
+/// If a call fails.
+pub async fn bootstrap(target: &Target) -> anyhow::Result<Option<SecretString>> {
+    let key_file = target.data_dir.join(ADMIN_API_KEY_FILE);
+    if key_file.exists() {
+        return Ok(None);
+    }
+    let mut client = target.connect().await?;
+    let created = client
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: BOOTSTRAP_TENANT.to_owned(),
+            display_name: "Default tenant".to_owned(),
+        })
+        .await;
+    if let Err(status) = created
+        && status.code() != tonic::Code::AlreadyExists
+    {
+        return Err(status).context("creating the default tenant");
+    }
+    let admin = client
+        .create_principal(pb::CreatePrincipalRequest {
+            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
+            principal_id: ADMIN_PRINCIPAL.to_owned(),
+            kind: pb::PrincipalKind::ServiceAccount as i32,
+            password: String::new(),
+            roles: vec!["org_admin".to_owned()],
+            scopes: String::new(),
+        })
+        .await;
+    if let Err(status) = admin
+        && status.code() != tonic::Code::AlreadyExists
+    {
+        return Err(status).context("creating the admin service account");
+    }
+    let key = client
+        .create_api_key(pb::CreateApiKeyRequest {
+            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
+            principal: format!("tenants/{BOOTSTRAP_TENANT}/principals/{ADMIN_PRINCIPAL}"),
+            display_name: "coffer up bootstrap".to_owned(),
+            scopes: String::new(),
+            ttl_seconds: 0,
+        })
+        .await
+        .context("creating the admin API key")?
+        .into_inner()
+        .key;
+    let key = SecretString::from(key);
+    crate::layout::write_private(&key_file, &format!("{}\n", key.expose_secret()))?;
+    Ok(Some(key))
+}
+
+/// The default data directory's admin key file, for messages.
+pub fn admin_key_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(ADMIN_API_KEY_FILE)
+}
