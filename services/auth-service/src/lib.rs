@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coffer_proto::FILE_DESCRIPTOR_SET;
+use secrecy::ExposeSecret as _;
 use coffer_proto::pb::auth_service_server::AuthServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService as _;
@@ -96,6 +97,9 @@ pub async fn serve(
         Arc::clone(&auth),
         config.api_key_change_poll,
     ));
+    let change_listener = (coffer_db::Backend::from_url(config.database_url.expose_secret())
+        == Some(coffer_db::Backend::Postgres))
+    .then(|| tokio::spawn(listen_for_changes(Arc::clone(&auth), config.database_url.clone())));
     let shutdown = async move {
         shutdown.await;
         health
@@ -122,6 +126,9 @@ pub async fn serve(
         .map_err(Error::Serve);
     reloader.abort();
     evictor.abort();
+    if let Some(listener) = change_listener {
+        listener.abort();
+    }
     auth.store().close().await;
     served
 }
@@ -153,6 +160,32 @@ async fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) 
             Err(error) => {
                 tracing::warn!(error = %error::chain(&error), "API key change poll failed")
             }
+        }
+    }
+}
+
+/// On PostgreSQL: applies the changes other replicas announce with NOTIFY (API-key
+/// revocations and rolls, signing-key rotations) as they happen, until aborted. The polls
+/// remain the backstop for notifications lost while disconnected.
+async fn listen_for_changes(auth: Arc<Auth>, url: secrecy::SecretString) {
+    loop {
+        let Err(error) = listen_once(&auth, &url).await;
+        tracing::warn!(%error, "change listener failed; retrying in a second");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// Listens until the connection fails.
+async fn listen_once(
+    auth: &Auth,
+    url: &secrecy::SecretString,
+) -> std::result::Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url.expose_secret()).await?;
+    listener.listen(store::CHANGES_CHANNEL).await?;
+    loop {
+        let notification = listener.recv().await?;
+        if let Err(error) = auth.apply_change(notification.payload()).await {
+            tracing::warn!(error = %error::chain(&error), "applying a change failed");
         }
     }
 }

@@ -165,6 +165,7 @@ impl SigningKeys {
     pub async fn rotate(&self) -> Result<Vec<String>> {
         create_key(&self.store, &self.vault, &self.settings).await?;
         self.reload().await?;
+        self.store.notify_change("signing").await;
         Ok(self
             .current()
             .jwks

@@ -232,6 +232,7 @@ impl Auth {
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
         self.api_key_cache.evict(id);
+        self.store.notify_change(&format!("apikey:{id}")).await;
         Ok(row)
     }
 
@@ -268,6 +269,7 @@ impl Auth {
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
         self.api_key_cache.evict(id);
+        self.store.notify_change(&format!("apikey:{id}")).await;
         Ok(IssuedKey { row, key })
     }
 
@@ -358,6 +360,20 @@ impl Auth {
             refresh_expires_in: 0,
             scope: verified.scopes.to_string(),
         })
+    }
+
+    /// Applies a change another replica announced (see `Store::notify_change`).
+    ///
+    /// # Errors
+    /// [`Error::KeyService`] or [`Error::Database`] when reloading signing keys fails.
+    pub async fn apply_change(&self, change: &str) -> Result<()> {
+        match change.strip_prefix("apikey:") {
+            Some(id) => {
+                self.api_key_cache.evict(id);
+                Ok(())
+            }
+            None => self.keys.reload().await,
+        }
     }
 
     /// Evicts cached verifications of keys revoked or rolled at or after `since` (possibly

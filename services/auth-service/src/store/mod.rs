@@ -3,13 +3,16 @@
 
 mod api_keys;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
 pub use api_keys::ApiKeyRow;
 
 use crate::{Error, Result};
+
+/// The PostgreSQL NOTIFY channel for revocations, rolls and signing-key rotations.
+pub const CHANGES_CHANNEL: &str = "coffer_auth_changes";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
@@ -122,6 +125,7 @@ pub struct AuditEvent<'a> {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    backend: coffer_db::Backend,
 }
 
 impl Store {
@@ -134,9 +138,26 @@ impl Store {
             sqlite: &SQLITE_MIGRATIONS,
             postgres: &POSTGRES_MIGRATIONS,
         };
-        Ok(Self {
-            pool: coffer_db::connect(url, max_connections, &migrations).await?,
-        })
+        let backend = coffer_db::Backend::from_url(url.expose_secret())
+            .ok_or(Error::Open(coffer_db::Error::UnsupportedUrl))?;
+        Ok(Self { pool: coffer_db::connect(url, max_connections, &migrations).await?, backend })
+    }
+
+    /// Tells every replica listening on PostgreSQL about a change (`apikey:{id}` or
+    /// `signing`), so caches are evicted at once. Nothing on SQLite (one process; the change
+    /// poll covers it). Best effort: the poll is the backstop, so a failed notify is logged.
+    pub async fn notify_change(&self, change: &str) {
+        if self.backend != coffer_db::Backend::Postgres {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(change)
+            .execute(&self.pool)
+            .await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, "change notification failed; replicas rely on polling");
+        }
     }
 
     /// Closes the pool.
