@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coffer_proto::FILE_DESCRIPTOR_SET;
-use secrecy::ExposeSecret as _;
 use coffer_proto::pb::auth_service_server::AuthServiceServer;
+use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tonic::server::NamedService as _;
 use tonic::transport::server::TcpIncoming;
@@ -99,7 +99,12 @@ pub async fn serve(
     ));
     let change_listener = (coffer_db::Backend::from_url(config.database_url.expose_secret())
         == Some(coffer_db::Backend::Postgres))
-    .then(|| tokio::spawn(listen_for_changes(Arc::clone(&auth), config.database_url.clone())));
+    .then(|| {
+        tokio::spawn(listen_for_changes(
+            Arc::clone(&auth),
+            config.database_url.clone(),
+        ))
+    });
     let shutdown = async move {
         shutdown.await;
         health

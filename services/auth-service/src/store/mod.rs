@@ -140,7 +140,10 @@ impl Store {
         };
         let backend = coffer_db::Backend::from_url(url.expose_secret())
             .ok_or(Error::Open(coffer_db::Error::UnsupportedUrl))?;
-        Ok(Self { pool: coffer_db::connect(url, max_connections, &migrations).await?, backend })
+        Ok(Self {
+            pool: coffer_db::connect(url, max_connections, &migrations).await?,
+            backend,
+        })
     }
 
     /// Tells every replica listening on PostgreSQL about a change (`apikey:{id}` or

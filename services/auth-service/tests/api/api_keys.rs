@@ -474,21 +474,33 @@ async fn a_saturated_bcrypt_pool_refuses_uncached_checks_at_once_but_never_cache
 /// still reach the replica at once, through LISTEN/NOTIFY.
 #[tokio::test]
 async fn on_postgres_changes_reach_replicas_through_notify() {
-    let Some(db) = TestDatabase::create(Backend::Postgres).await else { return };
+    let Some(db) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
     let slow_polls = |config: &mut coffer_auth_service::Config| {
         config.api_key_change_poll = Duration::from_secs(60);
         config.signing_key_refresh = Duration::from_secs(60);
     };
     let stack = Stack::spawn_with(db, slow_polls).await;
-    stack.tenant_with_user("acme", "alice", &["org_admin"]).await;
+    stack
+        .tenant_with_user("acme", "alice", &["org_admin"])
+        .await;
     let alice = stack.login("acme", "alice").await.access_token;
     let mut client = stack.client_as("gateway").await;
     let created = create_key(&mut client, &alice, "mcp:read").await;
     let (mut replica, mut replica_client) = stack.second_instance(slow_polls).await;
-    assert!(verify(&mut replica_client, &created.key).await.is_ok(), "cached on the replica");
+    assert!(
+        verify(&mut replica_client, &created.key).await.is_ok(),
+        "cached on the replica"
+    );
 
     client
-        .revoke_api_key(bearer(&alice, pb::RevokeApiKeyRequest { name: created.api_key.unwrap().name }))
+        .revoke_api_key(bearer(
+            &alice,
+            pb::RevokeApiKeyRequest {
+                name: created.api_key.unwrap().name,
+            },
+        ))
         .await
         .unwrap();
     let revoked_at = Instant::now();
@@ -500,20 +512,36 @@ async fn on_postgres_changes_reach_replicas_through_notify() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(refused, "NOTIFY did not evict the replica's cached key within a second");
+    assert!(
+        refused,
+        "NOTIFY did not evict the replica's cached key within a second"
+    );
 
-    let rotated = stack.operator().rotate_signing_key(pb::RotateSigningKeyRequest {}).await.unwrap().into_inner();
+    let rotated = stack
+        .operator()
+        .rotate_signing_key(pb::RotateSigningKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     let rotated_at = Instant::now();
     let mut published = false;
     while rotated_at.elapsed() < Duration::from_secs(2) {
-        let keys = replica_client.get_jwks(pb::GetJwksRequest {}).await.unwrap().into_inner().keys;
+        let keys = replica_client
+            .get_jwks(pb::GetJwksRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .keys;
         if keys.first().is_some_and(|k| k.kid == rotated.kid) {
             published = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(published, "NOTIFY did not bring the rotation to the replica");
+    assert!(
+        published,
+        "NOTIFY did not bring the rotation to the replica"
+    );
     replica.stop().await;
     stack.shutdown().await;
 }
