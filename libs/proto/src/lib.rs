@@ -29,3 +29,35 @@ pub mod pb {
 /// for `tonic-reflection` and for transcoding.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/coffer_descriptor.bin"));
+
+/// gRPC server reflection, v1 and v1alpha (grpcurl before 1.9, as on PyPI, speaks only
+/// v1alpha), advertising `service` with the health and reflection services and nothing else:
+/// [`FILE_DESCRIPTOR_SET`] describes every Coffer proto, but a server lists only what it serves.
+///
+/// # Errors
+/// If the descriptor sets do not decode (a build problem, not a runtime one).
+#[allow(clippy::type_complexity)]
+pub fn reflection(
+    service: &str,
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(service)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}

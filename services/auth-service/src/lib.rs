@@ -22,7 +22,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use coffer_proto::FILE_DESCRIPTOR_SET;
 use coffer_proto::pb::auth_service_server::AuthServiceServer;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
@@ -77,17 +76,8 @@ pub async fn serve(
     health
         .set_serving::<AuthServiceServer<AuthServiceApi>>()
         .await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(AuthServiceServer::<AuthServiceApi>::NAME)
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) =
+        coffer_proto::reflection(AuthServiceServer::<AuthServiceApi>::NAME)?;
 
     let reloader = tokio::spawn(reload_signing_keys(
         Arc::clone(&auth),

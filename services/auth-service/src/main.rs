@@ -4,10 +4,7 @@
 use std::process::ExitCode;
 
 use coffer_auth_service::{Config, serve};
-use tokio::net::TcpListener;
-
-/// EX_USAGE from sysexits.h: the configuration is wrong.
-const EX_USAGE: u8 = 64;
+use coffer_telemetry::process::{self, EX_USAGE, Service};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -19,60 +16,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let telemetry = match coffer_telemetry::init(
-        "coffer-auth-service",
-        config.log_format,
-        config.otlp_endpoint.as_deref(),
-    ) {
-        Ok(telemetry) => telemetry,
-        Err(error) => {
-            eprintln!("coffer-auth-service: {error}");
-            return ExitCode::FAILURE;
-        }
+    let service = Service {
+        name: "coffer-auth-service",
+        log_format: config.log_format,
+        otlp_endpoint: config.otlp_endpoint.clone(),
+        listen: config.listen,
+        shutdown_grace_period: config.shutdown_grace_period,
     };
-    let signal = match coffer_telemetry::ShutdownSignal::install() {
-        Ok(signal) => signal,
-        Err(error) => {
-            tracing::error!(%error, "cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listener = match TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(listen = %config.listen, %error, "cannot bind");
-            return ExitCode::FAILURE;
-        }
-    };
-    tracing::info!(listen = %config.listen, "auth-service starting");
-    let grace = config.shutdown_grace_period;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(serve(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let outcome = tokio::select! {
-        outcome = &mut server => outcome,
-        () = signal.recv() => {
-            let _ = stop.send(());
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    tracing::warn!(?grace, "shutdown grace period expired; abandoning calls");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-    };
-    telemetry.shutdown();
-    match outcome {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(error)) => {
-            tracing::error!(error = %error, "auth-service failed");
-            ExitCode::FAILURE
-        }
-        Err(join_error) => {
-            tracing::error!(%join_error, "auth-service task failed");
-            ExitCode::FAILURE
-        }
-    }
+    process::run(service, |listener, shutdown| {
+        serve(config, listener, shutdown)
+    })
+    .await
 }

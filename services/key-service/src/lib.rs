@@ -23,7 +23,6 @@ pub mod store;
 use std::future::Future;
 use std::sync::Arc;
 
-use coffer_proto::FILE_DESCRIPTOR_SET;
 use coffer_proto::pb::key_service_server::KeyServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService as _;
@@ -67,19 +66,8 @@ pub async fn serve(
     health
         .set_serving::<KeyServiceServer<KeyServiceApi>>()
         .await;
-    // Both reflection versions: grpcurl before 1.9 (as on PyPI) speaks only v1alpha. The
-    // descriptor set holds every Coffer proto, so advertise only what this server serves.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(KeyServiceServer::<KeyServiceApi>::NAME)
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) =
+        coffer_proto::reflection(KeyServiceServer::<KeyServiceApi>::NAME)?;
 
     let reaper = tokio::spawn(reap_deletions(Arc::clone(&kms), config.reaper_interval));
     let shutdown = async move {
