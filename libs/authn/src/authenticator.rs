@@ -119,10 +119,18 @@ impl Authenticator {
     /// # Errors
     /// See [`Error`].
     pub async fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Principal, Error> {
-        let value = request
-            .metadata()
-            .get("authorization")
-            .ok_or(Error::Missing)?;
+        self.authenticate_headers(request.metadata().as_ref()).await
+    }
+
+    /// As [`Authenticator::authenticate`], from raw HTTP/2 headers (for [`crate::layer`]).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn authenticate_headers(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Principal, Error> {
+        let value = headers.get("authorization").ok_or(Error::Missing)?;
         if value.len() > crate::jwt::MAX_TOKEN_LEN + 16 {
             return Err(Error::Invalid);
         }

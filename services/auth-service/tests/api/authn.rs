@@ -130,3 +130,75 @@ async fn without_auth_service_api_keys_fail_closed() {
     );
     stack.key_service.stop().await;
 }
+
+#[tokio::test]
+async fn the_tower_layer_admits_verified_calls_with_their_principal_and_answers_the_rest() {
+    use std::sync::Arc;
+
+    use coffer_authn::layer::{AuthnLayer, DEFAULT_PUBLIC_PREFIXES};
+    use tower::{Layer as _, ServiceExt as _};
+
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let stack = Stack::spawn(db).await;
+    stack.tenant_with_user("acme", "alice", &["viewer"]).await;
+    let token = stack.login("acme", "alice").await.access_token;
+    let layer = AuthnLayer::new(
+        Arc::new(authenticator(&stack, Settings::default()).await),
+        DEFAULT_PUBLIC_PREFIXES,
+    );
+    // The inner service reports the principal the layer attached, as a handler would see it.
+    let inner = tower::service_fn(|request: http::Request<()>| async move {
+        let subject = request
+            .extensions()
+            .get::<coffer_authn::Principal>()
+            .map(|p| p.subject.clone());
+        let mut response = http::Response::new(tonic::body::Body::empty());
+        response.headers_mut().insert(
+            "x-subject",
+            subject.unwrap_or_else(|| "none".into()).parse().unwrap(),
+        );
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let service = layer.layer(inner);
+    let call = |path: &str, authorization: Option<&str>| {
+        let mut request = http::Request::builder().uri(path);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        service.clone().oneshot(request.body(()).unwrap())
+    };
+
+    let admitted = call(
+        "/coffer.v1.CredentialService/GetCredential",
+        Some(&format!("Bearer {token}")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(admitted.headers()["x-subject"], "alice");
+    let refused = call("/coffer.v1.CredentialService/GetCredential", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.headers()["grpc-status"],
+        "16",
+        "UNAUTHENTICATED without a bearer"
+    );
+    assert!(
+        refused.headers().get("x-subject").is_none(),
+        "the handler never ran"
+    );
+    let forged = call(
+        "/coffer.v1.CredentialService/GetCredential",
+        Some("Bearer eyJhbGciOiJub25lIn0.e30."),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.headers()["grpc-status"], "16");
+    let health = call("/grpc.health.v1.Health/Check", None).await.unwrap();
+    assert_eq!(
+        health.headers()["x-subject"],
+        "none",
+        "public paths pass without a bearer"
+    );
+    stack.shutdown().await;
+}
