@@ -8,6 +8,8 @@
 //!   wrap with the wrong one, and [`keys::RootKey::derive_kek`] (HKDF-SHA256).
 //! - [`text`]: the operator text form `coffer:v{N}:{base64}`.
 //! - [`apikey`]: the `mcp_sk_` API-key format with its CRC32 checksum.
+//! - [`mask`]: masked display of secret values.
+//! - [`sealed`]: libsodium sealed boxes (X25519, XSalsa20-Poly1305), as PyNaCl makes them.
 //! - [`SecretBytes`]: decrypted plaintext, zeroized on drop, redacted in `Debug`.
 
 pub mod aad;
@@ -15,6 +17,8 @@ pub mod apikey;
 pub mod envelope;
 mod error;
 pub mod keys;
+pub mod mask;
+pub mod sealed;
 mod secret;
 pub mod text;
 
