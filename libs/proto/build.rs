@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "coffer/v1/common.proto",
     "coffer/v1/kms.proto",
     "coffer/v1/auth.proto",
+    "coffer/v1/credential.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

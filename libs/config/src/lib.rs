@@ -196,6 +196,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds))
 }
 
+/// The host of `https://host:port[/...]`, for verifying a dependency's certificate.
+pub fn https_host(url: &str) -> Option<String> {
+    let authority = url.strip_prefix("https://")?.split('/').next()?;
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
 fn read_toml(path: &Path, section: &str, prefix: &str) -> Result<BTreeMap<String, String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let table: toml::Table = text
@@ -218,6 +229,21 @@ fn read_toml(path: &Path, section: &str, prefix: &str) -> Result<BTreeMap<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_come_out_of_https_urls() {
+        assert_eq!(
+            https_host("https://127.0.0.1:50051").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            https_host("https://kms.internal:443/").as_deref(),
+            Some("kms.internal")
+        );
+        assert_eq!(https_host("https://[::1]:50051").as_deref(), Some("::1"));
+        assert_eq!(https_host("https://"), None);
+        assert_eq!(https_host("http://kms:1"), None);
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -78,7 +78,8 @@ pub struct Config {
 impl Config {
     /// A configuration with every optional setting at its default.
     pub fn new(database_url: SecretString, tls: TlsMaterial, key_service_url: String) -> Self {
-        let key_service_server_name = host_of(&key_service_url).unwrap_or_default();
+        let key_service_server_name =
+            coffer_config::https_host(&key_service_url).unwrap_or_default();
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 50052)),
             database_url,
@@ -140,7 +141,7 @@ impl Config {
                 .map(|_| s.to_owned())
         });
         let key_service_url = p.required("KEY_SERVICE_URL").filter(|url| {
-            let ok = url.starts_with("https://") && host_of(url).is_some();
+            let ok = url.starts_with("https://") && coffer_config::https_host(url).is_some();
             if !ok {
                 p.error("KEY_SERVICE_URL", "must be https://host:port");
             }
@@ -224,7 +225,7 @@ impl Config {
             return Err(p.into_errors());
         }
         let key_service_server_name = server_name
-            .or_else(|| host_of(&key_service_url))
+            .or_else(|| coffer_config::https_host(&key_service_url))
             .unwrap_or_default();
         Ok(Self {
             listen,
@@ -271,18 +272,6 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// The host of `https://host:port`.
-fn host_of(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://")?;
-    let authority = rest.split('/').next()?;
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => host,
-        _ => authority,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (!host.is_empty()).then(|| host.to_owned())
-}
-
 fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
@@ -295,20 +284,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-
-    #[test]
-    fn hosts_come_out_of_urls() {
-        assert_eq!(
-            host_of("https://127.0.0.1:50051").as_deref(),
-            Some("127.0.0.1")
-        );
-        assert_eq!(
-            host_of("https://kms.internal:443/").as_deref(),
-            Some("kms.internal")
-        );
-        assert_eq!(host_of("https://[::1]:50051").as_deref(), Some("::1"));
-        assert_eq!(host_of("https://"), None);
-    }
 
     #[test]
     fn missing_and_invalid_settings_are_all_reported() {

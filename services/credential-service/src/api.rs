@@ -1,0 +1,345 @@
+//! The tonic service: authenticate the bearer, check tenant and scope, parse the request, call
+//! the operation, map the result (masking every value on the way out, except for Reveal).
+
+use std::sync::Arc;
+
+use coffer_authn::authenticator::Authenticator;
+use coffer_authn::{Principal, Scope};
+use coffer_crypto::mask::mask;
+use coffer_proto::pb;
+use coffer_proto::pb::credential_service_server::CredentialService;
+use tonic::{Request, Response, Status};
+
+use crate::env::{Env, check_name};
+use crate::names::{parse_credential_name, parse_tenant_name, validate_new};
+use crate::ops::audit::ChainCheck;
+use crate::ops::{Actor, Credentials, credential_name};
+use crate::store::{AuditEvent, CredentialRow};
+use crate::{Error, Result};
+
+/// Page size when a list request gives none.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The `coffer.v1.CredentialService` implementation.
+pub struct CredentialServiceApi {
+    credentials: Arc<Credentials>,
+    authenticator: Arc<Authenticator>,
+}
+
+impl CredentialServiceApi {
+    /// Serves `credentials`, authenticating bearers with `authenticator`.
+    pub fn new(credentials: Arc<Credentials>, authenticator: Arc<Authenticator>) -> Self {
+        Self {
+            credentials,
+            authenticator,
+        }
+    }
+
+    /// Authenticates the caller and checks it may act in `tenant` with `scope` on `resource`.
+    /// Another tenant is NOT_FOUND; a missing scope on a credential of the caller's own tenant
+    /// is audited as denied, then PERMISSION_DENIED.
+    async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        tenant: &str,
+        scope: Scope,
+        resource: &str,
+    ) -> Result<Actor> {
+        let principal = self.authenticator.authenticate(request).await?;
+        let actor = actor(&principal, request);
+        if principal.tenant != tenant {
+            return Err(Error::NotFound(resource.to_owned()));
+        }
+        if let Err(missing) = principal.require(scope) {
+            if resource.contains("/credentials/") {
+                self.credentials
+                    .audit_denied(tenant, resource, scope.as_str(), &actor)
+                    .await?;
+            }
+            return Err(Error::PermissionDenied(missing.to_string()));
+        }
+        Ok(actor)
+    }
+}
+
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl CredentialService for CredentialServiceApi {
+    async fn create_credential(
+        &self,
+        request: Request<pb::CreateCredentialRequest>,
+    ) -> Reply<pb::Credential> {
+        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
+        let actor = self
+            .authorize(
+                &request,
+                &tenant,
+                Scope::McpWrite,
+                &format!("tenants/{tenant}"),
+            )
+            .await?;
+        let new = validate_new(tenant, request.into_inner())?;
+        let (row, env) = self.credentials.create(new, &actor).await?;
+        Ok(Response::new(credential_proto(&row, &env)?))
+    }
+
+    async fn get_credential(
+        &self,
+        request: Request<pb::GetCredentialRequest>,
+    ) -> Reply<pb::Credential> {
+        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
+        let name = credential_name(&tenant, &id);
+        let actor = self
+            .authorize(&request, &tenant, Scope::McpRead, &name)
+            .await?;
+        let (row, env) = self.credentials.get(&tenant, &id, &actor).await?;
+        Ok(Response::new(credential_proto(&row, &env)?))
+    }
+
+    async fn list_credentials(
+        &self,
+        request: Request<pb::ListCredentialsRequest>,
+    ) -> Reply<pb::ListCredentialsResponse> {
+        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
+        let actor = self
+            .authorize(
+                &request,
+                &tenant,
+                Scope::McpRead,
+                &format!("tenants/{tenant}"),
+            )
+            .await?;
+        let request = request.into_inner();
+        let page_size = page_size(request.page_size)?;
+        if !request.page_token.is_empty() {
+            parse_credential_name("page_token", &credential_name(&tenant, &request.page_token))?;
+        }
+        let filter = (request.server_id.as_str(), request.template_id.as_str());
+        let (page, next) = self
+            .credentials
+            .list(&tenant, filter, page_size, &request.page_token, &actor)
+            .await?;
+        Ok(Response::new(pb::ListCredentialsResponse {
+            credentials: page
+                .iter()
+                .map(|(row, env)| credential_proto(row, env))
+                .collect::<Result<_>>()?,
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_credential(
+        &self,
+        request: Request<pb::UpdateCredentialRequest>,
+    ) -> Reply<pb::Credential> {
+        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
+        let name = credential_name(&tenant, &id);
+        let actor = self
+            .authorize(&request, &tenant, Scope::McpWrite, &name)
+            .await?;
+        let request = request.into_inner();
+        let set = Env::parse("set_env", request.set_env)?;
+        for unset in &request.unset_env {
+            check_name("unset_env", unset)?;
+        }
+        let (row, env) = self
+            .credentials
+            .update(
+                &tenant,
+                &id,
+                request.row_version,
+                set,
+                &request.unset_env,
+                &actor,
+            )
+            .await?;
+        Ok(Response::new(credential_proto(&row, &env)?))
+    }
+
+    async fn delete_credential(
+        &self,
+        request: Request<pb::DeleteCredentialRequest>,
+    ) -> Reply<pb::DeleteCredentialResponse> {
+        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
+        let name = credential_name(&tenant, &id);
+        let actor = self
+            .authorize(&request, &tenant, Scope::McpWrite, &name)
+            .await?;
+        self.credentials.delete(&tenant, &id, &actor).await?;
+        Ok(Response::new(pb::DeleteCredentialResponse {}))
+    }
+
+    async fn reveal_credential(
+        &self,
+        request: Request<pb::RevealCredentialRequest>,
+    ) -> Reply<pb::RevealCredentialResponse> {
+        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
+        let name = credential_name(&tenant, &id);
+        let actor = self
+            .authorize(&request, &tenant, Scope::CredentialReveal, &name)
+            .await?;
+        let (row, env) = self.credentials.reveal(&tenant, &id, &actor).await?;
+        Ok(Response::new(pb::RevealCredentialResponse {
+            env: env.into_revealed(),
+            row_version: u64::try_from(row.row_version).unwrap_or(0),
+        }))
+    }
+
+    async fn validate_credential(
+        &self,
+        request: Request<pb::ValidateCredentialRequest>,
+    ) -> Reply<pb::ValidateCredentialResponse> {
+        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
+        let name = credential_name(&tenant, &id);
+        let actor = self
+            .authorize(&request, &tenant, Scope::McpRead, &name)
+            .await?;
+        let required = request.into_inner().required_keys;
+        for key in &required {
+            check_name("required_keys", key)?;
+        }
+        let missing = self
+            .credentials
+            .validate(&tenant, &id, &required, &actor)
+            .await?;
+        Ok(Response::new(pb::ValidateCredentialResponse {
+            valid: missing.is_empty(),
+            missing,
+        }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Reply<pb::ListAuditEventsResponse> {
+        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
+        self.authorize(
+            &request,
+            &tenant,
+            Scope::OrgRead,
+            &format!("tenants/{tenant}"),
+        )
+        .await?;
+        let request = request.into_inner();
+        let page_size = page_size(request.page_size)?;
+        let after = if request.page_token.is_empty() {
+            0
+        } else {
+            request
+                .page_token
+                .parse::<i64>()
+                .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))?
+        };
+        let mut events = self
+            .credentials
+            .audit_events(&tenant, after, page_size + 1)
+            .await?;
+        let next = if events.len() > page_size as usize {
+            events.truncate(page_size as usize);
+            events.last().map(|e| e.sequence.to_string())
+        } else {
+            None
+        };
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: events.iter().map(audit_proto).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn verify_audit_chain(
+        &self,
+        request: Request<pb::VerifyAuditChainRequest>,
+    ) -> Reply<pb::VerifyAuditChainResponse> {
+        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
+        self.authorize(
+            &request,
+            &tenant,
+            Scope::OrgRead,
+            &format!("tenants/{tenant}"),
+        )
+        .await?;
+        let ChainCheck {
+            checked,
+            first_broken,
+        } = self.credentials.verify_chain(&tenant).await?;
+        if let Some(sequence) = first_broken {
+            tracing::error!(tenant, sequence, "audit chain broken");
+        }
+        Ok(Response::new(pb::VerifyAuditChainResponse {
+            valid: first_broken.is_none(),
+            events_checked: checked,
+            first_broken_sequence: first_broken
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(0),
+        }))
+    }
+}
+
+fn actor<T>(principal: &Principal, request: &Request<T>) -> Actor {
+    let request_id = request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .unwrap_or_default()
+        .to_owned();
+    Actor {
+        id: principal.subject.clone(),
+        request_id,
+    }
+}
+
+fn page_size(requested: u32) -> Result<u32> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        size if size <= MAX_PAGE_SIZE => Ok(size),
+        _ => Err(Error::invalid(
+            "page_size",
+            format!("at most {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+fn timestamp(seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+fn credential_proto(row: &CredentialRow, env: &Env) -> Result<pb::Credential> {
+    Ok(pb::Credential {
+        name: credential_name(&row.tenant, &row.id),
+        server_id: row.server_id.clone(),
+        template_id: row.template_id.clone(),
+        server_name: row.server_name.clone(),
+        env: env
+            .entries()
+            .iter()
+            .map(|(k, v)| (k.clone(), mask(v)))
+            .collect(),
+        configured_integrations: serde_json::from_str(&row.configured_integrations)
+            .map_err(|_| Error::Corrupt("integrations"))?,
+        created_by: row.created_by.clone(),
+        create_time: Some(timestamp(row.create_time)),
+        updated_by: row.updated_by.clone(),
+        update_time: Some(timestamp(row.update_time)),
+        expire_time: row.expire_time.map(timestamp),
+        row_version: u64::try_from(row.row_version).unwrap_or(0),
+    })
+}
+
+fn audit_proto(event: &AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        sequence: u64::try_from(event.sequence).unwrap_or(0),
+        time: Some(timestamp(event.time)),
+        tenant: event.tenant.clone(),
+        actor: event.actor.clone(),
+        action: event.action.clone(),
+        credential: event.credential.clone(),
+        outcome: event.outcome.clone(),
+        request_id: event.request_id.clone(),
+        previous_hash: event.previous_hash.clone(),
+        hash: event.hash.clone(),
+    }
+}

@@ -1,0 +1,107 @@
+//! Coffer credential-service: encrypted credential rows for MCP servers.
+//!
+//! Each credential's environment map is encrypted with its own data key from key-service
+//! (AES-256-GCM, the AAD binding tenant, credential id and row version); the row holds the
+//! wrapped data key and the ciphertext, never a plaintext. Reads are masked; reveals are
+//! audited first; every change and every reveal, denial and failed decryption is in a
+//! hash-chained audit log, per tenant. Bearers are verified with `coffer_authn` against
+//! auth-service; without key-service or auth-service the service does not start, and a data
+//! key not in the cache while key-service is down is UNAVAILABLE.
+
+pub mod api;
+pub mod config;
+pub mod dek;
+pub mod env;
+mod error;
+pub mod names;
+pub mod ops;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coffer_authn::authenticator::Authenticator;
+use coffer_proto::pb::credential_service_server::CredentialServiceServer;
+use tokio::net::TcpListener;
+use tonic::server::NamedService as _;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint, Server};
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::api::CredentialServiceApi;
+use crate::config::Upstream;
+use crate::dek::DataKeys;
+use crate::ops::Credentials;
+use crate::store::Store;
+
+/// Runs the credential-service on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// Start-up failures ([`Error::Open`], [`Error::Connect`], [`Error::Unauthenticated`] when
+/// auth-service's JWKS cannot be fetched, [`Error::Tls`]) and a failed server ([`Error::Serve`]).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let key_service = connect(&config, &config.key_service, "key-service").await?;
+    let auth_service = connect(&config, &config.auth_service, "auth-service").await?;
+    let authenticator = Arc::new(Authenticator::connect(auth_service, config.authn.clone()).await?);
+    let keys = DataKeys::new(
+        key_service,
+        config.data_key_id.clone(),
+        config.dek_cache_capacity,
+        config.dek_cache_ttl,
+    );
+    let credentials = Arc::new(Credentials::new(store, keys));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<CredentialServiceServer<CredentialServiceApi>>()
+        .await;
+    let (reflection_v1, reflection_v1alpha) =
+        coffer_proto::reflection(CredentialServiceServer::<CredentialServiceApi>::NAME)?;
+    let shutdown = async move {
+        shutdown.await;
+        health
+            .set_not_serving::<CredentialServiceServer<CredentialServiceApi>>()
+            .await;
+    };
+    let api = CredentialServiceApi::new(Arc::clone(&credentials), authenticator);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = Server::builder()
+        .tls_config(config.tls.server_config())
+        .map_err(Error::Tls)?
+        .timeout(config.request_timeout)
+        .trace_fn(coffer_telemetry::propagation::grpc_span)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(CredentialServiceServer::new(api))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(Error::Serve);
+    credentials.store().close().await;
+    served
+}
+
+async fn connect(config: &Config, upstream: &Upstream, name: &'static str) -> Result<Channel> {
+    Endpoint::from_shared(upstream.url.clone())
+        .map_err(|e| Error::Connect(name, e))?
+        .tls_config(config.tls.client_config(&upstream.server_name))
+        .map_err(|e| Error::Connect(name, e))?
+        .connect()
+        .await
+        .map_err(|e| Error::Connect(name, e))
+}
+
+/// Now, in unix seconds.
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

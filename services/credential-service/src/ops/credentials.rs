@@ -1,0 +1,300 @@
+//! Create, read (masked), list, update, delete, reveal, validate.
+
+use coffer_crypto::{Aad, DataKey, envelope};
+
+use super::{Actor, credential_name};
+use crate::dek::DataKeys;
+use crate::env::Env;
+use crate::store::{CredentialRow, NewAuditEvent, Store};
+use crate::{Error, Result, now};
+
+/// The operations, over storage and data keys.
+pub struct Credentials {
+    pub(super) store: Store,
+    keys: DataKeys,
+}
+
+/// A validated CreateCredential.
+#[derive(Debug)]
+pub struct NewCredential {
+    /// Tenant.
+    pub tenant: String,
+    /// MCP server id.
+    pub server_id: String,
+    /// Template id.
+    pub template_id: String,
+    /// Display name.
+    pub server_name: String,
+    /// The environment.
+    pub env: Env,
+    /// Integration names.
+    pub configured_integrations: Vec<String>,
+    /// Expiry.
+    pub expire_time: Option<i64>,
+}
+
+impl Credentials {
+    /// Assembles the operations.
+    pub fn new(store: Store, keys: DataKeys) -> Self {
+        Self { store, keys }
+    }
+
+    /// The store (for shutdown).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Creates a credential under a fresh data key.
+    ///
+    /// # Errors
+    /// [`Error::KeyService`] if key-service is down (nothing is written); [`Error::Database`].
+    pub async fn create(&self, new: NewCredential, actor: &Actor) -> Result<(CredentialRow, Env)> {
+        let mut id_bytes = [0u8; 16];
+        coffer_crypto::fill_random(&mut id_bytes)?;
+        let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let data_key = self.keys.generate(&new.tenant, &id).await?;
+        let ciphertext = seal(&data_key.key, &new.tenant, &id, 1, &new.env)?;
+        let time = now();
+        let row = CredentialRow {
+            tenant: new.tenant,
+            id,
+            server_id: new.server_id,
+            template_id: new.template_id,
+            server_name: new.server_name,
+            configured_integrations: serde_json::to_string(&new.configured_integrations)
+                .map_err(|_| Error::Corrupt("integrations"))?,
+            wrapped_dek: data_key.wrapped,
+            dek_key_version: data_key.key_version,
+            ciphertext,
+            created_by: actor.id.clone(),
+            create_time: time,
+            updated_by: actor.id.clone(),
+            update_time: time,
+            expire_time: new.expire_time,
+            row_version: 1,
+        };
+        let name = credential_name(&row.tenant, &row.id);
+        self.store
+            .create(&row, &event(&row.tenant, actor, "create", &name, "success"))
+            .await?;
+        Ok((row, new.env))
+    }
+
+    /// A credential and its (decrypted, for masking) environment.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::KeyService`] when the data key is not cached and
+    /// key-service is down; [`Error::Undecryptable`].
+    pub async fn get(&self, tenant: &str, id: &str, actor: &Actor) -> Result<(CredentialRow, Env)> {
+        let row = self.row(tenant, id).await?;
+        let env = self.open(&row, actor).await?;
+        Ok((row, env))
+    }
+
+    /// One page of credentials with their environments.
+    ///
+    /// # Errors
+    /// As [`Credentials::get`].
+    pub async fn list(
+        &self,
+        tenant: &str,
+        filter: (&str, &str),
+        page_size: u32,
+        after: &str,
+        actor: &Actor,
+    ) -> Result<(Vec<(CredentialRow, Env)>, Option<String>)> {
+        let mut rows = self
+            .store
+            .list(tenant, after, filter.0, filter.1, page_size + 1)
+            .await?;
+        let next = if rows.len() > page_size as usize {
+            rows.truncate(page_size as usize);
+            rows.last().map(|row| row.id.clone())
+        } else {
+            None
+        };
+        let mut page = Vec::with_capacity(rows.len());
+        for row in rows {
+            let env = self.open(&row, actor).await?;
+            page.push((row, env));
+        }
+        Ok((page, next))
+    }
+
+    /// Sets and unsets entries if the row is still at `expected_version`.
+    ///
+    /// # Errors
+    /// [`Error::Aborted`] for a stale version (nothing written); as [`Credentials::get`].
+    pub async fn update(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected_version: u64,
+        set: Env,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<(CredentialRow, Env)> {
+        let name = credential_name(tenant, id);
+        let stale = || Error::Aborted(name.clone(), expected_version);
+        let expected = i64::try_from(expected_version).map_err(|_| stale())?;
+        let mut row = self.row(tenant, id).await?;
+        if row.row_version != expected {
+            return Err(stale());
+        }
+        let key = self.keys.unwrap(tenant, id, &row.wrapped_dek).await?;
+        let mut env = self.open(&row, actor).await?;
+        env.apply(set, unset);
+        env.check("set_env")?;
+        row.row_version = expected + 1;
+        row.ciphertext = seal(&key, tenant, id, row.row_version, &env)?;
+        row.updated_by = actor.id.clone();
+        row.update_time = now();
+        if !self
+            .store
+            .update(
+                &row,
+                expected,
+                &event(tenant, actor, "update", &name, "success"),
+            )
+            .await?
+        {
+            return Err(stale());
+        }
+        Ok((row, env))
+    }
+
+    /// Deletes a credential.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Database`].
+    pub async fn delete(&self, tenant: &str, id: &str, actor: &Actor) -> Result<()> {
+        let name = credential_name(tenant, id);
+        if self
+            .store
+            .delete(
+                tenant,
+                id,
+                &event(tenant, actor, "delete", &name, "success"),
+            )
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound(name))
+        }
+    }
+
+    /// The environment in the clear, after writing the audit event: if the event cannot be
+    /// written, nothing is revealed.
+    ///
+    /// # Errors
+    /// [`Error::FailedPrecondition`] for an expired credential; the audit write's error; as
+    /// [`Credentials::get`].
+    pub async fn reveal(
+        &self,
+        tenant: &str,
+        id: &str,
+        actor: &Actor,
+    ) -> Result<(CredentialRow, Env)> {
+        let row = self.row(tenant, id).await?;
+        let name = credential_name(tenant, id);
+        if row.expire_time.is_some_and(|t| t <= now()) {
+            return Err(Error::FailedPrecondition(format!("{name} has expired")));
+        }
+        self.store
+            .audit(&event(tenant, actor, "reveal", &name, "success"))
+            .await?;
+        let env = self.open(&row, actor).await?;
+        Ok((row, env))
+    }
+
+    /// Which of `required` are missing or empty.
+    ///
+    /// # Errors
+    /// As [`Credentials::get`].
+    pub async fn validate(
+        &self,
+        tenant: &str,
+        id: &str,
+        required: &[String],
+        actor: &Actor,
+    ) -> Result<Vec<String>> {
+        let (_, env) = self.get(tenant, id, actor).await?;
+        Ok(required
+            .iter()
+            .filter(|name| env.entries().get(*name).is_none_or(String::is_empty))
+            .cloned()
+            .collect())
+    }
+
+    async fn row(&self, tenant: &str, id: &str) -> Result<CredentialRow> {
+        self.store
+            .get(tenant, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(credential_name(tenant, id)))
+    }
+
+    /// Decrypts a row's environment; a row that does not decrypt is audited as such.
+    async fn open(&self, row: &CredentialRow, actor: &Actor) -> Result<Env> {
+        let opened = async {
+            let key = self
+                .keys
+                .unwrap(&row.tenant, &row.id, &row.wrapped_dek)
+                .await?;
+            let json = envelope::Envelope::parse(&row.ciphertext)
+                .and_then(|sealed| sealed.open(&*key, &aad(&row.tenant, &row.id, row.row_version)))
+                .map_err(|_| Error::Undecryptable)?;
+            Env::from_json(json.expose_secret())
+        }
+        .await;
+        if let Err(Error::Undecryptable) = opened {
+            let name = credential_name(&row.tenant, &row.id);
+            self.store
+                .audit(&event(
+                    &row.tenant,
+                    actor,
+                    "decrypt_failed",
+                    &name,
+                    "failure",
+                ))
+                .await?;
+        }
+        opened
+    }
+}
+
+/// The AAD of a credential's ciphertext: tenant, id and row version, so a ciphertext moved to
+/// another row, tenant or version does not decrypt.
+fn aad(tenant: &str, id: &str, row_version: i64) -> Aad {
+    Aad::new("coffer/credential/v1")
+        .field(tenant.as_bytes())
+        .field(id.as_bytes())
+        .field(&row_version.to_be_bytes())
+}
+
+fn seal(key: &DataKey, tenant: &str, id: &str, row_version: i64, env: &Env) -> Result<Vec<u8>> {
+    Ok(envelope::seal(
+        key,
+        1,
+        &aad(tenant, id, row_version),
+        &env.to_json()?,
+    )?)
+}
+
+fn event<'a>(
+    tenant: &'a str,
+    actor: &'a Actor,
+    action: &'a str,
+    name: &'a str,
+    outcome: &'a str,
+) -> NewAuditEvent<'a> {
+    NewAuditEvent {
+        tenant,
+        actor: &actor.id,
+        action,
+        credential: name,
+        outcome,
+        request_id: &actor.request_id,
+        time: now(),
+    }
+}

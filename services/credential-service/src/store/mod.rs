@@ -1,0 +1,317 @@
+//! The credential-service's storage (sqlx `Any`; see `coffer_db` for the conventions).
+//!
+//! Every change to a credential writes its audit event in the same transaction, so a change
+//! without its audit event (or the reverse) cannot exist.
+
+mod audit;
+
+use secrecy::SecretString;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row as _};
+
+pub use audit::{AuditEvent, GENESIS as AUDIT_GENESIS, NewAuditEvent, chain_hash};
+
+use crate::{Error, Result};
+
+/// How often a change is tried when concurrent audit appends collide.
+const AUDIT_ATTEMPTS: u32 = 5;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("src/store/migrations/postgres");
+
+/// A credential row: the environment only as ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRow {
+    /// Tenant id.
+    pub tenant: String,
+    /// Credential id.
+    pub id: String,
+    /// MCP server id.
+    pub server_id: String,
+    /// Template id.
+    pub template_id: String,
+    /// Display name.
+    pub server_name: String,
+    /// Integration names, as a JSON array.
+    pub configured_integrations: String,
+    /// The data key, wrapped by key-service.
+    pub wrapped_dek: Vec<u8>,
+    /// The key-service key version that wrapped it.
+    pub dek_key_version: u32,
+    /// The environment map, sealed under the data key (a `coffer_crypto` envelope).
+    pub ciphertext: Vec<u8>,
+    /// Creator.
+    pub created_by: String,
+    /// Creation time.
+    pub create_time: i64,
+    /// Last changer.
+    pub updated_by: String,
+    /// Last change.
+    pub update_time: i64,
+    /// Expiry.
+    pub expire_time: Option<i64>,
+    /// Row version, from 1.
+    pub row_version: i64,
+}
+
+/// The credential-service's database handle.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: coffer_db::Backend,
+}
+
+impl Store {
+    /// Connects and migrates.
+    ///
+    /// # Errors
+    /// [`Error::Open`].
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
+        let migrations = coffer_db::Migrations {
+            sqlite: &SQLITE_MIGRATIONS,
+            postgres: &POSTGRES_MIGRATIONS,
+        };
+        let backend = coffer_db::Backend::from_url(secrecy::ExposeSecret::expose_secret(url))
+            .ok_or(Error::Open(coffer_db::Error::UnsupportedUrl))?;
+        Ok(Self {
+            pool: coffer_db::connect(url, max_connections, &migrations).await?,
+            backend,
+        })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Inserts a credential and its audit event.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn create(&self, row: &CredentialRow, event: &NewAuditEvent<'_>) -> Result<()> {
+        self.audited(event, |conn| {
+            // Owned per attempt: the future may borrow only the connection.
+            let row = row.clone();
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO cred_credentials (tenant, id, server_id, template_id, server_name, \
+                     configured_integrations, wrapped_dek, dek_key_version, ciphertext, created_by, \
+                     create_time, updated_by, update_time, expire_time, row_version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(&row.tenant)
+                .bind(&row.id)
+                .bind(&row.server_id)
+                .bind(&row.template_id)
+                .bind(&row.server_name)
+                .bind(&row.configured_integrations)
+                .bind(row.wrapped_dek.as_slice())
+                .bind(i64::from(row.dek_key_version))
+                .bind(row.ciphertext.as_slice())
+                .bind(&row.created_by)
+                .bind(row.create_time)
+                .bind(&row.updated_by)
+                .bind(row.update_time)
+                .bind(row.expire_time)
+                .bind(row.row_version)
+                .execute(conn)
+                .await?;
+                Ok(true)
+            })
+        })
+        .await
+        .map(drop)
+    }
+
+    /// A credential of `tenant`, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<CredentialRow>> {
+        let row = sqlx::query(concat!(
+            select_credential!(),
+            " WHERE tenant = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(credential_row).transpose()
+    }
+
+    /// Up to `limit` credentials of `tenant` after `after`, optionally filtered (empty filters
+    /// match everything).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list(
+        &self,
+        tenant: &str,
+        after: &str,
+        server_id: &str,
+        template_id: &str,
+        limit: u32,
+    ) -> Result<Vec<CredentialRow>> {
+        let rows = sqlx::query(concat!(
+            select_credential!(),
+            " WHERE tenant = $1 AND id > $2 AND ($3 = '' OR server_id = $3) ",
+            "AND ($4 = '' OR template_id = $4) ORDER BY id LIMIT $5"
+        ))
+        .bind(tenant)
+        .bind(after)
+        .bind(server_id)
+        .bind(template_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(credential_row).collect()
+    }
+
+    /// Replaces the ciphertext of a credential if its row version is still `expected`, and
+    /// writes the audit event. Returns whether it was replaced.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn update(
+        &self,
+        row: &CredentialRow,
+        expected: i64,
+        event: &NewAuditEvent<'_>,
+    ) -> Result<bool> {
+        self.audited(event, |conn| {
+            let row = row.clone();
+            Box::pin(async move {
+                let updated = sqlx::query(
+                    "UPDATE cred_credentials SET ciphertext = $1, updated_by = $2, \
+                     update_time = $3, row_version = $4 \
+                     WHERE tenant = $5 AND id = $6 AND row_version = $7",
+                )
+                .bind(row.ciphertext.as_slice())
+                .bind(&row.updated_by)
+                .bind(row.update_time)
+                .bind(row.row_version)
+                .bind(&row.tenant)
+                .bind(&row.id)
+                .bind(expected)
+                .execute(conn)
+                .await?;
+                Ok(updated.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    /// Deletes a credential and writes the audit event. Returns whether it existed.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn delete(&self, tenant: &str, id: &str, event: &NewAuditEvent<'_>) -> Result<bool> {
+        self.audited(event, |conn| {
+            let (tenant, id) = (tenant.to_owned(), id.to_owned());
+            Box::pin(async move {
+                let deleted =
+                    sqlx::query("DELETE FROM cred_credentials WHERE tenant = $1 AND id = $2")
+                        .bind(tenant)
+                        .bind(id)
+                        .execute(conn)
+                        .await?;
+                Ok(deleted.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    /// Appends an audit event on its own (reveals, denials, failed decryptions).
+    ///
+    /// # Errors
+    /// [`Error::Database`]: the caller must then refuse the operation.
+    pub async fn audit(&self, event: &NewAuditEvent<'_>) -> Result<()> {
+        self.audited(event, |_| Box::pin(async { Ok(true) }))
+            .await
+            .map(drop)
+    }
+
+    /// Runs `change` and, if it changed something, appends `event`, in one transaction, so no
+    /// change is ever committed without its event. On PostgreSQL a per-tenant advisory lock
+    /// serializes appenders (SQLite has a single writer); should two appends still collide on
+    /// the chain's primary key, the loser's whole transaction is retried.
+    async fn audited<F>(&self, event: &NewAuditEvent<'_>, change: F) -> Result<bool>
+    where
+        F: for<'c> Fn(
+            &'c mut sqlx::AnyConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<bool>> + Send + 'c>,
+        >,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.pool.begin().await?;
+            if self.backend == coffer_db::Backend::Postgres {
+                // One appender per tenant at a time: no collisions in the first place.
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(event.tenant)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !change(&mut tx).await? {
+                return Ok(false);
+            }
+            let appended = match audit::append(&mut tx, event).await {
+                Ok(()) => tx.commit().await.map_err(Error::from),
+                Err(error) => Err(error),
+            };
+            match appended {
+                Ok(()) => return Ok(true),
+                Err(Error::Database(ref cause))
+                    if coffer_db::is_unique_violation(cause) && attempt < AUDIT_ATTEMPTS => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Up to `limit` audit events of `tenant` after `after_sequence`, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn audit_events(
+        &self,
+        tenant: &str,
+        after_sequence: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        audit::events(&self.pool, tenant, after_sequence, limit).await
+    }
+}
+
+/// The credential columns in [`credential_row`] order.
+macro_rules! select_credential {
+    () => {
+        "SELECT tenant, id, server_id, template_id, server_name, configured_integrations, \
+         wrapped_dek, dek_key_version, ciphertext, created_by, create_time, updated_by, \
+         update_time, expire_time, row_version FROM cred_credentials"
+    };
+}
+use select_credential;
+
+fn credential_row(row: &AnyRow) -> Result<CredentialRow> {
+    Ok(CredentialRow {
+        tenant: row.try_get(0)?,
+        id: row.try_get(1)?,
+        server_id: row.try_get(2)?,
+        template_id: row.try_get(3)?,
+        server_name: row.try_get(4)?,
+        configured_integrations: row.try_get(5)?,
+        wrapped_dek: row.try_get(6)?,
+        dek_key_version: u32::try_from(row.try_get::<i64, _>(7)?)
+            .map_err(|_| Error::Corrupt("key version out of range"))?,
+        ciphertext: row.try_get(8)?,
+        created_by: row.try_get(9)?,
+        create_time: row.try_get(10)?,
+        updated_by: row.try_get(11)?,
+        update_time: row.try_get(12)?,
+        expire_time: row.try_get(13)?,
+        row_version: row.try_get(14)?,
+    })
+}

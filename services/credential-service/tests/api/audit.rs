@@ -1,0 +1,193 @@
+//! The audit log: every change, reveal and denial recorded, the chain verifiable, tampering
+//! found, and no reveal without its event.
+
+use coffer_proto::pb;
+use coffer_test_support::on_each_backend;
+use tonic::Code;
+
+use crate::helpers::Stack;
+
+#[tokio::test]
+async fn every_action_is_recorded_and_tampering_is_found() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        let created = stack.create("s", &[("A", "value")]).await;
+        stack.reveal(&created.name).await.unwrap();
+        let mut client = stack.client().await;
+        // A viewer's reveal attempt is denied, and recorded.
+        let _ = client
+            .reveal_credential(stack.as_user(
+                "viewer",
+                pb::RevealCredentialRequest {
+                    name: created.name.clone(),
+                },
+            ))
+            .await;
+        client
+            .delete_credential(stack.as_user(
+                "admin",
+                pb::DeleteCredentialRequest {
+                    name: created.name.clone(),
+                },
+            ))
+            .await
+            .unwrap();
+
+        let mut request = stack.as_user(
+            "admin",
+            pb::ListAuditEventsRequest {
+                parent: "tenants/acme".into(),
+                ..Default::default()
+            },
+        );
+        request
+            .metadata_mut()
+            .insert("x-request-id", "req-42".parse().unwrap());
+        let events = client
+            .list_audit_events(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let summary: Vec<(u64, &str, &str, &str)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.sequence,
+                    e.action.as_str(),
+                    e.actor.as_str(),
+                    e.outcome.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, "create", "ada", "success"),
+                (2, "reveal", "ada", "success"),
+                (3, "credential:reveal", "vic", "denied"),
+                (4, "delete", "ada", "success"),
+            ]
+        );
+        assert!(events.iter().all(|e| e.credential == created.name));
+        assert_eq!(events[1].previous_hash, events[0].hash);
+        for event in &events {
+            assert!(
+                !format!("{event:?}").contains("value\""),
+                "no secret in the log"
+            );
+        }
+
+        let verify = || {
+            let mut client = client.clone();
+            let request = stack.as_user(
+                "admin",
+                pb::VerifyAuditChainRequest {
+                    parent: "tenants/acme".into(),
+                },
+            );
+            async move {
+                client
+                    .verify_audit_chain(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        };
+        let intact = verify().await;
+        assert_eq!(
+            (
+                intact.valid,
+                intact.events_checked,
+                intact.first_broken_sequence
+            ),
+            (true, 4, 0)
+        );
+
+        // Rewrite one event's actor: the chain breaks exactly there.
+        let mut raw = stack.raw_database().await;
+        sqlx::query(
+            "UPDATE cred_audit_events SET actor = 'mallory' WHERE tenant = 'acme' AND sequence = 2",
+        )
+        .execute(&mut raw)
+        .await
+        .unwrap();
+        let broken = verify().await;
+        assert_eq!((broken.valid, broken.first_broken_sequence), (false, 2));
+
+        // Another tenant's log is its own, and untouched.
+        let other = client
+            .verify_audit_chain(stack.as_user(
+                "other",
+                pb::VerifyAuditChainRequest {
+                    parent: "tenants/globex".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((other.valid, other.events_checked), (true, 0));
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_reveal_without_its_audit_event() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        let created = stack
+            .create("s", &[("A", "never-shown-without-audit")])
+            .await;
+        let mut raw = stack.raw_database().await;
+        sqlx::query("ALTER TABLE cred_audit_events RENAME TO cred_audit_events_gone")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        let refused = stack.reveal(&created.name).await.unwrap_err();
+        assert!(
+            matches!(refused.code(), Code::Internal | Code::Unavailable),
+            "{refused:?}"
+        );
+        assert!(!refused.message().contains("never-shown"));
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_events_keep_one_linear_chain() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        let created = stack.create("s", &[("A", "value")]).await;
+        let mut reveals = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let mut client = stack.client().await;
+            let request = stack.as_user(
+                "admin",
+                pb::RevealCredentialRequest {
+                    name: created.name.clone(),
+                },
+            );
+            reveals.spawn(async move { client.reveal_credential(request).await });
+        }
+        while let Some(outcome) = reveals.join_next().await {
+            outcome.unwrap().unwrap();
+        }
+        let verified = stack
+            .client()
+            .await
+            .verify_audit_chain(stack.as_user(
+                "admin",
+                pb::VerifyAuditChainRequest {
+                    parent: "tenants/acme".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((verified.valid, verified.events_checked), (true, 21));
+        stack.shutdown().await;
+    })
+    .await;
+}

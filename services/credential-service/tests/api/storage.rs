@@ -1,0 +1,105 @@
+//! At rest: no plaintext anywhere in the rows; ciphertexts bound to their row; key-service
+//! down means cached reads only, and nothing written half-way.
+
+use coffer_proto::pb;
+use coffer_test_support::on_each_backend;
+use sqlx::Row as _;
+use tonic::Code;
+
+use crate::helpers::{Stack, assert_status, new_credential};
+
+const SECRET: &str = "sk-live-4f9a2b7c1d8e3f60a5b4c3d2e1f0";
+
+#[tokio::test]
+async fn rows_hold_no_plaintext_and_swapped_ciphertexts_do_not_decrypt() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        let first = stack.create("s1", &[("API_KEY", SECRET)]).await;
+        let second = stack.create("s2", &[("API_KEY", "another-secret-value-xyz")]).await;
+
+        let mut raw = stack.raw_database().await;
+        let rows = sqlx::query("SELECT id, wrapped_dek, ciphertext, server_id, server_name, configured_integrations FROM cred_credentials")
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for row in &rows {
+            for column in [1usize, 2] {
+                let bytes: Vec<u8> = row.get(column);
+                assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "plaintext in column {column}");
+                assert!(!bytes.windows(8).any(|w| w == b"API_KEY\""), "the map is not stored in the clear");
+            }
+            for column in [3usize, 4, 5] {
+                let text: String = row.get(column);
+                assert!(!text.contains(SECRET));
+            }
+        }
+
+        // Move the first row's ciphertext into the second row: it must not decrypt there.
+        let first_ciphertext: Vec<u8> = rows.iter().find(|r| first.name.ends_with(&r.get::<String, _>(0))).unwrap().get(2);
+        let second_id = second.name.rsplit('/').next().unwrap().to_owned();
+        sqlx::query("UPDATE cred_credentials SET ciphertext = $1 WHERE id = $2")
+            .bind(first_ciphertext)
+            .bind(second_id)
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        let swapped = stack.reveal(&second.name).await;
+        assert_status(swapped, Code::Internal, "internal error");
+        let events = sqlx::query("SELECT action FROM cred_audit_events WHERE action = 'decrypt_failed'")
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "a failed decryption is audited");
+        assert_eq!(stack.reveal(&first.name).await.unwrap().env["API_KEY"], SECRET);
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_key_service_down_only_cached_reads_work_and_nothing_is_half_written() {
+    on_each_backend(|db| async {
+        let mut stack = Stack::spawn(db).await;
+        let cached = stack.create("s1", &[("A", "one")]).await;
+        let uncached = stack.create("s2", &[("A", "two")]).await;
+        // A fresh cache, then one read to warm it for `cached` only.
+        stack.restart_credential_service().await;
+        let mut client = stack.client().await;
+        let viewer = stack.tokens["viewer"].clone();
+        let get = |name: &str| {
+            let mut request = tonic::Request::new(pb::GetCredentialRequest { name: name.into() });
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {viewer}").parse().unwrap());
+            request
+        };
+        client.get_credential(get(&cached.name)).await.unwrap();
+
+        stack.key_service.stop().await;
+        assert!(
+            client.get_credential(get(&cached.name)).await.is_ok(),
+            "cached data key"
+        );
+        assert_status(
+            client.get_credential(get(&uncached.name)).await,
+            Code::Unavailable,
+            "unavailable",
+        );
+        let created = client
+            .create_credential(stack.as_user("admin", new_credential("s3", &[("A", "x")])))
+            .await;
+        assert_status(created, Code::Unavailable, "unavailable");
+
+        let mut raw = stack.raw_database().await;
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM cred_credentials")
+            .fetch_one(&mut raw)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 2, "the failed create wrote nothing");
+        stack.credential_service.stop().await;
+        stack.auth_service.stop().await;
+    })
+    .await;
+}
