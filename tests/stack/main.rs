@@ -42,10 +42,12 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
         auth_listen: "127.0.0.1:0".parse().unwrap(),
+        credential_listen: "127.0.0.1:0".parse().unwrap(),
     };
     let running = up::start(&options).await.unwrap();
     let addr = running.key_service_addr.to_string();
     let auth = running.auth_service_addr.to_string();
+    let credentials = running.credential_service_addr.to_string();
 
     let result = tokio::task::spawn_blocking(move || {
         let services = grpcurl(&tool, &running, &[&addr, "list"]);
@@ -107,6 +109,26 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
             &["-rpc-header", &header, "-d", r#"{"name":"tenants/acme"}"#, &auth, "coffer.v1.AuthService/GetTenant"],
         );
         assert!(tenant.contains("\"displayName\": \"Acme\""), "{tenant}");
+
+        // credential-service: alice stores a credential with her token; reads are masked,
+        // the reveal is audited.
+        let services = grpcurl(&tool, &running, &[&credentials, "list"]);
+        assert!(services.lines().any(|l| l == "coffer.v1.CredentialService"), "{services}");
+        let create = r#"{"parent":"tenants/acme","serverId":"github","env":{"GITHUB_TOKEN":"ghp_0123456789abcdefghij"}}"#;
+        let created = grpcurl(
+            &tool,
+            &running,
+            &["-rpc-header", &header, "-d", create, &credentials, "coffer.v1.CredentialService/CreateCredential"],
+        );
+        let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+        assert_eq!(created["env"]["GITHUB_TOKEN"], "ghp_****************ghij");
+        let reveal = format!(r#"{{"name":"{}"}}"#, created["name"].as_str().unwrap());
+        let revealed = grpcurl(
+            &tool,
+            &running,
+            &["-rpc-header", &header, "-d", &reveal, &credentials, "coffer.v1.CredentialService/RevealCredential"],
+        );
+        assert!(revealed.contains("ghp_0123456789abcdefghij"), "{revealed}");
         running
     })
     .await;

@@ -60,6 +60,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
         data_dir: dir.clone(),
         listen: "127.0.0.1:0".parse()?,
         auth_listen: "127.0.0.1:0".parse()?,
+        credential_listen: "127.0.0.1:0".parse()?,
     })
     .await?;
     let outcome = measure(&running, options).await;

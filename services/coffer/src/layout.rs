@@ -6,11 +6,13 @@
 //!   admin-api-key         0600  the bootstrap org_admin API key of tenant `default`
 //!   key-service.db              SQLite database of the key-service
 //!   auth-service.db             SQLite database of the auth-service
+//!   credential-service.db       SQLite database of the credential-service
 //!   certs/
 //!     ca.pem, ca-key.pem        dev CA (key 0600)
 //!     operator.pem, operator-key.pem        spiffe://coffer.local/operator/admin
 //!     key-service.pem, key-service-key.pem    spiffe://coffer.local/key-service
 //!     auth-service.pem, auth-service-key.pem  spiffe://coffer.local/auth-service
+//!     credential-service.pem, ...-key.pem     spiffe://coffer.local/credential-service
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -46,12 +48,16 @@ pub struct Layout {
     pub key_service: TlsFiles,
     /// The auth-service's certificate.
     pub auth_service: TlsFiles,
+    /// The credential-service's certificate.
+    pub credential_service: TlsFiles,
     /// The dev root keyring file.
     pub root_keys: PathBuf,
     /// The key-service's SQLite file.
     pub key_service_db: PathBuf,
     /// The auth-service's SQLite file.
     pub auth_service_db: PathBuf,
+    /// The credential-service's SQLite file.
+    pub credential_service_db: PathBuf,
 }
 
 /// What [`prepare`] found or made.
@@ -81,6 +87,12 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
     let key_service = ca.issue_files(&certs_dir, "key-service", "key-service", Usage::Service)?;
     let auth_service =
         ca.issue_files(&certs_dir, "auth-service", "auth-service", Usage::Service)?;
+    let credential_service = ca.issue_files(
+        &certs_dir,
+        "credential-service",
+        "credential-service",
+        Usage::Service,
+    )?;
 
     let root_keys = data_dir.join("root-keys");
     let (keyring, generated_root_key) = if root_keys.exists() {
@@ -100,11 +112,13 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
     let layout = Layout {
         key_service_db: data_dir.join("key-service.db"),
         auth_service_db: data_dir.join("auth-service.db"),
+        credential_service_db: data_dir.join("credential-service.db"),
         data_dir,
         certs_dir,
         operator,
         key_service,
         auth_service,
+        credential_service,
         root_keys,
     };
     Ok(Prepared {

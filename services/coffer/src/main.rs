@@ -33,6 +33,9 @@ enum Command {
         /// Address of the auth-service.
         #[arg(long, default_value = "127.0.0.1:50052")]
         auth_listen: SocketAddr,
+        /// Address of the credential-service.
+        #[arg(long, default_value = "127.0.0.1:50053")]
+        credential_listen: SocketAddr,
     },
     /// Measure key-service throughput and latency over mTLS against a same-run baseline.
     Bench {
@@ -177,11 +180,13 @@ async fn main() -> ExitCode {
             data_dir,
             listen,
             auth_listen,
+            credential_listen,
         } => {
             run_up(up::Options {
                 data_dir,
                 listen,
                 auth_listen,
+                credential_listen,
             })
             .await
         }
@@ -284,6 +289,10 @@ async fn run_up(options: up::Options) -> anyhow::Result<String> {
     };
     println!("key-service listening on {}", running.key_service_addr);
     println!("auth-service listening on {}", running.auth_service_addr);
+    println!(
+        "credential-service listening on {}",
+        running.credential_service_addr
+    );
     match bootstrapped {
         Some(key) => println!(
             "admin API key of tenant `default` (shown once; saved to {}): {}",

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use coffer_auth_service::Config as AuthServiceConfig;
+use coffer_credential_service::Config as CredentialServiceConfig;
 use coffer_key_service::Config as KeyServiceConfig;
 use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
@@ -23,6 +24,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// The auth-service's listen address.
     pub auth_listen: SocketAddr,
+    /// The credential-service's listen address.
+    pub credential_listen: SocketAddr,
 }
 
 /// A running dev stack.
@@ -31,6 +34,8 @@ pub struct Running {
     pub key_service_addr: SocketAddr,
     /// The auth-service's address.
     pub auth_service_addr: SocketAddr,
+    /// The credential-service's address.
+    pub credential_service_addr: SocketAddr,
     /// The data directory's files.
     pub layout: Layout,
     /// Whether this start generated a new dev root key.
@@ -49,8 +54,10 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
     let layout = prepared.layout;
     let key_listener = bind(options.listen).await?;
     let auth_listener = bind(options.auth_listen).await?;
+    let credential_listener = bind(options.credential_listen).await?;
     let key_service_addr = key_listener.local_addr()?;
     let auth_service_addr = auth_listener.local_addr()?;
+    let credential_service_addr = credential_listener.local_addr()?;
     let mut stops = Vec::new();
     let mut services = JoinSet::new();
 
@@ -79,9 +86,29 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         ("auth-service", served.map_err(anyhow::Error::from))
     });
 
+    // credential-service gets data keys from key-service and checks bearers with auth-service.
+    let credential_config = CredentialServiceConfig::new(
+        sqlite_url(&layout.credential_service_db),
+        TlsMaterial::load(&layout.credential_service)?,
+        format!("https://{key_service_addr}"),
+        format!("https://{auth_service_addr}"),
+    );
+    let (stop, stopped) = watch::channel(false);
+    stops.push(("credential-service", stop));
+    services.spawn(async move {
+        let served = coffer_credential_service::serve(
+            credential_config,
+            credential_listener,
+            signal(stopped),
+        )
+        .await;
+        ("credential-service", served.map_err(anyhow::Error::from))
+    });
+
     Ok(Running {
         key_service_addr,
         auth_service_addr,
+        credential_service_addr,
         layout,
         generated_root_key: prepared.generated_root_key,
         stops,
@@ -91,7 +118,8 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
 
 impl Running {
     /// Stops the services in reverse start order, each after the ones that depend on it
-    /// (auth-service before key-service), letting each drain its in-flight calls.
+    /// (credential-service, then auth-service, then key-service), letting each drain its
+    /// in-flight calls.
     ///
     /// # Errors
     /// The first service failure.

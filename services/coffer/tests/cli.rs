@@ -29,6 +29,8 @@ fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 2]) {
             "127.0.0.1:0",
             "--auth-listen",
             "127.0.0.1:0",
+            "--credential-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data_dir)
