@@ -1,7 +1,11 @@
 //! The tonic service: authenticate the bearer, check tenant and scope, parse the request, call
 //! the operation, map the result (masking every value on the way out, except for Reveal).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 use coffer_authn::authenticator::Authenticator;
 use coffer_authn::{Principal, Scope};
@@ -14,6 +18,7 @@ use crate::env::{Env, check_name};
 use crate::names::{parse_credential_name, parse_tenant_name, validate_new};
 use crate::ops::audit::ChainCheck;
 use crate::ops::{Actor, Credentials, credential_name};
+use crate::sealing::SealingKeys;
 use crate::store::{AuditEvent, CredentialRow};
 use crate::{Error, Result};
 
@@ -26,15 +31,43 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 pub struct CredentialServiceApi {
     credentials: Arc<Credentials>,
     authenticator: Arc<Authenticator>,
+    sealing: Arc<SealingKeys>,
 }
 
 impl CredentialServiceApi {
     /// Serves `credentials`, authenticating bearers with `authenticator`.
-    pub fn new(credentials: Arc<Credentials>, authenticator: Arc<Authenticator>) -> Self {
+    pub fn new(
+        credentials: Arc<Credentials>,
+        authenticator: Arc<Authenticator>,
+        sealing: Arc<SealingKeys>,
+    ) -> Self {
         Self {
             credentials,
             authenticator,
+            sealing,
         }
+    }
+
+    /// Opens sealed values into `plain`; a name may not appear in both.
+    fn unseal_into(
+        &self,
+        field: &'static str,
+        sealed: HashMap<String, pb::SealedValue>,
+        mut plain: HashMap<String, String>,
+    ) -> Result<HashMap<String, String>> {
+        for (name, value) in sealed {
+            if plain.contains_key(&name) {
+                return Err(Error::invalid(
+                    field,
+                    format!("`{name}` is given both sealed and in the clear"),
+                ));
+            }
+            let opened = self
+                .sealing
+                .open(field, &name, &value.kid, &value.ciphertext)?;
+            plain.insert(name, opened);
+        }
+        Ok(plain)
     }
 
     /// Authenticates the caller and checks it may act in `tenant` with `scope` on `resource`.
@@ -81,7 +114,10 @@ impl CredentialService for CredentialServiceApi {
                 &format!("tenants/{tenant}"),
             )
             .await?;
-        let new = validate_new(tenant, request.into_inner())?;
+        let mut request = request.into_inner();
+        let sealed = std::mem::take(&mut request.sealed_env);
+        request.env = self.unseal_into("sealed_env", sealed, std::mem::take(&mut request.env))?;
+        let new = validate_new(tenant, request)?;
         let (row, env) = self.credentials.create(new, &actor).await?;
         Ok(Response::new(credential_proto(&row, &env)?))
     }
@@ -141,7 +177,8 @@ impl CredentialService for CredentialServiceApi {
             .authorize(&request, &tenant, Scope::McpWrite, &name)
             .await?;
         let request = request.into_inner();
-        let set = Env::parse("set_env", request.set_env)?;
+        let set = self.unseal_into("set_sealed_env", request.set_sealed_env, request.set_env)?;
+        let set = Env::parse("set_env", set)?;
         for unset in &request.unset_env {
             check_name("unset_env", unset)?;
         }
@@ -181,7 +218,10 @@ impl CredentialService for CredentialServiceApi {
         let actor = self
             .authorize(&request, &tenant, Scope::CredentialReveal, &name)
             .await?;
-        let (row, env) = self.credentials.reveal(&tenant, &id, &actor).await?;
+        let (row, env) = self
+            .credentials
+            .reveal(&tenant, &id, "reveal", &actor)
+            .await?;
         Ok(Response::new(pb::RevealCredentialResponse {
             env: env.into_revealed(),
             row_version: u64::try_from(row.row_version).unwrap_or(0),
@@ -209,6 +249,50 @@ impl CredentialService for CredentialServiceApi {
             valid: missing.is_empty(),
             missing,
         }))
+    }
+
+    async fn get_sealing_key(
+        &self,
+        request: Request<pb::GetSealingKeyRequest>,
+    ) -> Reply<pb::SealingKey> {
+        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
+        self.authorize(
+            &request,
+            &tenant,
+            Scope::McpWrite,
+            &format!("tenants/{tenant}"),
+        )
+        .await?;
+        let key = self.sealing.current()?;
+        Ok(Response::new(pb::SealingKey {
+            kid: key.kid,
+            alg: crate::sealing::ALG.to_owned(),
+            public_key: STANDARD.encode(key.public_key),
+            encoding: "base64".to_owned(),
+            max_size_bytes: u32::try_from(crate::sealing::MAX_SIZE_BYTES).unwrap_or(u32::MAX),
+            expires_at: Some(timestamp(key.expires_at)),
+        }))
+    }
+
+    async fn hydrate_config(
+        &self,
+        request: Request<pb::HydrateConfigRequest>,
+    ) -> Reply<pb::HydrateConfigResponse> {
+        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
+        let name = credential_name(&tenant, &id);
+        let actor = self
+            .authorize(&request, &tenant, Scope::CredentialReveal, &name)
+            .await?;
+        let request = request.into_inner();
+        for variable in request.paths.values() {
+            check_name("paths", variable)?;
+        }
+        let (_, env) = self
+            .credentials
+            .reveal(&tenant, &id, "hydrate", &actor)
+            .await?;
+        let config = crate::hydrate::hydrate(&request.base_config, &request.paths, &env)?;
+        Ok(Response::new(pb::HydrateConfigResponse { config }))
     }
 
     async fn list_audit_events(

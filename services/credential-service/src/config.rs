@@ -53,6 +53,9 @@ pub struct Config {
     pub dek_cache_capacity: NonZeroUsize,
     /// See `dek_cache_capacity`.
     pub dek_cache_ttl: Duration,
+    /// How long a sealing key pair lives (`..__SEALING_KEY_LIFETIME`, default `1h`; `0`
+    /// disables sealed intake). A new pair is handed out after half of it.
+    pub sealing_key_lifetime: Option<Duration>,
     /// Bearer verification settings (issuer `..__TOKEN_ISSUER`, audience `..__TOKEN_AUDIENCE`).
     pub authn: coffer_authn::authenticator::Settings,
     /// Longest time one request may take (`..__REQUEST_TIMEOUT`, default `30s`).
@@ -83,6 +86,7 @@ impl Config {
             data_key_id: "credentials".to_owned(),
             dek_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             dek_cache_ttl: Duration::from_secs(300),
+            sealing_key_lifetime: Some(Duration::from_secs(3600)),
             authn: coffer_authn::authenticator::Settings::default(),
             request_timeout: Duration::from_secs(30),
             shutdown_grace_period: Duration::from_secs(30),
@@ -130,6 +134,9 @@ impl Config {
             s.parse::<NonZeroUsize>().ok()
         });
         let dek_cache_ttl = p.parse("DEK_CACHE_TTL", "5m", parse_duration);
+        let sealing_key_lifetime = p.parse("SEALING_KEY_LIFETIME", "1h", |s| {
+            parse_duration(s).map(|d| (!d.is_zero()).then_some(d))
+        });
         let issuer = p.parse("TOKEN_ISSUER", "https://coffer.local", |s| {
             Some(s.to_owned())
         });
@@ -144,11 +151,13 @@ impl Config {
             (Some(listen), Some(database_url), Some(database_max_connections), Some(tls)),
             (Some(key_service), Some(auth_service), Some(data_key_id)),
             (Some(dek_cache_capacity), Some(dek_cache_ttl), Some(issuer), Some(audience)),
+            Some(sealing_key_lifetime),
             (Some(request_timeout), Some(shutdown_grace_period), Some(log_format)),
         ) = (
             (listen, database_url, database_max_connections, tls),
             (key_service, auth_service, data_key_id),
             (dek_cache_capacity, dek_cache_ttl, issuer, audience),
+            sealing_key_lifetime,
             (request_timeout, shutdown_grace_period, log_format),
         )
         else {
@@ -172,6 +181,7 @@ impl Config {
             data_key_id,
             dek_cache_capacity,
             dek_cache_ttl,
+            sealing_key_lifetime,
             authn,
             request_timeout,
             shutdown_grace_period,

@@ -13,8 +13,10 @@ pub mod config;
 pub mod dek;
 pub mod env;
 mod error;
+pub mod hydrate;
 pub mod names;
 pub mod ops;
+pub mod sealing;
 pub mod store;
 
 use std::future::Future;
@@ -35,6 +37,7 @@ use crate::api::CredentialServiceApi;
 use crate::config::Upstream;
 use crate::dek::DataKeys;
 use crate::ops::Credentials;
+use crate::sealing::SealingKeys;
 use crate::store::Store;
 
 /// Runs the credential-service on `listener` until `shutdown` resolves.
@@ -71,7 +74,8 @@ pub async fn serve(
             .set_not_serving::<CredentialServiceServer<CredentialServiceApi>>()
             .await;
     };
-    let api = CredentialServiceApi::new(Arc::clone(&credentials), authenticator);
+    let sealing = Arc::new(SealingKeys::new(config.sealing_key_lifetime));
+    let api = CredentialServiceApi::new(Arc::clone(&credentials), authenticator, sealing);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = Server::builder()
         .tls_config(config.tls.server_config())

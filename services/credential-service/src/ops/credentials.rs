@@ -184,8 +184,8 @@ impl Credentials {
         }
     }
 
-    /// The environment in the clear, after writing the audit event: if the event cannot be
-    /// written, nothing is revealed.
+    /// The environment in the clear (for a reveal or a hydrate, named by `action`), after
+    /// writing the audit event: if the event cannot be written, nothing is revealed.
     ///
     /// # Errors
     /// [`Error::FailedPrecondition`] for an expired credential; the audit write's error; as
@@ -194,6 +194,7 @@ impl Credentials {
         &self,
         tenant: &str,
         id: &str,
+        action: &str,
         actor: &Actor,
     ) -> Result<(CredentialRow, Env)> {
         let row = self.row(tenant, id).await?;
@@ -202,7 +203,7 @@ impl Credentials {
             return Err(Error::FailedPrecondition(format!("{name} has expired")));
         }
         self.store
-            .audit(&event(tenant, actor, "reveal", &name, "success"))
+            .audit(&event(tenant, actor, action, &name, "success"))
             .await?;
         let env = self.open(&row, actor).await?;
         Ok((row, env))

@@ -68,6 +68,7 @@ async fn a_credential_lives_masked_and_reveals_only_on_request() {
                     row_version: 1,
                     set_env: [("ORG".to_owned(), "globex-and-more-chars".to_owned())].into(),
                     unset_env: vec!["GITHUB_TOKEN".into()],
+                    set_sealed_env: Default::default(),
                 },
             ))
             .await
@@ -87,6 +88,7 @@ async fn a_credential_lives_masked_and_reveals_only_on_request() {
                     row_version: 1,
                     set_env: [("ORG".to_owned(), "overwritten".to_owned())].into(),
                     unset_env: vec![],
+                    set_sealed_env: Default::default(),
                 },
             ))
             .await;
@@ -310,6 +312,7 @@ async fn bad_inputs_name_their_field() {
                     row_version: 1,
                     set_env: Default::default(),
                     unset_env: vec!["no such-name".into()],
+                    set_sealed_env: Default::default(),
                 },
             ))
             .await;

@@ -264,6 +264,7 @@ pub fn new_credential(server_id: &str, env: &[(&str, &str)]) -> pb::CreateCreden
             .collect(),
         configured_integrations: vec!["issues".into()],
         expire_time: None,
+        sealed_env: Default::default(),
     }
 }
 

@@ -10,4 +10,5 @@
 mod audit;
 mod credentials;
 mod helpers;
+mod sealing;
 mod storage;

@@ -1,0 +1,186 @@
+//! Sealed-box intake: session key pairs held only in memory, replaced on a schedule.
+//!
+//! The current pair is handed out by GetSealingKey until half its lifetime has passed; then a
+//! new pair is made, and the old one still opens what was sealed to it until it expires. Keys
+//! are never persisted: a restart ends every sealing session (clients fetch a new key).
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use coffer_crypto::SecretBytes;
+use coffer_crypto::sealed::{SealError, SealingKeyPair};
+
+use crate::{Error, Result, now};
+
+/// Largest plaintext accepted per sealed value.
+pub const MAX_SIZE_BYTES: usize = 65_536;
+/// The algorithm name clients see.
+pub const ALG: &str = "libsodium-sealedbox";
+
+/// A public sealing key as handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicSealingKey {
+    /// Key id.
+    pub kid: String,
+    /// The X25519 public key.
+    pub public_key: [u8; 32],
+    /// Expiry, unix seconds.
+    pub expires_at: i64,
+}
+
+struct Pair {
+    kid: String,
+    pair: SealingKeyPair,
+    created: i64,
+    expires_at: i64,
+}
+
+/// The session key pairs, or nothing when intake is disabled.
+pub struct SealingKeys {
+    lifetime: Option<Duration>,
+    pairs: Mutex<Vec<Pair>>,
+}
+
+impl SealingKeys {
+    /// Intake with pairs living `lifetime`; `None` disables it.
+    pub fn new(lifetime: Option<Duration>) -> Self {
+        Self {
+            lifetime,
+            pairs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The key to seal to now (making a new pair when needed).
+    ///
+    /// # Errors
+    /// [`Error::FailedPrecondition`] when intake is disabled; [`Error::Crypto`] if the RNG fails.
+    pub fn current(&self) -> Result<PublicSealingKey> {
+        let lifetime = self.enabled()?;
+        let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+        let now = now();
+        let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+        pairs.retain(|pair| pair.expires_at > now);
+        let fresh = pairs
+            .last()
+            .filter(|pair| now - pair.created < lifetime / 2);
+        if fresh.is_none() {
+            let mut id = [0u8; 8];
+            coffer_crypto::fill_random(&mut id)?;
+            pairs.push(Pair {
+                kid: id.iter().map(|b| format!("{b:02x}")).collect(),
+                pair: SealingKeyPair::generate()?,
+                created: now,
+                expires_at: now.saturating_add(lifetime),
+            });
+        }
+        let pair = pairs.last().ok_or(Error::Corrupt("no sealing key"))?;
+        Ok(PublicSealingKey {
+            kid: pair.kid.clone(),
+            public_key: *pair.pair.public_key(),
+            expires_at: pair.expires_at,
+        })
+    }
+
+    /// Opens one sealed value of variable `name`; each failure has its own message.
+    ///
+    /// # Errors
+    /// [`Error::FailedPrecondition`] for disabled intake or an unknown or expired kid;
+    /// [`Error::InvalidArgument`] on `field` for bad base64, a box that does not open, a
+    /// value over [`MAX_SIZE_BYTES`] or not UTF-8.
+    pub fn open(
+        &self,
+        field: &'static str,
+        name: &str,
+        kid: &str,
+        ciphertext: &str,
+    ) -> Result<String> {
+        self.enabled()?;
+        let sealed = STANDARD.decode(ciphertext).map_err(|_| {
+            Error::invalid(field, format!("{name}: ciphertext is not valid base64"))
+        })?;
+        if sealed.len() > MAX_SIZE_BYTES + coffer_crypto::sealed::OVERHEAD {
+            return Err(Error::invalid(
+                field,
+                format!("{name}: sealed value over {MAX_SIZE_BYTES} bytes"),
+            ));
+        }
+        let now = now();
+        let pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+        let pair = pairs
+            .iter()
+            .find(|pair| pair.kid == kid && pair.expires_at > now)
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "{name}: sealing key `{kid}` is unknown or expired; fetch a new one with GetSealingKey"
+                ))
+            })?;
+        let opened: SecretBytes = pair.pair.open(&sealed).map_err(|error| match error {
+            SealError::TooShort | SealError::WeakKey | SealError::Decrypt | SealError::Seal => {
+                Error::invalid(
+                    field,
+                    format!("{name}: decryption failed (sealed to another key, or altered)"),
+                )
+            }
+        })?;
+        let text = String::from_utf8(opened.into_inner())
+            .map_err(|_| Error::invalid(field, format!("{name}: the value is not UTF-8")))?;
+        Ok(text)
+    }
+
+    fn enabled(&self) -> Result<Duration> {
+        self.lifetime.ok_or_else(|| {
+            Error::FailedPrecondition("sealed intake is not enabled on this server".to_owned())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seal_b64(public_key: &[u8; 32], message: &[u8]) -> String {
+        STANDARD.encode(coffer_crypto::sealed::seal(public_key, message).unwrap())
+    }
+
+    #[test]
+    fn each_intake_failure_has_its_own_message() {
+        let disabled = SealingKeys::new(None);
+        assert!(
+            disabled
+                .current()
+                .unwrap_err()
+                .to_string()
+                .contains("not enabled")
+        );
+        assert!(
+            disabled
+                .open("env", "A", "kid", "AAAA")
+                .unwrap_err()
+                .to_string()
+                .contains("not enabled")
+        );
+
+        let keys = SealingKeys::new(Some(Duration::from_secs(3600)));
+        let key = keys.current().unwrap();
+        let sealed = seal_b64(&key.public_key, b"value");
+        assert_eq!(keys.open("env", "A", &key.kid, &sealed).unwrap(), "value");
+        let error = |kid: &str, ciphertext: &str| {
+            keys.open("env", "A", kid, ciphertext)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error("nope", &sealed).contains("unknown or expired"));
+        assert!(error(&key.kid, "not base64!").contains("not valid base64"));
+        let other = SealingKeyPair::generate().unwrap();
+        assert!(
+            error(&key.kid, &seal_b64(other.public_key(), b"value")).contains("decryption failed")
+        );
+        let big = vec![b'x'; MAX_SIZE_BYTES + 1];
+        assert!(error(&key.kid, &seal_b64(&key.public_key, &big)).contains("over 65536 bytes"));
+        assert!(error(&key.kid, &seal_b64(&key.public_key, &[0xff, 0xfe])).contains("not UTF-8"));
+        // The same pair is handed out until half its lifetime has passed.
+        assert_eq!(keys.current().unwrap().kid, key.kid);
+    }
+}
