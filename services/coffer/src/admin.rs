@@ -28,11 +28,21 @@ pub struct Target {
 }
 
 impl Target {
-    /// A client authenticated by the operator certificate.
+    /// A client of auth-service, authenticated by the operator certificate.
     ///
     /// # Errors
     /// If the certificate files are missing or the service cannot be reached.
     pub async fn connect(&self) -> anyhow::Result<AuthServiceClient<Channel>> {
+        Ok(AuthServiceClient::new(
+            self.channel(self.auth_addr, "auth-service").await?,
+        ))
+    }
+
+    /// An mTLS channel to the service at `addr`, with the operator certificate.
+    ///
+    /// # Errors
+    /// If the certificate files are missing or the service cannot be reached.
+    pub async fn channel(&self, addr: SocketAddr, service: &str) -> anyhow::Result<Channel> {
         let certs = self.data_dir.join("certs");
         let files = TlsFiles {
             cert: certs.join("operator.pem"),
@@ -45,12 +55,11 @@ impl Target {
                 certs.display()
             )
         })?;
-        let channel = Endpoint::from_shared(format!("https://{}", self.auth_addr))?
-            .tls_config(material.client_config(&self.auth_addr.ip().to_string()))?
+        Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config(material.client_config(&addr.ip().to_string()))?
             .connect()
             .await
-            .with_context(|| format!("cannot reach auth-service at {}", self.auth_addr))?;
-        Ok(AuthServiceClient::new(channel))
+            .with_context(|| format!("cannot reach {service} at {addr}"))
     }
 
     /// The bearer API key: `$COFFER_API_KEY`, else the key file.
@@ -74,7 +83,8 @@ impl Target {
         Ok(SecretString::from(key.trim().to_owned()))
     }
 
-    fn authorized<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
+    /// `message` with the bearer API key attached.
+    pub(crate) fn authorized<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
         let mut request = tonic::Request::new(message);
         let value = format!("Bearer {}", self.api_key()?.expose_secret());
         request.metadata_mut().insert(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use coffer::{admin, bench, layout, up};
+use coffer::{admin, bench, cred, layout, up};
 use secrecy::ExposeSecret as _;
 
 #[derive(Parser)]
@@ -75,6 +75,121 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// MCP credentials (the bearer is `$COFFER_API_KEY` or `--api-key-file`).
+    Cred {
+        #[command(subcommand)]
+        command: CredCommand,
+    },
+    /// Seal one value read from standard input to the credential-service's sealing key;
+    /// prints `{"ciphertext": ..., "kid": ...}` for a `sealed_env` entry.
+    Seal {
+        #[command(flatten)]
+        target: CredTargetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CredCommand {
+    /// Create a credential. `--sealed NAME` reads NAME's value from stdin (a line each).
+    Create {
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// The MCP server id.
+        #[arg(long)]
+        server_id: String,
+        /// The server template id.
+        #[arg(long, default_value = "")]
+        template_id: String,
+        /// A display name.
+        #[arg(long, default_value = "")]
+        server_name: String,
+        /// A non-secret entry, NAME=VALUE (repeatable).
+        #[arg(long)]
+        env: Vec<String>,
+        /// A secret entry: its value is read from stdin and sealed locally (repeatable).
+        #[arg(long)]
+        sealed: Vec<String>,
+    },
+    /// Show a credential, masked.
+    Get {
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+    },
+    /// List credentials (names of their variables, never values).
+    List {
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Only this MCP server's.
+        #[arg(long, default_value = "")]
+        server_id: String,
+    },
+    /// Change entries, given the row version last read.
+    Update {
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+        /// The row version this change is based on.
+        #[arg(long)]
+        version: u64,
+        /// Set a non-secret entry, NAME=VALUE (repeatable).
+        #[arg(long)]
+        env: Vec<String>,
+        /// Remove an entry (repeatable).
+        #[arg(long)]
+        unset: Vec<String>,
+        /// Set a secret entry read from stdin, sealed locally (repeatable).
+        #[arg(long)]
+        sealed: Vec<String>,
+    },
+    /// Print the values in the clear (audited).
+    Reveal {
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+    },
+    /// Delete a credential.
+    Delete {
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+    },
+    /// Check that variables are present and non-empty, without revealing them.
+    Validate {
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+        /// A required variable (repeatable).
+        #[arg(long)]
+        require: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct CredTargetArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// credential-service address.
+    #[arg(long, default_value = "127.0.0.1:50053")]
+    credential_addr: SocketAddr,
+    /// Tenant id.
+    #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
+    tenant: String,
+}
+
+impl CredTargetArgs {
+    fn target(self) -> cred::CredTarget {
+        cred::CredTarget {
+            target: self.target.target(),
+            addr: self.credential_addr,
+            tenant: self.tenant,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -253,6 +368,46 @@ async fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::Introspect { target },
         } => admin::introspect(&target.target()).await,
+        Command::Seal { target } => cred::seal(&target.target()).await,
+        Command::Cred { command } => match command {
+            CredCommand::Create {
+                target,
+                server_id,
+                template_id,
+                server_name,
+                env,
+                sealed,
+            } => {
+                cred::create(
+                    &target.target(),
+                    &server_id,
+                    &template_id,
+                    &server_name,
+                    &env,
+                    &sealed,
+                )
+                .await
+            }
+            CredCommand::Get { target, name } => cred::get(&target.target(), &name).await,
+            CredCommand::List { target, server_id } => {
+                cred::list(&target.target(), &server_id).await
+            }
+            CredCommand::Update {
+                target,
+                name,
+                version,
+                env,
+                unset,
+                sealed,
+            } => cred::update(&target.target(), &name, version, &env, &unset, &sealed).await,
+            CredCommand::Reveal { target, name } => cred::reveal(&target.target(), &name).await,
+            CredCommand::Delete { target, name } => cred::delete(&target.target(), &name).await,
+            CredCommand::Validate {
+                target,
+                name,
+                require,
+            } => cred::validate(&target.target(), &name, &require).await,
+        },
     };
     match outcome {
         Ok(output) => {

@@ -20,8 +20,9 @@ fn coffer_up(data_dir: &Path) -> (Child, SocketAddr) {
     (child, addrs[0])
 }
 
-/// Starts `coffer up` on free ports and returns the child and both addresses it printed.
-fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 2]) {
+/// Starts `coffer up` on free ports and returns the child and the addresses it printed (key,
+/// auth and credential services).
+fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 3]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args([
             "up",
@@ -40,20 +41,22 @@ fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 2]) {
         .expect("coffer starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let mut key_service = None;
+    let mut found: [Option<SocketAddr>; 3] = [None; 3];
     let addrs = loop {
         let line = lines
             .next()
             .expect("coffer up printed its addresses")
             .unwrap();
-        if let Some(addr) = line.strip_prefix("key-service listening on ") {
-            key_service = Some(addr.parse().unwrap());
+        for (slot, prefix) in ["key-service", "auth-service", "credential-service"]
+            .iter()
+            .enumerate()
+        {
+            if let Some(addr) = line.strip_prefix(&format!("{prefix} listening on ")) {
+                found[slot] = Some(addr.parse().unwrap());
+            }
         }
-        if let Some(addr) = line.strip_prefix("auth-service listening on ") {
-            break [
-                key_service.expect("key-service first"),
-                addr.parse().unwrap(),
-            ];
+        if let [Some(key), Some(auth), Some(credential)] = found {
+            break [key, auth, credential];
         }
     };
     // Keep reading so the child never writes into a closed pipe.
@@ -238,7 +241,7 @@ fn field<'a>(output: &'a str, name: &str) -> &'a str {
 async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let (child, [_, auth]) = coffer_up_all(&data_dir);
+    let (child, [_, auth, _]) = coffer_up_all(&data_dir);
     let admin_key = std::fs::read_to_string(data_dir.join("admin-api-key")).unwrap();
     assert!(admin_key.trim().starts_with("mcp_sk_"));
     #[cfg(unix)]
@@ -325,5 +328,91 @@ async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
     let introspected = coffer(&["token", "introspect"], &data_dir, auth, access);
     assert_eq!(field(&introspected, "active:"), "true");
     assert_eq!(field(&introspected, "sub:"), "dana");
+    terminate(child, &data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_credential_lives_through_the_cli_with_secrets_sealed_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (child, [_, auth, credential]) = coffer_up_all(&data_dir);
+    let addr = credential.to_string();
+    let cred = |args: &[&str], stdin: &str| {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--credential-addr", &addr]);
+        coffer(&full, &data_dir, auth, stdin)
+    };
+
+    let created = cred(
+        &[
+            "cred",
+            "create",
+            "--server-id",
+            "github",
+            "--env",
+            "ORG=acme",
+            "--sealed",
+            "GITHUB_TOKEN",
+        ],
+        "ghp_sealed_on_the_client_1234\n",
+    );
+    let name = field(&created, "name:").to_owned();
+    assert_eq!(
+        field(&created, "env GITHUB_TOKEN:"),
+        "ghp_*********************1234"
+    );
+    assert!(!created.contains("sealed_on_the_client"), "{created}");
+
+    let listed = cred(&["cred", "list"], "");
+    assert!(
+        listed.contains(&name) && listed.contains("GITHUB_TOKEN,ORG"),
+        "{listed}"
+    );
+    let validated = cred(
+        &[
+            "cred",
+            "validate",
+            &name,
+            "--require",
+            "GITHUB_TOKEN",
+            "--require",
+            "SLACK",
+        ],
+        "",
+    );
+    assert_eq!(
+        (field(&validated, "valid:"), field(&validated, "missing:")),
+        ("false", "SLACK")
+    );
+    let updated = cred(
+        &[
+            "cred",
+            "update",
+            &name,
+            "--version",
+            "1",
+            "--unset",
+            "ORG",
+            "--sealed",
+            "SLACK",
+        ],
+        "xoxb-sealed-too-0000000\n",
+    );
+    assert_eq!(field(&updated, "row_version:"), "2");
+    let revealed = cred(&["cred", "reveal", &name], "");
+    assert!(
+        revealed.contains("GITHUB_TOKEN=ghp_sealed_on_the_client_1234"),
+        "{revealed}"
+    );
+    assert!(
+        revealed.contains("SLACK=xoxb-sealed-too-0000000") && !revealed.contains("ORG="),
+        "{revealed}"
+    );
+    let sealed: serde_json::Value = serde_json::from_str(&cred(&["seal"], "a value")).unwrap();
+    assert!(sealed["ciphertext"].as_str().unwrap().len() > 40 && sealed["kid"].is_string());
+    assert_eq!(
+        field(&cred(&["cred", "delete", &name], ""), "deleted:"),
+        name
+    );
     terminate(child, &data_dir);
 }
