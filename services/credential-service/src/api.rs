@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::env::{Env, check_name};
 use crate::names::{parse_credential_name, parse_tenant_name, validate_new};
 use crate::ops::audit::ChainCheck;
+use crate::ops::sweep::Progress;
 use crate::ops::{Actor, Credentials, credential_name};
 use crate::sealing::SealingKeys;
 use crate::store::{AuditEvent, CredentialRow};
@@ -295,6 +296,42 @@ impl CredentialService for CredentialServiceApi {
         Ok(Response::new(pb::HydrateConfigResponse { config }))
     }
 
+    async fn rewrap_credentials(
+        &self,
+        request: Request<pb::RewrapCredentialsRequest>,
+    ) -> Reply<pb::RewrapProgress> {
+        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
+        self.authorize(
+            &request,
+            &tenant,
+            Scope::OrgAdmin,
+            &format!("tenants/{tenant}"),
+        )
+        .await?;
+        let progress = self
+            .credentials
+            .rewrap(&tenant, request.get_ref().max_pages)
+            .await?;
+        Ok(Response::new(progress_proto(progress)))
+    }
+
+    async fn get_rewrap_progress(
+        &self,
+        request: Request<pb::GetRewrapProgressRequest>,
+    ) -> Reply<pb::RewrapProgress> {
+        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
+        self.authorize(
+            &request,
+            &tenant,
+            Scope::OrgRead,
+            &format!("tenants/{tenant}"),
+        )
+        .await?;
+        Ok(Response::new(progress_proto(
+            self.credentials.rewrap_progress(&tenant).await?,
+        )))
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
@@ -359,6 +396,17 @@ impl CredentialService for CredentialServiceApi {
                 .and_then(|s| u64::try_from(s).ok())
                 .unwrap_or(0),
         }))
+    }
+}
+
+fn progress_proto(progress: Progress) -> pb::RewrapProgress {
+    pb::RewrapProgress {
+        target_version: progress.target_version,
+        rewrapped: progress.rewrapped,
+        remaining: progress.remaining,
+        done: progress.remaining == 0,
+        cursor: progress.cursor,
+        failed: progress.failed,
     }
 }
 

@@ -56,6 +56,12 @@ pub struct Config {
     /// How long a sealing key pair lives (`..__SEALING_KEY_LIFETIME`, default `1h`; `0`
     /// disables sealed intake). A new pair is handed out after half of it.
     pub sealing_key_lifetime: Option<Duration>,
+    /// Credentials per re-wrap page (`..__REWRAP_PAGE_SIZE`, default 100) and how often the
+    /// background sweep looks for credentials behind their tenant key's primary version
+    /// (`..__REWRAP_INTERVAL`, default `5m`).
+    pub rewrap_page_size: u32,
+    /// See `rewrap_page_size`.
+    pub rewrap_interval: Duration,
     /// Bearer verification settings (issuer `..__TOKEN_ISSUER`, audience `..__TOKEN_AUDIENCE`).
     pub authn: coffer_authn::authenticator::Settings,
     /// Longest time one request may take (`..__REQUEST_TIMEOUT`, default `30s`).
@@ -87,6 +93,8 @@ impl Config {
             dek_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             dek_cache_ttl: Duration::from_secs(300),
             sealing_key_lifetime: Some(Duration::from_secs(3600)),
+            rewrap_page_size: 100,
+            rewrap_interval: Duration::from_secs(300),
             authn: coffer_authn::authenticator::Settings::default(),
             request_timeout: Duration::from_secs(30),
             shutdown_grace_period: Duration::from_secs(30),
@@ -134,6 +142,12 @@ impl Config {
             s.parse::<NonZeroUsize>().ok()
         });
         let dek_cache_ttl = p.parse("DEK_CACHE_TTL", "5m", parse_duration);
+        let rewrap_page_size = p.parse("REWRAP_PAGE_SIZE", "100", |s| {
+            s.parse::<u32>().ok().filter(|n| (1..=1000).contains(n))
+        });
+        let rewrap_interval = p.parse("REWRAP_INTERVAL", "5m", |s| {
+            parse_duration(s).filter(|d| !d.is_zero())
+        });
         let sealing_key_lifetime = p.parse("SEALING_KEY_LIFETIME", "1h", |s| {
             parse_duration(s).map(|d| (!d.is_zero()).then_some(d))
         });
@@ -151,13 +165,13 @@ impl Config {
             (Some(listen), Some(database_url), Some(database_max_connections), Some(tls)),
             (Some(key_service), Some(auth_service), Some(data_key_id)),
             (Some(dek_cache_capacity), Some(dek_cache_ttl), Some(issuer), Some(audience)),
-            Some(sealing_key_lifetime),
+            (Some(sealing_key_lifetime), Some(rewrap_page_size), Some(rewrap_interval)),
             (Some(request_timeout), Some(shutdown_grace_period), Some(log_format)),
         ) = (
             (listen, database_url, database_max_connections, tls),
             (key_service, auth_service, data_key_id),
             (dek_cache_capacity, dek_cache_ttl, issuer, audience),
-            sealing_key_lifetime,
+            (sealing_key_lifetime, rewrap_page_size, rewrap_interval),
             (request_timeout, shutdown_grace_period, log_format),
         )
         else {
@@ -182,6 +196,8 @@ impl Config {
             dek_cache_capacity,
             dek_cache_ttl,
             sealing_key_lifetime,
+            rewrap_page_size,
+            rewrap_interval,
             authn,
             request_timeout,
             shutdown_grace_period,

@@ -124,6 +124,68 @@ impl DataKeys {
         Ok(key)
     }
 
+    /// The tenant key's primary version, or `None` if the tenant has no key yet.
+    ///
+    /// # Errors
+    /// [`Error::KeyService`].
+    pub async fn primary_version(&self, tenant: &str) -> Result<Option<u32>> {
+        let key = self
+            .client
+            .clone()
+            .get_key(pb::GetKeyRequest {
+                name: self.key_name(tenant),
+            })
+            .await;
+        match key {
+            Ok(key) => Ok(Some(key.into_inner().primary_version)),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(Error::KeyService(status)),
+        }
+    }
+
+    /// Re-wraps the data keys of `items` (credential id, wrapped key) under the tenant key's
+    /// primary version, without ever unwrapping them here. One result per item, in order.
+    ///
+    /// # Errors
+    /// [`Error::KeyService`] when the batch as a whole fails.
+    pub async fn rewrap(
+        &self,
+        tenant: &str,
+        items: &[(String, Vec<u8>)],
+    ) -> Result<Vec<Option<(Vec<u8>, u32)>>> {
+        let request = pb::BatchReWrapRequest {
+            name: self.key_name(tenant),
+            items: items
+                .iter()
+                .map(|(id, wrapped)| pb::BatchItem {
+                    ciphertext: wrapped.clone(),
+                    encryption_context: context(tenant, id),
+                })
+                .collect(),
+        };
+        let results = self
+            .client
+            .clone()
+            .batch_re_wrap(request)
+            .await
+            .map_err(Error::KeyService)?;
+        Ok(results
+            .into_inner()
+            .results
+            .into_iter()
+            .map(|result| match result.result {
+                Some(pb::batch_re_wrap_result::Result::Ok(ok)) => {
+                    Some((ok.ciphertext, ok.key_version))
+                }
+                Some(pb::batch_re_wrap_result::Result::Error(error)) => {
+                    tracing::warn!(code = error.code, "re-wrap of one data key refused");
+                    None
+                }
+                None => None,
+            })
+            .collect())
+    }
+
     fn remember(&self, wrapped: &[u8], key: Arc<DataKey>) {
         self.cache
             .lock()

@@ -60,7 +60,8 @@ pub async fn serve(
         config.dek_cache_capacity,
         config.dek_cache_ttl,
     );
-    let credentials = Arc::new(Credentials::new(store, keys));
+    let credentials = Arc::new(Credentials::new(store, keys, config.rewrap_page_size));
+    let sweeper = tokio::spawn(sweep(Arc::clone(&credentials), config.rewrap_interval));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -89,8 +90,26 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(Error::Serve);
+    sweeper.abort();
     credentials.store().close().await;
     served
+}
+
+/// The background re-wrap sweep: every `interval`, every tenant, until aborted.
+async fn sweep(credentials: Arc<Credentials>, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match credentials.rewrap_all().await {
+            Ok(0) => {}
+            Ok(moved) => {
+                tracing::info!(moved, "re-wrapped credentials to their primary key version")
+            }
+            Err(error) => tracing::warn!(error = %error::chain(&error), "re-wrap sweep failed"),
+        }
+    }
 }
 
 async fn connect(config: &Config, upstream: &Upstream, name: &'static str) -> Result<Channel> {

@@ -11,7 +11,8 @@ use crate::{Error, Result, now};
 /// The operations, over storage and data keys.
 pub struct Credentials {
     pub(super) store: Store,
-    keys: DataKeys,
+    pub(super) keys: DataKeys,
+    pub(super) rewrap_page_size: u32,
 }
 
 /// A validated CreateCredential.
@@ -35,8 +36,12 @@ pub struct NewCredential {
 
 impl Credentials {
     /// Assembles the operations.
-    pub fn new(store: Store, keys: DataKeys) -> Self {
-        Self { store, keys }
+    pub fn new(store: Store, keys: DataKeys, rewrap_page_size: u32) -> Self {
+        Self {
+            store,
+            keys,
+            rewrap_page_size,
+        }
     }
 
     /// The store (for shutdown).

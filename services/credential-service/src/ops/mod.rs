@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod credentials;
+pub mod sweep;
 
 pub use credentials::{Credentials, NewCredential};
 

@@ -4,12 +4,14 @@
 //! without its audit event (or the reverse) cannot exist.
 
 mod audit;
+mod sweeps;
 
 use secrecy::SecretString;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
 pub use audit::{AuditEvent, GENESIS as AUDIT_GENESIS, NewAuditEvent, chain_hash};
+pub use sweeps::{SweepRow, WrappedKey};
 
 use crate::{Error, Result};
 

@@ -221,6 +221,25 @@ impl Stack {
             .map(tonic::Response::into_inner)
     }
 
+    /// Rotates the tenant's data-key encryption key in key-service (as an operator).
+    pub async fn rotate_tenant_key(&self, tenant: &str) -> u32 {
+        let material = self
+            .ca
+            .issue_material("operator/test", Usage::Client)
+            .unwrap();
+        let channel = connect(self.key_service.addr, material.client_config("127.0.0.1"))
+            .await
+            .unwrap();
+        coffer_proto::pb::key_service_client::KeyServiceClient::new(channel)
+            .rotate_key(pb::RotateKeyRequest {
+                name: format!("tenants/{tenant}/keys/credentials"),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .primary_version
+    }
+
     /// A raw connection to the credential database.
     pub async fn raw_database(&self) -> sqlx::AnyConnection {
         use sqlx::Connection as _;
@@ -237,13 +256,15 @@ async fn spawn_credential_service(
     key_service: SocketAddr,
     auth_service: SocketAddr,
 ) -> Running<coffer_credential_service::Error> {
-    let config = coffer_credential_service::Config::new(
+    let mut config = coffer_credential_service::Config::new(
         SecretString::from(database.url().to_owned()),
         ca.issue_material("credential-service", Usage::Service)
             .unwrap(),
         format!("https://{key_service}"),
         format!("https://{auth_service}"),
     );
+    // Small pages, so sweeps in tests span several.
+    config.rewrap_page_size = 2;
     spawn(|listener, stopped| {
         coffer_credential_service::serve(config, listener, async {
             let _ = stopped.await;

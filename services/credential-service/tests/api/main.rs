@@ -12,3 +12,4 @@ mod credentials;
 mod helpers;
 mod sealing;
 mod storage;
+mod sweep;
