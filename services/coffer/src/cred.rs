@@ -143,6 +143,7 @@ pub async fn create(
         configured_integrations: Vec::new(),
         expire_time: None,
         sealed_env: target.seal_stdin(sealed).await?,
+        opaque: None,
     };
     let created = target
         .client()
@@ -225,6 +226,7 @@ pub async fn update(
         set_env: parse_env(env)?,
         unset_env: unset.to_vec(),
         set_sealed_env: target.seal_stdin(sealed).await?,
+        set_opaque: None,
     };
     let updated = target
         .client()

@@ -14,6 +14,7 @@ use coffer_proto::pb;
 use coffer_proto::pb::credential_service_server::CredentialService;
 use tonic::{Request, Response, Status};
 
+use crate::content::{Content, Opaque};
 use crate::env::{Env, check_name};
 use crate::names::{parse_credential_name, parse_tenant_name, validate_new};
 use crate::ops::audit::ChainCheck;
@@ -119,8 +120,8 @@ impl CredentialService for CredentialServiceApi {
         let sealed = std::mem::take(&mut request.sealed_env);
         request.env = self.unseal_into("sealed_env", sealed, std::mem::take(&mut request.env))?;
         let new = validate_new(tenant, request)?;
-        let (row, env) = self.credentials.create(new, &actor).await?;
-        Ok(Response::new(credential_proto(&row, &env)?))
+        let (row, content) = self.credentials.create(new, &actor).await?;
+        Ok(Response::new(credential_proto(&row, &content)?))
     }
 
     async fn get_credential(
@@ -132,8 +133,8 @@ impl CredentialService for CredentialServiceApi {
         let actor = self
             .authorize(&request, &tenant, Scope::McpRead, &name)
             .await?;
-        let (row, env) = self.credentials.get(&tenant, &id, &actor).await?;
-        Ok(Response::new(credential_proto(&row, &env)?))
+        let (row, content) = self.credentials.get(&tenant, &id, &actor).await?;
+        Ok(Response::new(credential_proto(&row, &content)?))
     }
 
     async fn list_credentials(
@@ -178,23 +179,38 @@ impl CredentialService for CredentialServiceApi {
             .authorize(&request, &tenant, Scope::McpWrite, &name)
             .await?;
         let request = request.into_inner();
-        let set = self.unseal_into("set_sealed_env", request.set_sealed_env, request.set_env)?;
-        let set = Env::parse("set_env", set)?;
-        for unset in &request.unset_env {
-            check_name("unset_env", unset)?;
-        }
-        let (row, env) = self
-            .credentials
-            .update(
-                &tenant,
-                &id,
-                request.row_version,
-                set,
-                &request.unset_env,
-                &actor,
-            )
-            .await?;
-        Ok(Response::new(credential_proto(&row, &env)?))
+        let (row, content) = if let Some(opaque) = request.set_opaque {
+            let plain = request.set_env.is_empty()
+                && request.set_sealed_env.is_empty()
+                && request.unset_env.is_empty();
+            if !plain {
+                return Err(
+                    Error::invalid("set_opaque", "cannot be combined with env changes").into(),
+                );
+            }
+            let opaque = Opaque::parse("set_opaque", opaque.blob, opaque.metadata)?;
+            self.credentials
+                .replace_opaque(&tenant, &id, request.row_version, opaque, &actor)
+                .await?
+        } else {
+            let set =
+                self.unseal_into("set_sealed_env", request.set_sealed_env, request.set_env)?;
+            let set = Env::parse("set_env", set)?;
+            for unset in &request.unset_env {
+                check_name("unset_env", unset)?;
+            }
+            self.credentials
+                .update(
+                    &tenant,
+                    &id,
+                    request.row_version,
+                    set,
+                    &request.unset_env,
+                    &actor,
+                )
+                .await?
+        };
+        Ok(Response::new(credential_proto(&row, &content)?))
     }
 
     async fn delete_credential(
@@ -439,17 +455,29 @@ fn timestamp(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
 }
 
-fn credential_proto(row: &CredentialRow, env: &Env) -> Result<pb::Credential> {
+fn credential_proto(row: &CredentialRow, content: &Content) -> Result<pb::Credential> {
+    let (env, opaque) = match content {
+        Content::Env(env) => (
+            env.entries()
+                .iter()
+                .map(|(k, v)| (k.clone(), mask(v)))
+                .collect(),
+            None,
+        ),
+        Content::Opaque(opaque) => (
+            HashMap::new(),
+            Some(pb::OpaqueEntry {
+                blob: opaque.blob.clone(),
+                metadata: opaque.metadata.clone().into_iter().collect(),
+            }),
+        ),
+    };
     Ok(pb::Credential {
         name: credential_name(&row.tenant, &row.id),
         server_id: row.server_id.clone(),
         template_id: row.template_id.clone(),
         server_name: row.server_name.clone(),
-        env: env
-            .entries()
-            .iter()
-            .map(|(k, v)| (k.clone(), mask(v)))
-            .collect(),
+        env,
         configured_integrations: serde_json::from_str(&row.configured_integrations)
             .map_err(|_| Error::Corrupt("integrations"))?,
         created_by: row.created_by.clone(),
@@ -458,6 +486,8 @@ fn credential_proto(row: &CredentialRow, env: &Env) -> Result<pb::Credential> {
         update_time: Some(timestamp(row.update_time)),
         expire_time: row.expire_time.map(timestamp),
         row_version: u64::try_from(row.row_version).unwrap_or(0),
+        zero_knowledge: opaque.is_some(),
+        opaque,
     })
 }
 

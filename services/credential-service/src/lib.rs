@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod config;
+pub mod content;
 pub mod dek;
 pub mod env;
 mod error;

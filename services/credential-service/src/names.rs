@@ -2,6 +2,7 @@
 
 use coffer_proto::pb;
 
+use crate::content::{Content, Opaque};
 use crate::env::Env;
 use crate::ops::NewCredential;
 use crate::{Error, Result};
@@ -63,7 +64,18 @@ pub fn validate_new(tenant: String, request: pb::CreateCredentialRequest) -> Res
         server_id: request.server_id,
         template_id: request.template_id,
         server_name: request.server_name,
-        env: Env::parse("env", request.env)?,
+        content: match request.opaque {
+            Some(opaque) if request.env.is_empty() => {
+                Content::Opaque(Opaque::parse("opaque", opaque.blob, opaque.metadata)?)
+            }
+            Some(_) => {
+                return Err(Error::invalid(
+                    "opaque",
+                    "a zero-knowledge credential has no env",
+                ));
+            }
+            None => Content::Env(Env::parse("env", request.env)?),
+        },
         configured_integrations: request.configured_integrations,
         expire_time: request.expire_time.map(|t| t.seconds),
     })

@@ -3,6 +3,7 @@
 use coffer_crypto::{Aad, DataKey, envelope};
 
 use super::{Actor, credential_name};
+use crate::content::{Content, Opaque, zero_knowledge};
 use crate::dek::DataKeys;
 use crate::env::Env;
 use crate::store::{CredentialRow, NewAuditEvent, Store};
@@ -26,8 +27,8 @@ pub struct NewCredential {
     pub template_id: String,
     /// Display name.
     pub server_name: String,
-    /// The environment.
-    pub env: Env,
+    /// The environment, or a zero-knowledge entry.
+    pub content: Content,
     /// Integration names.
     pub configured_integrations: Vec<String>,
     /// Expiry.
@@ -53,12 +54,16 @@ impl Credentials {
     ///
     /// # Errors
     /// [`Error::KeyService`] if key-service is down (nothing is written); [`Error::Database`].
-    pub async fn create(&self, new: NewCredential, actor: &Actor) -> Result<(CredentialRow, Env)> {
+    pub async fn create(
+        &self,
+        new: NewCredential,
+        actor: &Actor,
+    ) -> Result<(CredentialRow, Content)> {
         let mut id_bytes = [0u8; 16];
         coffer_crypto::fill_random(&mut id_bytes)?;
         let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
         let data_key = self.keys.generate(&new.tenant, &id).await?;
-        let ciphertext = seal(&data_key.key, &new.tenant, &id, 1, &new.env)?;
+        let ciphertext = seal(&data_key.key, &new.tenant, &id, 1, &new.content)?;
         let time = now();
         let row = CredentialRow {
             tenant: new.tenant,
@@ -77,23 +82,29 @@ impl Credentials {
             update_time: time,
             expire_time: new.expire_time,
             row_version: 1,
+            kind: new.content.kind().to_owned(),
         };
         let name = credential_name(&row.tenant, &row.id);
         self.store
             .create(&row, &event(&row.tenant, actor, "create", &name, "success"))
             .await?;
-        Ok((row, new.env))
+        Ok((row, new.content))
     }
 
-    /// A credential and its (decrypted, for masking) environment.
+    /// A credential and its decrypted content (for masking, or an opaque entry as stored).
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::KeyService`] when the data key is not cached and
     /// key-service is down; [`Error::Undecryptable`].
-    pub async fn get(&self, tenant: &str, id: &str, actor: &Actor) -> Result<(CredentialRow, Env)> {
+    pub async fn get(
+        &self,
+        tenant: &str,
+        id: &str,
+        actor: &Actor,
+    ) -> Result<(CredentialRow, Content)> {
         let row = self.row(tenant, id).await?;
-        let env = self.open(&row, actor).await?;
-        Ok((row, env))
+        let content = self.open(&row, actor).await?;
+        Ok((row, content))
     }
 
     /// One page of credentials with their environments.
@@ -107,7 +118,7 @@ impl Credentials {
         page_size: u32,
         after: &str,
         actor: &Actor,
-    ) -> Result<(Vec<(CredentialRow, Env)>, Option<String>)> {
+    ) -> Result<(Vec<(CredentialRow, Content)>, Option<String>)> {
         let mut rows = self
             .store
             .list(tenant, after, filter.0, filter.1, page_size + 1)
@@ -129,7 +140,8 @@ impl Credentials {
     /// Sets and unsets entries if the row is still at `expected_version`.
     ///
     /// # Errors
-    /// [`Error::Aborted`] for a stale version (nothing written); as [`Credentials::get`].
+    /// [`Error::Aborted`] for a stale version (nothing written); [`Error::FailedPrecondition`]
+    /// for a zero-knowledge credential; as [`Credentials::get`].
     pub async fn update(
         &self,
         tenant: &str,
@@ -138,7 +150,56 @@ impl Credentials {
         set: Env,
         unset: &[String],
         actor: &Actor,
-    ) -> Result<(CredentialRow, Env)> {
+    ) -> Result<(CredentialRow, Content)> {
+        let name = credential_name(tenant, id);
+        self.change(tenant, id, expected_version, actor, |content| {
+            let mut env = content.into_env(&name)?;
+            env.apply(set, unset);
+            env.check("set_env")?;
+            Ok(Content::Env(env))
+        })
+        .await
+    }
+
+    /// Replaces a zero-knowledge credential's entry if the row is still at `expected_version`.
+    ///
+    /// # Errors
+    /// [`Error::FailedPrecondition`] for a credential that is not zero-knowledge; as
+    /// [`Credentials::update`].
+    pub async fn replace_opaque(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected_version: u64,
+        opaque: Opaque,
+        actor: &Actor,
+    ) -> Result<(CredentialRow, Content)> {
+        let name = credential_name(tenant, id);
+        self.change(
+            tenant,
+            id,
+            expected_version,
+            actor,
+            |content| match content {
+                Content::Opaque(_) => Ok(Content::Opaque(opaque)),
+                Content::Env(_) => Err(Error::FailedPrecondition(format!(
+                    "{name} is not zero-knowledge; set its variables with set_env"
+                ))),
+            },
+        )
+        .await
+    }
+
+    /// Re-encrypts a row with `edit` applied, under a new row version, if the row is still at
+    /// `expected_version`.
+    async fn change(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected_version: u64,
+        actor: &Actor,
+        edit: impl FnOnce(Content) -> Result<Content>,
+    ) -> Result<(CredentialRow, Content)> {
         let name = credential_name(tenant, id);
         let stale = || Error::Aborted(name.clone(), expected_version);
         let expected = i64::try_from(expected_version).map_err(|_| stale())?;
@@ -147,25 +208,16 @@ impl Credentials {
             return Err(stale());
         }
         let key = self.keys.unwrap(tenant, id, &row.wrapped_dek).await?;
-        let mut env = self.open(&row, actor).await?;
-        env.apply(set, unset);
-        env.check("set_env")?;
+        let content = edit(self.open(&row, actor).await?)?;
         row.row_version = expected + 1;
-        row.ciphertext = seal(&key, tenant, id, row.row_version, &env)?;
+        row.ciphertext = seal(&key, tenant, id, row.row_version, &content)?;
         row.updated_by = actor.id.clone();
         row.update_time = now();
-        if !self
-            .store
-            .update(
-                &row,
-                expected,
-                &event(tenant, actor, "update", &name, "success"),
-            )
-            .await?
-        {
+        let event = event(tenant, actor, "update", &name, "success");
+        if !self.store.update(&row, expected, &event).await? {
             return Err(stale());
         }
-        Ok((row, env))
+        Ok((row, content))
     }
 
     /// Deletes a credential.
@@ -204,13 +256,16 @@ impl Credentials {
     ) -> Result<(CredentialRow, Env)> {
         let row = self.row(tenant, id).await?;
         let name = credential_name(tenant, id);
+        if row.kind != "env" {
+            return Err(zero_knowledge(&name));
+        }
         if row.expire_time.is_some_and(|t| t <= now()) {
             return Err(Error::FailedPrecondition(format!("{name} has expired")));
         }
         self.store
             .audit(&event(tenant, actor, action, &name, "success"))
             .await?;
-        let env = self.open(&row, actor).await?;
+        let env = self.open(&row, actor).await?.into_env(&name)?;
         Ok((row, env))
     }
 
@@ -225,7 +280,8 @@ impl Credentials {
         required: &[String],
         actor: &Actor,
     ) -> Result<Vec<String>> {
-        let (_, env) = self.get(tenant, id, actor).await?;
+        let (_, content) = self.get(tenant, id, actor).await?;
+        let env = content.into_env(&credential_name(tenant, id))?;
         Ok(required
             .iter()
             .filter(|name| env.entries().get(*name).is_none_or(String::is_empty))
@@ -241,7 +297,7 @@ impl Credentials {
     }
 
     /// Decrypts a row's environment; a row that does not decrypt is audited as such.
-    async fn open(&self, row: &CredentialRow, actor: &Actor) -> Result<Env> {
+    async fn open(&self, row: &CredentialRow, actor: &Actor) -> Result<Content> {
         let opened = async {
             let key = self
                 .keys
@@ -250,7 +306,7 @@ impl Credentials {
             let json = envelope::Envelope::parse(&row.ciphertext)
                 .and_then(|sealed| sealed.open(&*key, &aad(&row.tenant, &row.id, row.row_version)))
                 .map_err(|_| Error::Undecryptable)?;
-            Env::from_json(json.expose_secret())
+            Content::from_json(&row.kind, json.expose_secret())
         }
         .await;
         if let Err(Error::Undecryptable) = opened {
@@ -278,12 +334,18 @@ fn aad(tenant: &str, id: &str, row_version: i64) -> Aad {
         .field(&row_version.to_be_bytes())
 }
 
-fn seal(key: &DataKey, tenant: &str, id: &str, row_version: i64, env: &Env) -> Result<Vec<u8>> {
+fn seal(
+    key: &DataKey,
+    tenant: &str,
+    id: &str,
+    row_version: i64,
+    content: &Content,
+) -> Result<Vec<u8>> {
     Ok(envelope::seal(
         key,
         1,
         &aad(tenant, id, row_version),
-        &env.to_json()?,
+        &content.to_json()?,
     )?)
 }
 

@@ -55,6 +55,8 @@ pub struct CredentialRow {
     pub expire_time: Option<i64>,
     /// Row version, from 1.
     pub row_version: i64,
+    /// `env` or `opaque` (zero-knowledge).
+    pub kind: String,
 }
 
 /// The credential-service's database handle.
@@ -99,8 +101,8 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO cred_credentials (tenant, id, server_id, template_id, server_name, \
                      configured_integrations, wrapped_dek, dek_key_version, ciphertext, created_by, \
-                     create_time, updated_by, update_time, expire_time, row_version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     create_time, updated_by, update_time, expire_time, row_version, kind) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 )
                 .bind(&row.tenant)
                 .bind(&row.id)
@@ -117,6 +119,7 @@ impl Store {
                 .bind(row.update_time)
                 .bind(row.expire_time)
                 .bind(row.row_version)
+                .bind(&row.kind)
                 .execute(conn)
                 .await?;
                 Ok(true)
@@ -292,7 +295,7 @@ macro_rules! select_credential {
     () => {
         "SELECT tenant, id, server_id, template_id, server_name, configured_integrations, \
          wrapped_dek, dek_key_version, ciphertext, created_by, create_time, updated_by, \
-         update_time, expire_time, row_version FROM cred_credentials"
+         update_time, expire_time, row_version, kind FROM cred_credentials"
     };
 }
 use select_credential;
@@ -315,5 +318,6 @@ fn credential_row(row: &AnyRow) -> Result<CredentialRow> {
         update_time: row.try_get(12)?,
         expire_time: row.try_get(13)?,
         row_version: row.try_get(14)?,
+        kind: row.try_get(15)?,
     })
 }

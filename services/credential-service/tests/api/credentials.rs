@@ -69,6 +69,7 @@ async fn a_credential_lives_masked_and_reveals_only_on_request() {
                     set_env: [("ORG".to_owned(), "globex-and-more-chars".to_owned())].into(),
                     unset_env: vec!["GITHUB_TOKEN".into()],
                     set_sealed_env: Default::default(),
+                    set_opaque: None,
                 },
             ))
             .await
@@ -89,6 +90,7 @@ async fn a_credential_lives_masked_and_reveals_only_on_request() {
                     set_env: [("ORG".to_owned(), "overwritten".to_owned())].into(),
                     unset_env: vec![],
                     set_sealed_env: Default::default(),
+                    set_opaque: None,
                 },
             ))
             .await;
@@ -313,6 +315,7 @@ async fn bad_inputs_name_their_field() {
                     set_env: Default::default(),
                     unset_env: vec!["no such-name".into()],
                     set_sealed_env: Default::default(),
+                    set_opaque: None,
                 },
             ))
             .await;

@@ -286,6 +286,7 @@ pub fn new_credential(server_id: &str, env: &[(&str, &str)]) -> pb::CreateCreden
         configured_integrations: vec!["issues".into()],
         expire_time: None,
         sealed_env: Default::default(),
+        opaque: None,
     }
 }
 

@@ -13,3 +13,4 @@ mod helpers;
 mod sealing;
 mod storage;
 mod sweep;
+mod zero_knowledge;

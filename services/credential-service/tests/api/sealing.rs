@@ -97,6 +97,7 @@ async fn values_sealed_by_pynacl_are_stored_and_intake_errors_are_distinct() {
                         set_env: Default::default(),
                         unset_env: vec![],
                         set_sealed_env: [("API_KEY".to_owned(), sealed_value(&sealed[1]))].into(),
+                        set_opaque: None,
                     },
                 ))
                 .await
