@@ -62,6 +62,8 @@ pub struct Config {
     pub rewrap_page_size: u32,
     /// See `rewrap_page_size`.
     pub rewrap_interval: Duration,
+    /// Prometheus `/metrics` address (`..__METRICS_LISTEN`, unset: no metrics endpoint).
+    pub metrics_listen: Option<SocketAddr>,
     /// Bearer verification settings (issuer `..__TOKEN_ISSUER`, audience `..__TOKEN_AUDIENCE`).
     pub authn: coffer_authn::authenticator::Settings,
     /// Longest time one request may take (`..__REQUEST_TIMEOUT`, default `30s`).
@@ -94,6 +96,7 @@ impl Config {
             dek_cache_ttl: Duration::from_secs(300),
             sealing_key_lifetime: Some(Duration::from_secs(3600)),
             rewrap_page_size: 100,
+            metrics_listen: None,
             rewrap_interval: Duration::from_secs(300),
             authn: coffer_authn::authenticator::Settings::default(),
             request_timeout: Duration::from_secs(30),
@@ -159,6 +162,12 @@ impl Config {
         let shutdown_grace_period = p.parse("SHUTDOWN_GRACE_PERIOD", "30s", parse_duration);
         let log_format = p.parse("LOG_FORMAT", "human", |s| s.parse::<LogFormat>().ok());
         let otlp_endpoint = p.otlp_endpoint();
+        let metrics_listen = match p.value("METRICS_LISTEN") {
+            None => Some(None),
+            Some(text) => p
+                .parse("METRICS_LISTEN", &text, |s| s.parse::<SocketAddr>().ok())
+                .map(Some),
+        };
 
         // Every `None` above has recorded a problem, so the fallback only runs with problems.
         let (
@@ -166,12 +175,14 @@ impl Config {
             (Some(key_service), Some(auth_service), Some(data_key_id)),
             (Some(dek_cache_capacity), Some(dek_cache_ttl), Some(issuer), Some(audience)),
             (Some(sealing_key_lifetime), Some(rewrap_page_size), Some(rewrap_interval)),
+            Some(metrics_listen),
             (Some(request_timeout), Some(shutdown_grace_period), Some(log_format)),
         ) = (
             (listen, database_url, database_max_connections, tls),
             (key_service, auth_service, data_key_id),
             (dek_cache_capacity, dek_cache_ttl, issuer, audience),
             (sealing_key_lifetime, rewrap_page_size, rewrap_interval),
+            metrics_listen,
             (request_timeout, shutdown_grace_period, log_format),
         )
         else {
@@ -198,6 +209,7 @@ impl Config {
             sealing_key_lifetime,
             rewrap_page_size,
             rewrap_interval,
+            metrics_listen,
             authn,
             request_timeout,
             shutdown_grace_period,

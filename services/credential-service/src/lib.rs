@@ -15,6 +15,7 @@ pub mod dek;
 pub mod env;
 mod error;
 pub mod hydrate;
+pub mod metrics;
 pub mod names;
 pub mod ops;
 pub mod sealing;
@@ -37,6 +38,7 @@ pub use error::{Error, Result};
 use crate::api::CredentialServiceApi;
 use crate::config::Upstream;
 use crate::dek::DataKeys;
+use crate::metrics::Metrics;
 use crate::ops::Credentials;
 use crate::sealing::SealingKeys;
 use crate::store::Store;
@@ -51,6 +53,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_with_metrics(config, listener, None, shutdown).await
+}
+
+/// As [`serve`], also serving Prometheus metrics at `/metrics` on `metrics_listener`.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
     let key_service = connect(&config, &config.key_service, "key-service").await?;
     let auth_service = connect(&config, &config.auth_service, "auth-service").await?;
@@ -61,7 +76,24 @@ pub async fn serve(
         config.dek_cache_capacity,
         config.dek_cache_ttl,
     );
-    let credentials = Arc::new(Credentials::new(store, keys, config.rewrap_page_size));
+    let mut registry = coffer_telemetry::metrics::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let credentials = Arc::new(Credentials::new(
+        store,
+        keys,
+        config.rewrap_page_size,
+        metrics,
+    ));
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(coffer_telemetry::metrics::serve(
+            listener,
+            Arc::new(registry),
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ))
+    });
     let sweeper = tokio::spawn(sweep(Arc::clone(&credentials), config.rewrap_interval));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -92,6 +124,10 @@ pub async fn serve(
         .await
         .map_err(Error::Serve);
     sweeper.abort();
+    let _ = metrics_stop.send(());
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     credentials.store().close().await;
     served
 }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use coffer_credential_service::{Config, serve};
+use coffer_credential_service::{Config, serve_with_metrics};
 use coffer_telemetry::process::{self, EX_USAGE, Service};
 
 #[tokio::main]
@@ -23,8 +23,20 @@ async fn main() -> ExitCode {
         listen: config.listen,
         shutdown_grace_period: config.shutdown_grace_period,
     };
+    let metrics = match config.metrics_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!(
+                    "coffer-credential-service: cannot bind the metrics address {addr}: {error}"
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     process::run(service, |listener, shutdown| {
-        serve(config, listener, shutdown)
+        serve_with_metrics(config, listener, metrics, shutdown)
     })
     .await
 }

@@ -78,6 +78,7 @@ impl Credentials {
         action: &str,
         actor: &Actor,
     ) -> Result<()> {
+        self.metrics.denied.inc();
         let event = NewAuditEvent {
             tenant,
             actor: &actor.id,

@@ -6,6 +6,7 @@ use super::{Actor, credential_name};
 use crate::content::{Content, Opaque, zero_knowledge};
 use crate::dek::DataKeys;
 use crate::env::Env;
+use crate::metrics::Metrics;
 use crate::store::{CredentialRow, NewAuditEvent, Store};
 use crate::{Error, Result, now};
 
@@ -14,6 +15,7 @@ pub struct Credentials {
     pub(super) store: Store,
     pub(super) keys: DataKeys,
     pub(super) rewrap_page_size: u32,
+    pub(super) metrics: Metrics,
 }
 
 /// A validated CreateCredential.
@@ -37,11 +39,12 @@ pub struct NewCredential {
 
 impl Credentials {
     /// Assembles the operations.
-    pub fn new(store: Store, keys: DataKeys, rewrap_page_size: u32) -> Self {
+    pub fn new(store: Store, keys: DataKeys, rewrap_page_size: u32, metrics: Metrics) -> Self {
         Self {
             store,
             keys,
             rewrap_page_size,
+            metrics,
         }
     }
 
@@ -265,6 +268,7 @@ impl Credentials {
         self.store
             .audit(&event(tenant, actor, action, &name, "success"))
             .await?;
+        self.metrics.reveals.inc();
         let env = self.open(&row, actor).await?.into_env(&name)?;
         Ok((row, env))
     }
@@ -310,6 +314,7 @@ impl Credentials {
         }
         .await;
         if let Err(Error::Undecryptable) = opened {
+            self.metrics.decrypt_failures.inc();
             let name = credential_name(&row.tenant, &row.id);
             self.store
                 .audit(&event(

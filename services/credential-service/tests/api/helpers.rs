@@ -63,6 +63,8 @@ pub struct Stack {
     pub key_service: Running<coffer_key_service::Error>,
     pub auth_service: Running<coffer_auth_service::Error>,
     pub credential_service: Running<coffer_credential_service::Error>,
+    /// The credential-service's Prometheus endpoint.
+    pub metrics_addr: SocketAddr,
     pub database: TestDatabase,
     _support: (TestDatabase, TestDatabase),
     pub tokens: HashMap<&'static str, String>,
@@ -147,13 +149,14 @@ impl Stack {
                     .access_token,
             );
         }
-        let credential_service =
+        let (credential_service, metrics_addr) =
             spawn_credential_service(&ca, &database, key_service.addr, auth_service.addr).await;
         Self {
             ca,
             key_service,
             auth_service,
             credential_service,
+            metrics_addr,
             database,
             _support: (key_db, auth_db),
             tokens,
@@ -176,13 +179,15 @@ impl Stack {
     /// Restarts the credential-service (an empty data-key cache).
     pub async fn restart_credential_service(&mut self) {
         self.credential_service.stop().await;
-        self.credential_service = spawn_credential_service(
+        let (service, metrics_addr) = spawn_credential_service(
             &self.ca,
             &self.database,
             self.key_service.addr,
             self.auth_service.addr,
         )
         .await;
+        self.credential_service = service;
+        self.metrics_addr = metrics_addr;
     }
 
     pub async fn shutdown(mut self) {
@@ -240,6 +245,21 @@ impl Stack {
             .primary_version
     }
 
+    /// The credential-service's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut page = String::new();
+        stream.read_to_string(&mut page).await.unwrap();
+        page
+    }
+
     /// A raw connection to the credential database.
     pub async fn raw_database(&self) -> sqlx::AnyConnection {
         use sqlx::Connection as _;
@@ -255,7 +275,7 @@ async fn spawn_credential_service(
     database: &TestDatabase,
     key_service: SocketAddr,
     auth_service: SocketAddr,
-) -> Running<coffer_credential_service::Error> {
+) -> (Running<coffer_credential_service::Error>, SocketAddr) {
     let mut config = coffer_credential_service::Config::new(
         SecretString::from(database.url().to_owned()),
         ca.issue_material("credential-service", Usage::Service)
@@ -265,12 +285,15 @@ async fn spawn_credential_service(
     );
     // Small pages, so sweeps in tests span several.
     config.rewrap_page_size = 2;
-    spawn(|listener, stopped| {
-        coffer_credential_service::serve(config, listener, async {
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let running = spawn(|listener, stopped| {
+        coffer_credential_service::serve_with_metrics(config, listener, Some(metrics), async {
             let _ = stopped.await;
         })
     })
-    .await
+    .await;
+    (running, metrics_addr)
 }
 
 pub fn new_credential(server_id: &str, env: &[(&str, &str)]) -> pb::CreateCredentialRequest {

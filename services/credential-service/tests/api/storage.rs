@@ -51,6 +51,8 @@ async fn rows_hold_no_plaintext_and_swapped_ciphertexts_do_not_decrypt() {
             .await
             .unwrap();
         assert_eq!(events.len(), 1, "a failed decryption is audited");
+        let metrics = stack.metrics().await;
+        assert!(metrics.contains("coffer_credential_decrypt_failures_total 1"), "and counted:\n{metrics}");
         assert_eq!(stack.reveal(&first.name).await.unwrap().env["API_KEY"], SECRET);
         stack.shutdown().await;
     })

@@ -1,0 +1,37 @@
+//! The credential-service's counters, served by `coffer_telemetry::metrics`.
+
+use coffer_telemetry::metrics::{Counter, Registry};
+
+/// Counters of security-relevant events.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Stored credentials that failed to decrypt (tampering or a broken key chain).
+    pub decrypt_failures: Counter,
+    /// Values revealed or hydrated in the clear.
+    pub reveals: Counter,
+    /// Calls refused for a missing scope.
+    pub denied: Counter,
+}
+
+impl Metrics {
+    /// Fresh counters, registered in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "coffer_credential_decrypt_failures",
+            "Stored credentials that failed to decrypt",
+            metrics.decrypt_failures.clone(),
+        );
+        registry.register(
+            "coffer_credential_reveals",
+            "Credentials revealed or hydrated",
+            metrics.reveals.clone(),
+        );
+        registry.register(
+            "coffer_credential_denied",
+            "Calls refused for a missing scope",
+            metrics.denied.clone(),
+        );
+        metrics
+    }
+}
