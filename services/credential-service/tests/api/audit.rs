@@ -191,3 +191,77 @@ async fn concurrent_events_keep_one_linear_chain() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn audit_rpcs_page_and_refuse_bad_input() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        for i in 0..3 {
+            stack.create(&format!("s{i}"), &[("A", "v")]).await;
+        }
+        let mut client = stack.client().await;
+        let list = |page_token: &str, page_size: u32| {
+            stack.as_user(
+                "admin",
+                pb::ListAuditEventsRequest {
+                    parent: "tenants/acme".into(),
+                    page_size,
+                    page_token: page_token.into(),
+                },
+            )
+        };
+        let first = client
+            .list_audit_events(list("", 2))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            first.events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let second = client
+            .list_audit_events(list(&first.next_page_token, 2))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            second.events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            [3]
+        );
+        assert!(second.next_page_token.is_empty());
+        let bad_token = client.list_audit_events(list("abc", 2)).await;
+        assert_eq!(bad_token.unwrap_err().code(), Code::InvalidArgument);
+        let too_big = client.list_audit_events(list("", 1001)).await;
+        assert_eq!(too_big.unwrap_err().code(), Code::InvalidArgument);
+        let viewer_log = client
+            .list_audit_events(stack.as_user(
+                "viewer",
+                pb::ListAuditEventsRequest {
+                    parent: "tenants/acme".into(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        assert!(viewer_log.is_ok(), "viewers have org:read");
+        let other_tenant = client
+            .verify_audit_chain(stack.as_user(
+                "admin",
+                pb::VerifyAuditChainRequest {
+                    parent: "tenants/globex".into(),
+                },
+            ))
+            .await;
+        assert_eq!(other_tenant.unwrap_err().code(), Code::NotFound);
+        let bad_parent = client
+            .verify_audit_chain(stack.as_user(
+                "admin",
+                pb::VerifyAuditChainRequest {
+                    parent: "globex".into(),
+                },
+            ))
+            .await;
+        assert_eq!(bad_parent.unwrap_err().code(), Code::InvalidArgument);
+        stack.shutdown().await;
+    })
+    .await;
+}
