@@ -60,6 +60,19 @@ pub enum Error {
     Exporter(String),
 }
 
+/// An error and its causes on one line (`outer: cause: root cause`), for logs only: the full
+/// chain goes to the log, never to a caller.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The standard variable naming the OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`.
 pub const OTLP_ENDPOINT_VARIABLE: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 

@@ -109,7 +109,7 @@ impl From<Error> for Status {
                 Status::unavailable("a dependency is unavailable")
             }
             Error::KeyServiceConnect(_) => {
-                tracing::error!(error = %chain(&error), "key-service unreachable");
+                tracing::error!(error = %coffer_telemetry::error_chain(&error), "key-service unreachable");
                 Status::unavailable("a dependency is unavailable")
             }
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
@@ -126,23 +126,11 @@ impl From<Error> for Status {
             | Error::Tls(_)
             | Error::Serve(_)
             | Error::Reflection(_) => {
-                tracing::error!(error = %chain(&error), "internal error");
+                tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
                 Status::internal("internal error")
             }
         }
     }
-}
-
-/// An error and its causes on one line, for logs only.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

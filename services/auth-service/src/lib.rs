@@ -136,7 +136,7 @@ async fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) {
     loop {
         ticker.tick().await;
         if let Err(error) = auth.keys().reload().await {
-            tracing::warn!(error = %error::chain(&error), "signing key reload failed");
+            tracing::warn!(error = %coffer_telemetry::error_chain(&error), "signing key reload failed");
         }
     }
 }
@@ -153,7 +153,7 @@ async fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) 
         match auth.evict_changed_api_keys(since.saturating_sub(1)).await {
             Ok(_) => since = looked,
             Err(error) => {
-                tracing::warn!(error = %error::chain(&error), "API key change poll failed")
+                tracing::warn!(error = %coffer_telemetry::error_chain(&error), "API key change poll failed")
             }
         }
     }
@@ -180,7 +180,7 @@ async fn listen_once(
     loop {
         let notification = listener.recv().await?;
         if let Err(error) = auth.apply_change(notification.payload()).await {
-            tracing::warn!(error = %error::chain(&error), "applying a change failed");
+            tracing::warn!(error = %coffer_telemetry::error_chain(&error), "applying a change failed");
         }
     }
 }

@@ -72,6 +72,34 @@ impl CredentialServiceApi {
         Ok(plain)
     }
 
+    /// Parses a `parent` and authorizes the caller in that tenant.
+    async fn authorize_parent<T>(
+        &self,
+        request: &Request<T>,
+        parent: &str,
+        scope: Scope,
+    ) -> Result<(String, Actor)> {
+        let tenant = parse_tenant_name("parent", parent)?;
+        let actor = self
+            .authorize(request, &tenant, scope, &format!("tenants/{tenant}"))
+            .await?;
+        Ok((tenant, actor))
+    }
+
+    /// Parses a credential `name` and authorizes the caller on it: (tenant, id, actor).
+    async fn authorize_credential<T>(
+        &self,
+        request: &Request<T>,
+        name: &str,
+        scope: Scope,
+    ) -> Result<(String, String, Actor)> {
+        let (tenant, id) = parse_credential_name("name", name)?;
+        let actor = self
+            .authorize(request, &tenant, scope, &credential_name(&tenant, &id))
+            .await?;
+        Ok((tenant, id, actor))
+    }
+
     /// Authenticates the caller and checks it may act in `tenant` with `scope` on `resource`.
     /// Another tenant is NOT_FOUND; a missing scope on a credential of the caller's own tenant
     /// is audited as denied, then PERMISSION_DENIED.
@@ -107,14 +135,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::CreateCredentialRequest>,
     ) -> Reply<pb::Credential> {
-        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
-        let actor = self
-            .authorize(
-                &request,
-                &tenant,
-                Scope::McpWrite,
-                &format!("tenants/{tenant}"),
-            )
+        let (tenant, actor) = self
+            .authorize_parent(&request, &request.get_ref().parent, Scope::McpWrite)
             .await?;
         let mut request = request.into_inner();
         let sealed = std::mem::take(&mut request.sealed_env);
@@ -128,10 +150,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::GetCredentialRequest>,
     ) -> Reply<pb::Credential> {
-        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
-        let name = credential_name(&tenant, &id);
-        let actor = self
-            .authorize(&request, &tenant, Scope::McpRead, &name)
+        let (tenant, id, actor) = self
+            .authorize_credential(&request, &request.get_ref().name, Scope::McpRead)
             .await?;
         let (row, content) = self.credentials.get(&tenant, &id, &actor).await?;
         Ok(Response::new(credential_proto(&row, &content)?))
@@ -141,14 +161,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::ListCredentialsRequest>,
     ) -> Reply<pb::ListCredentialsResponse> {
-        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
-        let actor = self
-            .authorize(
-                &request,
-                &tenant,
-                Scope::McpRead,
-                &format!("tenants/{tenant}"),
-            )
+        let (tenant, actor) = self
+            .authorize_parent(&request, &request.get_ref().parent, Scope::McpRead)
             .await?;
         let request = request.into_inner();
         let page_size = page_size(request.page_size)?;
@@ -173,10 +187,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::UpdateCredentialRequest>,
     ) -> Reply<pb::Credential> {
-        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
-        let name = credential_name(&tenant, &id);
-        let actor = self
-            .authorize(&request, &tenant, Scope::McpWrite, &name)
+        let (tenant, id, actor) = self
+            .authorize_credential(&request, &request.get_ref().name, Scope::McpWrite)
             .await?;
         let request = request.into_inner();
         let (row, content) = if let Some(opaque) = request.set_opaque {
@@ -217,10 +229,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::DeleteCredentialRequest>,
     ) -> Reply<pb::DeleteCredentialResponse> {
-        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
-        let name = credential_name(&tenant, &id);
-        let actor = self
-            .authorize(&request, &tenant, Scope::McpWrite, &name)
+        let (tenant, id, actor) = self
+            .authorize_credential(&request, &request.get_ref().name, Scope::McpWrite)
             .await?;
         self.credentials.delete(&tenant, &id, &actor).await?;
         Ok(Response::new(pb::DeleteCredentialResponse {}))
@@ -230,10 +240,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::RevealCredentialRequest>,
     ) -> Reply<pb::RevealCredentialResponse> {
-        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
-        let name = credential_name(&tenant, &id);
-        let actor = self
-            .authorize(&request, &tenant, Scope::CredentialReveal, &name)
+        let (tenant, id, actor) = self
+            .authorize_credential(&request, &request.get_ref().name, Scope::CredentialReveal)
             .await?;
         let (row, env) = self
             .credentials
@@ -249,10 +257,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::ValidateCredentialRequest>,
     ) -> Reply<pb::ValidateCredentialResponse> {
-        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
-        let name = credential_name(&tenant, &id);
-        let actor = self
-            .authorize(&request, &tenant, Scope::McpRead, &name)
+        let (tenant, id, actor) = self
+            .authorize_credential(&request, &request.get_ref().name, Scope::McpRead)
             .await?;
         let required = request.into_inner().required_keys;
         for key in &required {
@@ -272,14 +278,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::GetSealingKeyRequest>,
     ) -> Reply<pb::SealingKey> {
-        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
-        self.authorize(
-            &request,
-            &tenant,
-            Scope::McpWrite,
-            &format!("tenants/{tenant}"),
-        )
-        .await?;
+        self.authorize_parent(&request, &request.get_ref().parent, Scope::McpWrite)
+            .await?;
         let key = self.sealing.current()?;
         Ok(Response::new(pb::SealingKey {
             kid: key.kid,
@@ -295,10 +295,8 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::HydrateConfigRequest>,
     ) -> Reply<pb::HydrateConfigResponse> {
-        let (tenant, id) = parse_credential_name("name", &request.get_ref().name)?;
-        let name = credential_name(&tenant, &id);
-        let actor = self
-            .authorize(&request, &tenant, Scope::CredentialReveal, &name)
+        let (tenant, id, actor) = self
+            .authorize_credential(&request, &request.get_ref().name, Scope::CredentialReveal)
             .await?;
         let request = request.into_inner();
         for variable in request.paths.values() {
@@ -316,14 +314,9 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::RewrapCredentialsRequest>,
     ) -> Reply<pb::RewrapProgress> {
-        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
-        self.authorize(
-            &request,
-            &tenant,
-            Scope::OrgAdmin,
-            &format!("tenants/{tenant}"),
-        )
-        .await?;
+        let (tenant, _) = self
+            .authorize_parent(&request, &request.get_ref().parent, Scope::OrgAdmin)
+            .await?;
         let progress = self
             .credentials
             .rewrap(&tenant, request.get_ref().max_pages)
@@ -335,14 +328,9 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::GetRewrapProgressRequest>,
     ) -> Reply<pb::RewrapProgress> {
-        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
-        self.authorize(
-            &request,
-            &tenant,
-            Scope::OrgRead,
-            &format!("tenants/{tenant}"),
-        )
-        .await?;
+        let (tenant, _) = self
+            .authorize_parent(&request, &request.get_ref().parent, Scope::OrgRead)
+            .await?;
         Ok(Response::new(progress_proto(
             self.credentials.rewrap_progress(&tenant).await?,
         )))
@@ -352,14 +340,9 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
-        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
-        self.authorize(
-            &request,
-            &tenant,
-            Scope::OrgRead,
-            &format!("tenants/{tenant}"),
-        )
-        .await?;
+        let (tenant, _) = self
+            .authorize_parent(&request, &request.get_ref().parent, Scope::OrgRead)
+            .await?;
         let request = request.into_inner();
         let page_size = page_size(request.page_size)?;
         let after = if request.page_token.is_empty() {
@@ -390,14 +373,9 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::VerifyAuditChainRequest>,
     ) -> Reply<pb::VerifyAuditChainResponse> {
-        let tenant = parse_tenant_name("parent", &request.get_ref().parent)?;
-        self.authorize(
-            &request,
-            &tenant,
-            Scope::OrgRead,
-            &format!("tenants/{tenant}"),
-        )
-        .await?;
+        let (tenant, _) = self
+            .authorize_parent(&request, &request.get_ref().parent, Scope::OrgRead)
+            .await?;
         let ChainCheck {
             checked,
             first_broken,

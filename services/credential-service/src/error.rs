@@ -104,21 +104,9 @@ impl From<Error> for Status {
             | Error::Tls(_)
             | Error::Serve(_)
             | Error::Reflection(_) => {
-                tracing::error!(error = %chain(&error), "internal error");
+                tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
                 Status::internal("internal error")
             }
         }
     }
-}
-
-/// An error and its causes on one line, for logs only.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -144,7 +144,9 @@ async fn sweep(credentials: Arc<Credentials>, interval: std::time::Duration) {
             Ok(moved) => {
                 tracing::info!(moved, "re-wrapped credentials to their primary key version")
             }
-            Err(error) => tracing::warn!(error = %error::chain(&error), "re-wrap sweep failed"),
+            Err(error) => {
+                tracing::warn!(error = %coffer_telemetry::error_chain(&error), "re-wrap sweep failed")
+            }
         }
     }
 }

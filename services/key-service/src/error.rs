@@ -108,25 +108,10 @@ impl From<Error> for Status {
             | Error::Transport(_)
             | Error::Serve(_)
             | Error::Reflection(_) => {
-                tracing::error!(error = %DisplayChain(&error), "internal error");
+                tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
                 Status::internal("internal error")
             }
         }
-    }
-}
-
-/// Formats an error with its chain of causes, for logs only.
-pub(crate) struct DisplayChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 

@@ -107,7 +107,7 @@ async fn reap_deletions(kms: Arc<Kms>, interval: std::time::Duration) {
             Ok(0) => {}
             Ok(destroyed) => tracing::info!(destroyed, "destroyed keys past their deletion time"),
             Err(error) => {
-                tracing::warn!(error = %error::DisplayChain(&error), "deletion reaper failed")
+                tracing::warn!(error = %coffer_telemetry::error_chain(&error), "deletion reaper failed")
             }
         }
     }
