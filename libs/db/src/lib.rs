@@ -59,6 +59,15 @@ pub enum Error {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
+/// An open, migrated database: the pool and which backend it talks to.
+#[derive(Debug)]
+pub struct Database {
+    /// The connection pool.
+    pub pool: AnyPool,
+    /// SQLite or PostgreSQL, for the few statements that differ (e.g. `pg_notify`).
+    pub backend: Backend,
+}
+
 /// Connects and applies pending migrations.
 ///
 /// SQLite gets WAL journaling, foreign keys, `secure_delete` (deleted secrets are overwritten,
@@ -71,7 +80,7 @@ pub async fn connect(
     url: &SecretString,
     max_connections: u32,
     migrations: &Migrations,
-) -> Result<AnyPool, Error> {
+) -> Result<Database, Error> {
     sqlx::any::install_default_drivers();
     let backend = Backend::from_url(url.expose_secret()).ok_or(Error::UnsupportedUrl)?;
     let options = match backend {
@@ -102,7 +111,7 @@ pub async fn connect(
         Backend::Postgres => migrations.postgres,
     };
     migrator.run(&pool).await.map_err(Error::Migrate)?;
-    Ok(pool)
+    Ok(Database { pool, backend })
 }
 
 /// Whether a database failure means "down or overloaded" (answer UNAVAILABLE) rather than a

@@ -18,11 +18,6 @@ use crate::ops::{Auth, Introspection, Tokens};
 use crate::store::{ApiKeyRow, PrincipalRow, TenantRow};
 use crate::{Error, Result};
 
-/// Page size when a list request gives none.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-/// Largest page.
-pub const MAX_PAGE_SIZE: u32 = 1000;
-
 /// The `coffer.v1.AuthService` implementation.
 pub struct AuthServiceApi {
     auth: Arc<Auth>,
@@ -381,14 +376,7 @@ fn issued_key_proto(issued: IssuedKey) -> pb::CreateApiKeyResponse {
 
 /// Parses a page size: 0 means the default; beyond the maximum is refused.
 fn page_size(requested: u32) -> Result<u32> {
-    match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        size if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(Error::invalid(
-            "page_size",
-            format!("at most {MAX_PAGE_SIZE}"),
-        )),
-    }
+    coffer_proto::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
 }
 
 impl AuthServiceApi {

@@ -2,25 +2,17 @@
 
 use crate::{Error, Result};
 
-/// Longest tenant or principal id.
-pub const MAX_ID_LEN: usize = 64;
-
 /// Validates an id: `[a-z0-9_-]{1,64}`.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] naming `field`.
 pub fn parse_id(field: &'static str, id: &str) -> Result<String> {
-    let valid = !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if valid {
+    if coffer_proto::is_valid_id(id) {
         Ok(id.to_owned())
     } else {
         Err(Error::invalid(
             field,
-            format!("must match [a-z0-9_-]{{1,{MAX_ID_LEN}}}"),
+            format!("must match {}", coffer_proto::ID_PATTERN),
         ))
     }
 }

@@ -52,6 +52,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let replicas_notify = store.backend() == coffer_db::Backend::Postgres;
     let channel = Endpoint::from_shared(config.key_service_url.clone())
         .map_err(Error::KeyServiceConnect)?
         .tls_config(config.tls.client_config(&config.key_service_server_name))
@@ -87,9 +88,7 @@ pub async fn serve(
         Arc::clone(&auth),
         config.api_key_change_poll,
     ));
-    let change_listener = (coffer_db::Backend::from_url(config.database_url.expose_secret())
-        == Some(coffer_db::Backend::Postgres))
-    .then(|| {
+    let change_listener = replicas_notify.then(|| {
         tokio::spawn(listen_for_changes(
             Arc::clone(&auth),
             config.database_url.clone(),

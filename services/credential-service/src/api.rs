@@ -24,11 +24,6 @@ use crate::sealing::SealingKeys;
 use crate::store::{AuditEvent, CredentialRow};
 use crate::{Error, Result};
 
-/// Page size when a list request gives none.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-/// Largest page.
-pub const MAX_PAGE_SIZE: u32 = 1000;
-
 /// The `coffer.v1.CredentialService` implementation.
 pub struct CredentialServiceApi {
     credentials: Arc<Credentials>,
@@ -353,16 +348,12 @@ impl CredentialService for CredentialServiceApi {
                 .parse::<i64>()
                 .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))?
         };
-        let mut events = self
+        let rows = self
             .credentials
             .audit_events(&tenant, after, page_size + 1)
             .await?;
-        let next = if events.len() > page_size as usize {
-            events.truncate(page_size as usize);
-            events.last().map(|e| e.sequence.to_string())
-        } else {
-            None
-        };
+        let (events, next) =
+            coffer_proto::paging::split_page(rows, page_size, |e| e.sequence.to_string());
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: events.iter().map(audit_proto).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -418,15 +409,9 @@ fn actor<T>(principal: &Principal, request: &Request<T>) -> Actor {
     }
 }
 
+/// Parses a page size: 0 means the default; beyond the maximum is refused.
 fn page_size(requested: u32) -> Result<u32> {
-    match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        size if size <= MAX_PAGE_SIZE => Ok(size),
-        _ => Err(Error::invalid(
-            "page_size",
-            format!("at most {MAX_PAGE_SIZE}"),
-        )),
-    }
+    coffer_proto::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
 }
 
 fn timestamp(seconds: i64) -> prost_types::Timestamp {

@@ -135,11 +135,7 @@ impl Config {
         let key_service = upstream(&mut p, "KEY_SERVICE");
         let auth_service = upstream(&mut p, "AUTH_SERVICE");
         let data_key_id = p.parse("DATA_KEY_ID", "credentials", |s| {
-            (!s.is_empty()
-                && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b)))
-            .then(|| s.to_owned())
+            coffer_proto::is_valid_id(s).then(|| s.to_owned())
         });
         let dek_cache_capacity = p.parse("DEK_CACHE_CAPACITY", "10000", |s| {
             s.parse::<NonZeroUsize>().ok()

@@ -82,15 +82,13 @@ pub fn validate_new(tenant: String, request: pb::CreateCredentialRequest) -> Res
 }
 
 fn tenant_id(field: &'static str, id: &str) -> Result<String> {
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if valid {
+    if coffer_proto::is_valid_id(id) {
         Ok(id.to_owned())
     } else {
-        Err(Error::invalid(field, "tenant must match [a-z0-9_-]{1,64}"))
+        Err(Error::invalid(
+            field,
+            format!("tenant must match {}", coffer_proto::ID_PATTERN),
+        ))
     }
 }
 

@@ -18,10 +18,6 @@ use crate::{Error, Result};
 pub const MAX_PLAINTEXT: usize = 64 * 1024;
 /// Most items in one batch request.
 pub const MAX_BATCH_ITEMS: usize = 1000;
-/// Page size when a ListKeys request gives none.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-/// Largest ListKeys page.
-pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// The `coffer.v1.KeyService` implementation.
 pub struct KeyServiceApi {
@@ -73,13 +69,8 @@ impl KeyService for KeyServiceApi {
         self.authorize(&request, Rpc::ListKeys)?;
         let request = request.into_inner();
         let tenant = TenantName::parse("parent", &request.parent)?;
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                return Err(Error::invalid("page_size", format!("at most {MAX_PAGE_SIZE}")).into());
-            }
-        };
+        let page_size = coffer_proto::paging::page_size(request.page_size)
+            .map_err(|why| Error::invalid("page_size", why))?;
         let (keys, next) = self
             .kms
             .list_keys(&tenant, page_size, &request.page_token)

@@ -6,8 +6,6 @@ use std::fmt;
 
 use crate::{Error, Result};
 
-/// Longest tenant or key identifier.
-pub const MAX_ID_LEN: usize = 64;
 /// Most entries in an encryption context.
 pub const MAX_CONTEXT_ENTRIES: usize = 32;
 /// Longest encryption-context key, in bytes.
@@ -130,17 +128,12 @@ impl EncryptionContext {
 
 /// Validates one identifier; `what` is "tenant" or "key".
 pub(crate) fn parse_id(field: &'static str, what: &str, id: &str) -> Result<String> {
-    let valid = !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if valid {
+    if coffer_proto::is_valid_id(id) {
         Ok(id.to_owned())
     } else {
         Err(Error::invalid(
             field,
-            format!("{what} must match [a-z0-9_-]{{1,{MAX_ID_LEN}}}"),
+            format!("{what} must match {}", coffer_proto::ID_PATTERN),
         ))
     }
 }

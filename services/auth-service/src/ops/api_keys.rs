@@ -196,17 +196,13 @@ impl Auth {
         page_size: u32,
         after: &str,
     ) -> Result<(Vec<ApiKeyRow>, Option<String>)> {
-        let mut page = self
+        let rows = self
             .store
             .list_api_keys(tenant, after, page_size + 1)
             .await?;
-        let next = if page.len() > page_size as usize {
-            page.truncate(page_size as usize);
-            page.last().map(|row| row.id.clone())
-        } else {
-            None
-        };
-        Ok((page, next))
+        Ok(coffer_proto::paging::split_page(rows, page_size, |row| {
+            row.id.clone()
+        }))
     }
 
     /// A key of `tenant`.

@@ -108,17 +108,13 @@ impl Auth {
         page_size: u32,
         after: &str,
     ) -> Result<(Vec<PrincipalRow>, Option<String>)> {
-        let mut page = self
+        let rows = self
             .store
             .list_principals(tenant, after, page_size + 1)
             .await?;
-        let next = if page.len() > page_size as usize {
-            page.truncate(page_size as usize);
-            page.last().map(|row| row.id.clone())
-        } else {
-            None
-        };
-        Ok((page, next))
+        Ok(coffer_proto::paging::split_page(rows, page_size, |row| {
+            row.id.clone()
+        }))
     }
 
     /// Replaces a principal's roles.

@@ -3,7 +3,7 @@
 
 mod api_keys;
 
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
@@ -138,12 +138,16 @@ impl Store {
             sqlite: &SQLITE_MIGRATIONS,
             postgres: &POSTGRES_MIGRATIONS,
         };
-        let backend = coffer_db::Backend::from_url(url.expose_secret())
-            .ok_or(Error::Open(coffer_db::Error::UnsupportedUrl))?;
+        let db = coffer_db::connect(url, max_connections, &migrations).await?;
         Ok(Self {
-            pool: coffer_db::connect(url, max_connections, &migrations).await?,
-            backend,
+            pool: db.pool,
+            backend: db.backend,
         })
+    }
+
+    /// SQLite or PostgreSQL.
+    pub fn backend(&self) -> coffer_db::Backend {
+        self.backend
     }
 
     /// Tells every replica listening on PostgreSQL about a change (`apikey:{id}` or

@@ -122,16 +122,11 @@ impl Credentials {
         after: &str,
         actor: &Actor,
     ) -> Result<(Vec<(CredentialRow, Content)>, Option<String>)> {
-        let mut rows = self
+        let rows = self
             .store
             .list(tenant, after, filter.0, filter.1, page_size + 1)
             .await?;
-        let next = if rows.len() > page_size as usize {
-            rows.truncate(page_size as usize);
-            rows.last().map(|row| row.id.clone())
-        } else {
-            None
-        };
+        let (rows, next) = coffer_proto::paging::split_page(rows, page_size, |row| row.id.clone());
         let mut page = Vec::with_capacity(rows.len());
         for row in rows {
             let env = self.open(&row, actor).await?;

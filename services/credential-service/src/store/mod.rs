@@ -76,11 +76,10 @@ impl Store {
             sqlite: &SQLITE_MIGRATIONS,
             postgres: &POSTGRES_MIGRATIONS,
         };
-        let backend = coffer_db::Backend::from_url(secrecy::ExposeSecret::expose_secret(url))
-            .ok_or(Error::Open(coffer_db::Error::UnsupportedUrl))?;
+        let db = coffer_db::connect(url, max_connections, &migrations).await?;
         Ok(Self {
-            pool: coffer_db::connect(url, max_connections, &migrations).await?,
-            backend,
+            pool: db.pool,
+            backend: db.backend,
         })
     }
 

@@ -50,17 +50,13 @@ impl Kms {
         page_token: &str,
     ) -> Result<(Vec<KeyRecord>, Option<String>)> {
         let after = decode_page_token(page_token)?;
-        let mut page = self
+        let rows = self
             .store
             .list_keys(tenant.as_str(), &after, page_size + 1)
             .await?;
-        let next = if page.len() > page_size as usize {
-            page.truncate(page_size as usize);
-            page.last()
-                .map(|last| URL_SAFE_NO_PAD.encode(last.name.key()))
-        } else {
-            None
-        };
+        let (page, next) = coffer_proto::paging::split_page(rows, page_size, |last| {
+            URL_SAFE_NO_PAD.encode(last.name.key())
+        });
         let mut keys = Vec::with_capacity(page.len());
         for record in page {
             let due = record.state == KeyState::PendingDeletion

@@ -95,8 +95,8 @@ impl Store {
             sqlite: &SQLITE_MIGRATIONS,
             postgres: &POSTGRES_MIGRATIONS,
         };
-        let pool = coffer_db::connect(url, max_connections, &migrations).await?;
-        Ok(Self { pool })
+        let db = coffer_db::connect(url, max_connections, &migrations).await?;
+        Ok(Self { pool: db.pool })
     }
 
     /// Closes the pool, waiting for connections to be returned.
