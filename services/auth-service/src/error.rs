@@ -65,12 +65,9 @@ pub enum Error {
     /// The TLS configuration was refused.
     #[error("TLS configuration refused")]
     Tls(#[source] tonic::transport::Error),
-    /// The gRPC server failed.
+    /// The gRPC server failed or could not be set up.
     #[error("gRPC server failed")]
-    Serve(#[source] tonic::transport::Error),
-    /// Reflection could not be built.
-    #[error("reflection setup failed")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Serve(#[source] coffer_proto::ServeError),
 }
 
 /// `Result` with the auth-service [`Error`].
@@ -124,8 +121,7 @@ impl From<Error> for Status {
             | Error::Corrupt(_)
             | Error::Task(_)
             | Error::Tls(_)
-            | Error::Serve(_)
-            | Error::Reflection(_) => {
+            | Error::Serve(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
                 Status::internal("internal error")
             }

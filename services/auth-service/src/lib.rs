@@ -26,7 +26,6 @@ use coffer_proto::pb::auth_service_server::AuthServiceServer;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tonic::server::NamedService as _;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Endpoint, Server};
 
 pub use config::Config;
@@ -73,13 +72,6 @@ pub async fn serve(
         api_key_cache,
     ));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<AuthServiceServer<AuthServiceApi>>()
-        .await;
-    let (reflection_v1, reflection_v1alpha) =
-        coffer_proto::reflection(AuthServiceServer::<AuthServiceApi>::NAME)?;
-
     let reloader = tokio::spawn(reload_signing_keys(
         Arc::clone(&auth),
         config.signing_key_refresh,
@@ -94,30 +86,25 @@ pub async fn serve(
             config.database_url.clone(),
         ))
     });
-    let shutdown = async move {
-        shutdown.await;
-        health
-            .set_not_serving::<AuthServiceServer<AuthServiceApi>>()
-            .await;
-    };
     let identities = Identities::new(
         &config.trust_domain,
         Identities::default_introspectors(&config.trust_domain),
     );
     let api = AuthServiceApi::new(Arc::clone(&auth), identities);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = Server::builder()
+    let router = Server::builder()
         .tls_config(config.tls.server_config())
         .map_err(Error::Tls)?
         .timeout(config.request_timeout)
         .trace_fn(coffer_telemetry::propagation::grpc_span)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(AuthServiceServer::new(api))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(Error::Serve);
+        .add_service(AuthServiceServer::new(api));
+    let served = coffer_proto::serve(
+        router,
+        AuthServiceServer::<AuthServiceApi>::NAME,
+        listener,
+        shutdown,
+    )
+    .await
+    .map_err(Error::Serve);
     reloader.abort();
     evictor.abort();
     if let Some(listener) = change_listener {

@@ -29,7 +29,6 @@ use coffer_authn::authenticator::Authenticator;
 use coffer_proto::pb::credential_service_server::CredentialServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService as _;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 
 pub use config::Config;
@@ -96,33 +95,22 @@ pub async fn serve_with_metrics(
     });
     let sweeper = tokio::spawn(sweep(Arc::clone(&credentials), config.rewrap_interval));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<CredentialServiceServer<CredentialServiceApi>>()
-        .await;
-    let (reflection_v1, reflection_v1alpha) =
-        coffer_proto::reflection(CredentialServiceServer::<CredentialServiceApi>::NAME)?;
-    let shutdown = async move {
-        shutdown.await;
-        health
-            .set_not_serving::<CredentialServiceServer<CredentialServiceApi>>()
-            .await;
-    };
     let sealing = Arc::new(SealingKeys::new(config.sealing_key_lifetime));
     let api = CredentialServiceApi::new(Arc::clone(&credentials), authenticator, sealing);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = Server::builder()
+    let router = Server::builder()
         .tls_config(config.tls.server_config())
         .map_err(Error::Tls)?
         .timeout(config.request_timeout)
         .trace_fn(coffer_telemetry::propagation::grpc_span)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(CredentialServiceServer::new(api))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(Error::Serve);
+        .add_service(CredentialServiceServer::new(api));
+    let served = coffer_proto::serve(
+        router,
+        CredentialServiceServer::<CredentialServiceApi>::NAME,
+        listener,
+        shutdown,
+    )
+    .await
+    .map_err(Error::Serve);
     sweeper.abort();
     let _ = metrics_stop.send(());
     if let Some(metrics_server) = metrics_server {

@@ -58,12 +58,9 @@ pub enum Error {
     /// TLS material could not be loaded.
     #[error(transparent)]
     Transport(#[from] transport::Error),
-    /// The gRPC server failed.
+    /// The gRPC server failed or could not be set up.
     #[error("gRPC server failed")]
-    Serve(#[source] tonic::transport::Error),
-    /// Reflection could not be built from the descriptor set.
-    #[error("reflection setup failed")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Serve(#[source] coffer_proto::ServeError),
 }
 
 /// `Result` with the key-service [`Error`].
@@ -106,8 +103,7 @@ impl From<Error> for Status {
             | Error::Crypto(_)
             | Error::Tls(_)
             | Error::Transport(_)
-            | Error::Serve(_)
-            | Error::Reflection(_) => {
+            | Error::Serve(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
                 Status::internal("internal error")
             }

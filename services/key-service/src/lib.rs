@@ -27,7 +27,6 @@ use coffer_proto::pb::key_service_server::KeyServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService as _;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -62,36 +61,22 @@ pub async fn serve(
     ));
     kms.check_root_keys().await?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<KeyServiceServer<KeyServiceApi>>()
-        .await;
-    let (reflection_v1, reflection_v1alpha) =
-        coffer_proto::reflection(KeyServiceServer::<KeyServiceApi>::NAME)?;
-
     let reaper = tokio::spawn(reap_deletions(Arc::clone(&kms), config.reaper_interval));
-    let shutdown = async move {
-        shutdown.await;
-        health
-            .set_not_serving::<KeyServiceServer<KeyServiceApi>>()
-            .await;
-    };
     let api = KeyServiceApi::new(Arc::clone(&kms), config.authz);
-    // Without TCP_NODELAY, small responses wait on Nagle's algorithm and the client's delayed
-    // ACK: about 40 ms per call.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = Server::builder()
+    let router = Server::builder()
         .tls_config(config.tls.server_config())
         .map_err(Error::Tls)?
         .timeout(config.request_timeout)
         .trace_fn(coffer_telemetry::propagation::grpc_span)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(KeyServiceServer::new(api))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(Error::Serve);
+        .add_service(KeyServiceServer::new(api));
+    let served = coffer_proto::serve(
+        router,
+        KeyServiceServer::<KeyServiceApi>::NAME,
+        listener,
+        shutdown,
+    )
+    .await
+    .map_err(Error::Serve);
     reaper.abort();
     kms.store().close().await;
     served
