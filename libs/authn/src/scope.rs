@@ -110,6 +110,18 @@ impl Scopes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The scopes of `self` that `holder` lacks, in a fixed order: empty exactly when `self`
+    /// is a subset of `holder`. Every grant, roll or derived credential is checked with this
+    /// (authority never grows).
+    pub fn beyond(&self, holder: &Scopes) -> Scopes {
+        self.0.difference(&holder.0).copied().collect()
+    }
+
+    /// The scopes in both sets (a derived credential's authority, bounded by its holder's).
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        self.0.intersection(&other.0).copied().collect()
+    }
 }
 
 impl FromIterator<Scope> for Scopes {
@@ -195,6 +207,18 @@ mod tests {
         assert_eq!(Scopes::parse(&scopes.to_string()).unwrap(), scopes);
         assert_eq!(Scopes::parse("mcp:read mcp:root").unwrap_err(), "mcp:root");
         assert!(Scopes::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn beyond_names_exactly_the_scopes_the_holder_lacks() {
+        let narrow = Scopes::parse("mcp:read user:token").unwrap();
+        let broad = scopes_of(&[Role::OrgAdmin]);
+        assert!(narrow.beyond(&broad).is_empty());
+        let excess = broad.beyond(&narrow);
+        assert!(!excess.contains(Scope::McpRead) && excess.contains(Scope::OrgAdmin));
+        assert_eq!(excess.iter().count(), Scope::ALL.len() - 2);
+        assert_eq!(broad.intersection(&narrow), narrow);
+        assert!(Scopes::default().beyond(&Scopes::default()).is_empty());
     }
 
     #[test]

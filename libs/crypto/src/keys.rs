@@ -101,6 +101,60 @@ impl RootKey {
     }
 }
 
+/// Domain-separation label of root key check values: `info = CHECK_INFO_PREFIX || version`.
+pub const CHECK_INFO_PREFIX: &[u8] = b"coffer/root-check/v1";
+
+impl RootKey {
+    /// The key check value of this key as root version `version`:
+    /// `HKDF-SHA256(ikm = root, salt = none, info = "coffer/root-check/v1" || u32be(version))`,
+    /// a PRF output under the root key (HKDF-Expand is HMAC-SHA256) that reveals nothing
+    /// about it. Stored beside the data, it tells at start-up whether a configured key is the
+    /// one the data was wrapped under, before anything is written with a wrong one.
+    pub fn check_value(&self, version: u32) -> KeyCheckValue {
+        let hkdf = Hkdf::<Sha256>::new(None, self.expose_secret());
+        let mut info = Vec::with_capacity(CHECK_INFO_PREFIX.len() + 4);
+        info.extend_from_slice(CHECK_INFO_PREFIX);
+        info.extend_from_slice(&version.to_be_bytes());
+        let mut okm = [0u8; KEY_LEN];
+        // As in derive_kek: 32 bytes cannot exceed HKDF's limit. An all-zero value would only
+        // fail the comparison.
+        if hkdf.expand(&info, &mut okm).is_err() {
+            okm.fill(0);
+        }
+        KeyCheckValue(okm)
+    }
+}
+
+/// A root key's check value (see [`RootKey::check_value`]): public, but compared in constant
+/// time all the same.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyCheckValue([u8; KEY_LEN]);
+
+impl KeyCheckValue {
+    /// A stored check value.
+    ///
+    /// # Errors
+    /// [`Error::KeyLength`] unless `bytes` is 32 bytes long.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let array: [u8; KEY_LEN] = bytes.try_into().map_err(|_| Error::KeyLength {
+            expected: KEY_LEN,
+            actual: bytes.len(),
+        })?;
+        Ok(Self(array))
+    }
+
+    /// The bytes, for storing.
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// Whether two check values are equal, in constant time.
+    pub fn matches(&self, other: &KeyCheckValue) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
 /// A key that encrypts with AES-256-GCM in the [`crate::envelope`] format.
 ///
 /// Implemented for [`Kek`], [`TenantKey`] and [`DataKey`], never for [`RootKey`].
@@ -176,6 +230,23 @@ mod tests {
         assert_eq!(
             root.derive_kek("acme").expose_secret().as_slice(),
             t1.as_slice()
+        );
+    }
+
+    #[test]
+    fn check_values_tell_keys_and_versions_apart_and_leak_no_kek() {
+        let root = RootKey::from_bytes(&[7; KEY_LEN]).unwrap();
+        let other = RootKey::from_bytes(&[8; KEY_LEN]).unwrap();
+        assert!(root.check_value(1).matches(&root.check_value(1)));
+        assert!(!root.check_value(1).matches(&other.check_value(1)));
+        assert!(!root.check_value(1).matches(&root.check_value(2)));
+        let stored = KeyCheckValue::from_bytes(root.check_value(3).as_bytes()).unwrap();
+        assert!(stored.matches(&root.check_value(3)));
+        assert!(KeyCheckValue::from_bytes(&[0; 31]).is_err());
+        // Domain-separated from every KEK (a tenant can be named anything valid).
+        assert_ne!(
+            root.check_value(1).as_bytes(),
+            root.derive_kek("").expose_secret()
         );
     }
 

@@ -25,7 +25,7 @@ pub mod text;
 pub use aad::Aad;
 pub use envelope::Envelope;
 pub use error::{Error, Result};
-pub use keys::{DataKey, Kek, RootKey, TenantKey};
+pub use keys::{DataKey, Kek, KeyCheckValue, RootKey, TenantKey};
 pub use secret::SecretBytes;
 
 /// Fills `buf` from the operating system's random number generator.

@@ -27,6 +27,14 @@ pub struct Service {
     pub shutdown_grace_period: Duration,
 }
 
+/// A server's failure, as the process reports it.
+pub trait Failure: std::fmt::Display {
+    /// Whether the failure is the operator's configuration (for example a root key that does
+    /// not match the database): the process then exits with [`EX_USAGE`] rather than a
+    /// generic failure, so a supervisor does not restart it in a loop.
+    fn is_misconfiguration(&self) -> bool;
+}
+
 /// A future that resolves when the server should stop.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -37,7 +45,7 @@ pub async fn run<F, Fut, E>(service: Service, serve: F) -> ExitCode
 where
     F: FnOnce(TcpListener, Shutdown) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: Failure + Send + 'static,
 {
     let name = service.name;
     let telemetry = match crate::init(name, service.log_format, service.otlp_endpoint.as_deref()) {
@@ -87,6 +95,11 @@ where
     telemetry.shutdown();
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) if error.is_misconfiguration() => {
+            tracing::error!(%error, "{name}: invalid configuration");
+            eprintln!("{name}: invalid configuration: {error}");
+            ExitCode::from(EX_USAGE)
+        }
         Ok(Err(error)) => {
             tracing::error!(%error, "{name} failed");
             ExitCode::FAILURE

@@ -82,6 +82,14 @@ impl AuthService for AuthServiceApi {
             }
             _ => return Err(Error::invalid("kind", "must be USER or SERVICE_ACCOUNT").into()),
         };
+        let granted = match &new {
+            NewPrincipal::User { .. } => coffer_authn::scope::scopes_of(&roles),
+            NewPrincipal::ServiceAccount { scopes } => coffer_authn::scope::scopes_of(&roles)
+                .iter()
+                .chain(scopes.iter())
+                .collect(),
+        };
+        require_grant(&caller, &granted)?;
         let row = self.auth.create_principal(tenant, id, new, roles).await?;
         Ok(Response::new(principal_proto(&row)?))
     }
@@ -116,6 +124,7 @@ impl AuthService for AuthServiceApi {
         let (tenant, id) = parse_principal_name("name", &request.name)?;
         caller.require(&tenant, Scope::OrgAdmin, || request.name.clone())?;
         let roles = parse_roles(&request.roles)?;
+        require_grant(&caller, &coffer_authn::scope::scopes_of(&roles))?;
         let row = self.auth.set_roles(&tenant, &id, &roles).await?;
         Ok(Response::new(principal_proto(&row)?))
     }
@@ -288,7 +297,7 @@ impl AuthService for AuthServiceApi {
     async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Reply<pb::ApiKey> {
         let caller = self.caller(&request).await?;
         let row = self
-            .manageable_key(&caller, &request.get_ref().name)
+            .manageable_key(&caller, &request.get_ref().name, Manage::Revoke)
             .await?;
         let revoked = self.auth.revoke_api_key(&row.tenant, &row.id).await?;
         Ok(Response::new(api_key_proto(&revoked)))
@@ -300,7 +309,7 @@ impl AuthService for AuthServiceApi {
     ) -> Reply<pb::CreateApiKeyResponse> {
         let caller = self.caller(&request).await?;
         let row = self
-            .manageable_key(&caller, &request.get_ref().name)
+            .manageable_key(&caller, &request.get_ref().name, Manage::Roll)
             .await?;
         let grace = Duration::from_secs(request.get_ref().grace_period_seconds);
         let issued = self.auth.roll_api_key(&row.tenant, &row.id, grace).await?;
@@ -379,19 +388,63 @@ fn page_size(requested: u32) -> Result<u32> {
     coffer_proto::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
 }
 
+/// What a caller wants to do with an existing API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Manage {
+    Revoke,
+    Roll,
+}
+
 impl AuthServiceApi {
-    /// Loads a key of the caller's tenant and checks the caller may manage it: its owner
-    /// with `user:token`, anyone with `org:admin`, or an operator.
-    async fn manageable_key(&self, caller: &Caller, name: &str) -> Result<ApiKeyRow> {
+    /// Loads a key of the caller's tenant and checks the caller may `action` it.
+    ///
+    /// Who may: an operator; the key's owner with `user:token`; anyone with `org:admin`. And,
+    /// for a principal, authority never grows: a roll hands out a secret with the key's
+    /// scopes, so the caller must hold every one of them; a revoke takes authority away, so
+    /// a caller lacking some of them needs `org:admin` (a narrow key of the owner cannot
+    /// switch off the owner's broad keys).
+    async fn manageable_key(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: Manage,
+    ) -> Result<ApiKeyRow> {
         let (tenant, id) = parse_api_key_name("name", name)?;
         caller.require(&tenant, Scope::UserToken, || name.to_owned())?;
         let row = self.auth.api_key(&tenant, &id).await?;
-        if let Caller::Principal(me) = caller
-            && me.subject != row.principal_id
-        {
+        let Caller::Principal(me) = caller else {
+            return Ok(row);
+        };
+        if me.subject != row.principal_id {
             caller.require(&tenant, Scope::OrgAdmin, || name.to_owned())?;
         }
+        let key_scopes =
+            Scopes::parse(&row.scopes).map_err(|_| Error::Corrupt("unknown stored scope"))?;
+        let excess = key_scopes.beyond(&me.scopes);
+        let allowed =
+            excess.is_empty() || (action == Manage::Revoke && me.scopes.contains(Scope::OrgAdmin));
+        if !allowed {
+            return Err(Error::PermissionDenied {
+                why: format!("{action:?} of {name}: the key holds {excess}, the caller does not"),
+            });
+        }
         Ok(row)
+    }
+}
+
+/// Refuses a grant of any scope the caller does not hold itself (operators excepted): an
+/// `org:admin` key cannot mint an `org_admin` user or hand out `credential:reveal`.
+fn require_grant(caller: &Caller, granted: &Scopes) -> Result<()> {
+    let Caller::Principal(me) = caller else {
+        return Ok(());
+    };
+    let excess = granted.beyond(&me.scopes);
+    if excess.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied {
+            why: format!("grant of {excess}, which the caller does not hold"),
+        })
     }
 }
 

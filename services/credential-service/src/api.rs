@@ -48,6 +48,7 @@ impl CredentialServiceApi {
     /// Opens sealed values into `plain`; a name may not appear in both.
     fn unseal_into(
         &self,
+        tenant: &str,
         field: &'static str,
         sealed: HashMap<String, pb::SealedValue>,
         mut plain: HashMap<String, String>,
@@ -61,7 +62,7 @@ impl CredentialServiceApi {
             }
             let opened = self
                 .sealing
-                .open(field, &name, &value.kid, &value.ciphertext)?;
+                .open(tenant, field, &name, &value.kid, &value.ciphertext)?;
             plain.insert(name, opened);
         }
         Ok(plain)
@@ -135,7 +136,12 @@ impl CredentialService for CredentialServiceApi {
             .await?;
         let mut request = request.into_inner();
         let sealed = std::mem::take(&mut request.sealed_env);
-        request.env = self.unseal_into("sealed_env", sealed, std::mem::take(&mut request.env))?;
+        request.env = self.unseal_into(
+            &tenant,
+            "sealed_env",
+            sealed,
+            std::mem::take(&mut request.env),
+        )?;
         let new = validate_new(tenant, request)?;
         let (row, content) = self.credentials.create(new, &actor).await?;
         Ok(Response::new(credential_proto(&row, &content)?))
@@ -200,8 +206,12 @@ impl CredentialService for CredentialServiceApi {
                 .replace_opaque(&tenant, &id, request.row_version, opaque, &actor)
                 .await?
         } else {
-            let set =
-                self.unseal_into("set_sealed_env", request.set_sealed_env, request.set_env)?;
+            let set = self.unseal_into(
+                &tenant,
+                "set_sealed_env",
+                request.set_sealed_env,
+                request.set_env,
+            )?;
             let set = Env::parse("set_env", set)?;
             for unset in &request.unset_env {
                 check_name("unset_env", unset)?;
@@ -273,9 +283,10 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::GetSealingKeyRequest>,
     ) -> Reply<pb::SealingKey> {
-        self.authorize_parent(&request, &request.get_ref().parent, Scope::McpWrite)
+        let (tenant, _) = self
+            .authorize_parent(&request, &request.get_ref().parent, Scope::McpWrite)
             .await?;
-        let key = self.sealing.current()?;
+        let key = self.sealing.current(&tenant)?;
         Ok(Response::new(pb::SealingKey {
             kid: key.kid,
             alg: crate::sealing::ALG.to_owned(),
@@ -294,14 +305,16 @@ impl CredentialService for CredentialServiceApi {
             .authorize_credential(&request, &request.get_ref().name, Scope::CredentialReveal)
             .await?;
         let request = request.into_inner();
-        for variable in request.paths.values() {
+        // Every limit that does not need the values is checked before the reveal.
+        let plan = crate::hydrate::Plan::parse(&request.base_config, &request.paths)?;
+        for variable in plan.variables() {
             check_name("paths", variable)?;
         }
         let (_, env) = self
             .credentials
             .reveal(&tenant, &id, "hydrate", &actor)
             .await?;
-        let config = crate::hydrate::hydrate(&request.base_config, &request.paths, &env)?;
+        let config = plan.apply(&env)?;
         Ok(Response::new(pb::HydrateConfigResponse { config }))
     }
 

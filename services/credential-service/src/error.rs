@@ -69,6 +69,13 @@ impl Error {
     }
 }
 
+impl coffer_telemetry::process::Failure for Error {
+    /// Configuration is refused before `serve`; every failure here is a fault.
+    fn is_misconfiguration(&self) -> bool {
+        false
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {

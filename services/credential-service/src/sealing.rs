@@ -1,10 +1,16 @@
-//! Sealed-box intake: session key pairs held only in memory, replaced on a schedule.
+//! Sealed-box intake: per-tenant session key pairs held only in memory, replaced on a
+//! schedule.
 //!
-//! The current pair is handed out by GetSealingKey until half its lifetime has passed; then a
-//! new pair is made, and the old one still opens what was sealed to it until it expires. Keys
-//! are never persisted: a restart ends every sealing session (clients fetch a new key).
+//! Each tenant has its own pairs, and a pair's kid names its tenant
+//! (`tenants/{tenant}/sealingKeys/{hex}`): a value sealed to one tenant's key is refused in
+//! every other tenant, so a sealed box cannot be replayed into another tenant's credential
+//! (where its owner could reveal it). The current pair is handed out by GetSealingKey until
+//! half its lifetime has passed; then a new pair is made, and the old one still opens what
+//! was sealed to it until it expires. Keys are never persisted: a restart ends every sealing
+//! session (clients fetch a new key).
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -22,7 +28,7 @@ pub const ALG: &str = "libsodium-sealedbox";
 /// A public sealing key as handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicSealingKey {
-    /// Key id.
+    /// Key id, `tenants/{tenant}/sealingKeys/{hex}`.
     pub kid: String,
     /// The X25519 public key.
     pub public_key: [u8; 32],
@@ -37,10 +43,10 @@ struct Pair {
     expires_at: i64,
 }
 
-/// The session key pairs, or nothing when intake is disabled.
+/// The session key pairs of every tenant, or nothing when intake is disabled.
 pub struct SealingKeys {
     lifetime: Option<Duration>,
-    pairs: Mutex<Vec<Pair>>,
+    pairs: Mutex<HashMap<String, Vec<Pair>>>,
 }
 
 impl SealingKeys {
@@ -48,28 +54,35 @@ impl SealingKeys {
     pub fn new(lifetime: Option<Duration>) -> Self {
         Self {
             lifetime,
-            pairs: Mutex::new(Vec::new()),
+            pairs: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The key to seal to now (making a new pair when needed).
+    /// The key to seal to now for `tenant` (making a new pair when needed).
     ///
     /// # Errors
     /// [`Error::FailedPrecondition`] when intake is disabled; [`Error::Crypto`] if the RNG fails.
-    pub fn current(&self) -> Result<PublicSealingKey> {
+    pub fn current(&self, tenant: &str) -> Result<PublicSealingKey> {
         let lifetime = self.enabled()?;
         let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
         let now = now();
-        let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
-        pairs.retain(|pair| pair.expires_at > now);
+        let mut all = self.lock();
+        // Expired pairs go, and tenants left without any: memory stays bounded by the tenants
+        // sealing right now.
+        all.retain(|_, pairs| {
+            pairs.retain(|pair| pair.expires_at > now);
+            !pairs.is_empty()
+        });
+        let pairs = all.entry(tenant.to_owned()).or_default();
         let fresh = pairs
             .last()
             .filter(|pair| now - pair.created < lifetime / 2);
         if fresh.is_none() {
             let mut id = [0u8; 8];
             coffer_crypto::fill_random(&mut id)?;
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
             pairs.push(Pair {
-                kid: id.iter().map(|b| format!("{b:02x}")).collect(),
+                kid: kid(tenant, &hex),
                 pair: SealingKeyPair::generate()?,
                 created: now,
                 expires_at: now.saturating_add(lifetime),
@@ -83,20 +96,29 @@ impl SealingKeys {
         })
     }
 
-    /// Opens one sealed value of variable `name`; each failure has its own message.
+    /// Opens one sealed value of variable `name`, submitted in `tenant`; each failure has its
+    /// own message.
     ///
     /// # Errors
-    /// [`Error::FailedPrecondition`] for disabled intake or an unknown or expired kid;
-    /// [`Error::InvalidArgument`] on `field` for bad base64, a box that does not open, a
-    /// value over [`MAX_SIZE_BYTES`] or not UTF-8.
+    /// [`Error::FailedPrecondition`] for disabled intake, a kid of another tenant, or an
+    /// unknown or expired kid; [`Error::InvalidArgument`] on `field` for bad base64, a box
+    /// that does not open, a value over [`MAX_SIZE_BYTES`] or not UTF-8.
     pub fn open(
         &self,
+        tenant: &str,
         field: &'static str,
         name: &str,
         kid: &str,
         ciphertext: &str,
     ) -> Result<String> {
         self.enabled()?;
+        if !kid.starts_with(&self::kid(tenant, "")) {
+            return Err(Error::FailedPrecondition(format!(
+                "{name}: sealing key `{}` is not a key of tenant {tenant}; seal to the key \
+                 GetSealingKey returns for tenants/{tenant}",
+                shown(kid)
+            )));
+        }
         let sealed = STANDARD.decode(ciphertext).map_err(|_| {
             Error::invalid(field, format!("{name}: ciphertext is not valid base64"))
         })?;
@@ -107,13 +129,16 @@ impl SealingKeys {
             ));
         }
         let now = now();
-        let pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
-        let pair = pairs
-            .iter()
+        let all = self.lock();
+        let pair = all
+            .get(tenant)
+            .into_iter()
+            .flatten()
             .find(|pair| pair.kid == kid && pair.expires_at > now)
             .ok_or_else(|| {
                 Error::FailedPrecondition(format!(
-                    "{name}: sealing key `{kid}` is unknown or expired; fetch a new one with GetSealingKey"
+                    "{name}: sealing key `{}` is unknown or expired; fetch a new one with GetSealingKey",
+                    shown(kid)
                 ))
             })?;
         let opened: SecretBytes = pair.pair.open(&sealed).map_err(|error| match error {
@@ -134,6 +159,20 @@ impl SealingKeys {
             Error::FailedPrecondition("sealed intake is not enabled on this server".to_owned())
         })
     }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Pair>>> {
+        // A poisoned map at worst lost a pair: clients fetch a new key.
+        self.pairs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn kid(tenant: &str, hex: &str) -> String {
+    format!("tenants/{tenant}/sealingKeys/{hex}")
+}
+
+/// A kid as quoted in an error: not secret, but caller-chosen and possibly long.
+fn shown(kid: &str) -> String {
+    kid.chars().take(80).collect()
 }
 
 #[cfg(test)]
@@ -149,29 +188,34 @@ mod tests {
         let disabled = SealingKeys::new(None);
         assert!(
             disabled
-                .current()
+                .current("acme")
                 .unwrap_err()
                 .to_string()
                 .contains("not enabled")
         );
         assert!(
             disabled
-                .open("env", "A", "kid", "AAAA")
+                .open("acme", "env", "A", "kid", "AAAA")
                 .unwrap_err()
                 .to_string()
                 .contains("not enabled")
         );
 
         let keys = SealingKeys::new(Some(Duration::from_secs(3600)));
-        let key = keys.current().unwrap();
+        let key = keys.current("acme").unwrap();
+        assert!(key.kid.starts_with("tenants/acme/sealingKeys/"));
         let sealed = seal_b64(&key.public_key, b"value");
-        assert_eq!(keys.open("env", "A", &key.kid, &sealed).unwrap(), "value");
+        assert_eq!(
+            keys.open("acme", "env", "A", &key.kid, &sealed).unwrap(),
+            "value"
+        );
         let error = |kid: &str, ciphertext: &str| {
-            keys.open("env", "A", kid, ciphertext)
+            keys.open("acme", "env", "A", kid, ciphertext)
                 .unwrap_err()
                 .to_string()
         };
-        assert!(error("nope", &sealed).contains("unknown or expired"));
+        assert!(error("nope", &sealed).contains("not a key of tenant acme"));
+        assert!(error("tenants/acme/sealingKeys/00", &sealed).contains("unknown or expired"));
         assert!(error(&key.kid, "not base64!").contains("not valid base64"));
         let other = SealingKeyPair::generate().unwrap();
         assert!(
@@ -181,6 +225,26 @@ mod tests {
         assert!(error(&key.kid, &seal_b64(&key.public_key, &big)).contains("over 65536 bytes"));
         assert!(error(&key.kid, &seal_b64(&key.public_key, &[0xff, 0xfe])).contains("not UTF-8"));
         // The same pair is handed out until half its lifetime has passed.
-        assert_eq!(keys.current().unwrap().kid, key.kid);
+        assert_eq!(keys.current("acme").unwrap().kid, key.kid);
+    }
+
+    #[test]
+    fn each_tenant_has_its_own_pair_and_refuses_the_others_boxes() {
+        let keys = SealingKeys::new(Some(Duration::from_secs(3600)));
+        let acme = keys.current("acme").unwrap();
+        let globex = keys.current("globex").unwrap();
+        assert_ne!(acme.public_key, globex.public_key);
+        assert!(globex.kid.starts_with("tenants/globex/"));
+        let sealed = seal_b64(&acme.public_key, b"acme secret");
+        let replay = keys
+            .open("globex", "env", "A", &acme.kid, &sealed)
+            .unwrap_err();
+        assert!(matches!(replay, Error::FailedPrecondition(_)), "{replay}");
+        assert!(replay.to_string().contains("not a key of tenant globex"));
+        // A tenant whose name is a prefix of another's is a different tenant.
+        let acm = keys
+            .open("acm", "env", "A", &acme.kid, &sealed)
+            .unwrap_err();
+        assert!(acm.to_string().contains("not a key of tenant acm"));
     }
 }

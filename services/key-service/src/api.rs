@@ -8,7 +8,7 @@ use coffer_proto::pb::{self, batch_decrypt_result, batch_re_wrap_result};
 use coffer_transport::SpiffeId;
 use tonic::{Request, Response, Status};
 
-use crate::authz::{Policy, Rpc};
+use crate::authz::{Policy, Rpc, Target};
 use crate::names::{EncryptionContext, KeyName, TenantName};
 use crate::ops::{BatchInput, Decrypted, Kms, PolicyUpdate, Rewrapped};
 use crate::store::{KeyRecord, KeyState};
@@ -31,9 +31,9 @@ impl KeyServiceApi {
         Self { kms, authz }
     }
 
-    fn authorize<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<SpiffeId> {
+    fn authorize<T>(&self, request: &Request<T>, rpc: Rpc, target: Target<'_>) -> Result<SpiffeId> {
         let caller = SpiffeId::from_request(request).ok_or(Error::Unauthenticated)?;
-        if self.authz.allows(&caller, rpc) {
+        if self.authz.allows(&caller, rpc, target) {
             Ok(caller)
         } else {
             Err(Error::PermissionDenied {
@@ -49,16 +49,16 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl KeyService for KeyServiceApi {
     async fn create_key(&self, request: Request<pb::CreateKeyRequest>) -> Reply<pb::Key> {
-        self.authorize(&request, Rpc::CreateKey)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::CreateKey, Target::Key(&name))?;
         let request = request.into_inner();
-        let name = KeyName::parse("name", &request.name)?;
         let record = self.kms.create_key(&name, request.deletion_allowed).await?;
         Ok(Response::new(key_proto(&record)))
     }
 
     async fn get_key(&self, request: Request<pb::GetKeyRequest>) -> Reply<pb::Key> {
-        self.authorize(&request, Rpc::GetKey)?;
         let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::GetKey, Target::Key(&name))?;
         Ok(Response::new(key_proto(&self.kms.get_key(&name).await?)))
     }
 
@@ -66,7 +66,7 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Reply<pb::ListKeysResponse> {
-        self.authorize(&request, Rpc::ListKeys)?;
+        self.authorize(&request, Rpc::ListKeys, Target::Service)?;
         let request = request.into_inner();
         let tenant = TenantName::parse("parent", &request.parent)?;
         let page_size = coffer_proto::paging::page_size(request.page_size)
@@ -82,8 +82,8 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn rotate_key(&self, request: Request<pb::RotateKeyRequest>) -> Reply<pb::Key> {
-        self.authorize(&request, Rpc::RotateKey)?;
         let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::RotateKey, Target::Key(&name))?;
         Ok(Response::new(key_proto(&self.kms.rotate_key(&name).await?)))
     }
 
@@ -91,9 +91,9 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::UpdateKeyPolicyRequest>,
     ) -> Reply<pb::Key> {
-        self.authorize(&request, Rpc::UpdateKeyPolicy)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::UpdateKeyPolicy, Target::Key(&name))?;
         let request = request.into_inner();
-        let name = KeyName::parse("name", &request.name)?;
         let update = PolicyUpdate {
             min_decryption_version: request.min_decryption_version,
             min_encryption_version: request.min_encryption_version,
@@ -108,9 +108,9 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Reply<pb::GenerateDataKeyResponse> {
-        self.authorize(&request, Rpc::GenerateDataKey)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::GenerateDataKey, Target::Key(&name))?;
         let request = request.into_inner();
-        let name = KeyName::parse("name", &request.name)?;
         let context = EncryptionContext::parse(request.encryption_context)?;
         let outcome = self
             .kms
@@ -127,9 +127,9 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Reply<pb::EncryptResponse> {
-        self.authorize(&request, Rpc::Encrypt)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::Encrypt, Target::Key(&name))?;
         let request = request.into_inner();
-        let name = KeyName::parse("name", &request.name)?;
         if request.plaintext.len() > MAX_PLAINTEXT {
             return Err(
                 Error::invalid("plaintext", format!("at most {MAX_PLAINTEXT} bytes")).into(),
@@ -155,9 +155,9 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Reply<pb::DecryptResponse> {
-        self.authorize(&request, Rpc::Decrypt)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::Decrypt, Target::Key(&name))?;
         let request = request.into_inner();
-        let name = KeyName::parse("name", &request.name)?;
         let ciphertext = match (
             request.ciphertext.is_empty(),
             request.ciphertext_text.is_empty(),
@@ -179,9 +179,9 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn re_wrap(&self, request: Request<pb::ReWrapRequest>) -> Reply<pb::ReWrapResponse> {
-        self.authorize(&request, Rpc::ReWrap)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::ReWrap, Target::Key(&name))?;
         let request = request.into_inner();
-        let name = KeyName::parse("name", &request.name)?;
         let context = EncryptionContext::parse(request.encryption_context)?;
         let rewrapped = self
             .kms
@@ -194,9 +194,9 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::BatchDecryptRequest>,
     ) -> Reply<pb::BatchDecryptResponse> {
-        self.authorize(&request, Rpc::BatchDecrypt)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::BatchDecrypt, Target::Key(&name))?;
         let request = request.into_inner();
-        let name = KeyName::parse("name", &request.name)?;
         let items = batch_items(request.items)?;
         let results = self.kms.batch_decrypt(&name, items).await?;
         Ok(Response::new(pb::BatchDecryptResponse {
@@ -216,9 +216,9 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::BatchReWrapRequest>,
     ) -> Reply<pb::BatchReWrapResponse> {
-        self.authorize(&request, Rpc::BatchReWrap)?;
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::BatchReWrap, Target::Key(&name))?;
         let request = request.into_inner();
-        let name = KeyName::parse("name", &request.name)?;
         let items = batch_items(request.items)?;
         let results = self.kms.batch_rewrap(&name, items).await?;
         Ok(Response::new(pb::BatchReWrapResponse {
@@ -238,8 +238,8 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::ScheduleKeyDeletionRequest>,
     ) -> Reply<pb::Key> {
-        self.authorize(&request, Rpc::ScheduleKeyDeletion)?;
         let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::ScheduleKeyDeletion, Target::Key(&name))?;
         Ok(Response::new(key_proto(
             &self.kms.schedule_deletion(&name).await?,
         )))
@@ -249,8 +249,8 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::CancelKeyDeletionRequest>,
     ) -> Reply<pb::Key> {
-        self.authorize(&request, Rpc::CancelKeyDeletion)?;
         let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::CancelKeyDeletion, Target::Key(&name))?;
         Ok(Response::new(key_proto(
             &self.kms.cancel_deletion(&name).await?,
         )))
@@ -260,7 +260,7 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::RotateRootKeyRequest>,
     ) -> Reply<pb::RotateRootKeyResponse> {
-        let caller = self.authorize(&request, Rpc::RotateRootKey)?;
+        let caller = self.authorize(&request, Rpc::RotateRootKey, Target::Service)?;
         tracing::info!(%caller, "root key rotation requested");
         let (root_key_version, rewrapped_versions) = self.kms.rotate_root_key().await?;
         Ok(Response::new(pb::RotateRootKeyResponse {

@@ -1,14 +1,26 @@
-//! Who may call what: a table from caller SPIFFE ID to allowed RPCs.
+//! Who may call what: a table from caller SPIFFE ID to allowed RPCs on which keys.
 //!
 //! A rule's subject is either an exact SPIFFE ID or a prefix ending in `/`, which matches every
-//! ID below it. A call is allowed when any rule matching the caller lists the RPC. The text form
-//! (configuration) is `subject=Rpc,Rpc;subject=*`, rules separated by `;` or newlines.
+//! ID below it. A rule may be limited to keys matching name patterns; a call is allowed when
+//! any rule matching the caller lists the RPC and, for an RPC on one key, matches the key.
+//! RPCs that are not about one key (ListKeys, RotateRootKey) need a rule without patterns.
 //!
-//! Default for trust domain `td`:
-//! - `spiffe://td/credential-service` and `spiffe://td/auth-service`: [`SERVICE_RPCS`];
-//! - `spiffe://td/operator/` (every operator): all RPCs.
+//! Text form (configuration): rules separated by `;` or newlines, each
+//! `subject=Rpc,Rpc` (every key) or `subject=Rpc,Rpc@pattern,pattern`. A pattern is
+//! `tenants/{t}/keys/{k}` where each of `{t}`, `{k}` is an id, `*` (any), or a prefix ending
+//! in `*` (`audit-*`). `*` for the RPCs means all of them.
+//!
+//! Default for trust domain `td` (each service may use only its own keys, so neither can
+//! unwrap the other's secrets):
+//! - `spiffe://td/credential-service`: [`SERVICE_RPCS`] on `tenants/*/keys/credentials` and
+//!   `tenants/*/keys/credential-audit`;
+//! - `spiffe://td/auth-service`: [`SERVICE_RPCS`] on `tenants/coffer-system/keys/auth-signing`
+//!   and `tenants/*/keys/auth-audit`;
+//! - `spiffe://td/operator/` (every operator): all RPCs on every key.
 
 use coffer_transport::SpiffeId;
+
+use crate::names::KeyName;
 
 /// Every key-service RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +122,8 @@ pub struct Policy {
 struct Rule {
     subject: Subject,
     allowed: u32,
+    /// `None`: every key, and the RPCs that are not about one key.
+    keys: Option<Vec<KeyPattern>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,21 +132,65 @@ enum Subject {
     Under(String),
 }
 
+/// `tenants/{tenant}/keys/{key}` with a [`Segment`] for each part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyPattern {
+    tenant: Segment,
+    key: Segment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Any,
+    Prefix(String),
+    Exact(String),
+}
+
+/// What a call touches: one key, or nothing key-specific.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// An RPC on one key.
+    Key(&'a KeyName),
+    /// ListKeys, RotateRootKey.
+    Service,
+}
+
 impl Policy {
     /// The default table for `trust_domain` (see the module docs).
     pub fn default_for(trust_domain: &str) -> Self {
         let mut rules = Vec::new();
-        for service in ["credential-service", "auth-service"] {
+        for (service, keys) in [
+            (
+                "credential-service",
+                [
+                    "tenants/*/keys/credentials",
+                    "tenants/*/keys/credential-audit",
+                ],
+            ),
+            (
+                "auth-service",
+                [
+                    "tenants/coffer-system/keys/auth-signing",
+                    "tenants/*/keys/auth-audit",
+                ],
+            ),
+        ] {
             if let Ok(id) = SpiffeId::new(trust_domain, service) {
                 rules.push(Rule {
                     subject: Subject::Exact(id),
                     allowed: bits(SERVICE_RPCS),
+                    keys: Some(
+                        keys.iter()
+                            .filter_map(|k| KeyPattern::parse(k).ok())
+                            .collect(),
+                    ),
                 });
             }
         }
         rules.push(Rule {
             subject: Subject::Under(format!("spiffe://{trust_domain}/operator/")),
             allowed: bits(&Rpc::ALL),
+            keys: None,
         });
         Self { rules }
     }
@@ -148,7 +206,7 @@ impl Policy {
             .map(str::trim)
             .filter(|r| !r.is_empty())
         {
-            let (subject, rpcs) = rule
+            let (subject, grant) = rule
                 .split_once('=')
                 .ok_or_else(|| format!("rule `{rule}`: expected subject=Rpc,..."))?;
             let subject = subject.trim();
@@ -158,6 +216,17 @@ impl Policy {
                 Subject::Under(subject.to_owned())
             } else {
                 Subject::Exact(SpiffeId::parse(subject).map_err(|e| format!("rule `{rule}`: {e}"))?)
+            };
+            let (rpcs, keys) = match grant.split_once('@') {
+                None => (grant, None),
+                Some((rpcs, patterns)) => {
+                    let keys = patterns
+                        .split(',')
+                        .map(|p| KeyPattern::parse(p.trim()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("rule `{rule}`: {e}"))?;
+                    (rpcs, Some(keys))
+                }
             };
             let mut allowed = 0;
             for name in rpcs.split(',').map(str::trim) {
@@ -171,20 +240,74 @@ impl Policy {
                     .ok_or_else(|| format!("rule `{rule}`: unknown RPC `{name}`"))?;
                 allowed |= rpc.bit();
             }
-            rules.push(Rule { subject, allowed });
+            rules.push(Rule {
+                subject,
+                allowed,
+                keys,
+            });
         }
         Ok(Self { rules })
     }
 
-    /// Whether `caller` may call `rpc`.
-    pub fn allows(&self, caller: &SpiffeId, rpc: Rpc) -> bool {
+    /// Whether `caller` may call `rpc` on `target`.
+    pub fn allows(&self, caller: &SpiffeId, rpc: Rpc, target: Target<'_>) -> bool {
         self.rules.iter().any(|rule| {
-            let matches = match &rule.subject {
+            let subject = match &rule.subject {
                 Subject::Exact(id) => id == caller,
                 Subject::Under(prefix) => caller.as_str().starts_with(prefix.as_str()),
             };
-            matches && rule.allowed & rpc.bit() != 0
+            let keys = match (&rule.keys, target) {
+                (None, _) => true,
+                (Some(patterns), Target::Key(name)) => patterns.iter().any(|p| p.matches(name)),
+                (Some(_), Target::Service) => false,
+            };
+            subject && keys && rule.allowed & rpc.bit() != 0
         })
+    }
+}
+
+// === impl KeyPattern ===
+
+impl KeyPattern {
+    fn parse(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let ["tenants", tenant, "keys", key] = parts.as_slice() else {
+            return Err(format!(
+                "key pattern `{text}`: expected tenants/{{t}}/keys/{{k}}"
+            ));
+        };
+        Ok(Self {
+            tenant: Segment::parse(text, tenant)?,
+            key: Segment::parse(text, key)?,
+        })
+    }
+
+    fn matches(&self, name: &KeyName) -> bool {
+        self.tenant.matches(name.tenant()) && self.key.matches(name.key())
+    }
+}
+
+impl Segment {
+    fn parse(pattern: &str, text: &str) -> Result<Self, String> {
+        let literal = text.strip_suffix('*').unwrap_or(text);
+        if literal.contains('*') || (literal.is_empty() && text.is_empty()) {
+            return Err(format!(
+                "key pattern `{pattern}`: a part is an id, `*`, or a prefix ending in `*`"
+            ));
+        }
+        Ok(match (text.ends_with('*'), literal.is_empty()) {
+            (true, true) => Segment::Any,
+            (true, false) => Segment::Prefix(literal.to_owned()),
+            (false, _) => Segment::Exact(literal.to_owned()),
+        })
+    }
+
+    fn matches(&self, part: &str) -> bool {
+        match self {
+            Segment::Any => true,
+            Segment::Prefix(prefix) => part.starts_with(prefix.as_str()),
+            Segment::Exact(exact) => part == exact,
+        }
     }
 }
 
@@ -200,50 +323,107 @@ mod tests {
         SpiffeId::parse(s).unwrap()
     }
 
+    fn key(name: &str) -> KeyName {
+        KeyName::parse("name", name).unwrap()
+    }
+
     #[test]
     fn default_policy_separates_services_operators_and_strangers() {
         let policy = Policy::default_for("coffer.local");
         let cred = id("spiffe://coffer.local/credential-service");
-        assert!(policy.allows(&cred, Rpc::Decrypt));
-        assert!(!policy.allows(&cred, Rpc::RotateRootKey));
-        assert!(!policy.allows(&cred, Rpc::ScheduleKeyDeletion));
+        let own = key("tenants/acme/keys/credentials");
+        assert!(policy.allows(&cred, Rpc::Decrypt, Target::Key(&own)));
+        assert!(!policy.allows(&cred, Rpc::RotateRootKey, Target::Service));
+        assert!(!policy.allows(&cred, Rpc::ScheduleKeyDeletion, Target::Key(&own)));
         let operator = id("spiffe://coffer.local/operator/alice");
-        assert!(Rpc::ALL.iter().all(|rpc| policy.allows(&operator, *rpc)));
+        assert!(
+            Rpc::ALL
+                .iter()
+                .all(|rpc| policy.allows(&operator, *rpc, Target::Service))
+        );
         for stranger in [
             "spiffe://coffer.local/operator",
             "spiffe://coffer.local/operatorx/alice",
             "spiffe://other.domain/operator/alice",
             "spiffe://coffer.local/credential-service/x",
         ] {
-            assert!(!policy.allows(&id(stranger), Rpc::GetKey), "{stranger}");
+            assert!(
+                !policy.allows(&id(stranger), Rpc::GetKey, Target::Key(&own)),
+                "{stranger}"
+            );
         }
+    }
+
+    #[test]
+    fn each_service_may_use_only_its_own_keys_by_default() {
+        let policy = Policy::default_for("coffer.local");
+        let cred = id("spiffe://coffer.local/credential-service");
+        let auth = id("spiffe://coffer.local/auth-service");
+        let signing = key("tenants/coffer-system/keys/auth-signing");
+        let credentials = key("tenants/acme/keys/credentials");
+        assert!(policy.allows(&auth, Rpc::Decrypt, Target::Key(&signing)));
+        assert!(!policy.allows(&cred, Rpc::Decrypt, Target::Key(&signing)));
+        assert!(policy.allows(&cred, Rpc::Decrypt, Target::Key(&credentials)));
+        assert!(!policy.allows(&auth, Rpc::Decrypt, Target::Key(&credentials)));
+        assert!(!policy.allows(
+            &auth,
+            Rpc::Decrypt,
+            Target::Key(&key("tenants/acme/keys/other"))
+        ));
+        assert!(!policy.allows(&cred, Rpc::ListKeys, Target::Service));
     }
 
     #[test]
     fn text_rules_parse() {
         let policy =
             Policy::parse("spiffe://td/runtime=Encrypt, Decrypt; spiffe://td/admins/=*").unwrap();
-        assert!(policy.allows(&id("spiffe://td/runtime"), Rpc::Decrypt));
-        assert!(!policy.allows(&id("spiffe://td/runtime"), Rpc::RotateKey));
-        assert!(policy.allows(&id("spiffe://td/admins/bob"), Rpc::RotateRootKey));
+        let any = key("tenants/t/keys/k");
+        assert!(policy.allows(&id("spiffe://td/runtime"), Rpc::Decrypt, Target::Key(&any)));
+        assert!(!policy.allows(
+            &id("spiffe://td/runtime"),
+            Rpc::RotateKey,
+            Target::Key(&any)
+        ));
+        assert!(policy.allows(
+            &id("spiffe://td/admins/bob"),
+            Rpc::RotateRootKey,
+            Target::Service
+        ));
+    }
+
+    #[test]
+    fn key_patterns_limit_a_rule_to_matching_keys() {
+        let policy =
+            Policy::parse("spiffe://td/app=Encrypt@tenants/*/keys/app-*,tenants/ops/keys/main")
+                .unwrap();
+        let app = id("spiffe://td/app");
+        for (name, allowed) in [
+            ("tenants/acme/keys/app-1", true),
+            ("tenants/ops/keys/main", true),
+            ("tenants/acme/keys/main", false),
+            ("tenants/ops/keys/app", false),
+        ] {
+            assert_eq!(
+                policy.allows(&app, Rpc::Encrypt, Target::Key(&key(name))),
+                allowed,
+                "{name}"
+            );
+        }
+        assert!(!policy.allows(&app, Rpc::Encrypt, Target::Service));
     }
 
     #[test]
     fn bad_rules_are_named() {
-        assert!(
-            Policy::parse("spiffe://td/x")
-                .unwrap_err()
-                .contains("expected")
-        );
-        assert!(
-            Policy::parse("spiffe://td/x=Nope")
-                .unwrap_err()
-                .contains("unknown RPC `Nope`")
-        );
-        assert!(
-            Policy::parse("http://td/x=Encrypt")
-                .unwrap_err()
-                .contains("spiffe")
-        );
+        for (text, needle) in [
+            ("spiffe://td/x", "expected"),
+            ("spiffe://td/x=Nope", "unknown RPC `Nope`"),
+            ("http://td/x=Encrypt", "spiffe"),
+            ("spiffe://td/x=Encrypt@keys/k", "expected tenants/"),
+            ("spiffe://td/x=Encrypt@tenants/a*b/keys/k", "a part is"),
+            ("spiffe://td/x=Encrypt@tenants//keys/k", "a part is"),
+        ] {
+            let error = Policy::parse(text).unwrap_err();
+            assert!(error.contains(needle), "{text}: {error}");
+        }
     }
 }

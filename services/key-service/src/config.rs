@@ -215,7 +215,14 @@ impl std::fmt::Debug for Config {
 /// The root keyring: `COFFER_ROOT_KEYS`, or the file `{PREFIX}ROOT_KEYS_FILE` names.
 fn keyring(p: &mut Parser<'_>) -> Option<RootKeyring> {
     let text = match (p.global(ROOT_KEYS), p.value("ROOT_KEYS_FILE")) {
-        (Some(text), _) => SecretString::from(text),
+        (Some(_), Some(_)) => {
+            p.push(format!(
+                "{ROOT_KEYS} and {PREFIX}ROOT_KEYS_FILE are both set: give the root keyring \
+                 one way only"
+            ));
+            return None;
+        }
+        (Some(text), None) => SecretString::from(text),
         (None, Some(path)) => match std::fs::read_to_string(&path) {
             Ok(text) => SecretString::from(text),
             Err(e) => {

@@ -42,6 +42,13 @@ pub enum Error {
     /// A stored key version is wrapped under a root key version that is not in the keyring.
     #[error("root key version {0} is not in the keyring")]
     RootKeyMissing(u32),
+    /// A configured root key is not the key its version number names in this database (its
+    /// check value differs, or it cannot open what that version wrapped).
+    #[error(
+        "root key version {0} does not match the key this database was written with; \
+         refusing to start (check COFFER_ROOT_KEYS or the root keys file)"
+    )]
+    RootKeyMismatch(u32),
     /// The database failed or is unreachable.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -76,6 +83,13 @@ impl Error {
     }
 }
 
+impl coffer_telemetry::process::Failure for Error {
+    /// Root keys that do not fit the database are the operator's to fix.
+    fn is_misconfiguration(&self) -> bool {
+        matches!(self, Error::RootKeyMismatch(_) | Error::RootKeyMissing(_))
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
@@ -93,6 +107,10 @@ impl From<Error> for Status {
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
                 Status::unavailable("storage unavailable")
+            }
+            Error::RootKeyMismatch(version) => {
+                tracing::error!(version, "root key does not match the database");
+                Status::unavailable("key material unavailable")
             }
             Error::RootKeyMissing(version) => {
                 tracing::error!(version, "root key version missing from the keyring");

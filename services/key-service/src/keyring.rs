@@ -83,7 +83,8 @@ impl RootKeyring {
         })
     }
 
-    fn versions(&self) -> impl Iterator<Item = (u32, &RootKey)> {
+    /// Every version and its key, oldest first.
+    pub fn versions(&self) -> impl Iterator<Item = (u32, &RootKey)> {
         self.older
             .iter()
             .map(|(v, k)| (*v, k))

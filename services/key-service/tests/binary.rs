@@ -43,3 +43,55 @@ fn a_malformed_root_keyring_is_refused_without_echoing_it() {
     );
     assert!(!stderr.contains("dG9vLXNob3J0LXNlY3JldA"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_wrong_root_key_for_a_known_version_exits_64_naming_the_version() {
+    use coffer_key_service::keyring::RootKeyring;
+    use coffer_transport::dev_ca::Usage;
+    use secrecy::ExposeSecret as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("keys.db").display());
+    let ca = coffer_transport::DevCa::load_or_create(dir.path(), "coffer.local").unwrap();
+    let files = ca
+        .issue_files(dir.path(), "key-service", "key-service", Usage::Service)
+        .unwrap();
+    // A database written under one root key 1 (its check value is recorded at start-up,
+    // which is over once the server accepts a connection).
+    let config = coffer_key_service::Config::new(
+        secrecy::SecretString::from(url.clone()),
+        RootKeyring::generate().unwrap(),
+        ca.issue_material("key-service", Usage::Service).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(coffer_key_service::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let operator = ca.issue_material("operator/test", Usage::Client).unwrap();
+    coffer_test_support::connect(addr, operator.client_config("127.0.0.1"))
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    let wrong = RootKeyring::generate().unwrap().to_text();
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer-key-service"))
+        .env_clear()
+        .env("COFFER_ROOT_KEYS", wrong.expose_secret().trim())
+        .env("COFFER_KEY_SERVICE__DATABASE_URL", &url)
+        .env("COFFER_KEY_SERVICE__LISTEN", "127.0.0.1:0")
+        .env("COFFER_KEY_SERVICE__TLS_CERT", &files.cert)
+        .env("COFFER_KEY_SERVICE__TLS_KEY", &files.key)
+        .env("COFFER_KEY_SERVICE__TLS_CA", &files.ca)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("root key version 1 does not match"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(wrong.expose_secret().trim()), "{stderr}");
+}

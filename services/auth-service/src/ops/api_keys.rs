@@ -108,13 +108,23 @@ impl KeyCache {
 
     /// Forgets every cached verification of key `id` (after a revocation or roll).
     pub fn evict(&self, id: &str) {
+        self.evict_where(|key| key.id == id);
+    }
+
+    /// Forgets every cached verification of the keys of one principal (after its roles
+    /// changed: the keys' scopes are bounded by the owner's current ones).
+    pub fn evict_owner(&self, tenant: &str, principal_id: &str) {
+        self.evict_where(|key| key.tenant == tenant && key.principal_id == principal_id);
+    }
+
+    fn evict_where(&self, stale: impl Fn(&VerifiedKey) -> bool) {
         let mut entries = self.lock();
-        let stale: Vec<[u8; 32]> = entries
+        let digests: Vec<[u8; 32]> = entries
             .iter()
-            .filter(|(_, (key, _))| key.id == id)
+            .filter(|(_, (key, _))| stale(key))
             .map(|(digest, _)| *digest)
             .collect();
-        for digest in stale {
+        for digest in digests {
             entries.pop(&digest);
         }
     }
@@ -320,8 +330,16 @@ impl Auth {
         if row.expire_time.is_some_and(|t| t <= checked) {
             return Err(Error::unauthenticated("expired API key"));
         }
-        let scopes =
+        let stored =
             Scopes::parse(&row.scopes).map_err(|_| Error::Corrupt("unknown stored scope"))?;
+        // A key never speaks with more authority than its owner has now: a demoted owner's
+        // keys shrink with it (and SetRoles evicts them from every replica's cache).
+        let owner = self
+            .store
+            .principal(&row.tenant, &row.principal_id)
+            .await?
+            .ok_or(Error::unauthenticated("API key of a deleted principal"))?;
+        let scopes = stored.intersection(&effective_scopes(&owner)?);
         self.store.touch_api_key(&row.id, checked).await?;
         let verified = VerifiedKey {
             id: row.id,
@@ -363,13 +381,18 @@ impl Auth {
     /// # Errors
     /// [`Error::KeyService`] or [`Error::Database`] when reloading signing keys fails.
     pub async fn apply_change(&self, change: &str) -> Result<()> {
-        match change.strip_prefix("apikey:") {
-            Some(id) => {
-                self.api_key_cache.evict(id);
-                Ok(())
-            }
-            None => self.keys.reload().await,
+        if let Some(id) = change.strip_prefix("apikey:") {
+            self.api_key_cache.evict(id);
+            return Ok(());
         }
+        if let Some((tenant, id)) = change
+            .strip_prefix("principal:")
+            .and_then(|owner| owner.split_once('/'))
+        {
+            self.api_key_cache.evict_owner(tenant, id);
+            return Ok(());
+        }
+        self.keys.reload().await
     }
 
     /// Evicts cached verifications of keys revoked or rolled at or after `since` (possibly

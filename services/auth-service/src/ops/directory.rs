@@ -117,15 +117,23 @@ impl Auth {
         }))
     }
 
-    /// Replaces a principal's roles.
+    /// Replaces a principal's roles. Its API keys' cached verifications are evicted here at
+    /// once and on every replica (NOTIFY on PostgreSQL; the keys' change time for the poll
+    /// that backs it up), so a demotion bounds its keys within a second.
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
     pub async fn set_roles(&self, tenant: &str, id: &str, roles: &[Role]) -> Result<PrincipalRow> {
-        self.store
-            .set_roles(tenant, id, &role_text(roles))
+        let row = self
+            .store
+            .set_roles(tenant, id, &role_text(roles), now())
             .await?
-            .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/principals/{id}")))
+            .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/principals/{id}")))?;
+        self.api_key_cache.evict_owner(tenant, id);
+        self.store
+            .notify_change(&format!("principal:{tenant}/{id}"))
+            .await;
+        Ok(row)
     }
 }
 

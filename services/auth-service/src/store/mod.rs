@@ -284,7 +284,9 @@ impl Store {
         rows.iter().map(principal_row).collect()
     }
 
-    /// Replaces a principal's roles; returns the updated row, or `None` if it does not exist.
+    /// Replaces a principal's roles and marks its API keys changed at `now` (so every
+    /// replica's change poll evicts their cached verifications), in one transaction; returns
+    /// the updated row, or `None` if it does not exist.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -293,17 +295,28 @@ impl Store {
         tenant: &str,
         id: &str,
         roles: &str,
+        now: i64,
     ) -> Result<Option<PrincipalRow>> {
+        let mut tx = self.pool.begin().await?;
         let updated =
             sqlx::query("UPDATE auth_principals SET roles = $1 WHERE tenant = $2 AND id = $3")
                 .bind(roles)
                 .bind(tenant)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
+        sqlx::query(
+            "UPDATE auth_api_keys SET change_time = $3 WHERE tenant = $1 AND principal_id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         self.principal(tenant, id).await
     }
 

@@ -10,30 +10,7 @@ use coffer_test_support::{Backend, TestDatabase, on_each_backend};
 use sqlx::Connection as _;
 use tonic::Code;
 
-use crate::helpers::{Client, Stack, assert_status, bearer};
-
-async fn create_key(client: &mut Client, token: &str, scopes: &str) -> pb::CreateApiKeyResponse {
-    client
-        .create_api_key(bearer(
-            token,
-            pb::CreateApiKeyRequest {
-                parent: "tenants/acme".into(),
-                display_name: "laptop".into(),
-                scopes: scopes.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn verify(client: &mut Client, key: &str) -> Result<pb::VerifyApiKeyResponse, tonic::Status> {
-    client
-        .verify_api_key(pb::VerifyApiKeyRequest { key: key.into() })
-        .await
-        .map(tonic::Response::into_inner)
-}
+use crate::helpers::{Stack, assert_status, bearer, create_key, verify};
 
 #[tokio::test]
 async fn keys_are_shown_once_verify_and_exchange_for_their_scopes_only() {

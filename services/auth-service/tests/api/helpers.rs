@@ -238,7 +238,7 @@ pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     request
 }
 
-async fn client_for(ca: &DevCa, addr: SocketAddr, name: &str) -> Client {
+pub async fn client_for(ca: &DevCa, addr: SocketAddr, name: &str) -> Client {
     let material = ca.issue_material(name, Usage::Client).unwrap();
     AuthServiceClient::new(
         connect(addr, material.client_config("127.0.0.1"))
@@ -261,4 +261,36 @@ pub fn assert_status<T: std::fmt::Debug>(
         "`{}` lacks `{needle}`",
         status.message()
     );
+}
+
+/// Creates an API key in `acme` for the bearer's own principal.
+pub async fn create_key(
+    client: &mut Client,
+    token: &str,
+    scopes: &str,
+) -> pb::CreateApiKeyResponse {
+    client
+        .create_api_key(bearer(
+            token,
+            pb::CreateApiKeyRequest {
+                parent: "tenants/acme".into(),
+                display_name: "laptop".into(),
+                scopes: scopes.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// VerifyApiKey (the client's certificate must be an introspector's).
+pub async fn verify(
+    client: &mut Client,
+    key: &str,
+) -> Result<pb::VerifyApiKeyResponse, tonic::Status> {
+    client
+        .verify_api_key(pb::VerifyApiKeyRequest { key: key.into() })
+        .await
+        .map(tonic::Response::into_inner)
 }

@@ -10,6 +10,7 @@ mod api_keys;
 mod attacks;
 mod authn;
 mod directory;
+mod escalation;
 mod helpers;
 mod interop;
 mod signing;

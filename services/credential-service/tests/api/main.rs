@@ -7,6 +7,7 @@
 // The whole crate is test code: helpers fail loudly, like the tests that call them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod attacks;
 mod audit;
 mod credentials;
 mod helpers;

@@ -61,3 +61,20 @@ fn a_complete_configuration_validates() {
     assert_eq!(config.tls.identity().unwrap().path(), "key-service");
     assert_eq!(config.keyring.primary_version(), 1);
 }
+
+#[test]
+fn root_keys_given_both_in_the_environment_and_as_a_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("root-keys");
+    let keyring = RootKeyring::generate().unwrap();
+    let text = secrecy::ExposeSecret::expose_secret(&keyring.to_text()).to_owned();
+    std::fs::write(&file, &text).unwrap();
+    let errors = Config::from_values(&values(&[
+        ("COFFER_ROOT_KEYS", text.trim()),
+        ("COFFER_KEY_SERVICE__ROOT_KEYS_FILE", file.to_str().unwrap()),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(errors.contains("both set"), "{errors}");
+    assert!(!errors.contains(text.trim()), "{errors}");
+}

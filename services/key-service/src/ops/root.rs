@@ -1,6 +1,6 @@
 //! Root key rotation: re-wrap every stored tenant key version under the primary root key.
 
-use coffer_crypto::envelope;
+use coffer_crypto::{KeyCheckValue, envelope};
 
 use super::{Kms, version_aad};
 use crate::store::StoredVersion;
@@ -61,15 +61,61 @@ impl Kms {
         Ok((primary_version, rewrapped))
     }
 
-    /// Checks at start-up that every stored version's root key is in the keyring, so a
-    /// missing root key is found before serving rather than on some later request.
+    /// Checks at start-up that the keyring is the one the data was wrapped under, before
+    /// anything is written:
+    /// - every configured root version with a stored check value must match it (a wrong key
+    ///   with a known version number is refused: [`Error::RootKeyMismatch`]);
+    /// - every root version that wraps stored versions must be configured
+    ///   ([`Error::RootKeyMissing`]);
+    /// - a configured version without a check value (a new version, or a database from
+    ///   before check values) must open a version it wrapped, if there is one; only then,
+    ///   after every configured key has passed, are the missing check values recorded.
     ///
     /// # Errors
-    /// [`Error::RootKeyMissing`] naming the first missing version; [`Error::Database`].
+    /// [`Error::RootKeyMismatch`] or [`Error::RootKeyMissing`] naming the version;
+    /// [`Error::Database`].
     pub async fn check_root_keys(&self) -> Result<()> {
+        let mut unrecorded = Vec::new();
+        for (version, key) in self.keyring.versions() {
+            let expected = key.check_value(version);
+            match self.store.root_key_check(version).await? {
+                Some(stored) => {
+                    let stored = KeyCheckValue::from_bytes(&stored)
+                        .map_err(|_| Error::RootKeyMismatch(version))?;
+                    if !stored.matches(&expected) {
+                        return Err(Error::RootKeyMismatch(version));
+                    }
+                }
+                None => {
+                    if let Some(row) = self.store.a_version_under(version).await? {
+                        let aad = version_aad(&row.name, row.version);
+                        let opened = envelope::Envelope::parse(&row.stored.wrapped)
+                            .and_then(|w| w.open(&key.derive_kek(row.name.tenant()), &aad));
+                        if opened.is_err() {
+                            return Err(Error::RootKeyMismatch(version));
+                        }
+                    }
+                    unrecorded.push((version, expected));
+                }
+            }
+        }
         for version in self.store.root_versions_in_use().await? {
             if !self.keyring.contains(version) {
                 return Err(Error::RootKeyMissing(version));
+            }
+        }
+        let now = self.clock.now();
+        for (version, expected) in unrecorded {
+            self.store
+                .insert_root_key_check(version, expected.as_bytes(), now)
+                .await?;
+            // Another replica may have recorded its own key for this version meanwhile.
+            let stored = self.store.root_key_check(version).await?;
+            let agreed = stored
+                .and_then(|s| KeyCheckValue::from_bytes(&s).ok())
+                .is_some_and(|s| s.matches(&expected));
+            if !agreed {
+                return Err(Error::RootKeyMismatch(version));
             }
         }
         Ok(())

@@ -250,21 +250,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(VersionRow {
-                    name: KeyName::new(
-                        &row.try_get::<String, _>(0)?,
-                        &row.try_get::<String, _>(1)?,
-                    )?,
-                    version: record::to_u32(row.try_get(2)?)?,
-                    stored: StoredVersion {
-                        root_version: record::to_u32(row.try_get(3)?)?,
-                        wrapped: row.try_get(4)?,
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(version_row).collect()
     }
 
     /// Replaces a version's wrapping if it is still what `row` read (compare-and-set), so a
@@ -300,6 +286,70 @@ impl Store {
             .map(|row| record::to_u32(row.try_get(0)?))
             .collect()
     }
+
+    /// The stored check value of root version `root_version`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn root_key_check(&self, root_version: u32) -> Result<Option<Vec<u8>>> {
+        let row =
+            sqlx::query("SELECT check_value FROM kms_root_key_checks WHERE root_version = $1")
+                .bind(i64::from(root_version))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
+    /// Records the check value of a root version unless one is stored already (a replica
+    /// starting at the same time may have won; the caller re-reads and compares).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn insert_root_key_check(
+        &self,
+        root_version: u32,
+        value: &[u8],
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO kms_root_key_checks (root_version, check_value, create_time) \
+             VALUES ($1, $2, $3) ON CONFLICT (root_version) DO NOTHING",
+        )
+        .bind(i64::from(root_version))
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One version wrapped under root version `root_version`, if any (to recognise the root
+    /// key of a database written before check values existed).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn a_version_under(&self, root_version: u32) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(
+            "SELECT tenant, key_id, version, root_version, wrapped FROM kms_key_versions \
+             WHERE root_version = $1 ORDER BY tenant, key_id, version LIMIT 1",
+        )
+        .bind(i64::from(root_version))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+}
+
+/// A `tenant, key_id, version, root_version, wrapped` row.
+fn version_row(row: &AnyRow) -> Result<VersionRow> {
+    Ok(VersionRow {
+        name: KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?,
+        version: record::to_u32(row.try_get(2)?)?,
+        stored: StoredVersion {
+            root_version: record::to_u32(row.try_get(3)?)?,
+            wrapped: row.try_get(4)?,
+        },
+    })
 }
 
 async fn apply(

@@ -79,10 +79,12 @@ async fn identities_get_exactly_the_rpcs_the_table_allows() {
             .await;
         assert_status(denied, Code::PermissionDenied, "permission denied");
 
+        let own = "tenants/acme/keys/credentials";
+        app.create_key(own).await;
         let mut service = app.client_as("credential-service").await;
         let encrypted = service
             .encrypt(pb::EncryptRequest {
-                name: KEY.into(),
+                name: own.into(),
                 plaintext: b"x".to_vec(),
                 ..Default::default()
             })
@@ -91,7 +93,7 @@ async fn identities_get_exactly_the_rpcs_the_table_allows() {
             .into_inner();
         let decrypted = service
             .decrypt(pb::DecryptRequest {
-                name: KEY.into(),
+                name: own.into(),
                 ciphertext: encrypted.ciphertext,
                 ..Default::default()
             })
@@ -130,6 +132,97 @@ async fn identities_get_exactly_the_rpcs_the_table_allows() {
                 .await
                 .is_ok()
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_service_identity_is_denied_the_other_services_keys() {
+    on_each_backend(|db| async {
+        let app = spawn_app(db).await;
+        let signing = "tenants/coffer-system/keys/auth-signing";
+        let credentials = "tenants/acme/keys/credentials";
+        let mut auth = app.client_as("auth-service").await;
+        let mut credential = app.client_as("credential-service").await;
+        // Each service sets up and uses its own key.
+        let mut sealed = Vec::new();
+        for (client, name) in [(&mut auth, signing), (&mut credential, credentials)] {
+            client
+                .create_key(pb::CreateKeyRequest {
+                    name: name.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let ciphertext = client
+                .encrypt(pb::EncryptRequest {
+                    name: name.into(),
+                    plaintext: b"secret".to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .ciphertext;
+            let data_key = client
+                .generate_data_key(pb::GenerateDataKeyRequest {
+                    name: name.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .ciphertext;
+            sealed.push((name, ciphertext, data_key));
+        }
+        // credential-service cannot decrypt the JWT signing key (nor forge tokens with it);
+        // auth-service cannot unwrap credential data keys.
+        for (client, (name, ciphertext, data_key)) in
+            [(&mut credential, &sealed[0]), (&mut auth, &sealed[1])]
+        {
+            for ciphertext in [ciphertext, data_key] {
+                assert_status(
+                    client
+                        .decrypt(pb::DecryptRequest {
+                            name: (*name).into(),
+                            ciphertext: ciphertext.clone(),
+                            ..Default::default()
+                        })
+                        .await,
+                    Code::PermissionDenied,
+                    "permission denied",
+                );
+            }
+            for denied in [
+                client
+                    .encrypt(pb::EncryptRequest {
+                        name: (*name).into(),
+                        plaintext: b"x".to_vec(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ()),
+                client
+                    .re_wrap(pb::ReWrapRequest {
+                        name: (*name).into(),
+                        ciphertext: ciphertext.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ()),
+                client
+                    .get_key(pb::GetKeyRequest {
+                        name: (*name).into(),
+                    })
+                    .await
+                    .map(|_| ()),
+            ] {
+                assert_status(denied, Code::PermissionDenied, "permission denied");
+            }
+        }
+        // Operators keep every key.
+        let decrypted = app.decrypt(signing, &sealed[0].1, &[]).await.unwrap();
+        assert_eq!(decrypted.plaintext, b"secret");
     })
     .await;
 }

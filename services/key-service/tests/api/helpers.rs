@@ -57,11 +57,30 @@ pub async fn spawn_app(database: TestDatabase) -> TestApp {
     spawn_with(database, Options::new()).await.unwrap()
 }
 
+/// A server that refused to start: why, and its database back for a retry.
+pub struct Refused {
+    pub error: coffer_key_service::Error,
+    pub database: TestDatabase,
+}
+
+impl std::fmt::Debug for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused to start: {:?}", self.error)
+    }
+}
+
 /// Spawns a key-service with the given options; fails if the server refuses to start.
-pub async fn spawn_with(
-    database: TestDatabase,
+pub async fn spawn_with(database: TestDatabase, options: Options) -> Result<TestApp, Refused> {
+    match start(database.url().to_owned(), options).await {
+        Ok(parts) => Ok(parts(database)),
+        Err(error) => Err(Refused { error, database }),
+    }
+}
+
+async fn start(
+    url: String,
     options: Options,
-) -> Result<TestApp, coffer_key_service::Error> {
+) -> Result<impl FnOnce(TestDatabase) -> TestApp, coffer_key_service::Error> {
     init_tracing();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -69,11 +88,7 @@ pub async fn spawn_with(
         .ca
         .issue_material("key-service", Usage::Service)
         .unwrap();
-    let mut config = Config::new(
-        SecretString::from(database.url().to_owned()),
-        options.keyring,
-        tls,
-    );
+    let mut config = Config::new(SecretString::from(url), options.keyring, tls);
     config.clock = options.clock.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = tokio::spawn(serve(config, listener, async {
@@ -96,7 +111,7 @@ pub async fn spawn_with(
             Ok(()) => panic!("cannot connect to the key-service: {error:#}"),
         },
     };
-    Ok(TestApp {
+    Ok(move |database| TestApp {
         addr,
         ca: options.ca,
         clock: options.clock,

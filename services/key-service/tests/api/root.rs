@@ -105,11 +105,8 @@ async fn a_keyring_missing_a_used_root_key_is_refused_at_start() {
             },
         )
         .await;
-        assert!(
-            matches!(refused, Err(Error::RootKeyMissing(1))),
-            "{:?}",
-            refused.err()
-        );
+        let error = refused.err().map(|refused| refused.error);
+        assert!(matches!(error, Some(Error::RootKeyMissing(1))), "{error:?}");
     })
     .await;
 }
@@ -158,24 +155,90 @@ async fn tampered_stored_material_fails_closed_without_detail() {
             (status.code(), status.message()),
             (Code::Internal, "internal error")
         );
-        let (db, ca, clock) = app.stop().await;
+    })
+    .await;
+}
 
-        // A keyring whose version 1 holds different bytes fails the same way.
-        let app = spawn_with(
-            db,
-            Options {
-                keyring: RootKeyring::generate().unwrap(),
-                ca,
-                clock,
-            },
-        )
-        .await
-        .unwrap();
-        let status = app.decrypt(name, &v1, &[]).await.unwrap_err();
-        assert_eq!(
-            (status.code(), status.message()),
-            (Code::Internal, "internal error")
+/// Rows per table, to prove that a refused start wrote nothing.
+async fn row_counts(raw: &mut sqlx::AnyConnection) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in ["kms_keys", "kms_key_versions", "kms_root_key_checks"] {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&mut *raw)
+            .await
+            .unwrap();
+        counts.push(row.get::<i64, _>(0));
+    }
+    counts
+}
+
+#[tokio::test]
+async fn wrong_root_key_with_a_known_version_is_refused_at_start_and_writes_nothing() {
+    on_each_backend(|db| async {
+        let keyring = RootKeyring::generate().unwrap();
+        let same_keyring = || RootKeyring::parse(&keyring.to_text()).unwrap();
+        let mut options = Options::new();
+        options.keyring = same_keyring();
+        let app = spawn_with(db, options).await.unwrap();
+        let name = "tenants/a/keys/one";
+        app.create_key(name).await;
+        let ciphertext = app.encrypt(name, b"kept", &[]).await;
+        let mut raw = app.raw_database().await;
+        let before = row_counts(&mut raw).await;
+        assert_eq!(before, [1, 1, 1]);
+        let (db, ca, clock) = app.stop().await;
+        let restart = |db, keyring| {
+            spawn_with(
+                db,
+                Options {
+                    keyring,
+                    ca: ca.clone(),
+                    clock: clock.clone(),
+                },
+            )
+        };
+
+        // Another random key, numbered 1 like the real one.
+        let refused = restart(db, RootKeyring::generate().unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(refused.error, Error::RootKeyMismatch(1)),
+            "{refused:?}"
         );
+        assert!(refused.error.to_string().contains("root key version 1"));
+        assert_eq!(
+            row_counts(&mut raw).await,
+            before,
+            "the refused start wrote"
+        );
+
+        // A database from before check values: the wrong key is caught by what it cannot
+        // open; the right one opens it and has its check value recorded.
+        sqlx::query("DELETE FROM kms_root_key_checks")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        let refused = restart(refused.database, RootKeyring::generate().unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(refused.error, Error::RootKeyMismatch(1)),
+            "{refused:?}"
+        );
+        assert_eq!(
+            row_counts(&mut raw).await,
+            [1, 1, 0],
+            "the refused start wrote"
+        );
+        let app = restart(refused.database, same_keyring()).await.unwrap();
+        assert_eq!(row_counts(&mut raw).await, before);
+        let decrypted = app.decrypt(name, &ciphertext, &[]).await.unwrap();
+        assert_eq!(decrypted.plaintext, b"kept");
+        drop(raw);
+        app.stop().await;
     })
     .await;
 }
