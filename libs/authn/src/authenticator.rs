@@ -6,9 +6,11 @@
 //!   Locally verified tokens are not checked against auth-service's revocation list: a revoked
 //!   access token stays usable here until it expires (the access-token lifetime, 15 minutes by
 //!   default). Services that need immediate revocation call Introspect.
-//! - An `mcp_sk_` API key is checked by auth-service (VerifyApiKey), and the answer cached by
-//!   the SHA-256 of the key for `api_key_cache_ttl` (a revocation takes at most that long to
-//!   reach this cache).
+//! - An `mcp_sk_` API key is checked by auth-service (VerifyApiKey, naming the caller this
+//!   service serves as the `client`, so auth-service's per-source failure limit falls on that
+//!   caller and not on this service), and the answer cached by the SHA-256 of the key for
+//!   `api_key_cache_ttl` (default one second: the revocation bound) and never past the key's
+//!   expiry.
 //!
 //! Every failure maps to a fixed status message; the reason goes to the log only.
 
@@ -37,7 +39,8 @@ pub struct Settings {
     pub leeway: Duration,
     /// Least time between two JWKS fetches.
     pub jwks_refresh_interval: Duration,
-    /// How long a verified API key is trusted without asking auth-service again.
+    /// How long a verified API key is trusted without asking auth-service again: the bound
+    /// on how late a revocation or demotion reaches this service (default one second).
     pub api_key_cache_ttl: Duration,
     /// How many verified API keys are cached.
     pub api_key_cache_capacity: NonZeroUsize,
@@ -50,7 +53,7 @@ impl Default for Settings {
             audience: "coffer".to_owned(),
             leeway: Duration::from_secs(5),
             jwks_refresh_interval: Duration::from_secs(5),
-            api_key_cache_ttl: Duration::from_secs(5),
+            api_key_cache_ttl: Duration::from_secs(1),
             api_key_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
         }
     }
@@ -119,16 +122,20 @@ impl Authenticator {
     /// # Errors
     /// See [`Error`].
     pub async fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Principal, Error> {
-        self.authenticate_headers(request.metadata().as_ref()).await
+        let client = coffer_transport::SpiffeId::from_request(request);
+        self.authenticate_headers(request.metadata().as_ref(), client.as_ref())
+            .await
     }
 
-    /// As [`Authenticator::authenticate`], from raw HTTP/2 headers (for [`crate::layer`]).
+    /// As [`Authenticator::authenticate`], from raw HTTP/2 headers (for [`crate::layer`]) and
+    /// the caller's certificate identity, if any.
     ///
     /// # Errors
     /// See [`Error`].
     pub async fn authenticate_headers(
         &self,
         headers: &http::HeaderMap,
+        client: Option<&coffer_transport::SpiffeId>,
     ) -> Result<Principal, Error> {
         let value = headers.get("authorization").ok_or(Error::Missing)?;
         if value.len() > crate::jwt::MAX_TOKEN_LEN + 16 {
@@ -137,7 +144,7 @@ impl Authenticator {
         let text = value.to_str().map_err(|_| Error::Invalid)?;
         let credential = text.strip_prefix("Bearer ").ok_or(Error::Invalid)?.trim();
         if credential.starts_with(coffer_crypto::apikey::PREFIX) {
-            self.api_key(credential).await
+            self.api_key(credential, client).await
         } else {
             self.jwt(credential).await
         }
@@ -168,7 +175,11 @@ impl Authenticator {
         }
     }
 
-    async fn api_key(&self, key: &str) -> Result<Principal, Error> {
+    async fn api_key(
+        &self,
+        key: &str,
+        client: Option<&coffer_transport::SpiffeId>,
+    ) -> Result<Principal, Error> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         if let Some(principal) = self.cached(&digest) {
             return Ok(principal);
@@ -178,6 +189,7 @@ impl Authenticator {
             .clone()
             .verify_api_key(pb::VerifyApiKeyRequest {
                 key: key.to_owned(),
+                client: client.map(|id| id.as_str().to_owned()).unwrap_or_default(),
             })
             .await
             .map_err(|status| match status.code() {
@@ -200,7 +212,12 @@ impl Authenticator {
             scopes: Scopes::parse(&verified.scopes).map_err(|_| Error::Unavailable)?,
             roles: Vec::new(),
         };
-        let until = Instant::now() + self.settings.api_key_cache_ttl;
+        let mut trusted_for = self.settings.api_key_cache_ttl;
+        if let Some(expiry) = verified.expire_time {
+            let left = expiry.seconds.saturating_sub(unix_now());
+            trusted_for = trusted_for.min(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
+        }
+        let until = Instant::now() + trusted_for;
         self.api_keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -245,6 +262,12 @@ impl std::fmt::Debug for Authenticator {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 async fn fetch_verifier(

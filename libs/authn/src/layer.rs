@@ -86,9 +86,10 @@ where
                 .iter()
                 .any(|prefix| path.starts_with(prefix))
             {
+                let client = peer_identity(&request);
                 match layer
                     .authenticator
-                    .authenticate_headers(request.headers())
+                    .authenticate_headers(request.headers(), client.as_ref())
                     .await
                 {
                     Ok(principal) => {
@@ -100,6 +101,16 @@ where
             inner.call(request).await
         })
     }
+}
+
+/// The caller's SPIFFE ID, from the TLS connection info tonic's server attaches.
+fn peer_identity<B>(request: &http::Request<B>) -> Option<coffer_transport::SpiffeId> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
+    coffer_transport::SpiffeId::from_certificate_der(certs.first()?)
 }
 
 fn reject(error: Error) -> http::Response<tonic::body::Body> {

@@ -15,6 +15,7 @@ use crate::ids::{parse_api_key_name, parse_id, parse_principal_name, parse_tenan
 use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
 use crate::ops::{Auth, Introspection, Tokens};
+use crate::source::Source;
 use crate::store::{ApiKeyRow, PrincipalRow, TenantRow};
 use crate::{Error, Result};
 
@@ -59,6 +60,7 @@ impl AuthService for AuthServiceApi {
         request: Request<pb::CreatePrincipalRequest>,
     ) -> Reply<pb::Principal> {
         let caller = self.caller(&request).await?;
+        let source = Source::peer(&authz::peer(&request)?);
         let request = request.into_inner();
         let tenant = parse_tenant_name("parent", &request.parent)?;
         caller.require(&tenant, Scope::OrgAdmin, || format!("tenants/{tenant}"))?;
@@ -90,7 +92,10 @@ impl AuthService for AuthServiceApi {
                 .collect(),
         };
         require_grant(&caller, &granted)?;
-        let row = self.auth.create_principal(tenant, id, new, roles).await?;
+        let row = self
+            .auth
+            .create_principal(tenant, id, new, roles, &source)
+            .await?;
         Ok(Response::new(principal_proto(&row)?))
     }
 
@@ -130,7 +135,7 @@ impl AuthService for AuthServiceApi {
     }
 
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::TokenResponse> {
-        authz::peer(&request)?;
+        let source = Source::peer(&authz::peer(&request)?);
         let request = request.into_inner();
         // Malformed ids cannot match anyone: the same answer as a wrong password.
         let (Ok(tenant), Ok(username)) = (
@@ -141,7 +146,12 @@ impl AuthService for AuthServiceApi {
         };
         let tokens = self
             .auth
-            .login(&tenant, &username, SecretString::from(request.password))
+            .login(
+                &tenant,
+                &username,
+                SecretString::from(request.password),
+                &source,
+            )
             .await?;
         Ok(Response::new(token_proto(tokens)))
     }
@@ -218,6 +228,7 @@ impl AuthService for AuthServiceApi {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Reply<pb::CreateApiKeyResponse> {
         let caller = self.caller(&request).await?;
+        let source = Source::peer(&authz::peer(&request)?);
         let request = request.into_inner();
         let tenant = parse_tenant_name("parent", &request.parent)?;
         let named = if request.principal.is_empty() {
@@ -265,6 +276,7 @@ impl AuthService for AuthServiceApi {
                 ttl,
                 created_by,
                 creator_scopes,
+                source,
             })
             .await?;
         Ok(Response::new(issued_key_proto(issued)))
@@ -312,7 +324,11 @@ impl AuthService for AuthServiceApi {
             .manageable_key(&caller, &request.get_ref().name, Manage::Roll)
             .await?;
         let grace = Duration::from_secs(request.get_ref().grace_period_seconds);
-        let issued = self.auth.roll_api_key(&row.tenant, &row.id, grace).await?;
+        let source = Source::peer(&authz::peer(&request)?);
+        let issued = self
+            .auth
+            .roll_api_key(&row.tenant, &row.id, grace, &source)
+            .await?;
         Ok(Response::new(issued_key_proto(issued)))
     }
 
@@ -320,9 +336,11 @@ impl AuthService for AuthServiceApi {
         &self,
         request: Request<pb::VerifyApiKeyRequest>,
     ) -> Reply<pb::VerifyApiKeyResponse> {
-        authz::require_introspector(&self.identities, &request)?;
-        let key = SecretString::from(request.into_inner().key);
-        let verified = self.auth.verify_api_key(&key).await?;
+        let introspector = authz::require_introspector(&self.identities, &request)?;
+        let request = request.into_inner();
+        let source = Source::on_behalf_of(&introspector, &request.client)?;
+        let key = SecretString::from(request.key);
+        let verified = self.auth.verify_api_key(&key, &source).await?;
         Ok(Response::new(pb::VerifyApiKeyResponse {
             principal: format!(
                 "tenants/{}/principals/{}",
@@ -331,6 +349,9 @@ impl AuthService for AuthServiceApi {
             scopes: verified.scopes.to_string(),
             api_key: format!("tenants/{}/apiKeys/{}", verified.tenant, verified.id),
             tenant: verified.tenant,
+            expire_time: verified
+                .expire_time
+                .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
         }))
     }
 
@@ -338,10 +359,10 @@ impl AuthService for AuthServiceApi {
         &self,
         request: Request<pb::ExchangeApiKeyRequest>,
     ) -> Reply<pb::TokenResponse> {
-        authz::peer(&request)?;
+        let source = Source::peer(&authz::peer(&request)?);
         let key = SecretString::from(request.into_inner().key);
         Ok(Response::new(token_proto(
-            self.auth.exchange_api_key(&key).await?,
+            self.auth.exchange_api_key(&key, &source).await?,
         )))
     }
 

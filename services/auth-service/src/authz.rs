@@ -11,6 +11,7 @@ use coffer_transport::SpiffeId;
 use tonic::Request;
 
 use crate::ops::Auth;
+use crate::source::Source;
 use crate::{Error, Result};
 
 /// Longest `authorization` value accepted, checked before parsing.
@@ -76,7 +77,7 @@ pub async fn caller<T>(
     match bearer(request)? {
         Some(token) if token.starts_with(coffer_crypto::apikey::PREFIX) => {
             let key = auth
-                .verify_api_key(&secrecy::SecretString::from(token))
+                .verify_api_key(&secrecy::SecretString::from(token), &Source::peer(&peer))
                 .await?;
             Ok(Caller::Principal(key.principal()))
         }
@@ -103,14 +104,14 @@ pub fn require_operator<T>(identities: &Identities, request: &Request<T>) -> Res
     }
 }
 
-/// Requires an operator or a configured introspector.
+/// Requires an operator or a configured introspector, and returns it.
 ///
 /// # Errors
 /// [`Error::PermissionDenied`] for anyone else.
-pub fn require_introspector<T>(identities: &Identities, request: &Request<T>) -> Result<()> {
+pub fn require_introspector<T>(identities: &Identities, request: &Request<T>) -> Result<SpiffeId> {
     let peer = peer(request)?;
     if identities.is_operator(&peer) || identities.introspectors.contains(&peer) {
-        Ok(())
+        Ok(peer)
     } else {
         Err(Error::PermissionDenied {
             why: format!("{peer} may not introspect"),

@@ -50,8 +50,14 @@ pub struct Config {
     /// Concurrent bcrypt checks (`..__BCRYPT_CONCURRENCY`, default the number of CPUs);
     /// beyond it, logins get RESOURCE_EXHAUSTED at once.
     pub bcrypt_concurrency: usize,
-    /// Failed logins in a row that lock a login (`..__LOGIN_MAX_FAILURES`, default 5) and for
-    /// how long (`..__LOGIN_LOCKOUT`, default `15m`). Shared by replicas through the database.
+    /// Concurrent bcrypt checks one source may hold (`..__BCRYPT_PER_SOURCE`, default half
+    /// of `bcrypt_concurrency`, at least 1), so one flooding client leaves the rest of the
+    /// pool to others.
+    pub bcrypt_per_source: usize,
+    /// Failed logins within the window that lock a login (`..__LOGIN_MAX_FAILURES`, default
+    /// 5), the window and lock time (`..__LOGIN_LOCKOUT`, default `15m`), and failed logins
+    /// or API-key checks within it that block a source (`..__SOURCE_MAX_FAILURES`, default
+    /// 20). Shared by replicas through the database.
     pub lockout: Lockout,
     /// How often signing keys are re-read, so a rotation on another replica is picked up
     /// (`..__SIGNING_KEY_REFRESH`, default `10s`).
@@ -99,9 +105,11 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             bcrypt_cost: 12,
             bcrypt_concurrency: default_concurrency(),
+            bcrypt_per_source: default_per_source(default_concurrency()),
             lockout: Lockout {
                 max_failures: 5,
                 duration: Duration::from_secs(15 * 60),
+                source_max_failures: 20,
             },
             signing_key_refresh: Duration::from_secs(10),
             api_key_cache_ttl: Duration::from_secs(30),
@@ -177,7 +185,14 @@ impl Config {
         let bcrypt_concurrency = p.parse("BCRYPT_CONCURRENCY", &concurrency, |s| {
             s.parse::<usize>().ok().filter(|n| *n > 0)
         });
+        let per_source = default_per_source(bcrypt_concurrency.unwrap_or(1)).to_string();
+        let bcrypt_per_source = p.parse("BCRYPT_PER_SOURCE", &per_source, |s| {
+            s.parse::<usize>().ok().filter(|n| *n > 0)
+        });
         let max_failures = p.parse("LOGIN_MAX_FAILURES", "5", |s| {
+            s.parse::<u32>().ok().filter(|n| *n > 0)
+        });
+        let source_max_failures = p.parse("SOURCE_MAX_FAILURES", "20", |s| {
             s.parse::<u32>().ok().filter(|n| *n > 0)
         });
         let lockout_duration = p.parse("LOGIN_LOCKOUT", "15m", parse_duration);
@@ -201,16 +216,36 @@ impl Config {
             (Some(listen), Some(database_url), Some(database_max_connections), Some(tls)),
             (Some(trust_domain), Some(key_service_url), Some(signing_key_name)),
             (Some(issuer), Some(audience), Some(access_token_ttl), Some(leeway), Some(rsa_bits)),
-            (Some(refresh_token_ttl), Some(bcrypt_cost), Some(bcrypt_concurrency)),
-            (Some(max_failures), Some(lockout_duration), Some(signing_key_refresh)),
+            (
+                Some(refresh_token_ttl),
+                Some(bcrypt_cost),
+                Some(bcrypt_concurrency),
+                Some(bcrypt_per_source),
+            ),
+            (
+                Some(max_failures),
+                Some(lockout_duration),
+                Some(signing_key_refresh),
+                Some(source_max_failures),
+            ),
             (Some(api_key_cache_ttl), Some(api_key_cache_capacity), Some(api_key_change_poll)),
             (Some(request_timeout), Some(shutdown_grace_period), Some(log_format)),
         ) = (
             (listen, database_url, database_max_connections, tls),
             (trust_domain, key_service_url, signing_key_name),
             (issuer, audience, access_token_ttl, leeway, rsa_bits),
-            (refresh_token_ttl, bcrypt_cost, bcrypt_concurrency),
-            (max_failures, lockout_duration, signing_key_refresh),
+            (
+                refresh_token_ttl,
+                bcrypt_cost,
+                bcrypt_concurrency,
+                bcrypt_per_source,
+            ),
+            (
+                max_failures,
+                lockout_duration,
+                signing_key_refresh,
+                source_max_failures,
+            ),
             (
                 api_key_cache_ttl,
                 api_key_cache_capacity,
@@ -246,9 +281,11 @@ impl Config {
             refresh_token_ttl,
             bcrypt_cost,
             bcrypt_concurrency,
+            bcrypt_per_source,
             lockout: Lockout {
                 max_failures,
                 duration: lockout_duration,
+                source_max_failures,
             },
             signing_key_refresh,
             api_key_cache_ttl,
@@ -270,6 +307,11 @@ impl std::fmt::Debug for Config {
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
+}
+
+/// Half the pool for one source, at least one slot.
+fn default_per_source(concurrency: usize) -> usize {
+    (concurrency / 2).max(1)
 }
 
 fn default_concurrency() -> usize {

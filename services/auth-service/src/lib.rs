@@ -16,6 +16,7 @@ pub mod ids;
 pub mod ops;
 pub mod password;
 pub mod signing;
+pub mod source;
 pub mod store;
 
 use std::future::Future;
@@ -61,7 +62,11 @@ pub async fn serve(
         .map_err(Error::KeyServiceConnect)?;
     let vault = KeyServiceVault::open(channel, config.signing_key_name.clone()).await?;
     let keys = SigningKeys::load(store.clone(), vault, config.tokens.clone()).await?;
-    let passwords = Passwords::new(config.bcrypt_concurrency, config.bcrypt_cost)?;
+    let passwords = Passwords::new(
+        config.bcrypt_concurrency,
+        config.bcrypt_per_source,
+        config.bcrypt_cost,
+    )?;
     let api_key_cache = KeyCache::new(config.api_key_cache_capacity, config.api_key_cache_ttl);
     let auth = Arc::new(Auth::new(
         store,

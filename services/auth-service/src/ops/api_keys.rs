@@ -2,8 +2,10 @@
 //!
 //! Verification: parse and checksum (no I/O for a malformed key) -> the cache, keyed by the
 //! SHA-256 of the whole key (hot keys never pay bcrypt and never wait on the bcrypt pool) ->
-//! the lockout of the key id -> the row -> one bcrypt check (against a decoy hash when the id
-//! is unknown, so an unknown id costs what a wrong secret costs) -> revocation and expiry.
+//! the block of the calling source (see [`super::Lockout`]) -> the row -> one bcrypt check
+//! (against a decoy hash when the id is unknown, so an unknown id costs what a wrong secret
+//! costs; a failure counts against the source, never against the key) -> revocation, expiry
+//! and the owner's current scopes.
 
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -17,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::directory::effective_scopes;
 use super::{Auth, Tokens, seconds};
+use crate::source::Source;
 use crate::store::ApiKeyRow;
 use crate::{Error, Result, now};
 
@@ -32,8 +35,10 @@ pub struct VerifiedKey {
     pub tenant: String,
     /// Its principal.
     pub principal_id: String,
-    /// Its scopes.
+    /// Its scopes (bounded by the owner's current ones).
     pub scopes: Scopes,
+    /// Its expiry, if any (unix seconds).
+    pub expire_time: Option<i64>,
 }
 
 impl VerifiedKey {
@@ -72,6 +77,8 @@ pub struct NewApiKey {
     pub created_by: String,
     /// The creator's own scopes, when the creator is a principal: a key can never grant more.
     pub creator_scopes: Option<Scopes>,
+    /// Where the request came from (for the bcrypt pool's per-source share).
+    pub source: Source,
 }
 
 /// Verified keys, by SHA-256 of the whole key, for a short time.
@@ -173,7 +180,10 @@ impl Auth {
         let key = ApiKey::generate()?;
         let secret_hash = self
             .passwords
-            .hash(SecretString::from(key.expose_secret_part().to_owned()))
+            .hash(
+                SecretString::from(key.expose_secret_part().to_owned()),
+                &new.source,
+            )
             .await?;
         let created = now();
         let row = ApiKeyRow {
@@ -246,7 +256,13 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::NotFound`] (or revoked), [`Error::InvalidArgument`] for too long a grace.
-    pub async fn roll_api_key(&self, tenant: &str, id: &str, grace: Duration) -> Result<IssuedKey> {
+    pub async fn roll_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        grace: Duration,
+        source: &Source,
+    ) -> Result<IssuedKey> {
         if grace > MAX_ROLL_GRACE {
             return Err(Error::invalid(
                 "grace_period_seconds",
@@ -259,7 +275,10 @@ impl Auth {
         )?;
         let hash = self
             .passwords
-            .hash(SecretString::from(key.expose_secret_part().to_owned()))
+            .hash(
+                SecretString::from(key.expose_secret_part().to_owned()),
+                source,
+            )
             .await?;
         let changed = now();
         let row = self
@@ -279,30 +298,33 @@ impl Auth {
         Ok(IssuedKey { row, key })
     }
 
-    /// Verifies a presented key (see the module docs for the order of checks).
+    /// Verifies a presented key from `source` (see the module docs for the order of checks).
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for any invalid key; [`Error::ResourceExhausted`] while the
-    /// id is locked or bcrypt is saturated; [`Error::Database`].
-    pub async fn verify_api_key(&self, presented: &SecretString) -> Result<VerifiedKey> {
+    /// source is blocked or bcrypt is saturated; [`Error::Database`].
+    pub async fn verify_api_key(
+        &self,
+        presented: &SecretString,
+        source: &Source,
+    ) -> Result<VerifiedKey> {
         let key = ApiKey::parse(presented.expose_secret())
             .map_err(|_| Error::unauthenticated("malformed API key"))?;
         let digest: [u8; 32] = Sha256::digest(key.expose_secret().as_bytes()).into();
         if let Some(hit) = self.api_key_cache.get(&digest) {
             return Ok(hit);
         }
-        let subject = format!("apikey:{}", key.id());
         let checked = now();
-        if self.store.locked_until(&subject, checked).await?.is_some() {
-            return Err(Error::ResourceExhausted(
-                "too many failed attempts for this key; try again later",
-            ));
-        }
+        self.check_source(source, checked).await?;
         let row = self.store.api_key(key.id().as_str()).await?;
         let secret = || SecretString::from(key.expose_secret_part().to_owned());
         let mut valid = self
             .passwords
-            .verify(secret(), row.as_ref().map(|r| r.secret_hash.as_str()))
+            .verify(
+                secret(),
+                row.as_ref().map(|r| r.secret_hash.as_str()),
+                source,
+            )
             .await?;
         if let Some(row) = row
             .as_ref()
@@ -310,18 +332,11 @@ impl Auth {
         {
             valid = self
                 .passwords
-                .verify(secret(), row.previous_hash.as_deref())
+                .verify(secret(), row.previous_hash.as_deref(), source)
                 .await?;
         }
         let Some(row) = row.filter(|_| valid) else {
-            let until = checked.saturating_add(seconds(self.lockout.duration));
-            if self
-                .store
-                .record_failure(&subject, self.lockout.max_failures, until)
-                .await?
-            {
-                tracing::warn!(key = %key.id(), "API key locked after repeated failures");
-            }
+            self.record_source_failure(source, checked).await?;
             return Err(Error::unauthenticated("wrong API key"));
         };
         if row.revoke_time.is_some() {
@@ -346,6 +361,7 @@ impl Auth {
             tenant: row.tenant,
             principal_id: row.principal_id,
             scopes,
+            expire_time: row.expire_time,
         };
         let lifetime = row.expire_time.map_or(Duration::MAX, |t| {
             Duration::from_secs(u64::try_from(t - checked).unwrap_or(0))
@@ -359,8 +375,12 @@ impl Auth {
     ///
     /// # Errors
     /// As [`Auth::verify_api_key`].
-    pub async fn exchange_api_key(&self, presented: &SecretString) -> Result<Tokens> {
-        let verified = self.verify_api_key(presented).await?;
+    pub async fn exchange_api_key(
+        &self,
+        presented: &SecretString,
+        source: &Source,
+    ) -> Result<Tokens> {
+        let verified = self.verify_api_key(presented, source).await?;
         let access_token = self.access_token(
             &verified.tenant,
             &verified.principal_id,

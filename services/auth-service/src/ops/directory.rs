@@ -4,6 +4,7 @@ use coffer_authn::{Role, Scopes};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::Auth;
+use crate::source::Source;
 use crate::store::{PrincipalRow, TenantRow};
 use crate::{Error, Result, now};
 
@@ -67,6 +68,7 @@ impl Auth {
         id: String,
         new: NewPrincipal,
         roles: Vec<Role>,
+        source: &Source,
     ) -> Result<PrincipalRow> {
         let (kind, password_hash, scopes) = match new {
             NewPrincipal::User { password } => {
@@ -79,7 +81,7 @@ impl Auth {
                 }
                 (
                     "user",
-                    Some(self.passwords.hash(password).await?),
+                    Some(self.passwords.hash(password, source).await?),
                     Scopes::default(),
                 )
             }

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod directory;
+mod limits;
 mod tokens;
 
 use std::time::Duration;
@@ -13,13 +14,21 @@ use crate::password::Passwords;
 use crate::signing::SigningKeys;
 use crate::store::Store;
 
-/// Failed-login policy.
+/// Failed-attempt policy.
+///
+/// Logins lock per account (passwords are guessable) after `max_failures`. Every source (see
+/// [`crate::source`]) is also limited: after `source_max_failures` failed logins or API-key
+/// verifications within `duration`, that source is refused for `duration`. API keys have no
+/// per-key lockout (a 256-bit secret cannot be guessed; a per-key lockout only let anyone who
+/// knows a key's public id lock its legitimate users out).
 #[derive(Debug, Clone, Copy)]
 pub struct Lockout {
     /// Failures in a row that lock a login.
     pub max_failures: u32,
-    /// How long it stays locked.
+    /// How long a login or source stays locked, and the window failures are counted in.
     pub duration: Duration,
+    /// Failures within `duration` that block a source.
+    pub source_max_failures: u32,
 }
 
 /// The token service: storage, password pool, signing keys and policies.

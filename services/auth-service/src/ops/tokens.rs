@@ -9,6 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::directory::{effective_scopes, stored_roles};
 use super::{Auth, random_id, seconds};
+use crate::source::Source;
 use crate::store::{AuditEvent, PrincipalRow, RefreshRow, Spend};
 use crate::{Error, Result, now};
 
@@ -51,9 +52,12 @@ impl Auth {
         tenant: &str,
         username: &str,
         password: SecretString,
+        source: &Source,
     ) -> Result<Tokens> {
+        let checked = now();
+        self.check_source(source, checked).await?;
         let subject = format!("login:{tenant}/{username}");
-        if self.store.locked_until(&subject, now()).await?.is_some() {
+        if self.store.locked_until(&subject, checked).await?.is_some() {
             return Err(Error::ResourceExhausted(
                 "too many failed logins; try again later",
             ));
@@ -67,17 +71,18 @@ impl Auth {
             .as_ref()
             .and_then(|row| row.password_hash.as_deref());
         // An unknown user costs the same bcrypt work as a wrong password.
-        let valid = self.passwords.verify(password, hash).await?;
+        let valid = self.passwords.verify(password, hash, source).await?;
         match (valid, principal) {
             (true, Some(principal)) => {
                 self.store.clear_failures(&subject).await?;
                 self.issue(&principal, None).await
             }
             _ => {
-                let until = now().saturating_add(seconds(self.lockout.duration));
+                self.record_source_failure(source, checked).await?;
+                let window = seconds(self.lockout.duration);
                 if self
                     .store
-                    .record_failure(&subject, self.lockout.max_failures, until)
+                    .record_failure(&subject, self.lockout.max_failures, checked, window)
                     .await?
                 {
                     tracing::warn!(tenant, "login locked after repeated failures");

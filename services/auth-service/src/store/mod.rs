@@ -516,8 +516,9 @@ impl Store {
         Ok(until.filter(|until| *until > now))
     }
 
-    /// Counts a failure for `subject`; the `max_failures`-th locks it until `lock_until`
-    /// (and starts the count again). Returns whether this failure locked it.
+    /// Counts a failure for `subject` at `now`; failures older than `window` seconds no longer
+    /// count. The `max_failures`-th within the window locks it for `window` seconds (and
+    /// starts the count again). Returns whether this failure locked it.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -525,15 +526,22 @@ impl Store {
         &self,
         subject: &str,
         max_failures: u32,
-        lock_until: i64,
+        now: i64,
+        window: i64,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let failures: i64 = sqlx::query(
-            "INSERT INTO auth_lockouts (subject, failures) VALUES ($1, 1) \
-             ON CONFLICT (subject) DO UPDATE SET failures = auth_lockouts.failures + 1 \
+            "INSERT INTO auth_lockouts (subject, failures, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (subject) DO UPDATE SET \
+             failures = CASE WHEN auth_lockouts.window_start <= $3 THEN 1 \
+                        ELSE auth_lockouts.failures + 1 END, \
+             window_start = CASE WHEN auth_lockouts.window_start <= $3 THEN $2 \
+                            ELSE auth_lockouts.window_start END \
              RETURNING failures",
         )
         .bind(subject)
+        .bind(now)
+        .bind(now.saturating_sub(window))
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -543,7 +551,7 @@ impl Store {
                 "UPDATE auth_lockouts SET failures = 0, locked_until = $2 WHERE subject = $1",
             )
             .bind(subject)
-            .bind(lock_until)
+            .bind(now.saturating_add(window))
             .execute(&mut *tx)
             .await?;
         }

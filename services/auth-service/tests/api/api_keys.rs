@@ -1,10 +1,10 @@
 //! API keys: issue once, verify (cached), exchange, scopes never escalate, revocation reaches
-//! every replica within a second, roll with grace, lockout per key id, malformed keys never
+//! every replica within a second, roll with grace, malformed keys never
 //! touch the database.
 
 use std::time::{Duration, Instant};
 
-use coffer_crypto::apikey::{ApiKey, ApiKeyId};
+use coffer_crypto::apikey::ApiKey;
 use coffer_proto::pb;
 use coffer_test_support::{Backend, TestDatabase, on_each_backend};
 use sqlx::Connection as _;
@@ -264,44 +264,6 @@ async fn rolling_keeps_the_old_secret_for_the_grace_period_only() {
                 "invalid credentials",
             );
         }
-        stack.shutdown().await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn wrong_secrets_lock_the_key_id_for_every_replica() {
-    on_each_backend(|db| async {
-        let stack = Stack::spawn(db).await;
-        stack
-            .tenant_with_user("acme", "alice", &["org_admin"])
-            .await;
-        let alice = stack.login("acme", "alice").await.access_token;
-        let mut client = stack.client_as("gateway").await;
-        let key = create_key(&mut client, &alice, "mcp:read").await.key;
-        let id = ApiKeyId::parse(ApiKey::parse(&key).unwrap().id().as_str()).unwrap();
-        let mut operator = stack.operator();
-        for _ in 0..3 {
-            // Well-formed (valid checksum) but the wrong secret.
-            let guess = ApiKey::generate_with_id(&id).unwrap();
-            assert_status(
-                verify(&mut operator, guess.expose_secret()).await,
-                Code::Unauthenticated,
-                "invalid credentials",
-            );
-        }
-        assert_status(
-            verify(&mut operator, &key).await,
-            Code::ResourceExhausted,
-            "try again later",
-        );
-        let (mut replica, mut replica_client) = stack.second_instance(|_| {}).await;
-        assert_status(
-            verify(&mut replica_client, &key).await,
-            Code::ResourceExhausted,
-            "try again later",
-        );
-        replica.stop().await;
         stack.shutdown().await;
     })
     .await;

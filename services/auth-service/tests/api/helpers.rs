@@ -290,7 +290,10 @@ pub async fn verify(
     key: &str,
 ) -> Result<pb::VerifyApiKeyResponse, tonic::Status> {
     client
-        .verify_api_key(pb::VerifyApiKeyRequest { key: key.into() })
+        .verify_api_key(pb::VerifyApiKeyRequest {
+            key: key.into(),
+            ..Default::default()
+        })
         .await
         .map(tonic::Response::into_inner)
 }

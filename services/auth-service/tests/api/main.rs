@@ -6,6 +6,7 @@
 // The whole crate is test code: helpers fail loudly, like the tests that call them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod abuse;
 mod api_keys;
 mod attacks;
 mod authn;

@@ -1,0 +1,182 @@
+//! Regression tests for denial of service found in the security review: forged API keys
+//! locking a real key out, and one client starving the bcrypt pool for everyone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use coffer_crypto::apikey::{ApiKey, ApiKeyId};
+use coffer_proto::pb;
+use coffer_test_support::on_each_backend;
+use tonic::Code;
+
+use crate::helpers::{PASSWORD, Stack, assert_status, create_key};
+
+async fn exchange(
+    client: &mut crate::helpers::Client,
+    key: &str,
+) -> Result<pb::TokenResponse, tonic::Status> {
+    client
+        .exchange_api_key(pb::ExchangeApiKeyRequest { key: key.into() })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn forged_keys_for_a_known_id_do_not_lock_out_the_real_key_but_block_their_source() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn_with(db, |config| config.lockout.source_max_failures = 5).await;
+        stack
+            .tenant_with_user("acme", "alice", &["org_admin"])
+            .await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut gateway = stack.client_as("gateway").await;
+        let key = create_key(&mut gateway, &alice, "mcp:read").await.key;
+        // Key ids are public (ListApiKeys, hints); the checksum is forgeable.
+        let id = ApiKeyId::parse(ApiKey::parse(&key).unwrap().id().as_str()).unwrap();
+        let forged = || {
+            ApiKey::generate_with_id(&id)
+                .unwrap()
+                .expose_secret()
+                .to_owned()
+        };
+
+        let mut mallory = stack.client_as("mallory").await;
+        for _ in 0..5 {
+            assert_status(
+                exchange(&mut mallory, &forged()).await,
+                Code::Unauthenticated,
+                "invalid credentials",
+            );
+        }
+        // The source is blocked, whatever it presents, on every replica.
+        assert_status(
+            exchange(&mut mallory, &forged()).await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        assert_status(
+            exchange(&mut mallory, &key).await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        let (mut replica, _) = stack
+            .second_instance(|c| c.lockout.source_max_failures = 5)
+            .await;
+        let mut mallory_there =
+            crate::helpers::client_for(&stack.ca, replica.addr, "mallory").await;
+        assert_status(
+            exchange(&mut mallory_there, &key).await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        // The key's legitimate users are not: here and on the replica.
+        exchange(&mut gateway, &key).await.unwrap();
+        let mut gateway_there =
+            crate::helpers::client_for(&stack.ca, replica.addr, "gateway").await;
+        exchange(&mut gateway_there, &key).await.unwrap();
+
+        // An introspector verifying for its own callers: the forger behind it is blocked, the
+        // introspector and its other callers are not.
+        let mut introspector = stack.client_as("credential-service").await;
+        let verify_for = |client: &'static str, key: String| pb::VerifyApiKeyRequest {
+            key,
+            client: client.into(),
+        };
+        for _ in 0..5 {
+            assert_status(
+                introspector
+                    .verify_api_key(verify_for("spiffe://coffer.local/eve", forged()))
+                    .await,
+                Code::Unauthenticated,
+                "invalid credentials",
+            );
+        }
+        assert_status(
+            introspector
+                .verify_api_key(verify_for("spiffe://coffer.local/eve", forged()))
+                .await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        let fresh = create_key(&mut gateway, &alice, "mcp:read").await.key;
+        introspector
+            .verify_api_key(verify_for("spiffe://coffer.local/app", fresh.clone()))
+            .await
+            .unwrap();
+        introspector
+            .verify_api_key(verify_for("", fresh))
+            .await
+            .unwrap();
+        replica.stop().await;
+        stack.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_identity_flooding_login_does_not_starve_another_identitys_first_exchange() {
+    on_each_backend(|db| async {
+        // A pool of two slots at a cost that holds a slot for tens of milliseconds.
+        let stack = Stack::spawn_with(db, |config| {
+            config.bcrypt_cost = 10;
+            config.bcrypt_concurrency = 2;
+            config.bcrypt_per_source = 1;
+        })
+        .await;
+        stack
+            .tenant_with_user("acme", "alice", &["org_admin"])
+            .await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut gateway = stack.client_as("gateway").await;
+        let key = create_key(&mut gateway, &alice, "mcp:read").await.key;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let mut flood = Vec::new();
+        for _ in 0..8 {
+            let mut flooder = stack.client_as("flooder").await;
+            let (stop, refused) = (Arc::clone(&stop), Arc::clone(&refused));
+            flood.push(tokio::spawn(async move {
+                for _ in 0..2_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let login = flooder
+                        .login(pb::LoginRequest {
+                            tenant_id: "acme".into(),
+                            username: "alice".into(),
+                            password: PASSWORD.into(),
+                        })
+                        .await;
+                    if matches!(&login, Err(s) if s.code() == Code::ResourceExhausted) {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        // Wait (bounded) until the flood is saturating its share of the pool.
+        for _ in 0..500 {
+            if refused.load(Ordering::Relaxed) > 10 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            refused.load(Ordering::Relaxed) > 10,
+            "the flood never saturated"
+        );
+        // Another identity's first use of its key (a bcrypt check) still goes through.
+        let mut app = stack.client_as("some-app").await;
+        for _ in 0..5 {
+            let fresh = create_key(&mut gateway, &alice, "mcp:read").await.key;
+            exchange(&mut app, &fresh).await.unwrap();
+        }
+        exchange(&mut app, &key).await.unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for task in flood {
+            task.await.unwrap();
+        }
+        stack.shutdown().await;
+    })
+    .await;
+}
