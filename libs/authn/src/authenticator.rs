@@ -26,6 +26,7 @@ use tonic::transport::Channel;
 
 use crate::jwks::{Jwk, Jwks};
 use crate::jwt::{Reason, Verifier};
+use crate::revocations::Revocations;
 use crate::{Principal, Scopes};
 
 /// How an [`Authenticator`] checks tokens.
@@ -44,6 +45,11 @@ pub struct Settings {
     pub api_key_cache_ttl: Duration,
     /// How many verified API keys are cached.
     pub api_key_cache_capacity: NonZeroUsize,
+    /// How often revocations are fetched from auth-service (default 250 ms).
+    pub revocation_poll_interval: Duration,
+    /// Oldest revocation list trusted: beyond it a check refreshes first and fails closed
+    /// if it cannot (default one second).
+    pub revocation_max_staleness: Duration,
 }
 
 impl Default for Settings {
@@ -55,6 +61,8 @@ impl Default for Settings {
             jwks_refresh_interval: Duration::from_secs(5),
             api_key_cache_ttl: Duration::from_secs(1),
             api_key_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+            revocation_poll_interval: Duration::from_millis(250),
+            revocation_max_staleness: Duration::from_secs(1),
         }
     }
 }
@@ -98,6 +106,7 @@ pub struct Authenticator {
     verifier: RwLock<Arc<Verifier>>,
     last_fetch: Mutex<Instant>,
     api_keys: Mutex<LruCache<[u8; 32], (Principal, Instant)>>,
+    revocations: Arc<Revocations>,
 }
 
 impl Authenticator {
@@ -108,8 +117,15 @@ impl Authenticator {
     pub async fn connect(channel: Channel, settings: Settings) -> Result<Self, Error> {
         let client = AuthServiceClient::new(channel);
         let verifier = fetch_verifier(&client, &settings).await?;
+        let revocations = Revocations::start(
+            client.clone(),
+            settings.revocation_poll_interval,
+            settings.revocation_max_staleness,
+        )
+        .await?;
         Ok(Self {
             client,
+            revocations,
             api_keys: Mutex::new(LruCache::new(settings.api_key_cache_capacity)),
             settings,
             verifier: RwLock::new(Arc::new(verifier)),
@@ -144,16 +160,25 @@ impl Authenticator {
         let text = value.to_str().map_err(|_| Error::Invalid)?;
         let credential = text.strip_prefix("Bearer ").ok_or(Error::Invalid)?.trim();
         if credential.starts_with(coffer_crypto::apikey::PREFIX) {
-            self.api_key(credential, client).await
+            let principal = self.api_key(credential, client).await?;
+            self.revocations
+                .check(None, principal.api_key.as_deref())
+                .await?;
+            Ok(principal)
         } else {
-            self.jwt(credential).await
+            let (jti, principal) = self.jwt(credential).await?;
+            self.revocations
+                .check(Some(&jti), principal.api_key.as_deref())
+                .await?;
+            Ok(principal)
         }
     }
 
-    async fn jwt(&self, token: &str) -> Result<Principal, Error> {
+    /// A locally verified token's `jti` and principal (revocation is checked by the caller).
+    async fn jwt(&self, token: &str) -> Result<(String, Principal), Error> {
         let verifier = self.current();
         match verifier.verify(token) {
-            Ok(verified) => Ok(verified.principal),
+            Ok(verified) => Ok((verified.claims.jti, verified.principal)),
             Err(crate::jwt::Error::Invalid(Reason::UnknownKey)) if self.may_refetch() => {
                 let refreshed = Arc::new(fetch_verifier(&self.client, &self.settings).await?);
                 *self
@@ -162,7 +187,7 @@ impl Authenticator {
                     .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&refreshed);
                 refreshed
                     .verify(token)
-                    .map(|v| v.principal)
+                    .map(|v| (v.claims.jti, v.principal))
                     .map_err(|error| {
                         tracing::info!(%error, "bearer token refused");
                         Error::Invalid
@@ -201,14 +226,15 @@ impl Authenticator {
                 }
             })?
             .into_inner();
-        let subject = verified
-            .principal
-            .rsplit_once("/principals/")
-            .map(|(_, id)| id.to_owned())
-            .ok_or(Error::Unavailable)?;
+        let after = |name: &str, marker: &str| {
+            name.rsplit_once(marker)
+                .map(|(_, id)| id.to_owned())
+                .ok_or(Error::Unavailable)
+        };
         let principal = Principal {
+            subject: after(&verified.principal, "/principals/")?,
+            api_key: Some(after(&verified.api_key, "/apiKeys/")?),
             tenant: verified.tenant,
-            subject,
             scopes: Scopes::parse(&verified.scopes).map_err(|_| Error::Unavailable)?,
             roles: Vec::new(),
         };

@@ -53,6 +53,10 @@ pub struct Claims {
     /// Role names.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The id of the API key the token was exchanged for, if it was: revoking that key
+    /// revokes the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub akid: Option<String>,
 }
 
 impl Claims {
@@ -72,6 +76,7 @@ impl Claims {
             subject: self.sub.clone(),
             scopes,
             roles,
+            api_key: self.akid.clone(),
         })
     }
 }

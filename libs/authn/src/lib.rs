@@ -18,6 +18,7 @@ pub mod authenticator;
 pub mod jwks;
 pub mod jwt;
 pub mod layer;
+mod revocations;
 pub mod scope;
 
 pub use scope::{Role, Scope, Scopes};
@@ -33,6 +34,9 @@ pub struct Principal {
     pub scopes: Scopes,
     /// The roles its scopes came from (empty for service accounts with explicit scopes).
     pub roles: Vec<Role>,
+    /// The API key the credential is or derives from (an `mcp_sk_` key, or a token exchanged
+    /// for one): whatever the principal creates with it is derived from that key too.
+    pub api_key: Option<String>,
 }
 
 impl Principal {

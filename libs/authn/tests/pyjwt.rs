@@ -35,6 +35,7 @@ fn pyjwt_and_coffer_accept_each_others_rs256_tokens() {
         tenant: "acme".into(),
         scope: "mcp:read".into(),
         roles: vec!["viewer".into()],
+        akid: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let write =

@@ -16,7 +16,10 @@ use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
 use crate::ops::{Auth, Introspection, Tokens};
 use crate::source::Source;
-use crate::store::{ApiKeyRow, PrincipalRow, TenantRow};
+use crate::store::{ApiKeyRow, PrincipalRow, RevocationKind, TenantRow};
+
+/// Most revocations in one ListRevocations answer.
+const MAX_REVOCATIONS_PER_PAGE: u32 = 10_000;
 use crate::{Error, Result};
 
 /// The `coffer.v1.AuthService` implementation.
@@ -240,6 +243,10 @@ impl AuthService for AuthServiceApi {
             }
             Some(id)
         };
+        let parent_id = match &caller {
+            Caller::Principal(me) => me.api_key.clone(),
+            Caller::Operator(_) => None,
+        };
         let (principal_id, created_by, creator_scopes) = match (&caller, named) {
             (Caller::Operator(_), None) => {
                 return Err(
@@ -277,6 +284,7 @@ impl AuthService for AuthServiceApi {
                 created_by,
                 creator_scopes,
                 source,
+                parent_id,
             })
             .await?;
         Ok(Response::new(issued_key_proto(issued)))
@@ -364,6 +372,35 @@ impl AuthService for AuthServiceApi {
         Ok(Response::new(token_proto(
             self.auth.exchange_api_key(&key, &source).await?,
         )))
+    }
+
+    async fn list_revocations(
+        &self,
+        request: Request<pb::ListRevocationsRequest>,
+    ) -> Reply<pb::ListRevocationsResponse> {
+        authz::require_introspector(&self.identities, &request)?;
+        let since = request.get_ref().since_time.max(0);
+        let (rows, truncated, server_time) = self
+            .auth
+            .revocations_since(since, MAX_REVOCATIONS_PER_PAGE)
+            .await?;
+        let time = |seconds: i64| Some(prost_types::Timestamp { seconds, nanos: 0 });
+        Ok(Response::new(pb::ListRevocationsResponse {
+            revocations: rows
+                .into_iter()
+                .map(|row| pb::Revocation {
+                    kind: match row.kind {
+                        RevocationKind::AccessToken => pb::revocation::Kind::AccessToken,
+                        RevocationKind::ApiKey => pb::revocation::Kind::ApiKey,
+                    } as i32,
+                    id: row.id,
+                    revoke_time: time(row.revoke_time),
+                    forget_time: time(row.forget_time),
+                })
+                .collect(),
+            server_time,
+            truncated,
+        }))
     }
 
     async fn rotate_signing_key(

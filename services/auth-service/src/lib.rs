@@ -119,7 +119,8 @@ pub async fn serve(
     served
 }
 
-/// Re-reads the signing keys every `interval`, until aborted.
+/// Re-reads the signing keys (and drops forgettable revocations) every `interval`, until
+/// aborted.
 async fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,6 +129,10 @@ async fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) {
         ticker.tick().await;
         if let Err(error) = auth.keys().reload().await {
             tracing::warn!(error = %coffer_telemetry::error_chain(&error), "signing key reload failed");
+        }
+        // Housekeeping on the same beat: revocations whose tokens have all expired.
+        if let Err(error) = auth.store().forget_revocations(now()).await {
+            tracing::warn!(error = %coffer_telemetry::error_chain(&error), "revocation cleanup failed");
         }
     }
 }

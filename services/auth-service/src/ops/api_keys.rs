@@ -49,6 +49,7 @@ impl VerifiedKey {
             subject: self.principal_id.clone(),
             scopes: self.scopes.clone(),
             roles: Vec::new(),
+            api_key: Some(self.id.clone()),
         }
     }
 }
@@ -79,6 +80,8 @@ pub struct NewApiKey {
     pub creator_scopes: Option<Scopes>,
     /// Where the request came from (for the bcrypt pool's per-source share).
     pub source: Source,
+    /// The API key behind the creator's bearer, if any: revoking it revokes the new key.
+    pub parent_id: Option<String>,
 }
 
 /// Verified keys, by SHA-256 of the whole key, for a short time.
@@ -201,6 +204,7 @@ impl Auth {
             expire_time: new.ttl.map(|ttl| created.saturating_add(seconds(ttl))),
             last_used_time: None,
             revoke_time: None,
+            parent_id: new.parent_id,
         };
         self.store.insert_api_key(&row).await?;
         Ok(IssuedKey { row, key })
@@ -237,18 +241,30 @@ impl Auth {
             .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))
     }
 
-    /// Revokes a key now, here and (through the change poll) on every replica.
+    /// Revokes a key now, with every key created with it (recursively), here and on every
+    /// replica (NOTIFY, and the change poll behind it); verifiers elsewhere learn it from
+    /// the revocation feed, which also ends every token exchanged for these keys.
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
     pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<ApiKeyRow> {
-        let row = self
+        let forget_after = seconds(self.keys.settings().access_token_ttl);
+        let (row, revoked) = self
             .store
-            .revoke_api_key(tenant, id, now())
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
-        self.api_key_cache.evict(id);
-        self.store.notify_change(&format!("apikey:{id}")).await;
+            .revoke_api_key(tenant, id, now(), forget_after)
+            .await?;
+        let row = row.ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
+        for revoked in &revoked {
+            self.api_key_cache.evict(revoked);
+            self.store.notify_change(&format!("apikey:{revoked}")).await;
+        }
+        if revoked.len() > 1 {
+            tracing::info!(
+                key = id,
+                derived = revoked.len() - 1,
+                "revoked derived API keys too"
+            );
+        }
         Ok(row)
     }
 
@@ -381,19 +397,47 @@ impl Auth {
         source: &Source,
     ) -> Result<Tokens> {
         let verified = self.verify_api_key(presented, source).await?;
+        let ttl = self.keys.settings().access_token_ttl;
+        // The token never outlives the key, and names it so that revoking the key ends it.
+        let ttl = verified.expire_time.map_or(ttl, |expiry| {
+            let left = u64::try_from(expiry.saturating_sub(now())).unwrap_or(0);
+            ttl.min(Duration::from_secs(left))
+        });
         let access_token = self.access_token(
             &verified.tenant,
             &verified.principal_id,
             &verified.scopes,
             &[],
+            Some(&verified.id),
+            ttl,
         )?;
         Ok(Tokens {
             access_token,
-            expires_in: self.keys.settings().access_token_ttl.as_secs(),
+            expires_in: ttl.as_secs(),
             refresh_token: SecretString::from(String::new()),
             refresh_expires_in: 0,
             scope: verified.scopes.to_string(),
         })
+    }
+
+    /// The revocation feed from `since` (see ListRevocations): at most `limit` entries, and
+    /// whether more follow.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn revocations_since(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> Result<(Vec<crate::store::RevocationRow>, bool, i64)> {
+        let answered = now();
+        let mut rows = self
+            .store
+            .revocations_since(since, answered, limit + 1)
+            .await?;
+        let truncated = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok((rows, truncated, answered))
     }
 
     /// Applies a change another replica announced (see `Store::notify_change`).

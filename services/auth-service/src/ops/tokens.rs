@@ -139,7 +139,7 @@ impl Auth {
         }
         if let Ok(verified) = self.keys.current().verifier.verify(token.expose_secret()) {
             self.store
-                .revoke_access_token(&verified.claims.jti, verified.claims.exp)
+                .revoke_access_token(&verified.claims.jti, verified.claims.exp, now())
                 .await?;
         }
         Ok(())
@@ -183,16 +183,26 @@ impl Auth {
         {
             return Err(Error::unauthenticated("revoked access token"));
         }
+        // A token exchanged for an API key dies with the key.
+        if let Some(akid) = &verified.claims.akid {
+            let key = self.store.api_key(akid).await?;
+            if key.is_none_or(|key| key.revoke_time.is_some()) {
+                return Err(Error::unauthenticated("access token of a revoked API key"));
+            }
+        }
         Ok(verified)
     }
 
-    /// Signs an access token for `subject` of `tenant`.
+    /// Signs an access token for `subject` of `tenant`, valid for `ttl`, exchanged for API
+    /// key `akid` if given.
     pub(super) fn access_token(
         &self,
         tenant: &str,
         subject: &str,
         scopes: &Scopes,
         roles: &[Role],
+        akid: Option<&str>,
+        ttl: std::time::Duration,
     ) -> Result<String> {
         let settings = self.keys.settings();
         let issued = now();
@@ -200,13 +210,14 @@ impl Auth {
             iss: settings.issuer.clone(),
             sub: subject.to_owned(),
             aud: settings.audience.clone(),
-            exp: issued.saturating_add(seconds(settings.access_token_ttl)),
+            exp: issued.saturating_add(seconds(ttl)),
             iat: issued,
             nbf: issued,
             jti: random_id(16)?,
             tenant: tenant.to_owned(),
             scope: scopes.to_string(),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            akid: akid.map(str::to_owned),
         };
         Ok(self.keys.current().signer.sign(&claims)?)
     }
@@ -217,7 +228,14 @@ impl Auth {
         let scopes = effective_scopes(principal)?;
         let scope = scopes.to_string();
         let roles = stored_roles(&principal.roles)?;
-        let access_token = self.access_token(&principal.tenant, &principal.id, &scopes, &roles)?;
+        let access_token = self.access_token(
+            &principal.tenant,
+            &principal.id,
+            &scopes,
+            &roles,
+            None,
+            settings.access_token_ttl,
+        )?;
         let issued = now();
 
         let mut random = [0u8; 32];

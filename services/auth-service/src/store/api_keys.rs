@@ -37,6 +37,8 @@ pub struct ApiKeyRow {
     pub last_used_time: Option<i64>,
     /// Revocation time, if revoked.
     pub revoke_time: Option<i64>,
+    /// The API key behind the creator's bearer, if any: revoking it revokes this one.
+    pub parent_id: Option<String>,
 }
 
 impl std::fmt::Debug for ApiKeyRow {
@@ -58,8 +60,8 @@ impl Store {
     pub async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO auth_api_keys (id, tenant, principal_id, display_name, secret_hash, \
-             scopes, hint, created_by, create_time, expire_time, change_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9)",
+             scopes, hint, created_by, create_time, expire_time, change_time, parent_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11)",
         )
         .bind(&row.id)
         .bind(&row.tenant)
@@ -71,6 +73,7 @@ impl Store {
         .bind(&row.created_by)
         .bind(row.create_time)
         .bind(row.expire_time)
+        .bind(&row.parent_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -110,7 +113,10 @@ impl Store {
         rows.iter().map(api_key_row).collect()
     }
 
-    /// Revokes a key of `tenant` (idempotent); `None` if there is no such key.
+    /// Revokes a key of `tenant` and, recursively, the keys created with it, in one
+    /// transaction, recording each in the revocation feed (kept for `forget_after` seconds:
+    /// the longest an exchanged token lives). Idempotent. Returns the key (`None` if there is
+    /// no such key) and the ids this call revoked.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -119,17 +125,49 @@ impl Store {
         tenant: &str,
         id: &str,
         now: i64,
-    ) -> Result<Option<ApiKeyRow>> {
-        sqlx::query(
-            "UPDATE auth_api_keys SET revoke_time = $3, change_time = $3 \
-             WHERE tenant = $1 AND id = $2 AND revoke_time IS NULL",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(self.api_key(id).await?.filter(|row| row.tenant == tenant))
+        forget_after: i64,
+    ) -> Result<(Option<ApiKeyRow>, Vec<String>)> {
+        let mut tx = self.pool.begin().await?;
+        let mut revoked = Vec::new();
+        let mut frontier = vec![id.to_owned()];
+        // Bounded: a key is revoked at most once, so each id enters the frontier once.
+        while let Some(next) = frontier.pop() {
+            let updated = sqlx::query(
+                "UPDATE auth_api_keys SET revoke_time = $3, change_time = $3 \
+                 WHERE tenant = $1 AND id = $2 AND revoke_time IS NULL",
+            )
+            .bind(tenant)
+            .bind(&next)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 && next != id {
+                continue;
+            }
+            super::insert_revocation(
+                &mut tx,
+                super::RevocationKind::ApiKey,
+                &next,
+                now,
+                now.saturating_add(forget_after),
+            )
+            .await?;
+            let children = sqlx::query(
+                "SELECT id FROM auth_api_keys WHERE parent_id = $1 AND revoke_time IS NULL",
+            )
+            .bind(&next)
+            .fetch_all(&mut *tx)
+            .await?;
+            for child in &children {
+                frontier.push(child.try_get(0)?);
+            }
+            if updated.rows_affected() > 0 {
+                revoked.push(next);
+            }
+        }
+        tx.commit().await?;
+        let row = self.api_key(id).await?.filter(|row| row.tenant == tenant);
+        Ok((row, revoked))
     }
 
     /// Replaces an unrevoked key's secret, keeping the old one valid until `previous_until`.
@@ -198,7 +236,7 @@ macro_rules! select_api_key {
     () => {
         "SELECT id, tenant, principal_id, display_name, secret_hash, previous_hash, \
          previous_valid_until, scopes, hint, created_by, create_time, expire_time, \
-         last_used_time, revoke_time FROM auth_api_keys"
+         last_used_time, revoke_time, parent_id FROM auth_api_keys"
     };
 }
 use select_api_key;
@@ -219,5 +257,6 @@ fn api_key_row(row: &AnyRow) -> Result<ApiKeyRow> {
         expire_time: row.try_get(11)?,
         last_used_time: row.try_get(12)?,
         revoke_time: row.try_get(13)?,
+        parent_id: row.try_get(14)?,
     })
 }

@@ -121,6 +121,64 @@ pub struct AuditEvent<'a> {
     pub outcome: &'a str,
 }
 
+/// What a revocation concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationKind {
+    /// An access token, by `jti`.
+    AccessToken,
+    /// An API key, by id (and every token exchanged for it).
+    ApiKey,
+}
+
+impl RevocationKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RevocationKind::AccessToken => "access_token",
+            RevocationKind::ApiKey => "api_key",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [RevocationKind::AccessToken, RevocationKind::ApiKey]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One entry of the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRow {
+    /// What is revoked.
+    pub kind: RevocationKind,
+    /// The `jti` or key id.
+    pub id: String,
+    /// When.
+    pub revoke_time: i64,
+    /// When every token it concerns has expired.
+    pub forget_time: i64,
+}
+
+/// Records a revocation in the feed, in the caller's transaction (idempotent).
+pub(crate) async fn insert_revocation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    kind: RevocationKind,
+    id: &str,
+    now: i64,
+    forget_time: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO auth_revocations (kind, id, revoke_time, forget_time) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(kind.as_str())
+    .bind(id)
+    .bind(now)
+    .bind(forget_time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// The auth-service's database handle. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -474,15 +532,18 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn revoke_access_token(&self, jti: &str, expire_time: i64) -> Result<()> {
+    pub async fn revoke_access_token(&self, jti: &str, expire_time: i64, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO auth_revoked_access_tokens (jti, expire_time) VALUES ($1, $2) \
              ON CONFLICT DO NOTHING",
         )
         .bind(jti)
         .bind(expire_time)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        insert_revocation(&mut tx, RevocationKind::AccessToken, jti, now, expire_time).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -496,6 +557,53 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
+    }
+
+    // === the revocation feed ===
+
+    /// Up to `limit` revocations recorded at or after `since` that are not yet forgettable
+    /// at `now`, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Database`], [`Error::Corrupt`].
+    pub async fn revocations_since(
+        &self,
+        since: i64,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<RevocationRow>> {
+        let rows = sqlx::query(
+            "SELECT kind, id, revoke_time, forget_time FROM auth_revocations \
+             WHERE revoke_time >= $1 AND forget_time > $2 ORDER BY revoke_time, kind, id LIMIT $3",
+        )
+        .bind(since)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get(0)?;
+                Ok(RevocationRow {
+                    kind: RevocationKind::parse(&kind).ok_or(Error::Corrupt("revocation kind"))?,
+                    id: row.try_get(1)?,
+                    revoke_time: row.try_get(2)?,
+                    forget_time: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops revocations nobody needs any more (every token they concern has expired).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn forget_revocations(&self, now: i64) -> Result<()> {
+        sqlx::query("DELETE FROM auth_revocations WHERE forget_time <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     // === lockouts ===

@@ -1,0 +1,154 @@
+//! What auth-service has revoked, mirrored in a verifier: access tokens by `jti`, and API
+//! keys by id (which revokes every token exchanged for them, by their `akid` claim).
+//!
+//! The mirror is refreshed by polling ListRevocations every `poll_interval` (default 250 ms),
+//! so a revocation reaches this verifier within that time plus one round trip. It fails
+//! closed: when the last successful refresh is older than `max_staleness` (default one
+//! second), the next check refreshes first, and if auth-service cannot answer, the check
+//! fails with [`Error::Unavailable`] instead of trusting a stale list. Entries are dropped
+//! after their `forget_time`, when every token they concern has expired anyway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use coffer_proto::pb;
+use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use coffer_proto::pb::revocation::Kind;
+use tonic::transport::Channel;
+
+use crate::authenticator::Error;
+
+/// The revocation mirror (see the module docs).
+pub(crate) struct Revocations {
+    client: AuthServiceClient<Channel>,
+    max_staleness: Duration,
+    state: RwLock<State>,
+    /// Held while a refresh runs, so concurrent checks wait for one refresh, not start many.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+struct State {
+    /// (kind, id) -> forget time (unix seconds).
+    revoked: HashMap<(Kind, String), i64>,
+    /// The `since_time` of the next refresh.
+    cursor: i64,
+    synced: Instant,
+}
+
+impl Revocations {
+    /// Loads every revocation still relevant, then refreshes every `poll_interval` in the
+    /// background for as long as the returned mirror is alive.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if auth-service cannot be asked.
+    pub(crate) async fn start(
+        client: AuthServiceClient<Channel>,
+        poll_interval: Duration,
+        max_staleness: Duration,
+    ) -> Result<Arc<Self>, Error> {
+        let revocations = Arc::new(Self {
+            client,
+            max_staleness,
+            state: RwLock::new(State {
+                revoked: HashMap::new(),
+                cursor: 0,
+                synced: Instant::now(),
+            }),
+            refreshing: tokio::sync::Mutex::new(()),
+        });
+        revocations.refresh().await?;
+        tokio::spawn(poll(Arc::downgrade(&revocations), poll_interval));
+        Ok(revocations)
+    }
+
+    /// Checks a token's `jti` and the API key it derives from, if any.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if either is revoked; [`Error::Unavailable`] if the mirror is stale
+    /// and cannot be refreshed.
+    pub(crate) async fn check(
+        &self,
+        jti: Option<&str>,
+        api_key: Option<&str>,
+    ) -> Result<(), Error> {
+        if self.stale() {
+            let _one_at_a_time = self.refreshing.lock().await;
+            if self.stale() {
+                self.refresh().await?;
+            }
+        }
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let revoked = |kind: Kind, id: Option<&str>| {
+            id.is_some_and(|id| state.revoked.contains_key(&(kind, id.to_owned())))
+        };
+        if revoked(Kind::AccessToken, jti) || revoked(Kind::ApiKey, api_key) {
+            return Err(Error::Invalid);
+        }
+        Ok(())
+    }
+
+    fn stale(&self) -> bool {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.synced.elapsed() > self.max_staleness
+    }
+
+    async fn refresh(&self) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            let since_time = self
+                .state
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .cursor;
+            let response = self
+                .client
+                .clone()
+                .list_revocations(pb::ListRevocationsRequest { since_time })
+                .await
+                .map_err(|status| {
+                    tracing::warn!(code = ?status.code(), "revocation refresh failed");
+                    Error::Unavailable
+                })?
+                .into_inner();
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            let mut last = since_time;
+            for revocation in &response.revocations {
+                let kind = Kind::try_from(revocation.kind).unwrap_or(Kind::Unspecified);
+                let forget = revocation
+                    .forget_time
+                    .as_ref()
+                    .map_or(i64::MAX, |t| t.seconds);
+                last = revocation.revoke_time.as_ref().map_or(last, |t| t.seconds);
+                if kind != Kind::Unspecified {
+                    state.revoked.insert((kind, revocation.id.clone()), forget);
+                }
+            }
+            let now = response.server_time;
+            state.revoked.retain(|_, forget| *forget > now);
+            if response.truncated {
+                state.cursor = last;
+                continue;
+            }
+            // One second of overlap: revocation times have one-second resolution.
+            state.cursor = now.saturating_sub(1);
+            state.synced = started;
+            return Ok(());
+        }
+    }
+}
+
+/// Refreshes every `interval` until the mirror is dropped.
+async fn poll(revocations: Weak<Revocations>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(revocations) = revocations.upgrade() else {
+            return;
+        };
+        // A failure is logged in refresh; checks fail closed once the mirror is stale.
+        let _ = revocations.refresh().await;
+    }
+}

@@ -1,0 +1,15 @@
+-- What a key was created with: the API key behind the creator's bearer, if any. Revoking a
+-- key revokes the keys created with it, recursively.
+ALTER TABLE auth_api_keys ADD COLUMN parent_id TEXT;
+CREATE INDEX auth_api_keys_by_parent ON auth_api_keys (parent_id);
+
+-- The revocation feed verifiers mirror (ListRevocations): access tokens by jti and API keys
+-- by id, kept until every token they concern has expired (forget_time).
+CREATE TABLE auth_revocations (
+    kind        TEXT   NOT NULL CHECK (kind IN ('access_token', 'api_key')),
+    id          TEXT   NOT NULL,
+    revoke_time BIGINT NOT NULL,
+    forget_time BIGINT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE INDEX auth_revocations_by_time ON auth_revocations (revoke_time);
