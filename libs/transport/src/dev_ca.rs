@@ -161,10 +161,13 @@ impl DevCa {
     }
 
     /// Issues a certificate for `name` into `dir/{stem}.pem` and `dir/{stem}-key.pem` (0600),
-    /// unless both files already exist, and returns the paths (with this CA as `ca`).
+    /// unless both files already exist and hold `name`'s identity, and returns the paths
+    /// (with this CA as `ca`). An existing certificate of another identity is never handed
+    /// out for `name`.
     ///
     /// # Errors
-    /// As [`DevCa::issue`], plus [`Error::Io`].
+    /// As [`DevCa::issue`], plus [`Error::Io`], and [`Error::Occupied`] when the files hold
+    /// another identity.
     pub fn issue_files(
         &self,
         dir: &Path,
@@ -177,7 +180,18 @@ impl DevCa {
             key: dir.join(format!("{stem}-key.pem")),
             ca: dir.join(CA_CERT_FILE),
         };
-        if !(files.cert.exists() && files.key.exists()) {
+        if files.cert.exists() && files.key.exists() {
+            let wanted = SpiffeId::new(&self.trust_domain, name)?;
+            let pem = std::fs::read_to_string(&files.cert).map_err(Error::io(&files.cert))?;
+            let holds = crate::tls::first_certificate_der(&pem)
+                .and_then(|der| SpiffeId::from_certificate_der(&der));
+            if holds.as_ref() != Some(&wanted) {
+                return Err(Error::Occupied {
+                    path: files.cert.clone(),
+                    holds: holds.map_or_else(|| "no SPIFFE ID".to_owned(), |id| id.to_string()),
+                });
+            }
+        } else {
             let issued = self.issue(name, usage)?;
             write_file(&files.cert, &issued.cert_pem, false)?;
             write_file(&files.key, issued.key_pem.expose_secret(), true)?;

@@ -24,6 +24,14 @@ pub enum Error {
     /// A SPIFFE ID that does not follow `spiffe://{trust-domain}/{path}`.
     #[error("invalid SPIFFE ID: {0}")]
     SpiffeId(&'static str),
+    /// A certificate file exists but holds another identity than the one asked for.
+    #[error("{path} already holds the certificate of {holds}")]
+    Occupied {
+        /// The file.
+        path: PathBuf,
+        /// Whose certificate it is.
+        holds: String,
+    },
     /// Certificate generation failed.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),

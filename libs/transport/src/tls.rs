@@ -114,7 +114,7 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
-fn first_certificate_der(pem: &str) -> Option<Vec<u8>> {
+pub(crate) fn first_certificate_der(pem: &str) -> Option<Vec<u8>> {
     Pem::iter_from_buffer(pem.as_bytes())
         .filter_map(std::result::Result::ok)
         .find(|p| p.label == "CERTIFICATE")

@@ -1,18 +1,19 @@
 //! The data directory of `coffer up`, created on first use and reused afterwards:
 //!
 //! ```text
-//! DIR/                    0700
-//!   root-keys             0600  dev root keyring ({version}:{base64} lines)
-//!   admin-api-key         0600  the bootstrap org_admin API key of tenant `default`
+//! DIR/                    0700  (every file below 0600, enforced at every start)
+//!   root-keys                   dev root keyring ({version}:{base64} lines)
+//!   admin-api-key               the bootstrap org_admin API key of tenant `default`
 //!   key-service.db              SQLite database of the key-service
 //!   auth-service.db             SQLite database of the auth-service
 //!   credential-service.db       SQLite database of the credential-service
-//!   certs/
-//!     ca.pem, ca-key.pem        dev CA (key 0600)
+//!   certs/                0700
+//!     ca.pem, ca-key.pem        dev CA
 //!     operator.pem, operator-key.pem        spiffe://coffer.local/operator/admin
 //!     key-service.pem, key-service-key.pem    spiffe://coffer.local/key-service
 //!     auth-service.pem, auth-service-key.pem  spiffe://coffer.local/auth-service
 //!     credential-service.pem, ...-key.pem     spiffe://coffer.local/credential-service
+//!     NAME.pem, NAME-key.pem    `coffer certs issue --name NAME` (`/` in NAME written `+`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -121,6 +122,7 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
         credential_service,
         root_keys,
     };
+    lock_down(&layout)?;
     Ok(Prepared {
         layout,
         keyring,
@@ -128,9 +130,55 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
     })
 }
 
+/// Makes the data directory private whatever existed before: 0700 on the directories, 0600
+/// on every file in them (keys, certificates, keyring, API key, databases and their SQLite
+/// journals). The databases are created here, empty and 0600, before SQLite opens them, so
+/// they (and the `-wal`/`-shm` files SQLite gives the same mode) are never readable by others.
+///
+/// # Errors
+/// If a mode cannot be set or a database file cannot be created.
+#[cfg(unix)]
+fn lock_down(layout: &Layout) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let set = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting mode {mode:o} on {}", path.display()))
+    };
+    for database in [
+        &layout.key_service_db,
+        &layout.auth_service_db,
+        &layout.credential_service_db,
+    ] {
+        let mut options = std::fs::OpenOptions::new();
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(database)
+            .with_context(|| format!("creating {}", database.display()))?;
+    }
+    for dir in [&layout.data_dir, &layout.certs_dir] {
+        set(dir, 0o700)?;
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_file() {
+                set(&path, 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn lock_down(_layout: &Layout) -> anyhow::Result<()> {
+    Ok(())
+}
+
 /// Issues a client certificate for `spiffe://coffer.local/{name}` from the data directory's
 /// dev CA into `certs/{stem}.pem` and `certs/{stem}-key.pem`, where `stem` is `name` with `/`
-/// replaced by `-`. Existing files are kept.
+/// replaced by `+` (a character SPIFFE paths never hold, so distinct names never share
+/// files). Existing files are kept when they hold that identity, and refused otherwise.
 ///
 /// # Errors
 /// If the CA cannot be loaded, the name is not a valid SPIFFE path, or files cannot be written.
@@ -145,8 +193,12 @@ pub fn issue_client_certificate(data_dir: &Path, name: &str) -> anyhow::Result<T
         data_dir.display()
     );
     let ca = DevCa::load_or_create(&certs_dir, TRUST_DOMAIN)?;
-    let stem = name.replace('/', "-");
-    Ok(ca.issue_files(&certs_dir, &stem, name, Usage::Client)?)
+    Ok(ca.issue_files(&certs_dir, &certificate_stem(name), name, Usage::Client)?)
+}
+
+/// The file stem of `name`'s certificate: injective, since `+` is never in a SPIFFE path.
+pub fn certificate_stem(name: &str) -> String {
+    name.replace('/', "+")
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -174,4 +226,91 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity_of(files: &TlsFiles) -> String {
+        let material = coffer_transport::TlsMaterial::load(files).unwrap();
+        material.identity().unwrap().to_string()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_world_readable_data_dir_is_locked_down_at_start() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        prepare(&data_dir).unwrap();
+        // Someone (or an old version) opened everything up.
+        let open = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        open(&data_dir, 0o755);
+        open(&data_dir.join("certs"), 0o755);
+        for file in [
+            "root-keys",
+            "key-service.db",
+            "certs/ca-key.pem",
+            "certs/operator.pem",
+        ] {
+            open(&data_dir.join(file), 0o644);
+        }
+        std::fs::write(data_dir.join("auth-service.db-wal"), b"").unwrap();
+        open(&data_dir.join("auth-service.db-wal"), 0o666);
+
+        let prepared = prepare(&data_dir).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&prepared.layout.data_dir), 0o700);
+        assert_eq!(mode(&prepared.layout.certs_dir), 0o700);
+        for entry in std::fs::read_dir(&prepared.layout.data_dir)
+            .unwrap()
+            .chain(std::fs::read_dir(&prepared.layout.certs_dir).unwrap())
+        {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
+        }
+        assert!(prepared.layout.credential_service_db.exists());
+    }
+
+    #[test]
+    fn certificate_names_never_share_files_or_hand_out_another_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        prepare(&data_dir).unwrap();
+        let slash_dash = issue_client_certificate(&data_dir, "operator-x/y").unwrap();
+        let dash_slash = issue_client_certificate(&data_dir, "operator/x-y").unwrap();
+        let dashes = issue_client_certificate(&data_dir, "operator-x-y").unwrap();
+        assert_ne!(slash_dash.cert, dash_slash.cert);
+        assert_ne!(slash_dash.cert, dashes.cert);
+        assert_eq!(
+            identity_of(&slash_dash),
+            "spiffe://coffer.local/operator-x/y"
+        );
+        assert_eq!(
+            identity_of(&dash_slash),
+            "spiffe://coffer.local/operator/x-y"
+        );
+        assert_eq!(identity_of(&dashes), "spiffe://coffer.local/operator-x-y");
+        // Asking again hands back the same files.
+        assert_eq!(
+            issue_client_certificate(&data_dir, "operator/x-y")
+                .unwrap()
+                .cert,
+            dash_slash.cert
+        );
+        // `operator.pem` is the bootstrap operator's (operator/admin): never handed out as
+        // the certificate of `operator`.
+        let error = issue_client_certificate(&data_dir, "operator")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("already holds the certificate of spiffe://coffer.local/operator/admin"),
+            "{error}"
+        );
+    }
 }

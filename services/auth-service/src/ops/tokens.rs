@@ -151,12 +151,15 @@ impl Auth {
     /// [`Error::Database`] only.
     pub async fn introspect(&self, token: &SecretString) -> Result<Option<Introspection>> {
         if let Ok(hash) = refresh_hash(token) {
-            let row = self.store.refresh_token(&hash).await?;
-            return Ok(row
-                .filter(|r| {
-                    r.spent_time.is_none() && r.revoke_time.is_none() && r.expire_time > now()
-                })
-                .map(Introspection::Refresh));
+            let row = self.store.refresh_token(&hash).await?.filter(|r| {
+                r.spent_time.is_none() && r.revoke_time.is_none() && r.expire_time > now()
+            });
+            return match row {
+                Some(row) if !self.store.is_refresh_family_revoked(&row.family).await? => {
+                    Ok(Some(Introspection::Refresh(row)))
+                }
+                _ => Ok(None),
+            };
         }
         Ok(self
             .verify_access_token(token.expose_secret())

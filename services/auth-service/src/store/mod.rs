@@ -475,6 +475,8 @@ impl Store {
         let spent = sqlx::query(concat!(
             "UPDATE auth_refresh_tokens SET spent_time = $2 WHERE token_hash = $1 ",
             "AND spent_time IS NULL AND revoke_time IS NULL AND expire_time > $2 ",
+            "AND NOT EXISTS (SELECT 1 FROM auth_refresh_families f ",
+            "WHERE f.family = auth_refresh_tokens.family) ",
             "RETURNING ",
             refresh_columns!()
         ))
@@ -516,14 +518,36 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn revoke_refresh_family(&self, family: &str, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO auth_refresh_families (family, revoke_time) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(family)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE auth_refresh_tokens SET revoke_time = $2 WHERE family = $1 AND revoke_time IS NULL",
         )
         .bind(family)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether a refresh-token family was revoked (reuse detected, or RFC 7009 revocation).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn is_refresh_family_revoked(&self, family: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM auth_refresh_families WHERE family = $1")
+            .bind(family)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     // === revoked access tokens ===

@@ -259,3 +259,45 @@ async fn revoked_tokens_are_inactive_and_refused() {
 fn coffer_test_support_any_drivers() {
     sqlx::any::install_default_drivers();
 }
+
+#[tokio::test]
+async fn a_refresh_racing_a_reuse_of_the_same_token_never_leaves_a_usable_token() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        stack.tenant_with_user("acme", "alice", &["viewer"]).await;
+        let client = stack.client_as("gateway").await;
+        let refresh = |token: String| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .refresh(pb::RefreshRequest {
+                        refresh_token: token,
+                    })
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        };
+        for _ in 0..20 {
+            let stolen = stack.login("acme", "alice").await.refresh_token;
+            // The owner and a thief present the same token at the same time.
+            let (owner, thief) = tokio::join!(refresh(stolen.clone()), refresh(stolen));
+            let issued: Vec<String> = [owner, thief]
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|tokens| tokens.refresh_token)
+                .collect();
+            assert!(issued.len() <= 1, "a token was spent twice");
+            // Reuse was detected (one of them presented a spent token), so whatever the
+            // winner got is dead, however the two interleaved.
+            for token in issued {
+                assert_status(
+                    refresh(token).await,
+                    Code::Unauthenticated,
+                    "invalid credentials",
+                );
+            }
+        }
+        stack.shutdown().await;
+    })
+    .await;
+}
