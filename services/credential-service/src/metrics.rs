@@ -11,6 +11,9 @@ pub struct Metrics {
     pub reveals: Counter,
     /// Calls refused for a missing scope.
     pub denied: Counter,
+    /// Denials not written to the audit log (unknown credential, or over the per-principal
+    /// budget).
+    pub denied_unaudited: Counter,
 }
 
 impl Metrics {
@@ -31,6 +34,11 @@ impl Metrics {
             "coffer_credential_denied",
             "Calls refused for a missing scope",
             metrics.denied.clone(),
+        );
+        registry.register(
+            "coffer_credential_denied_unaudited",
+            "Denials not written to the audit log (unknown credential or over the per-principal budget)",
+            metrics.denied_unaudited.clone(),
         );
         metrics
     }

@@ -16,6 +16,7 @@ pub struct Credentials {
     pub(super) keys: DataKeys,
     pub(super) rewrap_page_size: u32,
     pub(super) metrics: Metrics,
+    pub(super) denials: super::audit::DenialBudget,
 }
 
 /// A validated CreateCredential.
@@ -45,6 +46,7 @@ impl Credentials {
             keys,
             rewrap_page_size,
             metrics,
+            denials: super::audit::DenialBudget::default(),
         }
     }
 

@@ -390,3 +390,82 @@ async fn an_expired_api_key_is_refused_at_once_and_its_exchanged_token_expires_w
     );
     stack.shutdown().await;
 }
+
+#[tokio::test]
+async fn denied_requests_cannot_grow_the_audit_log_at_will() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        let created = stack
+            .create("github", &[("TOKEN", "ghp_a_token_value_1234")])
+            .await;
+        let mut client = stack.client().await;
+        let audit_events = |client: &mut crate::helpers::Client| {
+            let request = stack.as_user(
+                "admin",
+                pb::ListAuditEventsRequest {
+                    parent: "tenants/acme".into(),
+                    page_size: 1000,
+                    ..Default::default()
+                },
+            );
+            let mut client = client.clone();
+            async move {
+                client
+                    .list_audit_events(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .events
+            }
+        };
+        let before = audit_events(&mut client).await.len();
+        // A viewer (no credential:reveal) asks for 50 made-up ids, then 50 times for a real
+        // one.
+        for i in 0..50 {
+            let request = pb::RevealCredentialRequest {
+                name: format!("tenants/acme/credentials/{i:032x}"),
+            };
+            assert_status(
+                client
+                    .reveal_credential(stack.as_user("viewer", request))
+                    .await,
+                Code::PermissionDenied,
+                "permission denied",
+            );
+        }
+        assert_eq!(
+            audit_events(&mut client).await.len(),
+            before,
+            "unknown ids were audited"
+        );
+        for _ in 0..50 {
+            let request = pb::RevealCredentialRequest {
+                name: created.name.clone(),
+            };
+            assert_status(
+                client
+                    .reveal_credential(stack.as_user("viewer", request))
+                    .await,
+                Code::PermissionDenied,
+                "permission denied",
+            );
+        }
+        let events = audit_events(&mut client).await;
+        let denials = events.iter().filter(|e| e.outcome == "denied").count();
+        assert_eq!(
+            denials, 10,
+            "one budget of denials is audited, the rest counted"
+        );
+        let metrics = stack.metrics().await;
+        assert!(
+            metrics.contains("coffer_credential_denied_total 100"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("coffer_credential_denied_unaudited_total 90"),
+            "{metrics}"
+        );
+        stack.shutdown().await;
+    })
+    .await;
+}

@@ -78,6 +78,7 @@ impl Kms {
             .await?;
         if record.state == KeyState::Destroyed {
             self.cache.evict_key(name);
+            self.store.scrub_log().await?;
             tracing::info!(key = %name, "key material destroyed");
         }
         Ok(record)

@@ -83,6 +83,7 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    backend: coffer_db::Backend,
 }
 
 impl Store {
@@ -96,7 +97,33 @@ impl Store {
             postgres: &POSTGRES_MIGRATIONS,
         };
         let db = coffer_db::connect(url, max_connections, &migrations).await?;
-        Ok(Self { pool: db.pool })
+        Ok(Self {
+            pool: db.pool,
+            backend: db.backend,
+        })
+    }
+
+    /// After key material was destroyed, on SQLite: checkpoints the write-ahead log into
+    /// the database file (where `secure_delete` has overwritten the freed pages) and
+    /// truncates it, so no copy of the destroyed material stays in the `-wal` file. A
+    /// checkpoint blocked by a concurrent reader is logged; the next destruction (or
+    /// SQLite's own checkpoints) completes it. Nothing to do on PostgreSQL, whose WAL and
+    /// backups are the operator's (see the README).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn scrub_log(&self) -> Result<()> {
+        if self.backend != coffer_db::Backend::Sqlite {
+            return Ok(());
+        }
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
+            .await?;
+        let busy: i64 = row.try_get(0)?;
+        if busy != 0 {
+            tracing::warn!("WAL checkpoint after key destruction was blocked by a reader");
+        }
+        Ok(())
     }
 
     /// Closes the pool, waiting for connections to be returned.

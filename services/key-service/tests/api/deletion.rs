@@ -137,3 +137,57 @@ async fn after_the_waiting_period_the_material_is_gone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn destroyed_key_material_is_left_in_no_sqlite_file() {
+    let db = coffer_test_support::TestDatabase::create(coffer_test_support::Backend::Sqlite)
+        .await
+        .unwrap();
+    let path = db
+        .url()
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.split('?').next())
+        .unwrap()
+        .to_owned();
+    let app = spawn_app(db).await;
+    app.create_key(KEY).await;
+    app.rotate(KEY).await;
+    let mut raw = app.raw_database().await;
+    let wrapped: Vec<Vec<u8>> = sqlx::query("SELECT wrapped FROM kms_key_versions")
+        .fetch_all(&mut raw)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    drop(raw);
+    assert_eq!(wrapped.len(), 2);
+    app.update_policy(KEY, None, None, Some(true))
+        .await
+        .unwrap();
+    app.client()
+        .schedule_key_deletion(pb::ScheduleKeyDeletionRequest { name: KEY.into() })
+        .await
+        .unwrap();
+    app.clock.advance(WEEK);
+    let key = app
+        .client()
+        .get_key(pb::GetKeyRequest { name: KEY.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(key.state, pb::KeyState::Destroyed as i32);
+
+    // Neither the database nor its write-ahead log holds any byte string of the material.
+    for file in [path.clone(), format!("{path}-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        for material in &wrapped {
+            assert!(
+                !bytes
+                    .windows(material.len())
+                    .any(|w| w == material.as_slice()),
+                "{file} still holds destroyed key material"
+            );
+        }
+    }
+}
