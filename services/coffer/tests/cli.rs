@@ -103,7 +103,8 @@ async fn coffer_up_serves_stops_on_sigterm_and_reuses_its_data_dir() {
     };
 
     let (child, addr) = coffer_up(&data_dir);
-    let name = "tenants/acme/keys/cli";
+    // A key name of the credential-service's own pattern, so its certificate may use it.
+    let name = "tenants/acme/keys/credentials";
     let mut operator_client = client(addr, &operator).await;
     operator_client
         .create_key(pb::CreateKeyRequest {

@@ -124,10 +124,18 @@ async fn values_sealed_by_pynacl_are_stored_and_intake_errors_are_distinct() {
                 (
                     pb::SealedValue {
                         ciphertext: sealed[0].clone(),
-                        kid: "0000".into(),
+                        kid: "tenants/acme/sealingKeys/0000".into(),
                     },
                     Code::FailedPrecondition,
                     "unknown or expired",
+                ),
+                (
+                    pb::SealedValue {
+                        ciphertext: sealed[0].clone(),
+                        kid: "0000".into(),
+                    },
+                    Code::FailedPrecondition,
+                    "not a key of tenant acme",
                 ),
                 (
                     sealed_value("***not base64***"),
