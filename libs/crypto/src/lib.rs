@@ -14,6 +14,7 @@
 
 pub mod aad;
 pub mod apikey;
+pub mod audit;
 pub mod envelope;
 mod error;
 pub mod keys;
@@ -25,7 +26,7 @@ pub mod text;
 pub use aad::Aad;
 pub use envelope::Envelope;
 pub use error::{Error, Result};
-pub use keys::{DataKey, Kek, KeyCheckValue, RootKey, TenantKey};
+pub use keys::{AuditKey, DataKey, Kek, KeyCheckValue, RootKey, TenantKey};
 pub use secret::SecretBytes;
 
 /// Fills `buf` from the operating system's random number generator.

@@ -21,7 +21,7 @@ use crate::ops::audit::ChainCheck;
 use crate::ops::sweep::Progress;
 use crate::ops::{Actor, Credentials, credential_name};
 use crate::sealing::SealingKeys;
-use crate::store::{AuditEvent, CredentialRow};
+use crate::store::{AuditEvent, AuditHead, CredentialRow};
 use crate::{Error, Result};
 
 /// The `coffer.v1.CredentialService` implementation.
@@ -380,10 +380,19 @@ impl CredentialService for CredentialServiceApi {
         let (tenant, _) = self
             .authorize_parent(&request, &request.get_ref().parent, Scope::OrgRead)
             .await?;
+        let expected = request
+            .into_inner()
+            .expected_head
+            .map(|head| parse_head(&tenant, head))
+            .transpose()?;
         let ChainCheck {
             checked,
             first_broken,
-        } = self.credentials.verify_chain(&tenant).await?;
+            head,
+        } = self
+            .credentials
+            .verify_chain(&tenant, expected.as_ref())
+            .await?;
         if let Some(sequence) = first_broken {
             tracing::error!(tenant, sequence, "audit chain broken");
         }
@@ -393,6 +402,12 @@ impl CredentialService for CredentialServiceApi {
             first_broken_sequence: first_broken
                 .and_then(|s| u64::try_from(s).ok())
                 .unwrap_or(0),
+            head: head.map(|head| pb::AuditHead {
+                sequence: u64::try_from(head.sequence).unwrap_or(0),
+                link: head.link,
+                mac: head.mac,
+                time: Some(timestamp(head.time)),
+            }),
         }))
     }
 }
@@ -464,6 +479,27 @@ fn credential_proto(row: &CredentialRow, content: &Content) -> Result<pb::Creden
         row_version: u64::try_from(row.row_version).unwrap_or(0),
         zero_knowledge: opaque.is_some(),
         opaque,
+    })
+}
+
+/// An exported head as the caller sent it back.
+fn parse_head(tenant: &str, head: pb::AuditHead) -> Result<AuditHead> {
+    let hex64 = |text: &str| text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex64(&head.link) || !hex64(&head.mac) {
+        return Err(Error::invalid(
+            "expected_head",
+            "link and mac are 64 hex characters",
+        ));
+    }
+    Ok(AuditHead {
+        tenant: tenant.to_owned(),
+        sequence: i64::try_from(head.sequence)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| Error::invalid("expected_head", "sequence must be positive"))?,
+        link: head.link.to_ascii_lowercase(),
+        mac: head.mac.to_ascii_lowercase(),
+        time: head.time.map_or(0, |t| t.seconds),
     })
 }
 

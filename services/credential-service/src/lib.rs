@@ -9,6 +9,7 @@
 //! key not in the cache while key-service is down is UNAVAILABLE.
 
 pub mod api;
+pub mod audit_key;
 pub mod config;
 pub mod content;
 pub mod dek;
@@ -69,6 +70,7 @@ pub async fn serve_with_metrics(
     let key_service = connect(&config, &config.key_service, "key-service").await?;
     let auth_service = connect(&config, &config.auth_service, "auth-service").await?;
     let authenticator = Arc::new(Authenticator::connect(auth_service, config.authn.clone()).await?);
+    let audit_keys = crate::audit_key::AuditKeys::new(key_service.clone());
     let keys = DataKeys::new(
         key_service,
         config.data_key_id.clone(),
@@ -80,9 +82,12 @@ pub async fn serve_with_metrics(
     let credentials = Arc::new(Credentials::new(
         store,
         keys,
+        audit_keys,
         config.rewrap_page_size,
         metrics,
     ));
+    // Chains written before keyed audit chains are re-linked before anything is served.
+    credentials.upgrade_legacy_chains().await?;
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_server = metrics_listener.map(|listener| {
         tokio::spawn(coffer_telemetry::metrics::serve(

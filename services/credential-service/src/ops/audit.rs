@@ -6,17 +6,22 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
+use coffer_crypto::audit;
+
 use super::{Actor, Credentials};
-use crate::store::{AUDIT_GENESIS, AuditEvent, NewAuditEvent};
+use crate::store::{AUDIT_GENESIS, AuditEvent, AuditHead, KEYED, NewAuditEvent};
 use crate::{Result, now};
 
 /// What VerifyAuditChain found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainCheck {
     /// Events checked.
     pub checked: u64,
-    /// The first event whose link or hash is wrong.
+    /// The first sequence the chain cannot vouch for: an event whose link is wrong, or the
+    /// first one missing after the last intact event.
     pub first_broken: Option<i64>,
+    /// The verified head, when the chain is intact (to export and keep elsewhere).
+    pub head: Option<AuditHead>,
 }
 
 /// Events read per round trip while verifying.
@@ -37,11 +42,35 @@ impl Credentials {
     }
 
     /// Walks a tenant's whole chain: sequence gap-free from 1, every event linked to its
-    /// predecessor's hash, every hash recomputed.
+    /// predecessor, every link recomputed under the tenant's audit key (an unkeyed legacy
+    /// event is never accepted: [`Credentials::upgrade_legacy_chains`] re-links them at
+    /// start-up), and the last event equal to the MACed head.
+    /// With `expected`, a head exported earlier: its MAC must hold and the chain must still
+    /// contain its event at its sequence with its link (so rolling the chain and its head
+    /// back to an older state is caught too).
     ///
     /// # Errors
-    /// [`crate::Error::Database`].
-    pub async fn verify_chain(&self, tenant: &str) -> Result<ChainCheck> {
+    /// [`crate::Error::Database`]; [`crate::Error::KeyService`] when the audit key is needed
+    /// and cannot be had (fail closed).
+    pub async fn verify_chain(
+        &self,
+        tenant: &str,
+        expected: Option<&AuditHead>,
+    ) -> Result<ChainCheck> {
+        let key = self.chain_key(tenant).await?;
+        let broken = |checked, at| ChainCheck {
+            checked,
+            first_broken: Some(at),
+            head: None,
+        };
+        if let Some(expected) = expected
+            && !audit::same(
+                &expected.mac,
+                &audit::head_mac(&key, tenant, expected.sequence, &expected.link),
+            )
+        {
+            return Ok(broken(0, expected.sequence.max(1)));
+        }
         let mut checked = 0u64;
         let mut previous_hash = AUDIT_GENESIS.to_owned();
         let mut expected_sequence = 1i64;
@@ -51,26 +80,72 @@ impl Credentials {
                 .audit_events(tenant, expected_sequence - 1, PAGE)
                 .await?;
             if page.is_empty() {
-                return Ok(ChainCheck {
-                    checked,
-                    first_broken: None,
-                });
+                break;
             }
             for event in page {
                 checked += 1;
-                let intact = event.sequence == expected_sequence
+                let intact = event.mac_version == KEYED
+                    && event.sequence == expected_sequence
                     && event.previous_hash == previous_hash
-                    && event.hash == event.expected_hash();
-                if !intact {
-                    return Ok(ChainCheck {
-                        checked,
-                        first_broken: Some(expected_sequence),
-                    });
+                    && audit::same(&event.hash, &event.expected_hash(&key));
+                let exported_differs = expected.is_some_and(|head| {
+                    head.sequence == event.sequence && !audit::same(&head.link, &event.hash)
+                });
+                if !intact || exported_differs {
+                    return Ok(broken(checked, expected_sequence));
                 }
                 previous_hash = event.hash;
                 expected_sequence += 1;
             }
         }
+        let last = expected_sequence - 1;
+        if expected.is_some_and(|head| head.sequence > last) {
+            return Ok(broken(checked, last + 1));
+        }
+        let head = self.store.audit_head(tenant).await?;
+        let head_holds = match &head {
+            // Only an empty chain has no head.
+            None => last == 0,
+            Some(head) => {
+                head.sequence == last
+                    && audit::same(&head.link, &previous_hash)
+                    && audit::same(
+                        &head.mac,
+                        &audit::head_mac(&key, tenant, head.sequence, &head.link),
+                    )
+            }
+        };
+        if !head_holds {
+            // The newest events are gone (the head is ahead), or the head was tampered with.
+            let at = head.map_or(last + 1, |head| head.sequence.min(last) + 1);
+            return Ok(broken(checked, at));
+        }
+        Ok(ChainCheck {
+            checked,
+            first_broken: None,
+            head,
+        })
+    }
+
+    /// Re-links, under each tenant's audit key, the chains written before keyed chains
+    /// existed (plain SHA-256 links), after checking each is intact by its old rule. Run at
+    /// start-up; a broken legacy chain is left as it is (and reported by VerifyAuditChain).
+    /// Returns how many chains were upgraded.
+    ///
+    /// # Errors
+    /// [`crate::Error::Database`], [`crate::Error::KeyService`].
+    pub async fn upgrade_legacy_chains(&self) -> Result<usize> {
+        let mut upgraded = 0;
+        for tenant in self.store.tenants_with_legacy_audit().await? {
+            let key = self.chain_key(&tenant).await?;
+            if self.store.relink_legacy_chain(&tenant, &key).await? {
+                tracing::info!(tenant, "audit chain re-linked under the tenant's audit key");
+                upgraded += 1;
+            } else {
+                tracing::error!(tenant, "legacy audit chain is broken; left as it is");
+            }
+        }
+        Ok(upgraded)
     }
 
     /// Records a denied access to `credential` before the caller is refused, within
@@ -105,7 +180,8 @@ impl Credentials {
             request_id: &actor.request_id,
             time: now(),
         };
-        self.store.audit(&event).await
+        let chain = self.chain_key(tenant).await?;
+        self.store.audit(&chain, &event).await
     }
 }
 

@@ -3,6 +3,7 @@
 use coffer_crypto::{Aad, DataKey, envelope};
 
 use super::{Actor, credential_name};
+use crate::audit_key::AuditKeys;
 use crate::content::{Content, Opaque, zero_knowledge};
 use crate::dek::DataKeys;
 use crate::env::Env;
@@ -17,6 +18,7 @@ pub struct Credentials {
     pub(super) rewrap_page_size: u32,
     pub(super) metrics: Metrics,
     pub(super) denials: super::audit::DenialBudget,
+    pub(super) audit_keys: AuditKeys,
 }
 
 /// A validated CreateCredential.
@@ -40,14 +42,32 @@ pub struct NewCredential {
 
 impl Credentials {
     /// Assembles the operations.
-    pub fn new(store: Store, keys: DataKeys, rewrap_page_size: u32, metrics: Metrics) -> Self {
+    pub fn new(
+        store: Store,
+        keys: DataKeys,
+        audit_keys: AuditKeys,
+        rewrap_page_size: u32,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             store,
             keys,
+            audit_keys,
             rewrap_page_size,
             metrics,
             denials: super::audit::DenialBudget::default(),
         }
+    }
+
+    /// The audit key of `tenant`'s chain (fail closed: no key, no audited operation).
+    ///
+    /// # Errors
+    /// [`Error::KeyService`], [`Error::Database`].
+    pub(super) async fn chain_key(
+        &self,
+        tenant: &str,
+    ) -> Result<std::sync::Arc<coffer_crypto::AuditKey>> {
+        self.audit_keys.key(&self.store, tenant).await
     }
 
     /// The store (for shutdown).
@@ -90,8 +110,13 @@ impl Credentials {
             kind: new.content.kind().to_owned(),
         };
         let name = credential_name(&row.tenant, &row.id);
+        let chain = self.chain_key(&row.tenant).await?;
         self.store
-            .create(&row, &event(&row.tenant, actor, "create", &name, "success"))
+            .create(
+                &row,
+                &chain,
+                &event(&row.tenant, actor, "create", &name, "success"),
+            )
             .await?;
         Ok((row, new.content))
     }
@@ -214,7 +239,8 @@ impl Credentials {
         row.updated_by = actor.id.clone();
         row.update_time = now();
         let event = event(tenant, actor, "update", &name, "success");
-        if !self.store.update(&row, expected, &event).await? {
+        let chain = self.chain_key(tenant).await?;
+        if !self.store.update(&row, expected, &chain, &event).await? {
             return Err(stale());
         }
         Ok((row, content))
@@ -226,11 +252,13 @@ impl Credentials {
     /// [`Error::NotFound`], [`Error::Database`].
     pub async fn delete(&self, tenant: &str, id: &str, actor: &Actor) -> Result<()> {
         let name = credential_name(tenant, id);
+        let chain = self.chain_key(tenant).await?;
         if self
             .store
             .delete(
                 tenant,
                 id,
+                &chain,
                 &event(tenant, actor, "delete", &name, "success"),
             )
             .await?
@@ -262,8 +290,9 @@ impl Credentials {
         if row.expire_time.is_some_and(|t| t <= now()) {
             return Err(Error::FailedPrecondition(format!("{name} has expired")));
         }
+        let chain = self.chain_key(tenant).await?;
         self.store
-            .audit(&event(tenant, actor, action, &name, "success"))
+            .audit(&chain, &event(tenant, actor, action, &name, "success"))
             .await?;
         self.metrics.reveals.inc();
         let env = self.open(&row, actor).await?.into_env(&name)?;
@@ -313,14 +342,12 @@ impl Credentials {
         if let Err(Error::Undecryptable) = opened {
             self.metrics.decrypt_failures.inc();
             let name = credential_name(&row.tenant, &row.id);
+            let chain = self.chain_key(&row.tenant).await?;
             self.store
-                .audit(&event(
-                    &row.tenant,
-                    actor,
-                    "decrypt_failed",
-                    &name,
-                    "failure",
-                ))
+                .audit(
+                    &chain,
+                    &event(&row.tenant, actor, "decrypt_failed", &name, "failure"),
+                )
                 .await?;
         }
         opened

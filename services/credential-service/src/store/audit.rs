@@ -1,11 +1,22 @@
-//! The hash-chained audit log: one chain per tenant. Each event's hash is SHA-256 over its
-//! length-prefixed fields and the previous event's hash, so changing, removing or reordering
-//! any event breaks every link after it.
+//! The keyed audit log: one chain per tenant. Each event's hash is an HMAC-SHA256 link
+//! under the tenant's audit key over its length-prefixed fields and the previous link
+//! ([`coffer_crypto::audit`]), so changing, removing or reordering any event breaks every link
+//! after it, and nobody without the key can recompute them. The chain's head (last sequence
+//! and link, MACed) is written beside the events in the same transaction, so deleting the
+//! newest events is caught too. Events written before keyed chains (`mac_version` 1) carry a
+//! plain SHA-256 hash ([`chain_hash`]) and are accepted only as a chain's prefix.
 
+use coffer_crypto::AuditKey;
+use coffer_crypto::audit;
 use sha2::{Digest as _, Sha256};
 use sqlx::{AnyPool, Row as _};
 
 use crate::Result;
+
+/// The link format of events written now.
+pub const KEYED: i64 = 2;
+/// The unkeyed SHA-256 format of events written before keyed chains.
+pub const LEGACY: i64 = 1;
 
 /// The previous hash of a tenant's first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -52,28 +63,77 @@ pub struct AuditEvent {
     pub previous_hash: String,
     /// Hash of this event.
     pub hash: String,
+    /// [`KEYED`] or [`LEGACY`].
+    pub mac_version: i64,
+}
+
+/// A tenant's chain head as stored: the last event's sequence and link, and their MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    /// Tenant id.
+    pub tenant: String,
+    /// The last event's sequence.
+    pub sequence: i64,
+    /// The last event's link.
+    pub link: String,
+    /// `coffer_crypto::audit::head_mac` of the three.
+    pub mac: String,
+    /// When it was written.
+    pub time: i64,
 }
 
 impl AuditEvent {
-    /// Recomputes this event's hash from its fields and `previous_hash`.
-    pub fn expected_hash(&self) -> String {
-        chain_hash(
-            &self.previous_hash,
-            self.sequence,
-            &NewAuditEvent {
-                tenant: &self.tenant,
-                actor: &self.actor,
-                action: &self.action,
-                credential: &self.credential,
-                outcome: &self.outcome,
-                request_id: &self.request_id,
-                time: self.time,
-            },
-        )
+    /// The event's fields, as appended.
+    fn as_new(&self) -> NewAuditEvent<'_> {
+        NewAuditEvent {
+            tenant: &self.tenant,
+            actor: &self.actor,
+            action: &self.action,
+            credential: &self.credential,
+            outcome: &self.outcome,
+            request_id: &self.request_id,
+            time: self.time,
+        }
+    }
+
+    /// Recomputes this event's hash from its fields and `previous_hash`: its keyed link
+    /// under `key`, or for a legacy event the plain SHA-256.
+    pub fn expected_hash(&self, key: &AuditKey) -> String {
+        let event = self.as_new();
+        if self.mac_version == LEGACY {
+            chain_hash(&self.previous_hash, self.sequence, &event)
+        } else {
+            keyed_link(key, &self.previous_hash, self.sequence, &event)
+        }
     }
 }
 
-/// SHA-256 (hex) over the previous hash and the event, every field length-prefixed.
+/// The keyed link of `event` at `sequence` after `previous`.
+pub fn keyed_link(
+    key: &AuditKey,
+    previous: &str,
+    sequence: i64,
+    event: &NewAuditEvent<'_>,
+) -> String {
+    let time = event.time.to_be_bytes();
+    audit::link(
+        key,
+        previous,
+        sequence,
+        &[
+            &time,
+            event.tenant.as_bytes(),
+            event.actor.as_bytes(),
+            event.action.as_bytes(),
+            event.credential.as_bytes(),
+            event.outcome.as_bytes(),
+            event.request_id.as_bytes(),
+        ],
+    )
+}
+
+/// The legacy unkeyed link: SHA-256 (hex) over the previous hash and the event, every field
+/// length-prefixed. Only verified, never written any more.
 pub fn chain_hash(previous_hash: &str, sequence: i64, event: &NewAuditEvent<'_>) -> String {
     let mut hasher = Sha256::new();
     let sequence = sequence.to_be_bytes();
@@ -100,11 +160,13 @@ pub fn chain_hash(previous_hash: &str, sequence: i64, event: &NewAuditEvent<'_>)
         .collect()
 }
 
-/// Appends `event` to its tenant's chain inside `tx`. Two concurrent appends compute the same
-/// next sequence; the primary key lets only one commit, and the other's transaction fails
-/// (the operation is then refused, never recorded without its event).
+/// Appends `event` to its tenant's chain inside `tx`, linked under `key`, and moves the
+/// chain's MACed head to it. Two concurrent appends compute the same next sequence; the
+/// primary key lets only one commit, and the other's transaction fails (the operation is
+/// then refused, never recorded without its event).
 pub(super) async fn append(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &AuditKey,
     event: &NewAuditEvent<'_>,
 ) -> Result<()> {
     let last = sqlx::query(
@@ -118,10 +180,11 @@ pub(super) async fn append(
         None => (0, GENESIS.to_owned()),
     };
     let sequence = previous_sequence + 1;
-    let hash = chain_hash(&previous_hash, sequence, event);
+    let link = keyed_link(key, &previous_hash, sequence, event);
     sqlx::query(
         "INSERT INTO cred_audit_events (tenant, sequence, time, actor, action, credential, \
-         outcome, request_id, previous_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         outcome, request_id, previous_hash, hash, mac_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(event.tenant)
     .bind(sequence)
@@ -132,8 +195,133 @@ pub(super) async fn append(
     .bind(event.outcome)
     .bind(event.request_id)
     .bind(&previous_hash)
-    .bind(&hash)
+    .bind(&link)
+    .bind(KEYED)
     .execute(&mut **tx)
+    .await?;
+    let mac = audit::head_mac(key, event.tenant, sequence, &link);
+    sqlx::query(
+        "INSERT INTO cred_audit_heads (tenant, sequence, link, mac, update_time) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET \
+         sequence = $2, link = $3, mac = $4, update_time = $5",
+    )
+    .bind(event.tenant)
+    .bind(sequence)
+    .bind(&link)
+    .bind(&mac)
+    .bind(event.time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Re-links a wholly legacy, intact chain under `key` (see `Store::relink_legacy_chain`).
+pub(super) async fn relink_legacy(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    key: &AuditKey,
+) -> Result<bool> {
+    let rows = sqlx::query(
+        "SELECT tenant, sequence, time, actor, action, credential, outcome, request_id, \
+         previous_hash, hash, mac_version FROM cred_audit_events WHERE tenant = $1 \
+         ORDER BY sequence",
+    )
+    .bind(tenant)
+    .fetch_all(&mut **tx)
+    .await?;
+    let events = rows.iter().map(event_row).collect::<Result<Vec<_>>>()?;
+    let mut previous = GENESIS.to_owned();
+    for (expected, event) in (1..).zip(&events) {
+        let intact = event.mac_version == LEGACY
+            && event.sequence == expected
+            && event.previous_hash == previous
+            && event.hash == event.expected_hash(key);
+        if !intact {
+            return Ok(false);
+        }
+        previous = event.hash.clone();
+    }
+    let mut previous = GENESIS.to_owned();
+    let mut last = 0;
+    for event in &events {
+        let link = keyed_link(key, &previous, event.sequence, &event.as_new());
+        sqlx::query(
+            "UPDATE cred_audit_events SET previous_hash = $1, hash = $2, mac_version = $3 \
+             WHERE tenant = $4 AND sequence = $5",
+        )
+        .bind(&previous)
+        .bind(&link)
+        .bind(KEYED)
+        .bind(tenant)
+        .bind(event.sequence)
+        .execute(&mut **tx)
+        .await?;
+        previous = link;
+        last = event.sequence;
+    }
+    if last > 0 {
+        let mac = audit::head_mac(key, tenant, last, &previous);
+        sqlx::query(
+            "INSERT INTO cred_audit_heads (tenant, sequence, link, mac, update_time) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET \
+             sequence = $2, link = $3, mac = $4, update_time = $5",
+        )
+        .bind(tenant)
+        .bind(last)
+        .bind(&previous)
+        .bind(&mac)
+        .bind(events.last().map_or(0, |e| e.time))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(true)
+}
+
+/// The tenant's chain head, if it has keyed events.
+pub(super) async fn head(pool: &AnyPool, tenant: &str) -> Result<Option<AuditHead>> {
+    let row = sqlx::query(
+        "SELECT tenant, sequence, link, mac, update_time FROM cred_audit_heads WHERE tenant = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        Ok(AuditHead {
+            tenant: row.try_get(0)?,
+            sequence: row.try_get(1)?,
+            link: row.try_get(2)?,
+            mac: row.try_get(3)?,
+            time: row.try_get(4)?,
+        })
+    })
+    .transpose()
+}
+
+/// The tenant's wrapped audit key, if it has one.
+pub(super) async fn wrapped_key(pool: &AnyPool, tenant: &str) -> Result<Option<Vec<u8>>> {
+    let row = sqlx::query("SELECT wrapped FROM cred_audit_keys WHERE tenant = $1")
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
+/// Stores a tenant's wrapped audit key unless it has one already (another replica may have
+/// won the race: the caller re-reads).
+pub(super) async fn insert_wrapped_key(
+    pool: &AnyPool,
+    tenant: &str,
+    wrapped: &[u8],
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO cred_audit_keys (tenant, wrapped, create_time) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(wrapped)
+    .bind(now)
+    .execute(pool)
     .await?;
     Ok(())
 }
@@ -146,30 +334,31 @@ pub(super) async fn events(
 ) -> Result<Vec<AuditEvent>> {
     let rows = sqlx::query(
         "SELECT tenant, sequence, time, actor, action, credential, outcome, request_id, \
-         previous_hash, hash FROM cred_audit_events WHERE tenant = $1 AND sequence > $2 \
-         ORDER BY sequence LIMIT $3",
+         previous_hash, hash, mac_version FROM cred_audit_events \
+         WHERE tenant = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
     .bind(tenant)
     .bind(after)
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(AuditEvent {
-                tenant: row.try_get(0)?,
-                sequence: row.try_get(1)?,
-                time: row.try_get(2)?,
-                actor: row.try_get(3)?,
-                action: row.try_get(4)?,
-                credential: row.try_get(5)?,
-                outcome: row.try_get(6)?,
-                request_id: row.try_get(7)?,
-                previous_hash: row.try_get(8)?,
-                hash: row.try_get(9)?,
-            })
-        })
-        .collect()
+    rows.iter().map(event_row).collect()
+}
+
+fn event_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        tenant: row.try_get(0)?,
+        sequence: row.try_get(1)?,
+        time: row.try_get(2)?,
+        actor: row.try_get(3)?,
+        action: row.try_get(4)?,
+        credential: row.try_get(5)?,
+        outcome: row.try_get(6)?,
+        request_id: row.try_get(7)?,
+        previous_hash: row.try_get(8)?,
+        hash: row.try_get(9)?,
+        mac_version: row.try_get(10)?,
+    })
 }
 
 #[cfg(test)]

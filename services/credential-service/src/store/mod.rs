@@ -6,11 +6,15 @@
 mod audit;
 mod sweeps;
 
+use coffer_crypto::AuditKey;
 use secrecy::SecretString;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
-pub use audit::{AuditEvent, GENESIS as AUDIT_GENESIS, NewAuditEvent, chain_hash};
+pub use audit::{
+    AuditEvent, AuditHead, GENESIS as AUDIT_GENESIS, KEYED, LEGACY, NewAuditEvent, chain_hash,
+    keyed_link,
+};
 pub use sweeps::{SweepRow, WrappedKey};
 
 use crate::{Error, Result};
@@ -92,8 +96,13 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn create(&self, row: &CredentialRow, event: &NewAuditEvent<'_>) -> Result<()> {
-        self.audited(event, |conn| {
+    pub async fn create(
+        &self,
+        row: &CredentialRow,
+        key: &AuditKey,
+        event: &NewAuditEvent<'_>,
+    ) -> Result<()> {
+        self.audited(key, event, |conn| {
             // Owned per attempt: the future may borrow only the connection.
             let row = row.clone();
             Box::pin(async move {
@@ -181,9 +190,10 @@ impl Store {
         &self,
         row: &CredentialRow,
         expected: i64,
+        key: &AuditKey,
         event: &NewAuditEvent<'_>,
     ) -> Result<bool> {
-        self.audited(event, |conn| {
+        self.audited(key, event, |conn| {
             let row = row.clone();
             Box::pin(async move {
                 let updated = sqlx::query(
@@ -210,8 +220,14 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn delete(&self, tenant: &str, id: &str, event: &NewAuditEvent<'_>) -> Result<bool> {
-        self.audited(event, |conn| {
+    pub async fn delete(
+        &self,
+        tenant: &str,
+        id: &str,
+        key: &AuditKey,
+        event: &NewAuditEvent<'_>,
+    ) -> Result<bool> {
+        self.audited(key, event, |conn| {
             let (tenant, id) = (tenant.to_owned(), id.to_owned());
             Box::pin(async move {
                 let deleted =
@@ -230,8 +246,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`]: the caller must then refuse the operation.
-    pub async fn audit(&self, event: &NewAuditEvent<'_>) -> Result<()> {
-        self.audited(event, |_| Box::pin(async { Ok(true) }))
+    pub async fn audit(&self, key: &AuditKey, event: &NewAuditEvent<'_>) -> Result<()> {
+        self.audited(key, event, |_| Box::pin(async { Ok(true) }))
             .await
             .map(drop)
     }
@@ -240,7 +256,7 @@ impl Store {
     /// change is ever committed without its event. On PostgreSQL a per-tenant advisory lock
     /// serializes appenders (SQLite has a single writer); should two appends still collide on
     /// the chain's primary key, the loser's whole transaction is retried.
-    async fn audited<F>(&self, event: &NewAuditEvent<'_>, change: F) -> Result<bool>
+    async fn audited<F>(&self, key: &AuditKey, event: &NewAuditEvent<'_>, change: F) -> Result<bool>
     where
         F: for<'c> Fn(
             &'c mut sqlx::AnyConnection,
@@ -262,7 +278,7 @@ impl Store {
             if !change(&mut tx).await? {
                 return Ok(false);
             }
-            let appended = match audit::append(&mut tx, event).await {
+            let appended = match audit::append(&mut tx, key, event).await {
                 Ok(()) => tx.commit().await.map_err(Error::from),
                 Err(error) => Err(error),
             };
@@ -273,6 +289,69 @@ impl Store {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Tenants whose chain still holds unkeyed (legacy) events.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn tenants_with_legacy_audit(&self) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT DISTINCT tenant FROM cred_audit_events WHERE mac_version = $1")
+                .bind(audit::LEGACY)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    /// Checks a tenant's legacy chain by its old rule and, if intact and still wholly
+    /// legacy, re-links every event under `key` and writes the head, in one transaction
+    /// (under the tenant's append lock). Returns whether it did.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn relink_legacy_chain(&self, tenant: &str, key: &AuditKey) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == coffer_db::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let relinked = audit::relink_legacy(&mut tx, tenant, key).await?;
+        if relinked {
+            tx.commit().await?;
+        }
+        Ok(relinked)
+    }
+
+    /// The tenant's MACed chain head, if it has keyed events.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn audit_head(&self, tenant: &str) -> Result<Option<AuditHead>> {
+        audit::head(&self.pool, tenant).await
+    }
+
+    /// The tenant's wrapped audit key, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn wrapped_audit_key(&self, tenant: &str) -> Result<Option<Vec<u8>>> {
+        audit::wrapped_key(&self.pool, tenant).await
+    }
+
+    /// Stores a tenant's wrapped audit key unless it has one (then re-read it).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn insert_wrapped_audit_key(
+        &self,
+        tenant: &str,
+        wrapped: &[u8],
+        now: i64,
+    ) -> Result<()> {
+        audit::insert_wrapped_key(&self.pool, tenant, wrapped, now).await
     }
 
     /// Up to `limit` audit events of `tenant` after `after_sequence`, oldest first.

@@ -84,6 +84,7 @@ async fn every_action_is_recorded_and_tampering_is_found() {
                 "admin",
                 pb::VerifyAuditChainRequest {
                     parent: "tenants/acme".into(),
+                    ..Default::default()
                 },
             );
             async move {
@@ -121,6 +122,7 @@ async fn every_action_is_recorded_and_tampering_is_found() {
                 "other",
                 pb::VerifyAuditChainRequest {
                     parent: "tenants/globex".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -181,6 +183,7 @@ async fn concurrent_events_keep_one_linear_chain() {
                 "admin",
                 pb::VerifyAuditChainRequest {
                     parent: "tenants/acme".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -248,6 +251,7 @@ async fn audit_rpcs_page_and_refuse_bad_input() {
                 "admin",
                 pb::VerifyAuditChainRequest {
                     parent: "tenants/globex".into(),
+                    ..Default::default()
                 },
             ))
             .await;
@@ -257,6 +261,7 @@ async fn audit_rpcs_page_and_refuse_bad_input() {
                 "admin",
                 pb::VerifyAuditChainRequest {
                     parent: "globex".into(),
+                    ..Default::default()
                 },
             ))
             .await;
