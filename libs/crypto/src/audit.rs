@@ -44,6 +44,165 @@ pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// A chain's head: the last event's sequence and link, and their [`head_mac`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The last event's sequence.
+    pub sequence: i64,
+    /// The last event's link.
+    pub link: String,
+    /// The head's MAC.
+    pub mac: String,
+}
+
+impl Head {
+    /// A head a client sends back (an exported one), checked for shape only.
+    ///
+    /// # Errors
+    /// Why it is malformed (a positive sequence, links and MACs of 64 hex characters).
+    pub fn parse(sequence: u64, link: &str, mac: &str) -> Result<Self, &'static str> {
+        let hex64 = |text: &str| text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex64(link) || !hex64(mac) {
+            return Err("link and mac are 64 hex characters");
+        }
+        let sequence = i64::try_from(sequence)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or("sequence must be positive")?;
+        Ok(Self {
+            sequence,
+            link: link.to_ascii_lowercase(),
+            mac: mac.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// What a chain walk found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Events checked.
+    pub checked: u64,
+    /// The first sequence the chain cannot vouch for, if any: an event whose link is wrong,
+    /// or the first one missing after the last intact event.
+    pub first_broken: Option<i64>,
+}
+
+/// Walks one chain event by event, oldest first (the caller pages through storage), and
+/// judges it against its stored head and, optionally, a head exported earlier.
+#[derive(Debug)]
+pub struct ChainVerifier<'k> {
+    key: &'k AuditKey,
+    chain: String,
+    expected: Option<Head>,
+    next: i64,
+    previous: String,
+    checked: u64,
+}
+
+impl<'k> ChainVerifier<'k> {
+    /// Starts a walk of `chain` under `key`; with `expected`, an exported head the chain
+    /// must still contain.
+    ///
+    /// # Errors
+    /// The verdict at once, if `expected` does not carry this key's MAC.
+    pub fn new(key: &'k AuditKey, chain: &str, expected: Option<Head>) -> Result<Self, Verdict> {
+        if let Some(head) = &expected
+            && !same(&head.mac, &head_mac(key, chain, head.sequence, &head.link))
+        {
+            return Err(Verdict {
+                checked: 0,
+                first_broken: Some(head.sequence.max(1)),
+            });
+        }
+        Ok(Self {
+            key,
+            chain: chain.to_owned(),
+            expected,
+            next: 1,
+            previous: GENESIS.to_owned(),
+            checked: 0,
+        })
+    }
+
+    /// The key links are recomputed under.
+    pub fn key(&self) -> &AuditKey {
+        self.key
+    }
+
+    /// The sequence of the last event accepted (0 before the first): page on after it.
+    pub fn last(&self) -> i64 {
+        self.next - 1
+    }
+
+    /// Takes the next event: its sequence, its stored previous link and link, and the link
+    /// recomputed from its fields (`None` for an event that cannot be keyed, which never
+    /// holds).
+    ///
+    /// # Errors
+    /// The verdict, at the first event that does not hold.
+    pub fn event(
+        &mut self,
+        sequence: i64,
+        previous: &str,
+        link: &str,
+        recomputed: Option<&str>,
+    ) -> Result<(), Verdict> {
+        self.checked += 1;
+        let holds = sequence == self.next
+            && previous == self.previous
+            && recomputed.is_some_and(|r| same(link, r))
+            && !self
+                .expected
+                .as_ref()
+                .is_some_and(|head| head.sequence == sequence && !same(&head.link, link));
+        if !holds {
+            return Err(self.broken(self.next));
+        }
+        self.previous = link.to_owned();
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Ends the walk with the chain's stored head (`None` if it has none).
+    pub fn finish(self, head: Option<&Head>) -> Verdict {
+        let last = self.last();
+        if self
+            .expected
+            .as_ref()
+            .is_some_and(|head| head.sequence > last)
+        {
+            return self.broken(last + 1);
+        }
+        let holds = match head {
+            None => last == 0,
+            Some(head) => {
+                head.sequence == last
+                    && same(&head.link, &self.previous)
+                    && same(
+                        &head.mac,
+                        &head_mac(self.key, &self.chain, head.sequence, &head.link),
+                    )
+            }
+        };
+        if !holds {
+            // The newest events are gone (the head is ahead), or the head was changed.
+            let at = head.map_or(last + 1, |head| head.sequence.min(last) + 1);
+            return self.broken(at);
+        }
+        Verdict {
+            checked: self.checked,
+            first_broken: None,
+        }
+    }
+
+    fn broken(&self, at: i64) -> Verdict {
+        Verdict {
+            checked: self.checked,
+            first_broken: Some(at),
+        }
+    }
+}
+
 fn mac(key: &AuditKey, parts: &[&[u8]]) -> String {
     // HMAC takes keys of any length, so keying cannot fail; an all-zero MAC would only fail
     // every comparison.
@@ -87,6 +246,88 @@ mod tests {
         ] {
             assert!(!same(&first, &other));
         }
+    }
+
+    fn chain(key: &AuditKey, n: i64) -> Vec<(i64, String, String)> {
+        let mut previous = GENESIS.to_owned();
+        (1..=n)
+            .map(|sequence| {
+                let this = link(key, &previous, sequence, &[b"e"]);
+                let event = (sequence, previous.clone(), this.clone());
+                previous = this;
+                event
+            })
+            .collect()
+    }
+
+    fn walk(
+        key: &AuditKey,
+        events: &[(i64, String, String)],
+        head: Option<&Head>,
+        expected: Option<Head>,
+    ) -> Verdict {
+        let mut verifier = match ChainVerifier::new(key, "acme", expected) {
+            Ok(verifier) => verifier,
+            Err(verdict) => return verdict,
+        };
+        for (sequence, previous, this) in events {
+            let recomputed = link(key, previous, *sequence, &[b"e"]);
+            if let Err(verdict) = verifier.event(*sequence, previous, this, Some(&recomputed)) {
+                return verdict;
+            }
+        }
+        verifier.finish(head)
+    }
+
+    fn head_of(key: &AuditKey, events: &[(i64, String, String)]) -> Head {
+        let (sequence, _, link) = events.last().unwrap().clone();
+        Head {
+            sequence,
+            mac: head_mac(key, "acme", sequence, &link),
+            link,
+        }
+    }
+
+    #[test]
+    fn a_walk_catches_changes_truncation_rollback_and_forged_heads() {
+        let key = key(1);
+        let events = chain(&key, 5);
+        let head = head_of(&key, &events);
+        assert_eq!(walk(&key, &events, Some(&head), None).first_broken, None);
+        assert_eq!(walk(&key, &[], None, None).first_broken, None);
+        // The newest event deleted: the head is ahead.
+        assert_eq!(
+            walk(&key, &events[..4], Some(&head), None).first_broken,
+            Some(5)
+        );
+        // A middle event deleted: the next one no longer links.
+        let gap: Vec<_> = [&events[..2], &events[3..]].concat();
+        assert_eq!(walk(&key, &gap, Some(&head), None).first_broken, Some(3));
+        // Events without a head, or with a head under another key.
+        assert_eq!(walk(&key, &events, None, None).first_broken, Some(6));
+        let foreign = head_of(&self::key(2), &events);
+        assert_eq!(
+            walk(&key, &events, Some(&foreign), None).first_broken,
+            Some(6)
+        );
+        // Rolled back to 3 events with the head of then: consistent, but not against the
+        // head exported at 5.
+        let old_head = head_of(&key, &events[..3]);
+        assert_eq!(
+            walk(&key, &events[..3], Some(&old_head), None).first_broken,
+            None
+        );
+        assert_eq!(
+            walk(&key, &events[..3], Some(&old_head), Some(head.clone())).first_broken,
+            Some(4)
+        );
+        // An exported head with another MAC is refused before the walk.
+        let mut forged = head;
+        forged.mac = GENESIS.to_owned();
+        assert_eq!(
+            walk(&key, &events, None, Some(forged)).first_broken,
+            Some(5)
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl AuthService for AuthServiceApi {
         require_grant(&caller, &granted)?;
         let row = self
             .auth
-            .create_principal(tenant, id, new, roles, &source)
+            .create_principal(tenant, id, new, roles, &source, &caller.actor())
             .await?;
         Ok(Response::new(principal_proto(&row)?))
     }
@@ -133,7 +133,10 @@ impl AuthService for AuthServiceApi {
         caller.require(&tenant, Scope::OrgAdmin, || request.name.clone())?;
         let roles = parse_roles(&request.roles)?;
         require_grant(&caller, &coffer_authn::scope::scopes_of(&roles))?;
-        let row = self.auth.set_roles(&tenant, &id, &roles).await?;
+        let row = self
+            .auth
+            .set_roles(&tenant, &id, &roles, &caller.actor())
+            .await?;
         Ok(Response::new(principal_proto(&row)?))
     }
 
@@ -319,7 +322,10 @@ impl AuthService for AuthServiceApi {
         let row = self
             .manageable_key(&caller, &request.get_ref().name, Manage::Revoke)
             .await?;
-        let revoked = self.auth.revoke_api_key(&row.tenant, &row.id).await?;
+        let revoked = self
+            .auth
+            .revoke_api_key(&row.tenant, &row.id, &caller.actor())
+            .await?;
         Ok(Response::new(api_key_proto(&revoked)))
     }
 
@@ -335,7 +341,7 @@ impl AuthService for AuthServiceApi {
         let source = Source::peer(&authz::peer(&request)?);
         let issued = self
             .auth
-            .roll_api_key(&row.tenant, &row.id, grace, &source)
+            .roll_api_key(&row.tenant, &row.id, grace, &source, &caller.actor())
             .await?;
         Ok(Response::new(issued_key_proto(issued)))
     }
@@ -403,13 +409,90 @@ impl AuthService for AuthServiceApi {
         }))
     }
 
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuthAuditEventsRequest>,
+    ) -> Reply<pb::ListAuthAuditEventsResponse> {
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let tenant = parse_tenant_name("parent", &request.parent)?;
+        caller.require(&tenant, Scope::OrgRead, || format!("tenants/{tenant}"))?;
+        let page_size = page_size(request.page_size)?;
+        let after = if request.page_token.is_empty() {
+            0
+        } else {
+            request
+                .page_token
+                .parse::<i64>()
+                .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))?
+        };
+        let rows = self
+            .auth
+            .audit_events(&tenant, after, page_size + 1)
+            .await?;
+        let (events, next) =
+            coffer_proto::paging::split_page(rows, page_size, |e| e.sequence.to_string());
+        Ok(Response::new(pb::ListAuthAuditEventsResponse {
+            events: events
+                .into_iter()
+                .map(|e| pb::AuthAuditEvent {
+                    sequence: u64::try_from(e.sequence).unwrap_or(0),
+                    time: Some(prost_types::Timestamp {
+                        seconds: e.time,
+                        nanos: 0,
+                    }),
+                    tenant: e.tenant,
+                    actor: e.actor,
+                    action: e.action,
+                    subject: e.subject,
+                    outcome: e.outcome,
+                    previous_hash: e.previous_hash,
+                    hash: e.hash,
+                })
+                .collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn verify_audit_chain(
+        &self,
+        request: Request<pb::VerifyAuditChainRequest>,
+    ) -> Reply<pb::VerifyAuditChainResponse> {
+        let caller = self.caller(&request).await?;
+        let request = request.into_inner();
+        let tenant = parse_tenant_name("parent", &request.parent)?;
+        caller.require(&tenant, Scope::OrgRead, || format!("tenants/{tenant}"))?;
+        let expected = request.expected_head.map(parse_head).transpose()?;
+        let check = self.auth.verify_audit_chain(&tenant, expected).await?;
+        if let Some(sequence) = check.first_broken {
+            tracing::error!(tenant, sequence, "auth audit chain broken");
+        }
+        Ok(Response::new(pb::VerifyAuditChainResponse {
+            valid: check.first_broken.is_none(),
+            events_checked: check.checked,
+            first_broken_sequence: check
+                .first_broken
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(0),
+            head: check.head.map(|head| pb::AuditHead {
+                sequence: u64::try_from(head.sequence).unwrap_or(0),
+                link: head.link,
+                mac: head.mac,
+                time: Some(prost_types::Timestamp {
+                    seconds: head.time,
+                    nanos: 0,
+                }),
+            }),
+        }))
+    }
+
     async fn rotate_signing_key(
         &self,
         request: Request<pb::RotateSigningKeyRequest>,
     ) -> Reply<pb::RotateSigningKeyResponse> {
         let operator = authz::require_operator(&self.identities, &request)?;
         tracing::info!(%operator, "signing key rotation requested");
-        let published_kids = self.auth.keys().rotate().await?;
+        let published_kids = self.auth.keys().rotate(operator.as_str()).await?;
         let kid = self.auth.keys().current().signer.kid().to_owned();
         Ok(Response::new(pb::RotateSigningKeyResponse {
             kid,
@@ -504,6 +587,12 @@ fn require_grant(caller: &Caller, granted: &Scopes) -> Result<()> {
             why: format!("grant of {excess}, which the caller does not hold"),
         })
     }
+}
+
+/// An exported head as the caller sent it back.
+fn parse_head(head: pb::AuditHead) -> Result<coffer_crypto::audit::Head> {
+    coffer_crypto::audit::Head::parse(head.sequence, &head.link, &head.mac)
+        .map_err(|why| Error::invalid("expected_head", why))
 }
 
 fn parse_roles(names: &[String]) -> Result<Vec<Role>> {

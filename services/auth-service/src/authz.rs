@@ -120,6 +120,14 @@ pub fn require_introspector<T>(identities: &Identities, request: &Request<T>) ->
 }
 
 impl Caller {
+    /// Who acts, as audit events name it: the principal id, or the operator's SPIFFE ID.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::Operator(id) => id.to_string(),
+            Caller::Principal(principal) => principal.subject.clone(),
+        }
+    }
+
     /// Checks that the caller may act in `tenant` with `scope`: operators anywhere, principals
     /// in their own tenant only. Another tenant's objects are reported as `not_found`, never
     /// as forbidden, so their existence does not leak.

@@ -9,6 +9,7 @@
 //! [`serve`] runs the service on a listener the caller bound.
 
 pub mod api;
+pub mod audit_key;
 pub mod authz;
 pub mod config;
 mod error;
@@ -60,8 +61,15 @@ pub async fn serve(
         .connect()
         .await
         .map_err(Error::KeyServiceConnect)?;
+    let audit_key = audit_key::load_or_create(&store, channel.clone()).await?;
     let vault = KeyServiceVault::open(channel, config.signing_key_name.clone()).await?;
-    let keys = SigningKeys::load(store.clone(), vault, config.tokens.clone()).await?;
+    let keys = SigningKeys::load(
+        store.clone(),
+        vault,
+        config.tokens.clone(),
+        Arc::clone(&audit_key),
+    )
+    .await?;
     let passwords = Passwords::new(
         config.bcrypt_concurrency,
         config.bcrypt_per_source,
@@ -75,6 +83,7 @@ pub async fn serve(
         config.refresh_token_ttl,
         config.lockout,
         api_key_cache,
+        audit_key,
     ));
 
     let reloader = tokio::spawn(reload_signing_keys(

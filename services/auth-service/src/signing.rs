@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use coffer_authn::jwks::{Jwk, Jwks};
 use coffer_authn::jwt::{RsaBits, SigningKey, Verifier};
+use coffer_crypto::AuditKey;
 use coffer_proto::pb;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
 use secrecy::ExposeSecret as _;
 use tonic::transport::Channel;
 
-use crate::store::{SigningKeyRow, Store};
+use crate::store::{ChainEvent, SigningKeyRow, Store};
+
+/// The tenant whose audit chain records signing-key rotations.
+pub const SYSTEM_TENANT: &str = "coffer-system";
 use crate::{Error, Result, now};
 
 /// Token settings the signing keys serve.
@@ -121,6 +125,7 @@ pub struct SigningKeys {
     store: Store,
     vault: KeyServiceVault,
     settings: TokenSettings,
+    audit_key: Arc<AuditKey>,
     current: RwLock<Arc<KeySet>>,
 }
 
@@ -133,10 +138,11 @@ impl SigningKeys {
         store: Store,
         vault: KeyServiceVault,
         settings: TokenSettings,
+        audit_key: Arc<AuditKey>,
     ) -> Result<Self> {
         let mut rows = store.published_signing_keys(now()).await?;
         if !rows.iter().any(|row| row.retire_time.is_none()) {
-            create_key(&store, &vault, &settings).await?;
+            create_key(&store, &vault, &settings, &audit_key, "auth-service").await?;
             rows = store.published_signing_keys(now()).await?;
         }
         let set = build(&rows, &vault, &settings).await?;
@@ -144,6 +150,7 @@ impl SigningKeys {
             store,
             vault,
             settings,
+            audit_key,
             current: RwLock::new(Arc::new(set)),
         })
     }
@@ -162,8 +169,15 @@ impl SigningKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`], [`Error::Database`].
-    pub async fn rotate(&self) -> Result<Vec<String>> {
-        create_key(&self.store, &self.vault, &self.settings).await?;
+    pub async fn rotate(&self, actor: &str) -> Result<Vec<String>> {
+        create_key(
+            &self.store,
+            &self.vault,
+            &self.settings,
+            &self.audit_key,
+            actor,
+        )
+        .await?;
         self.reload().await?;
         self.store.notify_change("signing").await;
         Ok(self
@@ -194,10 +208,14 @@ impl SigningKeys {
     }
 }
 
+/// Makes a new signing key, stores it (the previous one retires) and audits it, by `actor`,
+/// in the chain of tenant `coffer-system`.
 async fn create_key(
     store: &Store,
     vault: &KeyServiceVault,
     settings: &TokenSettings,
+    audit_key: &AuditKey,
+    actor: &str,
 ) -> Result<()> {
     let bits = settings.rsa_bits;
     let key = tokio::task::spawn_blocking(move || SigningKey::generate(bits)).await??;
@@ -216,7 +234,16 @@ async fn create_key(
         create_time: created,
         retire_time: None,
     };
-    store.rotate_signing_key(&row, unpublish_previous).await?;
+    let event = ChainEvent {
+        tenant: SYSTEM_TENANT,
+        actor,
+        action: "signing_key.rotate",
+        subject: key.kid(),
+        outcome: "success",
+    };
+    store
+        .rotate_signing_key(&row, unpublish_previous, audit_key, &event)
+        .await?;
     tracing::info!(kid = key.kid(), "new signing key");
     Ok(())
 }

@@ -484,21 +484,13 @@ fn credential_proto(row: &CredentialRow, content: &Content) -> Result<pb::Creden
 
 /// An exported head as the caller sent it back.
 fn parse_head(tenant: &str, head: pb::AuditHead) -> Result<AuditHead> {
-    let hex64 = |text: &str| text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex64(&head.link) || !hex64(&head.mac) {
-        return Err(Error::invalid(
-            "expected_head",
-            "link and mac are 64 hex characters",
-        ));
-    }
+    let parsed = coffer_crypto::audit::Head::parse(head.sequence, &head.link, &head.mac)
+        .map_err(|why| Error::invalid("expected_head", why))?;
     Ok(AuditHead {
         tenant: tenant.to_owned(),
-        sequence: i64::try_from(head.sequence)
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| Error::invalid("expected_head", "sequence must be positive"))?,
-        link: head.link.to_ascii_lowercase(),
-        mac: head.mac.to_ascii_lowercase(),
+        sequence: parsed.sequence,
+        link: parsed.link,
+        mac: parsed.mac,
         time: head.time.map_or(0, |t| t.seconds),
     })
 }

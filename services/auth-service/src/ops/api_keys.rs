@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 use super::directory::effective_scopes;
 use super::{Auth, Tokens, seconds};
 use crate::source::Source;
-use crate::store::ApiKeyRow;
+use crate::store::{ApiKeyRow, ChainEvent, RolledSecret};
 use crate::{Error, Result, now};
 
 /// Longest grace period of a roll.
@@ -206,7 +206,20 @@ impl Auth {
             revoke_time: None,
             parent_id: new.parent_id,
         };
-        self.store.insert_api_key(&row).await?;
+        let subject = format!(
+            "tenants/{}/apiKeys/{} principal={} scopes=[{}]",
+            row.tenant, row.id, row.principal_id, row.scopes
+        );
+        let event = ChainEvent {
+            tenant: &row.tenant,
+            actor: &row.created_by,
+            action: "api_key.create",
+            subject: &subject,
+            outcome: "success",
+        };
+        self.store
+            .insert_api_key(&row, self.audit_key(), &event)
+            .await?;
         Ok(IssuedKey { row, key })
     }
 
@@ -247,11 +260,19 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
-    pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<ApiKeyRow> {
+    pub async fn revoke_api_key(&self, tenant: &str, id: &str, actor: &str) -> Result<ApiKeyRow> {
         let forget_after = seconds(self.keys.settings().access_token_ttl);
+        let subject = format!("tenants/{tenant}/apiKeys/{id} and the keys derived from it");
+        let event = ChainEvent {
+            tenant,
+            actor,
+            action: "api_key.revoke",
+            subject: &subject,
+            outcome: "success",
+        };
         let (row, revoked) = self
             .store
-            .revoke_api_key(tenant, id, now(), forget_after)
+            .revoke_api_key(tenant, id, now(), forget_after, self.audit_key(), &event)
             .await?;
         let row = row.ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
         for revoked in &revoked {
@@ -278,6 +299,7 @@ impl Auth {
         id: &str,
         grace: Duration,
         source: &Source,
+        actor: &str,
     ) -> Result<IssuedKey> {
         if grace > MAX_ROLL_GRACE {
             return Err(Error::invalid(
@@ -297,16 +319,23 @@ impl Auth {
             )
             .await?;
         let changed = now();
+        let subject = format!("tenants/{tenant}/apiKeys/{id} grace={}s", grace.as_secs());
+        let event = ChainEvent {
+            tenant,
+            actor,
+            action: "api_key.roll",
+            subject: &subject,
+            outcome: "success",
+        };
+        let secret = RolledSecret {
+            hash: &hash,
+            hint: &key.hint(),
+            previous_until: changed.saturating_add(seconds(grace)),
+            now: changed,
+        };
         let row = self
             .store
-            .roll_api_key(
-                tenant,
-                id,
-                &hash,
-                &key.hint(),
-                changed.saturating_add(seconds(grace)),
-                changed,
-            )
+            .roll_api_key(tenant, id, &secret, self.audit_key(), &event)
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
         self.api_key_cache.evict(id);

@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::Auth;
 use crate::source::Source;
-use crate::store::{PrincipalRow, TenantRow};
+use crate::store::{ChainEvent, PrincipalRow, TenantRow};
 use crate::{Error, Result, now};
 
 /// Shortest password accepted, in bytes.
@@ -69,6 +69,7 @@ impl Auth {
         new: NewPrincipal,
         roles: Vec<Role>,
         source: &Source,
+        actor: &str,
     ) -> Result<PrincipalRow> {
         let (kind, password_hash, scopes) = match new {
             NewPrincipal::User { password } => {
@@ -96,7 +97,20 @@ impl Auth {
             scopes: scopes.to_string(),
             create_time: now(),
         };
-        self.store.create_principal(&row).await?;
+        let subject = format!(
+            "tenants/{}/principals/{} kind={} roles=[{}] scopes=[{}]",
+            row.tenant, row.id, row.kind, row.roles, row.scopes
+        );
+        let event = ChainEvent {
+            tenant: &row.tenant,
+            actor,
+            action: "principal.create",
+            subject: &subject,
+            outcome: "success",
+        };
+        self.store
+            .create_principal(&row, self.audit_key(), &event)
+            .await?;
         Ok(row)
     }
 
@@ -125,10 +139,25 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
-    pub async fn set_roles(&self, tenant: &str, id: &str, roles: &[Role]) -> Result<PrincipalRow> {
+    pub async fn set_roles(
+        &self,
+        tenant: &str,
+        id: &str,
+        roles: &[Role],
+        actor: &str,
+    ) -> Result<PrincipalRow> {
+        let roles = role_text(roles);
+        let subject = format!("tenants/{tenant}/principals/{id} roles=[{roles}]");
+        let event = ChainEvent {
+            tenant,
+            actor,
+            action: "principal.set_roles",
+            subject: &subject,
+            outcome: "success",
+        };
         let row = self
             .store
-            .set_roles(tenant, id, &role_text(roles), now())
+            .set_roles(tenant, id, &roles, now(), self.audit_key(), &event)
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/principals/{id}")))?;
         self.api_key_cache.evict_owner(tenant, id);

@@ -1,11 +1,15 @@
 //! The auth-service operations, on validated inputs.
 
 pub mod api_keys;
+pub mod audit;
 pub mod directory;
 mod limits;
 mod tokens;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use coffer_crypto::AuditKey;
 
 pub use tokens::{Introspection, REFRESH_PREFIX, Tokens};
 
@@ -39,6 +43,7 @@ pub struct Auth {
     refresh_token_ttl: Duration,
     lockout: Lockout,
     api_key_cache: KeyCache,
+    audit_key: Arc<AuditKey>,
 }
 
 impl Auth {
@@ -50,6 +55,7 @@ impl Auth {
         refresh_token_ttl: Duration,
         lockout: Lockout,
         api_key_cache: KeyCache,
+        audit_key: Arc<AuditKey>,
     ) -> Self {
         Self {
             store,
@@ -58,12 +64,18 @@ impl Auth {
             refresh_token_ttl,
             lockout,
             api_key_cache,
+            audit_key,
         }
     }
 
     /// The signing keys (for bearer verification, the JWKS and rotation).
     pub fn keys(&self) -> &SigningKeys {
         &self.keys
+    }
+
+    /// The audit key of the privilege-change chains.
+    pub(crate) fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
     }
 
     /// The store (for shutdown).

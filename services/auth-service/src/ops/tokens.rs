@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use super::directory::{effective_scopes, stored_roles};
 use super::{Auth, random_id, seconds};
 use crate::source::Source;
-use crate::store::{AuditEvent, PrincipalRow, RefreshRow, Spend};
+use crate::store::{ChainEvent, PrincipalRow, RefreshRow, Spend};
 use crate::{Error, Result, now};
 
 /// Prefix of refresh tokens, so secret scanners can recognise them.
@@ -109,14 +109,14 @@ impl Auth {
                 self.issue(&principal, Some(row.family)).await
             }
             Spend::Reused(row) => {
-                let event = AuditEvent {
+                let event = ChainEvent {
                     tenant: &row.tenant,
                     actor: &row.principal_id,
                     action: "refresh_token.reuse",
                     subject: &row.family,
                     outcome: "family_revoked",
                 };
-                self.store.audit(&event, &random_id(16)?, now()).await?;
+                self.store.audit(self.audit_key(), &event, now()).await?;
                 tracing::warn!(tenant = %row.tenant, "refresh token reuse: family revoked");
                 Err(Error::unauthenticated("refresh token reused"))
             }

@@ -3,7 +3,9 @@
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use super::Store;
+use coffer_crypto::AuditKey;
+
+use super::{ChainEvent, Store};
 use crate::{Error, Result};
 
 /// An API key row: the secret only as bcrypt hashes.
@@ -52,12 +54,31 @@ impl std::fmt::Debug for ApiKeyRow {
     }
 }
 
+/// A roll's new secret (see [`Store::roll_api_key`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RolledSecret<'a> {
+    /// bcrypt of the new secret part.
+    pub hash: &'a str,
+    /// The new display hint.
+    pub hint: &'a str,
+    /// Until when the previous secret stays valid.
+    pub previous_until: i64,
+    /// When.
+    pub now: i64,
+}
+
 impl Store {
-    /// Inserts a new key.
+    /// Inserts a new key and its audit event, in one transaction.
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<()> {
+    pub async fn insert_api_key(
+        &self,
+        row: &ApiKeyRow,
+        key: &AuditKey,
+        event: &ChainEvent<'_>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO auth_api_keys (id, tenant, principal_id, display_name, secret_hash, \
              scopes, hint, created_by, create_time, expire_time, change_time, parent_id) \
@@ -74,8 +95,10 @@ impl Store {
         .bind(row.create_time)
         .bind(row.expire_time)
         .bind(&row.parent_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        super::audit::append(&mut tx, key, event, row.create_time).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -126,6 +149,8 @@ impl Store {
         id: &str,
         now: i64,
         forget_after: i64,
+        key: &AuditKey,
+        event: &ChainEvent<'_>,
     ) -> Result<(Option<ApiKeyRow>, Vec<String>)> {
         let mut tx = self.pool.begin().await?;
         let mut revoked = Vec::new();
@@ -165,13 +190,16 @@ impl Store {
                 revoked.push(next);
             }
         }
+        if !revoked.is_empty() {
+            super::audit::append(&mut tx, key, event, now).await?;
+        }
         tx.commit().await?;
         let row = self.api_key(id).await?.filter(|row| row.tenant == tenant);
         Ok((row, revoked))
     }
 
-    /// Replaces an unrevoked key's secret, keeping the old one valid until `previous_until`.
-    /// `None` if there is no such unrevoked key.
+    /// Replaces an unrevoked key's secret, keeping the old one valid until `previous_until`,
+    /// with its audit event in the same transaction. `None` if there is no such unrevoked key.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -179,11 +207,11 @@ impl Store {
         &self,
         tenant: &str,
         id: &str,
-        new_hash: &str,
-        new_hint: &str,
-        previous_until: i64,
-        now: i64,
+        new: &RolledSecret<'_>,
+        key: &AuditKey,
+        event: &ChainEvent<'_>,
     ) -> Result<Option<ApiKeyRow>> {
+        let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE auth_api_keys SET previous_hash = secret_hash, previous_valid_until = $5, \
              secret_hash = $3, hint = $4, change_time = $6 \
@@ -191,15 +219,17 @@ impl Store {
         )
         .bind(tenant)
         .bind(id)
-        .bind(new_hash)
-        .bind(new_hint)
-        .bind(previous_until)
-        .bind(now)
-        .execute(&self.pool)
+        .bind(new.hash)
+        .bind(new.hint)
+        .bind(new.previous_until)
+        .bind(new.now)
+        .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
+        super::audit::append(&mut tx, key, event, new.now).await?;
+        tx.commit().await?;
         self.api_key(id).await
     }
 

@@ -2,12 +2,15 @@
 //! `coffer_db` for the conventions).
 
 mod api_keys;
+mod audit;
 
+use coffer_crypto::AuditKey;
 use secrecy::SecretString;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
-pub use api_keys::ApiKeyRow;
+pub use api_keys::{ApiKeyRow, RolledSecret};
+pub use audit::{ChainEvent, ChainHead, ChainRow};
 
 use crate::{Error, Result};
 
@@ -104,21 +107,6 @@ pub enum Spend {
     Reused(RefreshRow),
     /// Unknown, expired or revoked.
     Invalid,
-}
-
-/// One audit event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEvent<'a> {
-    /// Tenant id.
-    pub tenant: &'a str,
-    /// Who acted (principal id or SPIFFE ID).
-    pub actor: &'a str,
-    /// What happened, e.g. `refresh_token.reuse`.
-    pub action: &'a str,
-    /// What it concerned, e.g. a token family or principal id.
-    pub subject: &'a str,
-    /// `success`, `denied`, ...
-    pub outcome: &'a str,
 }
 
 /// What a revocation concerns.
@@ -278,10 +266,16 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown tenant, [`Error::AlreadyExists`], [`Error::Database`].
-    pub async fn create_principal(&self, row: &PrincipalRow) -> Result<()> {
+    pub async fn create_principal(
+        &self,
+        row: &PrincipalRow,
+        key: &AuditKey,
+        event: &ChainEvent<'_>,
+    ) -> Result<()> {
         if self.tenant(&row.tenant).await?.is_none() {
             return Err(Error::NotFound(format!("tenants/{}", row.tenant)));
         }
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO auth_principals (tenant, id, kind, password_hash, roles, scopes, \
              create_time) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -293,7 +287,7 @@ impl Store {
         .bind(&row.roles)
         .bind(&row.scopes)
         .bind(row.create_time)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(Error::AlreadyExists(format!(
@@ -301,6 +295,8 @@ impl Store {
                 row.tenant, row.id
             )));
         }
+        audit::append(&mut tx, key, event, row.create_time).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -354,6 +350,8 @@ impl Store {
         id: &str,
         roles: &str,
         now: i64,
+        key: &AuditKey,
+        event: &ChainEvent<'_>,
     ) -> Result<Option<PrincipalRow>> {
         let mut tx = self.pool.begin().await?;
         let updated =
@@ -374,6 +372,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        audit::append(&mut tx, key, event, now).await?;
         tx.commit().await?;
         self.principal(tenant, id).await
     }
@@ -389,6 +388,8 @@ impl Store {
         &self,
         new: &SigningKeyRow,
         unpublish_previous_at: i64,
+        key: &AuditKey,
+        event: &ChainEvent<'_>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -409,6 +410,7 @@ impl Store {
         .bind(new.create_time)
         .execute(&mut *tx)
         .await?;
+        audit::append(&mut tx, key, event, new.create_time).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -701,47 +703,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    // === audit ===
-
-    /// Appends an audit event.
-    ///
-    /// # Errors
-    /// [`Error::Database`]: callers fail the operation rather than skip the audit.
-    pub async fn audit(&self, event: &AuditEvent<'_>, id: &str, now: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO auth_audit_events (id, time, tenant, actor, action, subject, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(event.tenant)
-        .bind(event.actor)
-        .bind(event.action)
-        .bind(event.subject)
-        .bind(event.outcome)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The audit events of a tenant with `action`, oldest first (for tests and operators).
-    ///
-    /// # Errors
-    /// [`Error::Database`].
-    pub async fn audit_events(&self, tenant: &str, action: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT subject, outcome FROM auth_audit_events WHERE tenant = $1 AND action = $2 \
-             ORDER BY time, id",
-        )
-        .bind(tenant)
-        .bind(action)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
     }
 }
 

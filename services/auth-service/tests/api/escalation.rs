@@ -202,3 +202,116 @@ async fn org_admin_scoped_key_cannot_grant_roles_or_scopes_beyond_its_own() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn privilege_changes_are_audited_in_a_keyed_chain_that_detects_tampering() {
+    use sqlx::Connection as _;
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        stack.tenant_with_user("acme", "alice", &["org_admin"]).await;
+        stack.create_user("acme", "bob", &["viewer"]).await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut client = stack.client_as("gateway").await;
+        let key = create_key(&mut client, &alice, "mcp:read").await;
+        let name = key.api_key.unwrap().name;
+        client
+            .roll_api_key(bearer(
+                &alice,
+                pb::RollApiKeyRequest {
+                    name: name.clone(),
+                    grace_period_seconds: 60,
+                },
+            ))
+            .await
+            .unwrap();
+        client
+            .revoke_api_key(bearer(&alice, pb::RevokeApiKeyRequest { name }))
+            .await
+            .unwrap();
+        client
+            .set_roles(bearer(
+                &alice,
+                pb::SetRolesRequest {
+                    name: "tenants/acme/principals/bob".into(),
+                    roles: vec!["developer".into()],
+                },
+            ))
+            .await
+            .unwrap();
+        stack
+            .operator()
+            .rotate_signing_key(pb::RotateSigningKeyRequest {})
+            .await
+            .unwrap();
+
+        let events = client
+            .list_audit_events(bearer(
+                &alice,
+                pb::ListAuthAuditEventsRequest {
+                    parent: "tenants/acme".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let actions: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.action.as_str(), e.actor.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("principal.create", "spiffe://coffer.local/operator/test"),
+                ("principal.create", "spiffe://coffer.local/operator/test"),
+                ("api_key.create", "alice"),
+                ("api_key.roll", "alice"),
+                ("api_key.revoke", "alice"),
+                ("principal.set_roles", "alice"),
+            ]
+        );
+        assert!(events[5].subject.contains("roles=[developer]"), "{:?}", events[5]);
+        let verify = |tenant: &str| {
+            let mut operator = stack.operator();
+            let request = pb::VerifyAuditChainRequest {
+                parent: format!("tenants/{tenant}"),
+                ..Default::default()
+            };
+            async move { operator.verify_audit_chain(request).await.unwrap().into_inner() }
+        };
+        let intact = verify("acme").await;
+        assert_eq!((intact.valid, intact.events_checked), (true, 6));
+        assert_eq!(intact.head.as_ref().unwrap().sequence, 6);
+        let system = verify("coffer-system").await;
+        assert!(system.valid && system.events_checked == 2, "{system:?}");
+
+        sqlx::any::install_default_drivers();
+        let mut raw = sqlx::AnyConnection::connect(stack.database.url()).await.unwrap();
+        sqlx::query("UPDATE auth_audit_chain SET subject = 'nothing' WHERE tenant = 'acme' AND sequence = 5")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        let rewritten = verify("acme").await;
+        assert_eq!((rewritten.valid, rewritten.first_broken_sequence), (false, 5));
+        sqlx::query("DELETE FROM auth_audit_chain WHERE tenant = 'acme' AND sequence >= 5")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        let truncated = verify("acme").await;
+        assert_eq!((truncated.valid, truncated.first_broken_sequence), (false, 5));
+        // Against the head exported while intact, as well.
+        let mut operator = stack.operator();
+        let against = operator
+            .verify_audit_chain(pb::VerifyAuditChainRequest {
+                parent: "tenants/coffer-system".into(),
+                expected_head: intact.head,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!against.valid, "acme's head is not coffer-system's");
+        stack.shutdown().await;
+    })
+    .await;
+}

@@ -126,7 +126,7 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
             .await
             .unwrap();
         let events = sqlx::query(
-            "SELECT actor, outcome FROM auth_audit_events WHERE action = 'refresh_token.reuse'",
+            "SELECT actor, outcome FROM auth_audit_chain WHERE action = 'refresh_token.reuse'",
         )
         .fetch_all(&mut raw)
         .await

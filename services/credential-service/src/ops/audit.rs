@@ -9,7 +9,7 @@ use lru::LruCache;
 use coffer_crypto::audit;
 
 use super::{Actor, Credentials};
-use crate::store::{AUDIT_GENESIS, AuditEvent, AuditHead, KEYED, NewAuditEvent};
+use crate::store::{AuditEvent, AuditHead, KEYED, NewAuditEvent};
 use crate::{Result, now};
 
 /// What VerifyAuditChain found.
@@ -58,72 +58,43 @@ impl Credentials {
         expected: Option<&AuditHead>,
     ) -> Result<ChainCheck> {
         let key = self.chain_key(tenant).await?;
-        let broken = |checked, at| ChainCheck {
-            checked,
-            first_broken: Some(at),
+        let refused = |verdict: audit::Verdict| ChainCheck {
+            checked: verdict.checked,
+            first_broken: verdict.first_broken,
             head: None,
         };
-        if let Some(expected) = expected
-            && !audit::same(
-                &expected.mac,
-                &audit::head_mac(&key, tenant, expected.sequence, &expected.link),
-            )
-        {
-            return Ok(broken(0, expected.sequence.max(1)));
-        }
-        let mut checked = 0u64;
-        let mut previous_hash = AUDIT_GENESIS.to_owned();
-        let mut expected_sequence = 1i64;
+        let mut verifier =
+            match audit::ChainVerifier::new(&key, tenant, expected.map(AuditHead::to_head)) {
+                Ok(verifier) => verifier,
+                Err(verdict) => return Ok(refused(verdict)),
+            };
         loop {
             let page = self
                 .store
-                .audit_events(tenant, expected_sequence - 1, PAGE)
+                .audit_events(tenant, verifier.last(), PAGE)
                 .await?;
             if page.is_empty() {
                 break;
             }
             for event in page {
-                checked += 1;
-                let intact = event.mac_version == KEYED
-                    && event.sequence == expected_sequence
-                    && event.previous_hash == previous_hash
-                    && audit::same(&event.hash, &event.expected_hash(&key));
-                let exported_differs = expected.is_some_and(|head| {
-                    head.sequence == event.sequence && !audit::same(&head.link, &event.hash)
-                });
-                if !intact || exported_differs {
-                    return Ok(broken(checked, expected_sequence));
+                // Unkeyed legacy links never hold (upgrade_legacy_chains re-links them).
+                let recomputed = (event.mac_version == KEYED).then(|| event.expected_hash(&key));
+                if let Err(verdict) = verifier.event(
+                    event.sequence,
+                    &event.previous_hash,
+                    &event.hash,
+                    recomputed.as_deref(),
+                ) {
+                    return Ok(refused(verdict));
                 }
-                previous_hash = event.hash;
-                expected_sequence += 1;
             }
-        }
-        let last = expected_sequence - 1;
-        if expected.is_some_and(|head| head.sequence > last) {
-            return Ok(broken(checked, last + 1));
         }
         let head = self.store.audit_head(tenant).await?;
-        let head_holds = match &head {
-            // Only an empty chain has no head.
-            None => last == 0,
-            Some(head) => {
-                head.sequence == last
-                    && audit::same(&head.link, &previous_hash)
-                    && audit::same(
-                        &head.mac,
-                        &audit::head_mac(&key, tenant, head.sequence, &head.link),
-                    )
-            }
-        };
-        if !head_holds {
-            // The newest events are gone (the head is ahead), or the head was tampered with.
-            let at = head.map_or(last + 1, |head| head.sequence.min(last) + 1);
-            return Ok(broken(checked, at));
-        }
+        let verdict = verifier.finish(head.as_ref().map(AuditHead::to_head).as_ref());
         Ok(ChainCheck {
-            checked,
-            first_broken: None,
-            head,
+            checked: verdict.checked,
+            head: head.filter(|_| verdict.first_broken.is_none()),
+            first_broken: verdict.first_broken,
         })
     }
 

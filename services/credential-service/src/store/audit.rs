@@ -82,6 +82,17 @@ pub struct AuditHead {
     pub time: i64,
 }
 
+impl AuditHead {
+    /// The head as [`coffer_crypto::audit`] checks it.
+    pub fn to_head(&self) -> audit::Head {
+        audit::Head {
+            sequence: self.sequence,
+            link: self.link.clone(),
+            mac: self.mac.clone(),
+        }
+    }
+}
+
 impl AuditEvent {
     /// The event's fields, as appended.
     fn as_new(&self) -> NewAuditEvent<'_> {
