@@ -5,6 +5,11 @@
 //! wrapped, bound by the encryption context to the credential. Unwrapped keys are cached by
 //! the SHA-256 of their wrapped form (bounded, zeroized on eviction), so hot reads rarely call
 //! key-service; a miss with key-service down is UNAVAILABLE: never a fallback.
+//!
+//! The cache never outlives a change of the tenant key by more than a second: a watcher polls
+//! key-service's ListKeyChanges every 250 ms and evicts the data keys of every tenant whose
+//! key changed (a retired version, a scheduled deletion, destruction). While the watcher has
+//! not heard from key-service for over a second, the cache is not used at all.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -20,8 +25,13 @@ use tonic::transport::Channel;
 
 use crate::{Error, Result};
 
-/// An unwrapped data key and when it was cached.
-type CachedKey = (Arc<DataKey>, Instant);
+/// An unwrapped data key, its tenant, and when it was cached.
+type CachedKey = (Arc<DataKey>, String, Instant);
+
+/// How often key changes are fetched from key-service.
+pub const KEY_CHANGE_POLL: Duration = Duration::from_millis(250);
+/// The cache is bypassed when key changes were last fetched longer ago than this.
+pub const KEY_CHANGE_MAX_STALENESS: Duration = Duration::from_secs(1);
 
 /// A data key: unwrapped, and as stored.
 pub struct IssuedDataKey {
@@ -40,6 +50,8 @@ pub struct DataKeys {
     cache: Mutex<LruCache<[u8; 32], CachedKey>>,
     ttl: Duration,
     ensured: Mutex<std::collections::HashSet<String>>,
+    /// When key changes were last fetched, and the `since_time` of the next fetch.
+    watched: Mutex<(Instant, i64)>,
 }
 
 impl DataKeys {
@@ -51,7 +63,74 @@ impl DataKeys {
             cache: Mutex::new(LruCache::new(capacity)),
             ttl,
             ensured: Mutex::new(std::collections::HashSet::new()),
+            // Nothing is cached yet: the first fetch starts from now.
+            watched: Mutex::new((Instant::now(), crate::now().saturating_sub(1))),
         }
+    }
+
+    /// Fetches key changes once and evicts the data keys of every tenant whose key changed.
+    ///
+    /// # Errors
+    /// [`Error::KeyService`]; the cache is then bypassed once it is stale.
+    pub async fn watch_once(&self) -> Result<()> {
+        let started = Instant::now();
+        let mut since = self
+            .watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1;
+        loop {
+            let response = self
+                .client
+                .clone()
+                .list_key_changes(pb::ListKeyChangesRequest { since_time: since })
+                .await
+                .map_err(Error::KeyService)?
+                .into_inner();
+            for key in &response.keys {
+                if let Some(tenant) = key
+                    .name
+                    .strip_prefix("tenants/")
+                    .and_then(|rest| rest.strip_suffix(&format!("/keys/{}", self.key_id)))
+                {
+                    self.evict_tenant(tenant);
+                }
+            }
+            if response.truncated {
+                since = response
+                    .keys
+                    .last()
+                    .and_then(|k| k.update_time.as_ref())
+                    .map_or(response.server_time, |t| t.seconds);
+                continue;
+            }
+            // One second of overlap: change times have one-second resolution.
+            *self.watched.lock().unwrap_or_else(PoisonError::into_inner) =
+                (started, response.server_time.saturating_sub(1));
+            return Ok(());
+        }
+    }
+
+    /// Forgets every cached data key of `tenant`.
+    pub fn evict_tenant(&self, tenant: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let stale: Vec<[u8; 32]> = cache
+            .iter()
+            .filter(|(_, (_, owner, _))| owner == tenant)
+            .map(|(digest, _)| *digest)
+            .collect();
+        for digest in stale {
+            cache.pop(&digest);
+        }
+    }
+
+    fn fresh(&self) -> bool {
+        self.watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .elapsed()
+            <= KEY_CHANGE_MAX_STALENESS
     }
 
     /// A fresh data key for credential `credential` of `tenant`.
@@ -73,7 +152,7 @@ impl DataKeys {
             .into_inner();
         let plaintext = coffer_crypto::SecretBytes::new(response.plaintext);
         let key = Arc::new(DataKey::from_bytes(plaintext.expose_secret())?);
-        self.remember(&response.ciphertext, Arc::clone(&key));
+        self.remember(tenant, &response.ciphertext, Arc::clone(&key));
         Ok(IssuedDataKey {
             key,
             wrapped: response.ciphertext,
@@ -93,10 +172,10 @@ impl DataKeys {
         wrapped: &[u8],
     ) -> Result<Arc<DataKey>> {
         let digest = digest(wrapped);
-        {
+        if self.fresh() {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             match cache.get(&digest) {
-                Some((key, at)) if at.elapsed() < self.ttl => return Ok(Arc::clone(key)),
+                Some((key, _, at)) if at.elapsed() < self.ttl => return Ok(Arc::clone(key)),
                 Some(_) => {
                     cache.pop(&digest);
                 }
@@ -120,7 +199,7 @@ impl DataKeys {
             .into_inner();
         let plaintext = coffer_crypto::SecretBytes::new(response.plaintext);
         let key = Arc::new(DataKey::from_bytes(plaintext.expose_secret())?);
-        self.remember(wrapped, Arc::clone(&key));
+        self.remember(tenant, wrapped, Arc::clone(&key));
         Ok(key)
     }
 
@@ -186,11 +265,11 @@ impl DataKeys {
             .collect())
     }
 
-    fn remember(&self, wrapped: &[u8], key: Arc<DataKey>) {
+    fn remember(&self, tenant: &str, wrapped: &[u8], key: Arc<DataKey>) {
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .put(digest(wrapped), (key, Instant::now()));
+            .put(digest(wrapped), (key, tenant.to_owned(), Instant::now()));
     }
 
     /// Creates the tenant's key on first use (ALREADY_EXISTS is fine).

@@ -99,6 +99,7 @@ pub async fn serve_with_metrics(
         ))
     });
     let sweeper = tokio::spawn(sweep(Arc::clone(&credentials), config.rewrap_interval));
+    let key_watcher = tokio::spawn(watch_key_changes(Arc::clone(&credentials)));
 
     let sealing = Arc::new(SealingKeys::new(config.sealing_key_lifetime));
     let api = CredentialServiceApi::new(Arc::clone(&credentials), authenticator, sealing);
@@ -117,12 +118,37 @@ pub async fn serve_with_metrics(
     .await
     .map_err(Error::Serve);
     sweeper.abort();
+    key_watcher.abort();
     let _ = metrics_stop.send(());
     if let Some(metrics_server) = metrics_server {
         let _ = metrics_server.await;
     }
     credentials.store().close().await;
     served
+}
+
+/// Evicts cached data keys of changed tenant keys every [`dek::KEY_CHANGE_POLL`], until
+/// aborted (see [`dek`]).
+async fn watch_key_changes(credentials: Arc<Credentials>) {
+    let mut ticker = tokio::time::interval(dek::KEY_CHANGE_POLL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        match credentials.watch_key_changes().await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("key change poll recovered");
+            }
+            Ok(()) => {}
+            // Logged once per outage, not four times a second.
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(error = %coffer_telemetry::error_chain(&error), "key change poll failed; data-key cache bypassed until it recovers");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// The background re-wrap sweep: every `interval`, every tenant, until aborted.

@@ -256,6 +256,34 @@ impl KeyService for KeyServiceApi {
         )))
     }
 
+    async fn list_key_changes(
+        &self,
+        request: Request<pb::ListKeyChangesRequest>,
+    ) -> Reply<pb::ListKeyChangesResponse> {
+        let caller = SpiffeId::from_request(&request).ok_or(Error::Unauthenticated)?;
+        if !self.authz.grants(&caller, Rpc::ListKeyChanges) {
+            return Err(Error::PermissionDenied {
+                caller: caller.to_string(),
+                rpc: Rpc::ListKeyChanges.name(),
+            }
+            .into());
+        }
+        let since = request.get_ref().since_time.max(0);
+        let (records, truncated, server_time) = self.kms.key_changes(since).await?;
+        Ok(Response::new(pb::ListKeyChangesResponse {
+            keys: records
+                .iter()
+                .filter(|record| {
+                    self.authz
+                        .allows(&caller, Rpc::ListKeyChanges, Target::Key(&record.name))
+                })
+                .map(key_proto)
+                .collect(),
+            server_time,
+            truncated,
+        }))
+    }
+
     async fn rotate_root_key(
         &self,
         request: Request<pb::RotateRootKeyRequest>,

@@ -53,6 +53,8 @@ pub enum Rpc {
     CancelKeyDeletion,
     /// `RotateRootKey`.
     RotateRootKey,
+    /// `ListKeyChanges` (answers only the keys the caller may call it on).
+    ListKeyChanges,
 }
 
 /// What the Coffer services get by default: the data plane, plus reading and creating keys so a
@@ -66,11 +68,12 @@ pub const SERVICE_RPCS: &[Rpc] = &[
     Rpc::ReWrap,
     Rpc::BatchDecrypt,
     Rpc::BatchReWrap,
+    Rpc::ListKeyChanges,
 ];
 
 impl Rpc {
     /// Every RPC.
-    pub const ALL: [Rpc; 14] = [
+    pub const ALL: [Rpc; 15] = [
         Rpc::CreateKey,
         Rpc::GetKey,
         Rpc::ListKeys,
@@ -85,6 +88,7 @@ impl Rpc {
         Rpc::ScheduleKeyDeletion,
         Rpc::CancelKeyDeletion,
         Rpc::RotateRootKey,
+        Rpc::ListKeyChanges,
     ];
 
     /// The RPC's name as in the proto.
@@ -104,6 +108,7 @@ impl Rpc {
             Rpc::ScheduleKeyDeletion => "ScheduleKeyDeletion",
             Rpc::CancelKeyDeletion => "CancelKeyDeletion",
             Rpc::RotateRootKey => "RotateRootKey",
+            Rpc::ListKeyChanges => "ListKeyChanges",
         }
     }
 
@@ -249,13 +254,18 @@ impl Policy {
         Ok(Self { rules })
     }
 
+    /// Whether any rule lets `caller` call `rpc` on some key (for RPCs whose answer is then
+    /// filtered key by key with [`Policy::allows`]).
+    pub fn grants(&self, caller: &SpiffeId, rpc: Rpc) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| rule.subject.matches(caller) && rule.allowed & rpc.bit() != 0)
+    }
+
     /// Whether `caller` may call `rpc` on `target`.
     pub fn allows(&self, caller: &SpiffeId, rpc: Rpc, target: Target<'_>) -> bool {
         self.rules.iter().any(|rule| {
-            let subject = match &rule.subject {
-                Subject::Exact(id) => id == caller,
-                Subject::Under(prefix) => caller.as_str().starts_with(prefix.as_str()),
-            };
+            let subject = rule.subject.matches(caller);
             let keys = match (&rule.keys, target) {
                 (None, _) => true,
                 (Some(patterns), Target::Key(name)) => patterns.iter().any(|p| p.matches(name)),
@@ -263,6 +273,17 @@ impl Policy {
             };
             subject && keys && rule.allowed & rpc.bit() != 0
         })
+    }
+}
+
+// === impl Subject ===
+
+impl Subject {
+    fn matches(&self, caller: &SpiffeId) -> bool {
+        match self {
+            Subject::Exact(id) => id == caller,
+            Subject::Under(prefix) => caller.as_str().starts_with(prefix.as_str()),
+        }
     }
 }
 
@@ -371,6 +392,10 @@ mod tests {
             Target::Key(&key("tenants/acme/keys/other"))
         ));
         assert!(!policy.allows(&cred, Rpc::ListKeys, Target::Service));
+        // Key changes: granted, then filtered to the service's own keys.
+        assert!(policy.grants(&cred, Rpc::ListKeyChanges));
+        assert!(!policy.allows(&cred, Rpc::ListKeyChanges, Target::Key(&signing)));
+        assert!(!policy.grants(&id("spiffe://coffer.local/stranger"), Rpc::ListKeyChanges));
     }
 
     #[test]

@@ -59,6 +59,15 @@ impl Credentials {
         }
     }
 
+    /// Fetches key-service's key changes once and evicts the data keys they concern (see
+    /// [`crate::dek`]).
+    ///
+    /// # Errors
+    /// [`Error::KeyService`].
+    pub async fn watch_key_changes(&self) -> Result<()> {
+        self.keys.watch_once().await
+    }
+
     /// The audit key of `tenant`'s chain (fail closed: no key, no audited operation).
     ///
     /// # Errors

@@ -722,3 +722,51 @@ async fn chains_from_before_keyed_links_are_relinked_at_start_if_intact() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_retired_key_version_stops_cached_data_keys_within_a_second() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        let created = stack
+            .create("github", &[("TOKEN", "ghp_a_token_value_1234")])
+            .await;
+        // Served from the data-key cache.
+        stack.reveal(&created.name).await.unwrap();
+        let version = stack.rotate_tenant_key("acme").await;
+        let material = stack
+            .ca
+            .issue_material("operator/test", coffer_transport::dev_ca::Usage::Client)
+            .unwrap();
+        let channel = coffer_test_support::connect(
+            stack.key_service.addr,
+            material.client_config("127.0.0.1"),
+        )
+        .await
+        .unwrap();
+        pb::key_service_client::KeyServiceClient::new(channel)
+            .update_key_policy(pb::UpdateKeyPolicyRequest {
+                name: "tenants/acme/keys/credentials".into(),
+                min_decryption_version: Some(version),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            match stack.reveal(&created.name).await {
+                Err(status) => {
+                    assert_ne!(status.code(), Code::Ok);
+                    break;
+                }
+                Ok(_) => assert!(
+                    started.elapsed() < std::time::Duration::from_secs(1),
+                    "the retired version still decrypts after {:?}",
+                    started.elapsed()
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        stack.shutdown().await;
+    })
+    .await;
+}

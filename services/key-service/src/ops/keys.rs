@@ -157,3 +157,24 @@ fn decode_page_token(token: &str) -> Result<String> {
     let key = String::from_utf8(bytes).map_err(|_| invalid())?;
     parse_id("page_token", "key", &key).map_err(|_| invalid())
 }
+
+/// Most keys in one ListKeyChanges answer.
+const MAX_KEY_CHANGES: u32 = 1000;
+
+impl Kms {
+    /// Keys changed at or after `since` (at most 1000), whether more
+    /// follow, and the server's clock.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn key_changes(&self, since: i64) -> Result<(Vec<KeyRecord>, bool, i64)> {
+        let answered = self.clock.now();
+        let mut rows = self
+            .store
+            .keys_changed_since(since, MAX_KEY_CHANGES + 1)
+            .await?;
+        let truncated = rows.len() > MAX_KEY_CHANGES as usize;
+        rows.truncate(MAX_KEY_CHANGES as usize);
+        Ok((rows, truncated, answered))
+    }
+}

@@ -314,6 +314,21 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` keys changed at or after `since`, oldest change first.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn keys_changed_since(&self, since: i64, limit: u32) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(select_key!(
+            "WHERE update_time >= $1 ORDER BY update_time, tenant, key_id LIMIT $2"
+        ))
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(KeyRecord::from_row).collect()
+    }
+
     /// The stored check value of root version `root_version`, if any.
     ///
     /// # Errors
