@@ -32,6 +32,14 @@ pub enum Error {
         /// Whose certificate it is.
         holds: String,
     },
+    /// Another service could not be reached, or did not prove it is the expected one.
+    #[error("cannot connect to {url}: {why}")]
+    Upstream {
+        /// Where.
+        url: String,
+        /// Why (no secrets: names, addresses and TLS errors only).
+        why: String,
+    },
     /// Certificate generation failed.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),

@@ -11,8 +11,22 @@ pub mod dev_ca;
 mod error;
 pub mod identity;
 pub mod tls;
+pub mod upstream;
 
 pub use dev_ca::DevCa;
 pub use error::{Error, Result};
 pub use identity::SpiffeId;
 pub use tls::{TlsFiles, TlsMaterial};
+pub use upstream::Upstream;
+
+/// An error and its sources, one line (for connection errors, whose useful part is deep).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

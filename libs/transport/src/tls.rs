@@ -101,6 +101,24 @@ impl TlsMaterial {
             .timeout(HANDSHAKE_TIMEOUT)
     }
 
+    /// The certificate chain, PEM.
+    pub(crate) fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate(s), PEM.
+    pub(crate) fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The private key, DER (PKCS#8, SEC1 or PKCS#1, as the PEM label says).
+    pub(crate) fn private_key_der(&self) -> Option<Vec<u8>> {
+        Pem::iter_from_buffer(self.key_pem.expose_secret().as_bytes())
+            .filter_map(std::result::Result::ok)
+            .find(|p| p.label.ends_with("PRIVATE KEY"))
+            .map(|p| p.contents)
+    }
+
     fn tonic_identity(&self) -> Identity {
         Identity::from_pem(&self.cert_pem, self.key_pem.expose_secret())
     }
@@ -114,6 +132,15 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
+/// Every PEM block labelled `label`, DER.
+pub(crate) fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
+    Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(std::result::Result::ok)
+        .filter(|p| p.label == label)
+        .map(|p| p.contents)
+        .collect()
+}
+
 pub(crate) fn first_certificate_der(pem: &str) -> Option<Vec<u8>> {
     Pem::iter_from_buffer(pem.as_bytes())
         .filter_map(std::result::Result::ok)
@@ -123,4 +150,4 @@ pub(crate) fn first_certificate_der(pem: &str) -> Option<Vec<u8>> {
 
 /// A TLS handshake that takes longer than this is abandoned, so a slow or silent client cannot
 /// hold a connection slot.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

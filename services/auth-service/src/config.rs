@@ -10,7 +10,7 @@ use coffer_authn::jwt::RsaBits;
 pub use coffer_config::ConfigErrors;
 use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
 use coffer_telemetry::LogFormat;
-use coffer_transport::TlsMaterial;
+use coffer_transport::{SpiffeId, TlsMaterial};
 use secrecy::SecretString;
 
 use crate::ops::Lockout;
@@ -36,6 +36,10 @@ pub struct Config {
     /// The name key-service's certificate must carry (`..__KEY_SERVICE_SERVER_NAME`, default
     /// the URL's host).
     pub key_service_server_name: String,
+    /// The SPIFFE ID key-service's certificate must carry (`..__KEY_SERVICE_IDENTITY`,
+    /// default `spiffe://{trust_domain}/key-service`), so no other service's certificate
+    /// can stand in for it.
+    pub key_service_identity: SpiffeId,
     /// The key-service key that encrypts signing keys (`..__SIGNING_KEY_NAME`, default
     /// `tenants/coffer-system/keys/auth-signing`).
     pub signing_key_name: String,
@@ -94,6 +98,7 @@ impl Config {
             trust_domain: "coffer.local".to_owned(),
             key_service_url,
             key_service_server_name,
+            key_service_identity: default_key_service_identity("coffer.local"),
             signing_key_name: DEFAULT_SIGNING_KEY_NAME.to_owned(),
             tokens: TokenSettings {
                 issuer: "https://coffer.local".to_owned(),
@@ -156,6 +161,16 @@ impl Config {
             ok
         });
         let server_name = p.value("KEY_SERVICE_SERVER_NAME");
+        let key_service_identity = match p.value("KEY_SERVICE_IDENTITY") {
+            Some(text) => match SpiffeId::parse(&text) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    p.error("KEY_SERVICE_IDENTITY", "must be a spiffe:// ID");
+                    None
+                }
+            },
+            None => None,
+        };
         let signing_key_name = p.parse("SIGNING_KEY_NAME", DEFAULT_SIGNING_KEY_NAME, |s| {
             s.strip_prefix("tenants/")
                 .filter(|r| r.contains("/keys/"))
@@ -262,6 +277,8 @@ impl Config {
         let key_service_server_name = server_name
             .or_else(|| coffer_config::https_host(&key_service_url))
             .unwrap_or_default();
+        let key_service_identity =
+            key_service_identity.unwrap_or_else(|| default_key_service_identity(&trust_domain));
         Ok(Self {
             listen,
             database_url,
@@ -270,6 +287,7 @@ impl Config {
             trust_domain,
             key_service_url,
             key_service_server_name,
+            key_service_identity,
             signing_key_name,
             tokens: TokenSettings {
                 issuer,
@@ -307,6 +325,14 @@ impl std::fmt::Debug for Config {
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
+}
+
+/// `spiffe://{trust_domain}/key-service`.
+#[allow(clippy::expect_used)]
+fn default_key_service_identity(trust_domain: &str) -> SpiffeId {
+    // Holds: every trust domain reaching here was validated by building an ID under it
+    // (`TRUST_DOMAIN` above, or the literal default), and `key-service` is a valid path.
+    SpiffeId::new(trust_domain, "key-service").expect("a validated trust domain")
 }
 
 /// Half the pool for one source, at least one slot.

@@ -40,7 +40,7 @@ pub enum Error {
     KeyService(#[source] tonic::Status),
     /// key-service cannot be reached.
     #[error("key-service unreachable")]
-    KeyServiceConnect(#[source] tonic::transport::Error),
+    KeyServiceConnect(#[source] coffer_transport::Error),
     /// The database failed or is unreachable.
     #[error("database error")]
     Database(#[from] sqlx::Error),

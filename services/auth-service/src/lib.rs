@@ -28,7 +28,7 @@ use coffer_proto::pb::auth_service_server::AuthServiceServer;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tonic::server::NamedService as _;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -54,13 +54,14 @@ pub async fn serve(
 ) -> Result<()> {
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
     let replicas_notify = store.backend() == coffer_db::Backend::Postgres;
-    let channel = Endpoint::from_shared(config.key_service_url.clone())
-        .map_err(Error::KeyServiceConnect)?
-        .tls_config(config.tls.client_config(&config.key_service_server_name))
-        .map_err(Error::KeyServiceConnect)?
-        .connect()
-        .await
-        .map_err(Error::KeyServiceConnect)?;
+    let channel = coffer_transport::Upstream {
+        url: config.key_service_url.clone(),
+        server_name: config.key_service_server_name.clone(),
+        identity: config.key_service_identity.clone(),
+    }
+    .connect(&config.tls)
+    .await
+    .map_err(Error::KeyServiceConnect)?;
     let audit_key = audit_key::load_or_create(&store, channel.clone()).await?;
     let vault = KeyServiceVault::open(channel, config.signing_key_name.clone()).await?;
     let keys = SigningKeys::load(

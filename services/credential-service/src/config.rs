@@ -9,23 +9,24 @@ use std::time::Duration;
 pub use coffer_config::ConfigErrors;
 use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
 use coffer_telemetry::LogFormat;
-use coffer_transport::TlsMaterial;
+use coffer_transport::{SpiffeId, TlsMaterial, Upstream};
 use secrecy::SecretString;
 
-/// A dependency reached over mTLS.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    /// `https://host:port`.
-    pub url: String,
-    /// The name its certificate must carry (default: the URL's host).
-    pub server_name: String,
-}
+/// The trust domain assumed when this service's own certificate names none.
+const DEFAULT_TRUST_DOMAIN: &str = "coffer.local";
 
-impl Upstream {
-    /// `url`, verified as its own host.
-    pub fn new(url: String) -> Self {
-        let server_name = coffer_config::https_host(&url).unwrap_or_default();
-        Self { url, server_name }
+/// `url` as the upstream `service` of `trust_domain`: verified as its own host and as
+/// `spiffe://{trust_domain}/{service}`.
+#[allow(clippy::expect_used)]
+fn upstream_at(url: String, service: &'static str, trust_domain: &str) -> Upstream {
+    let server_name = coffer_config::https_host(&url).unwrap_or_default();
+    // Holds: the trust domain comes from a parsed SPIFFE ID or is the default, and the
+    // service is one of this file's literal names.
+    let identity = SpiffeId::new(trust_domain, service).expect("a valid trust domain and name");
+    Upstream {
+        url,
+        server_name,
+        identity,
     }
 }
 
@@ -40,10 +41,14 @@ pub struct Config {
     /// Certificate, key and CA (`..__TLS_CERT`, `..__TLS_KEY`, `..__TLS_CA`, required); the
     /// certificate is also this service's identity towards key-service and auth-service.
     pub tls: TlsMaterial,
-    /// key-service (`..__KEY_SERVICE_URL`, required; `..__KEY_SERVICE_SERVER_NAME`).
+    /// key-service (`..__KEY_SERVICE_URL`, required, `https://host:port`;
+    /// `..__KEY_SERVICE_SERVER_NAME`, default the URL's host; `..__KEY_SERVICE_IDENTITY`, the
+    /// SPIFFE ID its certificate must carry, default `spiffe://{td}/key-service` where `td`
+    /// is the trust domain of this service's own certificate).
     pub key_service: Upstream,
     /// auth-service, for bearer verification (`..__AUTH_SERVICE_URL`, required;
-    /// `..__AUTH_SERVICE_SERVER_NAME`).
+    /// `..__AUTH_SERVICE_SERVER_NAME`; `..__AUTH_SERVICE_IDENTITY`, default
+    /// `spiffe://{td}/auth-service`).
     pub auth_service: Upstream,
     /// The tenant key id data keys are made under: `tenants/{tenant}/keys/{id}`
     /// (`..__DATA_KEY_ID`, default `credentials`).
@@ -84,13 +89,19 @@ impl Config {
         key_service: String,
         auth_service: String,
     ) -> Self {
+        let trust_domain = tls
+            .identity()
+            .map_or(DEFAULT_TRUST_DOMAIN, SpiffeId::trust_domain)
+            .to_owned();
+        let key_service = upstream_at(key_service, "key-service", &trust_domain);
+        let auth_service = upstream_at(auth_service, "auth-service", &trust_domain);
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 50053)),
             database_url,
             database_max_connections: 16,
             tls,
-            key_service: Upstream::new(key_service),
-            auth_service: Upstream::new(auth_service),
+            key_service,
+            auth_service,
             data_key_id: "credentials".to_owned(),
             dek_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             dek_cache_ttl: Duration::from_secs(300),
@@ -132,8 +143,13 @@ impl Config {
             s.parse::<u32>().ok().filter(|n| *n > 0)
         });
         let tls = p.tls();
-        let key_service = upstream(&mut p, "KEY_SERVICE");
-        let auth_service = upstream(&mut p, "AUTH_SERVICE");
+        let trust_domain = tls
+            .as_ref()
+            .and_then(TlsMaterial::identity)
+            .map_or(DEFAULT_TRUST_DOMAIN, SpiffeId::trust_domain)
+            .to_owned();
+        let key_service = upstream(&mut p, "KEY_SERVICE", "key-service", &trust_domain);
+        let auth_service = upstream(&mut p, "AUTH_SERVICE", "auth-service", &trust_domain);
         let data_key_id = p.parse("DATA_KEY_ID", "credentials", |s| {
             coffer_proto::is_valid_id(s).then(|| s.to_owned())
         });
@@ -215,15 +231,26 @@ impl Config {
     }
 }
 
-fn upstream(p: &mut Parser<'_>, name: &str) -> Option<Upstream> {
+fn upstream(
+    p: &mut Parser<'_>,
+    name: &str,
+    service: &'static str,
+    trust_domain: &str,
+) -> Option<Upstream> {
     let url = p.required(&format!("{name}_URL"))?;
     if !url.starts_with("https://") || coffer_config::https_host(&url).is_none() {
         p.error(&format!("{name}_URL"), "must be https://host:port");
         return None;
     }
-    let mut upstream = Upstream::new(url);
+    let mut upstream = upstream_at(url, service, trust_domain);
     if let Some(server_name) = p.value(&format!("{name}_SERVER_NAME")) {
         upstream.server_name = server_name;
+    }
+    if let Some(identity) = p.value(&format!("{name}_IDENTITY")) {
+        match SpiffeId::parse(&identity) {
+            Ok(id) => upstream.identity = id,
+            Err(_) => p.error(&format!("{name}_IDENTITY"), "must be a spiffe:// ID"),
+        }
     }
     Some(upstream)
 }

@@ -33,7 +33,7 @@ pub enum Error {
     KeyService(#[source] Status),
     /// A dependency could not be reached at start-up.
     #[error("cannot connect to {0}")]
-    Connect(&'static str, #[source] tonic::transport::Error),
+    Connect(&'static str, #[source] coffer_transport::Error),
     /// Stored ciphertext does not decrypt (tampered or swapped).
     #[error("stored credential does not decrypt")]
     Undecryptable,

@@ -30,18 +30,18 @@ use coffer_authn::authenticator::Authenticator;
 use coffer_proto::pb::credential_service_server::CredentialServiceServer;
 use tokio::net::TcpListener;
 use tonic::server::NamedService as _;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Channel, Server};
 
 pub use config::Config;
 pub use error::{Error, Result};
 
 use crate::api::CredentialServiceApi;
-use crate::config::Upstream;
 use crate::dek::DataKeys;
 use crate::metrics::Metrics;
 use crate::ops::Credentials;
 use crate::sealing::SealingKeys;
 use crate::store::Store;
+use coffer_transport::Upstream;
 
 /// Runs the credential-service on `listener` until `shutdown` resolves.
 ///
@@ -171,11 +171,8 @@ async fn sweep(credentials: Arc<Credentials>, interval: std::time::Duration) {
 }
 
 async fn connect(config: &Config, upstream: &Upstream, name: &'static str) -> Result<Channel> {
-    Endpoint::from_shared(upstream.url.clone())
-        .map_err(|e| Error::Connect(name, e))?
-        .tls_config(config.tls.client_config(&upstream.server_name))
-        .map_err(|e| Error::Connect(name, e))?
-        .connect()
+    upstream
+        .connect(&config.tls)
         .await
         .map_err(|e| Error::Connect(name, e))
 }

@@ -180,3 +180,46 @@ async fn one_identity_flooding_login_does_not_starve_another_identitys_first_exc
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_leaked_certificate_of_another_service_cannot_pose_as_key_service() {
+    use coffer_key_service::keyring::RootKeyring;
+    use coffer_test_support::{Backend, TestDatabase};
+    use coffer_transport::DevCa;
+    use coffer_transport::dev_ca::Usage;
+
+    let ca = DevCa::generate("coffer.local").unwrap();
+    let key_db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    // A key-service answering with credential-service's certificate (same CA, and it names
+    // 127.0.0.1 like every dev certificate).
+    let impostor = coffer_key_service::Config::new(
+        secrecy::SecretString::from(key_db.url().to_owned()),
+        RootKeyring::generate().unwrap(),
+        ca.issue_material("credential-service", Usage::Service).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(coffer_key_service::serve(impostor, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let auth_db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let config = crate::helpers::config(&ca, &auth_db, addr);
+    let refused = crate::helpers::spawn_auth(&ca, config).await;
+    let Err(error) = refused else {
+        panic!("auth-service trusted an impostor key-service")
+    };
+    assert!(
+        matches!(error, coffer_auth_service::Error::KeyServiceConnect(_)),
+        "{error:?}"
+    );
+    // Told which SPIFFE ID to expect, the same server is accepted.
+    let mut config = crate::helpers::config(&ca, &auth_db, addr);
+    config.key_service_identity =
+        coffer_transport::SpiffeId::parse("spiffe://coffer.local/credential-service").unwrap();
+    let (mut auth, _) = crate::helpers::spawn_auth(&ca, config).await.unwrap();
+    auth.stop().await;
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
