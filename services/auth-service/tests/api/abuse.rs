@@ -195,7 +195,8 @@ async fn a_leaked_certificate_of_another_service_cannot_pose_as_key_service() {
     let impostor = coffer_key_service::Config::new(
         secrecy::SecretString::from(key_db.url().to_owned()),
         RootKeyring::generate().unwrap(),
-        ca.issue_material("credential-service", Usage::Service).unwrap(),
+        ca.issue_material("credential-service", Usage::Service)
+            .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -222,4 +223,35 @@ async fn a_leaked_certificate_of_another_service_cannot_pose_as_key_service() {
     auth.stop().await;
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn guessing_passwords_from_one_source_blocks_that_source_not_the_user() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn_with(db, |config| config.lockout.source_max_failures = 5).await;
+        stack.tenant_with_user("acme", "alice", &["viewer"]).await;
+        let login = |username: &str, password: &str| pb::LoginRequest {
+            tenant_id: "acme".into(),
+            username: username.into(),
+            password: password.into(),
+        };
+        let mut mallory = stack.client_as("mallory").await;
+        // Spread over many accounts, so no account lockout (3 in the test config) is reached.
+        for user in ["bob", "carol", "dave", "erin", "frank"] {
+            assert_status(
+                mallory.login(login(user, "wrong password!!")).await,
+                Code::Unauthenticated,
+                "invalid credentials",
+            );
+        }
+        assert_status(
+            mallory.login(login("alice", PASSWORD)).await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        let mut gateway = stack.client_as("gateway").await;
+        gateway.login(login("alice", PASSWORD)).await.unwrap();
+        stack.shutdown().await;
+    })
+    .await;
 }

@@ -9,8 +9,10 @@
 
 mod attacks;
 mod audit;
+mod audit_tampering;
 mod credentials;
 mod helpers;
+mod revocation;
 mod sealing;
 mod storage;
 mod sweep;
