@@ -162,23 +162,29 @@ impl Authenticator {
         if credential.starts_with(coffer_crypto::apikey::PREFIX) {
             let principal = self.api_key(credential, client).await?;
             self.revocations
-                .check(None, principal.api_key.as_deref())
+                .check(None, principal.api_key.as_deref(), None)
                 .await?;
             Ok(principal)
         } else {
-            let (jti, principal) = self.jwt(credential).await?;
+            let (claims, principal) = self.jwt(credential).await?;
+            let subject = format!("{}/{}", principal.tenant, principal.subject);
             self.revocations
-                .check(Some(&jti), principal.api_key.as_deref())
+                .check(
+                    Some(&claims.jti),
+                    principal.api_key.as_deref(),
+                    Some((&subject, claims.pgen)),
+                )
                 .await?;
             Ok(principal)
         }
     }
 
-    /// A locally verified token's `jti` and principal (revocation is checked by the caller).
-    async fn jwt(&self, token: &str) -> Result<(String, Principal), Error> {
+    /// A locally verified token's claims and principal (revocation is checked by the
+    /// caller).
+    async fn jwt(&self, token: &str) -> Result<(crate::jwt::Claims, Principal), Error> {
         let verifier = self.current();
         match verifier.verify(token) {
-            Ok(verified) => Ok((verified.claims.jti, verified.principal)),
+            Ok(verified) => Ok((verified.claims, verified.principal)),
             Err(crate::jwt::Error::Invalid(Reason::UnknownKey)) if self.may_refetch() => {
                 let refreshed = Arc::new(fetch_verifier(&self.client, &self.settings).await?);
                 *self
@@ -187,7 +193,7 @@ impl Authenticator {
                     .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&refreshed);
                 refreshed
                     .verify(token)
-                    .map(|v| (v.claims.jti, v.principal))
+                    .map(|v| (v.claims, v.principal))
                     .map_err(|error| {
                         tracing::info!(%error, "bearer token refused");
                         Error::Invalid

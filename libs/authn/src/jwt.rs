@@ -57,6 +57,10 @@ pub struct Claims {
     /// revokes the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub akid: Option<String>,
+    /// The principal's role generation when the token was issued: a change of roles raises
+    /// it, and tokens of an older generation are refused (they carry the old scopes).
+    #[serde(default)]
+    pub pgen: u64,
 }
 
 impl Claims {

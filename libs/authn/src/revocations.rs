@@ -1,5 +1,6 @@
-//! What auth-service has revoked, mirrored in a verifier: access tokens by `jti`, and API
-//! keys by id (which revokes every token exchanged for them, by their `akid` claim).
+//! What auth-service has revoked, mirrored in a verifier: access tokens by `jti`, API keys by
+//! id (which revokes every token exchanged for them, by their `akid` claim), and principals'
+//! role generations (a change of roles revokes the tokens of older generations, by `pgen`).
 //!
 //! The mirror is refreshed by polling ListRevocations every `poll_interval` (default 250 ms),
 //! so a revocation reaches this verifier within that time plus one round trip. It fails
@@ -29,8 +30,8 @@ pub(crate) struct Revocations {
 }
 
 struct State {
-    /// (kind, id) -> forget time (unix seconds).
-    revoked: HashMap<(Kind, String), i64>,
+    /// (kind, id) -> (forget time in unix seconds, lowest valid generation).
+    revoked: HashMap<(Kind, String), (i64, u64)>,
     /// The `since_time` of the next refresh.
     cursor: i64,
     synced: Instant,
@@ -62,15 +63,17 @@ impl Revocations {
         Ok(revocations)
     }
 
-    /// Checks a token's `jti` and the API key it derives from, if any.
+    /// Checks a token's `jti`, the API key it derives from, and its principal's role
+    /// generation (`({tenant}/{principal}, pgen)`), whichever are given.
     ///
     /// # Errors
-    /// [`Error::Invalid`] if either is revoked; [`Error::Unavailable`] if the mirror is stale
+    /// [`Error::Invalid`] if any is revoked; [`Error::Unavailable`] if the mirror is stale
     /// and cannot be refreshed.
     pub(crate) async fn check(
         &self,
         jti: Option<&str>,
         api_key: Option<&str>,
+        principal: Option<(&str, u64)>,
     ) -> Result<(), Error> {
         if self.stale() {
             let _one_at_a_time = self.refreshing.lock().await;
@@ -82,7 +85,13 @@ impl Revocations {
         let revoked = |kind: Kind, id: Option<&str>| {
             id.is_some_and(|id| state.revoked.contains_key(&(kind, id.to_owned())))
         };
-        if revoked(Kind::AccessToken, jti) || revoked(Kind::ApiKey, api_key) {
+        let outdated = principal.is_some_and(|(id, generation)| {
+            state
+                .revoked
+                .get(&(Kind::Principal, id.to_owned()))
+                .is_some_and(|(_, lowest)| generation < *lowest)
+        });
+        if revoked(Kind::AccessToken, jti) || revoked(Kind::ApiKey, api_key) || outdated {
             return Err(Error::Invalid);
         }
         Ok(())
@@ -121,11 +130,14 @@ impl Revocations {
                     .map_or(i64::MAX, |t| t.seconds);
                 last = revocation.revoke_time.as_ref().map_or(last, |t| t.seconds);
                 if kind != Kind::Unspecified {
-                    state.revoked.insert((kind, revocation.id.clone()), forget);
+                    state.revoked.insert(
+                        (kind, revocation.id.clone()),
+                        (forget, revocation.generation),
+                    );
                 }
             }
             let now = response.server_time;
-            state.revoked.retain(|_, forget| *forget > now);
+            state.revoked.retain(|_, (forget, _)| *forget > now);
             if response.truncated {
                 state.cursor = last;
                 continue;

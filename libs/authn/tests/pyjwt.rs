@@ -36,6 +36,7 @@ fn pyjwt_and_coffer_accept_each_others_rs256_tokens() {
         scope: "mcp:read".into(),
         roles: vec!["viewer".into()],
         akid: None,
+        pgen: 0,
     };
     let dir = tempfile::tempdir().unwrap();
     let write =

@@ -398,10 +398,12 @@ impl AuthService for AuthServiceApi {
                     kind: match row.kind {
                         RevocationKind::AccessToken => pb::revocation::Kind::AccessToken,
                         RevocationKind::ApiKey => pb::revocation::Kind::ApiKey,
+                        RevocationKind::Principal => pb::revocation::Kind::Principal,
                     } as i32,
                     id: row.id,
                     revoke_time: time(row.revoke_time),
                     forget_time: time(row.forget_time),
+                    generation: row.generation,
                 })
                 .collect(),
             server_time,

@@ -39,6 +39,8 @@ pub struct VerifiedKey {
     pub scopes: Scopes,
     /// Its expiry, if any (unix seconds).
     pub expire_time: Option<i64>,
+    /// The owner's role generation when verified (tokens exchanged for the key carry it).
+    pub owner_generation: u64,
 }
 
 impl VerifiedKey {
@@ -407,6 +409,7 @@ impl Auth {
             principal_id: row.principal_id,
             scopes,
             expire_time: row.expire_time,
+            owner_generation: owner.generation,
         };
         let lifetime = row.expire_time.map_or(Duration::MAX, |t| {
             Duration::from_secs(u64::try_from(t - checked).unwrap_or(0))
@@ -432,14 +435,15 @@ impl Auth {
             let left = u64::try_from(expiry.saturating_sub(now())).unwrap_or(0);
             ttl.min(Duration::from_secs(left))
         });
-        let access_token = self.access_token(
-            &verified.tenant,
-            &verified.principal_id,
-            &verified.scopes,
-            &[],
-            Some(&verified.id),
+        let access_token = self.access_token(&super::tokens::Grant {
+            tenant: &verified.tenant,
+            subject: &verified.principal_id,
+            scopes: &verified.scopes,
+            roles: &[],
+            akid: Some(&verified.id),
+            generation: verified.owner_generation,
             ttl,
-        )?;
+        })?;
         Ok(Tokens {
             access_token,
             expires_in: ttl.as_secs(),

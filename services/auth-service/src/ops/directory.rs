@@ -96,6 +96,7 @@ impl Auth {
             roles: role_text(&roles),
             scopes: scopes.to_string(),
             create_time: now(),
+            generation: 0,
         };
         let subject = format!(
             "tenants/{}/principals/{} kind={} roles=[{}] scopes=[{}]",
@@ -157,7 +158,13 @@ impl Auth {
         };
         let row = self
             .store
-            .set_roles(tenant, id, &roles, now(), self.audit_key(), &event)
+            .set_roles(
+                (tenant, id),
+                &roles,
+                (now(), super::seconds(self.keys.settings().access_token_ttl)),
+                self.audit_key(),
+                &event,
+            )
             .await?
             .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/principals/{id}")))?;
         self.api_key_cache.evict_owner(tenant, id);

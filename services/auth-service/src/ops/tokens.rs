@@ -186,6 +186,17 @@ impl Auth {
         {
             return Err(Error::unauthenticated("revoked access token"));
         }
+        // A token of an older role generation carries scopes its principal no longer has.
+        let current = self
+            .store
+            .principal(&verified.claims.tenant, &verified.claims.sub)
+            .await?
+            .map(|row| row.generation);
+        if current.is_none_or(|generation| verified.claims.pgen < generation) {
+            return Err(Error::unauthenticated(
+                "access token of an older role generation",
+            ));
+        }
         // A token exchanged for an API key dies with the key.
         if let Some(akid) = &verified.claims.akid {
             let key = self.store.api_key(akid).await?;
@@ -196,31 +207,23 @@ impl Auth {
         Ok(verified)
     }
 
-    /// Signs an access token for `subject` of `tenant`, valid for `ttl`, exchanged for API
-    /// key `akid` if given.
-    pub(super) fn access_token(
-        &self,
-        tenant: &str,
-        subject: &str,
-        scopes: &Scopes,
-        roles: &[Role],
-        akid: Option<&str>,
-        ttl: std::time::Duration,
-    ) -> Result<String> {
+    /// Signs an access token for `grant`.
+    pub(super) fn access_token(&self, grant: &Grant<'_>) -> Result<String> {
         let settings = self.keys.settings();
         let issued = now();
         let claims = Claims {
             iss: settings.issuer.clone(),
-            sub: subject.to_owned(),
+            sub: grant.subject.to_owned(),
             aud: settings.audience.clone(),
-            exp: issued.saturating_add(seconds(ttl)),
+            exp: issued.saturating_add(seconds(grant.ttl)),
             iat: issued,
             nbf: issued,
             jti: random_id(16)?,
-            tenant: tenant.to_owned(),
-            scope: scopes.to_string(),
-            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            akid: akid.map(str::to_owned),
+            tenant: grant.tenant.to_owned(),
+            scope: grant.scopes.to_string(),
+            roles: grant.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            akid: grant.akid.map(str::to_owned),
+            pgen: grant.generation,
         };
         Ok(self.keys.current().signer.sign(&claims)?)
     }
@@ -231,14 +234,15 @@ impl Auth {
         let scopes = effective_scopes(principal)?;
         let scope = scopes.to_string();
         let roles = stored_roles(&principal.roles)?;
-        let access_token = self.access_token(
-            &principal.tenant,
-            &principal.id,
-            &scopes,
-            &roles,
-            None,
-            settings.access_token_ttl,
-        )?;
+        let access_token = self.access_token(&Grant {
+            tenant: &principal.tenant,
+            subject: &principal.id,
+            scopes: &scopes,
+            roles: &roles,
+            akid: None,
+            generation: principal.generation,
+            ttl: settings.access_token_ttl,
+        })?;
         let issued = now();
 
         let mut random = [0u8; 32];
@@ -268,6 +272,19 @@ impl Auth {
             scope,
         })
     }
+}
+
+/// What an access token says.
+pub(super) struct Grant<'a> {
+    pub(super) tenant: &'a str,
+    pub(super) subject: &'a str,
+    pub(super) scopes: &'a Scopes,
+    pub(super) roles: &'a [Role],
+    /// The API key it was exchanged for, if any.
+    pub(super) akid: Option<&'a str>,
+    /// The principal's role generation now.
+    pub(super) generation: u64,
+    pub(super) ttl: std::time::Duration,
 }
 
 /// The stored form of a refresh token: hex SHA-256. Refuses anything not shaped like one

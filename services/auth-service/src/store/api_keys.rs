@@ -175,6 +175,7 @@ impl Store {
                 &next,
                 now,
                 now.saturating_add(forget_after),
+                0,
             )
             .await?;
             let children = sqlx::query(

@@ -49,6 +49,8 @@ pub struct PrincipalRow {
     pub scopes: String,
     /// Creation time, unix seconds.
     pub create_time: i64,
+    /// Role generation: raised by every SetRoles; access tokens carry it.
+    pub generation: u64,
 }
 
 impl std::fmt::Debug for PrincipalRow {
@@ -116,6 +118,8 @@ pub enum RevocationKind {
     AccessToken,
     /// An API key, by id (and every token exchanged for it).
     ApiKey,
+    /// A principal (`{tenant}/{id}`): its tokens below a generation.
+    Principal,
 }
 
 impl RevocationKind {
@@ -123,13 +127,18 @@ impl RevocationKind {
         match self {
             RevocationKind::AccessToken => "access_token",
             RevocationKind::ApiKey => "api_key",
+            RevocationKind::Principal => "principal",
         }
     }
 
     fn parse(text: &str) -> Option<Self> {
-        [RevocationKind::AccessToken, RevocationKind::ApiKey]
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
+        [
+            RevocationKind::AccessToken,
+            RevocationKind::ApiKey,
+            RevocationKind::Principal,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
     }
 }
 
@@ -144,6 +153,8 @@ pub struct RevocationRow {
     pub revoke_time: i64,
     /// When every token it concerns has expired.
     pub forget_time: i64,
+    /// For [`RevocationKind::Principal`]: the lowest token generation still valid.
+    pub generation: u64,
 }
 
 /// Records a revocation in the feed, in the caller's transaction (idempotent).
@@ -153,15 +164,20 @@ pub(crate) async fn insert_revocation(
     id: &str,
     now: i64,
     forget_time: i64,
+    generation: u64,
 ) -> Result<()> {
+    // A later revocation of the same thing moves it forward (a new generation, a later
+    // forget time), so verifiers fetching since then see it again.
     sqlx::query(
-        "INSERT INTO auth_revocations (kind, id, revoke_time, forget_time) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        "INSERT INTO auth_revocations (kind, id, revoke_time, forget_time, generation) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, id) DO UPDATE SET \
+         revoke_time = $3, forget_time = $4, generation = $5",
     )
     .bind(kind.as_str())
     .bind(id)
     .bind(now)
     .bind(forget_time)
+    .bind(i64::try_from(generation).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -338,32 +354,45 @@ impl Store {
         rows.iter().map(principal_row).collect()
     }
 
-    /// Replaces a principal's roles and marks its API keys changed at `now` (so every
-    /// replica's change poll evicts their cached verifications), in one transaction; returns
+    /// Replaces a principal's roles, raises its token generation (recording it in the
+    /// revocation feed for `forget_after` seconds, so its older access tokens are refused
+    /// everywhere), and marks its API keys changed at `now` (so every replica's change poll
+    /// evicts their cached verifications), in one transaction with its audit event; returns
     /// the updated row, or `None` if it does not exist.
     ///
     /// # Errors
     /// [`Error::Database`].
     pub async fn set_roles(
         &self,
-        tenant: &str,
-        id: &str,
+        (tenant, id): (&str, &str),
         roles: &str,
-        now: i64,
+        (now, forget_after): (i64, i64),
         key: &AuditKey,
         event: &ChainEvent<'_>,
     ) -> Result<Option<PrincipalRow>> {
         let mut tx = self.pool.begin().await?;
-        let updated =
-            sqlx::query("UPDATE auth_principals SET roles = $1 WHERE tenant = $2 AND id = $3")
-                .bind(roles)
-                .bind(tenant)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        if updated.rows_affected() == 0 {
+        let updated = sqlx::query(
+            "UPDATE auth_principals SET roles = $1, generation = generation + 1 \
+             WHERE tenant = $2 AND id = $3 RETURNING generation",
+        )
+        .bind(roles)
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(updated) = updated else {
             return Ok(None);
-        }
+        };
+        let generation = u64::try_from(updated.try_get::<i64, _>(0)?).unwrap_or(u64::MAX);
+        insert_revocation(
+            &mut tx,
+            RevocationKind::Principal,
+            &format!("{tenant}/{id}"),
+            now,
+            now.saturating_add(forget_after),
+            generation,
+        )
+        .await?;
         sqlx::query(
             "UPDATE auth_api_keys SET change_time = $3 WHERE tenant = $1 AND principal_id = $2",
         )
@@ -568,7 +597,15 @@ impl Store {
         .bind(expire_time)
         .execute(&mut *tx)
         .await?;
-        insert_revocation(&mut tx, RevocationKind::AccessToken, jti, now, expire_time).await?;
+        insert_revocation(
+            &mut tx,
+            RevocationKind::AccessToken,
+            jti,
+            now,
+            expire_time,
+            0,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -599,7 +636,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RevocationRow>> {
         let rows = sqlx::query(
-            "SELECT kind, id, revoke_time, forget_time FROM auth_revocations \
+            "SELECT kind, id, revoke_time, forget_time, generation FROM auth_revocations \
              WHERE revoke_time >= $1 AND forget_time > $2 ORDER BY revoke_time, kind, id LIMIT $3",
         )
         .bind(since)
@@ -615,6 +652,7 @@ impl Store {
                     id: row.try_get(1)?,
                     revoke_time: row.try_get(2)?,
                     forget_time: row.try_get(3)?,
+                    generation: u64::try_from(row.try_get::<i64, _>(4)?).unwrap_or(0),
                 })
             })
             .collect()
@@ -709,7 +747,8 @@ impl Store {
 /// The principal columns in [`principal_row`] order.
 macro_rules! select_principal {
     () => {
-        "SELECT tenant, id, kind, password_hash, roles, scopes, create_time FROM auth_principals"
+        "SELECT tenant, id, kind, password_hash, roles, scopes, create_time, generation \
+         FROM auth_principals"
     };
 }
 use select_principal;
@@ -731,6 +770,8 @@ fn principal_row(row: &AnyRow) -> Result<PrincipalRow> {
         roles: row.try_get(4)?,
         scopes: row.try_get(5)?,
         create_time: row.try_get(6)?,
+        generation: u64::try_from(row.try_get::<i64, _>(7)?)
+            .map_err(|_| Error::Corrupt("principal generation"))?,
     })
 }
 

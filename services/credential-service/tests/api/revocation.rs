@@ -248,3 +248,81 @@ async fn a_retired_key_version_stops_cached_data_keys_within_a_second() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_demoted_users_access_tokens_are_refused_everywhere_within_a_second() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        let old_token = stack.tokens["developer"].clone();
+        let mut credentials = stack.client().await;
+        credentials
+            .list_credentials(with_bearer(&old_token, list_acme()))
+            .await
+            .unwrap();
+        let mut operator = auth_client(&stack, "operator/test").await;
+        operator
+            .set_roles(pb::SetRolesRequest {
+                name: "tenants/acme/principals/dev".into(),
+                roles: vec!["viewer".into()],
+            })
+            .await
+            .unwrap();
+        // auth-service: at once.
+        let mut auth = auth_client(&stack, "gateway").await;
+        assert_status(
+            auth.get_tenant(with_bearer(
+                &old_token,
+                pb::GetTenantRequest {
+                    name: "tenants/acme".into(),
+                },
+            ))
+            .await,
+            Code::Unauthenticated,
+            "invalid credentials",
+        );
+        // credential-service: within a second, though the token is validly signed and
+        // unexpired (it carries the developer's scopes).
+        let started = std::time::Instant::now();
+        loop {
+            match credentials
+                .list_credentials(with_bearer(&old_token, list_acme()))
+                .await
+            {
+                Err(status) if status.code() == Code::Unauthenticated => break,
+                other => assert!(
+                    started.elapsed() < std::time::Duration::from_secs(1),
+                    "still accepted after {:?}: {other:?}",
+                    started.elapsed()
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // A new login (even within the same second) gets a token of the new generation.
+        let fresh = auth
+            .login(pb::LoginRequest {
+                tenant_id: "acme".into(),
+                username: "dev".into(),
+                password: "correct horse battery".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token;
+        credentials
+            .list_credentials(with_bearer(&fresh, list_acme()))
+            .await
+            .unwrap();
+        assert_status(
+            credentials
+                .create_credential(with_bearer(
+                    &fresh,
+                    crate::helpers::new_credential("x", &[]),
+                ))
+                .await,
+            Code::PermissionDenied,
+            "permission denied",
+        );
+        stack.shutdown().await;
+    })
+    .await;
+}
