@@ -99,15 +99,20 @@ impl Auth {
     /// [`Error::Unauthenticated`] for anything but a valid, unspent token.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<Tokens> {
         let hash = refresh_hash(refresh_token)?;
-        match self.store.spend_refresh_token(&hash, now()).await? {
-            Spend::Spent(row) => {
-                let principal = self
-                    .store
-                    .principal(&row.tenant, &row.principal_id)
-                    .await?
-                    .ok_or(Error::unauthenticated("principal no longer exists"))?;
-                self.issue(&principal, Some(row.family)).await
-            }
+        let (successor, successor_hash) = new_refresh_token()?;
+        // The spend and its successor commit in one transaction: no window in which the
+        // family is spent but its new token not yet written.
+        let spent = self
+            .store
+            .spend_refresh_token(&hash, now(), &|spent, principal| {
+                Ok((
+                    successor_hash.clone(),
+                    self.refresh_row(principal, Some(spent.family.clone()))?,
+                ))
+            })
+            .await?;
+        match spent {
+            Spend::Spent(principal) => self.tokens(&principal, successor),
             Spend::Reused(row) => {
                 let event = ChainEvent {
                     tenant: &row.tenant,
@@ -230,9 +235,31 @@ impl Auth {
 
     /// Issues an access token and a refresh token (in `family`, or a new one).
     async fn issue(&self, principal: &PrincipalRow, family: Option<String>) -> Result<Tokens> {
+        let (refresh_token, hash) = new_refresh_token()?;
+        let row = self.refresh_row(principal, family)?;
+        self.store.insert_refresh_token(&hash, &row).await?;
+        self.tokens(principal, refresh_token)
+    }
+
+    /// A new refresh-token row for `principal`, in `family` or a new one.
+    fn refresh_row(&self, principal: &PrincipalRow, family: Option<String>) -> Result<RefreshRow> {
+        let issued = now();
+        Ok(RefreshRow {
+            family: family.map_or_else(|| random_id(16), Ok)?,
+            tenant: principal.tenant.clone(),
+            principal_id: principal.id.clone(),
+            scope: effective_scopes(principal)?.to_string(),
+            create_time: issued,
+            expire_time: issued.saturating_add(seconds(self.refresh_token_ttl)),
+            spent_time: None,
+            revoke_time: None,
+        })
+    }
+
+    /// An access token for `principal`, with `refresh_token` beside it.
+    fn tokens(&self, principal: &PrincipalRow, refresh_token: SecretString) -> Result<Tokens> {
         let settings = self.keys.settings();
         let scopes = effective_scopes(principal)?;
-        let scope = scopes.to_string();
         let roles = stored_roles(&principal.roles)?;
         let access_token = self.access_token(&Grant {
             tenant: &principal.tenant,
@@ -243,35 +270,26 @@ impl Auth {
             generation: principal.generation,
             ttl: settings.access_token_ttl,
         })?;
-        let issued = now();
-
-        let mut random = [0u8; 32];
-        coffer_crypto::fill_random(&mut random)?;
-        let refresh_token = SecretString::from(format!(
-            "{REFRESH_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(random)
-        ));
-        let row = RefreshRow {
-            family: family.map_or_else(|| random_id(16), Ok)?,
-            tenant: principal.tenant.clone(),
-            principal_id: principal.id.clone(),
-            scope: scope.clone(),
-            create_time: issued,
-            expire_time: issued.saturating_add(seconds(self.refresh_token_ttl)),
-            spent_time: None,
-            revoke_time: None,
-        };
-        self.store
-            .insert_refresh_token(&refresh_hash(&refresh_token)?, &row)
-            .await?;
         Ok(Tokens {
             access_token,
             expires_in: settings.access_token_ttl.as_secs(),
             refresh_token,
             refresh_expires_in: self.refresh_token_ttl.as_secs(),
-            scope,
+            scope: scopes.to_string(),
         })
     }
+}
+
+/// A fresh refresh token (`mcp_rt_` + 256 random bits) and its stored hash.
+fn new_refresh_token() -> Result<(SecretString, String)> {
+    let mut random = [0u8; 32];
+    coffer_crypto::fill_random(&mut random)?;
+    let token = SecretString::from(format!(
+        "{REFRESH_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(random)
+    ));
+    let hash = refresh_hash(&token)?;
+    Ok((token, hash))
 }
 
 /// What an access token says.

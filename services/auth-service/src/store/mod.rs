@@ -103,8 +103,8 @@ pub struct RefreshRow {
 /// What spending a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Spend {
-    /// It was valid and is now spent.
-    Spent(RefreshRow),
+    /// It was valid and is now spent, its successor written; the principal as it is now.
+    Spent(PrincipalRow),
     /// It had been spent before: its family is now revoked.
     Reused(RefreshRow),
     /// Unknown, expired or revoked.
@@ -155,6 +155,33 @@ pub struct RevocationRow {
     pub forget_time: i64,
     /// For [`RevocationKind::Principal`]: the lowest token generation still valid.
     pub generation: u64,
+}
+
+/// Makes a spent refresh token's successor: its hash and row, from the spent row and its
+/// principal.
+pub type Successor<'a> =
+    dyn Fn(&RefreshRow, &PrincipalRow) -> Result<(String, RefreshRow)> + Sync + 'a;
+
+/// Inserts a refresh-token row in the caller's transaction.
+async fn insert_refresh(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    token_hash: &str,
+    row: &RefreshRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO auth_refresh_tokens (token_hash, family, tenant, principal_id, scope, \
+         create_time, expire_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(token_hash)
+    .bind(&row.family)
+    .bind(&row.tenant)
+    .bind(&row.principal_id)
+    .bind(&row.scope)
+    .bind(row.create_time)
+    .bind(row.expire_time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Records a revocation in the feed, in the caller's transaction (idempotent).
@@ -481,28 +508,26 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn insert_refresh_token(&self, token_hash: &str, row: &RefreshRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO auth_refresh_tokens (token_hash, family, tenant, principal_id, scope, \
-             create_time, expire_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(token_hash)
-        .bind(&row.family)
-        .bind(&row.tenant)
-        .bind(&row.principal_id)
-        .bind(&row.scope)
-        .bind(row.create_time)
-        .bind(row.expire_time)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        insert_refresh(&mut tx, token_hash, row).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Spends a refresh token: exactly one caller can spend a valid token. Presenting a spent
-    /// token revokes its whole family.
+    /// Spends a refresh token and writes its successor, in one transaction: exactly one caller
+    /// can spend a valid token, never one of a revoked family, and `successor` (given the
+    /// spent row and its principal as they are now) names the new token's hash and row.
+    /// Presenting a spent token revokes its whole family.
     ///
     /// # Errors
-    /// [`Error::Database`].
-    pub async fn spend_refresh_token(&self, token_hash: &str, now: i64) -> Result<Spend> {
+    /// [`Error::Database`], or `successor`'s error (nothing is then spent).
+    pub async fn spend_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+        successor: &Successor<'_>,
+    ) -> Result<Spend> {
+        let mut tx = self.pool.begin().await?;
         let spent = sqlx::query(concat!(
             "UPDATE auth_refresh_tokens SET spent_time = $2 WHERE token_hash = $1 ",
             "AND spent_time IS NULL AND revoke_time IS NULL AND expire_time > $2 ",
@@ -513,11 +538,29 @@ impl Store {
         ))
         .bind(token_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = spent {
-            return Ok(Spend::Spent(refresh_row(&row)?));
+            let row = refresh_row(&row)?;
+            let principal = sqlx::query(concat!(
+                select_principal!(),
+                " WHERE tenant = $1 AND id = $2"
+            ))
+            .bind(&row.tenant)
+            .bind(&row.principal_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(principal) = principal.as_ref().map(principal_row).transpose()? else {
+                // The principal is gone: the token is spent for nothing (committed).
+                tx.commit().await?;
+                return Ok(Spend::Invalid);
+            };
+            let (hash, next) = successor(&row, &principal)?;
+            insert_refresh(&mut tx, &hash, &next).await?;
+            tx.commit().await?;
+            return Ok(Spend::Spent(principal));
         }
+        tx.rollback().await?;
         let Some(existing) = self.refresh_token(token_hash).await? else {
             return Ok(Spend::Invalid);
         };
