@@ -4,7 +4,7 @@
 //! (AES-256-GCM, the AAD binding tenant, credential id and row version); the row holds the
 //! wrapped data key and the ciphertext, never a plaintext. Reads are masked; reveals are
 //! audited first; every change and every reveal, denial and failed decryption is in a
-//! hash-chained audit log, per tenant. Bearers are verified with `coffer_authn` against
+//! keyed audit chain, per tenant. Bearers are verified with `coffer_authn` against
 //! auth-service; without key-service or auth-service the service does not start, and a data
 //! key not in the cache while key-service is down is UNAVAILABLE.
 
