@@ -167,12 +167,11 @@ impl Authenticator {
             Ok(principal)
         } else {
             let (claims, principal) = self.jwt(credential).await?;
-            let subject = format!("{}/{}", principal.tenant, principal.subject);
             self.revocations
                 .check(
                     Some(&claims.jti),
                     principal.api_key.as_deref(),
-                    Some((&subject, claims.pgen)),
+                    Some(((&principal.tenant, &principal.subject), claims.pgen)),
                 )
                 .await?;
             Ok(principal)

@@ -30,8 +30,12 @@ pub(crate) struct Revocations {
 }
 
 struct State {
-    /// (kind, id) -> (forget time in unix seconds, lowest valid generation).
-    revoked: HashMap<(Kind, String), (i64, u64)>,
+    /// Revoked `jti`s -> forget time (unix seconds).
+    access_tokens: HashMap<String, i64>,
+    /// Revoked API key ids -> forget time.
+    api_keys: HashMap<String, i64>,
+    /// `{tenant}/{principal}` -> (forget time, lowest valid role generation).
+    principals: HashMap<String, (i64, u64)>,
     /// The `since_time` of the next refresh.
     cursor: i64,
     synced: Instant,
@@ -52,7 +56,9 @@ impl Revocations {
             client,
             max_staleness,
             state: RwLock::new(State {
-                revoked: HashMap::new(),
+                access_tokens: HashMap::new(),
+                api_keys: HashMap::new(),
+                principals: HashMap::new(),
                 cursor: 0,
                 synced: Instant::now(),
             }),
@@ -64,7 +70,8 @@ impl Revocations {
     }
 
     /// Checks a token's `jti`, the API key it derives from, and its principal's role
-    /// generation (`({tenant}/{principal}, pgen)`), whichever are given.
+    /// generation (`((tenant, principal), pgen)`), whichever are given. Lookups borrow;
+    /// nothing is allocated unless some principal's roles changed recently.
     ///
     /// # Errors
     /// [`Error::Invalid`] if any is revoked; [`Error::Unavailable`] if the mirror is stale
@@ -73,7 +80,7 @@ impl Revocations {
         &self,
         jti: Option<&str>,
         api_key: Option<&str>,
-        principal: Option<(&str, u64)>,
+        principal: Option<((&str, &str), u64)>,
     ) -> Result<(), Error> {
         if self.stale() {
             let _one_at_a_time = self.refreshing.lock().await;
@@ -82,16 +89,17 @@ impl Revocations {
             }
         }
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let revoked = |kind: Kind, id: Option<&str>| {
-            id.is_some_and(|id| state.revoked.contains_key(&(kind, id.to_owned())))
+        let revoked = |map: &HashMap<String, i64>, id: Option<&str>| {
+            id.is_some_and(|id| map.contains_key(id))
         };
-        let outdated = principal.is_some_and(|(id, generation)| {
-            state
-                .revoked
-                .get(&(Kind::Principal, id.to_owned()))
-                .is_some_and(|(_, lowest)| generation < *lowest)
-        });
-        if revoked(Kind::AccessToken, jti) || revoked(Kind::ApiKey, api_key) || outdated {
+        let outdated = !state.principals.is_empty()
+            && principal.is_some_and(|((tenant, id), generation)| {
+                state
+                    .principals
+                    .get(&format!("{tenant}/{id}"))
+                    .is_some_and(|(_, lowest)| generation < *lowest)
+            });
+        if revoked(&state.access_tokens, jti) || revoked(&state.api_keys, api_key) || outdated {
             return Err(Error::Invalid);
         }
         Ok(())
@@ -129,16 +137,34 @@ impl Revocations {
                     .as_ref()
                     .map_or(i64::MAX, |t| t.seconds);
                 last = revocation.revoke_time.as_ref().map_or(last, |t| t.seconds);
-                if kind != Kind::Unspecified {
-                    state.revoked.insert(
-                        (kind, revocation.id.clone()),
-                        (forget, revocation.generation),
-                    );
+                let id = revocation.id.clone();
+                match kind {
+                    Kind::AccessToken => {
+                        state.access_tokens.insert(id, forget);
+                    }
+                    Kind::ApiKey => {
+                        state.api_keys.insert(id, forget);
+                    }
+                    Kind::Principal => {
+                        state.principals.insert(id, (forget, revocation.generation));
+                    }
+                    Kind::Unspecified => {}
                 }
             }
             let now = response.server_time;
-            state.revoked.retain(|_, (forget, _)| *forget > now);
+            state.access_tokens.retain(|_, forget| *forget > now);
+            state.api_keys.retain(|_, forget| *forget > now);
+            state.principals.retain(|_, (forget, _)| *forget > now);
             if response.truncated {
+                if last == since_time {
+                    // A full page within one second and no way past it: fail closed rather
+                    // than ask for the same page forever.
+                    tracing::error!(
+                        since_time,
+                        "too many revocations in one second to page through"
+                    );
+                    return Err(Error::Unavailable);
+                }
                 state.cursor = last;
                 continue;
             }

@@ -19,6 +19,20 @@ pub fn page_size(requested: u32) -> Result<u32, String> {
     }
 }
 
+/// The position a page token of a sequence-ordered list (an audit log) stands for: the
+/// sequence of the last row of the previous page, 0 for the first page.
+///
+/// # Errors
+/// A token that is not one (why, for an INVALID_ARGUMENT on `page_token`).
+pub fn sequence_after(token: &str) -> Result<i64, &'static str> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .parse::<i64>()
+        .map_err(|_| "not a token from a previous page")
+}
+
 /// Splits `rows`, fetched with a limit of `page_size + 1`, into the page and the next page's
 /// token: `token` of the page's last row when more rows follow, `None` on the last page.
 pub fn split_page<T>(
@@ -45,6 +59,13 @@ mod tests {
         assert_eq!(page_size(1), Ok(1));
         assert_eq!(page_size(MAX_PAGE_SIZE), Ok(MAX_PAGE_SIZE));
         assert_eq!(page_size(MAX_PAGE_SIZE + 1), Err("at most 1000".to_owned()));
+    }
+
+    #[test]
+    fn sequence_tokens() {
+        assert_eq!(sequence_after(""), Ok(0));
+        assert_eq!(sequence_after("42"), Ok(42));
+        assert!(sequence_after("x").is_err() && sequence_after("1.5").is_err());
     }
 
     #[test]

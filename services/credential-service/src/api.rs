@@ -353,14 +353,8 @@ impl CredentialService for CredentialServiceApi {
             .await?;
         let request = request.into_inner();
         let page_size = page_size(request.page_size)?;
-        let after = if request.page_token.is_empty() {
-            0
-        } else {
-            request
-                .page_token
-                .parse::<i64>()
-                .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))?
-        };
+        let after = coffer_proto::paging::sequence_after(&request.page_token)
+            .map_err(|why| Error::invalid("page_token", why))?;
         let rows = self
             .credentials
             .audit_events(&tenant, after, page_size + 1)

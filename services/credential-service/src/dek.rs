@@ -97,12 +97,21 @@ impl DataKeys {
                 }
             }
             if response.truncated {
-                since = response
+                let last = response
                     .keys
                     .last()
                     .and_then(|k| k.update_time.as_ref())
                     .map_or(response.server_time, |t| t.seconds);
-                continue;
+                if last > since {
+                    since = last;
+                    continue;
+                }
+                // A full page within one second: no way to page past it, so forget every
+                // cached data key (always safe) and go on from now.
+                self.cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
             }
             // One second of overlap: change times have one-second resolution.
             *self.watched.lock().unwrap_or_else(PoisonError::into_inner) =

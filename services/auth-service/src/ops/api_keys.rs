@@ -263,7 +263,7 @@ impl Auth {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
     pub async fn revoke_api_key(&self, tenant: &str, id: &str, actor: &str) -> Result<ApiKeyRow> {
-        let forget_after = seconds(self.keys.settings().access_token_ttl);
+        let forget_after = self.forget_after();
         let subject = format!("tenants/{tenant}/apiKeys/{id} and the keys derived from it");
         let event = ChainEvent {
             tenant,
@@ -464,13 +464,12 @@ impl Auth {
         limit: u32,
     ) -> Result<(Vec<crate::store::RevocationRow>, bool, i64)> {
         let answered = now();
-        let mut rows = self
+        let rows = self
             .store
             .revocations_since(since, answered, limit + 1)
             .await?;
-        let truncated = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok((rows, truncated, answered))
+        let (rows, more) = coffer_proto::paging::split_page(rows, limit, |_| String::new());
+        Ok((rows, more.is_some(), answered))
     }
 
     /// Applies a change another replica announced (see `Store::notify_change`).

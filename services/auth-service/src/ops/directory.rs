@@ -161,7 +161,7 @@ impl Auth {
             .set_roles(
                 (tenant, id),
                 &roles,
-                (now(), super::seconds(self.keys.settings().access_token_ttl)),
+                (now(), self.forget_after()),
                 self.audit_key(),
                 &event,
             )

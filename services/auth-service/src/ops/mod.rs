@@ -73,6 +73,13 @@ impl Auth {
         &self.keys
     }
 
+    /// How long a revocation that ends live tokens (of an API key, or a role change) stays
+    /// in the feed: until every token it concerns is past its expiry and the leeway.
+    fn forget_after(&self) -> i64 {
+        let settings = self.keys.settings();
+        seconds(settings.access_token_ttl).saturating_add(seconds(settings.leeway))
+    }
+
     /// The audit key of the privilege-change chains.
     pub(crate) fn audit_key(&self) -> &AuditKey {
         &self.audit_key

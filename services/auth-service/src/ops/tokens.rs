@@ -143,8 +143,12 @@ impl Auth {
             return Ok(());
         }
         if let Ok(verified) = self.keys.current().verifier.verify(token.expose_secret()) {
+            let forget_time = verified
+                .claims
+                .exp
+                .saturating_add(seconds(self.keys.settings().leeway));
             self.store
-                .revoke_access_token(&verified.claims.jti, verified.claims.exp, now())
+                .revoke_access_token(&verified.claims.jti, forget_time, now())
                 .await?;
         }
         Ok(())
@@ -184,30 +188,17 @@ impl Auth {
             .verifier
             .verify(token)
             .map_err(|_| Error::unauthenticated("invalid access token"))?;
+        // One look at the revocation feed, the same one other services mirror: the token
+        // itself, the API key it was exchanged for (it dies with the key), and its
+        // principal's role generation (an older one carries scopes no longer held).
+        let claims = &verified.claims;
+        let principal = format!("{}/{}", claims.tenant, claims.sub);
         if self
             .store
-            .is_access_token_revoked(&verified.claims.jti)
+            .is_token_revoked(&claims.jti, claims.akid.as_deref(), &principal, claims.pgen)
             .await?
         {
             return Err(Error::unauthenticated("revoked access token"));
-        }
-        // A token of an older role generation carries scopes its principal no longer has.
-        let current = self
-            .store
-            .principal(&verified.claims.tenant, &verified.claims.sub)
-            .await?
-            .map(|row| row.generation);
-        if current.is_none_or(|generation| verified.claims.pgen < generation) {
-            return Err(Error::unauthenticated(
-                "access token of an older role generation",
-            ));
-        }
-        // A token exchanged for an API key dies with the key.
-        if let Some(akid) = &verified.claims.akid {
-            let key = self.store.api_key(akid).await?;
-            if key.is_none_or(|key| key.revoke_time.is_some()) {
-                return Err(Error::unauthenticated("access token of a revoked API key"));
-            }
         }
         Ok(verified)
     }

@@ -170,7 +170,7 @@ impl Store {
                 continue;
             }
             super::insert_revocation(
-                &mut tx,
+                &mut *tx,
                 super::RevocationKind::ApiKey,
                 &next,
                 now,

@@ -162,9 +162,9 @@ pub struct RevocationRow {
 pub type Successor<'a> =
     dyn Fn(&RefreshRow, &PrincipalRow) -> Result<(String, RefreshRow)> + Sync + 'a;
 
-/// Inserts a refresh-token row in the caller's transaction.
-async fn insert_refresh(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+/// Inserts a refresh-token row (on the pool, or in the caller's transaction).
+async fn insert_refresh<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     token_hash: &str,
     row: &RefreshRow,
 ) -> Result<()> {
@@ -179,14 +179,15 @@ async fn insert_refresh(
     .bind(&row.scope)
     .bind(row.create_time)
     .bind(row.expire_time)
-    .execute(&mut **tx)
+    .execute(executor)
     .await?;
     Ok(())
 }
 
-/// Records a revocation in the feed, in the caller's transaction (idempotent).
-pub(crate) async fn insert_revocation(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+/// Records a revocation in the feed (on the pool, or in the caller's transaction);
+/// idempotent.
+pub(crate) async fn insert_revocation<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     kind: RevocationKind,
     id: &str,
     now: i64,
@@ -205,7 +206,7 @@ pub(crate) async fn insert_revocation(
     .bind(now)
     .bind(forget_time)
     .bind(i64::try_from(generation).unwrap_or(i64::MAX))
-    .execute(&mut **tx)
+    .execute(executor)
     .await?;
     Ok(())
 }
@@ -412,7 +413,7 @@ impl Store {
         };
         let generation = u64::try_from(updated.try_get::<i64, _>(0)?).unwrap_or(u64::MAX);
         insert_revocation(
-            &mut tx,
+            &mut *tx,
             RevocationKind::Principal,
             &format!("{tenant}/{id}"),
             now,
@@ -508,10 +509,7 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn insert_refresh_token(&self, token_hash: &str, row: &RefreshRow) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        insert_refresh(&mut tx, token_hash, row).await?;
-        tx.commit().await?;
-        Ok(())
+        insert_refresh(&self.pool, token_hash, row).await
     }
 
     /// Spends a refresh token and writes its successor, in one transaction: exactly one caller
@@ -556,7 +554,7 @@ impl Store {
                 return Ok(Spend::Invalid);
             };
             let (hash, next) = successor(&row, &principal)?;
-            insert_refresh(&mut tx, &hash, &next).await?;
+            insert_refresh(&mut *tx, &hash, &next).await?;
             tx.commit().await?;
             return Ok(Spend::Spent(principal));
         }
@@ -624,48 +622,52 @@ impl Store {
         Ok(row.is_some())
     }
 
-    // === revoked access tokens ===
+    // === the revocation feed ===
 
-    /// Records an access token's `jti` as revoked until it would have expired anyway.
+    /// Records an access token's `jti` as revoked until `forget_time` (its expiry plus the
+    /// verifiers' leeway).
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn revoke_access_token(&self, jti: &str, expire_time: i64, now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO auth_revoked_access_tokens (jti, expire_time) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(jti)
-        .bind(expire_time)
-        .execute(&mut *tx)
-        .await?;
+    pub async fn revoke_access_token(&self, jti: &str, forget_time: i64, now: i64) -> Result<()> {
         insert_revocation(
-            &mut tx,
+            &self.pool,
             RevocationKind::AccessToken,
             jti,
             now,
-            expire_time,
+            forget_time,
             0,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
-    /// Whether an access token's `jti` was revoked.
+    /// Whether the feed revokes an access token: by its `jti`, by the API key it was
+    /// exchanged for (`akid`), or by a role generation of `principal` (`{tenant}/{id}`)
+    /// above the token's `pgen`. One indexed query.
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM auth_revoked_access_tokens WHERE jti = $1")
-            .bind(jti)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn is_token_revoked(
+        &self,
+        jti: &str,
+        akid: Option<&str>,
+        principal: &str,
+        pgen: u64,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM auth_revocations WHERE (kind = 'access_token' AND id = $1) \
+             OR (kind = 'api_key' AND id = $2) \
+             OR (kind = 'principal' AND id = $3 AND generation > $4) LIMIT 1",
+        )
+        .bind(jti)
+        // No key id is empty: a token not exchanged for a key matches no API-key entry.
+        .bind(akid.unwrap_or_default())
+        .bind(principal)
+        .bind(i64::try_from(pgen).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
-
-    // === the revocation feed ===
 
     /// Up to `limit` revocations recorded at or after `since` that are not yet forgettable
     /// at `now`, oldest first.

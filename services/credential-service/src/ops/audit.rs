@@ -187,7 +187,7 @@ impl DenialBudget {
         if now.duration_since(entry.0) >= DENIAL_WINDOW {
             *entry = (now, 0);
         }
-        entry.1 += 1;
+        entry.1 = entry.1.saturating_add(1);
         entry.1 <= DENIALS_PER_WINDOW
     }
 }

@@ -169,12 +169,12 @@ impl Kms {
     /// [`Error::Database`].
     pub async fn key_changes(&self, since: i64) -> Result<(Vec<KeyRecord>, bool, i64)> {
         let answered = self.clock.now();
-        let mut rows = self
+        let rows = self
             .store
             .keys_changed_since(since, MAX_KEY_CHANGES + 1)
             .await?;
-        let truncated = rows.len() > MAX_KEY_CHANGES as usize;
-        rows.truncate(MAX_KEY_CHANGES as usize);
-        Ok((rows, truncated, answered))
+        let (rows, more) =
+            coffer_proto::paging::split_page(rows, MAX_KEY_CHANGES, |_| String::new());
+        Ok((rows, more.is_some(), answered))
     }
 }

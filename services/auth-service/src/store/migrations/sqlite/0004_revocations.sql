@@ -19,3 +19,9 @@ CREATE TABLE auth_revocations (
     PRIMARY KEY (kind, id)
 );
 CREATE INDEX auth_revocations_by_time ON auth_revocations (revoke_time);
+
+-- Access tokens revoked before the feed existed move into it (verifiers forget them after
+-- their expiry); the feed is then the only record of revoked tokens.
+INSERT INTO auth_revocations (kind, id, revoke_time, forget_time, generation)
+    SELECT 'access_token', jti, 0, expire_time, 0 FROM auth_revoked_access_tokens;
+DROP TABLE auth_revoked_access_tokens;
