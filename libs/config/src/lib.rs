@@ -126,6 +126,37 @@ impl<'a> Parser<'a> {
         parsed
     }
 
+    /// A setting parsed by `parse`, `default` when unset: the default is a typed value, so
+    /// it is written once, beside the setting's constructor default. An unparsable value is
+    /// reported as "invalid value", without echoing it.
+    pub fn or<T>(&mut self, key: &str, default: T, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+        match self.value(key) {
+            None => Some(default),
+            Some(raw) => {
+                let parsed = parse(&raw);
+                if parsed.is_none() {
+                    self.error(key, "invalid value");
+                }
+                parsed
+            }
+        }
+    }
+
+    /// An optional setting parsed by `parse`: `Some(None)` when unset, `None` (with the
+    /// problem recorded) when unparsable.
+    pub fn optional<T>(&mut self, key: &str, parse: impl Fn(&str) -> Option<T>) -> Option<Option<T>> {
+        match self.value(key) {
+            None => Some(None),
+            Some(raw) => {
+                let parsed = parse(&raw);
+                if parsed.is_none() {
+                    self.error(key, "invalid value");
+                }
+                parsed.map(Some)
+            }
+        }
+    }
+
     /// The TLS material from `{prefix}TLS_CERT`, `TLS_KEY` and `TLS_CA` (all required).
     pub fn tls(&mut self) -> Option<TlsMaterial> {
         let cert = self.required("TLS_CERT");

@@ -59,6 +59,53 @@ pub enum Error {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
+/// How a service reaches its database, parsed in the service's section:
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `DATABASE_URL` | required | `sqlite:PATH` or `postgres://...` (secret: it may hold a password) |
+/// | `DATABASE_MAX_CONNECTIONS` | 16 | PostgreSQL pool size (SQLite always uses one connection) |
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite:...` or `postgres://...`.
+    pub url: SecretString,
+    /// PostgreSQL pool size.
+    pub max_connections: u32,
+}
+
+/// The PostgreSQL pool size, unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+impl Config {
+    /// `url` with the default pool size.
+    pub fn new(url: SecretString) -> Self {
+        Self {
+            url,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Parses `DATABASE_URL` and `DATABASE_MAX_CONNECTIONS`; `None` with the problems
+    /// recorded in `p`.
+    pub fn parse(p: &mut coffer_config::Parser<'_>) -> Option<Self> {
+        let url = p.required("DATABASE_URL").and_then(|url| {
+            if Backend::from_url(&url).is_some() {
+                Some(SecretString::from(url))
+            } else {
+                p.error("DATABASE_URL", "must start with sqlite: or postgres://");
+                None
+            }
+        });
+        let max_connections = p.or("DATABASE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, |s| {
+            s.parse::<u32>().ok().filter(|n| *n > 0)
+        });
+        Some(Self {
+            url: url?,
+            max_connections: max_connections?,
+        })
+    }
+}
+
 /// An open, migrated database: the pool and which backend it talks to.
 #[derive(Debug)]
 pub struct Database {
@@ -76,11 +123,8 @@ pub struct Database {
 ///
 /// # Errors
 /// [`Error`] saying which step failed.
-pub async fn connect(
-    url: &SecretString,
-    max_connections: u32,
-    migrations: &Migrations,
-) -> Result<Database, Error> {
+pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Database, Error> {
+    let (url, max_connections) = (&config.url, config.max_connections);
     sqlx::any::install_default_drivers();
     let backend = Backend::from_url(url.expose_secret()).ok_or(Error::UnsupportedUrl)?;
     let options = match backend {

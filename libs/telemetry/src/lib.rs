@@ -5,14 +5,12 @@
 //!   (`OTEL_EXPORTER_OTLP_ENDPOINT`), spans exported over OTLP/gRPC.
 //! - [`propagation`]: W3C trace context (`traceparent`) carried in gRPC metadata, so one trace
 //!   spans every service a request crosses.
-//! - [`metrics`]: a Prometheus (OpenMetrics) `/metrics` endpoint for a service's counters.
-//! - [`ShutdownSignal`]: Ctrl-C or SIGTERM; [`process::run`]: the shared `main` of service
-//!   binaries.
+//! - [`ShutdownSignal`]: Ctrl-C or SIGTERM.
+//!
+//! The server stack, the process main and `/metrics` live in `coffer-server`.
 //!
 //! Nothing here ever formats a secret: handlers record only the fields they list.
 
-pub mod metrics;
-pub mod process;
 pub mod propagation;
 
 use std::str::FromStr;

@@ -5,13 +5,11 @@
 //! key-service at start-up; without key-service the service does not start. One key for all
 //! tenants' chains: each link names its tenant, so events cannot be moved between chains.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use coffer_crypto::AuditKey;
-use coffer_proto::pb;
-use coffer_proto::pb::key_service_client::KeyServiceClient;
-use tonic::transport::Channel;
+use coffer_key_client::wrapped::{self, WrappedKeyStore};
+use coffer_key_client::{Context, KeyClient};
 
 use crate::store::Store;
 use crate::{Error, Result, now};
@@ -23,60 +21,27 @@ pub const AUDIT_KEY_NAME: &str = "tenants/coffer-system/keys/auth-audit";
 ///
 /// # Errors
 /// [`Error::KeyService`] (fail closed), [`Error::Database`].
-pub async fn load_or_create(store: &Store, channel: Channel) -> Result<Arc<AuditKey>> {
-    let mut client = KeyServiceClient::new(channel);
-    if let Some(wrapped) = store.wrapped_audit_key().await? {
-        return unwrap(&mut client, wrapped).await;
-    }
-    let created = client
-        .create_key(pb::CreateKeyRequest {
-            name: AUDIT_KEY_NAME.to_owned(),
-            deletion_allowed: false,
-        })
-        .await;
-    match created {
-        Ok(_) => {}
-        Err(status) if status.code() == tonic::Code::AlreadyExists => {}
-        Err(status) => return Err(Error::KeyService(status)),
-    }
-    let generated = client
-        .generate_data_key(pb::GenerateDataKeyRequest {
-            name: AUDIT_KEY_NAME.to_owned(),
-            encryption_context: context(),
-            wrapped_only: false,
-        })
-        .await
-        .map_err(Error::KeyService)?
-        .into_inner();
-    store
-        .insert_wrapped_audit_key(&generated.ciphertext, now())
-        .await?;
-    match store.wrapped_audit_key().await? {
-        Some(stored) if stored == generated.ciphertext => {
-            let plaintext = coffer_crypto::SecretBytes::new(generated.plaintext);
-            Ok(Arc::new(AuditKey::from_bytes(plaintext.expose_secret())?))
-        }
-        Some(stored) => unwrap(&mut client, stored).await,
-        None => Err(Error::Corrupt("audit key vanished")),
-    }
-}
-
-async fn unwrap(client: &mut KeyServiceClient<Channel>, wrapped: Vec<u8>) -> Result<Arc<AuditKey>> {
-    let response = client
-        .decrypt(pb::DecryptRequest {
-            name: AUDIT_KEY_NAME.to_owned(),
-            ciphertext: wrapped,
-            encryption_context: context(),
-            ciphertext_text: String::new(),
-        })
-        .await
-        .map_err(Error::KeyService)?
-        .into_inner();
-    let plaintext = coffer_crypto::SecretBytes::new(response.plaintext);
+pub async fn load_or_create(store: &Store, client: &KeyClient) -> Result<Arc<AuditKey>> {
+    let plaintext = wrapped::load_or_create(client, &AuditKeyRow(store), AUDIT_KEY_NAME, &context()).await?;
     Ok(Arc::new(AuditKey::from_bytes(plaintext.expose_secret())?))
 }
 
+/// The row that holds the wrapped audit key.
+struct AuditKeyRow<'a>(&'a Store);
+
+impl WrappedKeyStore for AuditKeyRow<'_> {
+    type Error = Error;
+
+    async fn load(&self) -> Result<Option<Vec<u8>>> {
+        self.0.wrapped_audit_key().await
+    }
+
+    async fn insert(&self, wrapped: &[u8]) -> Result<()> {
+        self.0.insert_wrapped_audit_key(wrapped, now()).await
+    }
+}
+
 /// Binds the wrapped key to its purpose.
-fn context() -> HashMap<String, String> {
-    HashMap::from([("purpose".to_owned(), "auth-service/audit-chain".to_owned())])
+fn context() -> Context {
+    Context::from([("purpose".to_owned(), "auth-service/audit-chain".to_owned())])
 }

@@ -1,7 +1,6 @@
 //! auth-service configuration: `COFFER_AUTH_SERVICE__{KEY}` variables or `[auth_service]` in
 //! a TOML file (see `coffer_config`). Parsed once at start-up; every problem is reported.
 
-use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use coffer_authn::jwt::RsaBits;
 pub use coffer_config::ConfigErrors;
 use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
-use coffer_telemetry::LogFormat;
+use coffer_server::upstream::{DEFAULT_TRUST_DOMAIN, Upstream};
 use coffer_transport::{SpiffeId, TlsMaterial};
 use secrecy::SecretString;
 
@@ -18,28 +17,18 @@ use crate::signing::TokenSettings;
 
 /// The validated auth-service configuration.
 pub struct Config {
-    /// Address the binary binds (`..__LISTEN`, default `0.0.0.0:50052`).
-    pub listen: SocketAddr,
-    /// `sqlite:...` or `postgres://...` (`..__DATABASE_URL`, required; secret).
-    pub database_url: SecretString,
-    /// PostgreSQL pool size (`..__DATABASE_MAX_CONNECTIONS`, default 16).
-    pub database_max_connections: u32,
-    /// Server certificate, key and CA (`..__TLS_CERT`, `..__TLS_KEY`, `..__TLS_CA`,
-    /// required); the same certificate is the client identity towards key-service.
-    pub tls: TlsMaterial,
+    /// The settings every server has (see [`coffer_server::config`]); default port 50052.
+    pub server: coffer_server::Config,
+    /// The database (see [`coffer_db::Config`]).
+    pub database: coffer_db::Config,
     /// SPIFFE trust domain (`..__TRUST_DOMAIN`, default `coffer.local`): operators are
     /// `spiffe://{td}/operator/...`; credential-service and gateway may introspect.
     pub trust_domain: String,
-    /// key-service address (`..__KEY_SERVICE_URL`, required, `https://host:port`). Signing
-    /// keys are stored only encrypted by it; without it the service does not start.
-    pub key_service_url: String,
-    /// The name key-service's certificate must carry (`..__KEY_SERVICE_SERVER_NAME`, default
-    /// the URL's host).
-    pub key_service_server_name: String,
-    /// The SPIFFE ID key-service's certificate must carry (`..__KEY_SERVICE_IDENTITY`,
-    /// default `spiffe://{trust_domain}/key-service`), so no other service's certificate
-    /// can stand in for it.
-    pub key_service_identity: SpiffeId,
+    /// key-service (`..__KEY_SERVICE_URL`, required; `..__KEY_SERVICE_SERVER_NAME`;
+    /// `..__KEY_SERVICE_IDENTITY`, default `spiffe://{trust_domain}/key-service`; see
+    /// [`coffer_server::upstream`]). Signing keys are stored only encrypted by it; without
+    /// it the service does not start.
+    pub key_service: Upstream,
     /// The key-service key that encrypts signing keys (`..__SIGNING_KEY_NAME`, default
     /// `tenants/coffer-system/keys/auth-signing`).
     pub signing_key_name: String,
@@ -75,55 +64,62 @@ pub struct Config {
     /// (`..__API_KEY_CHANGE_POLL`, default `250ms`): a revocation reaches every replica within
     /// that time.
     pub api_key_change_poll: Duration,
-    /// Longest time one request may take (`..__REQUEST_TIMEOUT`, default `30s`).
-    pub request_timeout: Duration,
-    /// How long shutdown waits for in-flight calls (`..__SHUTDOWN_GRACE_PERIOD`, `30s`).
-    pub shutdown_grace_period: Duration,
-    /// `human` or `json` (`..__LOG_FORMAT`, default `human`).
-    pub log_format: LogFormat,
-    /// OTLP collector (`OTEL_EXPORTER_OTLP_ENDPOINT`), if any.
-    pub otlp_endpoint: Option<String>,
 }
+
+/// The auth-service's default port.
+pub const DEFAULT_PORT: u16 = 50052;
+const DEFAULT_ISSUER: &str = "https://coffer.local";
+const DEFAULT_AUDIENCE: &str = "coffer";
+const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
+const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+const DEFAULT_BCRYPT_COST: u32 = 12;
+const DEFAULT_LOCKOUT: Lockout = Lockout {
+    max_failures: 5,
+    duration: Duration::from_secs(15 * 60),
+    source_max_failures: 20,
+};
+const DEFAULT_SIGNING_KEY_REFRESH: Duration = Duration::from_secs(10);
+const DEFAULT_API_KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+const DEFAULT_API_KEY_CACHE_CAPACITY: NonZeroUsize = match NonZeroUsize::new(10_000) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+const DEFAULT_API_KEY_CHANGE_POLL: Duration = Duration::from_millis(250);
 
 impl Config {
     /// A configuration with every optional setting at its default.
+    ///
+    /// # Panics
+    /// Never for an https URL with a host; tests and `coffer up` pass their own.
+    #[allow(clippy::expect_used)]
     pub fn new(database_url: SecretString, tls: TlsMaterial, key_service_url: String) -> Self {
-        let key_service_server_name =
-            coffer_config::https_host(&key_service_url).unwrap_or_default();
+        let trust_domain = DEFAULT_TRUST_DOMAIN.to_owned();
+        // Holds for every caller: `coffer up` and the tests pass https://127.0.0.1:port.
+        let key_service = coffer_server::upstream::at(key_service_url, "key-service", &trust_domain)
+            .expect("an https://host:port key-service URL");
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50052)),
-            database_url,
-            database_max_connections: 16,
-            tls,
-            trust_domain: "coffer.local".to_owned(),
-            key_service_url,
-            key_service_server_name,
-            key_service_identity: default_key_service_identity("coffer.local"),
+            server: coffer_server::Config::new(tls, DEFAULT_PORT),
+            database: coffer_db::Config::new(database_url),
+            trust_domain,
+            key_service,
             signing_key_name: DEFAULT_SIGNING_KEY_NAME.to_owned(),
             tokens: TokenSettings {
-                issuer: "https://coffer.local".to_owned(),
-                audience: "coffer".to_owned(),
-                access_token_ttl: Duration::from_secs(15 * 60),
-                leeway: Duration::from_secs(5),
+                issuer: DEFAULT_ISSUER.to_owned(),
+                audience: DEFAULT_AUDIENCE.to_owned(),
+                access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+                leeway: DEFAULT_LEEWAY,
                 rsa_bits: RsaBits::Rsa2048,
             },
-            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
-            bcrypt_cost: 12,
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
             bcrypt_concurrency: default_concurrency(),
             bcrypt_per_source: default_per_source(default_concurrency()),
-            lockout: Lockout {
-                max_failures: 5,
-                duration: Duration::from_secs(15 * 60),
-                source_max_failures: 20,
-            },
-            signing_key_refresh: Duration::from_secs(10),
-            api_key_cache_ttl: Duration::from_secs(30),
-            api_key_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
-            api_key_change_poll: Duration::from_millis(250),
-            request_timeout: Duration::from_secs(30),
-            shutdown_grace_period: Duration::from_secs(30),
-            log_format: LogFormat::Human,
-            otlp_endpoint: None,
+            lockout: DEFAULT_LOCKOUT,
+            signing_key_refresh: DEFAULT_SIGNING_KEY_REFRESH,
+            api_key_cache_ttl: DEFAULT_API_KEY_CACHE_TTL,
+            api_key_cache_capacity: DEFAULT_API_KEY_CACHE_CAPACITY,
+            api_key_change_poll: DEFAULT_API_KEY_CHANGE_POLL,
         }
     }
 
@@ -142,94 +138,71 @@ impl Config {
     /// [`ConfigErrors`] listing every problem.
     pub fn from_values(values: &Values) -> Result<Self, ConfigErrors> {
         let mut p = Parser::new(values, PREFIX);
-        let listen = p.parse("LISTEN", "0.0.0.0:50052", |s| s.parse::<SocketAddr>().ok());
-        let database_url = p.required("DATABASE_URL").map(SecretString::from);
-        let database_max_connections = p.parse("DATABASE_MAX_CONNECTIONS", "16", |s| {
-            s.parse::<u32>().ok().filter(|n| *n > 0)
+        let server = coffer_server::Config::parse(&mut p, DEFAULT_PORT);
+        let database = coffer_db::Config::parse(&mut p);
+        let trust_domain = p.or("TRUST_DOMAIN", DEFAULT_TRUST_DOMAIN.to_owned(), |s| {
+            SpiffeId::new(s, "x").ok().map(|_| s.to_owned())
         });
-        let tls = p.tls();
-        let trust_domain = p.parse("TRUST_DOMAIN", "coffer.local", |s| {
-            coffer_transport::SpiffeId::new(s, "x")
-                .ok()
-                .map(|_| s.to_owned())
+        let key_service = trust_domain.as_ref().and_then(|domain| {
+            coffer_server::upstream::parse(&mut p, "KEY_SERVICE", "key-service", domain)
         });
-        let key_service_url = p.required("KEY_SERVICE_URL").filter(|url| {
-            let ok = url.starts_with("https://") && coffer_config::https_host(url).is_some();
-            if !ok {
-                p.error("KEY_SERVICE_URL", "must be https://host:port");
-            }
-            ok
-        });
-        let server_name = p.value("KEY_SERVICE_SERVER_NAME");
-        let key_service_identity = match p.value("KEY_SERVICE_IDENTITY") {
-            Some(text) => match SpiffeId::parse(&text) {
-                Ok(id) => Some(id),
-                Err(_) => {
-                    p.error("KEY_SERVICE_IDENTITY", "must be a spiffe:// ID");
-                    None
-                }
-            },
-            None => None,
-        };
-        let signing_key_name = p.parse("SIGNING_KEY_NAME", DEFAULT_SIGNING_KEY_NAME, |s| {
+        let signing_key_name = p.or("SIGNING_KEY_NAME", DEFAULT_SIGNING_KEY_NAME.to_owned(), |s| {
             s.strip_prefix("tenants/")
                 .filter(|r| r.contains("/keys/"))
                 .map(|_| s.to_owned())
         });
-        let issuer = p.parse("ISSUER", "https://coffer.local", |s| Some(s.to_owned()));
-        let audience = p.parse("AUDIENCE", "coffer", |s| Some(s.to_owned()));
-        let access_token_ttl = p.parse("ACCESS_TOKEN_TTL", "15m", |s| {
+        let issuer = p.or("ISSUER", DEFAULT_ISSUER.to_owned(), |s| Some(s.to_owned()));
+        let audience = p.or("AUDIENCE", DEFAULT_AUDIENCE.to_owned(), |s| Some(s.to_owned()));
+        let access_token_ttl = p.or("ACCESS_TOKEN_TTL", DEFAULT_ACCESS_TOKEN_TTL, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
-        let leeway = p.parse("LEEWAY", "5s", |s| {
+        let leeway = p.or("LEEWAY", DEFAULT_LEEWAY, |s| {
             parse_duration(s).filter(|d| *d <= coffer_authn::jwt::MAX_LEEWAY)
         });
-        let rsa_bits = p.parse("RSA_BITS", "2048", |s| match s {
+        let rsa_bits = p.or("RSA_BITS", RsaBits::Rsa2048, |s| match s {
             "2048" => Some(RsaBits::Rsa2048),
             "3072" => Some(RsaBits::Rsa3072),
             "4096" => Some(RsaBits::Rsa4096),
             _ => None,
         });
-        let refresh_token_ttl = p.parse("REFRESH_TOKEN_TTL", "30d", |s| {
+        let refresh_token_ttl = p.or("REFRESH_TOKEN_TTL", DEFAULT_REFRESH_TOKEN_TTL, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
-        let bcrypt_cost = p.parse("BCRYPT_COST", "12", |s| {
+        let bcrypt_cost = p.or("BCRYPT_COST", DEFAULT_BCRYPT_COST, |s| {
             s.parse::<u32>().ok().filter(|c| (4..=31).contains(c))
         });
-        let concurrency = default_concurrency().to_string();
-        let bcrypt_concurrency = p.parse("BCRYPT_CONCURRENCY", &concurrency, |s| {
+        let bcrypt_concurrency = p.or("BCRYPT_CONCURRENCY", default_concurrency(), |s| {
             s.parse::<usize>().ok().filter(|n| *n > 0)
         });
-        let per_source = default_per_source(bcrypt_concurrency.unwrap_or(1)).to_string();
-        let bcrypt_per_source = p.parse("BCRYPT_PER_SOURCE", &per_source, |s| {
+        let per_source = default_per_source(bcrypt_concurrency.unwrap_or(1));
+        let bcrypt_per_source = p.or("BCRYPT_PER_SOURCE", per_source, |s| {
             s.parse::<usize>().ok().filter(|n| *n > 0)
         });
-        let max_failures = p.parse("LOGIN_MAX_FAILURES", "5", |s| {
+        let max_failures = p.or("LOGIN_MAX_FAILURES", DEFAULT_LOCKOUT.max_failures, |s| {
             s.parse::<u32>().ok().filter(|n| *n > 0)
         });
-        let source_max_failures = p.parse("SOURCE_MAX_FAILURES", "20", |s| {
-            s.parse::<u32>().ok().filter(|n| *n > 0)
-        });
-        let lockout_duration = p.parse("LOGIN_LOCKOUT", "15m", parse_duration);
-        let signing_key_refresh = p.parse("SIGNING_KEY_REFRESH", "10s", |s| {
+        let source_max_failures = p.or(
+            "SOURCE_MAX_FAILURES",
+            DEFAULT_LOCKOUT.source_max_failures,
+            |s| s.parse::<u32>().ok().filter(|n| *n > 0),
+        );
+        let lockout_duration = p.or("LOGIN_LOCKOUT", DEFAULT_LOCKOUT.duration, parse_duration);
+        let signing_key_refresh = p.or("SIGNING_KEY_REFRESH", DEFAULT_SIGNING_KEY_REFRESH, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
-        let api_key_cache_ttl = p.parse("API_KEY_CACHE_TTL", "30s", parse_duration);
-        let api_key_cache_capacity = p.parse("API_KEY_CACHE_CAPACITY", "10000", |s| {
-            s.parse::<NonZeroUsize>().ok()
-        });
-        let api_key_change_poll = p.parse("API_KEY_CHANGE_POLL", "250ms", |s| {
+        let api_key_cache_ttl = p.or("API_KEY_CACHE_TTL", DEFAULT_API_KEY_CACHE_TTL, parse_duration);
+        let api_key_cache_capacity =
+            p.or("API_KEY_CACHE_CAPACITY", DEFAULT_API_KEY_CACHE_CAPACITY, |s| {
+                s.parse::<NonZeroUsize>().ok()
+            });
+        let api_key_change_poll = p.or("API_KEY_CHANGE_POLL", DEFAULT_API_KEY_CHANGE_POLL, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
-        let request_timeout = p.parse("REQUEST_TIMEOUT", "30s", parse_duration);
-        let shutdown_grace_period = p.parse("SHUTDOWN_GRACE_PERIOD", "30s", parse_duration);
-        let log_format = p.parse("LOG_FORMAT", "human", |s| s.parse::<LogFormat>().ok());
-        let otlp_endpoint = p.otlp_endpoint();
 
         // Every `None` above has recorded a problem, so the fallback only runs with problems.
         let (
-            (Some(listen), Some(database_url), Some(database_max_connections), Some(tls)),
-            (Some(trust_domain), Some(key_service_url), Some(signing_key_name)),
+            (Some(server), Some(database), Some(trust_domain), Some(key_service)),
+            Some(signing_key_name),
             (Some(issuer), Some(audience), Some(access_token_ttl), Some(leeway), Some(rsa_bits)),
             (
                 Some(refresh_token_ttl),
@@ -244,10 +217,9 @@ impl Config {
                 Some(source_max_failures),
             ),
             (Some(api_key_cache_ttl), Some(api_key_cache_capacity), Some(api_key_change_poll)),
-            (Some(request_timeout), Some(shutdown_grace_period), Some(log_format)),
         ) = (
-            (listen, database_url, database_max_connections, tls),
-            (trust_domain, key_service_url, signing_key_name),
+            (server, database, trust_domain, key_service),
+            signing_key_name,
             (issuer, audience, access_token_ttl, leeway, rsa_bits),
             (
                 refresh_token_ttl,
@@ -266,7 +238,6 @@ impl Config {
                 api_key_cache_capacity,
                 api_key_change_poll,
             ),
-            (request_timeout, shutdown_grace_period, log_format),
         )
         else {
             return Err(p.into_errors());
@@ -274,20 +245,11 @@ impl Config {
         if !p.is_ok() {
             return Err(p.into_errors());
         }
-        let key_service_server_name = server_name
-            .or_else(|| coffer_config::https_host(&key_service_url))
-            .unwrap_or_default();
-        let key_service_identity =
-            key_service_identity.unwrap_or_else(|| default_key_service_identity(&trust_domain));
         Ok(Self {
-            listen,
-            database_url,
-            database_max_connections,
-            tls,
+            server,
+            database,
             trust_domain,
-            key_service_url,
-            key_service_server_name,
-            key_service_identity,
+            key_service,
             signing_key_name,
             tokens: TokenSettings {
                 issuer,
@@ -309,10 +271,6 @@ impl Config {
             api_key_cache_ttl,
             api_key_cache_capacity,
             api_key_change_poll,
-            request_timeout,
-            shutdown_grace_period,
-            log_format,
-            otlp_endpoint,
         })
     }
 }
@@ -320,19 +278,11 @@ impl Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("key_service_url", &self.key_service_url)
+            .field("listen", &self.server.listen)
+            .field("key_service", &self.key_service)
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
-}
-
-/// `spiffe://{trust_domain}/key-service`.
-#[allow(clippy::expect_used)]
-fn default_key_service_identity(trust_domain: &str) -> SpiffeId {
-    // Holds: every trust domain reaching here was validated by building an ID under it
-    // (`TRUST_DOMAIN` above, or the literal default), and `key-service` is a valid path.
-    SpiffeId::new(trust_domain, "key-service").expect("a validated trust domain")
 }
 
 /// Half the pool for one source, at least one slot.

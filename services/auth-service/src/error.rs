@@ -1,6 +1,12 @@
-//! The auth-service's one error type and its one mapping to a gRPC status.
+//! The auth-service's one error type and its one mapping to a gRPC status, with a
+//! `google.rpc.ErrorInfo` (domain [`DOMAIN`]) on every status and a `google.rpc.BadRequest`
+//! on INVALID_ARGUMENT.
 
-use tonic::Status;
+use coffer_server::status::{self, reasons};
+use tonic::{Code, Status};
+
+/// The `ErrorInfo.domain` of every auth-service error.
+pub const DOMAIN: &str = "coffer.v1.AuthService";
 
 /// Everything that can go wrong in the auth-service.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +43,7 @@ pub enum Error {
     ResourceExhausted(&'static str),
     /// key-service refused or failed a call.
     #[error("key-service call failed")]
-    KeyService(#[source] tonic::Status),
+    KeyService(#[from] coffer_key_client::Error),
     /// key-service cannot be reached.
     #[error("key-service unreachable")]
     KeyServiceConnect(#[source] coffer_transport::Error),
@@ -62,12 +68,9 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
-    /// The TLS configuration was refused.
-    #[error("TLS configuration refused")]
-    Tls(#[source] tonic::transport::Error),
     /// The gRPC server failed or could not be set up.
     #[error("gRPC server failed")]
-    Serve(#[source] coffer_proto::ServeError),
+    Serve(#[source] coffer_server::ServeError),
 }
 
 /// `Result` with the auth-service [`Error`].
@@ -86,7 +89,7 @@ impl Error {
     }
 }
 
-impl coffer_telemetry::process::Failure for Error {
+impl coffer_server::Failure for Error {
     /// Configuration is refused before `serve`; every failure here is a fault.
     fn is_misconfiguration(&self) -> bool {
         false
@@ -95,42 +98,72 @@ impl coffer_telemetry::process::Failure for Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        let with = |code: Code, message: String, reason: &'static str| {
+            status::with_reason(code, message, DOMAIN, reason)
+        };
         match error {
-            Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
-            Error::NotFound(_) => Status::not_found(error.to_string()),
-            Error::AlreadyExists(_) => Status::already_exists(error.to_string()),
+            Error::InvalidArgument { field, reason } => {
+                status::invalid_argument(field, reason, DOMAIN, reasons::INVALID_ARGUMENT)
+            }
+            Error::NotFound(_) => with(Code::NotFound, error.to_string(), reasons::NOT_FOUND),
+            Error::AlreadyExists(_) => {
+                with(Code::AlreadyExists, error.to_string(), reasons::ALREADY_EXISTS)
+            }
             Error::Unauthenticated { why } => {
                 tracing::info!(why, "authentication failed");
-                Status::unauthenticated("invalid credentials")
+                with(
+                    Code::Unauthenticated,
+                    "invalid credentials".to_owned(),
+                    reasons::UNAUTHENTICATED,
+                )
             }
             Error::PermissionDenied { ref why } => {
                 tracing::info!(why, "permission denied");
-                Status::permission_denied("permission denied")
+                with(
+                    Code::PermissionDenied,
+                    "permission denied".to_owned(),
+                    reasons::NOT_ALLOWED,
+                )
             }
-            Error::ResourceExhausted(message) => Status::resource_exhausted(message),
-            Error::KeyService(ref status) => {
-                tracing::error!(code = ?status.code(), "key-service call failed");
-                Status::unavailable("a dependency is unavailable")
-            }
+            Error::ResourceExhausted(message) => with(
+                Code::ResourceExhausted,
+                message.to_owned(),
+                reasons::RESOURCE_EXHAUSTED,
+            ),
+            Error::KeyService(ref cause) => cause.to_status(DOMAIN),
             Error::KeyServiceConnect(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "key-service unreachable");
-                Status::unavailable("a dependency is unavailable")
+                with(
+                    Code::Unavailable,
+                    "key-service is unavailable; retry later".to_owned(),
+                    reasons::UNAVAILABLE,
+                )
             }
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
-                Status::unavailable("storage unavailable")
+                with(
+                    Code::Unavailable,
+                    "storage unavailable".to_owned(),
+                    reasons::UNAVAILABLE,
+                )
+            }
+            Error::Corrupt(what) => {
+                tracing::error!(what, "stored data fails its integrity check");
+                with(
+                    Code::DataLoss,
+                    "stored data fails its integrity check".to_owned(),
+                    reasons::DATA_LOSS,
+                )
             }
             Error::Database(_)
             | Error::Open(_)
             | Error::Token(_)
             | Error::Bcrypt(_)
             | Error::Crypto(_)
-            | Error::Corrupt(_)
             | Error::Task(_)
-            | Error::Tls(_)
             | Error::Serve(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                Status::internal("internal error")
+                with(Code::Internal, "internal error".to_owned(), reasons::INTERNAL)
             }
         }
     }
@@ -150,9 +183,14 @@ mod tests {
     }
 
     #[test]
-    fn dependency_failures_are_unavailable_without_detail() {
-        let status = Status::from(Error::KeyService(Status::internal("secret detail")));
+    fn only_a_dependency_outage_is_unavailable_and_no_answer_carries_its_detail() {
+        let status = Status::from(Error::KeyService(Status::unavailable("secret detail").into()));
         assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(!status.message().contains("secret"));
+        let status = Status::from(Error::KeyService(
+            Status::permission_denied("secret detail").into(),
+        ));
+        assert_eq!(status.code(), tonic::Code::Internal);
         assert!(!status.message().contains("secret"));
     }
 }

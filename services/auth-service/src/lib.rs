@@ -22,16 +22,17 @@ pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use coffer_key_client::KeyClient;
 use coffer_proto::pb::auth_service_server::AuthServiceServer;
+use coffer_server::Listeners;
+use coffer_server::task::{self, Start};
 use secrecy::ExposeSecret as _;
-use tokio::net::TcpListener;
-use tonic::server::NamedService as _;
-use tonic::transport::Server;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{DOMAIN, Error, Result};
 
 use crate::api::AuthServiceApi;
 use crate::authz::Identities;
@@ -41,29 +42,28 @@ use crate::password::Passwords;
 use crate::signing::{KeyServiceVault, SigningKeys};
 use crate::store::Store;
 
-/// Runs the auth-service on `listener` until `shutdown` resolves, then drains in-flight calls.
+/// Runs the auth-service on `listeners` until `shutdown` resolves, then drains in-flight
+/// calls.
 ///
 /// # Errors
 /// Start-up failures: [`Error::Open`] (database), [`Error::KeyServiceConnect`] or
-/// [`Error::KeyService`] (key-service unreachable or refusing), [`Error::Tls`]; and a failed
-/// server ([`Error::Serve`]).
+/// [`Error::KeyService`] (key-service unreachable or refusing); and a failed server
+/// ([`Error::Serve`]).
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = Store::connect(&config.database).await?;
     let replicas_notify = store.backend() == coffer_db::Backend::Postgres;
-    let channel = coffer_transport::Upstream {
-        url: config.key_service_url.clone(),
-        server_name: config.key_service_server_name.clone(),
-        identity: config.key_service_identity.clone(),
-    }
-    .connect(&config.tls)
-    .await
-    .map_err(Error::KeyServiceConnect)?;
-    let audit_key = audit_key::load_or_create(&store, channel.clone()).await?;
-    let vault = KeyServiceVault::open(channel, config.signing_key_name.clone()).await?;
+    let channel = config
+        .key_service
+        .connect(&config.server.tls)
+        .await
+        .map_err(Error::KeyServiceConnect)?;
+    let key_service = KeyClient::new(channel);
+    let audit_key = audit_key::load_or_create(&store, &key_service).await?;
+    let vault = KeyServiceVault::open(key_service, config.signing_key_name.clone()).await?;
     let keys = SigningKeys::load(
         store.clone(),
         vault,
@@ -87,82 +87,61 @@ pub async fn serve(
         audit_key,
     ));
 
-    let reloader = tokio::spawn(reload_signing_keys(
-        Arc::clone(&auth),
-        config.signing_key_refresh,
-    ));
-    let evictor = tokio::spawn(evict_changed_api_keys(
-        Arc::clone(&auth),
-        config.api_key_change_poll,
-    ));
-    let change_listener = replicas_notify.then(|| {
-        tokio::spawn(listen_for_changes(
+    let mut tasks = vec![
+        reload_signing_keys(Arc::clone(&auth), config.signing_key_refresh),
+        evict_changed_api_keys(Arc::clone(&auth), config.api_key_change_poll),
+    ];
+    if replicas_notify {
+        tasks.push(task::spawn(listen_for_changes(
             Arc::clone(&auth),
-            config.database_url.clone(),
-        ))
-    });
+            config.database.url.clone(),
+        )));
+    }
     let identities = Identities::new(
         &config.trust_domain,
         Identities::default_introspectors(&config.trust_domain),
     );
-    let api = AuthServiceApi::new(Arc::clone(&auth), identities);
-    let router = Server::builder()
-        .tls_config(config.tls.server_config())
-        .map_err(Error::Tls)?
-        .timeout(config.request_timeout)
-        .trace_fn(coffer_telemetry::propagation::grpc_span)
-        .add_service(AuthServiceServer::new(api));
-    let served = coffer_proto::serve(
-        router,
-        AuthServiceServer::<AuthServiceApi>::NAME,
-        listener,
+    let api = AuthServiceServer::new(AuthServiceApi::new(Arc::clone(&auth), identities));
+    let served = coffer_server::serve(
+        &config.server,
+        api,
+        coffer_server::metrics::Registry::default(),
+        listeners.into(),
         shutdown,
     )
     .await
     .map_err(Error::Serve);
-    reloader.abort();
-    evictor.abort();
-    if let Some(listener) = change_listener {
-        listener.abort();
-    }
+    drop(tasks);
     auth.store().close().await;
     served
 }
 
-/// Re-reads the signing keys (and drops forgettable revocations) every `interval`, until
-/// aborted.
-async fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        if let Err(error) = auth.keys().reload().await {
-            tracing::warn!(error = %coffer_telemetry::error_chain(&error), "signing key reload failed");
+/// Re-reads the signing keys (and drops forgettable revocations) every `interval`.
+fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) -> task::Task {
+    task::every("signing key reload", interval, Start::AfterPeriod, move || {
+        let auth = Arc::clone(&auth);
+        async move {
+            auth.keys().reload().await?;
+            // Housekeeping on the same beat: revocations whose tokens have all expired.
+            auth.store().forget_revocations(now()).await
         }
-        // Housekeeping on the same beat: revocations whose tokens have all expired.
-        if let Err(error) = auth.store().forget_revocations(now()).await {
-            tracing::warn!(error = %coffer_telemetry::error_chain(&error), "revocation cleanup failed");
-        }
-    }
+    })
 }
 
 /// Every `interval`, evicts cached API keys that any replica revoked or rolled since the last
-/// look, until aborted. (One second of overlap: change times have one-second resolution.)
-async fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut since = now();
-    loop {
-        ticker.tick().await;
-        let looked = now();
-        match auth.evict_changed_api_keys(since.saturating_sub(1)).await {
-            Ok(_) => since = looked,
-            Err(error) => {
-                tracing::warn!(error = %coffer_telemetry::error_chain(&error), "API key change poll failed")
-            }
+/// look. (One second of overlap: change times have one-second resolution.)
+fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) -> task::Task {
+    let since = Arc::new(AtomicI64::new(now()));
+    task::every("API key change poll", interval, Start::AfterPeriod, move || {
+        let (auth, since) = (Arc::clone(&auth), Arc::clone(&since));
+        async move {
+            let looked = now();
+            auth.evict_changed_api_keys(since.load(Ordering::SeqCst).saturating_sub(1))
+                .await?;
+            since.store(looked, Ordering::SeqCst);
+            Ok::<(), Error>(())
         }
-    }
+    })
 }
 
 /// On PostgreSQL: applies the changes other replicas announce with NOTIFY (API-key

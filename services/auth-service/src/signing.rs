@@ -5,17 +5,14 @@
 //! verified until it expires; then the row is deleted. Every replica reloads the key set every
 //! `refresh_interval` and so picks up a rotation made by another.
 
-use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use coffer_authn::jwks::{Jwk, Jwks};
 use coffer_authn::jwt::{RsaBits, SigningKey, Verifier};
 use coffer_crypto::AuditKey;
-use coffer_proto::pb;
-use coffer_proto::pb::key_service_client::KeyServiceClient;
+use coffer_key_client::{Ciphertext, Context, KeyClient};
 use secrecy::ExposeSecret as _;
-use tonic::transport::Channel;
 
 use crate::store::{ChainEvent, SigningKeyRow, Store};
 
@@ -41,67 +38,42 @@ pub struct TokenSettings {
 /// Encrypts and decrypts private signing keys through key-service.
 #[derive(Debug, Clone)]
 pub struct KeyServiceVault {
-    client: KeyServiceClient<Channel>,
+    client: KeyClient,
     key_name: String,
 }
 
 impl KeyServiceVault {
-    /// Uses `key_name` (`tenants/{t}/keys/{k}`) on the key-service behind `channel`, creating
-    /// the key if it does not exist yet.
+    /// Uses `key_name` (`tenants/{t}/keys/{k}`) on key-service, creating the key if it does
+    /// not exist yet.
     ///
     /// # Errors
     /// [`Error::KeyService`] if key-service refuses.
-    pub async fn open(channel: Channel, key_name: String) -> Result<Self> {
-        let mut client = KeyServiceClient::new(channel);
-        let created = client
-            .create_key(pb::CreateKeyRequest {
-                name: key_name.clone(),
-                deletion_allowed: false,
-            })
-            .await;
-        match created {
-            Ok(_) => tracing::info!(key = %key_name, "created the signing-key encryption key"),
-            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
-            Err(status) => return Err(Error::KeyService(status)),
+    pub async fn open(client: KeyClient, key_name: String) -> Result<Self> {
+        if client.ensure_key(&key_name, false).await? {
+            tracing::info!(key = %key_name, "created the signing-key encryption key");
         }
         Ok(Self { client, key_name })
     }
 
     async fn encrypt(&self, kid: &str, private_key: &[u8]) -> Result<String> {
-        let response = self
+        Ok(self
             .client
-            .clone()
-            .encrypt(pb::EncryptRequest {
-                name: self.key_name.clone(),
-                plaintext: private_key.to_vec(),
-                encryption_context: context(kid),
-                key_version: None,
-            })
-            .await
-            .map_err(Error::KeyService)?;
-        Ok(response.into_inner().ciphertext_text)
+            .encrypt_text(&self.key_name, private_key, context(kid))
+            .await?)
     }
 
     async fn decrypt(&self, kid: &str, ciphertext_text: &str) -> Result<SigningKey> {
-        let response = self
+        let plaintext = self
             .client
-            .clone()
-            .decrypt(pb::DecryptRequest {
-                name: self.key_name.clone(),
-                ciphertext: Vec::new(),
-                encryption_context: context(kid),
-                ciphertext_text: ciphertext_text.to_owned(),
-            })
-            .await
-            .map_err(Error::KeyService)?;
-        let plaintext = coffer_crypto::SecretBytes::new(response.into_inner().plaintext);
+            .decrypt(&self.key_name, Ciphertext::Text(ciphertext_text), context(kid))
+            .await?;
         Ok(SigningKey::from_pkcs8(plaintext.expose_secret())?)
     }
 }
 
 /// The encryption context binding a stored private key to its purpose and kid.
-fn context(kid: &str) -> HashMap<String, String> {
-    HashMap::from([
+fn context(kid: &str) -> Context {
+    Context::from([
         (
             "purpose".to_owned(),
             "auth-service/jwt-signing-key".to_owned(),

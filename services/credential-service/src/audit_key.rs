@@ -6,15 +6,13 @@
 //! start; unwrapped keys stay in a bounded in-memory cache (zeroized when dropped). Without
 //! key-service and without a cached key, audited operations fail closed (UNAVAILABLE).
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_crypto::AuditKey;
-use coffer_proto::pb;
-use coffer_proto::pb::key_service_client::KeyServiceClient;
+use coffer_key_client::wrapped::{self, WrappedKeyStore};
+use coffer_key_client::{Context, KeyClient};
 use lru::LruCache;
-use tonic::transport::Channel;
 
 use crate::store::Store;
 use crate::{Error, Result, now};
@@ -26,15 +24,15 @@ const CACHED_TENANTS: usize = 10_000;
 
 /// Audit keys, per tenant.
 pub struct AuditKeys {
-    client: KeyServiceClient<Channel>,
+    client: KeyClient,
     cache: Mutex<LruCache<String, Arc<AuditKey>>>,
 }
 
 impl AuditKeys {
-    /// Audit keys through the key-service behind `channel`.
-    pub fn new(channel: Channel) -> Self {
+    /// Audit keys through `client`.
+    pub fn new(client: KeyClient) -> Self {
         Self {
-            client: KeyServiceClient::new(channel),
+            client,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHED_TENANTS).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -44,74 +42,18 @@ impl AuditKeys {
     /// The audit key of `tenant`, made on first use.
     ///
     /// # Errors
-    /// [`Error::KeyService`] when key-service is down or refuses (UNAVAILABLE);
-    /// [`Error::Database`].
+    /// [`Error::KeyService`] when key-service is down or refuses; [`Error::Database`].
     pub async fn key(&self, store: &Store, tenant: &str) -> Result<Arc<AuditKey>> {
         if let Some(key) = self.lock().get(tenant) {
             return Ok(Arc::clone(key));
         }
-        let key = match store.wrapped_audit_key(tenant).await? {
-            Some(wrapped) => self.unwrap(tenant, wrapped).await?,
-            None => self.create(store, tenant).await?,
-        };
+        let row = AuditKeyRow { store, tenant };
+        let plaintext =
+            wrapped::load_or_create(&self.client, &row, &key_name(tenant), &context(tenant))
+                .await?;
+        let key = Arc::new(AuditKey::from_bytes(plaintext.expose_secret())?);
         self.lock().put(tenant.to_owned(), Arc::clone(&key));
         Ok(key)
-    }
-
-    async fn create(&self, store: &Store, tenant: &str) -> Result<Arc<AuditKey>> {
-        let created = self
-            .client
-            .clone()
-            .create_key(pb::CreateKeyRequest {
-                name: key_name(tenant),
-                deletion_allowed: false,
-            })
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
-            Err(status) => return Err(Error::KeyService(status)),
-        }
-        let generated = self
-            .client
-            .clone()
-            .generate_data_key(pb::GenerateDataKeyRequest {
-                name: key_name(tenant),
-                encryption_context: context(tenant),
-                wrapped_only: false,
-            })
-            .await
-            .map_err(Error::KeyService)?
-            .into_inner();
-        store
-            .insert_wrapped_audit_key(tenant, &generated.ciphertext, now())
-            .await?;
-        // Another replica may have stored its key first: every replica uses the stored one.
-        match store.wrapped_audit_key(tenant).await? {
-            Some(stored) if stored == generated.ciphertext => {
-                let plaintext = coffer_crypto::SecretBytes::new(generated.plaintext);
-                Ok(Arc::new(AuditKey::from_bytes(plaintext.expose_secret())?))
-            }
-            Some(stored) => self.unwrap(tenant, stored).await,
-            None => Err(Error::Corrupt("audit key vanished")),
-        }
-    }
-
-    async fn unwrap(&self, tenant: &str, wrapped: Vec<u8>) -> Result<Arc<AuditKey>> {
-        let response = self
-            .client
-            .clone()
-            .decrypt(pb::DecryptRequest {
-                name: key_name(tenant),
-                ciphertext: wrapped,
-                encryption_context: context(tenant),
-                ciphertext_text: String::new(),
-            })
-            .await
-            .map_err(Error::KeyService)?
-            .into_inner();
-        let plaintext = coffer_crypto::SecretBytes::new(response.plaintext);
-        Ok(Arc::new(AuditKey::from_bytes(plaintext.expose_secret())?))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Arc<AuditKey>>> {
@@ -120,11 +62,31 @@ impl AuditKeys {
     }
 }
 
+/// The row that holds a tenant's wrapped audit key.
+struct AuditKeyRow<'a> {
+    store: &'a Store,
+    tenant: &'a str,
+}
+
+impl WrappedKeyStore for AuditKeyRow<'_> {
+    type Error = Error;
+
+    async fn load(&self) -> Result<Option<Vec<u8>>> {
+        self.store.wrapped_audit_key(self.tenant).await
+    }
+
+    async fn insert(&self, wrapped: &[u8]) -> Result<()> {
+        self.store
+            .insert_wrapped_audit_key(self.tenant, wrapped, now())
+            .await
+    }
+}
+
 fn key_name(tenant: &str) -> String {
     format!("tenants/{tenant}/keys/{AUDIT_KEY_ID}")
 }
 
 /// Binds the wrapped audit key to its purpose and tenant.
-fn context(tenant: &str) -> HashMap<String, String> {
-    HashMap::from([("coffer.audit".to_owned(), format!("tenants/{tenant}"))])
+fn context(tenant: &str) -> Context {
+    Context::from([("coffer.audit".to_owned(), format!("tenants/{tenant}"))])
 }

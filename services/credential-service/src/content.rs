@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::env::Env;
+use crate::error::reasons;
 use crate::{Error, Result};
 
 /// Largest opaque blob.
@@ -141,7 +142,7 @@ impl Content {
 
 /// The answer to reading values of a zero-knowledge credential.
 pub fn zero_knowledge(name: &str) -> Error {
-    Error::FailedPrecondition(format!(
+    Error::FailedPrecondition(reasons::ZERO_KNOWLEDGE, format!(
         "{name} is a zero-knowledge credential: its values are encrypted by the client, so the \
          server cannot mask, validate, reveal or hydrate them"
     ))

@@ -11,17 +11,14 @@
 //! key changed (a retired version, a scheduled deletion, destruction). While the watcher has
 //! not heard from key-service for over a second, the cache is not used at all.
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use coffer_crypto::DataKey;
-use coffer_proto::pb;
-use coffer_proto::pb::key_service_client::KeyServiceClient;
+use coffer_key_client::{Ciphertext, Context, KeyClient};
 use lru::LruCache;
 use sha2::{Digest as _, Sha256};
-use tonic::transport::Channel;
 
 use crate::{Error, Result};
 
@@ -45,7 +42,7 @@ pub struct IssuedDataKey {
 
 /// Generates and unwraps data keys through key-service.
 pub struct DataKeys {
-    client: KeyServiceClient<Channel>,
+    client: KeyClient,
     key_id: String,
     cache: Mutex<LruCache<[u8; 32], CachedKey>>,
     ttl: Duration,
@@ -55,10 +52,10 @@ pub struct DataKeys {
 }
 
 impl DataKeys {
-    /// Data keys under `tenants/{tenant}/keys/{key_id}` of the key-service behind `channel`.
-    pub fn new(channel: Channel, key_id: String, capacity: NonZeroUsize, ttl: Duration) -> Self {
+    /// Data keys under `tenants/{tenant}/keys/{key_id}` through `client`.
+    pub fn new(client: KeyClient, key_id: String, capacity: NonZeroUsize, ttl: Duration) -> Self {
         Self {
-            client: KeyServiceClient::new(channel),
+            client,
             key_id,
             cache: Mutex::new(LruCache::new(capacity)),
             ttl,
@@ -80,13 +77,7 @@ impl DataKeys {
             .unwrap_or_else(PoisonError::into_inner)
             .1;
         loop {
-            let response = self
-                .client
-                .clone()
-                .list_key_changes(pb::ListKeyChangesRequest { since_time: since })
-                .await
-                .map_err(Error::KeyService)?
-                .into_inner();
+            let response = self.client.list_key_changes(since).await?;
             for key in &response.keys {
                 if let Some(tenant) = key
                     .name
@@ -148,24 +139,16 @@ impl DataKeys {
     /// [`Error::KeyService`] (UNAVAILABLE to the caller).
     pub async fn generate(&self, tenant: &str, credential: &str) -> Result<IssuedDataKey> {
         self.ensure_key(tenant).await?;
-        let response = self
+        let generated = self
             .client
-            .clone()
-            .generate_data_key(pb::GenerateDataKeyRequest {
-                name: self.key_name(tenant),
-                encryption_context: context(tenant, credential),
-                wrapped_only: false,
-            })
-            .await
-            .map_err(Error::KeyService)?
-            .into_inner();
-        let plaintext = coffer_crypto::SecretBytes::new(response.plaintext);
-        let key = Arc::new(DataKey::from_bytes(plaintext.expose_secret())?);
-        self.remember(tenant, &response.ciphertext, Arc::clone(&key));
+            .generate_data_key(&self.key_name(tenant), context(tenant, credential))
+            .await?;
+        let key = Arc::new(DataKey::from_bytes(generated.plaintext.expose_secret())?);
+        self.remember(tenant, &generated.wrapped, Arc::clone(&key));
         Ok(IssuedDataKey {
             key,
-            wrapped: response.ciphertext,
-            key_version: response.key_version,
+            wrapped: generated.wrapped,
+            key_version: generated.key_version,
         })
     }
 
@@ -191,22 +174,18 @@ impl DataKeys {
                 None => {}
             }
         }
-        let response = self
+        let plaintext = self
             .client
-            .clone()
-            .decrypt(pb::DecryptRequest {
-                name: self.key_name(tenant),
-                ciphertext: wrapped.to_vec(),
-                encryption_context: context(tenant, credential),
-                ciphertext_text: String::new(),
-            })
+            .decrypt(
+                &self.key_name(tenant),
+                Ciphertext::Binary(wrapped),
+                context(tenant, credential),
+            )
             .await
-            .map_err(|status| match status.code() {
-                tonic::Code::InvalidArgument => Error::Undecryptable,
-                _ => Error::KeyService(status),
-            })?
-            .into_inner();
-        let plaintext = coffer_crypto::SecretBytes::new(response.plaintext);
+            .map_err(|error| match error {
+                coffer_key_client::Error::Undecryptable => Error::Undecryptable,
+                other => Error::KeyService(other),
+            })?;
         let key = Arc::new(DataKey::from_bytes(plaintext.expose_secret())?);
         self.remember(tenant, wrapped, Arc::clone(&key));
         Ok(key)
@@ -217,18 +196,7 @@ impl DataKeys {
     /// # Errors
     /// [`Error::KeyService`].
     pub async fn primary_version(&self, tenant: &str) -> Result<Option<u32>> {
-        let key = self
-            .client
-            .clone()
-            .get_key(pb::GetKeyRequest {
-                name: self.key_name(tenant),
-            })
-            .await;
-        match key {
-            Ok(key) => Ok(Some(key.into_inner().primary_version)),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(Error::KeyService(status)),
-        }
+        Ok(self.client.primary_version(&self.key_name(tenant)).await?)
     }
 
     /// Re-wraps the data keys of `items` (credential id, wrapped key) under the tenant key's
@@ -241,35 +209,22 @@ impl DataKeys {
         tenant: &str,
         items: &[(String, Vec<u8>)],
     ) -> Result<Vec<Option<(Vec<u8>, u32)>>> {
-        let request = pb::BatchReWrapRequest {
-            name: self.key_name(tenant),
-            items: items
-                .iter()
-                .map(|(id, wrapped)| pb::BatchItem {
-                    ciphertext: wrapped.clone(),
-                    encryption_context: context(tenant, id),
-                })
-                .collect(),
-        };
+        let items = items
+            .iter()
+            .map(|(id, wrapped)| (wrapped.clone(), context(tenant, id)))
+            .collect();
         let results = self
             .client
-            .clone()
-            .batch_re_wrap(request)
-            .await
-            .map_err(Error::KeyService)?;
+            .batch_rewrap(&self.key_name(tenant), items)
+            .await?;
         Ok(results
-            .into_inner()
-            .results
             .into_iter()
-            .map(|result| match result.result {
-                Some(pb::batch_re_wrap_result::Result::Ok(ok)) => {
-                    Some((ok.ciphertext, ok.key_version))
-                }
-                Some(pb::batch_re_wrap_result::Result::Error(error)) => {
-                    tracing::warn!(code = error.code, "re-wrap of one data key refused");
+            .map(|result| match result {
+                Ok(rewrapped) => Some(rewrapped),
+                Err(error) => {
+                    tracing::warn!(%error, "re-wrap of one data key refused");
                     None
                 }
-                None => None,
             })
             .collect())
     }
@@ -291,19 +246,7 @@ impl DataKeys {
         {
             return Ok(());
         }
-        let created = self
-            .client
-            .clone()
-            .create_key(pb::CreateKeyRequest {
-                name: self.key_name(tenant),
-                deletion_allowed: true,
-            })
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
-            Err(status) => return Err(Error::KeyService(status)),
-        }
+        self.client.ensure_key(&self.key_name(tenant), true).await?;
         self.ensured
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -317,8 +260,8 @@ impl DataKeys {
 }
 
 /// Binds a wrapped data key to its credential.
-fn context(tenant: &str, credential: &str) -> HashMap<String, String> {
-    HashMap::from([(
+fn context(tenant: &str, credential: &str) -> Context {
+    Context::from([(
         "coffer.credential".to_owned(),
         format!("tenants/{tenant}/credentials/{credential}"),
     )])

@@ -1,6 +1,29 @@
-//! The credential-service's one error type and its one mapping to a gRPC status.
+//! The credential-service's one error type and its one mapping to a gRPC status, with a
+//! `google.rpc.ErrorInfo` (domain [`DOMAIN`]) on every status and a `google.rpc.BadRequest`
+//! on INVALID_ARGUMENT.
 
-use tonic::Status;
+use coffer_server::status;
+use tonic::{Code, Status};
+
+/// The `ErrorInfo.domain` of every credential-service error.
+pub const DOMAIN: &str = "coffer.v1.CredentialService";
+
+/// The `ErrorInfo.reason` values the credential-service answers with.
+pub mod reasons {
+    pub use coffer_server::status::reasons::*;
+    /// Values of a zero-knowledge credential were asked for: the server cannot read them.
+    pub const ZERO_KNOWLEDGE: &str = "ZERO_KNOWLEDGE";
+    /// A zero-knowledge update on a credential that is not zero-knowledge.
+    pub const NOT_ZERO_KNOWLEDGE: &str = "NOT_ZERO_KNOWLEDGE";
+    /// The credential is past its `expire_time`.
+    pub const CREDENTIAL_EXPIRED: &str = "CREDENTIAL_EXPIRED";
+    /// A sealed value names another tenant's sealing key.
+    pub const SEALING_KEY_MISMATCH: &str = "SEALING_KEY_MISMATCH";
+    /// A sealed value names a sealing key that is unknown or expired.
+    pub const SEALING_KEY_EXPIRED: &str = "SEALING_KEY_EXPIRED";
+    /// Sealed intake is disabled on this server.
+    pub const SEALED_INTAKE_DISABLED: &str = "SEALED_INTAKE_DISABLED";
+}
 
 /// Everything that can go wrong in the credential-service.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +42,9 @@ pub enum Error {
     /// The row version is stale.
     #[error("{0} changed since row version {1}; re-read and retry")]
     Aborted(String, u64),
-    /// The credential's state forbids the operation.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    /// The credential's state forbids the operation; the first field is the ErrorInfo reason.
+    #[error("{1}")]
+    FailedPrecondition(&'static str, String),
     /// Authentication failed.
     #[error(transparent)]
     Unauthenticated(#[from] coffer_authn::authenticator::Error),
@@ -30,7 +53,7 @@ pub enum Error {
     PermissionDenied(String),
     /// key-service refused or failed.
     #[error("key-service call failed")]
-    KeyService(#[source] Status),
+    KeyService(#[from] coffer_key_client::Error),
     /// A dependency could not be reached at start-up.
     #[error("cannot connect to {0}")]
     Connect(&'static str, #[source] coffer_transport::Error),
@@ -49,12 +72,9 @@ pub enum Error {
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(&'static str),
-    /// The TLS configuration was refused.
-    #[error("TLS configuration refused")]
-    Tls(#[source] tonic::transport::Error),
     /// The gRPC server failed or could not be set up.
     #[error("gRPC server failed")]
-    Serve(#[source] coffer_proto::ServeError),
+    Serve(#[source] coffer_server::ServeError),
 }
 
 /// `Result` with the credential-service [`Error`].
@@ -69,7 +89,7 @@ impl Error {
     }
 }
 
-impl coffer_telemetry::process::Failure for Error {
+impl coffer_server::Failure for Error {
     /// Configuration is refused before `serve`; every failure here is a fault.
     fn is_misconfiguration(&self) -> bool {
         false
@@ -78,37 +98,51 @@ impl coffer_telemetry::process::Failure for Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        let with = |code: Code, message: String, reason: &'static str| {
+            status::with_reason(code, message, DOMAIN, reason)
+        };
         match error {
-            Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
-            Error::NotFound(_) => Status::not_found(error.to_string()),
-            Error::Aborted(..) => Status::aborted(error.to_string()),
-            Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
+            Error::InvalidArgument { field, reason } => {
+                status::invalid_argument(field, reason, DOMAIN, reasons::INVALID_ARGUMENT)
+            }
+            Error::NotFound(_) => with(Code::NotFound, error.to_string(), reasons::NOT_FOUND),
+            Error::Aborted(..) => with(Code::Aborted, error.to_string(), reasons::ABORTED),
+            Error::FailedPrecondition(reason, message) => {
+                with(Code::FailedPrecondition, message, reason)
+            }
             Error::Unauthenticated(cause) => cause.into(),
             Error::PermissionDenied(ref why) => {
                 tracing::info!(why, "permission denied");
-                Status::permission_denied("permission denied")
+                with(
+                    Code::PermissionDenied,
+                    "permission denied".to_owned(),
+                    reasons::NOT_ALLOWED,
+                )
             }
-            Error::KeyService(ref status) => {
-                tracing::error!(code = ?status.code(), "key-service call failed");
-                Status::unavailable("a dependency is unavailable")
-            }
+            Error::KeyService(ref cause) => cause.to_status(DOMAIN),
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
-                Status::unavailable("storage unavailable")
+                with(
+                    Code::Unavailable,
+                    "storage unavailable".to_owned(),
+                    reasons::UNAVAILABLE,
+                )
             }
-            Error::Undecryptable => {
-                tracing::error!("stored credential does not decrypt");
-                Status::internal("internal error")
+            Error::Undecryptable | Error::Corrupt(_) => {
+                tracing::error!(error = %error, "stored data fails its integrity check");
+                with(
+                    Code::DataLoss,
+                    "stored data fails its integrity check".to_owned(),
+                    reasons::DATA_LOSS,
+                )
             }
             Error::Connect(..)
             | Error::Database(_)
             | Error::Open(_)
             | Error::Crypto(_)
-            | Error::Corrupt(_)
-            | Error::Tls(_)
             | Error::Serve(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                Status::internal("internal error")
+                with(Code::Internal, "internal error".to_owned(), reasons::INTERNAL)
             }
         }
     }

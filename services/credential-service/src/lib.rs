@@ -27,13 +27,15 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coffer_authn::authenticator::Authenticator;
+use coffer_key_client::KeyClient;
 use coffer_proto::pb::credential_service_server::CredentialServiceServer;
-use tokio::net::TcpListener;
-use tonic::server::NamedService as _;
-use tonic::transport::{Channel, Server};
+use coffer_server::Listeners;
+use coffer_server::task::{self, Start};
+use coffer_server::upstream::Upstream;
+use tonic::transport::Channel;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{DOMAIN, Error, Result, reasons};
 
 use crate::api::CredentialServiceApi;
 use crate::dek::DataKeys;
@@ -41,33 +43,19 @@ use crate::metrics::Metrics;
 use crate::ops::Credentials;
 use crate::sealing::SealingKeys;
 use crate::store::Store;
-use coffer_transport::Upstream;
 
-/// Runs the credential-service on `listener` until `shutdown` resolves.
+/// Runs the credential-service on `listeners` until `shutdown` resolves.
 ///
 /// # Errors
 /// Start-up failures ([`Error::Open`], [`Error::Connect`], [`Error::Unauthenticated`] when
-/// auth-service's JWKS cannot be fetched, [`Error::Tls`]) and a failed server ([`Error::Serve`]).
+/// auth-service's JWKS cannot be fetched) and a failed server ([`Error::Serve`]).
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    serve_with_metrics(config, listener, None, shutdown).await
-}
-
-/// As [`serve`], also serving Prometheus metrics at `/metrics` on `metrics_listener`.
-///
-/// # Errors
-/// As [`serve`].
-pub async fn serve_with_metrics(
-    config: Config,
-    listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
-    let key_service = connect(&config, &config.key_service, "key-service").await?;
+    let store = Store::connect(&config.database).await?;
+    let key_service = KeyClient::new(connect(&config, &config.key_service, "key-service").await?);
     let auth_service = connect(&config, &config.auth_service, "auth-service").await?;
     let authenticator = Arc::new(Authenticator::connect(auth_service, config.authn.clone()).await?);
     let audit_keys = crate::audit_key::AuditKeys::new(key_service.clone());
@@ -77,7 +65,7 @@ pub async fn serve_with_metrics(
         config.dek_cache_capacity,
         config.dek_cache_ttl,
     );
-    let mut registry = coffer_telemetry::metrics::Registry::default();
+    let mut registry = coffer_server::metrics::Registry::default();
     let metrics = Metrics::register(&mut registry);
     let credentials = Arc::new(Credentials::new(
         store,
@@ -88,91 +76,51 @@ pub async fn serve_with_metrics(
     ));
     // Chains written before keyed audit chains are re-linked before anything is served.
     credentials.upgrade_legacy_chains().await?;
-    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let metrics_server = metrics_listener.map(|listener| {
-        tokio::spawn(coffer_telemetry::metrics::serve(
-            listener,
-            Arc::new(registry),
-            async {
-                let _ = metrics_stopped.await;
-            },
-        ))
-    });
-    let sweeper = tokio::spawn(sweep(Arc::clone(&credentials), config.rewrap_interval));
-    let key_watcher = tokio::spawn(watch_key_changes(Arc::clone(&credentials)));
+    let tasks = [
+        sweep(Arc::clone(&credentials), config.rewrap_interval),
+        watch_key_changes(Arc::clone(&credentials)),
+    ];
 
     let sealing = Arc::new(SealingKeys::new(config.sealing_key_lifetime));
-    let api = CredentialServiceApi::new(Arc::clone(&credentials), authenticator, sealing);
-    let router = Server::builder()
-        .tls_config(config.tls.server_config())
-        .map_err(Error::Tls)?
-        .timeout(config.request_timeout)
-        .trace_fn(coffer_telemetry::propagation::grpc_span)
-        .add_service(CredentialServiceServer::new(api));
-    let served = coffer_proto::serve(
-        router,
-        CredentialServiceServer::<CredentialServiceApi>::NAME,
-        listener,
-        shutdown,
-    )
-    .await
-    .map_err(Error::Serve);
-    sweeper.abort();
-    key_watcher.abort();
-    let _ = metrics_stop.send(());
-    if let Some(metrics_server) = metrics_server {
-        let _ = metrics_server.await;
-    }
+    let api = CredentialServiceServer::new(CredentialServiceApi::new(
+        Arc::clone(&credentials),
+        authenticator,
+        sealing,
+    ));
+    let served = coffer_server::serve(&config.server, api, registry, listeners.into(), shutdown)
+        .await
+        .map_err(Error::Serve);
+    drop(tasks);
     credentials.store().close().await;
     served
 }
 
-/// Evicts cached data keys of changed tenant keys every [`dek::KEY_CHANGE_POLL`], until
-/// aborted (see [`dek`]).
-async fn watch_key_changes(credentials: Arc<Credentials>) {
-    let mut ticker = tokio::time::interval(dek::KEY_CHANGE_POLL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        ticker.tick().await;
-        match credentials.watch_key_changes().await {
-            Ok(()) if failing => {
-                failing = false;
-                tracing::info!("key change poll recovered");
-            }
-            Ok(()) => {}
-            // Logged once per outage, not four times a second.
-            Err(error) if !failing => {
-                failing = true;
-                tracing::warn!(error = %coffer_telemetry::error_chain(&error), "key change poll failed; data-key cache bypassed until it recovers");
-            }
-            Err(_) => {}
-        }
-    }
+/// Evicts cached data keys of changed tenant keys every [`dek::KEY_CHANGE_POLL`] (see
+/// [`dek`]).
+fn watch_key_changes(credentials: Arc<Credentials>) -> task::Task {
+    task::every("key change poll", dek::KEY_CHANGE_POLL, Start::Now, move || {
+        let credentials = Arc::clone(&credentials);
+        async move { credentials.watch_key_changes().await }
+    })
 }
 
-/// The background re-wrap sweep: every `interval`, every tenant, until aborted.
-async fn sweep(credentials: Arc<Credentials>, interval: std::time::Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        match credentials.rewrap_all().await {
-            Ok(0) => {}
-            Ok(moved) => {
-                tracing::info!(moved, "re-wrapped credentials to their primary key version")
+/// The background re-wrap sweep: every `interval`, every tenant.
+fn sweep(credentials: Arc<Credentials>, interval: std::time::Duration) -> task::Task {
+    task::every("re-wrap sweep", interval, Start::AfterPeriod, move || {
+        let credentials = Arc::clone(&credentials);
+        async move {
+            let moved = credentials.rewrap_all().await?;
+            if moved > 0 {
+                tracing::info!(moved, "re-wrapped credentials to their primary key version");
             }
-            Err(error) => {
-                tracing::warn!(error = %coffer_telemetry::error_chain(&error), "re-wrap sweep failed")
-            }
+            Ok::<(), Error>(())
         }
-    }
+    })
 }
 
 async fn connect(config: &Config, upstream: &Upstream, name: &'static str) -> Result<Channel> {
     upstream
-        .connect(&config.tls)
+        .connect(&config.server.tls)
         .await
         .map_err(|e| Error::Connect(name, e))
 }

@@ -1,6 +1,6 @@
 //! The credential-service's counters, served by `coffer_telemetry::metrics`.
 
-use coffer_telemetry::metrics::{Counter, Registry};
+use coffer_server::metrics::{Counter, Registry};
 
 /// Counters of security-relevant events.
 #[derive(Debug, Clone, Default)]

@@ -18,6 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use coffer_crypto::SecretBytes;
 use coffer_crypto::sealed::{SealError, SealingKeyPair};
 
+use crate::error::reasons;
 use crate::{Error, Result, now};
 
 /// Largest plaintext accepted per sealed value.
@@ -113,7 +114,7 @@ impl SealingKeys {
     ) -> Result<String> {
         self.enabled()?;
         if !kid.starts_with(&self::kid(tenant, "")) {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::FailedPrecondition(reasons::SEALING_KEY_MISMATCH, format!(
                 "{name}: sealing key `{}` is not a key of tenant {tenant}; seal to the key \
                  GetSealingKey returns for tenants/{tenant}",
                 shown(kid)
@@ -136,7 +137,7 @@ impl SealingKeys {
             .flatten()
             .find(|pair| pair.kid == kid && pair.expires_at > now)
             .ok_or_else(|| {
-                Error::FailedPrecondition(format!(
+                Error::FailedPrecondition(reasons::SEALING_KEY_EXPIRED, format!(
                     "{name}: sealing key `{}` is unknown or expired; fetch a new one with GetSealingKey",
                     shown(kid)
                 ))
@@ -156,7 +157,10 @@ impl SealingKeys {
 
     fn enabled(&self) -> Result<Duration> {
         self.lifetime.ok_or_else(|| {
-            Error::FailedPrecondition("sealed intake is not enabled on this server".to_owned())
+            Error::FailedPrecondition(
+                reasons::SEALED_INTAKE_DISABLED,
+                "sealed intake is not enabled on this server".to_owned(),
+            )
         })
     }
 
@@ -239,7 +243,7 @@ mod tests {
         let replay = keys
             .open("globex", "env", "A", &acme.kid, &sealed)
             .unwrap_err();
-        assert!(matches!(replay, Error::FailedPrecondition(_)), "{replay}");
+        assert!(matches!(replay, Error::FailedPrecondition(..)), "{replay}");
         assert!(replay.to_string().contains("not a key of tenant globex"));
         // A tenant whose name is a prefix of another's is a different tenant.
         let acm = keys

@@ -1,8 +1,39 @@
 //! The key-service's one error type and its one mapping to a gRPC status.
+//!
+//! Every status carries a `google.rpc.ErrorInfo` in the domain `coffer.v1.KeyService` whose
+//! `reason` is one of [`reasons`] (stable: callers branch on it), and an INVALID_ARGUMENT also a
+//! `google.rpc.BadRequest` naming the field.
 
 use coffer_crypto as crypto;
+use coffer_server::status::{self, reasons as common};
 use coffer_transport as transport;
-use tonic::Status;
+use tonic::{Code, Status};
+
+/// The `ErrorInfo.domain` of every key-service error.
+pub const DOMAIN: &str = "coffer.v1.KeyService";
+
+/// The `ErrorInfo.reason` values key-service answers with.
+pub mod reasons {
+    pub use coffer_server::status::reasons::*;
+    /// The key is destroyed (crypto-shredded): nothing it protected can be decrypted again.
+    pub const KEY_DESTROYED: &str = "KEY_DESTROYED";
+    /// The key is scheduled for deletion; CancelKeyDeletion makes it usable again.
+    pub const DELETION_PENDING: &str = "DELETION_PENDING";
+    /// The key's policy does not allow deletion.
+    pub const DELETION_NOT_ALLOWED: &str = "DELETION_NOT_ALLOWED";
+    /// CancelKeyDeletion on a key whose deletion is not pending.
+    pub const DELETION_NOT_PENDING: &str = "DELETION_NOT_PENDING";
+    /// The key version is below the key's minimum version for the operation.
+    pub const VERSION_RETIRED: &str = "VERSION_RETIRED";
+    /// The key version's material is gone.
+    pub const VERSION_DESTROYED: &str = "VERSION_DESTROYED";
+    /// The key has used every version number.
+    pub const VERSIONS_EXHAUSTED: &str = "VERSIONS_EXHAUSTED";
+    /// The ciphertext does not decrypt with this key and encryption context.
+    pub const UNDECRYPTABLE: &str = "UNDECRYPTABLE";
+    /// The root key a stored version needs is missing or wrong.
+    pub const ROOT_KEY_UNAVAILABLE: &str = "ROOT_KEY_UNAVAILABLE";
+}
 
 /// Everything that can go wrong in the key-service, at start-up or in a request.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +56,10 @@ pub enum Error {
     /// The key already exists.
     #[error("key {0} already exists")]
     AlreadyExists(String),
-    /// The key's state or policy forbids the operation.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    /// The key's state or policy forbids the operation; the first field is its
+    /// [`reasons`] entry.
+    #[error("{1}")]
+    FailedPrecondition(&'static str, String),
     /// The caller presented no usable identity.
     #[error("no verified caller identity")]
     Unauthenticated,
@@ -49,25 +81,24 @@ pub enum Error {
          refusing to start (check COFFER_ROOT_KEYS or the root keys file)"
     )]
     RootKeyMismatch(u32),
+    /// A stored key version does not authenticate under its root key: the row was altered.
+    #[error("stored version {1} of key {0} does not authenticate")]
+    StoredVersionCorrupt(String, u32),
     /// The database failed or is unreachable.
     #[error("database error")]
     Database(#[from] sqlx::Error),
     /// The database could not be opened or migrated at start-up.
     #[error(transparent)]
     Open(#[from] coffer_db::Error),
-    /// A cryptographic operation failed for a reason other than a bad ciphertext (for example
-    /// the OS RNG, or stored material that no longer authenticates).
+    /// A cryptographic operation failed for a reason other than a bad ciphertext (the OS RNG).
     #[error("cryptographic failure")]
     Crypto(#[source] crypto::Error),
-    /// The TLS configuration was refused by the server.
-    #[error("TLS configuration refused")]
-    Tls(#[source] tonic::transport::Error),
     /// TLS material could not be loaded.
     #[error(transparent)]
     Transport(#[from] transport::Error),
     /// The gRPC server failed or could not be set up.
     #[error("gRPC server failed")]
-    Serve(#[source] coffer_proto::ServeError),
+    Serve(#[source] coffer_server::ServeError),
 }
 
 /// `Result` with the key-service [`Error`].
@@ -83,7 +114,7 @@ impl Error {
     }
 }
 
-impl coffer_telemetry::process::Failure for Error {
+impl coffer_server::Failure for Error {
     /// Root keys that do not fit the database are the operator's to fix.
     fn is_misconfiguration(&self) -> bool {
         matches!(self, Error::RootKeyMismatch(_) | Error::RootKeyMissing(_))
@@ -92,38 +123,70 @@ impl coffer_telemetry::process::Failure for Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        let with = |code: Code, message: String, reason: &'static str| {
+            status::with_reason(code, message, DOMAIN, reason)
+        };
         match error {
-            Error::InvalidArgument { .. } | Error::Undecryptable => {
-                Status::invalid_argument(error.to_string())
+            Error::InvalidArgument { field, reason } => {
+                status::invalid_argument(field, reason, DOMAIN, common::INVALID_ARGUMENT)
             }
-            Error::NotFound(_) => Status::not_found(error.to_string()),
-            Error::AlreadyExists(_) => Status::already_exists(error.to_string()),
-            Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
-            Error::Unauthenticated => Status::unauthenticated("no valid client identity"),
+            Error::Undecryptable => status::invalid_argument(
+                "ciphertext",
+                "does not decrypt with this key and encryption context",
+                DOMAIN,
+                reasons::UNDECRYPTABLE,
+            ),
+            Error::NotFound(_) => with(Code::NotFound, error.to_string(), common::NOT_FOUND),
+            Error::AlreadyExists(_) => {
+                with(Code::AlreadyExists, error.to_string(), common::ALREADY_EXISTS)
+            }
+            Error::FailedPrecondition(reason, message) => {
+                with(Code::FailedPrecondition, message, reason)
+            }
+            Error::Unauthenticated => with(
+                Code::Unauthenticated,
+                "no valid client identity".to_owned(),
+                common::UNAUTHENTICATED,
+            ),
             Error::PermissionDenied { ref caller, rpc } => {
                 tracing::warn!(%caller, rpc, "permission denied");
-                Status::permission_denied("permission denied")
+                with(
+                    Code::PermissionDenied,
+                    "permission denied".to_owned(),
+                    common::NOT_ALLOWED,
+                )
             }
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
                 tracing::error!(error = %cause, "database unavailable");
-                Status::unavailable("storage unavailable")
+                with(
+                    Code::Unavailable,
+                    "storage unavailable".to_owned(),
+                    common::UNAVAILABLE,
+                )
             }
-            Error::RootKeyMismatch(version) => {
-                tracing::error!(version, "root key does not match the database");
-                Status::unavailable("key material unavailable")
+            Error::RootKeyMismatch(version) | Error::RootKeyMissing(version) => {
+                tracing::error!(version, error = %error, "root key unavailable");
+                with(
+                    Code::Unavailable,
+                    "key material unavailable".to_owned(),
+                    reasons::ROOT_KEY_UNAVAILABLE,
+                )
             }
-            Error::RootKeyMissing(version) => {
-                tracing::error!(version, "root key version missing from the keyring");
-                Status::unavailable("key material unavailable")
+            Error::StoredVersionCorrupt(..) => {
+                tracing::error!(error = %error, "stored key material fails its integrity check");
+                with(
+                    Code::DataLoss,
+                    "stored key material fails its integrity check".to_owned(),
+                    common::DATA_LOSS,
+                )
             }
             Error::Database(_)
             | Error::Open(_)
             | Error::Crypto(_)
-            | Error::Tls(_)
             | Error::Transport(_)
             | Error::Serve(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                Status::internal("internal error")
+                with(Code::Internal, "internal error".to_owned(), common::INTERNAL)
             }
         }
     }
@@ -140,6 +203,7 @@ mod tests {
         )));
         assert_eq!(status.code(), tonic::Code::Internal);
         assert_eq!(status.message(), "internal error");
+        assert_eq!(status::reason(&status).as_deref(), Some("INTERNAL"));
         let status = Status::from(Error::Database(sqlx::Error::PoolTimedOut));
         assert_eq!(status.code(), tonic::Code::Unavailable);
     }
@@ -152,5 +216,24 @@ mod tests {
         });
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert!(!status.message().contains("spiffe"));
+        assert_eq!(status::reason(&status).as_deref(), Some("NOT_ALLOWED"));
+    }
+
+    #[test]
+    fn every_state_error_names_its_reason_and_invalid_arguments_their_field() {
+        let status = Status::from(Error::FailedPrecondition(
+            reasons::KEY_DESTROYED,
+            "key tenants/a/keys/b is destroyed".into(),
+        ));
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(status::reason(&status).as_deref(), Some("KEY_DESTROYED"));
+        let status = Status::from(Error::invalid("name", "must be tenants/{tenant}/keys/{key}"));
+        assert_eq!(
+            status::field_violations(&status),
+            vec![("name".to_owned(), "must be tenants/{tenant}/keys/{key}".to_owned())]
+        );
+        let status = Status::from(Error::StoredVersionCorrupt("tenants/a/keys/b".into(), 1));
+        assert_eq!(status.code(), tonic::Code::DataLoss);
+        assert!(!status.message().contains("tenants/a"));
     }
 }

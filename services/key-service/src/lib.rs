@@ -12,7 +12,6 @@
 pub mod api;
 pub mod authz;
 pub mod cache;
-pub mod clock;
 pub mod config;
 mod error;
 pub mod keyring;
@@ -24,33 +23,32 @@ use std::future::Future;
 use std::sync::Arc;
 
 use coffer_proto::pb::key_service_server::KeyServiceServer;
-use tokio::net::TcpListener;
-use tonic::server::NamedService as _;
-use tonic::transport::Server;
+use coffer_server::Listeners;
+use coffer_server::task::{self, Start};
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{DOMAIN, Error, Result, reasons};
 
 use crate::api::KeyServiceApi;
 use crate::cache::KeyCache;
 use crate::ops::Kms;
 use crate::store::Store;
 
-/// Runs the key-service on `listener` until `shutdown` resolves, then drains in-flight calls.
+/// Runs the key-service on `listeners` until `shutdown` resolves, then drains in-flight calls.
 ///
 /// Connects to the database and applies migrations, checks that every stored key version's
-/// root key is in the keyring, and serves `coffer.v1.KeyService`, `grpc.health.v1.Health` and
-/// server reflection (v1 and v1alpha) over mutual TLS.
+/// root key is in the keyring, and serves `coffer.v1.KeyService` on the common server stack
+/// ([`coffer_server::serve()`]).
 ///
 /// # Errors
 /// Start-up failures ([`Error::Open`], [`Error::Database`], [`Error::RootKeyMissing`],
-/// [`Error::Tls`]) and a failed server ([`Error::Serve`]).
+/// [`Error::RootKeyMismatch`]) and a failed server ([`Error::Serve`]).
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = Store::connect(&config.database).await?;
     let cache = KeyCache::new(config.cache_capacity, config.cache_ttl);
     let kms = Arc::new(Kms::new(
         store,
@@ -61,39 +59,30 @@ pub async fn serve(
     ));
     kms.check_root_keys().await?;
 
-    let reaper = tokio::spawn(reap_deletions(Arc::clone(&kms), config.reaper_interval));
-    let api = KeyServiceApi::new(Arc::clone(&kms), config.authz);
-    let router = Server::builder()
-        .tls_config(config.tls.server_config())
-        .map_err(Error::Tls)?
-        .timeout(config.request_timeout)
-        .trace_fn(coffer_telemetry::propagation::grpc_span)
-        .add_service(KeyServiceServer::new(api));
-    let served = coffer_proto::serve(
-        router,
-        KeyServiceServer::<KeyServiceApi>::NAME,
-        listener,
+    let reaper = {
+        let kms = Arc::clone(&kms);
+        task::every("deletion reaper", config.reaper_interval, Start::Now, move || {
+            let kms = Arc::clone(&kms);
+            async move {
+                let destroyed = kms.destroy_due_keys().await?;
+                if destroyed > 0 {
+                    tracing::info!(destroyed, "destroyed keys past their deletion time");
+                }
+                Ok::<(), Error>(())
+            }
+        })
+    };
+    let api = KeyServiceServer::new(KeyServiceApi::new(Arc::clone(&kms), config.authz));
+    let served = coffer_server::serve(
+        &config.server,
+        api,
+        coffer_server::metrics::Registry::default(),
+        listeners.into(),
         shutdown,
     )
     .await
     .map_err(Error::Serve);
-    reaper.abort();
+    drop(reaper);
     kms.store().close().await;
     served
-}
-
-/// Destroys keys past their deletion time every `interval`, until aborted.
-async fn reap_deletions(kms: Arc<Kms>, interval: std::time::Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        match kms.destroy_due_keys().await {
-            Ok(0) => {}
-            Ok(destroyed) => tracing::info!(destroyed, "destroyed keys past their deletion time"),
-            Err(error) => {
-                tracing::warn!(error = %coffer_telemetry::error_chain(&error), "deletion reaper failed")
-            }
-        }
-    }
 }

@@ -4,27 +4,8 @@
 use std::process::ExitCode;
 
 use coffer_key_service::{Config, serve};
-use coffer_telemetry::process::{self, EX_USAGE, Service};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let file = std::env::args_os().nth(1).map(std::path::PathBuf::from);
-    let config = match Config::load(file.as_deref()) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("coffer-key-service: invalid configuration:\n{errors}");
-            return ExitCode::from(EX_USAGE);
-        }
-    };
-    let service = Service {
-        name: "coffer-key-service",
-        log_format: config.log_format,
-        otlp_endpoint: config.otlp_endpoint.clone(),
-        listen: config.listen,
-        shutdown_grace_period: config.shutdown_grace_period,
-    };
-    process::run(service, |listener, shutdown| {
-        serve(config, listener, shutdown)
-    })
-    .await
+    coffer_server::main("coffer-key-service", Config::load, |c| &c.server, serve).await
 }

@@ -5,7 +5,6 @@ mod api_keys;
 mod audit;
 
 use coffer_crypto::AuditKey;
-use secrecy::SecretString;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
@@ -223,12 +222,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Open`].
-    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
+    pub async fn connect(database: &coffer_db::Config) -> Result<Self> {
         let migrations = coffer_db::Migrations {
             sqlite: &SQLITE_MIGRATIONS,
             postgres: &POSTGRES_MIGRATIONS,
         };
-        let db = coffer_db::connect(url, max_connections, &migrations).await?;
+        let db = coffer_db::connect(database, &migrations).await?;
         Ok(Self {
             pool: db.pool,
             backend: db.backend,

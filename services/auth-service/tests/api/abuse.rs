@@ -217,7 +217,7 @@ async fn a_leaked_certificate_of_another_service_cannot_pose_as_key_service() {
     );
     // Told which SPIFFE ID to expect, the same server is accepted.
     let mut config = crate::helpers::config(&ca, &auth_db, addr);
-    config.key_service_identity =
+    config.key_service.identity =
         coffer_transport::SpiffeId::parse("spiffe://coffer.local/credential-service").unwrap();
     let (mut auth, _) = crate::helpers::spawn_auth(&ca, config).await.unwrap();
     auth.stop().await;

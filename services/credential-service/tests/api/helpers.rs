@@ -247,17 +247,9 @@ impl Stack {
 
     /// The credential-service's `/metrics` page.
     pub async fn metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+        coffer_server::metrics::scrape(self.metrics_addr)
             .await
-            .unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut page = String::new();
-        stream.read_to_string(&mut page).await.unwrap();
-        page
+            .unwrap()
     }
 
     /// A raw connection to the credential database.
@@ -288,7 +280,11 @@ async fn spawn_credential_service(
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = metrics.local_addr().unwrap();
     let running = spawn(|listener, stopped| {
-        coffer_credential_service::serve_with_metrics(config, listener, Some(metrics), async {
+        let listeners = coffer_server::Listeners {
+            grpc: listener,
+            metrics: Some(metrics),
+        };
+        coffer_credential_service::serve(config, listeners, async {
             let _ = stopped.await;
         })
     })

@@ -45,7 +45,8 @@ async fn rows_hold_no_plaintext_and_swapped_ciphertexts_do_not_decrypt() {
             .await
             .unwrap();
         let swapped = stack.reveal(&second.name).await;
-        assert_status(swapped, Code::Internal, "internal error");
+        // An integrity failure of a stored row: DATA_LOSS, saying nothing about the row.
+        assert_status(swapped, Code::DataLoss, "stored data fails its integrity check");
         let events = sqlx::query("SELECT action FROM cred_audit_events WHERE action = 'decrypt_failed'")
             .fetch_all(&mut raw)
             .await

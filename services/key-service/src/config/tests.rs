@@ -58,7 +58,7 @@ fn a_complete_configuration_validates() {
     ]))
     .unwrap();
     assert_eq!(config.deletion_waiting_period, Duration::from_secs(86_400));
-    assert_eq!(config.tls.identity().unwrap().path(), "key-service");
+    assert_eq!(config.server.tls.identity().unwrap().path(), "key-service");
     assert_eq!(config.keyring.primary_version(), 1);
 }
 

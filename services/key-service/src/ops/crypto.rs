@@ -8,6 +8,7 @@ use coffer_crypto::{Aad, DataKey, SecretBytes, envelope};
 use super::Kms;
 use crate::names::{EncryptionContext, KeyName};
 use crate::store::KeyRecord;
+use crate::error::reasons;
 use crate::{Error, Result};
 
 /// A decrypted plaintext and the key version that had encrypted it.
@@ -69,7 +70,7 @@ impl Kms {
             ));
         }
         if version < record.min_encryption_version {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::FailedPrecondition(reasons::VERSION_RETIRED, format!(
                 "key version {version} is below min_encryption_version ({})",
                 record.min_encryption_version
             )));
@@ -185,7 +186,7 @@ impl Kms {
             return Err(undecryptable(name));
         }
         if version < record.min_decryption_version {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::FailedPrecondition(reasons::VERSION_RETIRED, format!(
                 "key version {version} is retired: min_decryption_version is {}",
                 record.min_decryption_version
             )));

@@ -9,6 +9,7 @@
 use super::Kms;
 use crate::names::KeyName;
 use crate::store::{Change, KeyRecord, KeyState};
+use crate::error::reasons;
 use crate::{Error, Result};
 
 impl Kms {
@@ -26,13 +27,13 @@ impl Kms {
                 KeyState::Enabled if record.deletion_allowed => {
                     Ok(Some(Change::ScheduleDeletion { destroy_time }))
                 }
-                KeyState::Enabled => Err(Error::FailedPrecondition(format!(
+                KeyState::Enabled => Err(Error::FailedPrecondition(reasons::DELETION_NOT_ALLOWED, format!(
                     "the policy of key {name} does not allow deletion; set deletion_allowed first"
                 ))),
-                KeyState::PendingDeletion => Err(Error::FailedPrecondition(format!(
+                KeyState::PendingDeletion => Err(Error::FailedPrecondition(reasons::DELETION_PENDING, format!(
                     "key {name} is already pending deletion"
                 ))),
-                KeyState::Destroyed => Err(Error::FailedPrecondition(format!(
+                KeyState::Destroyed => Err(Error::FailedPrecondition(reasons::KEY_DESTROYED, format!(
                     "key {name} is destroyed"
                 ))),
             })
@@ -48,10 +49,16 @@ impl Kms {
         let record = self.record(name).await?;
         let now = self.clock.now();
         if record.state != KeyState::PendingDeletion {
-            return Err(Error::FailedPrecondition(match record.state {
-                KeyState::Destroyed => format!("key {name} is destroyed"),
-                _ => format!("key {name} is not pending deletion"),
-            }));
+            return Err(match record.state {
+                KeyState::Destroyed => Error::FailedPrecondition(
+                    reasons::KEY_DESTROYED,
+                    format!("key {name} is destroyed"),
+                ),
+                _ => Error::FailedPrecondition(
+                    reasons::DELETION_NOT_PENDING,
+                    format!("key {name} is not pending deletion"),
+                ),
+            });
         }
         self.store
             .modify(name, now, |record| {
@@ -59,7 +66,7 @@ impl Kms {
                     (KeyState::PendingDeletion, Some(at)) if at > now => {
                         Ok(Some(Change::CancelDeletion))
                     }
-                    _ => Err(Error::FailedPrecondition(format!(
+                    _ => Err(Error::FailedPrecondition(reasons::KEY_DESTROYED, format!(
                         "the deletion of key {name} already took effect"
                     ))),
                 }

@@ -15,10 +15,11 @@ pub use crypto::{BatchInput, DataKeyOutcome, Decrypted, Rewrapped};
 pub use keys::PolicyUpdate;
 
 use crate::cache::KeyCache;
-use crate::clock::Clock;
+use coffer_server::Clock;
 use crate::keyring::RootKeyring;
 use crate::names::KeyName;
 use crate::store::{KeyRecord, KeyState, Store, StoredVersion};
+use crate::error::reasons;
 use crate::{Error, Result};
 
 /// The KMS: storage, root keyring, cache and clock, shared by every request.
@@ -82,7 +83,7 @@ impl Kms {
             return Ok(key);
         }
         let stored = self.store.version(name, version).await?.ok_or_else(|| {
-            Error::FailedPrecondition(format!("version {version} of key {name} is destroyed"))
+            Error::FailedPrecondition(reasons::VERSION_DESTROYED, format!("version {version} of key {name} is destroyed"))
         })?;
         let root = self
             .keyring
@@ -91,7 +92,7 @@ impl Kms {
         let kek = root.derive_kek(name.tenant());
         let material = envelope::Envelope::parse(&stored.wrapped)
             .and_then(|wrapped| wrapped.open(&kek, &version_aad(name, version)))
-            .map_err(Error::Crypto)?;
+            .map_err(|_| Error::StoredVersionCorrupt(name.to_string(), version))?;
         let key = Arc::new(TenantKey::from_bytes(material.expose_secret()).map_err(Error::Crypto)?);
         self.cache.insert(name, version, Arc::clone(&key));
         Ok(key)

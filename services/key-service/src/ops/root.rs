@@ -17,7 +17,7 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::RootKeyMissing`] if a version is wrapped under a root key not in the keyring;
-    /// [`Error::Crypto`] if stored material fails to authenticate; [`Error::Database`].
+    /// [`Error::StoredVersionCorrupt`] if stored material fails to authenticate; [`Error::Database`].
     pub async fn rotate_root_key(&self) -> Result<(u32, u64)> {
         let (primary_version, primary) = self.keyring.primary();
         let mut rewrapped = 0u64;
@@ -37,7 +37,7 @@ impl Kms {
                 let aad = version_aad(&row.name, row.version);
                 let material = envelope::Envelope::parse(&row.stored.wrapped)
                     .and_then(|w| w.open(&old_root.derive_kek(row.name.tenant()), &aad))
-                    .map_err(Error::Crypto)?;
+                    .map_err(|_| Error::StoredVersionCorrupt(row.name.to_string(), row.version))?;
                 let wrapped = envelope::seal(
                     &primary.derive_kek(row.name.tenant()),
                     primary_version,

@@ -8,7 +8,6 @@
 
 mod record;
 
-use secrecy::SecretString;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row as _};
 
@@ -91,12 +90,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`] if the database is unreachable or migrations fail.
-    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
+    pub async fn connect(database: &coffer_db::Config) -> Result<Self> {
         let migrations = coffer_db::Migrations {
             sqlite: &SQLITE_MIGRATIONS,
             postgres: &POSTGRES_MIGRATIONS,
         };
-        let db = coffer_db::connect(url, max_connections, &migrations).await?;
+        let db = coffer_db::connect(database, &migrations).await?;
         Ok(Self {
             pool: db.pool,
             backend: db.backend,

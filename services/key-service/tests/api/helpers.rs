@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use coffer_key_service::clock::Clock;
+use coffer_server::Clock;
 use coffer_key_service::keyring::RootKeyring;
 use coffer_key_service::{Config, serve};
 use coffer_proto::pb;

@@ -150,11 +150,14 @@ async fn tampered_stored_material_fails_closed_without_detail() {
         )
         .await
         .unwrap();
+        // An integrity failure of stored data: DATA_LOSS, not a generic INTERNAL, and still
+        // nothing about which row or why.
         let status = app.decrypt(name, &v1, &[]).await.unwrap_err();
         assert_eq!(
             (status.code(), status.message()),
-            (Code::Internal, "internal error")
+            (Code::DataLoss, "stored key material fails its integrity check")
         );
+        assert_eq!(coffer_server::status::reason(&status).as_deref(), Some("DATA_LOSS"));
     })
     .await;
 }

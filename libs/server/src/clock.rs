@@ -1,5 +1,5 @@
-//! Wall-clock time in unix seconds, replaceable in tests so that deletion waiting periods can be
-//! crossed without sleeping.
+//! Wall-clock time in unix seconds, one per service, replaceable in tests so that expiry,
+//! grace and waiting periods can be crossed by advancing the clock instead of sleeping.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,0 +1,31 @@
+//! The common core of every Coffer gRPC service, so that a service crate holds only its RPCs,
+//! its rules and its tables.
+//!
+//! - [`Config`]: the settings every server has (listen address, TLS files, request timeout,
+//!   shutdown grace, log format, OTLP, metrics address), parsed by one section parser.
+//! - [`serve()`]: the server stack for any service: mutual TLS, the request timeout, a trace
+//!   span per call, `grpc.health.v1.Health`, server reflection v1 and v1alpha, TCP_NODELAY, and
+//!   Prometheus `/metrics` with a request count and latency per RPC and status code.
+//! - [`main()`]: the whole process main of a service binary: configuration (exit 64 listing
+//!   every problem), telemetry, bind, signals, serve, drain.
+//! - [`upstream`]: another service as a dependency, parsed from configuration the same way by
+//!   every service that calls another.
+//! - [`task`]: background loops (interval, jitter, one log line per outage) that stop when
+//!   their handle is dropped, so an early start-up error leaks nothing.
+//! - [`Clock`]: wall-clock time that tests advance instead of sleeping.
+//! - [`status`]: gRPC statuses with `google.rpc.ErrorInfo` and `google.rpc.BadRequest` details,
+//!   which the gateway turns into JSON error details.
+
+pub mod clock;
+pub mod config;
+pub mod metrics;
+pub mod process;
+pub mod serve;
+pub mod status;
+pub mod task;
+pub mod upstream;
+
+pub use clock::Clock;
+pub use config::Config;
+pub use process::{EX_USAGE, Failure, Listeners, Shutdown, main};
+pub use serve::{ServeError, serve};
