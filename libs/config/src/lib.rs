@@ -144,7 +144,11 @@ impl<'a> Parser<'a> {
 
     /// An optional setting parsed by `parse`: `Some(None)` when unset, `None` (with the
     /// problem recorded) when unparsable.
-    pub fn optional<T>(&mut self, key: &str, parse: impl Fn(&str) -> Option<T>) -> Option<Option<T>> {
+    pub fn optional<T>(
+        &mut self,
+        key: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<Option<T>> {
         match self.value(key) {
             None => Some(None),
             Some(raw) => {

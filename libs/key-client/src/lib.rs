@@ -78,7 +78,9 @@ impl From<Status> for Error {
                 message: status.message().to_owned(),
             },
             Code::NotFound => Self::KeyNotFound,
-            Code::InvalidArgument if status::reason(&status).as_deref() == Some("UNDECRYPTABLE") => {
+            Code::InvalidArgument
+                if status::reason(&status).as_deref() == Some("UNDECRYPTABLE") =>
+            {
                 Self::Undecryptable
             }
             Code::DataLoss => Self::DataLoss(status),
@@ -251,7 +253,12 @@ impl KeyClient {
     ///
     /// # Errors
     /// [`Error`].
-    pub async fn encrypt_text(&self, name: &str, plaintext: &[u8], context: Context) -> Result<String> {
+    pub async fn encrypt_text(
+        &self,
+        name: &str,
+        plaintext: &[u8],
+        context: Context,
+    ) -> Result<String> {
         let response = self
             .inner
             .clone()
@@ -269,7 +276,12 @@ impl KeyClient {
     ///
     /// # Errors
     /// [`Error::Undecryptable`] if it does not authenticate; [`Error`].
-    pub async fn decrypt(&self, name: &str, ciphertext: Ciphertext<'_>, context: Context) -> Result<SecretBytes> {
+    pub async fn decrypt(
+        &self,
+        name: &str,
+        ciphertext: Ciphertext<'_>,
+        context: Context,
+    ) -> Result<SecretBytes> {
         let (binary, text) = match ciphertext {
             Ciphertext::Binary(bytes) => (bytes.to_vec(), String::new()),
             Ciphertext::Text(text) => (Vec::new(), text.to_owned()),
@@ -363,29 +375,66 @@ mod tests {
 
     #[test]
     fn statuses_map_to_typed_errors() {
-        let destroyed = status::with_reason(Code::FailedPrecondition, "key k is destroyed", "coffer.v1.KeyService", "KEY_DESTROYED");
+        let destroyed = status::with_reason(
+            Code::FailedPrecondition,
+            "key k is destroyed",
+            "coffer.v1.KeyService",
+            "KEY_DESTROYED",
+        );
         match Error::from(destroyed) {
             Error::KeyState { reason, .. } => assert_eq!(reason, "KEY_DESTROYED"),
             other => panic!("{other:?}"),
         }
         assert!(Error::from(Status::unavailable("down")).is_unavailable());
         assert!(Error::from(Status::unknown("transport error")).is_unavailable());
-        assert!(matches!(Error::from(Status::permission_denied("no")), Error::Refused(_)));
-        let undecryptable = status::invalid_argument("ciphertext", "does not decrypt", "coffer.v1.KeyService", "UNDECRYPTABLE");
+        assert!(matches!(
+            Error::from(Status::permission_denied("no")),
+            Error::Refused(_)
+        ));
+        let undecryptable = status::invalid_argument(
+            "ciphertext",
+            "does not decrypt",
+            "coffer.v1.KeyService",
+            "UNDECRYPTABLE",
+        );
         assert!(matches!(Error::from(undecryptable), Error::Undecryptable));
-        assert!(matches!(Error::from(Status::invalid_argument("bad name")), Error::Rejected(_)));
+        assert!(matches!(
+            Error::from(Status::invalid_argument("bad name")),
+            Error::Rejected(_)
+        ));
     }
 
     #[test]
     fn only_an_outage_is_unavailable_to_the_caller() {
         let domain = "coffer.v1.Test";
-        let state = Error::KeyState { reason: "KEY_DESTROYED".into(), message: "key k is destroyed".into() }.to_status(domain);
+        let state = Error::KeyState {
+            reason: "KEY_DESTROYED".into(),
+            message: "key k is destroyed".into(),
+        }
+        .to_status(domain);
         assert_eq!(state.code(), Code::FailedPrecondition);
         assert_eq!(status::reason(&state).as_deref(), Some("KEY_DESTROYED"));
-        let odd = Error::KeyState { reason: "SOMETHING_NEW".into(), message: "m".into() }.to_status(domain);
+        let odd = Error::KeyState {
+            reason: "SOMETHING_NEW".into(),
+            message: "m".into(),
+        }
+        .to_status(domain);
         assert_eq!(status::reason(&odd).as_deref(), Some("FAILED_PRECONDITION"));
-        assert_eq!(Error::Refused(Status::permission_denied("x")).to_status(domain).code(), Code::Internal);
-        assert_eq!(Error::Undecryptable.to_status(domain).code(), Code::DataLoss);
-        assert_eq!(Error::Unavailable(Status::unavailable("x")).to_status(domain).code(), Code::Unavailable);
+        assert_eq!(
+            Error::Refused(Status::permission_denied("x"))
+                .to_status(domain)
+                .code(),
+            Code::Internal
+        );
+        assert_eq!(
+            Error::Undecryptable.to_status(domain).code(),
+            Code::DataLoss
+        );
+        assert_eq!(
+            Error::Unavailable(Status::unavailable("x"))
+                .to_status(domain)
+                .code(),
+            Code::Unavailable
+        );
     }
 }

@@ -70,9 +70,14 @@ impl Config {
         let request_timeout = p.or("REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
-        let shutdown_grace_period =
-            p.or("SHUTDOWN_GRACE_PERIOD", DEFAULT_SHUTDOWN_GRACE_PERIOD, parse_duration);
-        let log_format = p.or("LOG_FORMAT", LogFormat::Human, |s| s.parse::<LogFormat>().ok());
+        let shutdown_grace_period = p.or(
+            "SHUTDOWN_GRACE_PERIOD",
+            DEFAULT_SHUTDOWN_GRACE_PERIOD,
+            parse_duration,
+        );
+        let log_format = p.or("LOG_FORMAT", LogFormat::Human, |s| {
+            s.parse::<LogFormat>().ok()
+        });
         let metrics_listen = p.optional("METRICS_LISTEN", |s| s.parse::<SocketAddr>().ok());
         let otlp_endpoint = p.otlp_endpoint();
         Some(Self {

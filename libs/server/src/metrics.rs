@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use axum::http::header::CONTENT_TYPE;
 use http_body::{Body, Frame, SizeHint};
-pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::encoding::EncodeLabelSet;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 pub use prometheus_client::registry::Registry;

@@ -49,11 +49,8 @@ pub async fn serve<S>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError>
 where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + NamedService
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
         + Clone
         + Send
         + Sync

@@ -42,6 +42,11 @@ pub fn invalid_argument(
     )
 }
 
+/// The `ErrorInfo` of `status`, if it carries one.
+pub fn error_info(status: &Status) -> Option<ErrorInfo> {
+    status.get_error_details().error_info().cloned()
+}
+
 /// The `ErrorInfo.reason` of `status`, if it carries one.
 pub fn reason(status: &Status) -> Option<String> {
     status
@@ -95,9 +100,18 @@ mod tests {
 
     #[test]
     fn details_survive_the_wire_form() {
-        let status = invalid_argument("name", "must be tenants/{tenant}", "coffer.v1.Test", "BAD_NAME");
+        let status = invalid_argument(
+            "name",
+            "must be tenants/{tenant}",
+            "coffer.v1.Test",
+            "BAD_NAME",
+        );
         // What a client sees: the status rebuilt from its header bytes.
-        let received = Status::with_details(status.code(), status.message(), status.details().to_vec().into());
+        let received = Status::with_details(
+            status.code(),
+            status.message(),
+            status.details().to_vec().into(),
+        );
         assert_eq!(received.code(), Code::InvalidArgument);
         assert_eq!(received.message(), "invalid name: must be tenants/{tenant}");
         assert_eq!(reason(&received).as_deref(), Some("BAD_NAME"));
@@ -105,7 +119,12 @@ mod tests {
             field_violations(&received),
             vec![("name".to_owned(), "must be tenants/{tenant}".to_owned())]
         );
-        let plain = with_reason(Code::FailedPrecondition, "destroyed", "coffer.v1.Test", "KEY_DESTROYED");
+        let plain = with_reason(
+            Code::FailedPrecondition,
+            "destroyed",
+            "coffer.v1.Test",
+            "KEY_DESTROYED",
+        );
         assert_eq!(reason(&plain).as_deref(), Some("KEY_DESTROYED"));
         assert!(field_violations(&plain).is_empty());
         assert_eq!(reason(&Status::internal("x")), None);

@@ -113,20 +113,29 @@ mod tests {
         assert!((3..=5).contains(&seen), "{seen} runs in 3.5 s");
         drop(task);
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(runs.load(Ordering::SeqCst), seen, "ran after its handle was dropped");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            seen,
+            "ran after its handle was dropped"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn after_period_waits_before_the_first_run() {
         let runs = Arc::new(AtomicU32::new(0));
         let counter = Arc::clone(&runs);
-        let _task = every("test", Duration::from_secs(10), Start::AfterPeriod, move || {
-            let counter = Arc::clone(&counter);
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok::<(), std::io::Error>(())
-            }
-        });
+        let _task = every(
+            "test",
+            Duration::from_secs(10),
+            Start::AfterPeriod,
+            move || {
+                let counter = Arc::clone(&counter);
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok::<(), std::io::Error>(())
+                }
+            },
+        );
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 0);
         tokio::time::sleep(Duration::from_secs(7)).await;

@@ -46,7 +46,12 @@ pub fn at(url: String, service: &str, trust_domain: &str) -> Result<Upstream, St
 /// Parses the dependency `name` (`{name}_URL`, `{name}_SERVER_NAME`, `{name}_IDENTITY`),
 /// whose SPIFFE ID defaults to `spiffe://{trust_domain}/{service}`; `None` with the problems
 /// recorded in `p`.
-pub fn parse(p: &mut Parser<'_>, name: &str, service: &str, trust_domain: &str) -> Option<Upstream> {
+pub fn parse(
+    p: &mut Parser<'_>,
+    name: &str,
+    service: &str,
+    trust_domain: &str,
+) -> Option<Upstream> {
     let url_key = format!("{name}_URL");
     let url = p.required(&url_key)?;
     let mut upstream = at(url, service, trust_domain)

@@ -22,7 +22,8 @@ pub const AUDIT_KEY_NAME: &str = "tenants/coffer-system/keys/auth-audit";
 /// # Errors
 /// [`Error::KeyService`] (fail closed), [`Error::Database`].
 pub async fn load_or_create(store: &Store, client: &KeyClient) -> Result<Arc<AuditKey>> {
-    let plaintext = wrapped::load_or_create(client, &AuditKeyRow(store), AUDIT_KEY_NAME, &context()).await?;
+    let plaintext =
+        wrapped::load_or_create(client, &AuditKeyRow(store), AUDIT_KEY_NAME, &context()).await?;
     Ok(Arc::new(AuditKey::from_bytes(plaintext.expose_secret())?))
 }
 

@@ -96,8 +96,9 @@ impl Config {
     pub fn new(database_url: SecretString, tls: TlsMaterial, key_service_url: String) -> Self {
         let trust_domain = DEFAULT_TRUST_DOMAIN.to_owned();
         // Holds for every caller: `coffer up` and the tests pass https://127.0.0.1:port.
-        let key_service = coffer_server::upstream::at(key_service_url, "key-service", &trust_domain)
-            .expect("an https://host:port key-service URL");
+        let key_service =
+            coffer_server::upstream::at(key_service_url, "key-service", &trust_domain)
+                .expect("an https://host:port key-service URL");
         Self {
             server: coffer_server::Config::new(tls, DEFAULT_PORT),
             database: coffer_db::Config::new(database_url),
@@ -146,13 +147,19 @@ impl Config {
         let key_service = trust_domain.as_ref().and_then(|domain| {
             coffer_server::upstream::parse(&mut p, "KEY_SERVICE", "key-service", domain)
         });
-        let signing_key_name = p.or("SIGNING_KEY_NAME", DEFAULT_SIGNING_KEY_NAME.to_owned(), |s| {
-            s.strip_prefix("tenants/")
-                .filter(|r| r.contains("/keys/"))
-                .map(|_| s.to_owned())
-        });
+        let signing_key_name = p.or(
+            "SIGNING_KEY_NAME",
+            DEFAULT_SIGNING_KEY_NAME.to_owned(),
+            |s| {
+                s.strip_prefix("tenants/")
+                    .filter(|r| r.contains("/keys/"))
+                    .map(|_| s.to_owned())
+            },
+        );
         let issuer = p.or("ISSUER", DEFAULT_ISSUER.to_owned(), |s| Some(s.to_owned()));
-        let audience = p.or("AUDIENCE", DEFAULT_AUDIENCE.to_owned(), |s| Some(s.to_owned()));
+        let audience = p.or("AUDIENCE", DEFAULT_AUDIENCE.to_owned(), |s| {
+            Some(s.to_owned())
+        });
         let access_token_ttl = p.or("ACCESS_TOKEN_TTL", DEFAULT_ACCESS_TOKEN_TTL, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
@@ -190,11 +197,16 @@ impl Config {
         let signing_key_refresh = p.or("SIGNING_KEY_REFRESH", DEFAULT_SIGNING_KEY_REFRESH, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
-        let api_key_cache_ttl = p.or("API_KEY_CACHE_TTL", DEFAULT_API_KEY_CACHE_TTL, parse_duration);
-        let api_key_cache_capacity =
-            p.or("API_KEY_CACHE_CAPACITY", DEFAULT_API_KEY_CACHE_CAPACITY, |s| {
-                s.parse::<NonZeroUsize>().ok()
-            });
+        let api_key_cache_ttl = p.or(
+            "API_KEY_CACHE_TTL",
+            DEFAULT_API_KEY_CACHE_TTL,
+            parse_duration,
+        );
+        let api_key_cache_capacity = p.or(
+            "API_KEY_CACHE_CAPACITY",
+            DEFAULT_API_KEY_CACHE_CAPACITY,
+            |s| s.parse::<NonZeroUsize>().ok(),
+        );
         let api_key_change_poll = p.or("API_KEY_CHANGE_POLL", DEFAULT_API_KEY_CHANGE_POLL, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });

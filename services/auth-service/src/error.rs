@@ -106,9 +106,11 @@ impl From<Error> for Status {
                 status::invalid_argument(field, reason, DOMAIN, reasons::INVALID_ARGUMENT)
             }
             Error::NotFound(_) => with(Code::NotFound, error.to_string(), reasons::NOT_FOUND),
-            Error::AlreadyExists(_) => {
-                with(Code::AlreadyExists, error.to_string(), reasons::ALREADY_EXISTS)
-            }
+            Error::AlreadyExists(_) => with(
+                Code::AlreadyExists,
+                error.to_string(),
+                reasons::ALREADY_EXISTS,
+            ),
             Error::Unauthenticated { why } => {
                 tracing::info!(why, "authentication failed");
                 with(
@@ -163,7 +165,11 @@ impl From<Error> for Status {
             | Error::Task(_)
             | Error::Serve(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                with(Code::Internal, "internal error".to_owned(), reasons::INTERNAL)
+                with(
+                    Code::Internal,
+                    "internal error".to_owned(),
+                    reasons::INTERNAL,
+                )
             }
         }
     }
@@ -184,7 +190,9 @@ mod tests {
 
     #[test]
     fn only_a_dependency_outage_is_unavailable_and_no_answer_carries_its_detail() {
-        let status = Status::from(Error::KeyService(Status::unavailable("secret detail").into()));
+        let status = Status::from(Error::KeyService(
+            Status::unavailable("secret detail").into(),
+        ));
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(!status.message().contains("secret"));
         let status = Status::from(Error::KeyService(

@@ -118,30 +118,40 @@ pub async fn serve(
 
 /// Re-reads the signing keys (and drops forgettable revocations) every `interval`.
 fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) -> task::Task {
-    task::every("signing key reload", interval, Start::AfterPeriod, move || {
-        let auth = Arc::clone(&auth);
-        async move {
-            auth.keys().reload().await?;
-            // Housekeeping on the same beat: revocations whose tokens have all expired.
-            auth.store().forget_revocations(now()).await
-        }
-    })
+    task::every(
+        "signing key reload",
+        interval,
+        Start::AfterPeriod,
+        move || {
+            let auth = Arc::clone(&auth);
+            async move {
+                auth.keys().reload().await?;
+                // Housekeeping on the same beat: revocations whose tokens have all expired.
+                auth.store().forget_revocations(now()).await
+            }
+        },
+    )
 }
 
 /// Every `interval`, evicts cached API keys that any replica revoked or rolled since the last
 /// look. (One second of overlap: change times have one-second resolution.)
 fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) -> task::Task {
     let since = Arc::new(AtomicI64::new(now()));
-    task::every("API key change poll", interval, Start::AfterPeriod, move || {
-        let (auth, since) = (Arc::clone(&auth), Arc::clone(&since));
-        async move {
-            let looked = now();
-            auth.evict_changed_api_keys(since.load(Ordering::SeqCst).saturating_sub(1))
-                .await?;
-            since.store(looked, Ordering::SeqCst);
-            Ok::<(), Error>(())
-        }
-    })
+    task::every(
+        "API key change poll",
+        interval,
+        Start::AfterPeriod,
+        move || {
+            let (auth, since) = (Arc::clone(&auth), Arc::clone(&since));
+            async move {
+                let looked = now();
+                auth.evict_changed_api_keys(since.load(Ordering::SeqCst).saturating_sub(1))
+                    .await?;
+                since.store(looked, Ordering::SeqCst);
+                Ok::<(), Error>(())
+            }
+        },
+    )
 }
 
 /// On PostgreSQL: applies the changes other replicas announce with NOTIFY (API-key

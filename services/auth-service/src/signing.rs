@@ -65,7 +65,11 @@ impl KeyServiceVault {
     async fn decrypt(&self, kid: &str, ciphertext_text: &str) -> Result<SigningKey> {
         let plaintext = self
             .client
-            .decrypt(&self.key_name, Ciphertext::Text(ciphertext_text), context(kid))
+            .decrypt(
+                &self.key_name,
+                Ciphertext::Text(ciphertext_text),
+                context(kid),
+            )
             .await?;
         Ok(SigningKey::from_pkcs8(plaintext.expose_secret())?)
     }

@@ -139,7 +139,9 @@ impl Config {
         );
         let defaults = coffer_authn::authenticator::Settings::default();
         let issuer = p.or("ISSUER", defaults.issuer.clone(), |s| Some(s.to_owned()));
-        let audience = p.or("AUDIENCE", defaults.audience.clone(), |s| Some(s.to_owned()));
+        let audience = p.or("AUDIENCE", defaults.audience.clone(), |s| {
+            Some(s.to_owned())
+        });
 
         // Every `None` above has recorded a problem, so the fallback only runs with problems.
         let (

@@ -142,8 +142,11 @@ impl Content {
 
 /// The answer to reading values of a zero-knowledge credential.
 pub fn zero_knowledge(name: &str) -> Error {
-    Error::FailedPrecondition(reasons::ZERO_KNOWLEDGE, format!(
-        "{name} is a zero-knowledge credential: its values are encrypted by the client, so the \
+    Error::FailedPrecondition(
+        reasons::ZERO_KNOWLEDGE,
+        format!(
+            "{name} is a zero-knowledge credential: its values are encrypted by the client, so the \
          server cannot mask, validate, reveal or hydrate them"
-    ))
+        ),
+    )
 }

@@ -142,7 +142,11 @@ impl From<Error> for Status {
             | Error::Crypto(_)
             | Error::Serve(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                with(Code::Internal, "internal error".to_owned(), reasons::INTERNAL)
+                with(
+                    Code::Internal,
+                    "internal error".to_owned(),
+                    reasons::INTERNAL,
+                )
             }
         }
     }

@@ -98,10 +98,15 @@ pub async fn serve(
 /// Evicts cached data keys of changed tenant keys every [`dek::KEY_CHANGE_POLL`] (see
 /// [`dek`]).
 fn watch_key_changes(credentials: Arc<Credentials>) -> task::Task {
-    task::every("key change poll", dek::KEY_CHANGE_POLL, Start::Now, move || {
-        let credentials = Arc::clone(&credentials);
-        async move { credentials.watch_key_changes().await }
-    })
+    task::every(
+        "key change poll",
+        dek::KEY_CHANGE_POLL,
+        Start::Now,
+        move || {
+            let credentials = Arc::clone(&credentials);
+            async move { credentials.watch_key_changes().await }
+        },
+    )
 }
 
 /// The background re-wrap sweep: every `interval`, every tenant.

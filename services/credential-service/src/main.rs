@@ -7,5 +7,11 @@ use coffer_credential_service::{Config, serve};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    coffer_server::main("coffer-credential-service", Config::load, |c| &c.server, serve).await
+    coffer_server::main(
+        "coffer-credential-service",
+        Config::load,
+        |c| &c.server,
+        serve,
+    )
+    .await
 }

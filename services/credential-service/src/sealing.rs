@@ -114,11 +114,14 @@ impl SealingKeys {
     ) -> Result<String> {
         self.enabled()?;
         if !kid.starts_with(&self::kid(tenant, "")) {
-            return Err(Error::FailedPrecondition(reasons::SEALING_KEY_MISMATCH, format!(
-                "{name}: sealing key `{}` is not a key of tenant {tenant}; seal to the key \
+            return Err(Error::FailedPrecondition(
+                reasons::SEALING_KEY_MISMATCH,
+                format!(
+                    "{name}: sealing key `{}` is not a key of tenant {tenant}; seal to the key \
                  GetSealingKey returns for tenants/{tenant}",
-                shown(kid)
-            )));
+                    shown(kid)
+                ),
+            ));
         }
         let sealed = STANDARD.decode(ciphertext).map_err(|_| {
             Error::invalid(field, format!("{name}: ciphertext is not valid base64"))

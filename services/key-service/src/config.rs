@@ -17,8 +17,8 @@ use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
 
 use crate::authz::Policy;
-use coffer_server::Clock;
 use crate::keyring::RootKeyring;
+use coffer_server::Clock;
 
 /// The validated key-service configuration.
 pub struct Config {
@@ -109,8 +109,11 @@ impl Config {
             (None, Some(domain)) => Some(Policy::default_for(domain)),
             (None, None) => None,
         };
-        let deletion_waiting_period =
-            p.or("DELETION_WAITING_PERIOD", DEFAULT_DELETION_WAITING_PERIOD, parse_duration);
+        let deletion_waiting_period = p.or(
+            "DELETION_WAITING_PERIOD",
+            DEFAULT_DELETION_WAITING_PERIOD,
+            parse_duration,
+        );
         let cache_capacity = p.or("CACHE_CAPACITY", DEFAULT_CACHE_CAPACITY, |s| {
             s.parse::<NonZeroUsize>().ok()
         });

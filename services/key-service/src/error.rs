@@ -137,9 +137,11 @@ impl From<Error> for Status {
                 reasons::UNDECRYPTABLE,
             ),
             Error::NotFound(_) => with(Code::NotFound, error.to_string(), common::NOT_FOUND),
-            Error::AlreadyExists(_) => {
-                with(Code::AlreadyExists, error.to_string(), common::ALREADY_EXISTS)
-            }
+            Error::AlreadyExists(_) => with(
+                Code::AlreadyExists,
+                error.to_string(),
+                common::ALREADY_EXISTS,
+            ),
             Error::FailedPrecondition(reason, message) => {
                 with(Code::FailedPrecondition, message, reason)
             }
@@ -186,7 +188,11 @@ impl From<Error> for Status {
             | Error::Transport(_)
             | Error::Serve(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                with(Code::Internal, "internal error".to_owned(), common::INTERNAL)
+                with(
+                    Code::Internal,
+                    "internal error".to_owned(),
+                    common::INTERNAL,
+                )
             }
         }
     }
@@ -227,10 +233,16 @@ mod tests {
         ));
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         assert_eq!(status::reason(&status).as_deref(), Some("KEY_DESTROYED"));
-        let status = Status::from(Error::invalid("name", "must be tenants/{tenant}/keys/{key}"));
+        let status = Status::from(Error::invalid(
+            "name",
+            "must be tenants/{tenant}/keys/{key}",
+        ));
         assert_eq!(
             status::field_violations(&status),
-            vec![("name".to_owned(), "must be tenants/{tenant}/keys/{key}".to_owned())]
+            vec![(
+                "name".to_owned(),
+                "must be tenants/{tenant}/keys/{key}".to_owned()
+            )]
         );
         let status = Status::from(Error::StoredVersionCorrupt("tenants/a/keys/b".into(), 1));
         assert_eq!(status.code(), tonic::Code::DataLoss);

@@ -61,16 +61,21 @@ pub async fn serve(
 
     let reaper = {
         let kms = Arc::clone(&kms);
-        task::every("deletion reaper", config.reaper_interval, Start::Now, move || {
-            let kms = Arc::clone(&kms);
-            async move {
-                let destroyed = kms.destroy_due_keys().await?;
-                if destroyed > 0 {
-                    tracing::info!(destroyed, "destroyed keys past their deletion time");
+        task::every(
+            "deletion reaper",
+            config.reaper_interval,
+            Start::Now,
+            move || {
+                let kms = Arc::clone(&kms);
+                async move {
+                    let destroyed = kms.destroy_due_keys().await?;
+                    if destroyed > 0 {
+                        tracing::info!(destroyed, "destroyed keys past their deletion time");
+                    }
+                    Ok::<(), Error>(())
                 }
-                Ok::<(), Error>(())
-            }
-        })
+            },
+        )
     };
     let api = KeyServiceServer::new(KeyServiceApi::new(Arc::clone(&kms), config.authz));
     let served = coffer_server::serve(

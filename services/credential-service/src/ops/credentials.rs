@@ -7,9 +7,9 @@ use crate::audit_key::AuditKeys;
 use crate::content::{Content, Opaque, zero_knowledge};
 use crate::dek::DataKeys;
 use crate::env::Env;
+use crate::error::reasons;
 use crate::metrics::Metrics;
 use crate::store::{CredentialRow, NewAuditEvent, Store};
-use crate::error::reasons;
 use crate::{Error, Result, now};
 
 /// The operations, over storage and data keys.
@@ -217,9 +217,10 @@ impl Credentials {
             actor,
             |content| match content {
                 Content::Opaque(_) => Ok(Content::Opaque(opaque)),
-                Content::Env(_) => Err(Error::FailedPrecondition(reasons::NOT_ZERO_KNOWLEDGE, format!(
-                    "{name} is not zero-knowledge; set its variables with set_env"
-                ))),
+                Content::Env(_) => Err(Error::FailedPrecondition(
+                    reasons::NOT_ZERO_KNOWLEDGE,
+                    format!("{name} is not zero-knowledge; set its variables with set_env"),
+                )),
             },
         )
         .await
@@ -298,7 +299,10 @@ impl Credentials {
             return Err(zero_knowledge(&name));
         }
         if row.expire_time.is_some_and(|t| t <= now()) {
-            return Err(Error::FailedPrecondition(reasons::CREDENTIAL_EXPIRED, format!("{name} has expired")));
+            return Err(Error::FailedPrecondition(
+                reasons::CREDENTIAL_EXPIRED,
+                format!("{name} has expired"),
+            ));
         }
         let chain = self.chain_key(tenant).await?;
         self.store

@@ -150,7 +150,8 @@ impl Stack {
             );
         }
         let (credential_service, metrics_addr) =
-            spawn_credential_service(&ca, &database, key_service.addr, auth_service.addr).await;
+            spawn_credential_service(&ca, &database, key_service.addr, auth_service.addr, |_| {})
+                .await;
         Self {
             ca,
             key_service,
@@ -178,12 +179,21 @@ impl Stack {
 
     /// Restarts the credential-service (an empty data-key cache).
     pub async fn restart_credential_service(&mut self) {
+        self.restart_credential_service_with(|_| {}).await;
+    }
+
+    /// Restarts the credential-service with its configuration changed by `tweak`.
+    pub async fn restart_credential_service_with(
+        &mut self,
+        tweak: impl FnOnce(&mut coffer_credential_service::Config),
+    ) {
         self.credential_service.stop().await;
         let (service, metrics_addr) = spawn_credential_service(
             &self.ca,
             &self.database,
             self.key_service.addr,
             self.auth_service.addr,
+            tweak,
         )
         .await;
         self.credential_service = service;
@@ -226,8 +236,10 @@ impl Stack {
             .map(tonic::Response::into_inner)
     }
 
-    /// Rotates the tenant's data-key encryption key in key-service (as an operator).
-    pub async fn rotate_tenant_key(&self, tenant: &str) -> u32 {
+    /// A key-service client with an operator's certificate.
+    pub async fn key_service_operator(
+        &self,
+    ) -> coffer_proto::pb::key_service_client::KeyServiceClient<Channel> {
         let material = self
             .ca
             .issue_material("operator/test", Usage::Client)
@@ -236,6 +248,12 @@ impl Stack {
             .await
             .unwrap();
         coffer_proto::pb::key_service_client::KeyServiceClient::new(channel)
+    }
+
+    /// Rotates the tenant's data-key encryption key in key-service (as an operator).
+    pub async fn rotate_tenant_key(&self, tenant: &str) -> u32 {
+        self.key_service_operator()
+            .await
             .rotate_key(pb::RotateKeyRequest {
                 name: format!("tenants/{tenant}/keys/credentials"),
             })
@@ -267,6 +285,7 @@ async fn spawn_credential_service(
     database: &TestDatabase,
     key_service: SocketAddr,
     auth_service: SocketAddr,
+    tweak: impl FnOnce(&mut coffer_credential_service::Config),
 ) -> (Running<coffer_credential_service::Error>, SocketAddr) {
     let mut config = coffer_credential_service::Config::new(
         SecretString::from(database.url().to_owned()),
@@ -277,6 +296,7 @@ async fn spawn_credential_service(
     );
     // Small pages, so sweeps in tests span several.
     config.rewrap_page_size = 2;
+    tweak(&mut config);
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = metrics.local_addr().unwrap();
     let running = spawn(|listener, stopped| {

@@ -12,6 +12,7 @@ mod audit;
 mod audit_tampering;
 mod credentials;
 mod helpers;
+mod key_states;
 mod revocation;
 mod sealing;
 mod storage;

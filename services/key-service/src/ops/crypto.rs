@@ -6,9 +6,9 @@
 use coffer_crypto::{Aad, DataKey, SecretBytes, envelope};
 
 use super::Kms;
+use crate::error::reasons;
 use crate::names::{EncryptionContext, KeyName};
 use crate::store::KeyRecord;
-use crate::error::reasons;
 use crate::{Error, Result};
 
 /// A decrypted plaintext and the key version that had encrypted it.
@@ -70,10 +70,13 @@ impl Kms {
             ));
         }
         if version < record.min_encryption_version {
-            return Err(Error::FailedPrecondition(reasons::VERSION_RETIRED, format!(
-                "key version {version} is below min_encryption_version ({})",
-                record.min_encryption_version
-            )));
+            return Err(Error::FailedPrecondition(
+                reasons::VERSION_RETIRED,
+                format!(
+                    "key version {version} is below min_encryption_version ({})",
+                    record.min_encryption_version
+                ),
+            ));
         }
         let key = self.tenant_key(name, version).await?;
         let ciphertext = envelope::seal(&*key, version, &data_aad(name, context), plaintext)
@@ -186,10 +189,13 @@ impl Kms {
             return Err(undecryptable(name));
         }
         if version < record.min_decryption_version {
-            return Err(Error::FailedPrecondition(reasons::VERSION_RETIRED, format!(
-                "key version {version} is retired: min_decryption_version is {}",
-                record.min_decryption_version
-            )));
+            return Err(Error::FailedPrecondition(
+                reasons::VERSION_RETIRED,
+                format!(
+                    "key version {version} is retired: min_decryption_version is {}",
+                    record.min_decryption_version
+                ),
+            ));
         }
         let key = self.tenant_key(name, version).await?;
         let plaintext = parsed

@@ -7,9 +7,9 @@
 //! undecryptable.
 
 use super::Kms;
+use crate::error::reasons;
 use crate::names::KeyName;
 use crate::store::{Change, KeyRecord, KeyState};
-use crate::error::reasons;
 use crate::{Error, Result};
 
 impl Kms {
@@ -66,9 +66,10 @@ impl Kms {
                     (KeyState::PendingDeletion, Some(at)) if at > now => {
                         Ok(Some(Change::CancelDeletion))
                     }
-                    _ => Err(Error::FailedPrecondition(reasons::KEY_DESTROYED, format!(
-                        "the deletion of key {name} already took effect"
-                    ))),
+                    _ => Err(Error::FailedPrecondition(
+                        reasons::KEY_DESTROYED,
+                        format!("the deletion of key {name} already took effect"),
+                    )),
                 }
             })
             .await

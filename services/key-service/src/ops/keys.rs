@@ -4,9 +4,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::Kms;
+use crate::error::reasons;
 use crate::names::{KeyName, TenantName, parse_id};
 use crate::store::{Change, KeyRecord, KeyState};
-use crate::error::reasons;
 use crate::{Error, Result};
 
 /// The policy fields an UpdateKeyPolicy call sets; `None` keeps the current value.
@@ -80,7 +80,10 @@ impl Kms {
             .modify(name, self.clock.now(), |record| {
                 require_enabled(record)?;
                 let next = record.primary_version.checked_add(1).ok_or_else(|| {
-                    Error::FailedPrecondition(reasons::VERSIONS_EXHAUSTED, format!("key {name} has no versions left"))
+                    Error::FailedPrecondition(
+                        reasons::VERSIONS_EXHAUSTED,
+                        format!("key {name} has no versions left"),
+                    )
                 })?;
                 Ok(Some(Change::Rotate(self.new_version(name, next)?)))
             })
@@ -99,9 +102,10 @@ impl Kms {
         self.store
             .modify(name, self.clock.now(), |record| {
                 if record.state == KeyState::Destroyed {
-                    return Err(Error::FailedPrecondition(reasons::KEY_DESTROYED, format!(
-                        "key {name} is destroyed"
-                    )));
+                    return Err(Error::FailedPrecondition(
+                        reasons::KEY_DESTROYED,
+                        format!("key {name} is destroyed"),
+                    ));
                 }
                 let primary = record.primary_version;
                 let min_dec = update
@@ -138,14 +142,17 @@ impl Kms {
 pub(super) fn require_enabled(record: &KeyRecord) -> Result<()> {
     match record.state {
         KeyState::Enabled => Ok(()),
-        KeyState::PendingDeletion => Err(Error::FailedPrecondition(reasons::DELETION_PENDING, format!(
-            "key {} is pending deletion; cancel the deletion to use it",
-            record.name
-        ))),
-        KeyState::Destroyed => Err(Error::FailedPrecondition(reasons::KEY_DESTROYED, format!(
-            "key {} is destroyed",
-            record.name
-        ))),
+        KeyState::PendingDeletion => Err(Error::FailedPrecondition(
+            reasons::DELETION_PENDING,
+            format!(
+                "key {} is pending deletion; cancel the deletion to use it",
+                record.name
+            ),
+        )),
+        KeyState::Destroyed => Err(Error::FailedPrecondition(
+            reasons::KEY_DESTROYED,
+            format!("key {} is destroyed", record.name),
+        )),
     }
 }
 

@@ -15,12 +15,12 @@ pub use crypto::{BatchInput, DataKeyOutcome, Decrypted, Rewrapped};
 pub use keys::PolicyUpdate;
 
 use crate::cache::KeyCache;
-use coffer_server::Clock;
+use crate::error::reasons;
 use crate::keyring::RootKeyring;
 use crate::names::KeyName;
 use crate::store::{KeyRecord, KeyState, Store, StoredVersion};
-use crate::error::reasons;
 use crate::{Error, Result};
+use coffer_server::Clock;
 
 /// The KMS: storage, root keyring, cache and clock, shared by every request.
 pub struct Kms {
@@ -83,7 +83,10 @@ impl Kms {
             return Ok(key);
         }
         let stored = self.store.version(name, version).await?.ok_or_else(|| {
-            Error::FailedPrecondition(reasons::VERSION_DESTROYED, format!("version {version} of key {name} is destroyed"))
+            Error::FailedPrecondition(
+                reasons::VERSION_DESTROYED,
+                format!("version {version} of key {name} is destroyed"),
+            )
         })?;
         let root = self
             .keyring

@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use coffer_server::Clock;
 use coffer_key_service::keyring::RootKeyring;
 use coffer_key_service::{Config, serve};
 use coffer_proto::pb;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
+use coffer_server::Clock;
 use coffer_test_support::{TestDatabase, connect, init_tracing};
 use coffer_transport::DevCa;
 use coffer_transport::dev_ca::Usage;
@@ -27,6 +27,8 @@ pub type Client = KeyServiceClient<Channel>;
 /// A running key-service and what a test needs to talk to it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The Prometheus `/metrics` endpoint.
+    pub metrics_addr: SocketAddr,
     pub ca: Arc<DevCa>,
     pub clock: Clock,
     pub database: TestDatabase,
@@ -91,7 +93,13 @@ async fn start(
     let mut config = Config::new(SecretString::from(url), options.keyring, tls);
     config.clock = options.clock.clone();
     let (stop, stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(serve(config, listener, async {
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let listeners = coffer_server::Listeners {
+        grpc: listener,
+        metrics: Some(metrics),
+    };
+    let mut server = tokio::spawn(serve(config, listeners, async {
         let _ = stopped.await;
     }));
     let material = options.ca.issue_material(OPERATOR, Usage::Client).unwrap();
@@ -113,6 +121,7 @@ async fn start(
     };
     Ok(move |database| TestApp {
         addr,
+        metrics_addr,
         ca: options.ca,
         clock: options.clock,
         database,

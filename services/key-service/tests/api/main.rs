@@ -9,6 +9,7 @@
 mod authz;
 mod crypto;
 mod deletion;
+mod errors;
 mod helpers;
 mod keys;
 mod root;
