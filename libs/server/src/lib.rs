@@ -23,6 +23,7 @@ pub mod process;
 pub mod serve;
 pub mod status;
 pub mod task;
+pub mod throttle;
 pub mod upstream;
 
 pub use clock::Clock;

@@ -125,8 +125,13 @@ pub fn init(
     let otel = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service_name)));
-    let human = (format == LogFormat::Human)
-        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    // Colour only on a terminal: a pipe or a file gets plain text, not escape codes.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let human = (format == LogFormat::Human).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(colour)
+            .with_writer(std::io::stderr)
+    });
     let json = (format == LogFormat::Json).then(|| {
         tracing_subscriber::fmt::layer()
             .json()

@@ -50,12 +50,14 @@ pub async fn serve(
 ) -> Result<()> {
     let store = Store::connect(&config.database).await?;
     let cache = KeyCache::new(config.cache_capacity, config.cache_ttl);
+    let mut registry = coffer_server::metrics::Registry::default();
     let kms = Arc::new(Kms::new(
         store,
         config.keyring,
         cache,
         config.clock,
         config.deletion_waiting_period,
+        &mut registry,
     ));
     kms.check_root_keys().await?;
 
@@ -78,15 +80,9 @@ pub async fn serve(
         )
     };
     let api = KeyServiceServer::new(KeyServiceApi::new(Arc::clone(&kms), config.authz));
-    let served = coffer_server::serve(
-        &config.server,
-        api,
-        coffer_server::metrics::Registry::default(),
-        listeners.into(),
-        shutdown,
-    )
-    .await
-    .map_err(Error::Serve);
+    let served = coffer_server::serve(&config.server, api, registry, listeners.into(), shutdown)
+        .await
+        .map_err(Error::Serve);
     drop(reaper);
     kms.store().close().await;
     served

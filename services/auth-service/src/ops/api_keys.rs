@@ -168,7 +168,12 @@ impl Auth {
                 ))
             })?;
         let available = effective_scopes(&owner)?;
-        let scopes = new.scopes.unwrap_or_else(|| available.clone());
+        // No scopes asked for: everything the principal holds that the caller holds too (a
+        // narrow key creating a key for its own principal gets its own scopes, not a refusal).
+        let scopes = new.scopes.unwrap_or_else(|| match &new.creator_scopes {
+            Some(creator) => available.intersection(creator),
+            None => available.clone(),
+        });
         let allowed = |scope: Scope| {
             available.contains(scope)
                 && new

@@ -315,3 +315,32 @@ async fn privilege_changes_are_audited_in_a_keyed_chain_that_detects_tampering()
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_narrow_key_asking_for_no_scopes_gets_what_it_and_its_principal_share() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        stack
+            .tenant_with_user("acme", "alice", &["org_admin"])
+            .await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut client = stack.client_as("gateway").await;
+        let narrow = create_key(&mut client, &alice, "mcp:read user:read user:token").await;
+        // Empty means "all of the principal's", limited to what the calling key holds: not a
+        // refusal, and not more than the caller has.
+        let child = create_key(&mut client, &narrow.key, "").await;
+        assert_eq!(
+            child.api_key.as_ref().unwrap().scopes,
+            "mcp:read user:read user:token"
+        );
+        let mut introspector = stack.client_as("credential-service").await;
+        let verified = verify(&mut introspector, &child.key).await.unwrap();
+        assert!(
+            !verified.scopes.contains("org:admin"),
+            "{}",
+            verified.scopes
+        );
+        stack.shutdown().await;
+    })
+    .await;
+}

@@ -183,10 +183,10 @@ impl Kms {
         ciphertext: &[u8],
     ) -> Result<Decrypted> {
         let name = &record.name;
-        let parsed = envelope::Envelope::parse(ciphertext).map_err(|_| undecryptable(name))?;
+        let parsed = envelope::Envelope::parse(ciphertext).map_err(|_| self.undecryptable(name))?;
         let version = parsed.key_version();
         if version == 0 || version > record.primary_version {
-            return Err(undecryptable(name));
+            return Err(self.undecryptable(name));
         }
         if version < record.min_decryption_version {
             return Err(Error::FailedPrecondition(
@@ -200,7 +200,7 @@ impl Kms {
         let key = self.tenant_key(name, version).await?;
         let plaintext = parsed
             .open(&*key, &data_aad(name, context))
-            .map_err(|_| undecryptable(name))?;
+            .map_err(|_| self.undecryptable(name))?;
         Ok(Decrypted {
             plaintext,
             key_version: version,
@@ -229,12 +229,6 @@ impl Kms {
             source_key_version: decrypted.key_version,
         })
     }
-}
-
-/// Logs a failed decryption (never the input) and returns the client error.
-fn undecryptable(name: &KeyName) -> Error {
-    tracing::warn!(key = %name, "decryption failed");
-    Error::Undecryptable
 }
 
 /// The AAD of data ciphertexts and wrapped data keys.

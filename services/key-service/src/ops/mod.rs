@@ -21,6 +21,8 @@ use crate::names::KeyName;
 use crate::store::{KeyRecord, KeyState, Store, StoredVersion};
 use crate::{Error, Result};
 use coffer_server::Clock;
+use coffer_server::metrics::{Counter, Registry};
+use coffer_server::throttle::Throttle;
 
 /// The KMS: storage, root keyring, cache and clock, shared by every request.
 pub struct Kms {
@@ -29,7 +31,19 @@ pub struct Kms {
     cache: KeyCache,
     clock: Clock,
     deletion_waiting_period: Duration,
+    decrypt_failures: DecryptFailures,
 }
+
+/// Failed decryptions: counted in `coffer_key_decrypt_failures`, logged at most once per
+/// [`DECRYPT_FAILURE_LOG_INTERVAL`] with the count left out, so a caller sending garbage
+/// cannot flood the log.
+struct DecryptFailures {
+    count: Counter,
+    log: Throttle,
+}
+
+/// At most one WARN line about failed decryptions per this interval.
+pub const DECRYPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Kms {
     /// Assembles the KMS.
@@ -39,14 +53,35 @@ impl Kms {
         cache: KeyCache,
         clock: Clock,
         deletion_waiting_period: Duration,
+        registry: &mut Registry,
     ) -> Self {
+        let count = Counter::default();
+        registry.register(
+            "coffer_key_decrypt_failures",
+            "Decrypt, ReWrap and batch items refused because the ciphertext does not authenticate",
+            count.clone(),
+        );
         Self {
             store,
             keyring,
             cache,
             clock,
             deletion_waiting_period,
+            decrypt_failures: DecryptFailures {
+                count,
+                log: Throttle::new(DECRYPT_FAILURE_LOG_INTERVAL),
+            },
         }
+    }
+
+    /// Counts and (at a bounded rate) logs a failed decryption, never its input, and returns
+    /// the client error.
+    fn undecryptable(&self, name: &KeyName) -> Error {
+        self.decrypt_failures.count.inc();
+        if let Some(suppressed) = self.decrypt_failures.log.admit() {
+            tracing::warn!(key = %name, suppressed, "decryption failed (suppressed: failures since the last such line)");
+        }
+        Error::Undecryptable
     }
 
     /// The store (for shutdown).

@@ -121,7 +121,13 @@ async fn metrics_count_and_time_every_rpc_by_status_code() {
         let app = spawn_app(db).await;
         app.create_key(KEY).await;
         app.encrypt(KEY, b"one", &[]).await;
-        app.encrypt(KEY, b"two", &[]).await;
+        let ciphertext = app.encrypt(KEY, b"two", &[]).await;
+        // Failed decryptions are counted (and logged at most once per ten seconds).
+        for _ in 0..3 {
+            app.decrypt(KEY, &ciphertext, &[("other", "context")])
+                .await
+                .unwrap_err();
+        }
         let _ = app
             .client()
             .get_key(pb::GetKeyRequest {
@@ -137,6 +143,8 @@ async fn metrics_count_and_time_every_rpc_by_status_code() {
             r#"coffer_rpc_requests_total{rpc="coffer.v1.KeyService/CreateKey",code="OK"} 1"#,
             r#"coffer_rpc_requests_total{rpc="coffer.v1.KeyService/GetKey",code="NOT_FOUND"} 1"#,
             r#"coffer_rpc_duration_seconds_count{rpc="coffer.v1.KeyService/Encrypt",code="OK"} 2"#,
+            r#"coffer_rpc_requests_total{rpc="coffer.v1.KeyService/Decrypt",code="INVALID_ARGUMENT"} 3"#,
+            "coffer_key_decrypt_failures_total 3",
         ] {
             assert!(page.contains(line), "missing `{line}` in:\n{page}");
         }
