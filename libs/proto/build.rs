@@ -23,6 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // google.rpc.Status (per-item batch errors) is tonic-types' own, so a batch item's
+        // status converts to and from `tonic::Status` with its details.
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

@@ -56,7 +56,7 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         }
         assert!(!services.contains("AuthService"), "advertises what it does not serve:\n{services}");
         let described = grpcurl(&tool, &running, &[&addr, "describe", "coffer.v1.KeyService"]);
-        for rpc in ["rpc Encrypt", "rpc Decrypt", "rpc RotateRootKey", "rpc BatchReWrap"] {
+        for rpc in ["rpc Encrypt", "rpc Decrypt", "rpc RotateRootKey", "rpc BatchRewrap"] {
             assert!(described.contains(rpc), "{rpc} missing:\n{described}");
         }
         let message = grpcurl(&tool, &running, &[&addr, "describe", "coffer.v1.EncryptRequest"]);

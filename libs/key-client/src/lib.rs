@@ -183,6 +183,17 @@ pub struct DataKey {
     pub key_version: u32,
 }
 
+/// An answer of ListKeyChanges.
+#[derive(Debug)]
+pub struct KeyChanges {
+    /// The changed keys as they are now, oldest change first.
+    pub keys: Vec<pb::Key>,
+    /// key-service's clock when it answered, unix seconds.
+    pub server_time: i64,
+    /// More changes follow (ask again from the last key's `update_time`).
+    pub truncated: bool,
+}
+
 /// A ciphertext as key-service takes it.
 #[derive(Debug, Clone, Copy)]
 pub enum Ciphertext<'a> {
@@ -212,12 +223,19 @@ impl KeyClient {
     /// # Errors
     /// [`Error`].
     pub async fn ensure_key(&self, name: &str, deletion_allowed: bool) -> Result<bool> {
+        let (parent, key_id) = name.split_once("/keys/").ok_or_else(|| {
+            Error::Rejected(Status::invalid_argument("not a tenants/{t}/keys/{k} name"))
+        })?;
         let created = self
             .inner
             .clone()
             .create_key(pb::CreateKeyRequest {
-                name: name.to_owned(),
-                deletion_allowed,
+                parent: parent.to_owned(),
+                key_id: key_id.to_owned(),
+                key: Some(pb::Key {
+                    deletion_allowed,
+                    ..pb::Key::default()
+                }),
             })
             .await;
         match created {
@@ -282,18 +300,17 @@ impl KeyClient {
         ciphertext: Ciphertext<'_>,
         context: Context,
     ) -> Result<SecretBytes> {
-        let (binary, text) = match ciphertext {
-            Ciphertext::Binary(bytes) => (bytes.to_vec(), String::new()),
-            Ciphertext::Text(text) => (Vec::new(), text.to_owned()),
+        let input = match ciphertext {
+            Ciphertext::Binary(bytes) => pb::decrypt_request::Input::Ciphertext(bytes.to_vec()),
+            Ciphertext::Text(text) => pb::decrypt_request::Input::CiphertextText(text.to_owned()),
         };
         let response = self
             .inner
             .clone()
             .decrypt(pb::DecryptRequest {
                 name: name.to_owned(),
-                ciphertext: binary,
+                input: Some(input),
                 encryption_context: context,
-                ciphertext_text: text,
             })
             .await?;
         Ok(SecretBytes::new(response.into_inner().plaintext))
@@ -328,7 +345,7 @@ impl KeyClient {
         name: &str,
         items: Vec<(Vec<u8>, Context)>,
     ) -> Result<Vec<Result<(Vec<u8>, u32)>>> {
-        let request = pb::BatchReWrapRequest {
+        let request = pb::BatchRewrapRequest {
             name: name.to_owned(),
             items: items
                 .into_iter()
@@ -338,34 +355,44 @@ impl KeyClient {
                 })
                 .collect(),
         };
-        let results = self.inner.clone().batch_re_wrap(request).await?;
+        let results = self.inner.clone().batch_rewrap(request).await?;
         Ok(results
             .into_inner()
             .results
             .into_iter()
             .map(|result| match result.result {
-                Some(pb::batch_re_wrap_result::Result::Ok(ok)) => {
+                Some(pb::batch_rewrap_result::Result::Ok(ok)) => {
                     Ok((ok.ciphertext, ok.key_version))
                 }
-                Some(pb::batch_re_wrap_result::Result::Error(error)) => Err(Error::from(
-                    Status::new(Code::from(error.code), error.message),
-                )),
+                Some(pb::batch_rewrap_result::Result::Error(error)) => {
+                    Err(Error::from(status::from_rpc_status(&error)))
+                }
                 None => Err(Error::Rejected(Status::internal("empty batch result"))),
             })
             .collect())
     }
 
-    /// The keys changed since `since_time` (unix seconds), for cache invalidation.
+    /// The keys changed at or after `since` (unix seconds), for cache invalidation.
     ///
     /// # Errors
     /// [`Error`].
-    pub async fn list_key_changes(&self, since_time: i64) -> Result<pb::ListKeyChangesResponse> {
-        Ok(self
+    pub async fn list_key_changes(&self, since: i64) -> Result<KeyChanges> {
+        let response = self
             .inner
             .clone()
-            .list_key_changes(pb::ListKeyChangesRequest { since_time })
+            .list_key_changes(pb::ListKeyChangesRequest {
+                since_time: Some(prost_types::Timestamp {
+                    seconds: since,
+                    nanos: 0,
+                }),
+            })
             .await?
-            .into_inner())
+            .into_inner();
+        Ok(KeyChanges {
+            server_time: response.server_time.map_or(0, |t| t.seconds),
+            keys: response.keys,
+            truncated: response.truncated,
+        })
     }
 }
 

@@ -42,6 +42,33 @@ pub fn invalid_argument(
     )
 }
 
+/// A `google.rpc.Status` message (the per-item error of a batch response).
+pub type RpcStatus = tonic_types::pb::Status;
+
+/// `status` as a `google.rpc.Status` message, with its details.
+pub fn to_rpc_status(status: &Status) -> RpcStatus {
+    let bare = || RpcStatus {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: Vec::new(),
+    };
+    // No details: empty bytes would decode as a default (OK) status.
+    if status.details().is_empty() {
+        return bare();
+    }
+    <RpcStatus as prost::Message>::decode(status.details()).unwrap_or_else(|_| bare())
+}
+
+/// A `google.rpc.Status` message (a batch item's error) as a `tonic::Status`, with its
+/// details.
+pub fn from_rpc_status(status: &RpcStatus) -> Status {
+    Status::with_details(
+        Code::from(status.code),
+        status.message.clone(),
+        prost::Message::encode_to_vec(status).into(),
+    )
+}
+
 /// The `ErrorInfo` of `status`, if it carries one.
 pub fn error_info(status: &Status) -> Option<ErrorInfo> {
     status.get_error_details().error_info().cloned()
@@ -128,5 +155,14 @@ mod tests {
         assert_eq!(reason(&plain).as_deref(), Some("KEY_DESTROYED"));
         assert!(field_violations(&plain).is_empty());
         assert_eq!(reason(&Status::internal("x")), None);
+        let item = to_rpc_status(&plain);
+        assert_eq!(
+            (item.code, item.message.as_str()),
+            (Code::FailedPrecondition as i32, "destroyed")
+        );
+        let back = from_rpc_status(&item);
+        assert_eq!(reason(&back).as_deref(), Some("KEY_DESTROYED"));
+        let bare = to_rpc_status(&Status::not_found("gone"));
+        assert_eq!(bare.code, Code::NotFound as i32);
     }
 }

@@ -76,11 +76,13 @@ async fn measure(running: &up::Running, options: &Options) -> anyhow::Result<Vec
         .connect()
         .await?;
     let kms = KeyServiceClient::new(channel.clone());
-    let name = format!("tenants/bench/keys/k{}", std::process::id());
+    let key_id = format!("k{}", std::process::id());
+    let name = format!("tenants/bench/keys/{key_id}");
     kms.clone()
         .create_key(pb::CreateKeyRequest {
-            name: name.clone(),
-            deletion_allowed: false,
+            parent: "tenants/bench".into(),
+            key_id,
+            key: None,
         })
         .await?;
     let plaintext = vec![0x5a; options.payload];
@@ -140,7 +142,7 @@ async fn measure(running: &up::Running, options: &Options) -> anyhow::Result<Vec
     );
     let decrypt = pb::DecryptRequest {
         name: name.clone(),
-        ciphertext,
+        input: Some(pb::decrypt_request::Input::Ciphertext(ciphertext)),
         ..Default::default()
     };
     reports.push(

@@ -108,8 +108,9 @@ async fn coffer_up_serves_stops_on_sigterm_and_reuses_its_data_dir() {
     let mut operator_client = client(addr, &operator).await;
     operator_client
         .create_key(pb::CreateKeyRequest {
-            name: name.into(),
-            deletion_allowed: false,
+            parent: "tenants/acme".into(),
+            key_id: "credentials".into(),
+            key: None,
         })
         .await
         .unwrap();
@@ -178,7 +179,7 @@ async fn coffer_up_serves_stops_on_sigterm_and_reuses_its_data_dir() {
         .await
         .decrypt(pb::DecryptRequest {
             name: name.into(),
-            ciphertext,
+            input: Some(pb::decrypt_request::Input::Ciphertext(ciphertext)),
             ..Default::default()
         })
         .await

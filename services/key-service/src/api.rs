@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use coffer_proto::pb::key_service_server::KeyService;
-use coffer_proto::pb::{self, batch_decrypt_result, batch_re_wrap_result};
+use coffer_proto::pb::{self, batch_decrypt_result, batch_rewrap_result, decrypt_request};
 use coffer_transport::SpiffeId;
 use tonic::{Request, Response, Status};
 
@@ -49,10 +49,14 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl KeyService for KeyServiceApi {
     async fn create_key(&self, request: Request<pb::CreateKeyRequest>) -> Reply<pb::Key> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let tenant = TenantName::parse("parent", &request.get_ref().parent)?;
+        let name = KeyName::child(&tenant, "key_id", &request.get_ref().key_id)?;
         self.authorize(&request, Rpc::CreateKey, Target::Key(&name))?;
-        let request = request.into_inner();
-        let record = self.kms.create_key(&name, request.deletion_allowed).await?;
+        let deletion_allowed = request
+            .into_inner()
+            .key
+            .is_some_and(|key| key.deletion_allowed);
+        let record = self.kms.create_key(&name, deletion_allowed).await?;
         Ok(Response::new(key_proto(&record)))
     }
 
@@ -93,14 +97,25 @@ impl KeyService for KeyServiceApi {
     ) -> Reply<pb::Key> {
         let name = KeyName::parse("name", &request.get_ref().name)?;
         self.authorize(&request, Rpc::UpdateKeyPolicy, Target::Key(&name))?;
-        let request = request.into_inner();
-        let update = PolicyUpdate {
-            min_decryption_version: request.min_decryption_version,
-            min_encryption_version: request.min_encryption_version,
-            deletion_allowed: request.deletion_allowed,
-        };
+        let update = policy_update(request.into_inner())?;
         Ok(Response::new(key_proto(
             &self.kms.update_policy(&name, update).await?,
+        )))
+    }
+
+    async fn disable_key(&self, request: Request<pb::DisableKeyRequest>) -> Reply<pb::Key> {
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::DisableKey, Target::Key(&name))?;
+        Ok(Response::new(key_proto(
+            &self.kms.set_disabled(&name, true).await?,
+        )))
+    }
+
+    async fn enable_key(&self, request: Request<pb::EnableKeyRequest>) -> Reply<pb::Key> {
+        let name = KeyName::parse("name", &request.get_ref().name)?;
+        self.authorize(&request, Rpc::EnableKey, Target::Key(&name))?;
+        Ok(Response::new(key_proto(
+            &self.kms.set_disabled(&name, false).await?,
         )))
     }
 
@@ -158,17 +173,16 @@ impl KeyService for KeyServiceApi {
         let name = KeyName::parse("name", &request.get_ref().name)?;
         self.authorize(&request, Rpc::Decrypt, Target::Key(&name))?;
         let request = request.into_inner();
-        let ciphertext = match (
-            request.ciphertext.is_empty(),
-            request.ciphertext_text.is_empty(),
-        ) {
-            (false, true) => request.ciphertext,
-            (true, false) => coffer_crypto::text::decode(&request.ciphertext_text)
-                .map_err(|e| Error::invalid("ciphertext_text", e.to_string()))?,
+        let ciphertext = match request.input {
+            Some(decrypt_request::Input::Ciphertext(bytes)) if !bytes.is_empty() => bytes,
+            Some(decrypt_request::Input::CiphertextText(text)) if !text.is_empty() => {
+                coffer_crypto::text::decode(&text)
+                    .map_err(|e| Error::invalid("ciphertext_text", e.to_string()))?
+            }
             _ => {
                 return Err(Error::invalid(
                     "ciphertext",
-                    "set exactly one of ciphertext and ciphertext_text",
+                    "required: set ciphertext or ciphertext_text",
                 )
                 .into());
             }
@@ -178,9 +192,9 @@ impl KeyService for KeyServiceApi {
         Ok(Response::new(decrypt_proto(decrypted)))
     }
 
-    async fn re_wrap(&self, request: Request<pb::ReWrapRequest>) -> Reply<pb::ReWrapResponse> {
+    async fn rewrap(&self, request: Request<pb::RewrapRequest>) -> Reply<pb::RewrapResponse> {
         let name = KeyName::parse("name", &request.get_ref().name)?;
-        self.authorize(&request, Rpc::ReWrap, Target::Key(&name))?;
+        self.authorize(&request, Rpc::Rewrap, Target::Key(&name))?;
         let request = request.into_inner();
         let context = EncryptionContext::parse(request.encryption_context)?;
         let rewrapped = self
@@ -212,22 +226,22 @@ impl KeyService for KeyServiceApi {
         }))
     }
 
-    async fn batch_re_wrap(
+    async fn batch_rewrap(
         &self,
-        request: Request<pb::BatchReWrapRequest>,
-    ) -> Reply<pb::BatchReWrapResponse> {
+        request: Request<pb::BatchRewrapRequest>,
+    ) -> Reply<pb::BatchRewrapResponse> {
         let name = KeyName::parse("name", &request.get_ref().name)?;
-        self.authorize(&request, Rpc::BatchReWrap, Target::Key(&name))?;
+        self.authorize(&request, Rpc::BatchRewrap, Target::Key(&name))?;
         let request = request.into_inner();
         let items = batch_items(request.items)?;
         let results = self.kms.batch_rewrap(&name, items).await?;
-        Ok(Response::new(pb::BatchReWrapResponse {
+        Ok(Response::new(pb::BatchRewrapResponse {
             results: results
                 .into_iter()
-                .map(|result| pb::BatchReWrapResult {
+                .map(|result| pb::BatchRewrapResult {
                     result: Some(match result {
-                        Ok(rewrapped) => batch_re_wrap_result::Result::Ok(rewrap_proto(rewrapped)),
-                        Err(error) => batch_re_wrap_result::Result::Error(item_error(error)),
+                        Ok(rewrapped) => batch_rewrap_result::Result::Ok(rewrap_proto(rewrapped)),
+                        Err(error) => batch_rewrap_result::Result::Error(item_error(error)),
                     }),
                 })
                 .collect(),
@@ -268,7 +282,11 @@ impl KeyService for KeyServiceApi {
             }
             .into());
         }
-        let since = request.get_ref().since_time.max(0);
+        let since = request
+            .get_ref()
+            .since_time
+            .as_ref()
+            .map_or(0, |t| t.seconds.max(0));
         let (records, truncated, server_time) = self.kms.key_changes(since).await?;
         Ok(Response::new(pb::ListKeyChangesResponse {
             keys: records
@@ -279,7 +297,10 @@ impl KeyService for KeyServiceApi {
                 })
                 .map(key_proto)
                 .collect(),
-            server_time,
+            server_time: Some(prost_types::Timestamp {
+                seconds: server_time,
+                nanos: 0,
+            }),
             truncated,
         }))
     }
@@ -317,13 +338,63 @@ fn batch_items(items: Vec<pb::BatchItem>) -> Result<Vec<BatchInput>> {
         .collect())
 }
 
-/// A per-item failure, with the status the item would have failed with on its own.
-fn item_error(error: Error) -> pb::ItemError {
-    let status = Status::from(error);
-    pb::ItemError {
-        code: status.code() as i32,
-        message: status.message().to_owned(),
+/// A per-item failure: the status (with its details) the item would have failed with on its
+/// own.
+fn item_error(error: Error) -> coffer_server::status::RpcStatus {
+    coffer_server::status::to_rpc_status(&Status::from(error))
+}
+
+/// The fields of UpdateKeyPolicy: those the mask names (each must be set), or without a mask
+/// those that are set.
+fn policy_update(request: pb::UpdateKeyPolicyRequest) -> Result<PolicyUpdate> {
+    let Some(mask) = request.update_mask.filter(|mask| !mask.paths.is_empty()) else {
+        return Ok(PolicyUpdate {
+            min_decryption_version: request.min_decryption_version,
+            min_encryption_version: request.min_encryption_version,
+            deletion_allowed: request.deletion_allowed,
+            exact: false,
+        });
+    };
+    let mut update = PolicyUpdate {
+        min_decryption_version: None,
+        min_encryption_version: None,
+        deletion_allowed: None,
+        exact: true,
+    };
+    for path in &mask.paths {
+        let unset = |field: &'static str| Error::invalid(field, "named in update_mask but not set");
+        match path.as_str() {
+            "min_decryption_version" => {
+                update.min_decryption_version = Some(
+                    request
+                        .min_decryption_version
+                        .ok_or_else(|| unset("min_decryption_version"))?,
+                );
+            }
+            "min_encryption_version" => {
+                update.min_encryption_version = Some(
+                    request
+                        .min_encryption_version
+                        .ok_or_else(|| unset("min_encryption_version"))?,
+                );
+            }
+            "deletion_allowed" => {
+                update.deletion_allowed = Some(
+                    request
+                        .deletion_allowed
+                        .ok_or_else(|| unset("deletion_allowed"))?,
+                );
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "update_mask",
+                    "may name only min_decryption_version, min_encryption_version and \
+                     deletion_allowed",
+                ));
+            }
+        }
     }
+    Ok(update)
 }
 
 fn decrypt_proto(decrypted: Decrypted) -> pb::DecryptResponse {
@@ -333,8 +404,8 @@ fn decrypt_proto(decrypted: Decrypted) -> pb::DecryptResponse {
     }
 }
 
-fn rewrap_proto(rewrapped: Rewrapped) -> pb::ReWrapResponse {
-    pb::ReWrapResponse {
+fn rewrap_proto(rewrapped: Rewrapped) -> pb::RewrapResponse {
+    pb::RewrapResponse {
         ciphertext: rewrapped.ciphertext,
         key_version: rewrapped.key_version,
         source_key_version: rewrapped.source_key_version,
@@ -350,6 +421,7 @@ fn key_proto(record: &KeyRecord) -> pb::Key {
         min_encryption_version: record.min_encryption_version,
         deletion_allowed: record.deletion_allowed,
         state: match record.state {
+            KeyState::Enabled if record.disabled => pb::KeyState::Disabled,
             KeyState::Enabled => pb::KeyState::Enabled,
             KeyState::PendingDeletion => pb::KeyState::PendingDeletion,
             KeyState::Destroyed => pb::KeyState::Destroyed,

@@ -41,16 +41,20 @@ pub enum Rpc {
     Encrypt,
     /// `Decrypt`.
     Decrypt,
-    /// `ReWrap`.
-    ReWrap,
+    /// `Rewrap`.
+    Rewrap,
     /// `BatchDecrypt`.
     BatchDecrypt,
-    /// `BatchReWrap`.
-    BatchReWrap,
+    /// `BatchRewrap`.
+    BatchRewrap,
     /// `ScheduleKeyDeletion`.
     ScheduleKeyDeletion,
     /// `CancelKeyDeletion`.
     CancelKeyDeletion,
+    /// `DisableKey`.
+    DisableKey,
+    /// `EnableKey`.
+    EnableKey,
     /// `RotateRootKey`.
     RotateRootKey,
     /// `ListKeyChanges` (answers only the keys the caller may call it on).
@@ -65,15 +69,15 @@ pub const SERVICE_RPCS: &[Rpc] = &[
     Rpc::GenerateDataKey,
     Rpc::Encrypt,
     Rpc::Decrypt,
-    Rpc::ReWrap,
+    Rpc::Rewrap,
     Rpc::BatchDecrypt,
-    Rpc::BatchReWrap,
+    Rpc::BatchRewrap,
     Rpc::ListKeyChanges,
 ];
 
 impl Rpc {
     /// Every RPC.
-    pub const ALL: [Rpc; 15] = [
+    pub const ALL: [Rpc; 17] = [
         Rpc::CreateKey,
         Rpc::GetKey,
         Rpc::ListKeys,
@@ -82,11 +86,13 @@ impl Rpc {
         Rpc::GenerateDataKey,
         Rpc::Encrypt,
         Rpc::Decrypt,
-        Rpc::ReWrap,
+        Rpc::Rewrap,
         Rpc::BatchDecrypt,
-        Rpc::BatchReWrap,
+        Rpc::BatchRewrap,
         Rpc::ScheduleKeyDeletion,
         Rpc::CancelKeyDeletion,
+        Rpc::DisableKey,
+        Rpc::EnableKey,
         Rpc::RotateRootKey,
         Rpc::ListKeyChanges,
     ];
@@ -102,11 +108,13 @@ impl Rpc {
             Rpc::GenerateDataKey => "GenerateDataKey",
             Rpc::Encrypt => "Encrypt",
             Rpc::Decrypt => "Decrypt",
-            Rpc::ReWrap => "ReWrap",
+            Rpc::Rewrap => "Rewrap",
             Rpc::BatchDecrypt => "BatchDecrypt",
-            Rpc::BatchReWrap => "BatchReWrap",
+            Rpc::BatchRewrap => "BatchRewrap",
             Rpc::ScheduleKeyDeletion => "ScheduleKeyDeletion",
             Rpc::CancelKeyDeletion => "CancelKeyDeletion",
+            Rpc::DisableKey => "DisableKey",
+            Rpc::EnableKey => "EnableKey",
             Rpc::RotateRootKey => "RotateRootKey",
             Rpc::ListKeyChanges => "ListKeyChanges",
         }

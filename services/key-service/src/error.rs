@@ -17,6 +17,8 @@ pub mod reasons {
     pub use coffer_server::status::reasons::*;
     /// The key is destroyed (crypto-shredded): nothing it protected can be decrypted again.
     pub const KEY_DESTROYED: &str = "KEY_DESTROYED";
+    /// The key is disabled; EnableKey makes it usable again.
+    pub const KEY_DISABLED: &str = "KEY_DISABLED";
     /// The key is scheduled for deletion; CancelKeyDeletion makes it usable again.
     pub const DELETION_PENDING: &str = "DELETION_PENDING";
     /// The key's policy does not allow deletion.

@@ -26,12 +26,31 @@ impl KeyName {
     /// # Errors
     /// [`Error::InvalidArgument`] saying what is wrong.
     pub fn parse(field: &'static str, name: &str) -> Result<Self> {
-        let invalid = || Error::invalid(field, "must be tenants/{tenant}/keys/{key}");
+        let invalid = || {
+            Error::invalid(
+                field,
+                format!(
+                    "must be tenants/{{tenant}}/keys/{{key}}, each id matching {}",
+                    coffer_proto::ID_PATTERN
+                ),
+            )
+        };
         let rest = name.strip_prefix("tenants/").ok_or_else(invalid)?;
         let (tenant, key) = rest.split_once("/keys/").ok_or_else(invalid)?;
         Ok(Self {
             tenant: parse_id(field, "tenant", tenant)?,
             key: parse_id(field, "key", key)?,
+        })
+    }
+
+    /// The key `key_id` of `tenant`; `field` names the request field of the id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an invalid id.
+    pub fn child(tenant: &TenantName, field: &'static str, key_id: &str) -> Result<Self> {
+        Ok(Self {
+            tenant: tenant.as_str().to_owned(),
+            key: parse_id(field, "key id", key_id)?,
         })
     }
 
@@ -73,9 +92,15 @@ impl TenantName {
     /// # Errors
     /// [`Error::InvalidArgument`] saying what is wrong.
     pub fn parse(field: &'static str, name: &str) -> Result<Self> {
-        let tenant = name
-            .strip_prefix("tenants/")
-            .ok_or_else(|| Error::invalid(field, "must be tenants/{tenant}"))?;
+        let tenant = name.strip_prefix("tenants/").ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!(
+                    "must be tenants/{{tenant}}, the id matching {}",
+                    coffer_proto::ID_PATTERN
+                ),
+            )
+        })?;
         Ok(Self(parse_id(field, "tenant", tenant)?))
     }
 

@@ -18,6 +18,9 @@ pub struct PolicyUpdate {
     pub min_encryption_version: Option<u32>,
     /// New deletion permission.
     pub deletion_allowed: Option<bool>,
+    /// Only the fields above that are set change (an update mask was given): raising
+    /// `min_decryption_version` does not move `min_encryption_version` along.
+    pub exact: bool,
 }
 
 impl Kms {
@@ -117,9 +120,13 @@ impl Kms {
                         format!("must be between 1 and the primary version ({primary})"),
                     ));
                 }
-                let min_enc = update
-                    .min_encryption_version
-                    .unwrap_or_else(|| record.min_encryption_version.max(min_dec));
+                let min_enc = update.min_encryption_version.unwrap_or_else(|| {
+                    if update.exact {
+                        record.min_encryption_version
+                    } else {
+                        record.min_encryption_version.max(min_dec)
+                    }
+                });
                 if !(min_dec..=primary).contains(&min_enc) {
                     return Err(Error::invalid(
                         "min_encryption_version",
@@ -139,8 +146,38 @@ impl Kms {
     }
 }
 
+impl Kms {
+    /// Stops (`disabled`) or resumes every cryptographic use of a key. Idempotent.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::FailedPrecondition`] while pending deletion or destroyed.
+    pub async fn set_disabled(&self, name: &KeyName, disabled: bool) -> Result<KeyRecord> {
+        self.store
+            .modify(name, self.clock.now(), |record| match record.state {
+                KeyState::Enabled if record.disabled == disabled => Ok(None),
+                KeyState::Enabled => Ok(Some(Change::Disabled(disabled))),
+                KeyState::PendingDeletion => Err(Error::FailedPrecondition(
+                    reasons::DELETION_PENDING,
+                    format!("key {name} is pending deletion; cancel the deletion first"),
+                )),
+                KeyState::Destroyed => Err(Error::FailedPrecondition(
+                    reasons::KEY_DESTROYED,
+                    format!("key {name} is destroyed"),
+                )),
+            })
+            .await
+    }
+}
+
 pub(super) fn require_enabled(record: &KeyRecord) -> Result<()> {
     match record.state {
+        KeyState::Enabled if record.disabled => Err(Error::FailedPrecondition(
+            reasons::KEY_DISABLED,
+            format!(
+                "key {} is disabled; EnableKey makes it usable again",
+                record.name
+            ),
+        )),
         KeyState::Enabled => Ok(()),
         KeyState::PendingDeletion => Err(Error::FailedPrecondition(
             reasons::DELETION_PENDING,

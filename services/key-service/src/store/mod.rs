@@ -22,8 +22,8 @@ macro_rules! select_key {
     ($tail:literal) => {
         concat!(
             "SELECT tenant, key_id, primary_version, min_decryption_version, ",
-            "min_encryption_version, deletion_allowed, state, create_time, update_time, ",
-            "destroy_time FROM kms_keys ",
+            "min_encryption_version, deletion_allowed, state, disabled, create_time, ",
+            "update_time, destroy_time FROM kms_keys ",
             $tail
         )
     };
@@ -72,8 +72,10 @@ pub enum Change {
         /// When the material is destroyed.
         destroy_time: i64,
     },
-    /// Back to enabled.
+    /// Back to enabled (or disabled, if it was disabled before the deletion was scheduled).
     CancelDeletion,
+    /// Sets or clears the reversible stop of DisableKey / EnableKey.
+    Disabled(bool),
     /// Deletes every version's material; the key row stays as `destroyed`.
     Destroy,
 }
@@ -423,6 +425,7 @@ async fn apply(
             record.state = KeyState::Enabled;
             record.destroy_time = None;
         }
+        Change::Disabled(disabled) => record.disabled = disabled,
         Change::Destroy => {
             sqlx::query("DELETE FROM kms_key_versions WHERE tenant = $1 AND key_id = $2")
                 .bind(name.tenant())
@@ -436,7 +439,7 @@ async fn apply(
     sqlx::query(
         "UPDATE kms_keys SET primary_version = $1, min_decryption_version = $2, \
          min_encryption_version = $3, deletion_allowed = $4, state = $5, update_time = $6, \
-         destroy_time = $7 WHERE tenant = $8 AND key_id = $9",
+         destroy_time = $7, disabled = $10 WHERE tenant = $8 AND key_id = $9",
     )
     .bind(i64::from(record.primary_version))
     .bind(i64::from(record.min_decryption_version))
@@ -447,6 +450,7 @@ async fn apply(
     .bind(record.destroy_time)
     .bind(name.tenant())
     .bind(name.key())
+    .bind(i64::from(record.disabled))
     .execute(&mut **tx)
     .await?;
     Ok(())

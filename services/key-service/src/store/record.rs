@@ -54,6 +54,8 @@ pub struct KeyRecord {
     pub deletion_allowed: bool,
     /// Lifecycle state.
     pub state: KeyState,
+    /// Stopped by DisableKey (until EnableKey); independent of `state`.
+    pub disabled: bool,
     /// Creation time, unix seconds.
     pub create_time: i64,
     /// Last change, unix seconds.
@@ -72,6 +74,7 @@ impl KeyRecord {
             min_encryption_version: 1,
             deletion_allowed,
             state: KeyState::Enabled,
+            disabled: false,
             create_time: now,
             update_time: now,
             destroy_time: None,
@@ -85,15 +88,19 @@ impl KeyRecord {
 
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(Self {
-            name: KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?,
-            primary_version: to_u32(row.try_get(2)?)?,
-            min_decryption_version: to_u32(row.try_get(3)?)?,
-            min_encryption_version: to_u32(row.try_get(4)?)?,
-            deletion_allowed: row.try_get::<i64, _>(5)? != 0,
-            state: KeyState::parse(&row.try_get::<String, _>(6)?)?,
-            create_time: row.try_get(7)?,
-            update_time: row.try_get(8)?,
-            destroy_time: row.try_get(9)?,
+            name: KeyName::new(
+                &row.try_get::<String, _>("tenant")?,
+                &row.try_get::<String, _>("key_id")?,
+            )?,
+            primary_version: to_u32(row.try_get("primary_version")?)?,
+            min_decryption_version: to_u32(row.try_get("min_decryption_version")?)?,
+            min_encryption_version: to_u32(row.try_get("min_encryption_version")?)?,
+            deletion_allowed: row.try_get::<i64, _>("deletion_allowed")? != 0,
+            state: KeyState::parse(&row.try_get::<String, _>("state")?)?,
+            disabled: row.try_get::<i64, _>("disabled")? != 0,
+            create_time: row.try_get("create_time")?,
+            update_time: row.try_get("update_time")?,
+            destroy_time: row.try_get("destroy_time")?,
         })
     }
 }

@@ -11,7 +11,7 @@ use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::helpers::{assert_status, spawn_app};
+use crate::helpers::{assert_status, create_key_request, spawn_app};
 
 const KEY: &str = "tenants/acme/keys/db";
 
@@ -94,7 +94,7 @@ async fn identities_get_exactly_the_rpcs_the_table_allows() {
         let decrypted = service
             .decrypt(pb::DecryptRequest {
                 name: own.into(),
-                ciphertext: encrypted.ciphertext,
+                input: Some(pb::decrypt_request::Input::Ciphertext(encrypted.ciphertext)),
                 ..Default::default()
             })
             .await
@@ -148,10 +148,7 @@ async fn each_service_identity_is_denied_the_other_services_keys() {
         let mut sealed = Vec::new();
         for (client, name) in [(&mut auth, signing), (&mut credential, credentials)] {
             client
-                .create_key(pb::CreateKeyRequest {
-                    name: name.into(),
-                    ..Default::default()
-                })
+                .create_key(create_key_request(name, false))
                 .await
                 .unwrap();
             let ciphertext = client
@@ -185,7 +182,7 @@ async fn each_service_identity_is_denied_the_other_services_keys() {
                     client
                         .decrypt(pb::DecryptRequest {
                             name: (*name).into(),
-                            ciphertext: ciphertext.clone(),
+                            input: Some(pb::decrypt_request::Input::Ciphertext(ciphertext.clone())),
                             ..Default::default()
                         })
                         .await,
@@ -203,7 +200,7 @@ async fn each_service_identity_is_denied_the_other_services_keys() {
                     .await
                     .map(|_| ()),
                 client
-                    .re_wrap(pb::ReWrapRequest {
+                    .rewrap(pb::RewrapRequest {
                         name: (*name).into(),
                         ciphertext: ciphertext.clone(),
                         ..Default::default()

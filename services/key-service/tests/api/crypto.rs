@@ -2,7 +2,7 @@
 //! tampering.
 
 use coffer_proto::pb;
-use coffer_proto::pb::{batch_decrypt_result, batch_re_wrap_result};
+use coffer_proto::pb::{batch_decrypt_result, batch_rewrap_result};
 use coffer_test_support::on_each_backend;
 use tonic::Code;
 
@@ -44,9 +44,10 @@ async fn encrypt_then_decrypt_roundtrips_in_binary_and_text_form() {
             .client()
             .decrypt(pb::DecryptRequest {
                 name: KEY.into(),
-                ciphertext: Vec::new(),
+                input: Some(pb::decrypt_request::Input::CiphertextText(
+                    response.ciphertext_text,
+                )),
                 encryption_context: context_map(&[("purpose", "token"), ("server", "github")]),
-                ciphertext_text: response.ciphertext_text,
             })
             .await
             .unwrap()
@@ -108,22 +109,19 @@ async fn size_and_shape_limits_are_invalid_argument_naming_the_field() {
                 ..Default::default()
             })
             .await;
-        assert_status(neither, Code::InvalidArgument, "exactly one");
-        let both = app
-            .client()
-            .decrypt(pb::DecryptRequest {
-                name: KEY.into(),
-                ciphertext: vec![1; 40],
-                ciphertext_text: "coffer:v1:AAAA".into(),
-                ..Default::default()
-            })
-            .await;
-        assert_status(both, Code::InvalidArgument, "exactly one");
+        // Both forms at once cannot be expressed: `input` is a oneof.
+        assert_status(
+            neither,
+            Code::InvalidArgument,
+            "required: set ciphertext or ciphertext_text",
+        );
         let bad_text = app
             .client()
             .decrypt(pb::DecryptRequest {
                 name: KEY.into(),
-                ciphertext_text: "vault:v1:AAAA".into(),
+                input: Some(pb::decrypt_request::Input::CiphertextText(
+                    "vault:v1:AAAA".into(),
+                )),
                 ..Default::default()
             })
             .await;
@@ -301,7 +299,13 @@ async fn batch_decrypt_answers_each_item_on_its_own() {
         }
         match &results[1].result {
             Some(batch_decrypt_result::Result::Error(e)) => {
-                assert_eq!(e.code, Code::InvalidArgument as i32)
+                assert_eq!(e.code, Code::InvalidArgument as i32);
+                // A google.rpc.Status with the same details a lone call would carry.
+                let status = coffer_server::status::from_rpc_status(e);
+                assert_eq!(
+                    coffer_server::status::reason(&status).as_deref(),
+                    Some("UNDECRYPTABLE")
+                );
             }
             other => panic!("item 1: {other:?}"),
         }
@@ -344,7 +348,7 @@ async fn rewrap_and_batch_rewrap_move_ciphertexts_to_the_primary_version() {
 
         let rewrapped = app
             .client()
-            .re_wrap(pb::ReWrapRequest {
+            .rewrap(pb::RewrapRequest {
                 name: KEY.into(),
                 ciphertext: first.clone(),
                 encryption_context: context_map(&[("k", "v")]),
@@ -365,7 +369,7 @@ async fn rewrap_and_batch_rewrap_move_ciphertexts_to_the_primary_version() {
         );
         assert_status(
             app.client()
-                .re_wrap(pb::ReWrapRequest {
+                .rewrap(pb::RewrapRequest {
                     name: KEY.into(),
                     ciphertext: first.clone(),
                     encryption_context: context_map(&[]),
@@ -391,7 +395,7 @@ async fn rewrap_and_batch_rewrap_move_ciphertexts_to_the_primary_version() {
         ];
         let results = app
             .client()
-            .batch_re_wrap(pb::BatchReWrapRequest {
+            .batch_rewrap(pb::BatchRewrapRequest {
                 name: KEY.into(),
                 items,
             })
@@ -402,12 +406,12 @@ async fn rewrap_and_batch_rewrap_move_ciphertexts_to_the_primary_version() {
         let versions: Vec<Option<u32>> = results
             .iter()
             .map(|r| match &r.result {
-                Some(batch_re_wrap_result::Result::Ok(ok)) => Some(ok.key_version),
+                Some(batch_rewrap_result::Result::Ok(ok)) => Some(ok.key_version),
                 _ => None,
             })
             .collect();
         assert_eq!(versions, vec![Some(2), None, Some(2)]);
-        let Some(batch_re_wrap_result::Result::Ok(moved)) = &results[2].result else {
+        let Some(batch_rewrap_result::Result::Ok(moved)) = &results[2].result else {
             unreachable!()
         };
         assert_eq!(

@@ -5,7 +5,7 @@ use coffer_test_support::on_each_backend;
 use sqlx::Row as _;
 use tonic::Code;
 
-use crate::helpers::{assert_status, spawn_app};
+use crate::helpers::{assert_status, create_key_request, spawn_app};
 
 const KEY: &str = "tenants/acme/keys/db";
 const WEEK: i64 = 7 * 24 * 3600;
@@ -117,10 +117,7 @@ async fn after_the_waiting_period_the_material_is_gone() {
         );
         let recreate = app
             .client()
-            .create_key(pb::CreateKeyRequest {
-                name: KEY.into(),
-                deletion_allowed: false,
-            })
+            .create_key(create_key_request(KEY, false))
             .await;
         assert_status(recreate, Code::AlreadyExists, KEY);
 

@@ -7,7 +7,7 @@ use coffer_server::status::{error_info, field_violations, reason};
 use coffer_test_support::on_each_backend;
 use tonic::Code;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{create_key_request, spawn_app};
 
 const KEY: &str = "tenants/acme/keys/db";
 const WEEK: i64 = 7 * 24 * 3600;
@@ -64,10 +64,7 @@ async fn every_error_names_a_stable_reason_and_bad_fields_are_named() {
 
         let exists = app
             .client()
-            .create_key(pb::CreateKeyRequest {
-                name: KEY.into(),
-                deletion_allowed: false,
-            })
+            .create_key(create_key_request(KEY, false))
             .await
             .unwrap_err();
         assert_reason(&exists, Code::AlreadyExists, "ALREADY_EXISTS");

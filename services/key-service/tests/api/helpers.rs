@@ -173,10 +173,7 @@ impl TestApp {
 
     pub async fn create_key(&self, name: &str) -> pb::Key {
         self.client()
-            .create_key(pb::CreateKeyRequest {
-                name: name.into(),
-                deletion_allowed: false,
-            })
+            .create_key(create_key_request(name, false))
             .await
             .unwrap()
             .into_inner()
@@ -205,9 +202,8 @@ impl TestApp {
         self.client()
             .decrypt(pb::DecryptRequest {
                 name: name.into(),
-                ciphertext: ciphertext.to_vec(),
+                input: Some(pb::decrypt_request::Input::Ciphertext(ciphertext.to_vec())),
                 encryption_context: context_map(context),
-                ciphertext_text: String::new(),
             })
             .await
             .map(tonic::Response::into_inner)
@@ -234,6 +230,7 @@ impl TestApp {
                 min_decryption_version,
                 min_encryption_version,
                 deletion_allowed,
+                update_mask: None,
             })
             .await
             .map(tonic::Response::into_inner)
@@ -254,6 +251,21 @@ pub fn context_map(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, 
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+/// CreateKey for the full name `tenants/{t}/keys/{k}`.
+pub fn create_key_request(name: &str, deletion_allowed: bool) -> pb::CreateKeyRequest {
+    let (parent, key_id) = name
+        .split_once("/keys/")
+        .expect("a tenants/{t}/keys/{k} name");
+    pb::CreateKeyRequest {
+        parent: parent.into(),
+        key_id: key_id.into(),
+        key: Some(pb::Key {
+            deletion_allowed,
+            ..Default::default()
+        }),
+    }
 }
 
 /// Asserts that a call failed with `code` and that the message contains `needle`.

@@ -4,7 +4,7 @@ use coffer_proto::pb;
 use coffer_test_support::on_each_backend;
 use tonic::Code;
 
-use crate::helpers::{assert_status, spawn_app};
+use crate::helpers::{assert_status, create_key_request, spawn_app};
 
 #[tokio::test]
 async fn created_key_starts_at_version_one_and_enabled() {
@@ -44,10 +44,7 @@ async fn creating_an_existing_key_is_already_exists() {
         app.create_key("tenants/acme/keys/db").await;
         let again = app
             .client()
-            .create_key(pb::CreateKeyRequest {
-                name: "tenants/acme/keys/db".into(),
-                deletion_allowed: true,
-            })
+            .create_key(create_key_request("tenants/acme/keys/db", true))
             .await;
         assert_status(again, Code::AlreadyExists, "tenants/acme/keys/db");
     })
@@ -65,19 +62,29 @@ async fn bad_names_are_invalid_argument_naming_the_field() {
             "tenants/a/keys/b/c",
             "tenants/a/keys/b c",
         ] {
-            let created = app
-                .client()
-                .create_key(pb::CreateKeyRequest {
-                    name: bad.into(),
-                    deletion_allowed: false,
-                })
-                .await;
-            assert_status(created, Code::InvalidArgument, "invalid name");
             let fetched = app
                 .client()
                 .get_key(pb::GetKeyRequest { name: bad.into() })
                 .await;
             assert_status(fetched, Code::InvalidArgument, "invalid name");
+        }
+        // CreateKey takes a parent and a key id, each checked and named on its own.
+        for (parent, key_id, field) in [
+            ("tenant/acme", "db", "invalid parent"),
+            ("tenants/ACME", "db", "invalid parent"),
+            ("tenants/acme", "", "invalid key_id"),
+            ("tenants/acme", "b/c", "invalid key_id"),
+            ("tenants/acme", "B", "invalid key_id"),
+        ] {
+            let created = app
+                .client()
+                .create_key(pb::CreateKeyRequest {
+                    parent: parent.into(),
+                    key_id: key_id.into(),
+                    key: None,
+                })
+                .await;
+            assert_status(created, Code::InvalidArgument, field);
         }
         let listed = app
             .client()
@@ -239,6 +246,164 @@ async fn key_policy_keeps_its_invariant() {
                 key.deletion_allowed
             ),
             (2, 3, true)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_disabled_key_refuses_cryptography_until_enabled_and_can_still_be_scheduled_for_deletion()
+{
+    on_each_backend(|db| async {
+        let app = spawn_app(db).await;
+        app.create_key("tenants/acme/keys/db").await;
+        let name = "tenants/acme/keys/db";
+        let ciphertext = app.encrypt(name, b"kept", &[]).await;
+        let disabled = app
+            .client()
+            .disable_key(pb::DisableKeyRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(disabled.state, pb::KeyState::Disabled as i32);
+        // Idempotent.
+        app.client()
+            .disable_key(pb::DisableKeyRequest { name: name.into() })
+            .await
+            .unwrap();
+        let refused = app.decrypt(name, &ciphertext, &[]).await.unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        assert_eq!(
+            coffer_server::status::reason(&refused).as_deref(),
+            Some("KEY_DISABLED")
+        );
+        assert!(
+            refused.message().contains("EnableKey"),
+            "{}",
+            refused.message()
+        );
+        let encrypt = app
+            .client()
+            .encrypt(pb::EncryptRequest {
+                name: name.into(),
+                plaintext: b"x".to_vec(),
+                ..Default::default()
+            })
+            .await;
+        assert_status(encrypt, Code::FailedPrecondition, "disabled");
+        // Metadata stays readable.
+        assert_eq!(
+            app.client()
+                .get_key(pb::GetKeyRequest { name: name.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .state,
+            pb::KeyState::Disabled as i32
+        );
+        let enabled = app
+            .client()
+            .enable_key(pb::EnableKeyRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(enabled.state, pb::KeyState::Enabled as i32);
+        assert_eq!(
+            app.decrypt(name, &ciphertext, &[]).await.unwrap().plaintext,
+            b"kept"
+        );
+
+        // Disabled, then scheduled for deletion and cancelled: disabled again, not enabled.
+        app.update_policy(name, None, None, Some(true))
+            .await
+            .unwrap();
+        app.client()
+            .disable_key(pb::DisableKeyRequest { name: name.into() })
+            .await
+            .unwrap();
+        app.client()
+            .schedule_key_deletion(pb::ScheduleKeyDeletionRequest { name: name.into() })
+            .await
+            .unwrap();
+        assert_status(
+            app.client()
+                .enable_key(pb::EnableKeyRequest { name: name.into() })
+                .await,
+            Code::FailedPrecondition,
+            "pending deletion",
+        );
+        let cancelled = app
+            .client()
+            .cancel_key_deletion(pb::CancelKeyDeletionRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(cancelled.state, pb::KeyState::Disabled as i32);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_update_mask_changes_only_the_fields_it_names() {
+    on_each_backend(|db| async {
+        let app = spawn_app(db).await;
+        let name = "tenants/acme/keys/db";
+        app.create_key(name).await;
+        app.rotate(name).await;
+        app.rotate(name).await;
+        let update = |min_dec: Option<u32>, min_enc: Option<u32>, paths: &[&str]| {
+            let mut client = app.client();
+            let request = pb::UpdateKeyPolicyRequest {
+                name: name.into(),
+                min_decryption_version: min_dec,
+                min_encryption_version: min_enc,
+                deletion_allowed: Some(true),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+            };
+            async move { client.update_key_policy(request).await }
+        };
+        // Only min_decryption_version is masked: deletion_allowed (set, unmasked) stays false,
+        // and min_encryption_version is not moved along, so raising min_decryption_version
+        // above it is refused instead.
+        assert_status(
+            update(Some(2), None, &["min_decryption_version"]).await,
+            Code::InvalidArgument,
+            "min_encryption_version",
+        );
+        let key = update(
+            Some(2),
+            Some(3),
+            &["min_decryption_version", "min_encryption_version"],
+        )
+        .await
+        .unwrap()
+        .into_inner();
+        assert_eq!(
+            (
+                key.min_decryption_version,
+                key.min_encryption_version,
+                key.deletion_allowed
+            ),
+            (2, 3, false)
+        );
+        assert_status(
+            update(None, None, &["min_decryption_version"]).await,
+            Code::InvalidArgument,
+            "named in update_mask but not set",
+        );
+        assert_status(
+            update(Some(2), None, &["primary_version"]).await,
+            Code::InvalidArgument,
+            "update_mask",
+        );
+        // Without a mask, the fields that are set change (and min_encryption_version follows
+        // a raised min_decryption_version).
+        let key = app.update_policy(name, Some(3), None, None).await.unwrap();
+        assert_eq!(
+            (key.min_decryption_version, key.min_encryption_version),
+            (3, 3)
         );
     })
     .await;

@@ -26,7 +26,7 @@ async fn rotation_rewrap_and_retirement_follow_the_policy() {
 
         let moved = app
             .client()
-            .re_wrap(pb::ReWrapRequest {
+            .rewrap(pb::RewrapRequest {
                 name: KEY.into(),
                 ciphertext: v1.clone(),
                 ..Default::default()
