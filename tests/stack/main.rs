@@ -66,10 +66,11 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         let created = grpcurl(
             &tool,
             &running,
-            &["-d", &format!(r#"{{"name":"{name}"}}"#), &addr, "coffer.v1.KeyService/CreateKey"],
+            &["-d", r#"{"parent":"tenants/acme","keyId":"demo"}"#, &addr, "coffer.v1.KeyService/CreateKey"],
         );
         let created: serde_json::Value = serde_json::from_str(&created).unwrap();
         assert_eq!(created["primaryVersion"], 1);
+        assert_eq!(created["name"], name);
 
         let request = format!(
             r#"{{"name":"{name}","plaintext":"aGVsbG8gY29mZmVy","encryptionContext":{{"app":"demo"}}}}"#

@@ -240,7 +240,7 @@ impl Authenticator {
             subject: after(&verified.principal, "/principals/")?,
             api_key: Some(after(&verified.api_key, "/apiKeys/")?),
             tenant: verified.tenant,
-            scopes: Scopes::parse(&verified.scopes).map_err(|_| Error::Unavailable)?,
+            scopes: Scopes::parse_list(&verified.scopes).map_err(|_| Error::Unavailable)?,
             roles: Vec::new(),
         };
         let mut trusted_for = self.settings.api_key_cache_ttl;

@@ -121,7 +121,12 @@ impl Revocations {
             let response = self
                 .client
                 .clone()
-                .list_revocations(pb::ListRevocationsRequest { since_time })
+                .list_revocations(pb::ListRevocationsRequest {
+                    since_time: Some(prost_types::Timestamp {
+                        seconds: since_time,
+                        nanos: 0,
+                    }),
+                })
                 .await
                 .map_err(|status| {
                     tracing::warn!(code = ?status.code(), "revocation refresh failed");
@@ -151,7 +156,7 @@ impl Revocations {
                     Kind::Unspecified => {}
                 }
             }
-            let now = response.server_time;
+            let now = response.server_time.map_or(0, |t| t.seconds);
             state.access_tokens.retain(|_, forget| *forget > now);
             state.api_keys.retain(|_, forget| *forget > now);
             state.principals.retain(|_, (forget, _)| *forget > now);

@@ -96,6 +96,23 @@ impl Scopes {
             .map(Self)
     }
 
+    /// Parses a list of scope names, one per item (a `repeated string scopes` field).
+    ///
+    /// # Errors
+    /// The first unknown scope, verbatim (scope names are not secret).
+    pub fn parse_list(names: &[String]) -> Result<Self, String> {
+        names
+            .iter()
+            .map(|s| Scope::parse(s).ok_or_else(|| s.clone()))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// The scope names, in the fixed order (for a `repeated string scopes` field).
+    pub fn names(&self) -> Vec<String> {
+        self.iter().map(|scope| scope.as_str().to_owned()).collect()
+    }
+
     /// Whether `scope` is in the set.
     pub fn contains(&self, scope: Scope) -> bool {
         self.0.contains(&scope)

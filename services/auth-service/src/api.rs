@@ -77,7 +77,7 @@ impl AuthService for AuthServiceApi {
                 return Err(Error::invalid("scopes", "users get scopes from roles only").into());
             }
             Ok(pb::PrincipalKind::ServiceAccount) if request.password.is_empty() => {
-                let scopes = Scopes::parse(&request.scopes).map_err(|unknown| {
+                let scopes = Scopes::parse_list(&request.scopes).map_err(|unknown| {
                     Error::invalid("scopes", format!("unknown scope `{unknown}`"))
                 })?;
                 NewPrincipal::ServiceAccount { scopes }
@@ -268,14 +268,23 @@ impl AuthService for AuthServiceApi {
                 (target, me.subject.clone(), Some(me.scopes.clone()))
             }
         };
-        let scopes = if request.scopes.trim().is_empty() {
+        let scopes = if request.scopes.is_empty() {
             None
         } else {
-            Some(Scopes::parse(&request.scopes).map_err(|unknown| {
+            Some(Scopes::parse_list(&request.scopes).map_err(|unknown| {
                 Error::invalid("scopes", format!("unknown scope `{unknown}`"))
             })?)
         };
-        let ttl = (request.ttl_seconds > 0).then(|| Duration::from_secs(request.ttl_seconds));
+        let ttl = match whole_seconds("ttl", request.ttl.as_ref())? {
+            Some(ttl) if ttl.is_zero() => {
+                return Err(Error::invalid(
+                    "ttl",
+                    "must be more than zero; leave it unset for no expiry",
+                )
+                .into());
+            }
+            ttl => ttl,
+        };
         let issued = self
             .auth
             .create_api_key(NewApiKey {
@@ -337,7 +346,8 @@ impl AuthService for AuthServiceApi {
         let row = self
             .manageable_key(&caller, &request.get_ref().name, Manage::Roll)
             .await?;
-        let grace = Duration::from_secs(request.get_ref().grace_period_seconds);
+        let grace = whole_seconds("grace_period", request.get_ref().grace_period.as_ref())?
+            .unwrap_or(Duration::ZERO);
         let source = Source::peer(&authz::peer(&request)?);
         let issued = self
             .auth
@@ -360,7 +370,7 @@ impl AuthService for AuthServiceApi {
                 "tenants/{}/principals/{}",
                 verified.tenant, verified.principal_id
             ),
-            scopes: verified.scopes.to_string(),
+            scopes: verified.scopes.names(),
             api_key: format!("tenants/{}/apiKeys/{}", verified.tenant, verified.id),
             tenant: verified.tenant,
             expire_time: verified
@@ -385,7 +395,11 @@ impl AuthService for AuthServiceApi {
         request: Request<pb::ListRevocationsRequest>,
     ) -> Reply<pb::ListRevocationsResponse> {
         authz::require_introspector(&self.identities, &request)?;
-        let since = request.get_ref().since_time.max(0);
+        let since = request
+            .get_ref()
+            .since_time
+            .as_ref()
+            .map_or(0, |t| t.seconds.max(0));
         let (rows, truncated, server_time) = self
             .auth
             .revocations_since(since, MAX_REVOCATIONS_PER_PAGE)
@@ -406,7 +420,7 @@ impl AuthService for AuthServiceApi {
                     generation: row.generation,
                 })
                 .collect(),
-            server_time,
+            server_time: time(server_time),
             truncated,
         }))
     }
@@ -432,6 +446,7 @@ impl AuthService for AuthServiceApi {
             events: events
                 .into_iter()
                 .map(|e| pb::AuthAuditEvent {
+                    name: format!("tenants/{}/authAuditEvents/{}", e.tenant, e.sequence),
                     sequence: u64::try_from(e.sequence).unwrap_or(0),
                     time: Some(prost_types::Timestamp {
                         seconds: e.time,
@@ -504,7 +519,7 @@ fn api_key_proto(row: &ApiKeyRow) -> pb::ApiKey {
         principal: format!("tenants/{}/principals/{}", row.tenant, row.principal_id),
         display_name: row.display_name.clone(),
         hint: row.hint.clone(),
-        scopes: row.scopes.clone(),
+        scopes: scope_names(&row.scopes),
         created_by: row.created_by.clone(),
         create_time: Some(time(row.create_time)),
         last_used_time: row.last_used_time.map(time),
@@ -629,8 +644,8 @@ fn principal_proto(row: &PrincipalRow) -> Result<pb::Principal> {
             .iter()
             .map(|r| r.as_str().to_owned())
             .collect(),
-        scopes: row.scopes.clone(),
-        effective_scopes: effective_scopes(row)?.to_string(),
+        scopes: scope_names(&row.scopes),
+        effective_scopes: effective_scopes(row)?.names(),
         create_time: Some(prost_types::Timestamp {
             seconds: row.create_time,
             nanos: 0,
@@ -647,4 +662,25 @@ fn token_proto(tokens: Tokens) -> pb::TokenResponse {
         refresh_expires_in: tokens.refresh_expires_in,
         scope: tokens.scope,
     }
+}
+
+/// A stored space-separated scope list as a `repeated string` field.
+fn scope_names(stored: &str) -> Vec<String> {
+    stored.split_ascii_whitespace().map(str::to_owned).collect()
+}
+
+/// A `google.protobuf.Duration` of whole, non-negative seconds.
+fn whole_seconds(
+    field: &'static str,
+    duration: Option<&prost_types::Duration>,
+) -> Result<Option<Duration>> {
+    let Some(duration) = duration else {
+        return Ok(None);
+    };
+    if duration.nanos != 0 {
+        return Err(Error::invalid(field, "must be whole seconds"));
+    }
+    u64::try_from(duration.seconds)
+        .map(|seconds| Some(Duration::from_secs(seconds)))
+        .map_err(|_| Error::invalid(field, "must not be negative"))
 }

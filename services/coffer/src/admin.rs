@@ -151,8 +151,13 @@ pub async fn create_api_key(
             .map(|p| format!("tenants/{tenant}/principals/{p}"))
             .unwrap_or_default(),
         display_name: display_name.to_owned(),
-        scopes: scopes.to_owned(),
-        ttl_seconds,
+        // Space- or comma-separated on the command line, one per item on the wire.
+        scopes: scopes
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        ttl: (ttl_seconds > 0).then(|| seconds(ttl_seconds)),
     };
     let created = target
         .connect()
@@ -163,7 +168,9 @@ pub async fn create_api_key(
     let meta = created.api_key.unwrap_or_default();
     Ok(format!(
         "name: {}\nscopes: {}\nkey (shown once, store it now): {}\n",
-        meta.name, meta.scopes, created.key
+        meta.name,
+        meta.scopes.join(" "),
+        created.key
     ))
 }
 
@@ -193,7 +200,10 @@ pub async fn list_api_keys(target: &Target, tenant: &str) -> anyhow::Result<Stri
             };
             out.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{state}\n",
-                key.name, key.hint, key.principal, key.scopes
+                key.name,
+                key.hint,
+                key.principal,
+                key.scopes.join(" ")
             ));
         }
         if page.next_page_token.is_empty() {
@@ -231,7 +241,7 @@ pub async fn roll_api_key(
 ) -> anyhow::Result<String> {
     let request = pb::RollApiKeyRequest {
         name: name.to_owned(),
-        grace_period_seconds: grace_seconds,
+        grace_period: Some(seconds(grace_seconds)),
     };
     let rolled = target
         .connect()
@@ -299,7 +309,7 @@ pub async fn bootstrap(target: &Target) -> anyhow::Result<Option<SecretString>> 
             kind: pb::PrincipalKind::ServiceAccount as i32,
             password: String::new(),
             roles: vec!["org_admin".to_owned()],
-            scopes: String::new(),
+            scopes: Vec::new(),
         })
         .await;
     if let Err(status) = admin
@@ -312,8 +322,8 @@ pub async fn bootstrap(target: &Target) -> anyhow::Result<Option<SecretString>> 
             parent: format!("tenants/{BOOTSTRAP_TENANT}"),
             principal: format!("tenants/{BOOTSTRAP_TENANT}/principals/{ADMIN_PRINCIPAL}"),
             display_name: "coffer up bootstrap".to_owned(),
-            scopes: String::new(),
-            ttl_seconds: 0,
+            scopes: Vec::new(),
+            ttl: None,
         })
         .await
         .context("creating the admin API key")?
@@ -327,4 +337,12 @@ pub async fn bootstrap(target: &Target) -> anyhow::Result<Option<SecretString>> 
 /// The default data directory's admin key file, for messages.
 pub fn admin_key_file(data_dir: &Path) -> PathBuf {
     data_dir.join(ADMIN_API_KEY_FILE)
+}
+
+/// Whole seconds as a `google.protobuf.Duration`.
+fn seconds(seconds: u64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
 }

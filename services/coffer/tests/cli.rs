@@ -316,7 +316,7 @@ async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
             kind: pb::PrincipalKind::User as i32,
             password: "correct horse battery".into(),
             roles: vec!["viewer".into()],
-            scopes: String::new(),
+            scopes: Vec::new(),
         })
         .await
         .unwrap();

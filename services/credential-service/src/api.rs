@@ -491,6 +491,7 @@ fn parse_head(tenant: &str, head: pb::AuditHead) -> Result<AuditHead> {
 
 fn audit_proto(event: &AuditEvent) -> pb::AuditEvent {
     pb::AuditEvent {
+        name: format!("tenants/{}/auditEvents/{}", event.tenant, event.sequence),
         sequence: u64::try_from(event.sequence).unwrap_or(0),
         time: Some(timestamp(event.time)),
         tenant: event.tenant.clone(),

@@ -77,7 +77,12 @@ pub fn validate_new(tenant: String, request: pb::CreateCredentialRequest) -> Res
             None => Content::Env(Env::parse("env", request.env)?),
         },
         configured_integrations: request.configured_integrations,
-        expire_time: request.expire_time.map(|t| t.seconds),
+        expire_time: match request.expire_time {
+            Some(time) if time.seconds <= crate::now() => {
+                return Err(Error::invalid("expire_time", "must be in the future"));
+            }
+            time => time.map(|t| t.seconds),
+        },
     })
 }
 

@@ -10,7 +10,7 @@ use coffer_test_support::{Backend, TestDatabase, on_each_backend};
 use sqlx::Connection as _;
 use tonic::Code;
 
-use crate::helpers::{Stack, assert_status, bearer, create_key, verify};
+use crate::helpers::{Stack, assert_status, bearer, create_key, scope_list, verify};
 
 #[tokio::test]
 async fn keys_are_shown_once_verify_and_exchange_for_their_scopes_only() {
@@ -26,7 +26,7 @@ async fn keys_are_shown_once_verify_and_exchange_for_their_scopes_only() {
         assert!(key.starts_with("mcp_sk_") && ApiKey::parse(&key).is_ok());
         let meta = created.api_key.unwrap();
         assert_eq!(meta.principal, "tenants/acme/principals/alice");
-        assert_eq!(meta.scopes, "mcp:read org:read");
+        assert_eq!(meta.scopes.join(" "), "mcp:read org:read");
         assert!(meta.hint.starts_with("mcp_sk_") && meta.hint.contains("..."));
         assert!(!meta.hint.contains(&key[20..40]));
 
@@ -50,7 +50,7 @@ async fn keys_are_shown_once_verify_and_exchange_for_their_scopes_only() {
             (verified.tenant.as_str(), verified.principal.as_str()),
             ("acme", "tenants/acme/principals/alice")
         );
-        assert_eq!(verified.scopes, "mcp:read org:read");
+        assert_eq!(verified.scopes.join(" "), "mcp:read org:read");
         // Cached now: verifying again answers the same.
         assert_eq!(
             verify(&mut credential_service, &key).await.unwrap(),
@@ -117,7 +117,7 @@ async fn a_key_never_grants_more_than_its_creator_holds() {
                 &dev,
                 pb::CreateApiKeyRequest {
                     parent: "tenants/acme".into(),
-                    scopes: "credential:reveal".into(),
+                    scopes: scope_list("credential:reveal"),
                     ..Default::default()
                 },
             ))
@@ -132,7 +132,7 @@ async fn a_key_never_grants_more_than_its_creator_holds() {
                 &narrow,
                 pb::CreateApiKeyRequest {
                     parent: "tenants/acme".into(),
-                    scopes: "mcp:write".into(),
+                    scopes: scope_list("mcp:write"),
                     ..Default::default()
                 },
             ))
@@ -154,7 +154,7 @@ async fn a_key_never_grants_more_than_its_creator_holds() {
                 &dev,
                 pb::CreateApiKeyRequest {
                     parent: "tenants/acme".into(),
-                    scopes: "mcp:god".into(),
+                    scopes: scope_list("mcp:god"),
                     ..Default::default()
                 },
             ))
@@ -228,7 +228,10 @@ async fn rolling_keeps_the_old_secret_for_the_grace_period_only() {
         let name = created.api_key.unwrap().name;
         let roll = |grace: u64| pb::RollApiKeyRequest {
             name: name.clone(),
-            grace_period_seconds: grace,
+            grace_period: Some(prost_types::Duration {
+                seconds: i64::try_from(grace).unwrap(),
+                nanos: 0,
+            }),
         };
 
         let too_long = client.roll_api_key(bearer(&alice, roll(604_801))).await;
@@ -342,7 +345,10 @@ async fn expired_keys_are_refused() {
             &alice,
             pb::CreateApiKeyRequest {
                 parent: "tenants/acme".into(),
-                ttl_seconds: 1,
+                ttl: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
                 ..Default::default()
             },
         ))

@@ -227,7 +227,10 @@ async fn api_key_rpcs_refuse_bad_input_field_by_field() {
                 &gina,
                 pb::RollApiKeyRequest {
                     name: key.name.clone(),
-                    grace_period_seconds: 0,
+                    grace_period: Some(prost_types::Duration {
+                        seconds: 0,
+                        nanos: 0,
+                    }),
                 },
             ))
             .await;

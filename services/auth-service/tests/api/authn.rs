@@ -8,7 +8,7 @@ use coffer_proto::pb;
 use coffer_test_support::{Backend, TestDatabase, connect};
 use coffer_transport::dev_ca::Usage;
 
-use crate::helpers::{Stack, bearer};
+use crate::helpers::{Stack, bearer, scope_list};
 
 async fn authenticator(stack: &Stack, settings: Settings) -> Authenticator {
     let material = stack
@@ -46,7 +46,7 @@ async fn services_authenticate_jwts_and_api_keys_through_auth_service() {
             &token,
             pb::CreateApiKeyRequest {
                 parent: "tenants/acme".into(),
-                scopes: "mcp:read".into(),
+                scopes: scope_list("mcp:read"),
                 ..Default::default()
             },
         ))

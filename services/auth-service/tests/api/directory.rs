@@ -4,7 +4,7 @@ use coffer_proto::pb;
 use coffer_test_support::on_each_backend;
 use tonic::Code;
 
-use crate::helpers::{Stack, assert_status, bearer, user_request};
+use crate::helpers::{Stack, assert_status, bearer, scope_list, user_request};
 
 #[tokio::test]
 async fn operators_bootstrap_a_tenant_and_its_first_admin() {
@@ -43,7 +43,12 @@ async fn operators_bootstrap_a_tenant_and_its_first_admin() {
         let admin = stack.create_user("acme", "alice", &["org_admin"]).await;
         assert_eq!(admin.name, "tenants/acme/principals/alice");
         assert_eq!(admin.kind, pb::PrincipalKind::User as i32);
-        assert!(admin.effective_scopes.contains("credential:reveal"));
+        assert!(
+            admin
+                .effective_scopes
+                .iter()
+                .any(|s| s == "credential:reveal")
+        );
 
         // A non-operator certificate cannot create tenants, bearer or not.
         let stranger = stack.client_as("some-service").await;
@@ -97,7 +102,7 @@ async fn principals_are_validated_field_by_field() {
             "principal_id",
         );
         let mut user_with_scopes = user_request("acme", "bob", &[]);
-        user_with_scopes.scopes = "mcp:read".into();
+        user_with_scopes.scopes = scope_list("mcp:read");
         assert_status(
             operator.create_principal(user_with_scopes).await,
             Code::InvalidArgument,
@@ -132,13 +137,13 @@ async fn principals_are_validated_field_by_field() {
                 kind: pb::PrincipalKind::ServiceAccount as i32,
                 password: String::new(),
                 roles: vec![],
-                scopes: "mcp:read credential:reveal".into(),
+                scopes: scope_list("mcp:read credential:reveal"),
             })
             .await
             .unwrap()
             .into_inner();
         assert_eq!(
-            service_account.effective_scopes,
+            service_account.effective_scopes.join(" "),
             "mcp:read credential:reveal"
         );
         let bad_scope = operator
@@ -146,7 +151,7 @@ async fn principals_are_validated_field_by_field() {
                 parent: "tenants/acme".into(),
                 principal_id: "svc2".into(),
                 kind: pb::PrincipalKind::ServiceAccount as i32,
-                scopes: "mcp:everything".into(),
+                scopes: scope_list("mcp:everything"),
                 ..Default::default()
             })
             .await;
@@ -221,7 +226,7 @@ async fn scopes_gate_each_rpc_and_other_tenants_are_not_found() {
             .await
             .unwrap()
             .into_inner();
-        assert!(promoted.effective_scopes.contains("mcp:write"));
+        assert!(promoted.effective_scopes.iter().any(|s| s == "mcp:write"));
         let missing = client
             .clone()
             .set_roles(bearer(

@@ -7,7 +7,7 @@ use coffer_proto::pb;
 use coffer_test_support::on_each_backend;
 use tonic::Code;
 
-use crate::helpers::{Stack, assert_status, bearer, create_key, user_request, verify};
+use crate::helpers::{Stack, assert_status, bearer, create_key, scope_list, user_request, verify};
 
 const VIEWER_SCOPES: &str = "mcp:read user:read org:read";
 
@@ -26,7 +26,10 @@ async fn narrow_api_key_cannot_roll_or_revoke_its_owners_broader_key() {
 
         let roll = pb::RollApiKeyRequest {
             name: broad_name.clone(),
-            grace_period_seconds: 7 * 24 * 3600,
+            grace_period: Some(prost_types::Duration {
+                seconds: 7 * 24 * 3600,
+                nanos: 0,
+            }),
         };
         assert_status(
             client.roll_api_key(bearer(&narrow.key, roll.clone())).await,
@@ -46,7 +49,10 @@ async fn narrow_api_key_cannot_roll_or_revoke_its_owners_broader_key() {
         // The broad key is untouched: still valid, with every scope.
         let mut introspector = stack.client_as("credential-service").await;
         let still = verify(&mut introspector, &broad.key).await.unwrap();
-        assert!(still.scopes.contains("org:admin") && still.scopes.contains("credential:reveal"));
+        assert!(
+            still.scopes.iter().any(|s| s == "org:admin")
+                && still.scopes.iter().any(|s| s == "credential:reveal")
+        );
 
         // The narrow key may still manage itself, and the owner's full token the broad key.
         let narrow_name = narrow.api_key.as_ref().unwrap().name.clone();
@@ -55,14 +61,17 @@ async fn narrow_api_key_cannot_roll_or_revoke_its_owners_broader_key() {
                 &narrow.key,
                 pb::RollApiKeyRequest {
                     name: narrow_name,
-                    grace_period_seconds: 0,
+                    grace_period: Some(prost_types::Duration {
+                        seconds: 0,
+                        nanos: 0,
+                    }),
                 },
             ))
             .await
             .unwrap()
             .into_inner();
         assert_eq!(
-            rolled.api_key.unwrap().scopes,
+            rolled.api_key.unwrap().scopes.join(" "),
             "mcp:read user:read user:token"
         );
         client.roll_api_key(bearer(&alice, roll)).await.unwrap();
@@ -89,7 +98,7 @@ async fn demoted_owners_api_key_carries_only_the_new_scopes_on_every_replica() {
         // Both replicas have verified (and cached) the key at org_admin's scopes.
         for client in [&mut first, &mut second] {
             let verified = verify(client, &key).await.unwrap();
-            assert!(verified.scopes.contains("org:admin"));
+            assert!(verified.scopes.iter().any(|s| s == "org:admin"));
         }
 
         stack
@@ -102,13 +111,13 @@ async fn demoted_owners_api_key_carries_only_the_new_scopes_on_every_replica() {
             .unwrap();
         // The replica that made the change: at once.
         assert_eq!(
-            verify(&mut first, &key).await.unwrap().scopes,
+            verify(&mut first, &key).await.unwrap().scopes.join(" "),
             VIEWER_SCOPES
         );
         // The other replica: within a second.
         let started = Instant::now();
         loop {
-            let scopes = verify(&mut second, &key).await.unwrap().scopes;
+            let scopes = verify(&mut second, &key).await.unwrap().scopes.join(" ");
             if scopes == VIEWER_SCOPES {
                 break;
             }
@@ -165,7 +174,7 @@ async fn org_admin_scoped_key_cannot_grant_roles_or_scopes_beyond_its_own() {
         let mut revealer = user_request("acme", "robot", &[]);
         revealer.kind = pb::PrincipalKind::ServiceAccount as i32;
         revealer.password = String::new();
-        revealer.scopes = "credential:reveal".into();
+        revealer.scopes = scope_list("credential:reveal");
         assert_status(
             client
                 .create_principal(bearer(&admin_only, revealer.clone()))
@@ -219,7 +228,7 @@ async fn privilege_changes_are_audited_in_a_keyed_chain_that_detects_tampering()
                 &alice,
                 pb::RollApiKeyRequest {
                     name: name.clone(),
-                    grace_period_seconds: 60,
+                    grace_period: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
                 },
             ))
             .await
@@ -330,14 +339,14 @@ async fn a_narrow_key_asking_for_no_scopes_gets_what_it_and_its_principal_share(
         // refusal, and not more than the caller has.
         let child = create_key(&mut client, &narrow.key, "").await;
         assert_eq!(
-            child.api_key.as_ref().unwrap().scopes,
+            child.api_key.as_ref().unwrap().scopes.join(" "),
             "mcp:read user:read user:token"
         );
         let mut introspector = stack.client_as("credential-service").await;
         let verified = verify(&mut introspector, &child.key).await.unwrap();
         assert!(
-            !verified.scopes.contains("org:admin"),
-            "{}",
+            !verified.scopes.iter().any(|s| s == "org:admin"),
+            "{:?}",
             verified.scopes
         );
         stack.shutdown().await;

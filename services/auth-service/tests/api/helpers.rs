@@ -225,11 +225,16 @@ pub fn user_request(tenant: &str, user: &str, roles: &[&str]) -> pb::CreatePrinc
         kind: pb::PrincipalKind::User as i32,
         password: PASSWORD.into(),
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        scopes: String::new(),
+        scopes: Vec::new(),
     }
 }
 
 /// Adds `authorization: Bearer {token}` to a request.
+/// A space-separated scope list as a `repeated string scopes` field.
+pub fn scope_list(text: &str) -> Vec<String> {
+    text.split_ascii_whitespace().map(str::to_owned).collect()
+}
+
 pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
@@ -275,7 +280,7 @@ pub async fn create_key(
             pb::CreateApiKeyRequest {
                 parent: "tenants/acme".into(),
                 display_name: "laptop".into(),
-                scopes: scopes.into(),
+                scopes: scope_list(scopes),
                 ..Default::default()
             },
         ))

@@ -334,3 +334,63 @@ async fn bad_inputs_name_their_field() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_expiry_in_the_past_is_refused_and_audit_events_are_named() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut expired = new_credential("s", &[("A", "b")]);
+        expired.expire_time = Some(prost_types::Timestamp {
+            seconds: now - 60,
+            nanos: 0,
+        });
+        let refused = stack
+            .client()
+            .await
+            .create_credential(stack.as_user("admin", expired))
+            .await;
+        assert_status(
+            refused,
+            Code::InvalidArgument,
+            "invalid expire_time: must be in the future",
+        );
+        let mut later = new_credential("s", &[("A", "b")]);
+        later.expire_time = Some(prost_types::Timestamp {
+            seconds: now + 3600,
+            nanos: 0,
+        });
+        let created = stack
+            .client()
+            .await
+            .create_credential(stack.as_user("admin", later))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(created.expire_time.unwrap().seconds, now + 3600);
+        let events = stack
+            .client()
+            .await
+            .list_audit_events(stack.as_user(
+                "admin",
+                pb::ListAuditEventsRequest {
+                    parent: "tenants/acme".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let first = events.first().unwrap();
+        assert_eq!(
+            first.name,
+            format!("tenants/acme/auditEvents/{}", first.sequence)
+        );
+        stack.shutdown().await;
+    })
+    .await;
+}

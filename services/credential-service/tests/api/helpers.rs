@@ -130,7 +130,7 @@ impl Stack {
                     kind: pb::PrincipalKind::User as i32,
                     password: PASSWORD.into(),
                     roles: vec![role.into()],
-                    scopes: String::new(),
+                    scopes: Vec::new(),
                 })
                 .await
                 .unwrap();

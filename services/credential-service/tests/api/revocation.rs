@@ -151,7 +151,10 @@ async fn an_expired_api_key_is_refused_at_once_and_its_exchanged_token_expires_w
             pb::CreateApiKeyRequest {
                 parent: "tenants/acme".into(),
                 display_name: "short".into(),
-                ttl_seconds: 2,
+                ttl: Some(prost_types::Duration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
                 ..Default::default()
             },
         ))
