@@ -6,6 +6,7 @@
 //!   encryption context) that binds a ciphertext to where it belongs.
 //! - [`keys`]: distinct zeroizing newtypes for each kind of key, so that the compiler refuses to
 //!   wrap with the wrong one, and [`keys::RootKey::derive_kek`] (HKDF-SHA256).
+//! - [`keyring`]: the root keyring (numbered root keys, the highest primary) and its text form.
 //! - [`text`]: the operator text form `coffer:v{N}:{base64}`.
 //! - [`apikey`]: the `mcp_sk_` API-key format with its CRC32 checksum.
 //! - [`mask`]: masked display of secret values.
@@ -17,6 +18,7 @@ pub mod apikey;
 pub mod audit;
 pub mod envelope;
 mod error;
+pub mod keyring;
 pub mod keys;
 pub mod mask;
 pub mod sealed;
@@ -26,6 +28,7 @@ pub mod text;
 pub use aad::Aad;
 pub use envelope::Envelope;
 pub use error::{Error, Result};
+pub use keyring::{KeyringError, RootKeyring};
 pub use keys::{AuditKey, DataKey, Kek, KeyCheckValue, RootKey, TenantKey};
 pub use secret::SecretBytes;
 

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use coffer_key_service::keyring::RootKeyring;
+use coffer_crypto::RootKeyring;
 use coffer_transport::dev_ca::Usage;
 use coffer_transport::{DevCa, TlsFiles};
 use secrecy::{ExposeSecret as _, SecretString};

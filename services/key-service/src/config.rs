@@ -17,7 +17,7 @@ use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
 
 use crate::authz::Policy;
-use crate::keyring::RootKeyring;
+use coffer_crypto::RootKeyring;
 use coffer_server::Clock;
 
 /// The validated key-service configuration.

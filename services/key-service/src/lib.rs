@@ -14,7 +14,6 @@ pub mod authz;
 pub mod cache;
 pub mod config;
 mod error;
-pub mod keyring;
 pub mod names;
 pub mod ops;
 pub mod store;

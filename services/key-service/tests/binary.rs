@@ -46,7 +46,7 @@ fn a_malformed_root_keyring_is_refused_without_echoing_it() {
 
 #[tokio::test]
 async fn a_wrong_root_key_for_a_known_version_exits_64_naming_the_version() {
-    use coffer_key_service::keyring::RootKeyring;
+    use coffer_crypto::RootKeyring;
     use coffer_transport::dev_ca::Usage;
     use secrecy::ExposeSecret as _;
 

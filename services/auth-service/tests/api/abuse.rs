@@ -183,7 +183,7 @@ async fn one_identity_flooding_login_does_not_starve_another_identitys_first_exc
 
 #[tokio::test]
 async fn a_leaked_certificate_of_another_service_cannot_pose_as_key_service() {
-    use coffer_key_service::keyring::RootKeyring;
+    use coffer_crypto::RootKeyring;
     use coffer_test_support::{Backend, TestDatabase};
     use coffer_transport::DevCa;
     use coffer_transport::dev_ca::Usage;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_auth_service::Config;
-use coffer_key_service::keyring::RootKeyring;
+use coffer_crypto::RootKeyring;
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_test_support::{Backend, TestDatabase, connect, init_tracing};

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use coffer_key_service::keyring::RootKeyring;
+use coffer_crypto::RootKeyring;
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_proto::pb::credential_service_client::CredentialServiceClient;

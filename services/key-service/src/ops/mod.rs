@@ -16,7 +16,7 @@ pub use keys::PolicyUpdate;
 
 use crate::cache::KeyCache;
 use crate::error::reasons;
-use crate::keyring::RootKeyring;
+use coffer_crypto::RootKeyring;
 use crate::names::KeyName;
 use crate::store::{KeyRecord, KeyState, Store, StoredVersion};
 use crate::{Error, Result};

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use coffer_key_service::keyring::RootKeyring;
+use coffer_crypto::RootKeyring;
 use coffer_key_service::{Config, serve};
 use coffer_proto::pb;
 use coffer_proto::pb::key_service_client::KeyServiceClient;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use coffer_crypto::RootKey;
+use crate::RootKey;
 use secrecy::{ExposeSecret as _, SecretString};
 use zeroize::Zeroizing;
 
@@ -95,7 +95,7 @@ impl RootKeyring {
     ///
     /// # Errors
     /// If the OS RNG fails.
-    pub fn generate() -> Result<Self, coffer_crypto::Error> {
+    pub fn generate() -> Result<Self, crate::Error> {
         Ok(Self {
             primary_version: 1,
             primary: RootKey::generate()?,
@@ -107,7 +107,7 @@ impl RootKeyring {
     ///
     /// # Errors
     /// If the OS RNG fails.
-    pub fn with_new_version(&self) -> Result<Self, coffer_crypto::Error> {
+    pub fn with_new_version(&self) -> Result<Self, crate::Error> {
         let mut older = BTreeMap::new();
         for (version, key) in self.versions() {
             older.insert(version, RootKey::from_bytes(key.expose_secret())?);
