@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::RootKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use crate::RootKey;
 use secrecy::{ExposeSecret as _, SecretString};
 use zeroize::Zeroizing;
 

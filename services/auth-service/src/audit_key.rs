@@ -12,7 +12,9 @@ use coffer_key_client::wrapped::{self, WrappedKeyStore};
 use coffer_key_client::{Context, KeyClient};
 
 use crate::store::Store;
-use crate::{Error, Result, now};
+use coffer_server::Clock;
+
+use crate::{Error, Result};
 
 /// The key-service key audit keys are made under.
 pub const AUDIT_KEY_NAME: &str = "tenants/coffer-system/keys/auth-audit";
@@ -21,14 +23,18 @@ pub const AUDIT_KEY_NAME: &str = "tenants/coffer-system/keys/auth-audit";
 ///
 /// # Errors
 /// [`Error::KeyService`] (fail closed), [`Error::Database`].
-pub async fn load_or_create(store: &Store, client: &KeyClient) -> Result<Arc<AuditKey>> {
-    let plaintext =
-        wrapped::load_or_create(client, &AuditKeyRow(store), AUDIT_KEY_NAME, &context()).await?;
+pub async fn load_or_create(
+    store: &Store,
+    client: &KeyClient,
+    clock: &Clock,
+) -> Result<Arc<AuditKey>> {
+    let row = AuditKeyRow(store, clock);
+    let plaintext = wrapped::load_or_create(client, &row, AUDIT_KEY_NAME, &context()).await?;
     Ok(Arc::new(AuditKey::from_bytes(plaintext.expose_secret())?))
 }
 
 /// The row that holds the wrapped audit key.
-struct AuditKeyRow<'a>(&'a Store);
+struct AuditKeyRow<'a>(&'a Store, &'a Clock);
 
 impl WrappedKeyStore for AuditKeyRow<'_> {
     type Error = Error;
@@ -38,7 +44,7 @@ impl WrappedKeyStore for AuditKeyRow<'_> {
     }
 
     async fn insert(&self, wrapped: &[u8]) -> Result<()> {
-        self.0.insert_wrapped_audit_key(wrapped, now()).await
+        self.0.insert_wrapped_audit_key(wrapped, self.1.now()).await
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use coffer_authn::jwt::RsaBits;
 pub use coffer_config::ConfigErrors;
 use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
+use coffer_server::Clock;
 use coffer_server::upstream::{DEFAULT_TRUST_DOMAIN, Upstream};
 use coffer_transport::{SpiffeId, TlsMaterial};
 use secrecy::SecretString;
@@ -64,6 +65,9 @@ pub struct Config {
     /// (`..__API_KEY_CHANGE_POLL`, default `250ms`): a revocation reaches every replica within
     /// that time.
     pub api_key_change_poll: Duration,
+    /// The clock; [`Clock::system`] except in tests, which advance a manual one to cross
+    /// expiry and grace periods without sleeping.
+    pub clock: Clock,
 }
 
 /// The auth-service's default port.
@@ -121,6 +125,7 @@ impl Config {
             api_key_cache_ttl: DEFAULT_API_KEY_CACHE_TTL,
             api_key_cache_capacity: DEFAULT_API_KEY_CACHE_CAPACITY,
             api_key_change_poll: DEFAULT_API_KEY_CHANGE_POLL,
+            clock: Clock::system(),
         }
     }
 
@@ -283,6 +288,7 @@ impl Config {
             api_key_cache_ttl,
             api_key_cache_capacity,
             api_key_change_poll,
+            clock: Clock::system(),
         })
     }
 }

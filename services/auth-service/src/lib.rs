@@ -23,7 +23,6 @@ pub mod store;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use coffer_key_client::KeyClient;
 use coffer_proto::pb::auth_service_server::AuthServiceServer;
@@ -62,13 +61,14 @@ pub async fn serve(
         .await
         .map_err(Error::KeyServiceConnect)?;
     let key_service = KeyClient::new(channel);
-    let audit_key = audit_key::load_or_create(&store, &key_service).await?;
+    let audit_key = audit_key::load_or_create(&store, &key_service, &config.clock).await?;
     let vault = KeyServiceVault::open(key_service, config.signing_key_name.clone()).await?;
     let keys = SigningKeys::load(
         store.clone(),
         vault,
         config.tokens.clone(),
         Arc::clone(&audit_key),
+        config.clock.clone(),
     )
     .await?;
     let passwords = Passwords::new(
@@ -127,7 +127,7 @@ fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) -> task::
             async move {
                 auth.keys().reload().await?;
                 // Housekeeping on the same beat: revocations whose tokens have all expired.
-                auth.store().forget_revocations(now()).await
+                auth.store().forget_revocations(auth.now()).await
             }
         },
     )
@@ -136,7 +136,7 @@ fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) -> task::
 /// Every `interval`, evicts cached API keys that any replica revoked or rolled since the last
 /// look. (One second of overlap: change times have one-second resolution.)
 fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) -> task::Task {
-    let since = Arc::new(AtomicI64::new(now()));
+    let since = Arc::new(AtomicI64::new(auth.now()));
     task::every(
         "API key change poll",
         interval,
@@ -144,7 +144,7 @@ fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) -> tas
         move || {
             let (auth, since) = (Arc::clone(&auth), Arc::clone(&since));
             async move {
-                let looked = now();
+                let looked = auth.now();
                 auth.evict_changed_api_keys(since.load(Ordering::SeqCst).saturating_sub(1))
                     .await?;
                 since.store(looked, Ordering::SeqCst);
@@ -178,11 +178,4 @@ async fn listen_once(
             tracing::warn!(error = %coffer_telemetry::error_chain(&error), "applying a change failed");
         }
     }
-}
-
-/// Now, in unix seconds.
-pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -18,7 +18,9 @@ use crate::store::{ChainEvent, SigningKeyRow, Store};
 
 /// The tenant whose audit chain records signing-key rotations.
 pub const SYSTEM_TENANT: &str = "coffer-system";
-use crate::{Error, Result, now};
+use coffer_server::Clock;
+
+use crate::{Error, Result};
 
 /// Token settings the signing keys serve.
 #[derive(Debug, Clone)]
@@ -103,9 +105,15 @@ pub struct SigningKeys {
     settings: TokenSettings,
     audit_key: Arc<AuditKey>,
     current: RwLock<Arc<KeySet>>,
+    clock: Clock,
 }
 
 impl SigningKeys {
+    /// The service's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Loads the published keys, creating the first signing key if there is none.
     ///
     /// # Errors
@@ -115,11 +123,20 @@ impl SigningKeys {
         vault: KeyServiceVault,
         settings: TokenSettings,
         audit_key: Arc<AuditKey>,
+        clock: Clock,
     ) -> Result<Self> {
-        let mut rows = store.published_signing_keys(now()).await?;
+        let mut rows = store.published_signing_keys(clock.now()).await?;
         if !rows.iter().any(|row| row.retire_time.is_none()) {
-            create_key(&store, &vault, &settings, &audit_key, "auth-service").await?;
-            rows = store.published_signing_keys(now()).await?;
+            create_key(
+                &store,
+                &vault,
+                &settings,
+                &audit_key,
+                "auth-service",
+                clock.now(),
+            )
+            .await?;
+            rows = store.published_signing_keys(clock.now()).await?;
         }
         let set = build(&rows, &vault, &settings).await?;
         Ok(Self {
@@ -128,6 +145,7 @@ impl SigningKeys {
             settings,
             audit_key,
             current: RwLock::new(Arc::new(set)),
+            clock,
         })
     }
 
@@ -152,6 +170,7 @@ impl SigningKeys {
             &self.settings,
             &self.audit_key,
             actor,
+            self.clock.now(),
         )
         .await?;
         self.reload().await?;
@@ -171,7 +190,7 @@ impl SigningKeys {
     /// # Errors
     /// [`Error::KeyService`], [`Error::Database`].
     pub async fn reload(&self) -> Result<()> {
-        let rows = self.store.published_signing_keys(now()).await?;
+        let rows = self.store.published_signing_keys(self.clock.now()).await?;
         let current = self.current();
         let kids: Vec<&str> = rows.iter().map(|row| row.kid.as_str()).collect();
         let published: Vec<&str> = current.jwks.keys.iter().map(|k| k.kid.as_str()).collect();
@@ -192,6 +211,7 @@ async fn create_key(
     settings: &TokenSettings,
     audit_key: &AuditKey,
     actor: &str,
+    now: i64,
 ) -> Result<()> {
     let bits = settings.rsa_bits;
     let key = tokio::task::spawn_blocking(move || SigningKey::generate(bits)).await??;
@@ -199,7 +219,7 @@ async fn create_key(
         .encrypt(key.kid(), key.to_pkcs8()?.expose_secret())
         .await?;
     let public_jwk = serde_json::to_string(key.jwk()).map_err(|_| Error::Corrupt("JWK"))?;
-    let created = now();
+    let created = now;
     let unpublish_previous = created
         .saturating_add(i64::try_from(settings.access_token_ttl.as_secs()).unwrap_or(i64::MAX))
         .saturating_add(i64::try_from(settings.leeway.as_secs()).unwrap_or(0));

@@ -142,7 +142,7 @@ impl CredentialService for CredentialServiceApi {
             sealed,
             std::mem::take(&mut request.env),
         )?;
-        let new = validate_new(tenant, request)?;
+        let new = validate_new(tenant, request, self.credentials.now())?;
         let (row, content) = self.credentials.create(new, &actor).await?;
         Ok(Response::new(credential_proto(&row, &content)?))
     }

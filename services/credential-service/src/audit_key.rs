@@ -15,7 +15,9 @@ use coffer_key_client::{Context, KeyClient};
 use lru::LruCache;
 
 use crate::store::Store;
-use crate::{Error, Result, now};
+use coffer_server::Clock;
+
+use crate::{Error, Result};
 
 /// The key-service key id audit keys are made under.
 pub const AUDIT_KEY_ID: &str = "credential-audit";
@@ -25,14 +27,16 @@ const CACHED_TENANTS: usize = 10_000;
 /// Audit keys, per tenant.
 pub struct AuditKeys {
     client: KeyClient,
+    clock: Clock,
     cache: Mutex<LruCache<String, Arc<AuditKey>>>,
 }
 
 impl AuditKeys {
-    /// Audit keys through `client`.
-    pub fn new(client: KeyClient) -> Self {
+    /// Audit keys through `client`, stored with times from `clock`.
+    pub fn new(client: KeyClient, clock: Clock) -> Self {
         Self {
             client,
+            clock,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHED_TENANTS).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -47,7 +51,11 @@ impl AuditKeys {
         if let Some(key) = self.lock().get(tenant) {
             return Ok(Arc::clone(key));
         }
-        let row = AuditKeyRow { store, tenant };
+        let row = AuditKeyRow {
+            store,
+            tenant,
+            clock: &self.clock,
+        };
         let plaintext =
             wrapped::load_or_create(&self.client, &row, &key_name(tenant), &context(tenant))
                 .await?;
@@ -66,6 +74,7 @@ impl AuditKeys {
 struct AuditKeyRow<'a> {
     store: &'a Store,
     tenant: &'a str,
+    clock: &'a Clock,
 }
 
 impl WrappedKeyStore for AuditKeyRow<'_> {
@@ -77,7 +86,7 @@ impl WrappedKeyStore for AuditKeyRow<'_> {
 
     async fn insert(&self, wrapped: &[u8]) -> Result<()> {
         self.store
-            .insert_wrapped_audit_key(self.tenant, wrapped, now())
+            .insert_wrapped_audit_key(self.tenant, wrapped, self.clock.now())
             .await
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub use coffer_config::ConfigErrors;
 use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
+use coffer_server::Clock;
 use coffer_server::upstream::{self, Upstream};
 use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
@@ -47,6 +48,8 @@ pub struct Config {
     /// default `https://coffer.local`; `..__AUDIENCE`, default `coffer`: the same names and
     /// defaults as auth-service's).
     pub authn: coffer_authn::authenticator::Settings,
+    /// The clock; [`Clock::system`] except in tests, which advance a manual one.
+    pub clock: Clock,
 }
 
 /// The credential-service's default port.
@@ -91,6 +94,7 @@ impl Config {
             rewrap_page_size: DEFAULT_REWRAP_PAGE_SIZE,
             rewrap_interval: DEFAULT_REWRAP_INTERVAL,
             authn: coffer_authn::authenticator::Settings::default(),
+            clock: Clock::system(),
         }
     }
 
@@ -177,6 +181,7 @@ impl Config {
                 audience,
                 ..defaults
             },
+            clock: Clock::system(),
         })
     }
 }

@@ -61,7 +61,10 @@ impl DataKeys {
             ttl,
             ensured: Mutex::new(std::collections::HashSet::new()),
             // Nothing is cached yet: the first fetch starts from now.
-            watched: Mutex::new((Instant::now(), crate::now().saturating_sub(1))),
+            watched: Mutex::new((
+                Instant::now(), // key-service's time, not this service's (possibly manual) clock.
+                coffer_server::Clock::system().now().saturating_sub(1),
+            )),
         }
     }
 

@@ -24,7 +24,6 @@ pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use coffer_authn::authenticator::Authenticator;
 use coffer_key_client::KeyClient;
@@ -58,7 +57,7 @@ pub async fn serve(
     let key_service = KeyClient::new(connect(&config, &config.key_service, "key-service").await?);
     let auth_service = connect(&config, &config.auth_service, "auth-service").await?;
     let authenticator = Arc::new(Authenticator::connect(auth_service, config.authn.clone()).await?);
-    let audit_keys = crate::audit_key::AuditKeys::new(key_service.clone());
+    let audit_keys = crate::audit_key::AuditKeys::new(key_service.clone(), config.clock.clone());
     let keys = DataKeys::new(
         key_service,
         config.data_key_id.clone(),
@@ -73,6 +72,7 @@ pub async fn serve(
         audit_keys,
         config.rewrap_page_size,
         metrics,
+        config.clock.clone(),
     ));
     // Chains written before keyed audit chains are re-linked before anything is served.
     credentials.upgrade_legacy_chains().await?;
@@ -81,7 +81,10 @@ pub async fn serve(
         watch_key_changes(Arc::clone(&credentials)),
     ];
 
-    let sealing = Arc::new(SealingKeys::new(config.sealing_key_lifetime));
+    let sealing = Arc::new(SealingKeys::new(
+        config.sealing_key_lifetime,
+        config.clock.clone(),
+    ));
     let api = CredentialServiceServer::new(CredentialServiceApi::new(
         Arc::clone(&credentials),
         authenticator,
@@ -128,11 +131,4 @@ async fn connect(config: &Config, upstream: &Upstream, name: &'static str) -> Re
         .connect(&config.server.tls)
         .await
         .map_err(|e| Error::Connect(name, e))
-}
-
-/// Now, in unix seconds.
-pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -42,7 +42,11 @@ pub fn parse_credential_name(field: &'static str, name: &str) -> Result<(String,
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] naming the first bad field.
-pub fn validate_new(tenant: String, request: pb::CreateCredentialRequest) -> Result<NewCredential> {
+pub fn validate_new(
+    tenant: String,
+    request: pb::CreateCredentialRequest,
+    now: i64,
+) -> Result<NewCredential> {
     label("server_id", &request.server_id, 1)?;
     label("template_id", &request.template_id, 0)?;
     if request.server_name.chars().count() > 200 {
@@ -78,7 +82,7 @@ pub fn validate_new(tenant: String, request: pb::CreateCredentialRequest) -> Res
         },
         configured_integrations: request.configured_integrations,
         expire_time: match request.expire_time {
-            Some(time) if time.seconds <= crate::now() => {
+            Some(time) if time.seconds <= now => {
                 return Err(Error::invalid("expire_time", "must be in the future"));
             }
             time => time.map(|t| t.seconds),

@@ -19,7 +19,9 @@ use coffer_crypto::SecretBytes;
 use coffer_crypto::sealed::{SealError, SealingKeyPair};
 
 use crate::error::reasons;
-use crate::{Error, Result, now};
+use coffer_server::Clock;
+
+use crate::{Error, Result};
 
 /// Largest plaintext accepted per sealed value.
 pub const MAX_SIZE_BYTES: usize = 65_536;
@@ -48,14 +50,16 @@ struct Pair {
 pub struct SealingKeys {
     lifetime: Option<Duration>,
     pairs: Mutex<HashMap<String, Vec<Pair>>>,
+    clock: Clock,
 }
 
 impl SealingKeys {
-    /// Intake with pairs living `lifetime`; `None` disables it.
-    pub fn new(lifetime: Option<Duration>) -> Self {
+    /// Intake with pairs living `lifetime` on `clock`; `None` disables it.
+    pub fn new(lifetime: Option<Duration>, clock: Clock) -> Self {
         Self {
             lifetime,
             pairs: Mutex::new(HashMap::new()),
+            clock,
         }
     }
 
@@ -66,7 +70,7 @@ impl SealingKeys {
     pub fn current(&self, tenant: &str) -> Result<PublicSealingKey> {
         let lifetime = self.enabled()?;
         let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
-        let now = now();
+        let now = self.clock.now();
         let mut all = self.lock();
         // Expired pairs go, and tenants left without any: memory stays bounded by the tenants
         // sealing right now.
@@ -132,7 +136,7 @@ impl SealingKeys {
                 format!("{name}: sealed value over {MAX_SIZE_BYTES} bytes"),
             ));
         }
-        let now = now();
+        let now = self.clock.now();
         let all = self.lock();
         let pair = all
             .get(tenant)
@@ -192,7 +196,7 @@ mod tests {
 
     #[test]
     fn each_intake_failure_has_its_own_message() {
-        let disabled = SealingKeys::new(None);
+        let disabled = SealingKeys::new(None, Clock::system());
         assert!(
             disabled
                 .current("acme")
@@ -208,7 +212,7 @@ mod tests {
                 .contains("not enabled")
         );
 
-        let keys = SealingKeys::new(Some(Duration::from_secs(3600)));
+        let keys = SealingKeys::new(Some(Duration::from_secs(3600)), Clock::system());
         let key = keys.current("acme").unwrap();
         assert!(key.kid.starts_with("tenants/acme/sealingKeys/"));
         let sealed = seal_b64(&key.public_key, b"value");
@@ -237,7 +241,7 @@ mod tests {
 
     #[test]
     fn each_tenant_has_its_own_pair_and_refuses_the_others_boxes() {
-        let keys = SealingKeys::new(Some(Duration::from_secs(3600)));
+        let keys = SealingKeys::new(Some(Duration::from_secs(3600)), Clock::system());
         let acme = keys.current("acme").unwrap();
         let globex = keys.current("globex").unwrap();
         assert_ne!(acme.public_key, globex.public_key);

@@ -21,7 +21,7 @@ use super::directory::effective_scopes;
 use super::{Auth, Tokens, seconds};
 use crate::source::Source;
 use crate::store::{ApiKeyRow, ChainEvent, RolledSecret};
-use crate::{Error, Result, now};
+use crate::{Error, Result};
 
 /// Longest grace period of a roll.
 pub const MAX_ROLL_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -195,7 +195,7 @@ impl Auth {
                 &new.source,
             )
             .await?;
-        let created = now();
+        let created = self.now();
         let row = ApiKeyRow {
             id: key.id().to_string(),
             tenant: new.tenant,
@@ -279,7 +279,14 @@ impl Auth {
         };
         let (row, revoked) = self
             .store
-            .revoke_api_key(tenant, id, now(), forget_after, self.audit_key(), &event)
+            .revoke_api_key(
+                tenant,
+                id,
+                self.now(),
+                forget_after,
+                self.audit_key(),
+                &event,
+            )
             .await?;
         let row = row.ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/apiKeys/{id}")))?;
         for revoked in &revoked {
@@ -325,7 +332,7 @@ impl Auth {
                 source,
             )
             .await?;
-        let changed = now();
+        let changed = self.now();
         let subject = format!("tenants/{tenant}/apiKeys/{id} grace={}s", grace.as_secs());
         let event = ChainEvent {
             tenant,
@@ -363,10 +370,13 @@ impl Auth {
         let key = ApiKey::parse(presented.expose_secret())
             .map_err(|_| Error::unauthenticated("malformed API key"))?;
         let digest: [u8; 32] = Sha256::digest(key.expose_secret().as_bytes()).into();
-        if let Some(hit) = self.api_key_cache.get(&digest) {
+        // A cached verification never outlives the key's expiry on the service's clock.
+        if let Some(hit) = self.api_key_cache.get(&digest)
+            && hit.expire_time.is_none_or(|expiry| expiry > self.now())
+        {
             return Ok(hit);
         }
-        let checked = now();
+        let checked = self.now();
         self.check_source(source, checked).await?;
         let row = self.store.api_key(key.id().as_str()).await?;
         let secret = || SecretString::from(key.expose_secret_part().to_owned());
@@ -437,7 +447,7 @@ impl Auth {
         let ttl = self.keys.settings().access_token_ttl;
         // The token never outlives the key, and names it so that revoking the key ends it.
         let ttl = verified.expire_time.map_or(ttl, |expiry| {
-            let left = u64::try_from(expiry.saturating_sub(now())).unwrap_or(0);
+            let left = u64::try_from(expiry.saturating_sub(self.now())).unwrap_or(0);
             ttl.min(Duration::from_secs(left))
         });
         let access_token = self.access_token(&super::tokens::Grant {
@@ -468,7 +478,7 @@ impl Auth {
         since: i64,
         limit: u32,
     ) -> Result<(Vec<crate::store::RevocationRow>, bool, i64)> {
-        let answered = now();
+        let answered = self.now();
         let rows = self
             .store
             .revocations_since(since, answered, limit + 1)

@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use super::Auth;
 use crate::source::Source;
 use crate::store::{ChainEvent, PrincipalRow, TenantRow};
-use crate::{Error, Result, now};
+use crate::{Error, Result};
 
 /// Shortest password accepted, in bytes.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -40,7 +40,7 @@ impl Auth {
         let row = TenantRow {
             id,
             display_name,
-            create_time: now(),
+            create_time: self.now(),
         };
         self.store.create_tenant(&row).await?;
         Ok(row)
@@ -95,7 +95,7 @@ impl Auth {
             password_hash,
             roles: role_text(&roles),
             scopes: scopes.to_string(),
-            create_time: now(),
+            create_time: self.now(),
             generation: 0,
         };
         let subject = format!(
@@ -161,7 +161,7 @@ impl Auth {
             .set_roles(
                 (tenant, id),
                 &roles,
-                (now(), self.forget_after()),
+                (self.now(), self.forget_after()),
                 self.audit_key(),
                 &event,
             )

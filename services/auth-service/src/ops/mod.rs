@@ -68,6 +68,11 @@ impl Auth {
         }
     }
 
+    /// Now, in unix seconds, on the service's clock.
+    pub fn now(&self) -> i64 {
+        self.keys.clock().now()
+    }
+
     /// The signing keys (for bearer verification, the JWKS and rotation).
     pub fn keys(&self) -> &SigningKeys {
         &self.keys

@@ -11,7 +11,7 @@ use super::directory::{effective_scopes, stored_roles};
 use super::{Auth, random_id, seconds};
 use crate::source::Source;
 use crate::store::{ChainEvent, PrincipalRow, RefreshRow, Spend};
-use crate::{Error, Result, now};
+use crate::{Error, Result};
 
 /// Prefix of refresh tokens, so secret scanners can recognise them.
 pub const REFRESH_PREFIX: &str = "mcp_rt_";
@@ -54,7 +54,7 @@ impl Auth {
         password: SecretString,
         source: &Source,
     ) -> Result<Tokens> {
-        let checked = now();
+        let checked = self.now();
         self.check_source(source, checked).await?;
         let subject = format!("login:{tenant}/{username}");
         if self.store.locked_until(&subject, checked).await?.is_some() {
@@ -104,7 +104,7 @@ impl Auth {
         // family is spent but its new token not yet written.
         let spent = self
             .store
-            .spend_refresh_token(&hash, now(), &|spent, principal| {
+            .spend_refresh_token(&hash, self.now(), &|spent, principal| {
                 Ok((
                     successor_hash.clone(),
                     self.refresh_row(principal, Some(spent.family.clone()))?,
@@ -121,7 +121,9 @@ impl Auth {
                     subject: &row.family,
                     outcome: "family_revoked",
                 };
-                self.store.audit(self.audit_key(), &event, now()).await?;
+                self.store
+                    .audit(self.audit_key(), &event, self.now())
+                    .await?;
                 tracing::warn!(tenant = %row.tenant, "refresh token reuse: family revoked");
                 Err(Error::unauthenticated("refresh token reused"))
             }
@@ -138,7 +140,9 @@ impl Auth {
     pub async fn revoke(&self, token: &SecretString) -> Result<()> {
         if let Ok(hash) = refresh_hash(token) {
             if let Some(row) = self.store.refresh_token(&hash).await? {
-                self.store.revoke_refresh_family(&row.family, now()).await?;
+                self.store
+                    .revoke_refresh_family(&row.family, self.now())
+                    .await?;
             }
             return Ok(());
         }
@@ -148,7 +152,7 @@ impl Auth {
                 .exp
                 .saturating_add(seconds(self.keys.settings().leeway));
             self.store
-                .revoke_access_token(&verified.claims.jti, forget_time, now())
+                .revoke_access_token(&verified.claims.jti, forget_time, self.now())
                 .await?;
         }
         Ok(())
@@ -161,7 +165,7 @@ impl Auth {
     pub async fn introspect(&self, token: &SecretString) -> Result<Option<Introspection>> {
         if let Ok(hash) = refresh_hash(token) {
             let row = self.store.refresh_token(&hash).await?.filter(|r| {
-                r.spent_time.is_none() && r.revoke_time.is_none() && r.expire_time > now()
+                r.spent_time.is_none() && r.revoke_time.is_none() && r.expire_time > self.now()
             });
             return match row {
                 Some(row) if !self.store.is_refresh_family_revoked(&row.family).await? => {
@@ -206,7 +210,7 @@ impl Auth {
     /// Signs an access token for `grant`.
     pub(super) fn access_token(&self, grant: &Grant<'_>) -> Result<String> {
         let settings = self.keys.settings();
-        let issued = now();
+        let issued = self.now();
         let claims = Claims {
             iss: settings.issuer.clone(),
             sub: grant.subject.to_owned(),
@@ -234,7 +238,7 @@ impl Auth {
 
     /// A new refresh-token row for `principal`, in `family` or a new one.
     fn refresh_row(&self, principal: &PrincipalRow, family: Option<String>) -> Result<RefreshRow> {
-        let issued = now();
+        let issued = self.now();
         Ok(RefreshRow {
             family: family.map_or_else(|| random_id(16), Ok)?,
             tenant: principal.tenant.clone(),

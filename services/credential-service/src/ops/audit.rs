@@ -9,8 +9,8 @@ use lru::LruCache;
 use coffer_crypto::audit;
 
 use super::{Actor, Credentials};
+use crate::Result;
 use crate::store::{AuditEvent, AuditHead, KEYED, NewAuditEvent};
-use crate::{Result, now};
 
 /// What VerifyAuditChain found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ impl Credentials {
             credential,
             outcome: "denied",
             request_id: &actor.request_id,
-            time: now(),
+            time: self.now(),
         };
         let chain = self.chain_key(tenant).await?;
         self.store.audit(&chain, &event).await

@@ -10,7 +10,9 @@ use crate::env::Env;
 use crate::error::reasons;
 use crate::metrics::Metrics;
 use crate::store::{CredentialRow, NewAuditEvent, Store};
-use crate::{Error, Result, now};
+use coffer_server::Clock;
+
+use crate::{Error, Result};
 
 /// The operations, over storage and data keys.
 pub struct Credentials {
@@ -20,6 +22,7 @@ pub struct Credentials {
     pub(super) metrics: Metrics,
     pub(super) denials: super::audit::DenialBudget,
     pub(super) audit_keys: AuditKeys,
+    pub(super) clock: Clock,
 }
 
 /// A validated CreateCredential.
@@ -49,8 +52,10 @@ impl Credentials {
         audit_keys: AuditKeys,
         rewrap_page_size: u32,
         metrics: Metrics,
+        clock: Clock,
     ) -> Self {
         Self {
+            clock,
             store,
             keys,
             audit_keys,
@@ -99,7 +104,7 @@ impl Credentials {
         let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
         let data_key = self.keys.generate(&new.tenant, &id).await?;
         let ciphertext = seal(&data_key.key, &new.tenant, &id, 1, &new.content)?;
-        let time = now();
+        let time = self.now();
         let row = CredentialRow {
             tenant: new.tenant,
             id,
@@ -125,7 +130,7 @@ impl Credentials {
             .create(
                 &row,
                 &chain,
-                &event(&row.tenant, actor, "create", &name, "success"),
+                &self.event(&row.tenant, actor, "create", &name, "success"),
             )
             .await?;
         Ok((row, new.content))
@@ -248,8 +253,8 @@ impl Credentials {
         row.row_version = expected + 1;
         row.ciphertext = seal(&key, tenant, id, row.row_version, &content)?;
         row.updated_by = actor.id.clone();
-        row.update_time = now();
-        let event = event(tenant, actor, "update", &name, "success");
+        row.update_time = self.now();
+        let event = self.event(tenant, actor, "update", &name, "success");
         let chain = self.chain_key(tenant).await?;
         if !self.store.update(&row, expected, &chain, &event).await? {
             return Err(stale());
@@ -270,7 +275,7 @@ impl Credentials {
                 tenant,
                 id,
                 &chain,
-                &event(tenant, actor, "delete", &name, "success"),
+                &self.event(tenant, actor, "delete", &name, "success"),
             )
             .await?
         {
@@ -298,7 +303,7 @@ impl Credentials {
         if row.kind != "env" {
             return Err(zero_knowledge(&name));
         }
-        if row.expire_time.is_some_and(|t| t <= now()) {
+        if row.expire_time.is_some_and(|t| t <= self.now()) {
             return Err(Error::FailedPrecondition(
                 reasons::CREDENTIAL_EXPIRED,
                 format!("{name} has expired"),
@@ -306,7 +311,7 @@ impl Credentials {
         }
         let chain = self.chain_key(tenant).await?;
         self.store
-            .audit(&chain, &event(tenant, actor, action, &name, "success"))
+            .audit(&chain, &self.event(tenant, actor, action, &name, "success"))
             .await?;
         self.metrics.reveals.inc();
         let env = self.open(&row, actor).await?.into_env(&name)?;
@@ -360,7 +365,7 @@ impl Credentials {
             self.store
                 .audit(
                     &chain,
-                    &event(&row.tenant, actor, "decrypt_failed", &name, "failure"),
+                    &self.event(&row.tenant, actor, "decrypt_failed", &name, "failure"),
                 )
                 .await?;
         }
@@ -392,20 +397,29 @@ fn seal(
     )?)
 }
 
-fn event<'a>(
-    tenant: &'a str,
-    actor: &'a Actor,
-    action: &'a str,
-    name: &'a str,
-    outcome: &'a str,
-) -> NewAuditEvent<'a> {
-    NewAuditEvent {
-        tenant,
-        actor: &actor.id,
-        action,
-        credential: name,
-        outcome,
-        request_id: &actor.request_id,
-        time: now(),
+impl Credentials {
+    /// Now, in unix seconds, on the service's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// An audit event of `actor` at this moment.
+    fn event<'a>(
+        &self,
+        tenant: &'a str,
+        actor: &'a Actor,
+        action: &'a str,
+        name: &'a str,
+        outcome: &'a str,
+    ) -> NewAuditEvent<'a> {
+        NewAuditEvent {
+            tenant,
+            actor: &actor.id,
+            action,
+            credential: name,
+            outcome,
+            request_id: &actor.request_id,
+            time: self.now(),
+        }
     }
 }

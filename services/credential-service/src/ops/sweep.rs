@@ -3,8 +3,8 @@
 //! page, saving progress after each page so a sweep cut short resumes where it stopped.
 
 use super::Credentials;
+use crate::Result;
 use crate::store::SweepRow;
-use crate::{Result, now};
 
 /// A sweep's progress.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -52,7 +52,7 @@ impl Credentials {
                 // The end: the next run starts over, to retry what key-service refused.
                 cursor.clear();
                 self.store
-                    .save_sweep(tenant, &sweep, &cursor, now())
+                    .save_sweep(tenant, &sweep, &cursor, self.now())
                     .await?;
                 break;
             };
@@ -78,7 +78,7 @@ impl Credentials {
             }
             cursor = next_cursor;
             self.store
-                .save_sweep(tenant, &sweep, &cursor, now())
+                .save_sweep(tenant, &sweep, &cursor, self.now())
                 .await?;
             pages += 1;
         }

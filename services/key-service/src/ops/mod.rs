@@ -16,10 +16,10 @@ pub use keys::PolicyUpdate;
 
 use crate::cache::KeyCache;
 use crate::error::reasons;
-use coffer_crypto::RootKeyring;
 use crate::names::KeyName;
 use crate::store::{KeyRecord, KeyState, Store, StoredVersion};
 use crate::{Error, Result};
+use coffer_crypto::RootKeyring;
 use coffer_server::Clock;
 use coffer_server::metrics::{Counter, Registry};
 use coffer_server::throttle::Throttle;

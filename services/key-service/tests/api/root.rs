@@ -1,7 +1,7 @@
 //! RotateRootKey, and refusing to start without the root keys the stored versions need.
 
-use coffer_key_service::Error;
 use coffer_crypto::RootKeyring;
+use coffer_key_service::Error;
 use coffer_proto::pb;
 use coffer_test_support::on_each_backend;
 use sqlx::Row as _;
