@@ -263,3 +263,62 @@ mod tests {
         );
     }
 }
+
+/// A PostgreSQL transaction holding row locks, so that a call touching those rows blocks
+/// inside the server: how shutdown (drain) tests know a call is in flight. Dropping it (or
+/// [`RowLock::release`]) lets the call go on.
+pub struct RowLock {
+    holder: sqlx::PgConnection,
+    observer: sqlx::PgConnection,
+}
+
+impl RowLock {
+    /// Runs `select_for_update` (a `SELECT ... FOR UPDATE`) in an open transaction on the
+    /// database at `url`.
+    pub async fn take(url: &str, select_for_update: &str) -> Self {
+        use sqlx::Connection as _;
+        let mut holder = sqlx::PgConnection::connect(url)
+            .await
+            .expect("connect to lock rows");
+        sqlx::query("BEGIN")
+            .execute(&mut holder)
+            .await
+            .expect("begin");
+        sqlx::query(sqlx::AssertSqlSafe(select_for_update.to_owned()))
+            .execute(&mut holder)
+            .await
+            .expect("lock the rows");
+        let observer = sqlx::PgConnection::connect(url)
+            .await
+            .expect("connect to observe");
+        Self { holder, observer }
+    }
+
+    /// Waits (at most 5 s) until some other session of this database waits on a lock: the
+    /// call is in flight inside the server. Panics otherwise.
+    pub async fn wait_until_blocked(&mut self) {
+        use sqlx::Row as _;
+        for _ in 0..500 {
+            let row = sqlx::query(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut self.observer)
+            .await
+            .expect("read pg_stat_activity");
+            if row.get::<i64, _>(0) > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the call never reached the locked rows");
+    }
+
+    /// Commits, releasing the locks.
+    pub async fn release(mut self) {
+        sqlx::query("COMMIT")
+            .execute(&mut self.holder)
+            .await
+            .expect("release the lock");
+    }
+}

@@ -130,6 +130,16 @@ pub async fn spawn_auth(
 }
 
 impl AuthService {
+    /// Sends the shutdown signal without waiting for the drain.
+    pub fn signal_shutdown(
+        &mut self,
+    ) -> tokio::task::JoinHandle<Result<(), coffer_auth_service::Error>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server.take().unwrap()
+    }
+
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -229,12 +239,12 @@ pub fn user_request(tenant: &str, user: &str, roles: &[&str]) -> pb::CreatePrinc
     }
 }
 
-/// Adds `authorization: Bearer {token}` to a request.
 /// A space-separated scope list as a `repeated string scopes` field.
 pub fn scope_list(text: &str) -> Vec<String> {
     text.split_ascii_whitespace().map(str::to_owned).collect()
 }
 
+/// Adds `authorization: Bearer {token}` to a request.
 pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request

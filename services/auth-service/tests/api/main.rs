@@ -14,5 +14,6 @@ mod directory;
 mod escalation;
 mod helpers;
 mod interop;
+mod shutdown;
 mod signing;
 mod tokens;

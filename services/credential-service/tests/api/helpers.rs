@@ -29,6 +29,14 @@ pub struct Running<E> {
 }
 
 impl<E: std::fmt::Debug> Running<E> {
+    /// Sends the shutdown signal without waiting for the drain.
+    pub fn signal_shutdown(&mut self) -> JoinHandle<Result<(), E>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().unwrap()
+    }
+
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

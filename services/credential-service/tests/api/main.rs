@@ -15,6 +15,7 @@ mod helpers;
 mod key_states;
 mod revocation;
 mod sealing;
+mod shutdown;
 mod storage;
 mod sweep;
 mod zero_knowledge;
