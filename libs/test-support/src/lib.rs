@@ -247,23 +247,6 @@ fn replace_database(url: &str, database: &str) -> String {
     format!("{base}/{database}{query}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_names_are_replaced_in_urls() {
-        assert_eq!(
-            replace_database("postgres://u@h:5432/test?sslmode=disable", "x"),
-            "postgres://u@h:5432/x?sslmode=disable"
-        );
-        assert_eq!(
-            replace_database("postgres://u@h/test", "x"),
-            "postgres://u@h/x"
-        );
-    }
-}
-
 /// A PostgreSQL transaction holding row locks, so that a call touching those rows blocks
 /// inside the server: how shutdown (drain) tests know a call is in flight. Dropping it (or
 /// [`RowLock::release`]) lets the call go on.
@@ -320,5 +303,22 @@ impl RowLock {
             .execute(&mut self.holder)
             .await
             .expect("release the lock");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            replace_database("postgres://u@h:5432/test?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/test", "x"),
+            "postgres://u@h/x"
+        );
     }
 }
