@@ -107,7 +107,7 @@ async fn forged_keys_for_a_known_id_do_not_lock_out_the_real_key_but_block_their
             .verify_api_key(verify_for("", fresh))
             .await
             .unwrap();
-        replica.stop().await;
+        replica.stop().await.unwrap();
         stack.shutdown().await;
     })
     .await;
@@ -220,7 +220,7 @@ async fn a_leaked_certificate_of_another_service_cannot_pose_as_key_service() {
     config.key_service.identity =
         coffer_transport::SpiffeId::parse("spiffe://coffer.local/credential-service").unwrap();
     let (mut auth, _) = crate::helpers::spawn_auth(&ca, config).await.unwrap();
-    auth.stop().await;
+    auth.stop().await.unwrap();
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

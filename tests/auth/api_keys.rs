@@ -209,7 +209,7 @@ async fn revocation_reaches_every_replica_within_a_second() {
             refused,
             "the replica still accepted a revoked key after a second"
         );
-        replica.stop().await;
+        replica.stop().await.unwrap();
         stack.shutdown().await;
     })
     .await;
@@ -489,6 +489,6 @@ async fn on_postgres_changes_reach_replicas_through_notify() {
         published,
         "NOTIFY did not bring the rotation to the replica"
     );
-    replica.stop().await;
+    replica.stop().await.unwrap();
     stack.shutdown().await;
 }

@@ -123,7 +123,7 @@ async fn without_auth_service_api_keys_fail_closed() {
         .into_inner()
         .key;
     let authn = authenticator(&stack, Settings::default()).await;
-    stack.auth.stop().await;
+    stack.auth.stop().await.unwrap();
     assert_eq!(
         authn.authenticate(&bearer(&key, ())).await.unwrap_err(),
         Error::Unavailable

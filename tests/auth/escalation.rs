@@ -143,7 +143,7 @@ async fn demoted_owners_api_key_carries_only_the_new_scopes_on_every_replica() {
                 "permission denied",
             );
         }
-        second_instance.stop().await;
+        second_instance.stop().await.unwrap();
         stack.shutdown().await;
     })
     .await;

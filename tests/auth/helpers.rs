@@ -8,13 +8,13 @@ use coffer_auth_service::Config;
 use coffer_crypto::RootKeyring;
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use coffer_stack::{Ended, Service};
 use coffer_test_support::{Backend, TestDatabase, connect, init_tracing};
+pub use coffer_test_support::{assert_status, bearer};
 use coffer_transport::DevCa;
 use coffer_transport::dev_ca::Usage;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 pub type Client = AuthServiceClient<Channel>;
@@ -22,53 +22,42 @@ pub type Client = AuthServiceClient<Channel>;
 /// A password that passes the length rule.
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A running key-service.
+/// A running key-service on its own SQLite database.
 pub struct KeyService {
     pub addr: SocketAddr,
+    service: Service<coffer_key_service::Error>,
     _database: TestDatabase,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<coffer_key_service::Result<()>>>,
 }
 
 impl KeyService {
     pub async fn spawn(ca: &DevCa) -> Self {
         let database = TestDatabase::create(Backend::Sqlite).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let tls = ca.issue_material("key-service", Usage::Service).unwrap();
         let config = coffer_key_service::Config::new(
             SecretString::from(database.url().to_owned()),
             RootKeyring::generate().unwrap(),
             tls,
         );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(coffer_key_service::serve(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let service = Service::spawn(listener.into(), |listeners, stopped| {
+            coffer_key_service::serve(config, listeners, stopped)
+        })
+        .await
+        .unwrap();
         Self {
-            addr,
+            addr: service.addr,
+            service,
             _database: database,
-            stop: Some(stop),
-            server: Some(server),
         }
     }
 
     pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
+        self.service.stop().await.unwrap();
     }
 }
 
 /// A running auth-service.
-pub struct AuthService {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<coffer_auth_service::Result<()>>>,
-}
+pub type AuthService = Service<coffer_auth_service::Error>;
 
 /// The whole test stack: CA, key-service, one auth-service (more with `spawn_auth`).
 pub struct Stack {
@@ -95,59 +84,24 @@ pub fn config(stack_ca: &DevCa, database: &TestDatabase, key_service: SocketAddr
     config
 }
 
-/// Starts an auth-service; resolves once it accepts an operator connection (after its
-/// start-up: database, key-service, signing key), or with its start-up error.
+/// Starts an auth-service; resolves once its start-up (database, key-service, signing key)
+/// is over, or with its start-up error.
 pub async fn spawn_auth(
     ca: &DevCa,
     config: Config,
 ) -> Result<(AuthService, Client), coffer_auth_service::Error> {
     init_tracing();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(coffer_auth_service::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let material = ca.issue_material("operator/test", Usage::Client).unwrap();
-    let connected = tokio::select! {
-        channel = connect(addr, material.client_config("127.0.0.1")) => channel,
-        outcome = &mut server => return Err(outcome.unwrap().expect_err("stopped without error")),
-    };
-    match connected {
-        Ok(channel) => Ok((
-            AuthService {
-                addr,
-                stop: Some(stop),
-                server: Some(server),
-            },
-            AuthServiceClient::new(channel),
-        )),
-        Err(error) => match server.await.unwrap() {
-            Err(start_error) => Err(start_error),
-            Ok(()) => panic!("cannot connect to the auth-service: {error:#}"),
-        },
-    }
-}
-
-impl AuthService {
-    /// Sends the shutdown signal without waiting for the drain.
-    pub fn signal_shutdown(
-        &mut self,
-    ) -> tokio::task::JoinHandle<Result<(), coffer_auth_service::Error>> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.server.take().unwrap()
-    }
-
-    pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
-    }
+    let service = Service::spawn(listener.into(), |listeners, stopped| {
+        coffer_auth_service::serve(config, listeners, stopped)
+    })
+    .await
+    .map_err(|ended| match ended {
+        Ended::Failed(error) => error,
+        _ => panic!("the auth-service ended during start-up"),
+    })?;
+    let operator = client_for(ca, service.addr, "operator/test").await;
+    Ok((service, operator))
 }
 
 impl Stack {
@@ -223,7 +177,7 @@ impl Stack {
     }
 
     pub async fn shutdown(mut self) {
-        self.auth.stop().await;
+        self.auth.stop().await.unwrap();
         self.key_service.stop().await;
     }
 }
@@ -244,15 +198,6 @@ pub fn scope_list(text: &str) -> Vec<String> {
     text.split_ascii_whitespace().map(str::to_owned).collect()
 }
 
-/// Adds `authorization: Bearer {token}` to a request.
-pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
 pub async fn client_for(ca: &DevCa, addr: SocketAddr, name: &str) -> Client {
     let material = ca.issue_material(name, Usage::Client).unwrap();
     AuthServiceClient::new(
@@ -260,22 +205,6 @@ pub async fn client_for(ca: &DevCa, addr: SocketAddr, name: &str) -> Client {
             .await
             .unwrap(),
     )
-}
-
-/// Asserts a failed call's code and that its message contains `needle`.
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    code: tonic::Code,
-    needle: &str,
-) {
-    let status = result.expect_err("the call should have failed");
-    assert_eq!(status.code(), code, "unexpected status: {status:?}");
-    assert!(
-        status.message().contains(needle),
-        "`{}` lacks `{needle}`",
-        status.message()
-    );
 }
 
 /// Creates an API key in `acme` for the bearer's own principal.

@@ -183,7 +183,7 @@ async fn rotation_keeps_old_tokens_valid_until_they_expire_on_every_replica() {
             Code::Unauthenticated,
             "invalid credentials",
         );
-        replica.stop().await;
+        replica.stop().await.unwrap();
         stack.shutdown().await;
     })
     .await;

@@ -83,7 +83,7 @@ async fn repeated_failures_lock_the_login_for_every_replica() {
             Code::ResourceExhausted,
             "try again later",
         );
-        second.stop().await;
+        second.stop().await.unwrap();
         stack.shutdown().await;
     })
     .await;

@@ -1,78 +1,29 @@
 //! The three services wired together, users with roles, and a credential client.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use coffer_crypto::RootKeyring;
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_proto::pb::credential_service_client::CredentialServiceClient;
+pub use coffer_test_support::assert_status;
 use coffer_test_support::{Backend, TestDatabase, connect, init_tracing};
 use coffer_transport::DevCa;
 use coffer_transport::dev_ca::Usage;
 use secrecy::SecretString;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 pub type Client = CredentialServiceClient<Channel>;
 
 const PASSWORD: &str = "correct horse battery";
 
-/// A spawned server: its address and how to stop it.
-pub struct Running<E> {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), E>>>,
-}
-
-impl<E: std::fmt::Debug> Running<E> {
-    /// Sends the shutdown signal without waiting for the drain.
-    pub fn signal_shutdown(&mut self) -> JoinHandle<Result<(), E>> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.take().unwrap()
-    }
-
-    pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-async fn spawn<E, F, Fut>(serve: F) -> Running<E>
-where
-    F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
-    E: Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(serve(listener, stopped));
-    Running {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    }
-}
-
 /// key-service + auth-service + credential-service, tenants `acme` and `globex`, and tokens
 /// for an org_admin, a developer and a viewer of acme and an org_admin of globex.
 pub struct Stack {
     pub ca: Arc<DevCa>,
-    pub key_service: Running<coffer_key_service::Error>,
-    pub auth_service: Running<coffer_auth_service::Error>,
-    pub credential_service: Running<coffer_credential_service::Error>,
-    /// The credential-service's Prometheus endpoint.
-    pub metrics_addr: SocketAddr,
+    /// The three services, started by the composition root as `coffer up` starts them.
+    pub services: coffer_stack::Stack,
     pub database: TestDatabase,
     _support: (TestDatabase, TestDatabase),
     pub tokens: HashMap<&'static str, String>,
@@ -84,32 +35,32 @@ impl Stack {
         let ca = Arc::new(DevCa::generate("coffer.local").unwrap());
         let key_db = TestDatabase::create(Backend::Sqlite).await.unwrap();
         let auth_db = TestDatabase::create(Backend::Sqlite).await.unwrap();
-        let key_config = coffer_key_service::Config::new(
-            SecretString::from(key_db.url().to_owned()),
-            RootKeyring::generate().unwrap(),
-            ca.issue_material("key-service", Usage::Service).unwrap(),
-        );
-        let key_service = spawn(|listener, stopped| {
-            coffer_key_service::serve(key_config, listener, async {
-                let _ = stopped.await;
+        let certificates = coffer_stack::Certificates {
+            key_service: ca.issue_material("key-service", Usage::Service).unwrap(),
+            auth_service: ca.issue_material("auth-service", Usage::Service).unwrap(),
+            credential_service: ca
+                .issue_material("credential-service", Usage::Service)
+                .unwrap(),
+        };
+        let services = coffer_stack::Stack::builder(RootKeyring::generate().unwrap(), certificates)
+            .databases(coffer_stack::Databases {
+                key_service: SecretString::from(key_db.url().to_owned()),
+                auth_service: SecretString::from(auth_db.url().to_owned()),
+                credential_service: SecretString::from(database.url().to_owned()),
             })
-        })
-        .await;
-        let mut auth_config = coffer_auth_service::Config::new(
-            SecretString::from(auth_db.url().to_owned()),
-            ca.issue_material("auth-service", Usage::Service).unwrap(),
-            format!("https://{}", key_service.addr),
-        );
-        auth_config.bcrypt_cost = 4;
-        let auth_service = spawn(|listener, stopped| {
-            coffer_auth_service::serve(auth_config, listener, async {
-                let _ = stopped.await;
+            .addresses(coffer_stack::Addresses {
+                metrics: true,
+                ..Default::default()
             })
-        })
-        .await;
+            .auth_service(|config| config.bcrypt_cost = 4)
+            // Small pages, so sweeps in tests span several.
+            .credential_service(|config| config.rewrap_page_size = 2)
+            .spawn()
+            .await
+            .unwrap();
         let auth = AuthServiceClient::new(
             connect(
-                auth_service.addr,
+                services.auth_service.addr,
                 ca.issue_material("operator/test", Usage::Client)
                     .unwrap()
                     .client_config("127.0.0.1"),
@@ -157,15 +108,9 @@ impl Stack {
                     .access_token,
             );
         }
-        let (credential_service, metrics_addr) =
-            spawn_credential_service(&ca, &database, key_service.addr, auth_service.addr, |_| {})
-                .await;
         Self {
             ca,
-            key_service,
-            auth_service,
-            credential_service,
-            metrics_addr,
+            services,
             database,
             _support: (key_db, auth_db),
             tokens,
@@ -177,7 +122,7 @@ impl Stack {
         let material = self.ca.issue_material("gateway", Usage::Client).unwrap();
         CredentialServiceClient::new(
             connect(
-                self.credential_service.addr,
+                self.services.credential_service.addr,
                 material.client_config("127.0.0.1"),
             )
             .await
@@ -195,33 +140,22 @@ impl Stack {
         &mut self,
         tweak: impl FnOnce(&mut coffer_credential_service::Config),
     ) {
-        self.credential_service.stop().await;
-        let (service, metrics_addr) = spawn_credential_service(
-            &self.ca,
-            &self.database,
-            self.key_service.addr,
-            self.auth_service.addr,
-            tweak,
-        )
-        .await;
-        self.credential_service = service;
-        self.metrics_addr = metrics_addr;
+        self.services
+            .restart_credential_service(|config| {
+                config.rewrap_page_size = 2;
+                tweak(config);
+            })
+            .await
+            .unwrap();
     }
 
-    pub async fn shutdown(mut self) {
-        self.credential_service.stop().await;
-        self.auth_service.stop().await;
-        self.key_service.stop().await;
+    pub async fn shutdown(self) {
+        self.services.shutdown().await.unwrap();
     }
 
     /// A request with the bearer of `who` (`admin`, `developer`, `viewer`, `other`).
     pub fn as_user<T>(&self, who: &str, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        let value = format!("Bearer {}", self.tokens[who]);
-        request
-            .metadata_mut()
-            .insert("authorization", value.parse().unwrap());
-        request
+        coffer_test_support::bearer(&self.tokens[who], message)
     }
 
     /// Creates a credential as the admin and returns it (masked).
@@ -252,9 +186,12 @@ impl Stack {
             .ca
             .issue_material("operator/test", Usage::Client)
             .unwrap();
-        let channel = connect(self.key_service.addr, material.client_config("127.0.0.1"))
-            .await
-            .unwrap();
+        let channel = connect(
+            self.services.key_service.addr,
+            material.client_config("127.0.0.1"),
+        )
+        .await
+        .unwrap();
         coffer_proto::pb::key_service_client::KeyServiceClient::new(channel)
     }
 
@@ -273,7 +210,7 @@ impl Stack {
 
     /// The credential-service's `/metrics` page.
     pub async fn metrics(&self) -> String {
-        coffer_server::metrics::scrape(self.metrics_addr)
+        coffer_server::metrics::scrape(self.services.credential_service.metrics_addr.unwrap())
             .await
             .unwrap()
     }
@@ -286,38 +223,6 @@ impl Stack {
             .await
             .unwrap()
     }
-}
-
-async fn spawn_credential_service(
-    ca: &DevCa,
-    database: &TestDatabase,
-    key_service: SocketAddr,
-    auth_service: SocketAddr,
-    tweak: impl FnOnce(&mut coffer_credential_service::Config),
-) -> (Running<coffer_credential_service::Error>, SocketAddr) {
-    let mut config = coffer_credential_service::Config::new(
-        SecretString::from(database.url().to_owned()),
-        ca.issue_material("credential-service", Usage::Service)
-            .unwrap(),
-        format!("https://{key_service}"),
-        format!("https://{auth_service}"),
-    );
-    // Small pages, so sweeps in tests span several.
-    config.rewrap_page_size = 2;
-    tweak(&mut config);
-    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
-    let running = spawn(|listener, stopped| {
-        let listeners = coffer_server::Listeners {
-            grpc: listener,
-            metrics: Some(metrics),
-        };
-        coffer_credential_service::serve(config, listeners, async {
-            let _ = stopped.await;
-        })
-    })
-    .await;
-    (running, metrics_addr)
 }
 
 pub fn new_credential(server_id: &str, env: &[(&str, &str)]) -> pb::CreateCredentialRequest {
@@ -335,20 +240,4 @@ pub fn new_credential(server_id: &str, env: &[(&str, &str)]) -> pb::CreateCreden
         sealed_env: Default::default(),
         opaque: None,
     }
-}
-
-/// Asserts a failed call's code and that its message contains `needle`.
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    code: tonic::Code,
-    needle: &str,
-) {
-    let status = result.expect_err("the call should have failed");
-    assert_eq!(status.code(), code, "unexpected status: {status:?}");
-    assert!(
-        status.message().contains(needle),
-        "`{}` lacks `{needle}`",
-        status.message()
-    );
 }

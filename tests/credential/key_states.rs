@@ -125,7 +125,7 @@ async fn key_service_down_is_unavailable_with_its_reason() {
         let mut stack = Stack::spawn(db).await;
         // One call first: the stack is serving (start-up itself needs key-service).
         stack.create("first", &[("A", "b")]).await;
-        stack.key_service.stop().await;
+        stack.services.key_service.stop().await.unwrap();
         let status = stack
             .client()
             .await
@@ -134,8 +134,8 @@ async fn key_service_down_is_unavailable_with_its_reason() {
             .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(reason(&status).as_deref(), Some("UNAVAILABLE"));
-        stack.credential_service.stop().await;
-        stack.auth_service.stop().await;
+        stack.services.credential_service.stop().await.unwrap();
+        stack.services.auth_service.stop().await.unwrap();
     })
     .await;
 }

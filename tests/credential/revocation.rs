@@ -18,18 +18,13 @@ async fn auth_client(
         .issue_material(name, coffer_transport::dev_ca::Usage::Client)
         .unwrap();
     pb::auth_service_client::AuthServiceClient::new(
-        coffer_test_support::connect(stack.auth_service.addr, material.client_config("127.0.0.1"))
-            .await
-            .unwrap(),
+        coffer_test_support::connect(
+            stack.services.auth_service.addr,
+            material.client_config("127.0.0.1"),
+        )
+        .await
+        .unwrap(),
     )
-}
-
-fn with_bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }
 
 fn list_acme() -> pb::ListCredentialsRequest {
@@ -52,7 +47,7 @@ async fn a_token_exchanged_for_a_revoked_api_key_is_refused_everywhere_within_a_
             ..Default::default()
         };
         let key = auth
-            .create_api_key(with_bearer(&admin, create("laptop")))
+            .create_api_key(coffer_test_support::bearer(&admin, create("laptop")))
             .await
             .unwrap()
             .into_inner();
@@ -66,25 +61,31 @@ async fn a_token_exchanged_for_a_revoked_api_key_is_refused_everywhere_within_a_
             .access_token;
         // Keys created with the key, or with the token exchanged for it, derive from it.
         let by_token = auth
-            .create_api_key(with_bearer(&exchanged, create("from the token")))
+            .create_api_key(coffer_test_support::bearer(
+                &exchanged,
+                create("from the token"),
+            ))
             .await
             .unwrap()
             .into_inner()
             .key;
         let by_key = auth
-            .create_api_key(with_bearer(&key.key, create("from the key")))
+            .create_api_key(coffer_test_support::bearer(
+                &key.key,
+                create("from the key"),
+            ))
             .await
             .unwrap()
             .into_inner()
             .key;
         for bearer in [&exchanged, &by_token, &by_key] {
             credentials
-                .list_credentials(with_bearer(bearer, list_acme()))
+                .list_credentials(coffer_test_support::bearer(bearer, list_acme()))
                 .await
                 .unwrap();
         }
 
-        auth.revoke_api_key(with_bearer(
+        auth.revoke_api_key(coffer_test_support::bearer(
             &admin,
             pb::RevokeApiKeyRequest {
                 name: key.api_key.unwrap().name,
@@ -94,7 +95,7 @@ async fn a_token_exchanged_for_a_revoked_api_key_is_refused_everywhere_within_a_
         .unwrap();
         // auth-service: at once.
         assert_status(
-            auth.get_tenant(with_bearer(
+            auth.get_tenant(coffer_test_support::bearer(
                 &exchanged,
                 pb::GetTenantRequest {
                     name: "tenants/acme".into(),
@@ -105,7 +106,7 @@ async fn a_token_exchanged_for_a_revoked_api_key_is_refused_everywhere_within_a_
             "invalid credentials",
         );
         assert_status(
-            auth.create_api_key(with_bearer(&exchanged, create("escape")))
+            auth.create_api_key(coffer_test_support::bearer(&exchanged, create("escape")))
                 .await,
             Code::Unauthenticated,
             "invalid credentials",
@@ -114,7 +115,7 @@ async fn a_token_exchanged_for_a_revoked_api_key_is_refused_everywhere_within_a_
         let started = std::time::Instant::now();
         loop {
             let listed = credentials
-                .list_credentials(with_bearer(&exchanged, list_acme()))
+                .list_credentials(coffer_test_support::bearer(&exchanged, list_acme()))
                 .await;
             match listed {
                 Err(status) if status.code() == Code::Unauthenticated => break,
@@ -129,7 +130,7 @@ async fn a_token_exchanged_for_a_revoked_api_key_is_refused_everywhere_within_a_
         for derived in [&by_token, &by_key] {
             assert_status(
                 credentials
-                    .list_credentials(with_bearer(derived, list_acme()))
+                    .list_credentials(coffer_test_support::bearer(derived, list_acme()))
                     .await,
                 Code::Unauthenticated,
                 "invalid credentials",
@@ -146,7 +147,7 @@ async fn an_expired_api_key_is_refused_at_once_and_its_exchanged_token_expires_w
     let mut auth = auth_client(&stack, "gateway").await;
     let mut credentials = stack.client().await;
     let key = auth
-        .create_api_key(with_bearer(
+        .create_api_key(coffer_test_support::bearer(
             &stack.tokens["admin"],
             pb::CreateApiKeyRequest {
                 parent: "tenants/acme".into(),
@@ -181,7 +182,7 @@ async fn an_expired_api_key_is_refused_at_once_and_its_exchanged_token_expires_w
     assert_eq!(claims["akid"], key.key[7..19]);
     // Used (and cached) while valid...
     credentials
-        .list_credentials(with_bearer(&key.key, list_acme()))
+        .list_credentials(coffer_test_support::bearer(&key.key, list_acme()))
         .await
         .unwrap();
     // ...and refused from the first second past its expiry, cache or not.
@@ -196,7 +197,7 @@ async fn an_expired_api_key_is_refused_at_once_and_its_exchanged_token_expires_w
     }
     assert_status(
         credentials
-            .list_credentials(with_bearer(&key.key, list_acme()))
+            .list_credentials(coffer_test_support::bearer(&key.key, list_acme()))
             .await,
         Code::Unauthenticated,
         "invalid credentials",
@@ -219,7 +220,7 @@ async fn a_retired_key_version_stops_cached_data_keys_within_a_second() {
             .issue_material("operator/test", coffer_transport::dev_ca::Usage::Client)
             .unwrap();
         let channel = coffer_test_support::connect(
-            stack.key_service.addr,
+            stack.services.key_service.addr,
             material.client_config("127.0.0.1"),
         )
         .await
@@ -259,7 +260,7 @@ async fn a_demoted_users_access_tokens_are_refused_everywhere_within_a_second() 
         let old_token = stack.tokens["developer"].clone();
         let mut credentials = stack.client().await;
         credentials
-            .list_credentials(with_bearer(&old_token, list_acme()))
+            .list_credentials(coffer_test_support::bearer(&old_token, list_acme()))
             .await
             .unwrap();
         let mut operator = auth_client(&stack, "operator/test").await;
@@ -273,7 +274,7 @@ async fn a_demoted_users_access_tokens_are_refused_everywhere_within_a_second() 
         // auth-service: at once.
         let mut auth = auth_client(&stack, "gateway").await;
         assert_status(
-            auth.get_tenant(with_bearer(
+            auth.get_tenant(coffer_test_support::bearer(
                 &old_token,
                 pb::GetTenantRequest {
                     name: "tenants/acme".into(),
@@ -288,7 +289,7 @@ async fn a_demoted_users_access_tokens_are_refused_everywhere_within_a_second() 
         let started = std::time::Instant::now();
         loop {
             match credentials
-                .list_credentials(with_bearer(&old_token, list_acme()))
+                .list_credentials(coffer_test_support::bearer(&old_token, list_acme()))
                 .await
             {
                 Err(status) if status.code() == Code::Unauthenticated => break,
@@ -312,12 +313,12 @@ async fn a_demoted_users_access_tokens_are_refused_everywhere_within_a_second() 
             .into_inner()
             .access_token;
         credentials
-            .list_credentials(with_bearer(&fresh, list_acme()))
+            .list_credentials(coffer_test_support::bearer(&fresh, list_acme()))
             .await
             .unwrap();
         assert_status(
             credentials
-                .create_credential(with_bearer(
+                .create_credential(coffer_test_support::bearer(
                     &fresh,
                     crate::helpers::new_credential("x", &[]),
                 ))

@@ -39,9 +39,9 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
     let in_flight = tokio::spawn(async move { client.update_credential(update).await });
     lock.wait_until_blocked().await;
 
-    let server = stack.credential_service.signal_shutdown();
+    let server = stack.services.credential_service.signal_shutdown();
     let material = stack.ca.issue_material("gateway", Usage::Client).unwrap();
-    let addr = stack.credential_service.addr;
+    let addr = stack.services.credential_service.addr;
     let request = stack.as_user(
         "admin",
         pb::GetCredentialRequest {
@@ -69,6 +69,6 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
         .into_inner();
     assert_eq!(updated.row_version, 2);
     server.await.unwrap().unwrap();
-    stack.auth_service.stop().await;
-    stack.key_service.stop().await;
+    stack.services.auth_service.stop().await.unwrap();
+    stack.services.key_service.stop().await.unwrap();
 }

@@ -79,7 +79,7 @@ async fn with_key_service_down_only_cached_reads_work_and_nothing_is_half_writte
         };
         client.get_credential(get(&cached.name)).await.unwrap();
 
-        stack.key_service.stop().await;
+        stack.services.key_service.stop().await.unwrap();
         assert!(
             client.get_credential(get(&cached.name)).await.is_ok(),
             "cached data key"
@@ -101,8 +101,8 @@ async fn with_key_service_down_only_cached_reads_work_and_nothing_is_half_writte
             .unwrap()
             .get(0);
         assert_eq!(count, 2, "the failed create wrote nothing");
-        stack.credential_service.stop().await;
-        stack.auth_service.stop().await;
+        stack.services.credential_service.stop().await.unwrap();
+        stack.services.auth_service.stop().await.unwrap();
     })
     .await;
 }

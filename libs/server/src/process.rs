@@ -34,14 +34,25 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// The Prometheus `/metrics` listener, if any.
     pub metrics: Option<TcpListener>,
+    /// Told when start-up is over and the service accepts calls (a composition root waits
+    /// for it before starting the services that depend on this one).
+    pub ready: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Listeners {
+    /// The gRPC listener and, if any, the metrics listener.
+    pub fn new(grpc: TcpListener, metrics: Option<TcpListener>) -> Self {
+        Self {
+            grpc,
+            metrics,
+            ready: None,
+        }
+    }
 }
 
 impl From<TcpListener> for Listeners {
     fn from(grpc: TcpListener) -> Self {
-        Self {
-            grpc,
-            metrics: None,
-        }
+        Self::new(grpc, None)
     }
 }
 
@@ -150,5 +161,5 @@ async fn bind(
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| (addr, e))?),
         None => None,
     };
-    Ok(Listeners { grpc, metrics })
+    Ok(Listeners::new(grpc, metrics))
 }

@@ -95,6 +95,9 @@ where
         let _ = stopping.send(true);
     });
 
+    if let Some(ready) = listeners.ready {
+        let _ = ready.send(());
+    }
     // Without TCP_NODELAY, small responses wait on Nagle's algorithm and the client's delayed
     // ACK: about 40 ms per call.
     let incoming =

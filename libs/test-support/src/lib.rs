@@ -247,6 +247,32 @@ fn replace_database(url: &str, database: &str) -> String {
     format!("{base}/{database}{query}")
 }
 
+/// Asserts that a call failed with `code` and that its message contains `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    needle: &str,
+) {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    assert!(
+        status.message().contains(needle),
+        "`{}` lacks `{needle}`",
+        status.message()
+    );
+}
+
+/// `message` as a request carrying `authorization: Bearer {token}`.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a bearer is printable ASCII");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
 /// A PostgreSQL transaction holding row locks, so that a call touching those rows blocks
 /// inside the server: how shutdown (drain) tests know a call is in flight. Dropping it (or
 /// [`RowLock::release`]) lets the call go on.

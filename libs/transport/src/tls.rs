@@ -24,6 +24,7 @@ pub struct TlsFiles {
 }
 
 /// TLS material read into memory and checked: the certificate and CA parse, the key is present.
+#[derive(Clone)]
 pub struct TlsMaterial {
     cert_pem: String,
     key_pem: SecretString,

@@ -61,6 +61,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
         listen: "127.0.0.1:0".parse()?,
         auth_listen: "127.0.0.1:0".parse()?,
         credential_listen: "127.0.0.1:0".parse()?,
+        shutdown_grace_period: Duration::from_secs(5),
     })
     .await?;
     let outcome = measure(&running, options).await;

@@ -36,6 +36,9 @@ enum Command {
         /// Address of the credential-service.
         #[arg(long, default_value = "127.0.0.1:50053")]
         credential_listen: SocketAddr,
+        /// Seconds each service may drain its in-flight calls after Ctrl-C.
+        #[arg(long, default_value_t = 10)]
+        shutdown_grace: u64,
     },
     /// Measure key-service throughput and latency over mTLS against a same-run baseline.
     Bench {
@@ -296,12 +299,14 @@ async fn main() -> ExitCode {
             listen,
             auth_listen,
             credential_listen,
+            shutdown_grace,
         } => {
             run_up(up::Options {
                 data_dir,
                 listen,
                 auth_listen,
                 credential_listen,
+                shutdown_grace_period: Duration::from_secs(shutdown_grace),
             })
             .await
         }
@@ -464,16 +469,8 @@ async fn run_up(options: up::Options) -> anyhow::Result<String> {
         error = running.failed() => return Err(error),
         () = signal.recv() => {}
     }
-    let outcome = match tokio::time::timeout(SHUTDOWN_GRACE, running.shutdown()).await {
-        Ok(outcome) => outcome,
-        Err(_) => {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "shutdown grace period expired");
-            Ok(())
-        }
-    };
+    // Each service drains for at most the grace period (`--shutdown-grace`).
+    let outcome = running.shutdown().await;
     telemetry.shutdown();
     outcome.map(|()| String::new())
 }
-
-/// How long `coffer up` waits for in-flight calls after Ctrl-C.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

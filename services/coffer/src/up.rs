@@ -2,16 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::Context as _;
-use coffer_auth_service::Config as AuthServiceConfig;
-use coffer_credential_service::Config as CredentialServiceConfig;
-use coffer_key_service::Config as KeyServiceConfig;
+use coffer_stack::{Addresses, Certificates, Databases, Stack};
 use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::layout::{self, Layout};
 
@@ -26,6 +21,8 @@ pub struct Options {
     pub auth_listen: SocketAddr,
     /// The credential-service's listen address.
     pub credential_listen: SocketAddr,
+    /// How long each service may drain its in-flight calls on Ctrl-C.
+    pub shutdown_grace_period: Duration,
 }
 
 /// A running dev stack.
@@ -40,115 +37,62 @@ pub struct Running {
     pub layout: Layout,
     /// Whether this start generated a new dev root key.
     pub generated_root_key: bool,
-    /// Stop signals in start order; shutdown runs in reverse, dependents first.
-    stops: Vec<(&'static str, watch::Sender<bool>)>,
-    services: JoinSet<(&'static str, anyhow::Result<()>)>,
+    stack: Stack,
 }
 
-/// Prepares the data directory, binds, and starts every service in this process.
+/// Prepares the data directory and starts every service in this process (through
+/// [`coffer_stack`], as the tests do).
 ///
 /// # Errors
-/// If the data directory cannot be prepared or an address cannot be bound.
+/// If the data directory cannot be prepared, an address cannot be bound, or a service fails
+/// to start.
 pub async fn start(options: &Options) -> anyhow::Result<Running> {
     let prepared = layout::prepare(&options.data_dir)?;
     let layout = prepared.layout;
-    let key_listener = bind(options.listen).await?;
-    let auth_listener = bind(options.auth_listen).await?;
-    let credential_listener = bind(options.credential_listen).await?;
-    let key_service_addr = key_listener.local_addr()?;
-    let auth_service_addr = auth_listener.local_addr()?;
-    let credential_service_addr = credential_listener.local_addr()?;
-    let mut stops = Vec::new();
-    let mut services = JoinSet::new();
-
-    let key_config = KeyServiceConfig::new(
-        sqlite_url(&layout.key_service_db),
-        prepared.keyring,
-        TlsMaterial::load(&layout.key_service)?,
-    );
-    let (stop, stopped) = watch::channel(false);
-    stops.push(("key-service", stop));
-    services.spawn(async move {
-        let served = coffer_key_service::serve(key_config, key_listener, signal(stopped)).await;
-        ("key-service", served.map_err(anyhow::Error::from))
-    });
-
-    // auth-service stores its signing keys encrypted by the key-service started above.
-    let auth_config = AuthServiceConfig::new(
-        sqlite_url(&layout.auth_service_db),
-        TlsMaterial::load(&layout.auth_service)?,
-        format!("https://{key_service_addr}"),
-    );
-    let (stop, stopped) = watch::channel(false);
-    stops.push(("auth-service", stop));
-    services.spawn(async move {
-        let served = coffer_auth_service::serve(auth_config, auth_listener, signal(stopped)).await;
-        ("auth-service", served.map_err(anyhow::Error::from))
-    });
-
-    // credential-service gets data keys from key-service and checks bearers with auth-service.
-    let credential_config = CredentialServiceConfig::new(
-        sqlite_url(&layout.credential_service_db),
-        TlsMaterial::load(&layout.credential_service)?,
-        format!("https://{key_service_addr}"),
-        format!("https://{auth_service_addr}"),
-    );
-    let (stop, stopped) = watch::channel(false);
-    stops.push(("credential-service", stop));
-    services.spawn(async move {
-        let served = coffer_credential_service::serve(
-            credential_config,
-            credential_listener,
-            signal(stopped),
-        )
-        .await;
-        ("credential-service", served.map_err(anyhow::Error::from))
-    });
-
+    let certificates = Certificates {
+        key_service: TlsMaterial::load(&layout.key_service)?,
+        auth_service: TlsMaterial::load(&layout.auth_service)?,
+        credential_service: TlsMaterial::load(&layout.credential_service)?,
+    };
+    let databases = Databases {
+        key_service: sqlite_url(&layout.key_service_db),
+        auth_service: sqlite_url(&layout.auth_service_db),
+        credential_service: sqlite_url(&layout.credential_service_db),
+    };
+    let stack = Stack::builder(prepared.keyring, certificates)
+        .databases(databases)
+        .addresses(Addresses {
+            key_service: options.listen,
+            auth_service: options.auth_listen,
+            credential_service: options.credential_listen,
+            metrics: false,
+        })
+        .shutdown_grace_period(options.shutdown_grace_period)
+        .spawn()
+        .await?;
     Ok(Running {
-        key_service_addr,
-        auth_service_addr,
-        credential_service_addr,
+        key_service_addr: stack.key_service.addr,
+        auth_service_addr: stack.auth_service.addr,
+        credential_service_addr: stack.credential_service.addr,
         layout,
         generated_root_key: prepared.generated_root_key,
-        stops,
-        services,
+        stack,
     })
 }
 
 impl Running {
-    /// Stops the services in reverse start order, each after the ones that depend on it
-    /// (credential-service, then auth-service, then key-service), letting each drain its
-    /// in-flight calls.
+    /// Stops the services in reverse start order (credential-service, then auth-service, then
+    /// key-service), each draining its in-flight calls for at most the grace period.
     ///
     /// # Errors
     /// The first service failure.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        let mut outcome = Ok(());
-        while let Some((stopping, stop)) = self.stops.pop() {
-            let _ = stop.send(true);
-            // Wait for that service; another one ending meanwhile is recorded too.
-            while let Some(joined) = self.services.join_next().await {
-                let (name, served) = joined.context("service task")?;
-                if let (Err(error), true) = (served, outcome.is_ok()) {
-                    outcome = Err(error.context(format!("{name} failed")));
-                }
-                if name == stopping {
-                    break;
-                }
-            }
-        }
-        outcome
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        Ok(self.stack.shutdown().await?)
     }
 
     /// Waits until a service stops on its own (which is a failure) and returns why.
     pub async fn failed(&mut self) -> anyhow::Error {
-        match self.services.join_next().await {
-            Some(Ok((name, Ok(())))) => anyhow::anyhow!("{name} stopped unexpectedly"),
-            Some(Ok((name, Err(error)))) => error.context(format!("{name} failed")),
-            Some(Err(join_error)) => anyhow::Error::new(join_error).context("service task"),
-            None => anyhow::anyhow!("no service is running"),
-        }
+        self.stack.failed().await.into()
     }
 
     /// A `grpcurl` command line that lists a service's RPCs as the operator.
@@ -190,19 +134,8 @@ pub fn dev_mode_warning(running: &Running) -> String {
     banner
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))
-}
-
 fn sqlite_url(path: &Path) -> SecretString {
     SecretString::from(format!("sqlite://{}?mode=rwc", path.display()))
-}
-
-/// Resolves when `stopped` turns true (or its sender is gone).
-async fn signal(mut stopped: watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 fn quote(path: &Path) -> String {

@@ -8,6 +8,7 @@ use coffer_key_service::{Config, serve};
 use coffer_proto::pb;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
 use coffer_server::Clock;
+pub use coffer_test_support::assert_status;
 use coffer_test_support::{TestDatabase, connect, init_tracing};
 use coffer_transport::DevCa;
 use coffer_transport::dev_ca::Usage;
@@ -95,10 +96,7 @@ async fn start(
     let (stop, stopped) = oneshot::channel::<()>();
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = metrics.local_addr().unwrap();
-    let listeners = coffer_server::Listeners {
-        grpc: listener,
-        metrics: Some(metrics),
-    };
+    let listeners = coffer_server::Listeners::new(listener, Some(metrics));
     let mut server = tokio::spawn(serve(config, listeners, async {
         let _ = stopped.await;
     }));
@@ -266,20 +264,4 @@ pub fn create_key_request(name: &str, deletion_allowed: bool) -> pb::CreateKeyRe
             ..Default::default()
         }),
     }
-}
-
-/// Asserts that a call failed with `code` and that the message contains `needle`.
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    code: tonic::Code,
-    needle: &str,
-) {
-    let status = result.expect_err("the call should have failed");
-    assert_eq!(status.code(), code, "unexpected status: {status:?}");
-    assert!(
-        status.message().contains(needle),
-        "`{}` lacks `{needle}`",
-        status.message()
-    );
 }
