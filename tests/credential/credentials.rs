@@ -394,3 +394,54 @@ async fn an_expiry_in_the_past_is_refused_and_audit_events_are_named() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_page_token_is_refused_with_another_filter_or_parent() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn(db).await;
+        for server in ["a", "b", "c"] {
+            stack.create(server, &[("A", "b")]).await;
+        }
+        let list = |server_id: &str, page_token: &str| pb::ListCredentialsRequest {
+            parent: "tenants/acme".into(),
+            page_size: 1,
+            page_token: page_token.into(),
+            server_id: server_id.into(),
+            ..Default::default()
+        };
+        let mut client = stack.client().await;
+        let first = client
+            .list_credentials(stack.as_user("admin", list("", "")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(first.credentials.len(), 1);
+        let token = first.next_page_token;
+        assert!(!token.is_empty());
+        // The same list goes on.
+        let second = client
+            .list_credentials(stack.as_user("admin", list("", &token)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(second.credentials.len(), 1);
+        assert_ne!(second.credentials[0].name, first.credentials[0].name);
+        // Another filter, or a made-up token: refused, naming the field.
+        assert_status(
+            client
+                .list_credentials(stack.as_user("admin", list("b", &token)))
+                .await,
+            Code::InvalidArgument,
+            "invalid page_token: not a token from a previous page of this list",
+        );
+        assert_status(
+            client
+                .list_credentials(stack.as_user("admin", list("", "c0ffee")))
+                .await,
+            Code::InvalidArgument,
+            "invalid page_token",
+        );
+        stack.shutdown().await;
+    })
+    .await;
+}

@@ -13,12 +13,16 @@
 //! - [`task`]: background loops (interval, jitter, one log line per outage) that stop when
 //!   their handle is dropped, so an early start-up error leaks nothing.
 //! - [`Clock`]: wall-clock time that tests advance instead of sleeping.
+//! - [`names`] and [`paging`]: the id rule of resource names, and the one way every List RPC
+//!   pages (page sizes, and opaque page tokens bound to the list, parent and filter).
 //! - [`status`]: gRPC statuses with `google.rpc.ErrorInfo` and `google.rpc.BadRequest` details,
 //!   which the gateway turns into JSON error details.
 
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod names;
+pub mod paging;
 pub mod process;
 pub mod serve;
 pub mod status;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use coffer_authn::{Role, Scope, Scopes};
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_server::AuthService;
+use coffer_server::paging::{self, Cursor};
 use secrecy::{ExposeSecret as _, SecretString};
 use tonic::{Request, Response, Status};
 
@@ -111,10 +112,10 @@ impl AuthService for AuthServiceApi {
         let tenant = parse_tenant_name("parent", &request.parent)?;
         caller.require(&tenant, Scope::UserRead, || format!("tenants/{tenant}"))?;
         let page_size = page_size(request.page_size)?;
-        let after = if request.page_token.is_empty() {
-            String::new()
-        } else {
-            parse_id("page_token", &request.page_token)?
+        let cursor = Cursor::new("ListPrincipals", &request.parent, &[]);
+        let after = match page_position(&cursor, &request.page_token)? {
+            Some(id) => parse_id("page_token", &id)?,
+            None => String::new(),
         };
         let (rows, next) = self
             .auth
@@ -122,7 +123,7 @@ impl AuthService for AuthServiceApi {
             .await?;
         Ok(Response::new(pb::ListPrincipalsResponse {
             principals: rows.iter().map(principal_proto).collect::<Result<_>>()?,
-            next_page_token: next.unwrap_or_default(),
+            next_page_token: next.map(|id| cursor.token(&id)).unwrap_or_default(),
         }))
     }
 
@@ -311,18 +312,18 @@ impl AuthService for AuthServiceApi {
         let tenant = parse_tenant_name("parent", &request.parent)?;
         caller.require(&tenant, Scope::UserRead, || format!("tenants/{tenant}"))?;
         let page_size = page_size(request.page_size)?;
-        let after = if request.page_token.is_empty() {
-            String::new()
-        } else {
-            coffer_crypto::apikey::ApiKeyId::parse(&request.page_token)
-                .map_err(|_| Error::invalid("page_token", "not a token from a previous page"))?
+        let cursor = Cursor::new("ListApiKeys", &request.parent, &[]);
+        let after = match page_position(&cursor, &request.page_token)? {
+            Some(id) => coffer_crypto::apikey::ApiKeyId::parse(&id)
+                .map_err(|_| Error::invalid("page_token", paging::FOREIGN_TOKEN))?
                 .as_str()
-                .to_owned()
+                .to_owned(),
+            None => String::new(),
         };
         let (rows, next) = self.auth.list_api_keys(&tenant, page_size, &after).await?;
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: rows.iter().map(api_key_proto).collect(),
-            next_page_token: next.unwrap_or_default(),
+            next_page_token: next.map(|id| cursor.token(&id)).unwrap_or_default(),
         }))
     }
 
@@ -434,14 +435,16 @@ impl AuthService for AuthServiceApi {
         let tenant = parse_tenant_name("parent", &request.parent)?;
         caller.require(&tenant, Scope::OrgRead, || format!("tenants/{tenant}"))?;
         let page_size = page_size(request.page_size)?;
-        let after = coffer_proto::paging::sequence_after(&request.page_token)
+        let cursor = Cursor::new("ListAuditEvents", &request.parent, &[]);
+        let after = cursor
+            .sequence(&request.page_token)
             .map_err(|why| Error::invalid("page_token", why))?;
         let rows = self
             .auth
             .audit_events(&tenant, after, page_size + 1)
             .await?;
         let (events, next) =
-            coffer_proto::paging::split_page(rows, page_size, |e| e.sequence.to_string());
+            paging::split_page(rows, page_size, |e| cursor.token(&e.sequence.to_string()));
         Ok(Response::new(pb::ListAuthAuditEventsResponse {
             events: events
                 .into_iter()
@@ -537,7 +540,7 @@ fn issued_key_proto(issued: IssuedKey) -> pb::CreateApiKeyResponse {
 
 /// Parses a page size: 0 means the default; beyond the maximum is refused.
 fn page_size(requested: u32) -> Result<u32> {
-    coffer_proto::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
+    coffer_server::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
 }
 
 /// What a caller wants to do with an existing API key.
@@ -683,4 +686,11 @@ fn whole_seconds(
     u64::try_from(duration.seconds)
         .map(|seconds| Some(Duration::from_secs(seconds)))
         .map_err(|_| Error::invalid(field, "must not be negative"))
+}
+
+/// The position a page token stands for, refusing a token of another list.
+fn page_position(cursor: &Cursor, token: &str) -> Result<Option<String>> {
+    cursor
+        .position(token)
+        .map_err(|why| Error::invalid("page_token", why))
 }

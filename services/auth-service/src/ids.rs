@@ -7,12 +7,12 @@ use crate::{Error, Result};
 /// # Errors
 /// [`Error::InvalidArgument`] naming `field`.
 pub fn parse_id(field: &'static str, id: &str) -> Result<String> {
-    if coffer_proto::is_valid_id(id) {
+    if coffer_server::names::is_valid_id(id) {
         Ok(id.to_owned())
     } else {
         Err(Error::invalid(
             field,
-            format!("must match {}", coffer_proto::ID_PATTERN),
+            format!("must match {}", coffer_server::names::ID_PATTERN),
         ))
     }
 }

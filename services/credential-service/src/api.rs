@@ -12,6 +12,7 @@ use coffer_authn::{Principal, Scope};
 use coffer_crypto::mask::mask;
 use coffer_proto::pb;
 use coffer_proto::pb::credential_service_server::CredentialService;
+use coffer_server::paging::Cursor;
 use tonic::{Request, Response, Status};
 
 use crate::content::{Content, Opaque};
@@ -167,14 +168,21 @@ impl CredentialService for CredentialServiceApi {
             .await?;
         let request = request.into_inner();
         let page_size = page_size(request.page_size)?;
-        if !request.page_token.is_empty() {
-            parse_credential_name("page_token", &credential_name(&tenant, &request.page_token))?;
-        }
         let filter = (request.server_id.as_str(), request.template_id.as_str());
+        let cursor = Cursor::new("ListCredentials", &request.parent, &[filter.0, filter.1]);
+        let after = match cursor.position(&request.page_token) {
+            Ok(Some(id)) => {
+                parse_credential_name("page_token", &credential_name(&tenant, &id))?;
+                id
+            }
+            Ok(None) => String::new(),
+            Err(why) => return Err(Error::invalid("page_token", why).into()),
+        };
         let (page, next) = self
             .credentials
-            .list(&tenant, filter, page_size, &request.page_token, &actor)
+            .list(&tenant, filter, page_size, &after, &actor)
             .await?;
+        let next = next.map(|id| cursor.token(&id));
         Ok(Response::new(pb::ListCredentialsResponse {
             credentials: page
                 .iter()
@@ -353,14 +361,17 @@ impl CredentialService for CredentialServiceApi {
             .await?;
         let request = request.into_inner();
         let page_size = page_size(request.page_size)?;
-        let after = coffer_proto::paging::sequence_after(&request.page_token)
+        let cursor = Cursor::new("ListAuditEvents", &request.parent, &[]);
+        let after = cursor
+            .sequence(&request.page_token)
             .map_err(|why| Error::invalid("page_token", why))?;
         let rows = self
             .credentials
             .audit_events(&tenant, after, page_size + 1)
             .await?;
-        let (events, next) =
-            coffer_proto::paging::split_page(rows, page_size, |e| e.sequence.to_string());
+        let (events, next) = coffer_server::paging::split_page(rows, page_size, |e| {
+            cursor.token(&e.sequence.to_string())
+        });
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: events.iter().map(audit_proto).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -433,7 +444,7 @@ fn actor<T>(principal: &Principal, request: &Request<T>) -> Actor {
 
 /// Parses a page size: 0 means the default; beyond the maximum is refused.
 fn page_size(requested: u32) -> Result<u32> {
-    coffer_proto::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
+    coffer_server::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
 }
 
 fn timestamp(seconds: i64) -> prost_types::Timestamp {

@@ -124,7 +124,7 @@ impl Config {
         let key_service = upstream::parse(&mut p, "KEY_SERVICE", "key-service", &trust_domain);
         let auth_service = upstream::parse(&mut p, "AUTH_SERVICE", "auth-service", &trust_domain);
         let data_key_id = p.or("DATA_KEY_ID", DEFAULT_DATA_KEY_ID.to_owned(), |s| {
-            coffer_proto::is_valid_id(s).then(|| s.to_owned())
+            coffer_server::names::is_valid_id(s).then(|| s.to_owned())
         });
         let dek_cache_capacity = p.or("DEK_CACHE_CAPACITY", DEFAULT_DEK_CACHE_CAPACITY, |s| {
             s.parse::<NonZeroUsize>().ok()

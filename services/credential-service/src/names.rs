@@ -91,12 +91,12 @@ pub fn validate_new(
 }
 
 fn tenant_id(field: &'static str, id: &str) -> Result<String> {
-    if coffer_proto::is_valid_id(id) {
+    if coffer_server::names::is_valid_id(id) {
         Ok(id.to_owned())
     } else {
         Err(Error::invalid(
             field,
-            format!("tenant must match {}", coffer_proto::ID_PATTERN),
+            format!("tenant must match {}", coffer_server::names::ID_PATTERN),
         ))
     }
 }

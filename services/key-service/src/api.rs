@@ -73,7 +73,7 @@ impl KeyService for KeyServiceApi {
         self.authorize(&request, Rpc::ListKeys, Target::Service)?;
         let request = request.into_inner();
         let tenant = TenantName::parse("parent", &request.parent)?;
-        let page_size = coffer_proto::paging::page_size(request.page_size)
+        let page_size = coffer_server::paging::page_size(request.page_size)
             .map_err(|why| Error::invalid("page_size", why))?;
         let (keys, next) = self
             .kms

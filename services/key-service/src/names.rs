@@ -31,7 +31,7 @@ impl KeyName {
                 field,
                 format!(
                     "must be tenants/{{tenant}}/keys/{{key}}, each id matching {}",
-                    coffer_proto::ID_PATTERN
+                    coffer_server::names::ID_PATTERN
                 ),
             )
         };
@@ -97,7 +97,7 @@ impl TenantName {
                 field,
                 format!(
                     "must be tenants/{{tenant}}, the id matching {}",
-                    coffer_proto::ID_PATTERN
+                    coffer_server::names::ID_PATTERN
                 ),
             )
         })?;
@@ -153,12 +153,12 @@ impl EncryptionContext {
 
 /// Validates one identifier; `what` is "tenant" or "key".
 pub(crate) fn parse_id(field: &'static str, what: &str, id: &str) -> Result<String> {
-    if coffer_proto::is_valid_id(id) {
+    if coffer_server::names::is_valid_id(id) {
         Ok(id.to_owned())
     } else {
         Err(Error::invalid(
             field,
-            format!("{what} must match {}", coffer_proto::ID_PATTERN),
+            format!("{what} must match {}", coffer_server::names::ID_PATTERN),
         ))
     }
 }

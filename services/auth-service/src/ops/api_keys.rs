@@ -244,7 +244,7 @@ impl Auth {
             .store
             .list_api_keys(tenant, after, page_size + 1)
             .await?;
-        Ok(coffer_proto::paging::split_page(rows, page_size, |row| {
+        Ok(coffer_server::paging::split_page(rows, page_size, |row| {
             row.id.clone()
         }))
     }
@@ -483,7 +483,7 @@ impl Auth {
             .store
             .revocations_since(since, answered, limit + 1)
             .await?;
-        let (rows, more) = coffer_proto::paging::split_page(rows, limit, |_| String::new());
+        let (rows, more) = coffer_server::paging::split_page(rows, limit, |_| String::new());
         Ok((rows, more.is_some(), answered))
     }
 

@@ -129,7 +129,7 @@ impl Auth {
             .store
             .list_principals(tenant, after, page_size + 1)
             .await?;
-        Ok(coffer_proto::paging::split_page(rows, page_size, |row| {
+        Ok(coffer_server::paging::split_page(rows, page_size, |row| {
             row.id.clone()
         }))
     }

@@ -168,7 +168,7 @@ impl Credentials {
             .store
             .list(tenant, after, filter.0, filter.1, page_size + 1)
             .await?;
-        let (rows, next) = coffer_proto::paging::split_page(rows, page_size, |row| row.id.clone());
+        let (rows, next) = coffer_server::paging::split_page(rows, page_size, |row| row.id.clone());
         let mut page = Vec::with_capacity(rows.len());
         for row in rows {
             let env = self.open(&row, actor).await?;

@@ -1,7 +1,6 @@
 //! Key lifecycle: create, read, list, rotate, policy.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coffer_server::paging::Cursor;
 
 use super::Kms;
 use crate::error::reasons;
@@ -53,13 +52,18 @@ impl Kms {
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<KeyRecord>, Option<String>)> {
-        let after = decode_page_token(page_token)?;
+        let cursor = Cursor::new("ListKeys", &format!("tenants/{}", tenant.as_str()), &[]);
+        let after = match cursor.position(page_token) {
+            Ok(None) => String::new(),
+            Ok(Some(key)) => parse_id("page_token", "key", &key)?,
+            Err(why) => return Err(Error::invalid("page_token", why)),
+        };
         let rows = self
             .store
             .list_keys(tenant.as_str(), &after, page_size + 1)
             .await?;
-        let (page, next) = coffer_proto::paging::split_page(rows, page_size, |last| {
-            URL_SAFE_NO_PAD.encode(last.name.key())
+        let (page, next) = coffer_server::paging::split_page(rows, page_size, |last| {
+            cursor.token(last.name.key())
         });
         let mut keys = Vec::with_capacity(page.len());
         for record in page {
@@ -193,16 +197,6 @@ pub(super) fn require_enabled(record: &KeyRecord) -> Result<()> {
     }
 }
 
-fn decode_page_token(token: &str) -> Result<String> {
-    if token.is_empty() {
-        return Ok(String::new());
-    }
-    let invalid = || Error::invalid("page_token", "not a token from a previous ListKeys page");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let key = String::from_utf8(bytes).map_err(|_| invalid())?;
-    parse_id("page_token", "key", &key).map_err(|_| invalid())
-}
-
 /// Most keys in one ListKeyChanges answer.
 const MAX_KEY_CHANGES: u32 = 1000;
 
@@ -219,7 +213,7 @@ impl Kms {
             .keys_changed_since(since, MAX_KEY_CHANGES + 1)
             .await?;
         let (rows, more) =
-            coffer_proto::paging::split_page(rows, MAX_KEY_CHANGES, |_| String::new());
+            coffer_server::paging::split_page(rows, MAX_KEY_CHANGES, |_| String::new());
         Ok((rows, more.is_some(), answered))
     }
 }
