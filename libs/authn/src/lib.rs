@@ -40,6 +40,21 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The one tenant-and-scope rule of every service: the principal may act on a resource
+    /// of `tenant` with `scope` only in its own tenant and only holding the scope. The
+    /// tenant is checked first, so a caller learns nothing about another tenant's
+    /// resources from which scopes it lacks.
+    ///
+    /// # Errors
+    /// [`Denied::OtherTenant`] (NOT_FOUND to the caller) or [`Denied::Missing`]
+    /// (PERMISSION_DENIED).
+    pub fn authorize(&self, tenant: &str, scope: Scope) -> Result<(), Denied> {
+        if self.tenant != tenant {
+            return Err(Denied::OtherTenant);
+        }
+        Ok(self.require(scope)?)
+    }
+
     /// Checks that the principal holds `scope`.
     ///
     /// # Errors
@@ -54,7 +69,48 @@ impl Principal {
     }
 }
 
+/// Why [`Principal::authorize`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The resource is in another tenant: answer NOT_FOUND, so its existence does not leak.
+    #[error("another tenant")]
+    OtherTenant,
+    /// The principal's own tenant, but a scope is missing: answer PERMISSION_DENIED.
+    #[error(transparent)]
+    Missing(#[from] MissingScope),
+}
+
 /// The principal lacks a scope an operation needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("missing scope {0}")]
 pub struct MissingScope(pub Scope);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_tenant_is_refused_before_any_scope_is_looked_at() {
+        let principal = Principal {
+            tenant: "acme".into(),
+            subject: "ada".into(),
+            scopes: Scopes::parse("mcp:read").unwrap(),
+            roles: Vec::new(),
+            api_key: None,
+        };
+        assert_eq!(principal.authorize("acme", Scope::McpRead), Ok(()));
+        assert_eq!(
+            principal.authorize("acme", Scope::CredentialReveal),
+            Err(Denied::Missing(MissingScope(Scope::CredentialReveal)))
+        );
+        // Even with the scope, and even without it: another tenant is only ever "not there".
+        assert_eq!(
+            principal.authorize("globex", Scope::McpRead),
+            Err(Denied::OtherTenant)
+        );
+        assert_eq!(
+            principal.authorize("globex", Scope::CredentialReveal),
+            Err(Denied::OtherTenant)
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! credential only.
 //! Operators (`spiffe://{trust-domain}/operator/...`) may administer without a bearer.
 
-use coffer_authn::{Principal, Scope};
+use coffer_authn::{Denied, Principal, Scope};
 use coffer_transport::SpiffeId;
 use tonic::Request;
 
@@ -143,14 +143,14 @@ impl Caller {
     ) -> Result<()> {
         match self {
             Caller::Operator(_) => Ok(()),
-            Caller::Principal(principal) if principal.tenant != tenant => {
-                Err(Error::NotFound(not_found()))
-            }
             Caller::Principal(principal) => {
                 principal
-                    .require(scope)
-                    .map_err(|missing| Error::PermissionDenied {
-                        why: missing.to_string(),
+                    .authorize(tenant, scope)
+                    .map_err(|denied| match denied {
+                        Denied::OtherTenant => Error::NotFound(not_found()),
+                        Denied::Missing(missing) => Error::PermissionDenied {
+                            why: missing.to_string(),
+                        },
                     })
             }
         }

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use coffer_authn::authenticator::Authenticator;
-use coffer_authn::{Principal, Scope};
+use coffer_authn::{Denied, Principal, Scope};
 use coffer_crypto::mask::mask;
 use coffer_proto::pb;
 use coffer_proto::pb::credential_service_server::CredentialService;
@@ -109,18 +109,18 @@ impl CredentialServiceApi {
     ) -> Result<Actor> {
         let principal = self.authenticator.authenticate(request).await?;
         let actor = actor(&principal, request);
-        if principal.tenant != tenant {
-            return Err(Error::NotFound(resource.to_owned()));
-        }
-        if let Err(missing) = principal.require(scope) {
-            if resource.contains("/credentials/") {
-                self.credentials
-                    .audit_denied(tenant, resource, scope.as_str(), &actor)
-                    .await?;
+        match principal.authorize(tenant, scope) {
+            Ok(()) => Ok(actor),
+            Err(Denied::OtherTenant) => Err(Error::NotFound(resource.to_owned())),
+            Err(Denied::Missing(missing)) => {
+                if resource.contains("/credentials/") {
+                    self.credentials
+                        .audit_denied(tenant, resource, scope.as_str(), &actor)
+                        .await?;
+                }
+                Err(Error::PermissionDenied(missing.to_string()))
             }
-            return Err(Error::PermissionDenied(missing.to_string()));
         }
-        Ok(actor)
     }
 }
 
