@@ -17,7 +17,10 @@ pub use coffer_telemetry::OTLP_ENDPOINT_VARIABLE;
 
 /// Raw setting values keyed by environment-variable name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Values(BTreeMap<String, String>);
+pub struct Values(
+    BTreeMap<String, String>,
+    std::cell::RefCell<std::collections::BTreeSet<String>>,
+);
 
 impl Values {
     /// Reads `[section]` of the optional TOML `file`, then overlays every environment variable
@@ -40,20 +43,28 @@ impl Values {
                 values.insert(name, value);
             }
         }
-        Ok(Self(values))
+        Ok(Self(values, Default::default()))
     }
 
     /// Values from a map (tests).
     pub fn from_map(map: BTreeMap<String, String>) -> Self {
-        Self(map)
+        Self(map, Default::default())
     }
 
     /// A non-empty value by full variable name.
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.1.borrow_mut().insert(name.to_owned());
         self.0
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// Every variable name a parser asked for so far: a service's settings are exactly the
+    /// names parsing an empty set of values asks for (the README's tables are checked
+    /// against them).
+    pub fn asked(&self) -> Vec<String> {
+        self.1.borrow().iter().cloned().collect()
     }
 }
 

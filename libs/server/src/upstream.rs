@@ -53,14 +53,17 @@ pub fn parse(
     trust_domain: &str,
 ) -> Option<Upstream> {
     let url_key = format!("{name}_URL");
+    // Every setting is read before any problem returns, so all of them are reported.
+    let server_name = p.value(&format!("{name}_SERVER_NAME"));
+    let identity = p.value(&format!("{name}_IDENTITY"));
     let url = p.required(&url_key)?;
     let mut upstream = at(url, service, trust_domain)
         .map_err(|why| p.error(&url_key, &why))
         .ok()?;
-    if let Some(server_name) = p.value(&format!("{name}_SERVER_NAME")) {
+    if let Some(server_name) = server_name {
         upstream.server_name = server_name;
     }
-    if let Some(identity) = p.value(&format!("{name}_IDENTITY")) {
+    if let Some(identity) = identity {
         match SpiffeId::parse(&identity) {
             Ok(id) => upstream.identity = id,
             Err(_) => {
