@@ -106,13 +106,26 @@ impl Config {
     }
 }
 
-/// An open, migrated database: the pool and which backend it talks to.
-#[derive(Debug)]
+/// An open, migrated database: the pool and which backend it talks to. Cheap to clone (the
+/// pool is shared). Every service's store holds one.
+#[derive(Debug, Clone)]
 pub struct Database {
     /// The connection pool.
     pub pool: AnyPool,
     /// SQLite or PostgreSQL, for the few statements that differ (e.g. `pg_notify`).
     pub backend: Backend,
+}
+
+impl Database {
+    /// SQLite or PostgreSQL, for the few statements that differ.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections to be returned (at shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 /// Connects and applies pending migrations.

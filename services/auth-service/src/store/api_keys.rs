@@ -78,7 +78,7 @@ impl Store {
         key: &AuditKey,
         event: &ChainEvent<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         sqlx::query(
             "INSERT INTO auth_api_keys (id, tenant, principal_id, display_name, secret_hash, \
              scopes, hint, created_by, create_time, expire_time, change_time, parent_id) \
@@ -109,7 +109,7 @@ impl Store {
     pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
         let row = sqlx::query(concat!(select_api_key!(), " WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.pool)
             .await?;
         row.as_ref().map(api_key_row).transpose()
     }
@@ -131,7 +131,7 @@ impl Store {
         .bind(tenant)
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(api_key_row).collect()
     }
@@ -152,7 +152,7 @@ impl Store {
         key: &AuditKey,
         event: &ChainEvent<'_>,
     ) -> Result<(Option<ApiKeyRow>, Vec<String>)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let mut revoked = Vec::new();
         let mut frontier = vec![id.to_owned()];
         // Bounded: a key is revoked at most once, so each id enters the frontier once.
@@ -212,7 +212,7 @@ impl Store {
         key: &AuditKey,
         event: &ChainEvent<'_>,
     ) -> Result<Option<ApiKeyRow>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE auth_api_keys SET previous_hash = secret_hash, previous_valid_until = $5, \
              secret_hash = $3, hint = $4, change_time = $6 \
@@ -242,7 +242,7 @@ impl Store {
         sqlx::query("UPDATE auth_api_keys SET last_used_time = $2 WHERE id = $1")
             .bind(id)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Store {
     pub async fn api_keys_changed_since(&self, since: i64) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT id FROM auth_api_keys WHERE change_time >= $1")
             .bind(since)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.pool)
             .await?;
         rows.iter()
             .map(|row| row.try_get(0).map_err(Error::from))

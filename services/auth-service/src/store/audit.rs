@@ -174,7 +174,7 @@ impl Store {
     /// # Errors
     /// [`Error::Database`]: callers fail the operation rather than skip the audit.
     pub async fn audit(&self, key: &AuditKey, event: &ChainEvent<'_>, now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         append(&mut tx, key, event, now).await?;
         tx.commit().await?;
         Ok(())
@@ -190,7 +190,7 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<ChainRow>> {
-        events(&self.pool, tenant, after, limit).await
+        events(&self.db.pool, tenant, after, limit).await
     }
 
     /// `tenant`'s chain head, if it has events.
@@ -203,7 +203,7 @@ impl Store {
              WHERE tenant = $1 AND sequence > 0",
         )
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.map(|row| {
             Ok(ChainHead {
@@ -222,7 +222,7 @@ impl Store {
     /// [`Error::Database`].
     pub async fn wrapped_audit_key(&self) -> Result<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT wrapped FROM auth_audit_key WHERE id = 'audit'")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.pool)
             .await?;
         Ok(row.map(|row| row.try_get(0)).transpose()?)
     }
@@ -238,7 +238,7 @@ impl Store {
         )
         .bind(wrapped)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(())
     }

@@ -5,8 +5,8 @@ mod api_keys;
 mod audit;
 
 use coffer_crypto::AuditKey;
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row as _};
 
 pub use api_keys::{ApiKeyRow, RolledSecret};
 pub use audit::{ChainEvent, ChainHead, ChainRow};
@@ -17,6 +17,10 @@ use crate::{Error, Result};
 pub const CHANGES_CHANNEL: &str = "coffer_auth_changes";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+static MIGRATIONS: coffer_db::Migrations = coffer_db::Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    postgres: &POSTGRES_MIGRATIONS,
+};
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("src/store/migrations/postgres");
 
@@ -213,8 +217,7 @@ pub(crate) async fn insert_revocation<'e>(
 /// The auth-service's database handle. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
-    backend: coffer_db::Backend,
+    db: coffer_db::Database,
 }
 
 impl Store {
@@ -223,33 +226,27 @@ impl Store {
     /// # Errors
     /// [`Error::Open`].
     pub async fn connect(database: &coffer_db::Config) -> Result<Self> {
-        let migrations = coffer_db::Migrations {
-            sqlite: &SQLITE_MIGRATIONS,
-            postgres: &POSTGRES_MIGRATIONS,
-        };
-        let db = coffer_db::connect(database, &migrations).await?;
         Ok(Self {
-            pool: db.pool,
-            backend: db.backend,
+            db: coffer_db::connect(database, &MIGRATIONS).await?,
         })
     }
 
     /// SQLite or PostgreSQL.
     pub fn backend(&self) -> coffer_db::Backend {
-        self.backend
+        self.db.backend
     }
 
     /// Tells every replica listening on PostgreSQL about a change (`apikey:{id}` or
     /// `signing`), so caches are evicted at once. Nothing on SQLite (one process; the change
     /// poll covers it). Best effort: the poll is the backstop, so a failed notify is logged.
     pub async fn notify_change(&self, change: &str) {
-        if self.backend != coffer_db::Backend::Postgres {
+        if self.db.backend != coffer_db::Backend::Postgres {
             return;
         }
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANGES_CHANNEL)
             .bind(change)
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await;
         if let Err(error) = sent {
             tracing::warn!(%error, "change notification failed; replicas rely on polling");
@@ -258,7 +255,7 @@ impl Store {
 
     /// Closes the pool.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 
     // === tenants ===
@@ -275,7 +272,7 @@ impl Store {
         .bind(&row.id)
         .bind(&row.display_name)
         .bind(row.create_time)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(Error::AlreadyExists(format!("tenants/{}", row.id)));
@@ -291,7 +288,7 @@ impl Store {
         let row =
             sqlx::query("SELECT id, display_name, create_time FROM auth_tenants WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.pool)
                 .await?;
         row.map(|row| {
             Ok(TenantRow {
@@ -318,7 +315,7 @@ impl Store {
         if self.tenant(&row.tenant).await?.is_none() {
             return Err(Error::NotFound(format!("tenants/{}", row.tenant)));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO auth_principals (tenant, id, kind, password_hash, roles, scopes, \
              create_time) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -354,7 +351,7 @@ impl Store {
         ))
         .bind(tenant)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.map(|row| principal_row(&row)).transpose()
     }
@@ -376,7 +373,7 @@ impl Store {
         .bind(tenant)
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(principal_row).collect()
     }
@@ -397,7 +394,7 @@ impl Store {
         key: &AuditKey,
         event: &ChainEvent<'_>,
     ) -> Result<Option<PrincipalRow>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE auth_principals SET roles = $1, generation = generation + 1 \
              WHERE tenant = $2 AND id = $3 RETURNING generation",
@@ -447,7 +444,7 @@ impl Store {
         key: &AuditKey,
         event: &ChainEvent<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         sqlx::query(
             "UPDATE auth_signing_keys SET retire_time = $1, unpublish_time = $2 \
              WHERE retire_time IS NULL",
@@ -479,14 +476,14 @@ impl Store {
     pub async fn published_signing_keys(&self, now: i64) -> Result<Vec<SigningKeyRow>> {
         sqlx::query("DELETE FROM auth_signing_keys WHERE unpublish_time IS NOT NULL AND unpublish_time <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         let rows = sqlx::query(
             "SELECT kid, encrypted_private, public_jwk, create_time, retire_time \
              FROM auth_signing_keys \
              ORDER BY CASE WHEN retire_time IS NULL THEN 0 ELSE 1 END, create_time DESC, kid",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
             .map(|row| {
@@ -508,7 +505,7 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn insert_refresh_token(&self, token_hash: &str, row: &RefreshRow) -> Result<()> {
-        insert_refresh(&self.pool, token_hash, row).await
+        insert_refresh(&self.db.pool, token_hash, row).await
     }
 
     /// Spends a refresh token and writes its successor, in one transaction: exactly one caller
@@ -524,7 +521,7 @@ impl Store {
         now: i64,
         successor: &Successor<'_>,
     ) -> Result<Spend> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let spent = sqlx::query(concat!(
             "UPDATE auth_refresh_tokens SET spent_time = $2 WHERE token_hash = $1 ",
             "AND spent_time IS NULL AND revoke_time IS NULL AND expire_time > $2 ",
@@ -579,7 +576,7 @@ impl Store {
             " FROM auth_refresh_tokens WHERE token_hash = $1"
         ))
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.as_ref().map(refresh_row).transpose()
     }
@@ -589,7 +586,7 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn revoke_refresh_family(&self, family: &str, now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         sqlx::query(
             "INSERT INTO auth_refresh_families (family, revoke_time) VALUES ($1, $2) \
              ON CONFLICT DO NOTHING",
@@ -616,7 +613,7 @@ impl Store {
     pub async fn is_refresh_family_revoked(&self, family: &str) -> Result<bool> {
         let row = sqlx::query("SELECT 1 FROM auth_refresh_families WHERE family = $1")
             .bind(family)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.pool)
             .await?;
         Ok(row.is_some())
     }
@@ -630,7 +627,7 @@ impl Store {
     /// [`Error::Database`].
     pub async fn revoke_access_token(&self, jti: &str, forget_time: i64, now: i64) -> Result<()> {
         insert_revocation(
-            &self.pool,
+            &self.db.pool,
             RevocationKind::AccessToken,
             jti,
             now,
@@ -663,7 +660,7 @@ impl Store {
         .bind(akid.unwrap_or_default())
         .bind(principal)
         .bind(i64::try_from(pgen).unwrap_or(i64::MAX))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         Ok(row.is_some())
     }
@@ -686,7 +683,7 @@ impl Store {
         .bind(since)
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
             .map(|row| {
@@ -709,7 +706,7 @@ impl Store {
     pub async fn forget_revocations(&self, now: i64) -> Result<()> {
         sqlx::query("DELETE FROM auth_revocations WHERE forget_time <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         Ok(())
     }
@@ -723,7 +720,7 @@ impl Store {
     pub async fn locked_until(&self, subject: &str, now: i64) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT locked_until FROM auth_lockouts WHERE subject = $1")
             .bind(subject)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.pool)
             .await?;
         let until = match row {
             Some(row) => row.try_get::<Option<i64>, _>(0)?,
@@ -745,7 +742,7 @@ impl Store {
         now: i64,
         window: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let failures: i64 = sqlx::query(
             "INSERT INTO auth_lockouts (subject, failures, window_start) VALUES ($1, 1, $2) \
              ON CONFLICT (subject) DO UPDATE SET \
@@ -782,7 +779,7 @@ impl Store {
     pub async fn clear_failures(&self, subject: &str) -> Result<()> {
         sqlx::query("DELETE FROM auth_lockouts WHERE subject = $1")
             .bind(subject)
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         Ok(())
     }

@@ -7,8 +7,8 @@ mod audit;
 mod sweeps;
 
 use coffer_crypto::AuditKey;
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row as _};
 
 pub use audit::{
     AuditEvent, AuditHead, GENESIS as AUDIT_GENESIS, KEYED, LEGACY, NewAuditEvent, chain_hash,
@@ -22,6 +22,10 @@ use crate::{Error, Result};
 const AUDIT_ATTEMPTS: u32 = 5;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+static MIGRATIONS: coffer_db::Migrations = coffer_db::Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    postgres: &POSTGRES_MIGRATIONS,
+};
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("src/store/migrations/postgres");
 
@@ -65,8 +69,7 @@ pub struct CredentialRow {
 /// The credential-service's database handle.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
-    backend: coffer_db::Backend,
+    db: coffer_db::Database,
 }
 
 impl Store {
@@ -75,20 +78,14 @@ impl Store {
     /// # Errors
     /// [`Error::Open`].
     pub async fn connect(database: &coffer_db::Config) -> Result<Self> {
-        let migrations = coffer_db::Migrations {
-            sqlite: &SQLITE_MIGRATIONS,
-            postgres: &POSTGRES_MIGRATIONS,
-        };
-        let db = coffer_db::connect(database, &migrations).await?;
         Ok(Self {
-            pool: db.pool,
-            backend: db.backend,
+            db: coffer_db::connect(database, &MIGRATIONS).await?,
         })
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 
     /// Inserts a credential and its audit event.
@@ -147,7 +144,7 @@ impl Store {
         ))
         .bind(tenant)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.as_ref().map(credential_row).transpose()
     }
@@ -175,7 +172,7 @@ impl Store {
         .bind(server_id)
         .bind(template_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(credential_row).collect()
     }
@@ -266,8 +263,8 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut tx = self.pool.begin().await?;
-            if self.backend == coffer_db::Backend::Postgres {
+            let mut tx = self.db.pool.begin().await?;
+            if self.db.backend == coffer_db::Backend::Postgres {
                 // One appender per tenant at a time: no collisions in the first place.
                 sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
                     .bind(event.tenant)
@@ -298,7 +295,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT DISTINCT tenant FROM cred_audit_events WHERE mac_version = $1")
                 .bind(audit::LEGACY)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db.pool)
                 .await?;
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
@@ -310,8 +307,8 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn relink_legacy_chain(&self, tenant: &str, key: &AuditKey) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        if self.backend == coffer_db::Backend::Postgres {
+        let mut tx = self.db.pool.begin().await?;
+        if self.db.backend == coffer_db::Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
                 .bind(tenant)
                 .execute(&mut *tx)
@@ -329,7 +326,7 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn audit_head(&self, tenant: &str) -> Result<Option<AuditHead>> {
-        audit::head(&self.pool, tenant).await
+        audit::head(&self.db.pool, tenant).await
     }
 
     /// The tenant's wrapped audit key, if it has one.
@@ -337,7 +334,7 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn wrapped_audit_key(&self, tenant: &str) -> Result<Option<Vec<u8>>> {
-        audit::wrapped_key(&self.pool, tenant).await
+        audit::wrapped_key(&self.db.pool, tenant).await
     }
 
     /// Stores a tenant's wrapped audit key unless it has one (then re-read it).
@@ -350,7 +347,7 @@ impl Store {
         wrapped: &[u8],
         now: i64,
     ) -> Result<()> {
-        audit::insert_wrapped_key(&self.pool, tenant, wrapped, now).await
+        audit::insert_wrapped_key(&self.db.pool, tenant, wrapped, now).await
     }
 
     /// Up to `limit` audit events of `tenant` after `after_sequence`, oldest first.
@@ -363,7 +360,7 @@ impl Store {
         after_sequence: i64,
         limit: u32,
     ) -> Result<Vec<AuditEvent>> {
-        audit::events(&self.pool, tenant, after_sequence, limit).await
+        audit::events(&self.db.pool, tenant, after_sequence, limit).await
     }
 }
 

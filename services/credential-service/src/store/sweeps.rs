@@ -35,7 +35,7 @@ impl Store {
             "SELECT target_version, rewrapped, failed, cursor FROM cred_rewrap_sweeps WHERE tenant = $1",
         )
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.map(|row| {
             let count = |i: usize| -> Result<u64> {
@@ -77,7 +77,7 @@ impl Store {
         .bind(i64::try_from(sweep.rewrapped).unwrap_or(i64::MAX))
         .bind(i64::try_from(sweep.failed).unwrap_or(i64::MAX))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -101,7 +101,7 @@ impl Store {
         .bind(i64::from(version))
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
             .map(|row| {
@@ -123,7 +123,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(i64::from(version))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db.pool)
         .await?
         .try_get(0)?;
         Ok(u64::try_from(count).unwrap_or(0))
@@ -151,7 +151,7 @@ impl Store {
         .bind(tenant)
         .bind(id)
         .bind(old)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -162,7 +162,7 @@ impl Store {
     /// [`Error::Database`].
     pub async fn tenants(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT DISTINCT tenant FROM cred_credentials")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.pool)
             .await?;
         rows.iter()
             .map(|row| row.try_get(0).map_err(Error::from))

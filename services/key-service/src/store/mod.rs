@@ -8,8 +8,8 @@
 
 mod record;
 
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row as _};
 
 pub use record::{KeyRecord, KeyState};
 
@@ -30,6 +30,10 @@ macro_rules! select_key {
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+static MIGRATIONS: coffer_db::Migrations = coffer_db::Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    postgres: &POSTGRES_MIGRATIONS,
+};
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("src/store/migrations/postgres");
 
@@ -83,8 +87,7 @@ pub enum Change {
 /// The key-service's database handle. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
-    backend: coffer_db::Backend,
+    db: coffer_db::Database,
 }
 
 impl Store {
@@ -93,14 +96,8 @@ impl Store {
     /// # Errors
     /// [`Error::Database`] if the database is unreachable or migrations fail.
     pub async fn connect(database: &coffer_db::Config) -> Result<Self> {
-        let migrations = coffer_db::Migrations {
-            sqlite: &SQLITE_MIGRATIONS,
-            postgres: &POSTGRES_MIGRATIONS,
-        };
-        let db = coffer_db::connect(database, &migrations).await?;
         Ok(Self {
-            pool: db.pool,
-            backend: db.backend,
+            db: coffer_db::connect(database, &MIGRATIONS).await?,
         })
     }
 
@@ -114,11 +111,11 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub async fn scrub_log(&self) -> Result<()> {
-        if self.backend != coffer_db::Backend::Sqlite {
+        if self.db.backend != coffer_db::Backend::Sqlite {
             return Ok(());
         }
         let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.pool)
             .await?;
         let busy: i64 = row.try_get(0)?;
         if busy != 0 {
@@ -129,7 +126,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 
     /// Inserts a new key with its version 1.
@@ -143,7 +140,7 @@ impl Store {
         version_1: StoredVersion,
         now: i64,
     ) -> Result<KeyRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO kms_keys (tenant, key_id, primary_version, min_decryption_version, \
              min_encryption_version, deletion_allowed, state, create_time, update_time) \
@@ -171,7 +168,7 @@ impl Store {
         let row = sqlx::query(select_key!("WHERE tenant = $1 AND key_id = $2"))
             .bind(name.tenant())
             .bind(name.key())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.pool)
             .await?;
         row.map(|row| KeyRecord::from_row(&row)).transpose()
     }
@@ -187,7 +184,7 @@ impl Store {
         .bind(tenant)
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(KeyRecord::from_row).collect()
     }
@@ -202,7 +199,7 @@ impl Store {
     where
         F: FnOnce(&KeyRecord) -> Result<Option<Change>>,
     {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool.begin().await?;
         // Take the lock before reading, so no one changes the row between our read and write.
         let locked = sqlx::query(
             "UPDATE kms_keys SET update_time = update_time WHERE tenant = $1 AND key_id = $2",
@@ -239,7 +236,7 @@ impl Store {
         .bind(name.tenant())
         .bind(name.key())
         .bind(i64::from(version))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.map(|row| stored_version(&row)).transpose()
     }
@@ -254,7 +251,7 @@ impl Store {
              WHERE state = 'pending_deletion' AND destroy_time <= $1",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
             .map(|row| KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?))
@@ -276,7 +273,7 @@ impl Store {
         )
         .bind(i64::from(root_version))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(version_row).collect()
     }
@@ -297,7 +294,7 @@ impl Store {
         .bind(row.name.key())
         .bind(i64::from(row.version))
         .bind(i64::from(row.stored.root_version))
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(updated.rows_affected() == 1)
     }
@@ -308,7 +305,7 @@ impl Store {
     /// [`Error::Database`].
     pub async fn root_versions_in_use(&self) -> Result<Vec<u32>> {
         let rows = sqlx::query("SELECT DISTINCT root_version FROM kms_key_versions")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.pool)
             .await?;
         rows.iter()
             .map(|row| record::to_u32(row.try_get(0)?))
@@ -325,7 +322,7 @@ impl Store {
         ))
         .bind(since)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(KeyRecord::from_row).collect()
     }
@@ -338,7 +335,7 @@ impl Store {
         let row =
             sqlx::query("SELECT check_value FROM kms_root_key_checks WHERE root_version = $1")
                 .bind(i64::from(root_version))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.pool)
                 .await?;
         Ok(row.map(|row| row.try_get(0)).transpose()?)
     }
@@ -361,7 +358,7 @@ impl Store {
         .bind(i64::from(root_version))
         .bind(value)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -377,7 +374,7 @@ impl Store {
              WHERE root_version = $1 ORDER BY tenant, key_id, version LIMIT 1",
         )
         .bind(i64::from(root_version))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.as_ref().map(version_row).transpose()
     }
