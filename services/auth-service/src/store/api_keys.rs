@@ -79,10 +79,12 @@ impl Store {
         event: &ChainEvent<'_>,
     ) -> Result<()> {
         let mut tx = self.db.pool.begin().await?;
+        // `change_time` 0: a new key is in no replica's cache, so the change poll has nothing
+        // to evict for it (it marks revocations, rolls and demotions only).
         sqlx::query(
             "INSERT INTO auth_api_keys (id, tenant, principal_id, display_name, secret_hash, \
              scopes, hint, created_by, create_time, expire_time, change_time, parent_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $11)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11)",
         )
         .bind(&row.id)
         .bind(&row.tenant)
