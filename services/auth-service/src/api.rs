@@ -17,7 +17,7 @@ use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
 use crate::ops::{Auth, Introspection, Tokens};
 use crate::source::Source;
-use crate::store::{ApiKeyRow, PrincipalRow, RevocationKind, TenantRow};
+use crate::store::{ApiKeyRow, PrincipalKind, PrincipalRow, RevocationKind, TenantRow};
 
 /// Most revocations in one ListRevocations answer.
 const MAX_REVOCATIONS_PER_PAGE: u32 = 10_000;
@@ -635,10 +635,9 @@ fn tenant_proto(row: &TenantRow) -> pb::Tenant {
 }
 
 fn principal_proto(row: &PrincipalRow) -> Result<pb::Principal> {
-    let kind = if row.kind == "user" {
-        pb::PrincipalKind::User
-    } else {
-        pb::PrincipalKind::ServiceAccount
+    let kind = match row.kind {
+        PrincipalKind::User => pb::PrincipalKind::User,
+        PrincipalKind::ServiceAccount => pb::PrincipalKind::ServiceAccount,
     };
     Ok(pb::Principal {
         name: format!("tenants/{}/principals/{}", row.tenant, row.id),

@@ -76,12 +76,38 @@ impl Opaque {
     }
 }
 
-impl Content {
-    /// The stored kind.
-    pub fn kind(&self) -> &'static str {
+/// What a credential row holds, as stored (`env`, `opaque`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    /// An environment map the server can mask, validate, reveal and hydrate.
+    Env,
+    /// A zero-knowledge entry, encrypted by the client.
+    Opaque,
+}
+
+impl ContentKind {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Content::Env(_) => "env",
-            Content::Opaque(_) => "opaque",
+            ContentKind::Env => "env",
+            ContentKind::Opaque => "opaque",
+        }
+    }
+
+    /// The kind a stored form names.
+    pub fn parse(text: &str) -> Option<Self> {
+        [ContentKind::Env, ContentKind::Opaque]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+impl Content {
+    /// The kind.
+    pub fn kind(&self) -> ContentKind {
+        match self {
+            Content::Env(_) => ContentKind::Env,
+            Content::Opaque(_) => ContentKind::Opaque,
         }
     }
 
@@ -105,10 +131,10 @@ impl Content {
     ///
     /// # Errors
     /// [`Error::Corrupt`].
-    pub fn from_json(kind: &str, bytes: &[u8]) -> Result<Self> {
+    pub fn from_json(kind: ContentKind, bytes: &[u8]) -> Result<Self> {
         match kind {
-            "env" => Env::from_json(bytes).map(Content::Env),
-            "opaque" => {
+            ContentKind::Env => Env::from_json(bytes).map(Content::Env),
+            ContentKind::Opaque => {
                 #[derive(serde::Deserialize)]
                 struct Stored {
                     blob: String,
@@ -124,7 +150,6 @@ impl Content {
                     metadata: stored.metadata,
                 }))
             }
-            _ => Err(Error::Corrupt("unknown credential kind")),
         }
     }
 

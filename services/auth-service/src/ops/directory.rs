@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::Auth;
 use crate::source::Source;
-use crate::store::{ChainEvent, PrincipalRow, TenantRow};
+use crate::store::{ChainEvent, PrincipalKind, PrincipalRow, TenantRow};
 use crate::{Error, Result};
 
 /// Shortest password accepted, in bytes.
@@ -81,12 +81,14 @@ impl Auth {
                     ));
                 }
                 (
-                    "user",
+                    PrincipalKind::User,
                     Some(self.passwords.hash(password, source).await?),
                     Scopes::default(),
                 )
             }
-            NewPrincipal::ServiceAccount { scopes } => ("service_account", None, scopes),
+            NewPrincipal::ServiceAccount { scopes } => {
+                (PrincipalKind::ServiceAccount, None, scopes)
+            }
         };
         let row = PrincipalRow {
             tenant,
@@ -100,7 +102,11 @@ impl Auth {
         };
         let subject = format!(
             "tenants/{}/principals/{} kind={} roles=[{}] scopes=[{}]",
-            row.tenant, row.id, row.kind, row.roles, row.scopes
+            row.tenant,
+            row.id,
+            row.kind.as_str(),
+            row.roles,
+            row.scopes
         );
         let event = ChainEvent {
             tenant: &row.tenant,

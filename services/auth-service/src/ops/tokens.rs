@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use super::directory::{effective_scopes, stored_roles};
 use super::{Auth, random_id, seconds};
 use crate::source::Source;
-use crate::store::{ChainEvent, PrincipalRow, RefreshRow, Spend};
+use crate::store::{ChainEvent, PrincipalKind, PrincipalRow, RefreshRow, Spend};
 use crate::{Error, Result};
 
 /// Prefix of refresh tokens, so secret scanners can recognise them.
@@ -66,7 +66,7 @@ impl Auth {
             .store
             .principal(tenant, username)
             .await?
-            .filter(|row| row.kind == "user" && row.password_hash.is_some());
+            .filter(|row| row.kind == PrincipalKind::User && row.password_hash.is_some());
         let hash = principal
             .as_ref()
             .and_then(|row| row.password_hash.as_deref());

@@ -42,8 +42,8 @@ pub struct PrincipalRow {
     pub tenant: String,
     /// Principal id.
     pub id: String,
-    /// `user` or `service_account`.
-    pub kind: String,
+    /// A user or a service account.
+    pub kind: PrincipalKind,
     /// bcrypt hash of the password (users).
     pub password_hash: Option<String>,
     /// Role names, space-separated.
@@ -142,6 +142,31 @@ impl RevocationKind {
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// What a principal is, as stored (`user`, `service_account`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A person, who logs in with a password.
+    User,
+    /// A machine identity with explicit scopes.
+    ServiceAccount,
+}
+
+impl PrincipalKind {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::ServiceAccount => "service_account",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [PrincipalKind::User, PrincipalKind::ServiceAccount]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
     }
 }
 
@@ -322,7 +347,7 @@ impl Store {
         )
         .bind(&row.tenant)
         .bind(&row.id)
-        .bind(&row.kind)
+        .bind(row.kind.as_str())
         .bind(row.password_hash.as_deref())
         .bind(&row.roles)
         .bind(&row.scopes)
@@ -785,7 +810,7 @@ impl Store {
     }
 }
 
-/// The principal columns in [`principal_row`] order.
+/// The principal columns [`principal_row`] reads (by name).
 macro_rules! select_principal {
     () => {
         "SELECT tenant, id, kind, password_hash, roles, scopes, create_time, generation \
@@ -804,14 +829,15 @@ use refresh_columns;
 
 fn principal_row(row: &AnyRow) -> Result<PrincipalRow> {
     Ok(PrincipalRow {
-        tenant: row.try_get(0)?,
-        id: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        password_hash: row.try_get(3)?,
-        roles: row.try_get(4)?,
-        scopes: row.try_get(5)?,
-        create_time: row.try_get(6)?,
-        generation: u64::try_from(row.try_get::<i64, _>(7)?)
+        tenant: row.try_get("tenant")?,
+        id: row.try_get("id")?,
+        kind: PrincipalKind::parse(&row.try_get::<String, _>("kind")?)
+            .ok_or(Error::Corrupt("principal kind"))?,
+        password_hash: row.try_get("password_hash")?,
+        roles: row.try_get("roles")?,
+        scopes: row.try_get("scopes")?,
+        create_time: row.try_get("create_time")?,
+        generation: u64::try_from(row.try_get::<i64, _>("generation")?)
             .map_err(|_| Error::Corrupt("principal generation"))?,
     })
 }

@@ -4,7 +4,7 @@ use coffer_crypto::{Aad, DataKey, envelope};
 
 use super::{Actor, credential_name};
 use crate::audit_key::AuditKeys;
-use crate::content::{Content, Opaque, zero_knowledge};
+use crate::content::{Content, ContentKind, Opaque, zero_knowledge};
 use crate::dek::DataKeys;
 use crate::env::Env;
 use crate::error::reasons;
@@ -122,7 +122,7 @@ impl Credentials {
             update_time: time,
             expire_time: new.expire_time,
             row_version: 1,
-            kind: new.content.kind().to_owned(),
+            kind: new.content.kind(),
         };
         let name = credential_name(&row.tenant, &row.id);
         let chain = self.chain_key(&row.tenant).await?;
@@ -300,7 +300,7 @@ impl Credentials {
     ) -> Result<(CredentialRow, Env)> {
         let row = self.row(tenant, id).await?;
         let name = credential_name(tenant, id);
-        if row.kind != "env" {
+        if row.kind != ContentKind::Env {
             return Err(zero_knowledge(&name));
         }
         if row.expire_time.is_some_and(|t| t <= self.now()) {
@@ -355,7 +355,7 @@ impl Credentials {
             let json = envelope::Envelope::parse(&row.ciphertext)
                 .and_then(|sealed| sealed.open(&*key, &aad(&row.tenant, &row.id, row.row_version)))
                 .map_err(|_| Error::Undecryptable)?;
-            Content::from_json(&row.kind, json.expose_secret())
+            Content::from_json(row.kind, json.expose_secret())
         }
         .await;
         if let Err(Error::Undecryptable) = opened {

@@ -16,6 +16,7 @@ pub use audit::{
 };
 pub use sweeps::{SweepRow, WrappedKey};
 
+use crate::content::ContentKind;
 use crate::{Error, Result};
 
 /// How often a change is tried when concurrent audit appends collide.
@@ -62,8 +63,8 @@ pub struct CredentialRow {
     pub expire_time: Option<i64>,
     /// Row version, from 1.
     pub row_version: i64,
-    /// `env` or `opaque` (zero-knowledge).
-    pub kind: String,
+    /// An environment map, or a zero-knowledge entry.
+    pub kind: ContentKind,
 }
 
 /// The credential-service's database handle.
@@ -123,7 +124,7 @@ impl Store {
                 .bind(row.update_time)
                 .bind(row.expire_time)
                 .bind(row.row_version)
-                .bind(&row.kind)
+                .bind(row.kind.as_str())
                 .execute(conn)
                 .await?;
                 Ok(true)
@@ -376,22 +377,23 @@ use select_credential;
 
 fn credential_row(row: &AnyRow) -> Result<CredentialRow> {
     Ok(CredentialRow {
-        tenant: row.try_get(0)?,
-        id: row.try_get(1)?,
-        server_id: row.try_get(2)?,
-        template_id: row.try_get(3)?,
-        server_name: row.try_get(4)?,
-        configured_integrations: row.try_get(5)?,
-        wrapped_dek: row.try_get(6)?,
-        dek_key_version: u32::try_from(row.try_get::<i64, _>(7)?)
+        tenant: row.try_get("tenant")?,
+        id: row.try_get("id")?,
+        server_id: row.try_get("server_id")?,
+        template_id: row.try_get("template_id")?,
+        server_name: row.try_get("server_name")?,
+        configured_integrations: row.try_get("configured_integrations")?,
+        wrapped_dek: row.try_get("wrapped_dek")?,
+        dek_key_version: u32::try_from(row.try_get::<i64, _>("dek_key_version")?)
             .map_err(|_| Error::Corrupt("key version out of range"))?,
-        ciphertext: row.try_get(8)?,
-        created_by: row.try_get(9)?,
-        create_time: row.try_get(10)?,
-        updated_by: row.try_get(11)?,
-        update_time: row.try_get(12)?,
-        expire_time: row.try_get(13)?,
-        row_version: row.try_get(14)?,
-        kind: row.try_get(15)?,
+        ciphertext: row.try_get("ciphertext")?,
+        created_by: row.try_get("created_by")?,
+        create_time: row.try_get("create_time")?,
+        updated_by: row.try_get("updated_by")?,
+        update_time: row.try_get("update_time")?,
+        expire_time: row.try_get("expire_time")?,
+        row_version: row.try_get("row_version")?,
+        kind: ContentKind::parse(&row.try_get::<String, _>("kind")?)
+            .ok_or(Error::Corrupt("unknown credential kind"))?,
     })
 }
