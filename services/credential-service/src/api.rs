@@ -7,20 +7,21 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use coffer_authn::Scope;
 use coffer_authn::authenticator::Authenticator;
-use coffer_authn::{Denied, Principal, Scope};
 use coffer_crypto::mask::mask;
 use coffer_proto::pb;
 use coffer_proto::pb::credential_service_server::CredentialService;
 use coffer_server::paging::Cursor;
 use tonic::{Request, Response, Status};
 
+use crate::authz::Gate;
 use crate::content::{Content, Opaque};
 use crate::env::{Env, check_name};
-use crate::names::{parse_credential_name, parse_tenant_name, validate_new};
+use crate::names::{parse_credential_name, validate_new};
 use crate::ops::audit::ChainCheck;
 use crate::ops::sweep::Progress;
-use crate::ops::{Actor, Credentials, credential_name};
+use crate::ops::{Credentials, credential_name};
 use crate::sealing::SealingKeys;
 use crate::store::{AuditEvent, AuditHead, CredentialRow};
 use crate::{Error, Result};
@@ -28,7 +29,7 @@ use crate::{Error, Result};
 /// The `coffer.v1.CredentialService` implementation.
 pub struct CredentialServiceApi {
     credentials: Arc<Credentials>,
-    authenticator: Arc<Authenticator>,
+    gate: Gate,
     sealing: Arc<SealingKeys>,
 }
 
@@ -40,86 +41,9 @@ impl CredentialServiceApi {
         sealing: Arc<SealingKeys>,
     ) -> Self {
         Self {
+            gate: Gate::new(authenticator, Arc::clone(&credentials)),
             credentials,
-            authenticator,
             sealing,
-        }
-    }
-
-    /// Opens sealed values into `plain`; a name may not appear in both.
-    fn unseal_into(
-        &self,
-        tenant: &str,
-        field: &'static str,
-        sealed: HashMap<String, pb::SealedValue>,
-        mut plain: HashMap<String, String>,
-    ) -> Result<HashMap<String, String>> {
-        for (name, value) in sealed {
-            if plain.contains_key(&name) {
-                return Err(Error::invalid(
-                    field,
-                    format!("`{name}` is given both sealed and in the clear"),
-                ));
-            }
-            let opened = self
-                .sealing
-                .open(tenant, field, &name, &value.kid, &value.ciphertext)?;
-            plain.insert(name, opened);
-        }
-        Ok(plain)
-    }
-
-    /// Parses a `parent` and authorizes the caller in that tenant.
-    async fn authorize_parent<T>(
-        &self,
-        request: &Request<T>,
-        parent: &str,
-        scope: Scope,
-    ) -> Result<(String, Actor)> {
-        let tenant = parse_tenant_name("parent", parent)?;
-        let actor = self
-            .authorize(request, &tenant, scope, &format!("tenants/{tenant}"))
-            .await?;
-        Ok((tenant, actor))
-    }
-
-    /// Parses a credential `name` and authorizes the caller on it: (tenant, id, actor).
-    async fn authorize_credential<T>(
-        &self,
-        request: &Request<T>,
-        name: &str,
-        scope: Scope,
-    ) -> Result<(String, String, Actor)> {
-        let (tenant, id) = parse_credential_name("name", name)?;
-        let actor = self
-            .authorize(request, &tenant, scope, &credential_name(&tenant, &id))
-            .await?;
-        Ok((tenant, id, actor))
-    }
-
-    /// Authenticates the caller and checks it may act in `tenant` with `scope` on `resource`.
-    /// Another tenant is NOT_FOUND; a missing scope on a credential of the caller's own tenant
-    /// is audited as denied, then PERMISSION_DENIED.
-    async fn authorize<T>(
-        &self,
-        request: &Request<T>,
-        tenant: &str,
-        scope: Scope,
-        resource: &str,
-    ) -> Result<Actor> {
-        let principal = self.authenticator.authenticate(request).await?;
-        let actor = actor(&principal, request);
-        match principal.authorize(tenant, scope) {
-            Ok(()) => Ok(actor),
-            Err(Denied::OtherTenant) => Err(Error::NotFound(resource.to_owned())),
-            Err(Denied::Missing(missing)) => {
-                if resource.contains("/credentials/") {
-                    self.credentials
-                        .audit_denied(tenant, resource, scope.as_str(), &actor)
-                        .await?;
-                }
-                Err(Error::PermissionDenied(missing.to_string()))
-            }
         }
     }
 }
@@ -133,11 +57,12 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::CreateCredentialRequest>,
     ) -> Reply<pb::Credential> {
         let (tenant, actor) = self
-            .authorize_parent(&request, &request.get_ref().parent, Scope::McpWrite)
+            .gate
+            .parent(&request, &request.get_ref().parent, Scope::McpWrite)
             .await?;
         let mut request = request.into_inner();
         let sealed = std::mem::take(&mut request.sealed_env);
-        request.env = self.unseal_into(
+        request.env = self.sealing.open_into(
             &tenant,
             "sealed_env",
             sealed,
@@ -153,7 +78,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::GetCredentialRequest>,
     ) -> Reply<pb::Credential> {
         let (tenant, id, actor) = self
-            .authorize_credential(&request, &request.get_ref().name, Scope::McpRead)
+            .gate
+            .credential(&request, &request.get_ref().name, Scope::McpRead)
             .await?;
         let (row, content) = self.credentials.get(&tenant, &id, &actor).await?;
         Ok(Response::new(credential_proto(&row, &content)?))
@@ -164,7 +90,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::ListCredentialsRequest>,
     ) -> Reply<pb::ListCredentialsResponse> {
         let (tenant, actor) = self
-            .authorize_parent(&request, &request.get_ref().parent, Scope::McpRead)
+            .gate
+            .parent(&request, &request.get_ref().parent, Scope::McpRead)
             .await?;
         let request = request.into_inner();
         let page_size = page_size(request.page_size)?;
@@ -197,7 +124,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::UpdateCredentialRequest>,
     ) -> Reply<pb::Credential> {
         let (tenant, id, actor) = self
-            .authorize_credential(&request, &request.get_ref().name, Scope::McpWrite)
+            .gate
+            .credential(&request, &request.get_ref().name, Scope::McpWrite)
             .await?;
         let request = request.into_inner();
         let (row, content) = if let Some(opaque) = request.set_opaque {
@@ -214,7 +142,7 @@ impl CredentialService for CredentialServiceApi {
                 .replace_opaque(&tenant, &id, request.row_version, opaque, &actor)
                 .await?
         } else {
-            let set = self.unseal_into(
+            let set = self.sealing.open_into(
                 &tenant,
                 "set_sealed_env",
                 request.set_sealed_env,
@@ -243,7 +171,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::DeleteCredentialRequest>,
     ) -> Reply<pb::DeleteCredentialResponse> {
         let (tenant, id, actor) = self
-            .authorize_credential(&request, &request.get_ref().name, Scope::McpWrite)
+            .gate
+            .credential(&request, &request.get_ref().name, Scope::McpWrite)
             .await?;
         self.credentials.delete(&tenant, &id, &actor).await?;
         Ok(Response::new(pb::DeleteCredentialResponse {}))
@@ -254,7 +183,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::RevealCredentialRequest>,
     ) -> Reply<pb::RevealCredentialResponse> {
         let (tenant, id, actor) = self
-            .authorize_credential(&request, &request.get_ref().name, Scope::CredentialReveal)
+            .gate
+            .credential(&request, &request.get_ref().name, Scope::CredentialReveal)
             .await?;
         let (row, env) = self
             .credentials
@@ -271,7 +201,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::ValidateCredentialRequest>,
     ) -> Reply<pb::ValidateCredentialResponse> {
         let (tenant, id, actor) = self
-            .authorize_credential(&request, &request.get_ref().name, Scope::McpRead)
+            .gate
+            .credential(&request, &request.get_ref().name, Scope::McpRead)
             .await?;
         let required = request.into_inner().required_keys;
         for key in &required {
@@ -292,7 +223,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::GetSealingKeyRequest>,
     ) -> Reply<pb::SealingKey> {
         let (tenant, _) = self
-            .authorize_parent(&request, &request.get_ref().parent, Scope::McpWrite)
+            .gate
+            .parent(&request, &request.get_ref().parent, Scope::McpWrite)
             .await?;
         let key = self.sealing.current(&tenant)?;
         Ok(Response::new(pb::SealingKey {
@@ -310,7 +242,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::HydrateConfigRequest>,
     ) -> Reply<pb::HydrateConfigResponse> {
         let (tenant, id, actor) = self
-            .authorize_credential(&request, &request.get_ref().name, Scope::CredentialReveal)
+            .gate
+            .credential(&request, &request.get_ref().name, Scope::CredentialReveal)
             .await?;
         let request = request.into_inner();
         // Every limit that does not need the values is checked before the reveal.
@@ -331,7 +264,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::RewrapCredentialsRequest>,
     ) -> Reply<pb::RewrapProgress> {
         let (tenant, _) = self
-            .authorize_parent(&request, &request.get_ref().parent, Scope::OrgAdmin)
+            .gate
+            .parent(&request, &request.get_ref().parent, Scope::OrgAdmin)
             .await?;
         let progress = self
             .credentials
@@ -345,7 +279,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::GetRewrapProgressRequest>,
     ) -> Reply<pb::RewrapProgress> {
         let (tenant, _) = self
-            .authorize_parent(&request, &request.get_ref().parent, Scope::OrgRead)
+            .gate
+            .parent(&request, &request.get_ref().parent, Scope::OrgRead)
             .await?;
         Ok(Response::new(progress_proto(
             self.credentials.rewrap_progress(&tenant).await?,
@@ -357,7 +292,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
         let (tenant, _) = self
-            .authorize_parent(&request, &request.get_ref().parent, Scope::OrgRead)
+            .gate
+            .parent(&request, &request.get_ref().parent, Scope::OrgRead)
             .await?;
         let request = request.into_inner();
         let page_size = page_size(request.page_size)?;
@@ -383,7 +319,8 @@ impl CredentialService for CredentialServiceApi {
         request: Request<pb::VerifyAuditChainRequest>,
     ) -> Reply<pb::VerifyAuditChainResponse> {
         let (tenant, _) = self
-            .authorize_parent(&request, &request.get_ref().parent, Scope::OrgRead)
+            .gate
+            .parent(&request, &request.get_ref().parent, Scope::OrgRead)
             .await?;
         let expected = request
             .into_inner()
@@ -425,20 +362,6 @@ fn progress_proto(progress: Progress) -> pb::RewrapProgress {
         done: progress.remaining == 0,
         cursor: progress.cursor,
         failed: progress.failed,
-    }
-}
-
-fn actor<T>(principal: &Principal, request: &Request<T>) -> Actor {
-    let request_id = request
-        .metadata()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128)
-        .unwrap_or_default()
-        .to_owned();
-    Actor {
-        id: principal.subject.clone(),
-        request_id,
     }
 }
 

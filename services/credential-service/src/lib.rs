@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod audit_key;
+mod authz;
 pub mod config;
 pub mod content;
 pub mod dek;

@@ -18,8 +18,10 @@ use base64::engine::general_purpose::STANDARD;
 use coffer_crypto::SecretBytes;
 use coffer_crypto::sealed::{SealError, SealingKeyPair};
 
-use crate::error::reasons;
+use coffer_proto::pb;
 use coffer_server::Clock;
+
+use crate::error::reasons;
 
 use crate::{Error, Result};
 
@@ -160,6 +162,31 @@ impl SealingKeys {
         let text = String::from_utf8(opened.into_inner())
             .map_err(|_| Error::invalid(field, format!("{name}: the value is not UTF-8")))?;
         Ok(text)
+    }
+
+    /// Opens every sealed value of `sealed` (field `field`) into `plain`; a name may not
+    /// appear in both.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for a name given twice; as [`SealingKeys::open`].
+    pub fn open_into(
+        &self,
+        tenant: &str,
+        field: &'static str,
+        sealed: HashMap<String, pb::SealedValue>,
+        mut plain: HashMap<String, String>,
+    ) -> Result<HashMap<String, String>> {
+        for (name, value) in sealed {
+            if plain.contains_key(&name) {
+                return Err(Error::invalid(
+                    field,
+                    format!("`{name}` is given both sealed and in the clear"),
+                ));
+            }
+            let opened = self.open(tenant, field, &name, &value.kid, &value.ciphertext)?;
+            plain.insert(name, opened);
+        }
+        Ok(plain)
     }
 
     fn enabled(&self) -> Result<Duration> {

@@ -1,0 +1,99 @@
+//! Who may do what in credential-service: the caller's bearer, verified by
+//! [`Authenticator`], must belong to the tenant of the resource (another tenant's resource is
+//! NOT_FOUND) and hold the operation's scope (a missing scope on a credential of its own tenant
+//! is audited as denied, then PERMISSION_DENIED).
+
+use std::sync::Arc;
+
+use coffer_authn::authenticator::Authenticator;
+use coffer_authn::{Denied, Principal, Scope};
+use tonic::Request;
+
+use crate::names::{parse_credential_name, parse_tenant_name};
+use crate::ops::{Actor, Credentials, credential_name};
+use crate::{Error, Result};
+
+/// The authorization of every credential-service call.
+pub(crate) struct Gate {
+    authenticator: Arc<Authenticator>,
+    credentials: Arc<Credentials>,
+}
+
+impl Gate {
+    /// Authenticates with `authenticator`, audits denials through `credentials`.
+    pub(crate) fn new(authenticator: Arc<Authenticator>, credentials: Arc<Credentials>) -> Self {
+        Self {
+            authenticator,
+            credentials,
+        }
+    }
+
+    /// Parses a `parent` and authorizes the caller in that tenant.
+    pub(crate) async fn parent<T>(
+        &self,
+        request: &Request<T>,
+        parent: &str,
+        scope: Scope,
+    ) -> Result<(String, Actor)> {
+        let tenant = parse_tenant_name("parent", parent)?;
+        let actor = self
+            .authorize(request, &tenant, scope, &format!("tenants/{tenant}"))
+            .await?;
+        Ok((tenant, actor))
+    }
+
+    /// Parses a credential `name` and authorizes the caller on it: (tenant, id, actor).
+    pub(crate) async fn credential<T>(
+        &self,
+        request: &Request<T>,
+        name: &str,
+        scope: Scope,
+    ) -> Result<(String, String, Actor)> {
+        let (tenant, id) = parse_credential_name("name", name)?;
+        let actor = self
+            .authorize(request, &tenant, scope, &credential_name(&tenant, &id))
+            .await?;
+        Ok((tenant, id, actor))
+    }
+
+    /// Authenticates the caller and checks it may act in `tenant` with `scope` on `resource`.
+    /// Another tenant is NOT_FOUND; a missing scope on a credential of the caller's own tenant
+    /// is audited as denied, then PERMISSION_DENIED.
+    pub(crate) async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        tenant: &str,
+        scope: Scope,
+        resource: &str,
+    ) -> Result<Actor> {
+        let principal = self.authenticator.authenticate(request).await?;
+        let actor = actor(&principal, request);
+        match principal.authorize(tenant, scope) {
+            Ok(()) => Ok(actor),
+            Err(Denied::OtherTenant) => Err(Error::NotFound(resource.to_owned())),
+            Err(Denied::Missing(missing)) => {
+                if resource.contains("/credentials/") {
+                    self.credentials
+                        .audit_denied(tenant, resource, scope.as_str(), &actor)
+                        .await?;
+                }
+                Err(Error::PermissionDenied(missing.to_string()))
+            }
+        }
+    }
+}
+
+/// Who acts, as audit events name it, with the caller's request id.
+fn actor<T>(principal: &Principal, request: &Request<T>) -> Actor {
+    let request_id = request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .unwrap_or_default()
+        .to_owned();
+    Actor {
+        id: principal.subject.clone(),
+        request_id,
+    }
+}
