@@ -10,6 +10,8 @@
 //!   every problem), telemetry, bind, signals, serve, drain.
 //! - [`upstream`]: another service as a dependency, parsed from configuration the same way by
 //!   every service that calls another.
+//! - [`Service`]: one service running in this process (spawned with a readiness signal,
+//!   stopped with a grace period), for `coffer up` and the tests.
 //! - [`task`]: background loops (interval, jitter, one log line per outage) that stop when
 //!   their handle is dropped, so an early start-up error leaks nothing.
 //! - [`Clock`]: wall-clock time that tests advance instead of sleeping.
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod names;
 pub mod paging;
 pub mod process;
+pub mod running;
 pub mod serve;
 pub mod status;
 pub mod task;
@@ -33,4 +36,5 @@ pub mod upstream;
 pub use clock::Clock;
 pub use config::Config;
 pub use process::{EX_USAGE, Failure, Listeners, Shutdown, main};
+pub use running::{Ended, Service};
 pub use serve::{ServeError, serve};

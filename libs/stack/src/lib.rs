@@ -18,8 +18,6 @@
 //! key-service), credential-service (which needs both); shutdown runs in reverse, each service
 //! draining its in-flight calls for at most the grace period.
 
-mod service;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -30,7 +28,7 @@ use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
-pub use service::{Ended, Service};
+pub use coffer_server::{Ended, Service};
 
 /// Why the stack did not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -182,17 +180,17 @@ impl Stack {
             .credential_service
             .stop_within(grace)
             .await
-            .map_err(|e| e.map(Error::CredentialService, "credential-service"));
+            .map_err(|e| ended(e, Error::CredentialService, "credential-service"));
         let auth = self
             .auth_service
             .stop_within(grace)
             .await
-            .map_err(|e| e.map(Error::AuthService, "auth-service"));
+            .map_err(|e| ended(e, Error::AuthService, "auth-service"));
         let key = self
             .key_service
             .stop_within(grace)
             .await
-            .map_err(|e| e.map(Error::KeyService, "key-service"));
+            .map_err(|e| ended(e, Error::KeyService, "key-service"));
         credential.and(auth).and(key)
     }
 
@@ -209,7 +207,7 @@ impl Stack {
         self.credential_service
             .stop_within(self.grace)
             .await
-            .map_err(|e| e.map(Error::CredentialService, "credential-service"))?;
+            .map_err(|e| ended(e, Error::CredentialService, "credential-service"))?;
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let listeners = bind(loopback, self.credential.metrics).await?;
         let mut config = credential_config(
@@ -223,17 +221,17 @@ impl Stack {
             coffer_credential_service::serve(config, listeners, stopped)
         })
         .await
-        .map_err(|e| e.map(Error::CredentialService, "credential-service"))?;
+        .map_err(|e| ended(e, Error::CredentialService, "credential-service"))?;
         Ok(())
     }
 
     /// Waits until a service stops on its own (always a failure) and says which and why.
     pub async fn failed(&mut self) -> Error {
         tokio::select! {
-            outcome = self.key_service.stopped() => outcome.map(Error::KeyService, "key-service"),
-            outcome = self.auth_service.stopped() => outcome.map(Error::AuthService, "auth-service"),
+            outcome = self.key_service.stopped() => ended(outcome, Error::KeyService, "key-service"),
+            outcome = self.auth_service.stopped() => ended(outcome, Error::AuthService, "auth-service"),
             outcome = self.credential_service.stopped() => {
-                outcome.map(Error::CredentialService, "credential-service")
+                ended(outcome, Error::CredentialService, "credential-service")
             }
         }
     }
@@ -314,7 +312,7 @@ impl Builder {
             coffer_key_service::serve(key_config, listeners, stopped)
         })
         .await
-        .map_err(|e| e.map(Error::KeyService, "key-service"))?;
+        .map_err(|e| ended(e, Error::KeyService, "key-service"))?;
 
         let auth_listeners = bind(addresses.auth_service, addresses.metrics).await?;
         let auth_addr = local(&auth_listeners)?;
@@ -331,7 +329,7 @@ impl Builder {
             coffer_auth_service::serve(auth_config, listeners, stopped)
         })
         .await
-        .map_err(|e| e.map(Error::AuthService, "auth-service"))?;
+        .map_err(|e| ended(e, Error::AuthService, "auth-service"))?;
 
         let credential_listeners = bind(addresses.credential_service, addresses.metrics).await?;
         let recipe = CredentialRecipe {
@@ -347,7 +345,7 @@ impl Builder {
             coffer_credential_service::serve(credential_config, listeners, stopped)
         })
         .await
-        .map_err(|e| e.map(Error::CredentialService, "credential-service"))?;
+        .map_err(|e| ended(e, Error::CredentialService, "credential-service"))?;
 
         Ok(Stack {
             key_service,
@@ -398,4 +396,14 @@ fn local(listeners: &Listeners) -> Result<SocketAddr, Error> {
         .grpc
         .local_addr()
         .map_err(|e| Error::Bind(unspecified, e))
+}
+
+/// The stack error for the service `name` that ended as `how`, `failed` wrapping its own error.
+fn ended<E>(how: Ended<E>, failed: impl FnOnce(E) -> Error, name: &'static str) -> Error {
+    match how {
+        Ended::Failed(error) => failed(error),
+        Ended::Stopped => Error::Stopped(name),
+        Ended::Task => Error::Task(name),
+        Ended::Grace => Error::Grace(name),
+    }
 }

@@ -7,14 +7,13 @@ use coffer_crypto::RootKeyring;
 use coffer_key_service::{Config, serve};
 use coffer_proto::pb;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
-use coffer_server::Clock;
+use coffer_server::{Clock, Ended, Service};
 pub use coffer_test_support::assert_status;
 use coffer_test_support::{TestDatabase, connect, init_tracing};
 use coffer_transport::DevCa;
 use coffer_transport::dev_ca::Usage;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
@@ -34,8 +33,7 @@ pub struct TestApp {
     pub clock: Clock,
     pub database: TestDatabase,
     client: Client,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<coffer_key_service::Result<()>>>,
+    service: Service<coffer_key_service::Error>,
 }
 
 /// What a test may change about the server it spawns.
@@ -93,30 +91,25 @@ async fn start(
         .unwrap();
     let mut config = Config::new(SecretString::from(url), options.keyring, tls);
     config.clock = options.clock.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = metrics.local_addr().unwrap();
     let listeners = coffer_server::Listeners::new(listener, Some(metrics));
-    let mut server = tokio::spawn(serve(config, listeners, async {
-        let _ = stopped.await;
-    }));
+    // Resolves after start-up (migrations, root key checks), or with the start-up error.
+    let service = match Service::spawn(listeners, |listeners, stopped| {
+        serve(config, listeners, stopped)
+    })
+    .await
+    {
+        Ok(service) => service,
+        Err(Ended::Failed(error)) => return Err(error),
+        Err(_) => panic!("the key-service ended during start-up"),
+    };
     let material = options.ca.issue_material(OPERATOR, Usage::Client).unwrap();
-    // Connecting completes once the server accepts, i.e. after its start-up; a start-up
-    // failure ends the server task first.
-    let connected = tokio::select! {
-        channel = connect(addr, material.client_config("127.0.0.1")) => channel,
-        outcome = &mut server => {
-            return Err(outcome.unwrap().expect_err("server stopped without an error"));
-        }
-    };
-    let client = match connected {
-        Ok(channel) => KeyServiceClient::new(channel),
-        // The server may have closed the listener while failing to start.
-        Err(error) => match server.await.unwrap() {
-            Err(start_error) => return Err(start_error),
-            Ok(()) => panic!("cannot connect to the key-service: {error:#}"),
-        },
-    };
+    let client = KeyServiceClient::new(
+        connect(addr, material.client_config("127.0.0.1"))
+            .await
+            .unwrap(),
+    );
     Ok(move |database| TestApp {
         addr,
         metrics_addr,
@@ -124,8 +117,7 @@ async fn start(
         clock: options.clock,
         database,
         client,
-        stop: Some(stop),
-        server: Some(server),
+        service,
     })
 }
 
@@ -153,20 +145,12 @@ impl TestApp {
 
     /// Signals shutdown and waits for the server to finish.
     pub async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
+        self.service.stop().await.unwrap();
     }
 
     /// Sends the shutdown signal without waiting.
     pub fn signal_shutdown(&mut self) -> JoinHandle<coffer_key_service::Result<()>> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.server.take().unwrap()
+        self.service.signal_shutdown()
     }
 
     pub async fn create_key(&self, name: &str) -> pb::Key {

@@ -1,11 +1,11 @@
-//! One running service: its addresses and how to stop it. The same handle serves `coffer up`
-//! and the tests (which restart single services with other settings).
+//! One service running in this process: its addresses and how to stop it. The one handle for
+//! `coffer up` (through the composition root) and every test that starts a server.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use coffer_server::Listeners;
+use crate::Listeners;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -31,18 +31,6 @@ pub enum Ended<E> {
     Task,
     /// It outlasted the grace period (and was abandoned).
     Grace,
-}
-
-impl<E> Ended<E> {
-    /// The stack error for the service `name`, `failed` wrapping its own error.
-    pub fn map(self, failed: impl FnOnce(E) -> crate::Error, name: &'static str) -> crate::Error {
-        match self {
-            Self::Failed(error) => failed(error),
-            Self::Stopped => crate::Error::Stopped(name),
-            Self::Task => crate::Error::Task(name),
-            Self::Grace => crate::Error::Grace(name),
-        }
-    }
 }
 
 impl<E: Send + 'static> Service<E> {
