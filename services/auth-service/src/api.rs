@@ -11,7 +11,7 @@ use coffer_server::paging::{self, Cursor};
 use secrecy::{ExposeSecret as _, SecretString};
 use tonic::{Request, Response, Status};
 
-use crate::authz::{self, Caller, Identities};
+use crate::authz::{self, Caller, Identities, Manage};
 use crate::ids::{parse_api_key_name, parse_id, parse_principal_name, parse_tenant_name};
 use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
@@ -95,7 +95,7 @@ impl AuthService for AuthServiceApi {
                 .chain(scopes.iter())
                 .collect(),
         };
-        require_grant(&caller, &granted)?;
+        caller.may_grant(&granted)?;
         let row = self
             .auth
             .create_principal(tenant, id, new, roles, &source, &caller.actor())
@@ -133,7 +133,7 @@ impl AuthService for AuthServiceApi {
         let (tenant, id) = parse_principal_name("name", &request.name)?;
         caller.require(&tenant, Scope::OrgAdmin, || request.name.clone())?;
         let roles = parse_roles(&request.roles)?;
-        require_grant(&caller, &coffer_authn::scope::scopes_of(&roles))?;
+        caller.may_grant(&coffer_authn::scope::scopes_of(&roles))?;
         let row = self
             .auth
             .set_roles(&tenant, &id, &roles, &caller.actor())
@@ -543,21 +543,9 @@ fn page_size(requested: u32) -> Result<u32> {
     coffer_server::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
 }
 
-/// What a caller wants to do with an existing API key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Manage {
-    Revoke,
-    Roll,
-}
-
 impl AuthServiceApi {
-    /// Loads a key of the caller's tenant and checks the caller may `action` it.
-    ///
-    /// Who may: an operator; the key's owner with `user:token`; anyone with `org:admin`. And,
-    /// for a principal, authority never grows: a roll hands out a secret with the key's
-    /// scopes, so the caller must hold every one of them; a revoke takes authority away, so
-    /// a caller lacking some of them needs `org:admin` (a narrow key of the owner cannot
-    /// switch off the owner's broad keys).
+    /// Loads a key of the caller's tenant that the caller may `action` (see
+    /// [`Caller::may_manage`]).
     async fn manageable_key(
         &self,
         caller: &Caller,
@@ -567,39 +555,8 @@ impl AuthServiceApi {
         let (tenant, id) = parse_api_key_name("name", name)?;
         caller.require(&tenant, Scope::UserToken, || name.to_owned())?;
         let row = self.auth.api_key(&tenant, &id).await?;
-        let Caller::Principal(me) = caller else {
-            return Ok(row);
-        };
-        if me.subject != row.principal_id {
-            caller.require(&tenant, Scope::OrgAdmin, || name.to_owned())?;
-        }
-        let key_scopes =
-            Scopes::parse(&row.scopes).map_err(|_| Error::Corrupt("unknown stored scope"))?;
-        let excess = key_scopes.beyond(&me.scopes);
-        let allowed =
-            excess.is_empty() || (action == Manage::Revoke && me.scopes.contains(Scope::OrgAdmin));
-        if !allowed {
-            return Err(Error::PermissionDenied {
-                why: format!("{action:?} of {name}: the key holds {excess}, the caller does not"),
-            });
-        }
+        caller.may_manage(&row, action, name)?;
         Ok(row)
-    }
-}
-
-/// Refuses a grant of any scope the caller does not hold itself (operators excepted): an
-/// `org:admin` key cannot mint an `org_admin` user or hand out `credential:reveal`.
-fn require_grant(caller: &Caller, granted: &Scopes) -> Result<()> {
-    let Caller::Principal(me) = caller else {
-        return Ok(());
-    };
-    let excess = granted.beyond(&me.scopes);
-    if excess.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::PermissionDenied {
-            why: format!("grant of {excess}, which the caller does not hold"),
-        })
     }
 }
 

@@ -6,12 +6,13 @@
 //! credential only.
 //! Operators (`spiffe://{trust-domain}/operator/...`) may administer without a bearer.
 
-use coffer_authn::{Denied, Principal, Scope};
+use coffer_authn::{Denied, Principal, Scope, Scopes};
 use coffer_transport::SpiffeId;
 use tonic::Request;
 
 use crate::ops::Auth;
 use crate::source::Source;
+use crate::store::ApiKeyRow;
 use crate::{Error, Result};
 
 /// Longest `authorization` value accepted, checked before parsing.
@@ -153,6 +154,68 @@ impl Caller {
                         },
                     })
             }
+        }
+    }
+}
+
+/// What a caller wants to do with an existing API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manage {
+    /// RevokeApiKey.
+    Revoke,
+    /// RollApiKey.
+    Roll,
+}
+
+impl Caller {
+    /// Whether the caller may `action` the key `row` (named `name`, already known to be in a
+    /// tenant the caller may act in with `user:token`).
+    ///
+    /// Who may: an operator; the key's owner; anyone else with `org:admin`. And, for a
+    /// principal, authority never grows: a roll hands out a secret with the key's scopes, so
+    /// the caller must hold every one of them; a revoke takes authority away, so a caller
+    /// lacking some of them needs `org:admin` (a narrow key of the owner cannot switch off
+    /// the owner's broad keys).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::Corrupt`] for unknown stored scopes.
+    pub fn may_manage(&self, row: &ApiKeyRow, action: Manage, name: &str) -> Result<()> {
+        let Caller::Principal(me) = self else {
+            return Ok(());
+        };
+        if me.subject != row.principal_id {
+            self.require(&row.tenant, Scope::OrgAdmin, || name.to_owned())?;
+        }
+        let key_scopes =
+            Scopes::parse(&row.scopes).map_err(|_| Error::Corrupt("unknown stored scope"))?;
+        let excess = key_scopes.beyond(&me.scopes);
+        let allowed =
+            excess.is_empty() || (action == Manage::Revoke && me.scopes.contains(Scope::OrgAdmin));
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied {
+                why: format!("{action:?} of {name}: the key holds {excess}, the caller does not"),
+            })
+        }
+    }
+
+    /// Refuses a grant of any scope the caller does not hold itself (operators excepted): an
+    /// `org:admin` key cannot mint an `org_admin` user or hand out `credential:reveal`.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`].
+    pub fn may_grant(&self, granted: &Scopes) -> Result<()> {
+        let Caller::Principal(me) = self else {
+            return Ok(());
+        };
+        let excess = granted.beyond(&me.scopes);
+        if excess.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied {
+                why: format!("grant of {excess}, which the caller does not hold"),
+            })
         }
     }
 }
