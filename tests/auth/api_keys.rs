@@ -235,7 +235,11 @@ async fn rolling_keeps_the_old_secret_for_the_grace_period_only() {
         };
 
         let too_long = client.roll_api_key(bearer(&alice, roll(604_801))).await;
-        assert_status(too_long, Code::InvalidArgument, "grace_period_seconds");
+        assert_status(
+            too_long,
+            Code::InvalidArgument,
+            "invalid grace_period: at most 7 days",
+        );
         let rolled = client
             .roll_api_key(bearer(&alice, roll(3600)))
             .await

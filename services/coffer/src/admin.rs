@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use clap::{Args, Subcommand};
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_transport::{TlsFiles, TlsMaterial};
@@ -344,5 +345,133 @@ fn seconds(seconds: u64) -> prost_types::Duration {
     prost_types::Duration {
         seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
         nanos: 0,
+    }
+}
+
+// === the `coffer apikey` and `coffer token` command lines ===
+
+/// `coffer apikey ...`: API keys of a tenant, through auth-service.
+#[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once.
+    Create {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Tenant id.
+        #[arg(long, default_value = BOOTSTRAP_TENANT)]
+        tenant: String,
+        /// Owner principal id (default: the caller).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Space-separated scopes (default: all of the owner's).
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// Lifetime in seconds (0: no expiry).
+        #[arg(long, default_value_t = 0)]
+        ttl: u64,
+        /// A label.
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// List a tenant's keys (never their secrets).
+    List {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Tenant id.
+        #[arg(long, default_value = BOOTSTRAP_TENANT)]
+        tenant: String,
+    },
+    /// Revoke a key, e.g. `tenants/default/apiKeys/AbC...`.
+    Revoke {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The key's resource name.
+        name: String,
+    },
+    /// Give a key a new secret, keeping the old one valid for a grace period.
+    Roll {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The key's resource name.
+        name: String,
+        /// Seconds the old secret stays valid (at most 604800).
+        #[arg(long, default_value_t = 0)]
+        grace: u64,
+    },
+}
+
+/// `coffer token ...`: access tokens.
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Introspect a token read from standard input.
+    Introspect {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Which auth-service, and the credentials to call it with.
+#[derive(Args)]
+pub struct TargetArgs {
+    /// Data directory of `coffer up` (for the operator certificate and the admin key).
+    #[arg(long, default_value = "./coffer-data")]
+    pub data_dir: PathBuf,
+    /// auth-service address.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    pub auth_addr: SocketAddr,
+    /// File holding the bearer API key, when `$COFFER_API_KEY` is unset
+    /// (default: DATA_DIR/admin-api-key).
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The target these arguments name.
+    pub fn target(self) -> Target {
+        Target {
+            data_dir: self.data_dir,
+            auth_addr: self.auth_addr,
+            api_key_file: self.api_key_file,
+        }
+    }
+}
+
+/// Runs a `coffer apikey` subcommand; its output.
+///
+/// # Errors
+/// If the call is refused.
+pub async fn run(command: ApiKeyCommand) -> anyhow::Result<String> {
+    match command {
+        ApiKeyCommand::Create {
+            target,
+            tenant,
+            principal,
+            scopes,
+            ttl,
+            display_name,
+        } => {
+            let target = target.target();
+            create_api_key(
+                &target,
+                &tenant,
+                principal.as_deref(),
+                &scopes,
+                ttl,
+                &display_name,
+            )
+            .await
+        }
+        ApiKeyCommand::List { target, tenant } => list_api_keys(&target.target(), &tenant).await,
+        ApiKeyCommand::Revoke { target, name } => revoke_api_key(&target.target(), &name).await,
+        ApiKeyCommand::Roll {
+            target,
+            name,
+            grace,
+        } => roll_api_key(&target.target(), &name, grace).await,
     }
 }

@@ -12,12 +12,14 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use clap::{Args, Subcommand};
 use coffer_proto::pb;
 use coffer_proto::pb::credential_service_client::CredentialServiceClient;
 use secrecy::{ExposeSecret as _, SecretString};
 use tonic::transport::Channel;
 
-use crate::admin::Target;
+use crate::admin::{Target, TargetArgs};
+use crate::layout;
 
 /// What `coffer cred` and `coffer seal` talk to.
 #[derive(Debug, Clone)]
@@ -306,4 +308,165 @@ fn render(credential: &pb::Credential) -> String {
         out.push_str(&format!("env {key}: {masked}\n"));
     }
     out
+}
+
+// === the `coffer cred` command line ===
+
+/// `coffer cred ...`: credentials of a tenant, through credential-service.
+#[derive(Subcommand)]
+pub enum CredCommand {
+    /// Create a credential. `--sealed NAME` reads NAME's value from stdin (a line each).
+    Create {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// The MCP server id.
+        #[arg(long)]
+        server_id: String,
+        /// The server template id.
+        #[arg(long, default_value = "")]
+        template_id: String,
+        /// A display name.
+        #[arg(long, default_value = "")]
+        server_name: String,
+        /// A non-secret entry, NAME=VALUE (repeatable).
+        #[arg(long)]
+        env: Vec<String>,
+        /// A secret entry: its value is read from stdin and sealed locally (repeatable).
+        #[arg(long)]
+        sealed: Vec<String>,
+    },
+    /// Show a credential, masked.
+    Get {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+    },
+    /// List credentials (names of their variables, never values).
+    List {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Only this MCP server's.
+        #[arg(long, default_value = "")]
+        server_id: String,
+    },
+    /// Change entries, given the row version last read.
+    Update {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+        /// The row version this change is based on.
+        #[arg(long)]
+        version: u64,
+        /// Set a non-secret entry, NAME=VALUE (repeatable).
+        #[arg(long)]
+        env: Vec<String>,
+        /// Remove an entry (repeatable).
+        #[arg(long)]
+        unset: Vec<String>,
+        /// Set a secret entry read from stdin, sealed locally (repeatable).
+        #[arg(long)]
+        sealed: Vec<String>,
+    },
+    /// Print the values in the clear (audited).
+    Reveal {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+    },
+    /// Delete a credential.
+    Delete {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+    },
+    /// Check that variables are present and non-empty, without revealing them.
+    Validate {
+        /// Where the service is and how to authenticate.
+        #[command(flatten)]
+        target: CredTargetArgs,
+        /// Id or `tenants/{t}/credentials/{id}`.
+        name: String,
+        /// A required variable (repeatable).
+        #[arg(long)]
+        require: Vec<String>,
+    },
+}
+
+/// Which credential-service and tenant, and the credentials to call it with.
+#[derive(Args)]
+pub struct CredTargetArgs {
+    /// The auth-service and the bearer.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// credential-service address.
+    #[arg(long, default_value = "127.0.0.1:50053")]
+    pub credential_addr: SocketAddr,
+    /// Tenant id.
+    #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
+    pub tenant: String,
+}
+
+impl CredTargetArgs {
+    /// The target these arguments name.
+    pub fn target(self) -> CredTarget {
+        CredTarget {
+            target: self.target.target(),
+            addr: self.credential_addr,
+            tenant: self.tenant,
+        }
+    }
+}
+
+/// Runs a `coffer cred` subcommand; its output.
+///
+/// # Errors
+/// If the call is refused or the input is bad.
+pub async fn run(command: CredCommand) -> anyhow::Result<String> {
+    match command {
+        CredCommand::Create {
+            target,
+            server_id,
+            template_id,
+            server_name,
+            env,
+            sealed,
+        } => {
+            create(
+                &target.target(),
+                &server_id,
+                &template_id,
+                &server_name,
+                &env,
+                &sealed,
+            )
+            .await
+        }
+        CredCommand::Get { target, name } => get(&target.target(), &name).await,
+        CredCommand::List { target, server_id } => list(&target.target(), &server_id).await,
+        CredCommand::Update {
+            target,
+            name,
+            version,
+            env,
+            unset,
+            sealed,
+        } => update(&target.target(), &name, version, &env, &unset, &sealed).await,
+        CredCommand::Reveal { target, name } => reveal(&target.target(), &name).await,
+        CredCommand::Delete { target, name } => delete(&target.target(), &name).await,
+        CredCommand::Validate {
+            target,
+            name,
+            require,
+        } => validate(&target.target(), &name, &require).await,
+    }
 }

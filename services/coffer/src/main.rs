@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+use coffer::admin::{ApiKeyCommand, TargetArgs, TokenCommand};
+use coffer::cred::{CredCommand, CredTargetArgs};
 use coffer::{admin, bench, cred, layout, up};
 use secrecy::ExposeSecret as _;
 
@@ -92,110 +94,6 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum CredCommand {
-    /// Create a credential. `--sealed NAME` reads NAME's value from stdin (a line each).
-    Create {
-        #[command(flatten)]
-        target: CredTargetArgs,
-        /// The MCP server id.
-        #[arg(long)]
-        server_id: String,
-        /// The server template id.
-        #[arg(long, default_value = "")]
-        template_id: String,
-        /// A display name.
-        #[arg(long, default_value = "")]
-        server_name: String,
-        /// A non-secret entry, NAME=VALUE (repeatable).
-        #[arg(long)]
-        env: Vec<String>,
-        /// A secret entry: its value is read from stdin and sealed locally (repeatable).
-        #[arg(long)]
-        sealed: Vec<String>,
-    },
-    /// Show a credential, masked.
-    Get {
-        #[command(flatten)]
-        target: CredTargetArgs,
-        /// Id or `tenants/{t}/credentials/{id}`.
-        name: String,
-    },
-    /// List credentials (names of their variables, never values).
-    List {
-        #[command(flatten)]
-        target: CredTargetArgs,
-        /// Only this MCP server's.
-        #[arg(long, default_value = "")]
-        server_id: String,
-    },
-    /// Change entries, given the row version last read.
-    Update {
-        #[command(flatten)]
-        target: CredTargetArgs,
-        /// Id or `tenants/{t}/credentials/{id}`.
-        name: String,
-        /// The row version this change is based on.
-        #[arg(long)]
-        version: u64,
-        /// Set a non-secret entry, NAME=VALUE (repeatable).
-        #[arg(long)]
-        env: Vec<String>,
-        /// Remove an entry (repeatable).
-        #[arg(long)]
-        unset: Vec<String>,
-        /// Set a secret entry read from stdin, sealed locally (repeatable).
-        #[arg(long)]
-        sealed: Vec<String>,
-    },
-    /// Print the values in the clear (audited).
-    Reveal {
-        #[command(flatten)]
-        target: CredTargetArgs,
-        /// Id or `tenants/{t}/credentials/{id}`.
-        name: String,
-    },
-    /// Delete a credential.
-    Delete {
-        #[command(flatten)]
-        target: CredTargetArgs,
-        /// Id or `tenants/{t}/credentials/{id}`.
-        name: String,
-    },
-    /// Check that variables are present and non-empty, without revealing them.
-    Validate {
-        #[command(flatten)]
-        target: CredTargetArgs,
-        /// Id or `tenants/{t}/credentials/{id}`.
-        name: String,
-        /// A required variable (repeatable).
-        #[arg(long)]
-        require: Vec<String>,
-    },
-}
-
-#[derive(Args)]
-struct CredTargetArgs {
-    #[command(flatten)]
-    target: TargetArgs,
-    /// credential-service address.
-    #[arg(long, default_value = "127.0.0.1:50053")]
-    credential_addr: SocketAddr,
-    /// Tenant id.
-    #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
-    tenant: String,
-}
-
-impl CredTargetArgs {
-    fn target(self) -> cred::CredTarget {
-        cred::CredTarget {
-            target: self.target.target(),
-            addr: self.credential_addr,
-            tenant: self.tenant,
-        }
-    }
-}
-
-#[derive(Subcommand)]
 enum CertsCommand {
     /// Issue a client certificate for spiffe://coffer.local/NAME from the dev CA.
     Issue {
@@ -206,88 +104,6 @@ enum CertsCommand {
         #[arg(long, default_value = "./coffer-data")]
         data_dir: PathBuf,
     },
-}
-
-#[derive(Subcommand)]
-enum ApiKeyCommand {
-    /// Create a key; it is printed once.
-    Create {
-        #[command(flatten)]
-        target: TargetArgs,
-        /// Tenant id.
-        #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
-        tenant: String,
-        /// Owner principal id (default: the caller).
-        #[arg(long)]
-        principal: Option<String>,
-        /// Space-separated scopes (default: all of the owner's).
-        #[arg(long, default_value = "")]
-        scopes: String,
-        /// Lifetime in seconds (0: no expiry).
-        #[arg(long, default_value_t = 0)]
-        ttl: u64,
-        /// A label.
-        #[arg(long, default_value = "")]
-        display_name: String,
-    },
-    /// List a tenant's keys (never their secrets).
-    List {
-        #[command(flatten)]
-        target: TargetArgs,
-        /// Tenant id.
-        #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
-        tenant: String,
-    },
-    /// Revoke a key, e.g. `tenants/default/apiKeys/AbC...`.
-    Revoke {
-        #[command(flatten)]
-        target: TargetArgs,
-        /// The key's resource name.
-        name: String,
-    },
-    /// Give a key a new secret, keeping the old one valid for a grace period.
-    Roll {
-        #[command(flatten)]
-        target: TargetArgs,
-        /// The key's resource name.
-        name: String,
-        /// Seconds the old secret stays valid (at most 604800).
-        #[arg(long, default_value_t = 0)]
-        grace: u64,
-    },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Introspect a token read from standard input.
-    Introspect {
-        #[command(flatten)]
-        target: TargetArgs,
-    },
-}
-
-#[derive(Args)]
-struct TargetArgs {
-    /// Data directory of `coffer up` (for the operator certificate and the admin key).
-    #[arg(long, default_value = "./coffer-data")]
-    data_dir: PathBuf,
-    /// auth-service address.
-    #[arg(long, default_value = "127.0.0.1:50052")]
-    auth_addr: SocketAddr,
-    /// File holding the bearer API key, when `$COFFER_API_KEY` is unset
-    /// (default: DATA_DIR/admin-api-key).
-    #[arg(long)]
-    api_key_file: Option<PathBuf>,
-}
-
-impl TargetArgs {
-    fn target(self) -> admin::Target {
-        admin::Target {
-            data_dir: self.data_dir,
-            auth_addr: self.auth_addr,
-            api_key_file: self.api_key_file,
-        }
-    }
 }
 
 #[tokio::main]
@@ -338,81 +154,12 @@ async fn main() -> ExitCode {
             tenant,
             username,
         } => admin::login(&target.target(), &tenant, &username).await,
-        Command::Apikey { command } => match command {
-            ApiKeyCommand::Create {
-                target,
-                tenant,
-                principal,
-                scopes,
-                ttl,
-                display_name,
-            } => {
-                let target = target.target();
-                admin::create_api_key(
-                    &target,
-                    &tenant,
-                    principal.as_deref(),
-                    &scopes,
-                    ttl,
-                    &display_name,
-                )
-                .await
-            }
-            ApiKeyCommand::List { target, tenant } => {
-                admin::list_api_keys(&target.target(), &tenant).await
-            }
-            ApiKeyCommand::Revoke { target, name } => {
-                admin::revoke_api_key(&target.target(), &name).await
-            }
-            ApiKeyCommand::Roll {
-                target,
-                name,
-                grace,
-            } => admin::roll_api_key(&target.target(), &name, grace).await,
-        },
+        Command::Apikey { command } => admin::run(command).await,
         Command::Token {
             command: TokenCommand::Introspect { target },
         } => admin::introspect(&target.target()).await,
         Command::Seal { target } => cred::seal(&target.target()).await,
-        Command::Cred { command } => match command {
-            CredCommand::Create {
-                target,
-                server_id,
-                template_id,
-                server_name,
-                env,
-                sealed,
-            } => {
-                cred::create(
-                    &target.target(),
-                    &server_id,
-                    &template_id,
-                    &server_name,
-                    &env,
-                    &sealed,
-                )
-                .await
-            }
-            CredCommand::Get { target, name } => cred::get(&target.target(), &name).await,
-            CredCommand::List { target, server_id } => {
-                cred::list(&target.target(), &server_id).await
-            }
-            CredCommand::Update {
-                target,
-                name,
-                version,
-                env,
-                unset,
-                sealed,
-            } => cred::update(&target.target(), &name, version, &env, &unset, &sealed).await,
-            CredCommand::Reveal { target, name } => cred::reveal(&target.target(), &name).await,
-            CredCommand::Delete { target, name } => cred::delete(&target.target(), &name).await,
-            CredCommand::Validate {
-                target,
-                name,
-                require,
-            } => cred::validate(&target.target(), &name, &require).await,
-        },
+        Command::Cred { command } => cred::run(command).await,
     };
     match outcome {
         Ok(output) => {

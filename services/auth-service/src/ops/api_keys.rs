@@ -316,10 +316,7 @@ impl Auth {
         actor: &str,
     ) -> Result<IssuedKey> {
         if grace > MAX_ROLL_GRACE {
-            return Err(Error::invalid(
-                "grace_period_seconds",
-                "at most 604800 (7 days)",
-            ));
+            return Err(Error::invalid("grace_period", "at most 7 days (604800 s)"));
         }
         let key = ApiKey::generate_with_id(
             &coffer_crypto::apikey::ApiKeyId::parse(id)

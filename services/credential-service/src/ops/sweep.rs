@@ -1,5 +1,5 @@
 //! Re-wrap sweeps: after a tenant key rotation, move every credential's data key to the
-//! primary version (BatchReWrap: key-service re-encrypts without revealing the keys), page by
+//! primary version (BatchRewrap: key-service re-encrypts without revealing the keys), page by
 //! page, saving progress after each page so a sweep cut short resumes where it stopped.
 
 use super::Credentials;

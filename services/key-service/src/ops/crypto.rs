@@ -1,4 +1,4 @@
-//! Envelope cryptography with tenant keys: Encrypt, Decrypt, ReWrap, GenerateDataKey, batches.
+//! Envelope cryptography with tenant keys: Encrypt, Decrypt, Rewrap, GenerateDataKey, batches.
 //!
 //! Data ciphertexts are bound to `coffer/data/v1`, the tenant, the key id and the encryption
 //! context, so they decrypt only under the same tenant, key and context.

@@ -58,7 +58,7 @@ impl Kms {
         let count = Counter::default();
         registry.register(
             "coffer_key_decrypt_failures",
-            "Decrypt, ReWrap and batch items refused because the ciphertext does not authenticate",
+            "Decrypt, Rewrap and batch items refused because the ciphertext does not authenticate",
             count.clone(),
         );
         Self {

@@ -1,4 +1,4 @@
-//! Encrypt, Decrypt, GenerateDataKey, ReWrap and the batch forms, with their bad inputs and
+//! Encrypt, Decrypt, GenerateDataKey, Rewrap and the batch forms, with their bad inputs and
 //! tampering.
 
 use coffer_proto::pb;
