@@ -15,12 +15,19 @@ use coffer_transport::{TlsFiles, TlsMaterial};
 /// The standard variable naming the OTLP/gRPC trace collector.
 pub use coffer_telemetry::OTLP_ENDPOINT_VARIABLE;
 
-/// Raw setting values keyed by environment-variable name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Raw setting values keyed by environment-variable name. `Debug` shows the names only: a
+/// value may be a secret (a database password, `COFFER_ROOT_KEYS`).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Values(
     BTreeMap<String, String>,
     std::cell::RefCell<std::collections::BTreeSet<String>>,
 );
+
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Values {
     /// Reads `[section]` of the optional TOML `file`, then overlays every environment variable
@@ -317,6 +324,19 @@ mod tests {
         assert_eq!(values["COFFER_SVC__REQUEST_TIMEOUT"], "10s");
         assert_eq!(values["COFFER_SVC__CACHE_CAPACITY"], "5");
         assert_eq!(values.len(), 2);
+    }
+
+    #[test]
+    fn debug_shows_names_never_values() {
+        let values = Values::from_map(BTreeMap::from([(
+            "COFFER_ROOT_KEYS".to_owned(),
+            "1:c2VjcmV0".to_owned(),
+        )]));
+        let shown = format!("{values:?}");
+        assert!(
+            shown.contains("COFFER_ROOT_KEYS") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
     }
 
     #[test]

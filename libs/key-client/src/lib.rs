@@ -25,6 +25,7 @@ use coffer_crypto::SecretBytes;
 use coffer_proto::pb;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
 use coffer_server::status::{self, reasons};
+use coffer_server::throttle::Throttle;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -97,11 +98,15 @@ impl Error {
     }
 
     /// The status a service answers its own caller with, in the service's `domain`, logging
-    /// what the operator needs (see the crate documentation for the table).
+    /// what the operator needs (see the crate documentation for the table). An outage or a
+    /// refusal fails every call: those lines are written at most once per
+    /// [`OUTAGE_LOG_INTERVAL`], with the number left out.
     pub fn to_status(&self, domain: &'static str) -> Status {
         match self {
             Self::Unavailable(cause) => {
-                tracing::error!(code = ?cause.code(), "key-service unavailable");
+                if let Some(suppressed) = UNAVAILABLE_LOG.admit() {
+                    tracing::error!(code = ?cause.code(), suppressed, "key-service unavailable");
+                }
                 status::with_reason(
                     Code::Unavailable,
                     "key-service is unavailable; retry later",
@@ -134,11 +139,15 @@ impl Error {
                 )
             }
             Self::Refused(cause) => {
-                tracing::error!(
-                    code = ?cause.code(),
-                    "key-service refused this service's identity: check key-service's \
-                     authorization table (COFFER_KEY_SERVICE__AUTHZ) and this service's certificate"
-                );
+                if let Some(suppressed) = REFUSED_LOG.admit() {
+                    tracing::error!(
+                        code = ?cause.code(),
+                        suppressed,
+                        "key-service refused this service's identity: check key-service's \
+                         authorization table (COFFER_KEY_SERVICE__AUTHZ) and this service's \
+                         certificate"
+                    );
+                }
                 status::with_reason(Code::Internal, "internal error", domain, reasons::INTERNAL)
             }
             Self::Rejected(cause) => {
@@ -153,21 +162,17 @@ impl Error {
 /// FAILED_PRECONDITION (the reason must be a `&'static str`, and an unknown one is not
 /// echoed from another service).
 fn known_reason(reason: &str) -> &'static str {
-    const KNOWN: [&str; 7] = [
-        "KEY_DESTROYED",
-        "DELETION_PENDING",
-        "VERSION_RETIRED",
-        "VERSION_DESTROYED",
-        "VERSIONS_EXHAUSTED",
-        "DELETION_NOT_ALLOWED",
-        "ROOT_KEY_UNAVAILABLE",
-    ];
-    KNOWN
+    reasons::key::ALL
         .iter()
         .find(|known| **known == reason)
         .copied()
         .unwrap_or("FAILED_PRECONDITION")
 }
+
+/// At most one log line per this interval about key-service being down, or refusing.
+pub const OUTAGE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+static UNAVAILABLE_LOG: Throttle = Throttle::new(OUTAGE_LOG_INTERVAL);
+static REFUSED_LOG: Throttle = Throttle::new(OUTAGE_LOG_INTERVAL);
 
 /// `Result` with the key-client [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

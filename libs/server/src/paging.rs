@@ -41,6 +41,9 @@ pub const FOREIGN_TOKEN: &str =
 
 /// The token format's first byte.
 const TOKEN_VERSION: u8 = 1;
+/// Longest page token accepted: every position is a short key or a sequence number, so a
+/// longer token is refused before it is decoded.
+pub const MAX_TOKEN_LEN: usize = 512;
 
 impl Cursor {
     /// The tokens of `list` (the RPC name) over `parent` with the filter values `filter`.
@@ -76,6 +79,9 @@ impl Cursor {
     pub fn position(&self, token: &str) -> Result<Option<String>, &'static str> {
         if token.is_empty() {
             return Ok(None);
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(FOREIGN_TOKEN);
         }
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| FOREIGN_TOKEN)?;
         match bytes.split_first() {
@@ -146,7 +152,8 @@ mod tests {
         ] {
             assert_eq!(other.position(&token), Err(FOREIGN_TOKEN));
         }
-        for garbage in ["c1", "!!", &URL_SAFE_NO_PAD.encode([1u8; 9])] {
+        let long = "A".repeat(MAX_TOKEN_LEN + 1);
+        for garbage in ["c1", "!!", &URL_SAFE_NO_PAD.encode([1u8; 9]), &long] {
             assert_eq!(acme.position(garbage), Err(FOREIGN_TOKEN), "{garbage}");
         }
         let log = Cursor::new("ListAuditEvents", "tenants/acme", &[]);

@@ -119,6 +119,43 @@ pub mod reasons {
     pub const DATA_LOSS: &str = "DATA_LOSS";
     /// A fault on the server; the log says which.
     pub const INTERNAL: &str = "INTERNAL";
+
+    /// The states of a key-service key that forbid an operation (FAILED_PRECONDITION). Here,
+    /// not in key-service, because the services that call key-service pass them on to their
+    /// own callers unchanged.
+    pub mod key {
+        /// The key is destroyed (crypto-shredded): nothing it protected can be decrypted.
+        pub const KEY_DESTROYED: &str = "KEY_DESTROYED";
+        /// The key is disabled; EnableKey makes it usable again.
+        pub const KEY_DISABLED: &str = "KEY_DISABLED";
+        /// The key is scheduled for deletion; CancelKeyDeletion makes it usable again.
+        pub const DELETION_PENDING: &str = "DELETION_PENDING";
+        /// The key's policy does not allow deletion.
+        pub const DELETION_NOT_ALLOWED: &str = "DELETION_NOT_ALLOWED";
+        /// CancelKeyDeletion on a key whose deletion is not pending.
+        pub const DELETION_NOT_PENDING: &str = "DELETION_NOT_PENDING";
+        /// The key version is below the key's minimum version for the operation.
+        pub const VERSION_RETIRED: &str = "VERSION_RETIRED";
+        /// The key version's material is gone.
+        pub const VERSION_DESTROYED: &str = "VERSION_DESTROYED";
+        /// The key has used every version number.
+        pub const VERSIONS_EXHAUSTED: &str = "VERSIONS_EXHAUSTED";
+        /// The root key a stored version needs is missing or wrong.
+        pub const ROOT_KEY_UNAVAILABLE: &str = "ROOT_KEY_UNAVAILABLE";
+
+        /// Every state reason above.
+        pub const ALL: [&str; 9] = [
+            KEY_DESTROYED,
+            KEY_DISABLED,
+            DELETION_PENDING,
+            DELETION_NOT_ALLOWED,
+            DELETION_NOT_PENDING,
+            VERSION_RETIRED,
+            VERSION_DESTROYED,
+            VERSIONS_EXHAUSTED,
+            ROOT_KEY_UNAVAILABLE,
+        ];
+    }
 }
 
 #[cfg(test)]

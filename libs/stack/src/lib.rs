@@ -77,20 +77,29 @@ pub struct Databases {
 }
 
 impl Databases {
+    /// One SQLite file per service, created if missing.
+    pub fn sqlite_files(
+        key_service: &Path,
+        auth_service: &Path,
+        credential_service: &Path,
+    ) -> Self {
+        let url = |file: &Path| SecretString::from(format!("sqlite://{}?mode=rwc", file.display()));
+        Self {
+            key_service: url(key_service),
+            auth_service: url(auth_service),
+            credential_service: url(credential_service),
+        }
+    }
+
     /// One SQLite file per service in `dir` (`key-service.db`, `auth-service.db`,
     /// `credential-service.db`), created if missing.
     pub fn sqlite_in(dir: impl AsRef<Path>) -> Self {
-        let url = |file: &str| {
-            SecretString::from(format!(
-                "sqlite://{}?mode=rwc",
-                dir.as_ref().join(file).display()
-            ))
-        };
-        Self {
-            key_service: url("key-service.db"),
-            auth_service: url("auth-service.db"),
-            credential_service: url("credential-service.db"),
-        }
+        let dir = dir.as_ref();
+        Self::sqlite_files(
+            &dir.join("key-service.db"),
+            &dir.join("auth-service.db"),
+            &dir.join("credential-service.db"),
+        )
     }
 }
 

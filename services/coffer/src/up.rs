@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use coffer_stack::{Addresses, Certificates, Databases, Stack};
 use coffer_transport::TlsMaterial;
-use secrecy::SecretString;
 
 use crate::layout::{self, Layout};
 
@@ -54,11 +53,11 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         auth_service: TlsMaterial::load(&layout.auth_service)?,
         credential_service: TlsMaterial::load(&layout.credential_service)?,
     };
-    let databases = Databases {
-        key_service: sqlite_url(&layout.key_service_db),
-        auth_service: sqlite_url(&layout.auth_service_db),
-        credential_service: sqlite_url(&layout.credential_service_db),
-    };
+    let databases = Databases::sqlite_files(
+        &layout.key_service_db,
+        &layout.auth_service_db,
+        &layout.credential_service_db,
+    );
     let stack = Stack::builder(prepared.keyring, certificates)
         .databases(databases)
         .addresses(Addresses {
@@ -132,10 +131,6 @@ pub fn dev_mode_warning(running: &Running) -> String {
         running.layout.data_dir.display()
     ));
     banner
-}
-
-fn sqlite_url(path: &Path) -> SecretString {
-    SecretString::from(format!("sqlite://{}?mode=rwc", path.display()))
 }
 
 fn quote(path: &Path) -> String {

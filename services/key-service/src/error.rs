@@ -14,27 +14,10 @@ pub const DOMAIN: &str = "coffer.v1.KeyService";
 
 /// The `ErrorInfo.reason` values key-service answers with.
 pub mod reasons {
+    pub use coffer_server::status::reasons::key::*;
     pub use coffer_server::status::reasons::*;
-    /// The key is destroyed (crypto-shredded): nothing it protected can be decrypted again.
-    pub const KEY_DESTROYED: &str = "KEY_DESTROYED";
-    /// The key is disabled; EnableKey makes it usable again.
-    pub const KEY_DISABLED: &str = "KEY_DISABLED";
-    /// The key is scheduled for deletion; CancelKeyDeletion makes it usable again.
-    pub const DELETION_PENDING: &str = "DELETION_PENDING";
-    /// The key's policy does not allow deletion.
-    pub const DELETION_NOT_ALLOWED: &str = "DELETION_NOT_ALLOWED";
-    /// CancelKeyDeletion on a key whose deletion is not pending.
-    pub const DELETION_NOT_PENDING: &str = "DELETION_NOT_PENDING";
-    /// The key version is below the key's minimum version for the operation.
-    pub const VERSION_RETIRED: &str = "VERSION_RETIRED";
-    /// The key version's material is gone.
-    pub const VERSION_DESTROYED: &str = "VERSION_DESTROYED";
-    /// The key has used every version number.
-    pub const VERSIONS_EXHAUSTED: &str = "VERSIONS_EXHAUSTED";
     /// The ciphertext does not decrypt with this key and encryption context.
     pub const UNDECRYPTABLE: &str = "UNDECRYPTABLE";
-    /// The root key a stored version needs is missing or wrong.
-    pub const ROOT_KEY_UNAVAILABLE: &str = "ROOT_KEY_UNAVAILABLE";
 }
 
 /// Everything that can go wrong in the key-service, at start-up or in a request.
