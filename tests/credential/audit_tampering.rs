@@ -1,7 +1,7 @@
 //! Regression tests: the audit chain cannot be rewritten, truncated or rolled back without
 //! VerifyAuditChain saying so (the attacks of the security review, on the raw rows).
 
-use coffer_credential_service::store::{AUDIT_GENESIS, NewAuditEvent, chain_hash};
+use coffer_crypto::audit::{GENESIS, legacy_link};
 use coffer_proto::pb;
 use coffer_test_support::on_each_backend;
 use sqlx::Row as _;
@@ -54,22 +54,23 @@ async fn relink_with_sha256(raw: &mut sqlx::AnyConnection, mac_version: i64) -> 
     .fetch_all(&mut *raw)
     .await
     .unwrap();
-    let mut previous = AUDIT_GENESIS.to_owned();
+    let mut previous = GENESIS.to_owned();
     for row in &rows {
         let text = |i: usize| row.get::<String, _>(i);
         let (actor, action, credential, outcome, request_id) =
             (text(2), text(3), text(4), text(5), text(6));
         let sequence: i64 = row.get(0);
-        let event = NewAuditEvent {
-            tenant: "acme",
-            actor: &actor,
-            action: &action,
-            credential: &credential,
-            outcome: &outcome,
-            request_id: &request_id,
-            time: row.get(1),
-        };
-        let hash = chain_hash(&previous, sequence, &event);
+        let time = row.get::<i64, _>(1).to_be_bytes();
+        let fields: [&[u8]; 7] = [
+            &time,
+            b"acme",
+            actor.as_bytes(),
+            action.as_bytes(),
+            credential.as_bytes(),
+            outcome.as_bytes(),
+            request_id.as_bytes(),
+        ];
+        let hash = legacy_link(&previous, sequence, &fields);
         sqlx::query(
             "UPDATE cred_audit_events SET previous_hash = $1, hash = $2, mac_version = $3 \
              WHERE tenant = 'acme' AND sequence = $4",

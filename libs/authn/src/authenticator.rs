@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use coffer_server::task::Task;
 use lru::LruCache;
 use sha2::{Digest as _, Sha256};
 use tonic::transport::Channel;
@@ -107,6 +108,8 @@ pub struct Authenticator {
     last_fetch: Mutex<Instant>,
     api_keys: Mutex<LruCache<[u8; 32], (Principal, Instant)>>,
     revocations: Arc<Revocations>,
+    /// Keeps the mirror fresh; dropped (stopping the poll) with the authenticator.
+    _revocation_poll: Task,
 }
 
 impl Authenticator {
@@ -117,7 +120,7 @@ impl Authenticator {
     pub async fn connect(channel: Channel, settings: Settings) -> Result<Self, Error> {
         let client = AuthServiceClient::new(channel);
         let verifier = fetch_verifier(&client, &settings).await?;
-        let revocations = Revocations::start(
+        let (revocations, revocation_poll) = Revocations::start(
             client.clone(),
             settings.revocation_poll_interval,
             settings.revocation_max_staleness,
@@ -126,6 +129,7 @@ impl Authenticator {
         Ok(Self {
             client,
             revocations,
+            _revocation_poll: revocation_poll,
             api_keys: Mutex::new(LruCache::new(settings.api_key_cache_capacity)),
             settings,
             verifier: RwLock::new(Arc::new(verifier)),

@@ -10,12 +10,13 @@
 //! after their `forget_time`, when every token they concern has expired anyway.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_proto::pb::revocation::Kind;
+use coffer_server::task::{self, Start, Task};
 use tonic::transport::Channel;
 
 use crate::authenticator::Error;
@@ -43,7 +44,7 @@ struct State {
 
 impl Revocations {
     /// Loads every revocation still relevant, then refreshes every `poll_interval` in the
-    /// background for as long as the returned mirror is alive.
+    /// background until the returned [`Task`] is dropped.
     ///
     /// # Errors
     /// [`Error::Unavailable`] if auth-service cannot be asked.
@@ -51,7 +52,7 @@ impl Revocations {
         client: AuthServiceClient<Channel>,
         poll_interval: Duration,
         max_staleness: Duration,
-    ) -> Result<Arc<Self>, Error> {
+    ) -> Result<(Arc<Self>, Task), Error> {
         let revocations = Arc::new(Self {
             client,
             max_staleness,
@@ -65,8 +66,19 @@ impl Revocations {
             refreshing: tokio::sync::Mutex::new(()),
         });
         revocations.refresh().await?;
-        tokio::spawn(poll(Arc::downgrade(&revocations), poll_interval));
-        Ok(revocations)
+        let mirror = Arc::clone(&revocations);
+        // A failure is logged by the task (once per outage); checks fail closed once the
+        // mirror is stale.
+        let poll = task::every(
+            "revocation poll",
+            poll_interval,
+            Start::AfterPeriod,
+            move || {
+                let mirror = Arc::clone(&mirror);
+                async move { mirror.refresh().await }
+            },
+        );
+        Ok((revocations, poll))
     }
 
     /// Checks a token's `jti`, the API key it derives from, and its principal's role
@@ -129,7 +141,7 @@ impl Revocations {
                 })
                 .await
                 .map_err(|status| {
-                    tracing::warn!(code = ?status.code(), "revocation refresh failed");
+                    tracing::debug!(code = ?status.code(), "revocation refresh failed");
                     Error::Unavailable
                 })?
                 .into_inner();
@@ -178,20 +190,5 @@ impl Revocations {
             state.synced = started;
             return Ok(());
         }
-    }
-}
-
-/// Refreshes every `interval` until the mirror is dropped.
-async fn poll(revocations: Weak<Revocations>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let Some(revocations) = revocations.upgrade() else {
-            return;
-        };
-        // A failure is logged in refresh; checks fail closed once the mirror is stale.
-        let _ = revocations.refresh().await;
     }
 }

@@ -20,6 +20,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 const LINK_LABEL: &[u8] = b"coffer/audit/v2";
 const HEAD_LABEL: &[u8] = b"coffer/audit-head/v1";
+const LEGACY_LABEL: &[u8] = b"coffer/audit/v1";
 
 /// The link of event `sequence` after `previous` (a hex link, or [`GENESIS`]).
 pub fn link(key: &AuditKey, previous: &str, sequence: i64, fields: &[&[u8]]) -> String {
@@ -27,6 +28,24 @@ pub fn link(key: &AuditKey, previous: &str, sequence: i64, fields: &[&[u8]]) -> 
     let mut parts: Vec<&[u8]> = vec![LINK_LABEL, previous.as_bytes(), &sequence];
     parts.extend_from_slice(fields);
     mac(key, &parts)
+}
+
+/// The unkeyed link of chains written before keyed ones: SHA-256 (hex) over
+/// `"coffer/audit/v1" || previous || sequence || fields...`, every part length-prefixed.
+/// Anyone with write access can recompute it, so verifiers accept it only as a chain's prefix;
+/// it is never written any more.
+pub fn legacy_link(previous: &str, sequence: i64, fields: &[&[u8]]) -> String {
+    use sha2::Digest as _;
+    let sequence = sequence.to_be_bytes();
+    let mut hasher = Sha256::new();
+    for part in [LEGACY_LABEL, previous.as_bytes(), &sequence]
+        .into_iter()
+        .chain(fields.iter().copied())
+    {
+        hasher.update(u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+        hasher.update(part);
+    }
+    hex(&hasher.finalize())
 }
 
 /// The MAC of a chain's head: `chain` (e.g. the tenant) is at `sequence` with `link`.
@@ -214,11 +233,11 @@ fn mac(key: &AuditKey, parts: &[&[u8]]) -> String {
         mac.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
         mac.update(part);
     }
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&mac.finalize().into_bytes())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -227,6 +246,30 @@ mod tests {
 
     fn key(byte: u8) -> AuditKey {
         AuditKey::from_bytes(&[byte; 32]).unwrap()
+    }
+
+    /// The legacy format is fixed by the rows already stored: this vector was computed
+    /// independently (Python's hashlib over the same length-prefixed parts).
+    #[test]
+    fn legacy_links_keep_their_stored_format() {
+        let time = 1_700_000_000_i64.to_be_bytes();
+        let fields: [&[u8]; 7] = [
+            &time,
+            b"acme",
+            b"alice",
+            b"reveal",
+            b"tenants/acme/credentials/x",
+            b"success",
+            b"",
+        ];
+        assert_eq!(
+            legacy_link(GENESIS, 1, &fields),
+            "572b32a2f6ee797f69600ced0fe35cbe8ce00ab9b9de62afd9174c0fca3897ba"
+        );
+        assert_ne!(
+            legacy_link(GENESIS, 2, &fields),
+            legacy_link(GENESIS, 1, &fields)
+        );
     }
 
     #[test]

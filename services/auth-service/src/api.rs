@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tonic::{Request, Response, Status};
 
 use crate::authz::{self, Caller, Identities, Manage};
-use crate::ids::{parse_api_key_name, parse_id, parse_principal_name, parse_tenant_name};
+use crate::ids::{ApiKeyName, PrincipalName, TenantId};
 use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
 use crate::ops::{Auth, Introspection, Tokens};
@@ -24,14 +24,14 @@ const MAX_REVOCATIONS_PER_PAGE: u32 = 10_000;
 use crate::{Error, Result};
 
 /// The `coffer.v1.AuthService` implementation.
-pub struct AuthServiceApi {
+pub(crate) struct AuthServiceApi {
     auth: Arc<Auth>,
     identities: Identities,
 }
 
 impl AuthServiceApi {
     /// Serves `auth`, trusting `identities`.
-    pub fn new(auth: Arc<Auth>, identities: Identities) -> Self {
+    pub(crate) fn new(auth: Arc<Auth>, identities: Identities) -> Self {
         Self { auth, identities }
     }
 
@@ -47,16 +47,21 @@ impl AuthService for AuthServiceApi {
     async fn create_tenant(&self, request: Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
         authz::require_operator(&self.identities, &request)?;
         let request = request.into_inner();
-        let id = parse_id("tenant_id", &request.tenant_id)?;
-        let row = self.auth.create_tenant(id, request.display_name).await?;
+        let id = TenantId::parse("tenant_id", &request.tenant_id).map_err(Error::from)?;
+        let row = self
+            .auth
+            .create_tenant(id.to_string(), request.display_name)
+            .await?;
         Ok(Response::new(tenant_proto(&row)))
     }
 
     async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
         let caller = self.caller(&request).await?;
-        let id = parse_tenant_name("name", &request.get_ref().name)?;
-        caller.require(&id, Scope::OrgRead, || format!("tenants/{id}"))?;
-        Ok(Response::new(tenant_proto(&self.auth.tenant(&id).await?)))
+        let id = TenantId::from_name("name", &request.get_ref().name).map_err(Error::from)?;
+        caller.require(id.as_str(), Scope::OrgRead, || id.name())?;
+        Ok(Response::new(tenant_proto(
+            &self.auth.tenant(id.as_str()).await?,
+        )))
     }
 
     async fn create_principal(
@@ -66,9 +71,10 @@ impl AuthService for AuthServiceApi {
         let caller = self.caller(&request).await?;
         let source = Source::peer(&authz::peer(&request)?);
         let request = request.into_inner();
-        let tenant = parse_tenant_name("parent", &request.parent)?;
-        caller.require(&tenant, Scope::OrgAdmin, || format!("tenants/{tenant}"))?;
-        let id = parse_id("principal_id", &request.principal_id)?;
+        let tenant = parent(&request.parent)?;
+        caller.require(tenant.as_str(), Scope::OrgAdmin, || tenant.name())?;
+        let name = PrincipalName::new(tenant, "principal_id", &request.principal_id)
+            .map_err(Error::from)?;
         let roles = parse_roles(&request.roles)?;
         let new = match pb::PrincipalKind::try_from(request.kind) {
             Ok(pb::PrincipalKind::User) if request.scopes.is_empty() => NewPrincipal::User {
@@ -98,7 +104,7 @@ impl AuthService for AuthServiceApi {
         caller.may_grant(&granted)?;
         let row = self
             .auth
-            .create_principal(tenant, id, new, roles, &source, &caller.actor())
+            .create_principal(&name, new, roles, &source, &caller.actor())
             .await?;
         Ok(Response::new(principal_proto(&row)?))
     }
@@ -109,17 +115,17 @@ impl AuthService for AuthServiceApi {
     ) -> Reply<pb::ListPrincipalsResponse> {
         let caller = self.caller(&request).await?;
         let request = request.into_inner();
-        let tenant = parse_tenant_name("parent", &request.parent)?;
-        caller.require(&tenant, Scope::UserRead, || format!("tenants/{tenant}"))?;
+        let tenant = parent(&request.parent)?;
+        caller.require(tenant.as_str(), Scope::UserRead, || tenant.name())?;
         let page_size = page_size(request.page_size)?;
-        let cursor = Cursor::new("ListPrincipals", &request.parent, &[]);
+        let cursor = Cursor::new("ListPrincipals", &tenant.name(), &[]);
         let after = match page_position(&cursor, &request.page_token)? {
-            Some(id) => parse_id("page_token", &id)?,
+            Some(id) => coffer_server::names::parse_id("page_token", &id).map_err(Error::from)?,
             None => String::new(),
         };
         let (rows, next) = self
             .auth
-            .list_principals(&tenant, page_size, &after)
+            .list_principals(tenant.as_str(), page_size, &after)
             .await?;
         Ok(Response::new(pb::ListPrincipalsResponse {
             principals: rows.iter().map(principal_proto).collect::<Result<_>>()?,
@@ -130,14 +136,11 @@ impl AuthService for AuthServiceApi {
     async fn set_roles(&self, request: Request<pb::SetRolesRequest>) -> Reply<pb::Principal> {
         let caller = self.caller(&request).await?;
         let request = request.into_inner();
-        let (tenant, id) = parse_principal_name("name", &request.name)?;
-        caller.require(&tenant, Scope::OrgAdmin, || request.name.clone())?;
+        let name = PrincipalName::parse("name", &request.name).map_err(Error::from)?;
+        caller.require(name.tenant().as_str(), Scope::OrgAdmin, || name.to_string())?;
         let roles = parse_roles(&request.roles)?;
         caller.may_grant(&coffer_authn::scope::scopes_of(&roles))?;
-        let row = self
-            .auth
-            .set_roles(&tenant, &id, &roles, &caller.actor())
-            .await?;
+        let row = self.auth.set_roles(&name, &roles, &caller.actor()).await?;
         Ok(Response::new(principal_proto(&row)?))
     }
 
@@ -146,15 +149,15 @@ impl AuthService for AuthServiceApi {
         let request = request.into_inner();
         // Malformed ids cannot match anyone: the same answer as a wrong password.
         let (Ok(tenant), Ok(username)) = (
-            parse_id("tenant_id", &request.tenant_id),
-            parse_id("username", &request.username),
+            TenantId::parse("tenant_id", &request.tenant_id),
+            coffer_server::names::parse_id("username", &request.username),
         ) else {
             return Err(Error::unauthenticated("malformed tenant or username").into());
         };
         let tokens = self
             .auth
             .login(
-                &tenant,
+                tenant.as_str(),
                 &username,
                 SecretString::from(request.password),
                 &source,
@@ -237,15 +240,16 @@ impl AuthService for AuthServiceApi {
         let caller = self.caller(&request).await?;
         let source = Source::peer(&authz::peer(&request)?);
         let request = request.into_inner();
-        let tenant = parse_tenant_name("parent", &request.parent)?;
+        let tenant = parent(&request.parent)?;
         let named = if request.principal.is_empty() {
             None
         } else {
-            let (principal_tenant, id) = parse_principal_name("principal", &request.principal)?;
-            if principal_tenant != tenant {
+            let principal =
+                PrincipalName::parse("principal", &request.principal).map_err(Error::from)?;
+            if principal.tenant() != &tenant {
                 return Err(Error::invalid("principal", "must be in the parent tenant").into());
             }
-            Some(id)
+            Some(principal.id().to_owned())
         };
         let parent_id = match &caller {
             Caller::Principal(me) => me.api_key.clone(),
@@ -265,7 +269,7 @@ impl AuthService for AuthServiceApi {
                 } else {
                     Scope::OrgAdmin
                 };
-                caller.require(&tenant, scope, || format!("tenants/{tenant}"))?;
+                caller.require(tenant.as_str(), scope, || tenant.name())?;
                 (target, me.subject.clone(), Some(me.scopes.clone()))
             }
         };
@@ -289,7 +293,7 @@ impl AuthService for AuthServiceApi {
         let issued = self
             .auth
             .create_api_key(NewApiKey {
-                tenant,
+                tenant: tenant.to_string(),
                 principal_id,
                 display_name: request.display_name,
                 scopes,
@@ -309,10 +313,10 @@ impl AuthService for AuthServiceApi {
     ) -> Reply<pb::ListApiKeysResponse> {
         let caller = self.caller(&request).await?;
         let request = request.into_inner();
-        let tenant = parse_tenant_name("parent", &request.parent)?;
-        caller.require(&tenant, Scope::UserRead, || format!("tenants/{tenant}"))?;
+        let tenant = parent(&request.parent)?;
+        caller.require(tenant.as_str(), Scope::UserRead, || tenant.name())?;
         let page_size = page_size(request.page_size)?;
-        let cursor = Cursor::new("ListApiKeys", &request.parent, &[]);
+        let cursor = Cursor::new("ListApiKeys", &tenant.name(), &[]);
         let after = match page_position(&cursor, &request.page_token)? {
             Some(id) => coffer_crypto::apikey::ApiKeyId::parse(&id)
                 .map_err(|_| Error::invalid("page_token", paging::FOREIGN_TOKEN))?
@@ -320,7 +324,10 @@ impl AuthService for AuthServiceApi {
                 .to_owned(),
             None => String::new(),
         };
-        let (rows, next) = self.auth.list_api_keys(&tenant, page_size, &after).await?;
+        let (rows, next) = self
+            .auth
+            .list_api_keys(tenant.as_str(), page_size, &after)
+            .await?;
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: rows.iter().map(api_key_proto).collect(),
             next_page_token: next.map(|id| cursor.token(&id)).unwrap_or_default(),
@@ -432,16 +439,16 @@ impl AuthService for AuthServiceApi {
     ) -> Reply<pb::ListAuthAuditEventsResponse> {
         let caller = self.caller(&request).await?;
         let request = request.into_inner();
-        let tenant = parse_tenant_name("parent", &request.parent)?;
-        caller.require(&tenant, Scope::OrgRead, || format!("tenants/{tenant}"))?;
+        let tenant = parent(&request.parent)?;
+        caller.require(tenant.as_str(), Scope::OrgRead, || tenant.name())?;
         let page_size = page_size(request.page_size)?;
-        let cursor = Cursor::new("ListAuditEvents", &request.parent, &[]);
+        let cursor = Cursor::new("ListAuditEvents", &tenant.name(), &[]);
         let after = cursor
             .sequence(&request.page_token)
             .map_err(|why| Error::invalid("page_token", why))?;
         let rows = self
             .auth
-            .audit_events(&tenant, after, page_size + 1)
+            .audit_events(tenant.as_str(), after, page_size + 1)
             .await?;
         let (events, next) =
             paging::split_page(rows, page_size, |e| cursor.token(&e.sequence.to_string()));
@@ -474,12 +481,19 @@ impl AuthService for AuthServiceApi {
     ) -> Reply<pb::VerifyAuditChainResponse> {
         let caller = self.caller(&request).await?;
         let request = request.into_inner();
-        let tenant = parse_tenant_name("parent", &request.parent)?;
-        caller.require(&tenant, Scope::OrgRead, || format!("tenants/{tenant}"))?;
+        let tenant = parent(&request.parent)?;
+        caller.require(tenant.as_str(), Scope::OrgRead, || tenant.name())?;
         let expected = request.expected_head.map(parse_head).transpose()?;
-        let check = self.auth.verify_audit_chain(&tenant, expected).await?;
+        let check = self
+            .auth
+            .verify_audit_chain(tenant.as_str(), expected)
+            .await?;
         if let Some(sequence) = check.first_broken {
-            tracing::error!(tenant, sequence, "auth audit chain broken");
+            tracing::error!(
+                tenant = tenant.as_str(),
+                sequence,
+                "auth audit chain broken"
+            );
         }
         Ok(Response::new(pb::VerifyAuditChainResponse {
             valid: check.first_broken.is_none(),
@@ -538,6 +552,11 @@ fn issued_key_proto(issued: IssuedKey) -> pb::CreateApiKeyResponse {
     }
 }
 
+/// A request's `parent` field, `tenants/{tenant}`.
+fn parent(parent: &str) -> Result<TenantId> {
+    Ok(TenantId::from_name("parent", parent)?)
+}
+
 /// Parses a page size: 0 means the default; beyond the maximum is refused.
 fn page_size(requested: u32) -> Result<u32> {
     coffer_server::paging::page_size(requested).map_err(|why| Error::invalid("page_size", why))
@@ -552,10 +571,12 @@ impl AuthServiceApi {
         name: &str,
         action: Manage,
     ) -> Result<ApiKeyRow> {
-        let (tenant, id) = parse_api_key_name("name", name)?;
-        caller.require(&tenant, Scope::UserToken, || name.to_owned())?;
-        let row = self.auth.api_key(&tenant, &id).await?;
-        caller.may_manage(&row, action, name)?;
+        let name = ApiKeyName::parse("name", name).map_err(Error::from)?;
+        caller.require(name.tenant().as_str(), Scope::UserToken, || {
+            name.to_string()
+        })?;
+        let row = self.auth.api_key(name.tenant().as_str(), name.id()).await?;
+        caller.may_manage(&row, action, &name.to_string())?;
         Ok(row)
     }
 }

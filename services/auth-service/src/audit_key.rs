@@ -17,13 +17,13 @@ use coffer_server::Clock;
 use crate::{Error, Result};
 
 /// The key-service key audit keys are made under.
-pub const AUDIT_KEY_NAME: &str = "tenants/coffer-system/keys/auth-audit";
+pub(crate) const AUDIT_KEY_NAME: &str = "tenants/coffer-system/keys/auth-audit";
 
 /// Loads the audit key, making it on first start (every replica then uses the stored one).
 ///
 /// # Errors
 /// [`Error::KeyService`] (fail closed), [`Error::Database`].
-pub async fn load_or_create(
+pub(crate) async fn load_or_create(
     store: &Store,
     client: &KeyClient,
     clock: &Clock,

@@ -20,7 +20,7 @@ const MAX_AUTHORIZATION_LEN: usize = coffer_authn::jwt::MAX_TOKEN_LEN + 16;
 
 /// The verified caller of one request.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// An operator certificate, no bearer.
     Operator(SpiffeId),
     /// A bearer token's principal.
@@ -29,7 +29,7 @@ pub enum Caller {
 
 /// Which peer identities are trusted for what.
 #[derive(Debug, Clone)]
-pub struct Identities {
+pub(crate) struct Identities {
     operator_prefix: String,
     introspectors: Vec<SpiffeId>,
 }
@@ -37,7 +37,7 @@ pub struct Identities {
 impl Identities {
     /// Operators are `spiffe://{trust_domain}/operator/...`; `introspectors` may also call
     /// Introspect.
-    pub fn new(trust_domain: &str, introspectors: Vec<SpiffeId>) -> Self {
+    pub(crate) fn new(trust_domain: &str, introspectors: Vec<SpiffeId>) -> Self {
         Self {
             operator_prefix: format!("spiffe://{trust_domain}/operator/"),
             introspectors,
@@ -45,7 +45,7 @@ impl Identities {
     }
 
     /// The default introspectors of `trust_domain`: credential-service and gateway.
-    pub fn default_introspectors(trust_domain: &str) -> Vec<SpiffeId> {
+    pub(crate) fn default_introspectors(trust_domain: &str) -> Vec<SpiffeId> {
         ["credential-service", "gateway"]
             .iter()
             .filter_map(|name| SpiffeId::new(trust_domain, name).ok())
@@ -61,7 +61,7 @@ impl Identities {
 ///
 /// # Errors
 /// [`Error::Unauthenticated`] without a usable client certificate.
-pub fn peer<T>(request: &Request<T>) -> Result<SpiffeId> {
+pub(crate) fn peer<T>(request: &Request<T>) -> Result<SpiffeId> {
     SpiffeId::from_request(request).ok_or(Error::unauthenticated("no client certificate identity"))
 }
 
@@ -69,7 +69,7 @@ pub fn peer<T>(request: &Request<T>) -> Result<SpiffeId> {
 ///
 /// # Errors
 /// [`Error::Unauthenticated`] for a bad bearer, or no bearer from a non-operator.
-pub async fn caller<T>(
+pub(crate) async fn caller<T>(
     auth: &Auth,
     identities: &Identities,
     request: &Request<T>,
@@ -94,7 +94,10 @@ pub async fn caller<T>(
 ///
 /// # Errors
 /// [`Error::PermissionDenied`] for anyone else.
-pub fn require_operator<T>(identities: &Identities, request: &Request<T>) -> Result<SpiffeId> {
+pub(crate) fn require_operator<T>(
+    identities: &Identities,
+    request: &Request<T>,
+) -> Result<SpiffeId> {
     let peer = peer(request)?;
     if identities.is_operator(&peer) {
         Ok(peer)
@@ -109,7 +112,10 @@ pub fn require_operator<T>(identities: &Identities, request: &Request<T>) -> Res
 ///
 /// # Errors
 /// [`Error::PermissionDenied`] for anyone else.
-pub fn require_introspector<T>(identities: &Identities, request: &Request<T>) -> Result<SpiffeId> {
+pub(crate) fn require_introspector<T>(
+    identities: &Identities,
+    request: &Request<T>,
+) -> Result<SpiffeId> {
     let peer = peer(request)?;
     if identities.is_operator(&peer) || identities.introspectors.contains(&peer) {
         Ok(peer)
@@ -122,7 +128,7 @@ pub fn require_introspector<T>(identities: &Identities, request: &Request<T>) ->
 
 impl Caller {
     /// Who acts, as audit events name it: the principal id, or the operator's SPIFFE ID.
-    pub fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         match self {
             Caller::Operator(id) => id.to_string(),
             Caller::Principal(principal) => principal.subject.clone(),
@@ -136,7 +142,7 @@ impl Caller {
     /// # Errors
     /// [`Error::NotFound`] (`not_found`) for another tenant; [`Error::PermissionDenied`] for a
     /// missing scope.
-    pub fn require(
+    pub(crate) fn require(
         &self,
         tenant: &str,
         scope: Scope,
@@ -160,7 +166,7 @@ impl Caller {
 
 /// What a caller wants to do with an existing API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Manage {
+pub(crate) enum Manage {
     /// RevokeApiKey.
     Revoke,
     /// RollApiKey.
@@ -179,7 +185,7 @@ impl Caller {
     ///
     /// # Errors
     /// [`Error::PermissionDenied`]; [`Error::Corrupt`] for unknown stored scopes.
-    pub fn may_manage(&self, row: &ApiKeyRow, action: Manage, name: &str) -> Result<()> {
+    pub(crate) fn may_manage(&self, row: &ApiKeyRow, action: Manage, name: &str) -> Result<()> {
         let Caller::Principal(me) = self else {
             return Ok(());
         };
@@ -205,7 +211,7 @@ impl Caller {
     ///
     /// # Errors
     /// [`Error::PermissionDenied`].
-    pub fn may_grant(&self, granted: &Scopes) -> Result<()> {
+    pub(crate) fn may_grant(&self, granted: &Scopes) -> Result<()> {
         let Caller::Principal(me) = self else {
             return Ok(());
         };

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use coffer_authn::jwt::RsaBits;
-pub use coffer_config::ConfigErrors;
+use coffer_config::ConfigErrors;
 use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
 use coffer_server::Clock;
 use coffer_server::upstream::{DEFAULT_TRUST_DOMAIN, Upstream};
@@ -71,7 +71,7 @@ pub struct Config {
 }
 
 /// The auth-service's default port.
-pub const DEFAULT_PORT: u16 = 50052;
+pub(crate) const DEFAULT_PORT: u16 = 50052;
 const DEFAULT_ISSUER: &str = "https://coffer.local";
 const DEFAULT_AUDIENCE: &str = "coffer";
 const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);

@@ -76,6 +76,12 @@ pub enum Error {
 /// `Result` with the auth-service [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<coffer_server::names::Invalid> for Error {
+    fn from(invalid: coffer_server::names::Invalid) -> Self {
+        Self::invalid(invalid.field, invalid.reason)
+    }
+}
+
 impl Error {
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidArgument {

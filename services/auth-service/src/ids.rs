@@ -1,83 +1,60 @@
-//! Validated identifiers and resource names, parsed at the API edge.
+//! Typed resource names of auth-service, on the shared [`coffer_server::names`]: tenants,
+//! `tenants/{tenant}/principals/{id}` and `tenants/{tenant}/apiKeys/{id}`. Parsed at the API
+//! edge, so operations get ids that are already valid.
 
-use crate::{Error, Result};
+use coffer_crypto::apikey::ApiKeyId;
+use coffer_server::names::{Collection, Name};
 
-/// Validates an id: `[a-z0-9_-]{1,64}`.
-///
-/// # Errors
-/// [`Error::InvalidArgument`] naming `field`.
-pub fn parse_id(field: &'static str, id: &str) -> Result<String> {
-    if coffer_server::names::is_valid_id(id) {
-        Ok(id.to_owned())
-    } else {
-        Err(Error::invalid(
-            field,
-            format!("must match {}", coffer_server::names::ID_PATTERN),
-        ))
+pub(crate) use coffer_server::names::TenantId;
+
+/// The principal collection; ids match [`coffer_server::names::ID_PATTERN`].
+pub(crate) struct Principals;
+
+impl Collection for Principals {
+    const SEGMENT: &'static str = "principals";
+    const ID: &'static str = "principal";
+}
+
+/// `tenants/{tenant}/principals/{id}`.
+pub(crate) type PrincipalName = Name<Principals>;
+
+/// The API-key collection; ids are the 12 letters and digits of the key's public id.
+pub(crate) struct ApiKeys;
+
+impl Collection for ApiKeys {
+    const SEGMENT: &'static str = "apiKeys";
+    const ID: &'static str = "apiKey";
+    const ID_RULE: &'static str = "12 letters and digits";
+
+    fn is_valid(id: &str) -> bool {
+        ApiKeyId::parse(id).is_ok()
     }
 }
 
-/// Parses `tenants/{tenant}` into the tenant id.
-///
-/// # Errors
-/// [`Error::InvalidArgument`] naming `field`.
-pub fn parse_tenant_name(field: &'static str, name: &str) -> Result<String> {
-    let id = name
-        .strip_prefix("tenants/")
-        .ok_or_else(|| Error::invalid(field, "must be tenants/{tenant}"))?;
-    parse_id(field, id)
-}
-
-/// Parses `tenants/{tenant}/principals/{id}` into (tenant, principal id).
-///
-/// # Errors
-/// [`Error::InvalidArgument`] naming `field`.
-pub fn parse_principal_name(field: &'static str, name: &str) -> Result<(String, String)> {
-    let invalid = || Error::invalid(field, "must be tenants/{tenant}/principals/{id}");
-    let rest = name.strip_prefix("tenants/").ok_or_else(invalid)?;
-    let (tenant, id) = rest.split_once("/principals/").ok_or_else(invalid)?;
-    Ok((parse_id(field, tenant)?, parse_id(field, id)?))
-}
-
-/// Parses `tenants/{tenant}/apiKeys/{id}` into (tenant, key id).
-///
-/// # Errors
-/// [`Error::InvalidArgument`] naming `field`.
-pub fn parse_api_key_name(field: &'static str, name: &str) -> Result<(String, String)> {
-    let invalid = || Error::invalid(field, "must be tenants/{tenant}/apiKeys/{id}");
-    let rest = name.strip_prefix("tenants/").ok_or_else(invalid)?;
-    let (tenant, id) = rest.split_once("/apiKeys/").ok_or_else(invalid)?;
-    let id = coffer_crypto::apikey::ApiKeyId::parse(id).map_err(|_| invalid())?;
-    Ok((parse_id(field, tenant)?, id.as_str().to_owned()))
-}
+/// `tenants/{tenant}/apiKeys/{id}`.
+pub(crate) type ApiKeyName = Name<ApiKeys>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_parse_and_bad_ones_name_the_field() {
-        assert_eq!(parse_tenant_name("name", "tenants/acme").unwrap(), "acme");
+    fn names_parse_and_bad_ones_name_the_field_and_rule() {
+        let principal = PrincipalName::parse("name", "tenants/acme/principals/alice").unwrap();
         assert_eq!(
-            parse_principal_name("name", "tenants/acme/principals/alice").unwrap(),
-            ("acme".to_owned(), "alice".to_owned())
+            (principal.tenant().as_str(), principal.id()),
+            ("acme", "alice")
         );
-        for bad in ["acme", "tenants/", "tenants/Acme", "tenants/a/b"] {
-            assert!(
-                parse_tenant_name("parent", bad)
-                    .unwrap_err()
-                    .to_string()
-                    .starts_with("invalid parent")
-            );
-        }
-        assert!(parse_principal_name("name", "tenants/acme/principals/").is_err());
-        assert!(parse_principal_name("name", "tenants/acme/users/alice").is_err());
-        assert_eq!(
-            parse_api_key_name("name", "tenants/acme/apiKeys/abcDEF012345")
-                .unwrap()
-                .1,
-            "abcDEF012345"
+        assert!(PrincipalName::parse("name", "tenants/acme/principals/").is_err());
+        assert!(PrincipalName::parse("name", "tenants/acme/users/alice").is_err());
+        let key = ApiKeyName::parse("name", "tenants/acme/apiKeys/abcDEF012345").unwrap();
+        assert_eq!(key.id(), "abcDEF012345");
+        let err = ApiKeyName::parse("name", "tenants/acme/apiKeys/short").unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("the apiKey 12 letters and digits"),
+            "{err}"
         );
-        assert!(parse_api_key_name("name", "tenants/acme/apiKeys/short").is_err());
+        assert!(ApiKeyName::parse("name", "tenants/acme/apiKeys/abcDEF01234_").is_err());
     }
 }

@@ -8,17 +8,17 @@
 //!
 //! [`serve`] runs the service on a listener the caller bound.
 
-pub mod api;
-pub mod audit_key;
-pub mod authz;
-pub mod config;
+pub(crate) mod api;
+pub(crate) mod audit_key;
+pub(crate) mod authz;
+pub(crate) mod config;
 mod error;
-pub mod ids;
-pub mod ops;
-pub mod password;
-pub mod signing;
-pub mod source;
-pub mod store;
+pub(crate) mod ids;
+pub(crate) mod ops;
+pub(crate) mod password;
+pub(crate) mod signing;
+pub(crate) mod source;
+pub(crate) mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ use secrecy::ExposeSecret as _;
 
 pub use config::Config;
 pub use error::{DOMAIN, Error, Result};
+pub use ops::Lockout;
+pub use signing::TokenSettings;
 
 use crate::api::AuthServiceApi;
 use crate::authz::Identities;

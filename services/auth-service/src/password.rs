@@ -17,7 +17,7 @@ use crate::{Error, Result};
 
 /// The bounded bcrypt pool.
 #[derive(Debug, Clone)]
-pub struct Passwords {
+pub(crate) struct Passwords {
     slots: Arc<Semaphore>,
     per_source: usize,
     in_flight: Arc<Mutex<HashMap<Source, usize>>>,
@@ -33,7 +33,7 @@ impl Passwords {
     ///
     /// # Errors
     /// [`Error::Bcrypt`] for a cost outside bcrypt's range, [`Error::Crypto`] if the RNG fails.
-    pub fn new(concurrency: usize, per_source: usize, cost: u32) -> Result<Self> {
+    pub(crate) fn new(concurrency: usize, per_source: usize, cost: u32) -> Result<Self> {
         let mut random = [0u8; 24];
         coffer_crypto::fill_random(&mut random)?;
         let decoy = bcrypt::hash(random, cost)?;
@@ -50,7 +50,7 @@ impl Passwords {
     ///
     /// # Errors
     /// [`Error::ResourceExhausted`] when the pool is saturated, [`Error::Bcrypt`].
-    pub async fn hash(&self, password: SecretString, source: &Source) -> Result<String> {
+    pub(crate) async fn hash(&self, password: SecretString, source: &Source) -> Result<String> {
         let cost = self.cost;
         self.run(source, move || {
             bcrypt::hash(password.expose_secret(), cost).map_err(Error::from)
@@ -64,7 +64,7 @@ impl Passwords {
     /// # Errors
     /// [`Error::ResourceExhausted`] when the pool is saturated, [`Error::Bcrypt`] for a
     /// malformed stored hash.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         password: SecretString,
         hash: Option<&str>,

@@ -17,7 +17,7 @@ use secrecy::ExposeSecret as _;
 use crate::store::{ChainEvent, SigningKeyRow, Store};
 
 /// The tenant whose audit chain records signing-key rotations.
-pub const SYSTEM_TENANT: &str = "coffer-system";
+pub(crate) const SYSTEM_TENANT: &str = "coffer-system";
 use coffer_server::Clock;
 
 use crate::{Error, Result};
@@ -39,7 +39,7 @@ pub struct TokenSettings {
 
 /// Encrypts and decrypts private signing keys through key-service.
 #[derive(Debug, Clone)]
-pub struct KeyServiceVault {
+pub(crate) struct KeyServiceVault {
     client: KeyClient,
     key_name: String,
 }
@@ -50,7 +50,7 @@ impl KeyServiceVault {
     ///
     /// # Errors
     /// [`Error::KeyService`] if key-service refuses.
-    pub async fn open(client: KeyClient, key_name: String) -> Result<Self> {
+    pub(crate) async fn open(client: KeyClient, key_name: String) -> Result<Self> {
         if client.ensure_key(&key_name, false).await? {
             tracing::info!(key = %key_name, "created the signing-key encryption key");
         }
@@ -89,17 +89,17 @@ fn context(kid: &str) -> Context {
 }
 
 /// What requests use: the signing key, the verifier and the published JWKS.
-pub struct KeySet {
+pub(crate) struct KeySet {
     /// Signs new tokens.
-    pub signer: SigningKey,
+    pub(crate) signer: SigningKey,
     /// Verifies tokens from any published key.
-    pub verifier: Verifier,
+    pub(crate) verifier: Verifier,
     /// The published public keys, newest first.
-    pub jwks: Jwks,
+    pub(crate) jwks: Jwks,
 }
 
 /// The live key set, swapped atomically on rotation or reload.
-pub struct SigningKeys {
+pub(crate) struct SigningKeys {
     store: Store,
     vault: KeyServiceVault,
     settings: TokenSettings,
@@ -110,7 +110,7 @@ pub struct SigningKeys {
 
 impl SigningKeys {
     /// The service's clock.
-    pub fn clock(&self) -> &Clock {
+    pub(crate) fn clock(&self) -> &Clock {
         &self.clock
     }
 
@@ -118,7 +118,7 @@ impl SigningKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`] (fail closed: no key-service, no tokens), [`Error::Database`].
-    pub async fn load(
+    pub(crate) async fn load(
         store: Store,
         vault: KeyServiceVault,
         settings: TokenSettings,
@@ -150,12 +150,12 @@ impl SigningKeys {
     }
 
     /// The token settings.
-    pub fn settings(&self) -> &TokenSettings {
+    pub(crate) fn settings(&self) -> &TokenSettings {
         &self.settings
     }
 
     /// The current key set.
-    pub fn current(&self) -> Arc<KeySet> {
+    pub(crate) fn current(&self) -> Arc<KeySet> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -163,7 +163,7 @@ impl SigningKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`], [`Error::Database`].
-    pub async fn rotate(&self, actor: &str) -> Result<Vec<String>> {
+    pub(crate) async fn rotate(&self, actor: &str) -> Result<Vec<String>> {
         create_key(
             &self.store,
             &self.vault,
@@ -189,7 +189,7 @@ impl SigningKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`], [`Error::Database`].
-    pub async fn reload(&self) -> Result<()> {
+    pub(crate) async fn reload(&self) -> Result<()> {
         let rows = self.store.published_signing_keys(self.clock.now()).await?;
         let current = self.current();
         let kids: Vec<&str> = rows.iter().map(|row| row.kid.as_str()).collect();

@@ -14,15 +14,15 @@ use coffer_transport::SpiffeId;
 use crate::{Error, Result};
 
 /// Longest `client` an introspector may name.
-pub const MAX_CLIENT_LEN: usize = 256;
+pub(crate) const MAX_CLIENT_LEN: usize = 256;
 
 /// A request's source (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Source(String);
+pub(crate) struct Source(String);
 
 impl Source {
     /// The peer itself.
-    pub fn peer(peer: &SpiffeId) -> Self {
+    pub(crate) fn peer(peer: &SpiffeId) -> Self {
         Self(peer.as_str().to_owned())
     }
 
@@ -31,7 +31,7 @@ impl Source {
     /// # Errors
     /// [`Error::InvalidArgument`] on `client` for more than [`MAX_CLIENT_LEN`] bytes or
     /// anything but printable ASCII.
-    pub fn on_behalf_of(introspector: &SpiffeId, client: &str) -> Result<Self> {
+    pub(crate) fn on_behalf_of(introspector: &SpiffeId, client: &str) -> Result<Self> {
         if client.is_empty() {
             return Ok(Self::peer(introspector));
         }
@@ -44,11 +44,6 @@ impl Source {
             ));
         }
         Ok(Self(format!("{introspector} for {client}")))
-    }
-
-    /// The text form, as stored with the failure counts.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -71,7 +66,7 @@ mod tests {
         );
         let client = Source::on_behalf_of(&gateway, "spiffe://td/app 203.0.113.7").unwrap();
         assert_eq!(
-            client.as_str(),
+            client.to_string(),
             "spiffe://td/gateway for spiffe://td/app 203.0.113.7"
         );
         assert!(Source::on_behalf_of(&gateway, &"x".repeat(MAX_CLIENT_LEN + 1)).is_err());

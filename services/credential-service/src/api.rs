@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::authz::Gate;
 use crate::content::{Content, Opaque};
 use crate::env::{Env, check_name};
-use crate::names::{parse_credential_name, validate_new};
+use crate::names::{CredentialName, validate_new};
 use crate::ops::audit::ChainCheck;
 use crate::ops::sweep::Progress;
 use crate::ops::{Credentials, credential_name};
@@ -27,7 +27,7 @@ use crate::store::{AuditEvent, AuditHead, CredentialRow};
 use crate::{Error, Result};
 
 /// The `coffer.v1.CredentialService` implementation.
-pub struct CredentialServiceApi {
+pub(crate) struct CredentialServiceApi {
     credentials: Arc<Credentials>,
     gate: Gate,
     sealing: Arc<SealingKeys>,
@@ -35,7 +35,7 @@ pub struct CredentialServiceApi {
 
 impl CredentialServiceApi {
     /// Serves `credentials`, authenticating bearers with `authenticator`.
-    pub fn new(
+    pub(crate) fn new(
         credentials: Arc<Credentials>,
         authenticator: Arc<Authenticator>,
         sealing: Arc<SealingKeys>,
@@ -63,12 +63,12 @@ impl CredentialService for CredentialServiceApi {
         let mut request = request.into_inner();
         let sealed = std::mem::take(&mut request.sealed_env);
         request.env = self.sealing.open_into(
-            &tenant,
+            tenant.as_str(),
             "sealed_env",
             sealed,
             std::mem::take(&mut request.env),
         )?;
-        let new = validate_new(tenant, request, self.credentials.now())?;
+        let new = validate_new(tenant.to_string(), request, self.credentials.now())?;
         let (row, content) = self.credentials.create(new, &actor).await?;
         Ok(Response::new(credential_proto(&row, &content)?))
     }
@@ -77,11 +77,11 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::GetCredentialRequest>,
     ) -> Reply<pb::Credential> {
-        let (tenant, id, actor) = self
+        let (name, actor) = self
             .gate
             .credential(&request, &request.get_ref().name, Scope::McpRead)
             .await?;
-        let (row, content) = self.credentials.get(&tenant, &id, &actor).await?;
+        let (row, content) = self.credentials.get(&name, &actor).await?;
         Ok(Response::new(credential_proto(&row, &content)?))
     }
 
@@ -96,18 +96,18 @@ impl CredentialService for CredentialServiceApi {
         let request = request.into_inner();
         let page_size = page_size(request.page_size)?;
         let filter = (request.server_id.as_str(), request.template_id.as_str());
-        let cursor = Cursor::new("ListCredentials", &request.parent, &[filter.0, filter.1]);
+        let cursor = Cursor::new("ListCredentials", &tenant.name(), &[filter.0, filter.1]);
         let after = match cursor.position(&request.page_token) {
-            Ok(Some(id)) => {
-                parse_credential_name("page_token", &credential_name(&tenant, &id))?;
-                id
-            }
+            Ok(Some(id)) => CredentialName::new(tenant.clone(), "page_token", &id)
+                .map_err(Error::from)?
+                .id()
+                .to_owned(),
             Ok(None) => String::new(),
             Err(why) => return Err(Error::invalid("page_token", why).into()),
         };
         let (page, next) = self
             .credentials
-            .list(&tenant, filter, page_size, &after, &actor)
+            .list(tenant.as_str(), filter, page_size, &after, &actor)
             .await?;
         let next = next.map(|id| cursor.token(&id));
         Ok(Response::new(pb::ListCredentialsResponse {
@@ -123,7 +123,7 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::UpdateCredentialRequest>,
     ) -> Reply<pb::Credential> {
-        let (tenant, id, actor) = self
+        let (name, actor) = self
             .gate
             .credential(&request, &request.get_ref().name, Scope::McpWrite)
             .await?;
@@ -139,11 +139,11 @@ impl CredentialService for CredentialServiceApi {
             }
             let opaque = Opaque::parse("set_opaque", opaque.blob, opaque.metadata)?;
             self.credentials
-                .replace_opaque(&tenant, &id, request.row_version, opaque, &actor)
+                .replace_opaque(&name, request.row_version, opaque, &actor)
                 .await?
         } else {
             let set = self.sealing.open_into(
-                &tenant,
+                name.tenant().as_str(),
                 "set_sealed_env",
                 request.set_sealed_env,
                 request.set_env,
@@ -153,14 +153,7 @@ impl CredentialService for CredentialServiceApi {
                 check_name("unset_env", unset)?;
             }
             self.credentials
-                .update(
-                    &tenant,
-                    &id,
-                    request.row_version,
-                    set,
-                    &request.unset_env,
-                    &actor,
-                )
+                .update(&name, request.row_version, set, &request.unset_env, &actor)
                 .await?
         };
         Ok(Response::new(credential_proto(&row, &content)?))
@@ -170,11 +163,11 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::DeleteCredentialRequest>,
     ) -> Reply<pb::DeleteCredentialResponse> {
-        let (tenant, id, actor) = self
+        let (name, actor) = self
             .gate
             .credential(&request, &request.get_ref().name, Scope::McpWrite)
             .await?;
-        self.credentials.delete(&tenant, &id, &actor).await?;
+        self.credentials.delete(&name, &actor).await?;
         Ok(Response::new(pb::DeleteCredentialResponse {}))
     }
 
@@ -182,14 +175,11 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::RevealCredentialRequest>,
     ) -> Reply<pb::RevealCredentialResponse> {
-        let (tenant, id, actor) = self
+        let (name, actor) = self
             .gate
             .credential(&request, &request.get_ref().name, Scope::CredentialReveal)
             .await?;
-        let (row, env) = self
-            .credentials
-            .reveal(&tenant, &id, "reveal", &actor)
-            .await?;
+        let (row, env) = self.credentials.reveal(&name, "reveal", &actor).await?;
         Ok(Response::new(pb::RevealCredentialResponse {
             env: env.into_revealed(),
             row_version: u64::try_from(row.row_version).unwrap_or(0),
@@ -200,7 +190,7 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::ValidateCredentialRequest>,
     ) -> Reply<pb::ValidateCredentialResponse> {
-        let (tenant, id, actor) = self
+        let (name, actor) = self
             .gate
             .credential(&request, &request.get_ref().name, Scope::McpRead)
             .await?;
@@ -208,10 +198,7 @@ impl CredentialService for CredentialServiceApi {
         for key in &required {
             check_name("required_keys", key)?;
         }
-        let missing = self
-            .credentials
-            .validate(&tenant, &id, &required, &actor)
-            .await?;
+        let missing = self.credentials.validate(&name, &required, &actor).await?;
         Ok(Response::new(pb::ValidateCredentialResponse {
             valid: missing.is_empty(),
             missing,
@@ -226,7 +213,7 @@ impl CredentialService for CredentialServiceApi {
             .gate
             .parent(&request, &request.get_ref().parent, Scope::McpWrite)
             .await?;
-        let key = self.sealing.current(&tenant)?;
+        let key = self.sealing.current(tenant.as_str())?;
         Ok(Response::new(pb::SealingKey {
             kid: key.kid,
             alg: crate::sealing::ALG.to_owned(),
@@ -241,7 +228,7 @@ impl CredentialService for CredentialServiceApi {
         &self,
         request: Request<pb::HydrateConfigRequest>,
     ) -> Reply<pb::HydrateConfigResponse> {
-        let (tenant, id, actor) = self
+        let (name, actor) = self
             .gate
             .credential(&request, &request.get_ref().name, Scope::CredentialReveal)
             .await?;
@@ -251,10 +238,7 @@ impl CredentialService for CredentialServiceApi {
         for variable in plan.variables() {
             check_name("paths", variable)?;
         }
-        let (_, env) = self
-            .credentials
-            .reveal(&tenant, &id, "hydrate", &actor)
-            .await?;
+        let (_, env) = self.credentials.reveal(&name, "hydrate", &actor).await?;
         let config = plan.apply(&env)?;
         Ok(Response::new(pb::HydrateConfigResponse { config }))
     }
@@ -269,7 +253,7 @@ impl CredentialService for CredentialServiceApi {
             .await?;
         let progress = self
             .credentials
-            .rewrap(&tenant, request.get_ref().max_pages)
+            .rewrap(tenant.as_str(), request.get_ref().max_pages)
             .await?;
         Ok(Response::new(progress_proto(progress)))
     }
@@ -283,7 +267,7 @@ impl CredentialService for CredentialServiceApi {
             .parent(&request, &request.get_ref().parent, Scope::OrgRead)
             .await?;
         Ok(Response::new(progress_proto(
-            self.credentials.rewrap_progress(&tenant).await?,
+            self.credentials.rewrap_progress(tenant.as_str()).await?,
         )))
     }
 
@@ -303,7 +287,7 @@ impl CredentialService for CredentialServiceApi {
             .map_err(|why| Error::invalid("page_token", why))?;
         let rows = self
             .credentials
-            .audit_events(&tenant, after, page_size + 1)
+            .audit_events(tenant.as_str(), after, page_size + 1)
             .await?;
         let (events, next) = coffer_server::paging::split_page(rows, page_size, |e| {
             cursor.token(&e.sequence.to_string())
@@ -325,7 +309,7 @@ impl CredentialService for CredentialServiceApi {
         let expected = request
             .into_inner()
             .expected_head
-            .map(|head| parse_head(&tenant, head))
+            .map(|head| parse_head(tenant.as_str(), head))
             .transpose()?;
         let ChainCheck {
             checked,
@@ -333,10 +317,10 @@ impl CredentialService for CredentialServiceApi {
             head,
         } = self
             .credentials
-            .verify_chain(&tenant, expected.as_ref())
+            .verify_chain(tenant.as_str(), expected.as_ref())
             .await?;
         if let Some(sequence) = first_broken {
-            tracing::error!(tenant, sequence, "audit chain broken");
+            tracing::error!(tenant = tenant.as_str(), sequence, "audit chain broken");
         }
         Ok(Response::new(pb::VerifyAuditChainResponse {
             valid: first_broken.is_none(),

@@ -20,12 +20,12 @@ use coffer_server::Clock;
 use crate::{Error, Result};
 
 /// The key-service key id audit keys are made under.
-pub const AUDIT_KEY_ID: &str = "credential-audit";
+pub(crate) const AUDIT_KEY_ID: &str = "credential-audit";
 /// Tenants whose unwrapped audit key is kept at once.
 const CACHED_TENANTS: usize = 10_000;
 
 /// Audit keys, per tenant.
-pub struct AuditKeys {
+pub(crate) struct AuditKeys {
     client: KeyClient,
     clock: Clock,
     cache: Mutex<LruCache<String, Arc<AuditKey>>>,
@@ -33,7 +33,7 @@ pub struct AuditKeys {
 
 impl AuditKeys {
     /// Audit keys through `client`, stored with times from `clock`.
-    pub fn new(client: KeyClient, clock: Clock) -> Self {
+    pub(crate) fn new(client: KeyClient, clock: Clock) -> Self {
         Self {
             client,
             clock,
@@ -47,7 +47,7 @@ impl AuditKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`] when key-service is down or refuses; [`Error::Database`].
-    pub async fn key(&self, store: &Store, tenant: &str) -> Result<Arc<AuditKey>> {
+    pub(crate) async fn key(&self, store: &Store, tenant: &str) -> Result<Arc<AuditKey>> {
         if let Some(key) = self.lock().get(tenant) {
             return Ok(Arc::clone(key));
         }

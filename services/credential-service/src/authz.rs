@@ -9,8 +9,8 @@ use coffer_authn::authenticator::Authenticator;
 use coffer_authn::{Denied, Principal, Scope};
 use tonic::Request;
 
-use crate::names::{parse_credential_name, parse_tenant_name};
-use crate::ops::{Actor, Credentials, credential_name};
+use crate::names::{CredentialName, TenantId};
+use crate::ops::{Actor, Credentials};
 use crate::{Error, Result};
 
 /// The authorization of every credential-service call.
@@ -34,26 +34,26 @@ impl Gate {
         request: &Request<T>,
         parent: &str,
         scope: Scope,
-    ) -> Result<(String, Actor)> {
-        let tenant = parse_tenant_name("parent", parent)?;
+    ) -> Result<(TenantId, Actor)> {
+        let tenant = TenantId::from_name("parent", parent)?;
         let actor = self
-            .authorize(request, &tenant, scope, &format!("tenants/{tenant}"))
+            .authorize(request, tenant.as_str(), scope, &tenant.name())
             .await?;
         Ok((tenant, actor))
     }
 
-    /// Parses a credential `name` and authorizes the caller on it: (tenant, id, actor).
+    /// Parses a credential `name` and authorizes the caller on it.
     pub(crate) async fn credential<T>(
         &self,
         request: &Request<T>,
         name: &str,
         scope: Scope,
-    ) -> Result<(String, String, Actor)> {
-        let (tenant, id) = parse_credential_name("name", name)?;
+    ) -> Result<(CredentialName, Actor)> {
+        let name = CredentialName::parse("name", name)?;
         let actor = self
-            .authorize(request, &tenant, scope, &credential_name(&tenant, &id))
+            .authorize(request, name.tenant().as_str(), scope, &name.to_string())
             .await?;
-        Ok((tenant, id, actor))
+        Ok((name, actor))
     }
 
     /// Authenticates the caller and checks it may act in `tenant` with `scope` on `resource`.

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
-pub use coffer_config::ConfigErrors;
+use coffer_config::ConfigErrors;
 use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
 use coffer_server::Clock;
 use coffer_server::upstream::{self, Upstream};
@@ -53,7 +53,7 @@ pub struct Config {
 }
 
 /// The credential-service's default port.
-pub const DEFAULT_PORT: u16 = 50053;
+pub(crate) const DEFAULT_PORT: u16 = 50053;
 const DEFAULT_DATA_KEY_ID: &str = "credentials";
 const DEFAULT_DEK_CACHE_CAPACITY: NonZeroUsize = match NonZeroUsize::new(10_000) {
     Some(n) => n,

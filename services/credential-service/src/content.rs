@@ -13,13 +13,13 @@ use crate::error::reasons;
 use crate::{Error, Result};
 
 /// Largest opaque blob.
-pub const MAX_BLOB_BYTES: usize = 65_536;
+pub(crate) const MAX_BLOB_BYTES: usize = 65_536;
 /// Most metadata entries of an opaque entry.
-pub const MAX_METADATA_ENTRIES: usize = 32;
+pub(crate) const MAX_METADATA_ENTRIES: usize = 32;
 
 /// A credential's decrypted content.
 #[derive(Debug)]
-pub enum Content {
+pub(crate) enum Content {
     /// Variables the server can read.
     Env(Env),
     /// A client-encrypted entry.
@@ -28,11 +28,11 @@ pub enum Content {
 
 /// A client-encrypted entry and its metadata.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Opaque {
+pub(crate) struct Opaque {
     /// The client's ciphertext.
-    pub blob: Vec<u8>,
+    pub(crate) blob: Vec<u8>,
     /// The client's description of it.
-    pub metadata: BTreeMap<String, String>,
+    pub(crate) metadata: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Opaque {
@@ -48,7 +48,7 @@ impl Opaque {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] on `field`.
-    pub fn parse(
+    pub(crate) fn parse(
         field: &'static str,
         blob: Vec<u8>,
         metadata: impl IntoIterator<Item = (String, String)>,
@@ -78,7 +78,7 @@ impl Opaque {
 
 /// What a credential row holds, as stored (`env`, `opaque`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentKind {
+pub(crate) enum ContentKind {
     /// An environment map the server can mask, validate, reveal and hydrate.
     Env,
     /// A zero-knowledge entry, encrypted by the client.
@@ -87,7 +87,7 @@ pub enum ContentKind {
 
 impl ContentKind {
     /// The stored form.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ContentKind::Env => "env",
             ContentKind::Opaque => "opaque",
@@ -95,7 +95,7 @@ impl ContentKind {
     }
 
     /// The kind a stored form names.
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         [ContentKind::Env, ContentKind::Opaque]
             .into_iter()
             .find(|kind| kind.as_str() == text)
@@ -104,7 +104,7 @@ impl ContentKind {
 
 impl Content {
     /// The kind.
-    pub fn kind(&self) -> ContentKind {
+    pub(crate) fn kind(&self) -> ContentKind {
         match self {
             Content::Env(_) => ContentKind::Env,
             Content::Opaque(_) => ContentKind::Opaque,
@@ -115,7 +115,7 @@ impl Content {
     ///
     /// # Errors
     /// [`Error::Corrupt`] if serialization fails.
-    pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) fn to_json(&self) -> Result<Zeroizing<Vec<u8>>> {
         match self {
             Content::Env(env) => env.to_json(),
             Content::Opaque(opaque) => {
@@ -131,7 +131,7 @@ impl Content {
     ///
     /// # Errors
     /// [`Error::Corrupt`].
-    pub fn from_json(kind: ContentKind, bytes: &[u8]) -> Result<Self> {
+    pub(crate) fn from_json(kind: ContentKind, bytes: &[u8]) -> Result<Self> {
         match kind {
             ContentKind::Env => Env::from_json(bytes).map(Content::Env),
             ContentKind::Opaque => {
@@ -157,7 +157,7 @@ impl Content {
     ///
     /// # Errors
     /// [`Error::FailedPrecondition`].
-    pub fn into_env(self, name: &str) -> Result<Env> {
+    pub(crate) fn into_env(self, name: &str) -> Result<Env> {
         match self {
             Content::Env(env) => Ok(env),
             Content::Opaque(_) => Err(zero_knowledge(name)),
@@ -166,7 +166,7 @@ impl Content {
 }
 
 /// The answer to reading values of a zero-knowledge credential.
-pub fn zero_knowledge(name: &str) -> Error {
+pub(crate) fn zero_knowledge(name: &str) -> Error {
     Error::FailedPrecondition(
         reasons::ZERO_KNOWLEDGE,
         format!(

@@ -26,22 +26,22 @@ use crate::{Error, Result};
 type CachedKey = (Arc<DataKey>, String, Instant);
 
 /// How often key changes are fetched from key-service.
-pub const KEY_CHANGE_POLL: Duration = Duration::from_millis(250);
+pub(crate) const KEY_CHANGE_POLL: Duration = Duration::from_millis(250);
 /// The cache is bypassed when key changes were last fetched longer ago than this.
-pub const KEY_CHANGE_MAX_STALENESS: Duration = Duration::from_secs(1);
+pub(crate) const KEY_CHANGE_MAX_STALENESS: Duration = Duration::from_secs(1);
 
 /// A data key: unwrapped, and as stored.
-pub struct IssuedDataKey {
+pub(crate) struct IssuedDataKey {
     /// The key.
-    pub key: Arc<DataKey>,
+    pub(crate) key: Arc<DataKey>,
     /// Its wrapped form.
-    pub wrapped: Vec<u8>,
+    pub(crate) wrapped: Vec<u8>,
     /// The key-service key version that wrapped it.
-    pub key_version: u32,
+    pub(crate) key_version: u32,
 }
 
 /// Generates and unwraps data keys through key-service.
-pub struct DataKeys {
+pub(crate) struct DataKeys {
     client: KeyClient,
     key_id: String,
     cache: Mutex<LruCache<[u8; 32], CachedKey>>,
@@ -53,7 +53,12 @@ pub struct DataKeys {
 
 impl DataKeys {
     /// Data keys under `tenants/{tenant}/keys/{key_id}` through `client`.
-    pub fn new(client: KeyClient, key_id: String, capacity: NonZeroUsize, ttl: Duration) -> Self {
+    pub(crate) fn new(
+        client: KeyClient,
+        key_id: String,
+        capacity: NonZeroUsize,
+        ttl: Duration,
+    ) -> Self {
         Self {
             client,
             key_id,
@@ -72,7 +77,7 @@ impl DataKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`]; the cache is then bypassed once it is stale.
-    pub async fn watch_once(&self) -> Result<()> {
+    pub(crate) async fn watch_once(&self) -> Result<()> {
         let started = Instant::now();
         let mut since = self
             .watched
@@ -115,7 +120,7 @@ impl DataKeys {
     }
 
     /// Forgets every cached data key of `tenant`.
-    pub fn evict_tenant(&self, tenant: &str) {
+    pub(crate) fn evict_tenant(&self, tenant: &str) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let stale: Vec<[u8; 32]> = cache
             .iter()
@@ -140,7 +145,7 @@ impl DataKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`] (UNAVAILABLE to the caller).
-    pub async fn generate(&self, tenant: &str, credential: &str) -> Result<IssuedDataKey> {
+    pub(crate) async fn generate(&self, tenant: &str, credential: &str) -> Result<IssuedDataKey> {
         self.ensure_key(tenant).await?;
         let generated = self
             .client
@@ -160,7 +165,7 @@ impl DataKeys {
     /// # Errors
     /// [`Error::KeyService`] when key-service is down or refuses; [`Error::Undecryptable`]
     /// when the wrapped key does not belong to this credential.
-    pub async fn unwrap(
+    pub(crate) async fn unwrap(
         &self,
         tenant: &str,
         credential: &str,
@@ -198,7 +203,7 @@ impl DataKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`].
-    pub async fn primary_version(&self, tenant: &str) -> Result<Option<u32>> {
+    pub(crate) async fn primary_version(&self, tenant: &str) -> Result<Option<u32>> {
         Ok(self.client.primary_version(&self.key_name(tenant)).await?)
     }
 
@@ -207,7 +212,7 @@ impl DataKeys {
     ///
     /// # Errors
     /// [`Error::KeyService`] when the batch as a whole fails.
-    pub async fn rewrap(
+    pub(crate) async fn rewrap(
         &self,
         tenant: &str,
         items: &[(String, Vec<u8>)],

@@ -7,15 +7,15 @@ use zeroize::{Zeroize as _, Zeroizing};
 use crate::{Error, Result};
 
 /// Most entries in one environment.
-pub const MAX_ENTRIES: usize = 100;
+pub(crate) const MAX_ENTRIES: usize = 100;
 /// Most bytes of names and values together.
-pub const MAX_TOTAL_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TOTAL_BYTES: usize = 64 * 1024;
 /// Longest variable name.
-pub const MAX_NAME_LEN: usize = 128;
+pub(crate) const MAX_NAME_LEN: usize = 128;
 
 /// Variable name -> secret value.
 #[derive(Default, Clone, PartialEq, Eq)]
-pub struct Env(BTreeMap<String, String>);
+pub(crate) struct Env(BTreeMap<String, String>);
 
 impl Env {
     /// Validates names, count and size.
@@ -23,7 +23,7 @@ impl Env {
     /// # Errors
     /// [`Error::InvalidArgument`] on `field`, naming the offending variable (names are not
     /// secret; values are never quoted).
-    pub fn parse(
+    pub(crate) fn parse(
         field: &'static str,
         entries: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self> {
@@ -36,7 +36,7 @@ impl Env {
     ///
     /// # Errors
     /// As [`Env::parse`].
-    pub fn check(&self, field: &'static str) -> Result<()> {
+    pub(crate) fn check(&self, field: &'static str) -> Result<()> {
         if self.0.len() > MAX_ENTRIES {
             return Err(Error::invalid(
                 field,
@@ -58,12 +58,12 @@ impl Env {
     }
 
     /// The entries.
-    pub fn entries(&self) -> &BTreeMap<String, String> {
+    pub(crate) fn entries(&self) -> &BTreeMap<String, String> {
         &self.0
     }
 
     /// Sets entries and removes names.
-    pub fn apply(&mut self, set: Env, unset: &[String]) {
+    pub(crate) fn apply(&mut self, set: Env, unset: &[String]) {
         for name in unset {
             if let Some(mut old) = self.0.remove(name) {
                 old.zeroize();
@@ -81,7 +81,7 @@ impl Env {
     ///
     /// # Errors
     /// [`Error::Corrupt`] if serialization fails (it cannot for strings).
-    pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) fn to_json(&self) -> Result<Zeroizing<Vec<u8>>> {
         serde_json::to_vec(&self.0)
             .map(Zeroizing::new)
             .map_err(|_| Error::Corrupt("environment"))
@@ -91,14 +91,14 @@ impl Env {
     ///
     /// # Errors
     /// [`Error::Corrupt`].
-    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+    pub(crate) fn from_json(bytes: &[u8]) -> Result<Self> {
         serde_json::from_slice(bytes)
             .map(Self)
             .map_err(|_| Error::Corrupt("environment"))
     }
 
     /// Moves the entries out, for a reveal response (the caller takes over zeroizing).
-    pub fn into_revealed(mut self) -> std::collections::HashMap<String, String> {
+    pub(crate) fn into_revealed(mut self) -> std::collections::HashMap<String, String> {
         std::mem::take(&mut self.0).into_iter().collect()
     }
 }
@@ -120,7 +120,7 @@ impl std::fmt::Debug for Env {
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]{0,127}`.
-pub fn check_name(field: &'static str, name: &str) -> Result<()> {
+pub(crate) fn check_name(field: &'static str, name: &str) -> Result<()> {
     let mut bytes = name.bytes();
     let valid = name.len() <= MAX_NAME_LEN
         && bytes

@@ -16,21 +16,21 @@ use crate::env::Env;
 use crate::{Error, Result};
 
 /// Largest base config accepted, in bytes.
-pub const MAX_CONFIG_BYTES: usize = 65_536;
+pub(crate) const MAX_CONFIG_BYTES: usize = 65_536;
 /// Deepest nesting of objects and arrays in the base config.
-pub const MAX_CONFIG_DEPTH: usize = 32;
+pub(crate) const MAX_CONFIG_DEPTH: usize = 32;
 /// Most paths in one request.
-pub const MAX_PATHS: usize = 256;
+pub(crate) const MAX_PATHS: usize = 256;
 /// Longest JSON pointer, in bytes.
-pub const MAX_POINTER_BYTES: usize = 1024;
+pub(crate) const MAX_POINTER_BYTES: usize = 1024;
 /// Most reference tokens (segments) in one pointer.
-pub const MAX_POINTER_DEPTH: usize = 32;
+pub(crate) const MAX_POINTER_DEPTH: usize = 32;
 /// Largest hydrated config returned, in bytes.
-pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// A validated HydrateConfig request: the parsed base config and where each variable goes.
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     base: Value,
     base_len: usize,
     /// (pointer as given, its unescaped tokens, variable), sorted by pointer.
@@ -43,7 +43,7 @@ impl Plan {
     /// # Errors
     /// [`Error::InvalidArgument`] on `base_config` (too large, not JSON, not an object, too
     /// deep) or `paths` (too many, a pointer too long, too deep or malformed).
-    pub fn parse(base: &str, paths: &HashMap<String, String>) -> Result<Self> {
+    pub(crate) fn parse(base: &str, paths: &HashMap<String, String>) -> Result<Self> {
         if base.len() > MAX_CONFIG_BYTES {
             return Err(Error::invalid(
                 "base_config",
@@ -88,7 +88,7 @@ impl Plan {
     }
 
     /// The variable names the plan reads.
-    pub fn variables(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn variables(&self) -> impl Iterator<Item = &str> {
         self.writes.iter().map(|(_, _, variable)| variable.as_str())
     }
 
@@ -98,7 +98,7 @@ impl Plan {
     /// [`Error::InvalidArgument`] on `paths` for a variable the credential lacks, a pointer
     /// through a non-object, or a result larger than [`MAX_OUTPUT_BYTES`] (checked before the
     /// result is built).
-    pub fn apply(self, env: &Env) -> Result<String> {
+    pub(crate) fn apply(self, env: &Env) -> Result<String> {
         let mut bound = self.base_len;
         for (pointer, tokens, variable) in &self.writes {
             let value = env.entries().get(variable).ok_or_else(|| {

@@ -8,20 +8,20 @@
 //! auth-service; without key-service or auth-service the service does not start, and a data
 //! key not in the cache while key-service is down is UNAVAILABLE.
 
-pub mod api;
-pub mod audit_key;
+pub(crate) mod api;
+pub(crate) mod audit_key;
 mod authz;
-pub mod config;
-pub mod content;
-pub mod dek;
-pub mod env;
+pub(crate) mod config;
+pub(crate) mod content;
+pub(crate) mod dek;
+pub(crate) mod env;
 mod error;
-pub mod hydrate;
-pub mod metrics;
-pub mod names;
-pub mod ops;
-pub mod sealing;
-pub mod store;
+pub(crate) mod hydrate;
+pub(crate) mod metrics;
+pub(crate) mod names;
+pub(crate) mod ops;
+pub(crate) mod sealing;
+pub(crate) mod store;
 
 use std::future::Future;
 use std::sync::Arc;

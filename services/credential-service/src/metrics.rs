@@ -4,21 +4,21 @@ use coffer_server::metrics::{Counter, Registry};
 
 /// Counters of security-relevant events.
 #[derive(Debug, Clone, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Stored credentials that failed to decrypt (tampering or a broken key chain).
-    pub decrypt_failures: Counter,
+    pub(crate) decrypt_failures: Counter,
     /// Values revealed or hydrated in the clear.
-    pub reveals: Counter,
+    pub(crate) reveals: Counter,
     /// Calls refused for a missing scope.
-    pub denied: Counter,
+    pub(crate) denied: Counter,
     /// Denials not written to the audit log (unknown credential, or over the per-principal
     /// budget).
-    pub denied_unaudited: Counter,
+    pub(crate) denied_unaudited: Counter,
 }
 
 impl Metrics {
     /// Fresh counters, registered in `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         registry.register(
             "coffer_credential_decrypt_failures",

@@ -1,48 +1,36 @@
 //! Validated names and CreateCredential input.
 
 use coffer_proto::pb;
+use coffer_server::names::{Collection, Name};
 
 use crate::content::{Content, Opaque};
 use crate::env::Env;
 use crate::ops::NewCredential;
 use crate::{Error, Result};
 
-/// `tenants/{tenant}` -> tenant id (`[a-z0-9_-]{1,64}`).
-///
-/// # Errors
-/// [`Error::InvalidArgument`] on `field`.
-pub fn parse_tenant_name(field: &'static str, name: &str) -> Result<String> {
-    let id = name
-        .strip_prefix("tenants/")
-        .ok_or_else(|| Error::invalid(field, "must be tenants/{tenant}"))?;
-    tenant_id(field, id)
+pub(crate) use coffer_server::names::TenantId;
+
+/// The credential collection; ids are 32 lowercase hex digits (128 random bits).
+pub(crate) struct Credentials;
+
+impl Collection for Credentials {
+    const SEGMENT: &'static str = "credentials";
+    const ID: &'static str = "credential";
+    const ID_RULE: &'static str = "32 lowercase hex digits";
+
+    fn is_valid(id: &str) -> bool {
+        id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
 }
 
-/// `tenants/{tenant}/credentials/{id}` -> (tenant, id); ids are 32 lowercase hex digits.
-///
-/// # Errors
-/// [`Error::InvalidArgument`] on `field`.
-pub fn parse_credential_name(field: &'static str, name: &str) -> Result<(String, String)> {
-    let invalid = || Error::invalid(field, "must be tenants/{tenant}/credentials/{id}");
-    let (tenant, id) = name
-        .strip_prefix("tenants/")
-        .and_then(|rest| rest.split_once("/credentials/"))
-        .ok_or_else(invalid)?;
-    if id.len() != 32
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(invalid());
-    }
-    Ok((tenant_id(field, tenant)?, id.to_owned()))
-}
+/// `tenants/{tenant}/credentials/{id}`.
+pub(crate) type CredentialName = Name<Credentials>;
 
 /// Validates a CreateCredential request for `tenant`.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] naming the first bad field.
-pub fn validate_new(
+pub(crate) fn validate_new(
     tenant: String,
     request: pb::CreateCredentialRequest,
     now: i64,
@@ -90,17 +78,6 @@ pub fn validate_new(
     })
 }
 
-fn tenant_id(field: &'static str, id: &str) -> Result<String> {
-    if coffer_server::names::is_valid_id(id) {
-        Ok(id.to_owned())
-    } else {
-        Err(Error::invalid(
-            field,
-            format!("tenant must match {}", coffer_server::names::ID_PATTERN),
-        ))
-    }
-}
-
 /// `[A-Za-z0-9._-]{min,128}`.
 fn label(field: &'static str, value: &str, min: usize) -> Result<()> {
     let valid = (min..=128).contains(&value.len())
@@ -124,22 +101,20 @@ mod tests {
     #[test]
     fn names_parse_and_bad_ones_name_the_field() {
         let id = "0123456789abcdef0123456789abcdef";
-        assert_eq!(
-            parse_credential_name("name", &format!("tenants/acme/credentials/{id}")).unwrap(),
-            ("acme".to_owned(), id.to_owned())
-        );
+        let name =
+            CredentialName::parse("name", &format!("tenants/acme/credentials/{id}")).unwrap();
+        assert_eq!((name.tenant().as_str(), name.id()), ("acme", id));
         for bad in [
             "tenants/acme/credentials/xyz",
+            "tenants/acme/credentials/0123456789ABCDEF0123456789abcdef",
             "tenants/acme",
             "acme/credentials/x",
         ] {
+            let err = CredentialName::parse("name", bad).unwrap_err().to_string();
             assert!(
-                parse_credential_name("name", bad)
-                    .unwrap_err()
-                    .to_string()
-                    .starts_with("invalid name")
+                err.ends_with("the credential 32 lowercase hex digits"),
+                "{bad}: {err}"
             );
         }
-        assert!(parse_tenant_name("parent", "tenants/Acme").is_err());
     }
 }

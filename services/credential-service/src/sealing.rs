@@ -26,19 +26,19 @@ use crate::error::reasons;
 use crate::{Error, Result};
 
 /// Largest plaintext accepted per sealed value.
-pub const MAX_SIZE_BYTES: usize = 65_536;
+pub(crate) const MAX_SIZE_BYTES: usize = 65_536;
 /// The algorithm name clients see.
-pub const ALG: &str = "libsodium-sealedbox";
+pub(crate) const ALG: &str = "libsodium-sealedbox";
 
 /// A public sealing key as handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicSealingKey {
+pub(crate) struct PublicSealingKey {
     /// Key id, `tenants/{tenant}/sealingKeys/{hex}`.
-    pub kid: String,
+    pub(crate) kid: String,
     /// The X25519 public key.
-    pub public_key: [u8; 32],
+    pub(crate) public_key: [u8; 32],
     /// Expiry, unix seconds.
-    pub expires_at: i64,
+    pub(crate) expires_at: i64,
 }
 
 struct Pair {
@@ -49,7 +49,7 @@ struct Pair {
 }
 
 /// The session key pairs of every tenant, or nothing when intake is disabled.
-pub struct SealingKeys {
+pub(crate) struct SealingKeys {
     lifetime: Option<Duration>,
     pairs: Mutex<HashMap<String, Vec<Pair>>>,
     clock: Clock,
@@ -57,7 +57,7 @@ pub struct SealingKeys {
 
 impl SealingKeys {
     /// Intake with pairs living `lifetime` on `clock`; `None` disables it.
-    pub fn new(lifetime: Option<Duration>, clock: Clock) -> Self {
+    pub(crate) fn new(lifetime: Option<Duration>, clock: Clock) -> Self {
         Self {
             lifetime,
             pairs: Mutex::new(HashMap::new()),
@@ -69,7 +69,7 @@ impl SealingKeys {
     ///
     /// # Errors
     /// [`Error::FailedPrecondition`] when intake is disabled; [`Error::Crypto`] if the RNG fails.
-    pub fn current(&self, tenant: &str) -> Result<PublicSealingKey> {
+    pub(crate) fn current(&self, tenant: &str) -> Result<PublicSealingKey> {
         let lifetime = self.enabled()?;
         let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
         let now = self.clock.now();
@@ -110,7 +110,7 @@ impl SealingKeys {
     /// [`Error::FailedPrecondition`] for disabled intake, a kid of another tenant, or an
     /// unknown or expired kid; [`Error::InvalidArgument`] on `field` for bad base64, a box
     /// that does not open, a value over [`MAX_SIZE_BYTES`] or not UTF-8.
-    pub fn open(
+    pub(crate) fn open(
         &self,
         tenant: &str,
         field: &'static str,
@@ -169,7 +169,7 @@ impl SealingKeys {
     ///
     /// # Errors
     /// INVALID_ARGUMENT for a name given twice; as [`SealingKeys::open`].
-    pub fn open_into(
+    pub(crate) fn open_into(
         &self,
         tenant: &str,
         field: &'static str,

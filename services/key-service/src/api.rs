@@ -9,25 +9,25 @@ use coffer_transport::SpiffeId;
 use tonic::{Request, Response, Status};
 
 use crate::authz::{Policy, Rpc, Target};
-use crate::names::{EncryptionContext, KeyName, TenantName};
+use crate::names::{EncryptionContext, KeyName, TenantId};
 use crate::ops::{BatchInput, Decrypted, Kms, PolicyUpdate, Rewrapped};
 use crate::store::{KeyRecord, KeyState};
 use crate::{Error, Result};
 
 /// Largest plaintext Encrypt accepts, in bytes.
-pub const MAX_PLAINTEXT: usize = 64 * 1024;
+pub(crate) const MAX_PLAINTEXT: usize = 64 * 1024;
 /// Most items in one batch request.
-pub const MAX_BATCH_ITEMS: usize = 1000;
+pub(crate) const MAX_BATCH_ITEMS: usize = 1000;
 
 /// The `coffer.v1.KeyService` implementation.
-pub struct KeyServiceApi {
+pub(crate) struct KeyServiceApi {
     kms: Arc<Kms>,
     authz: Policy,
 }
 
 impl KeyServiceApi {
     /// Serves `kms`, letting callers in according to `authz`.
-    pub fn new(kms: Arc<Kms>, authz: Policy) -> Self {
+    pub(crate) fn new(kms: Arc<Kms>, authz: Policy) -> Self {
         Self { kms, authz }
     }
 
@@ -46,11 +46,22 @@ impl KeyServiceApi {
 
 type Reply<T> = std::result::Result<Response<T>, Status>;
 
+/// A request's key `name` field.
+fn key_name(name: &str) -> Result<KeyName> {
+    Ok(KeyName::parse("name", name)?)
+}
+
+/// A request's `parent` field, `tenants/{tenant}`.
+fn parent(parent: &str) -> Result<TenantId> {
+    Ok(TenantId::from_name("parent", parent)?)
+}
+
 #[tonic::async_trait]
 impl KeyService for KeyServiceApi {
     async fn create_key(&self, request: Request<pb::CreateKeyRequest>) -> Reply<pb::Key> {
-        let tenant = TenantName::parse("parent", &request.get_ref().parent)?;
-        let name = KeyName::child(&tenant, "key_id", &request.get_ref().key_id)?;
+        let tenant = parent(&request.get_ref().parent)?;
+        let name =
+            KeyName::new(tenant, "key_id", &request.get_ref().key_id).map_err(Error::from)?;
         self.authorize(&request, Rpc::CreateKey, Target::Key(&name))?;
         let deletion_allowed = request
             .into_inner()
@@ -61,7 +72,7 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn get_key(&self, request: Request<pb::GetKeyRequest>) -> Reply<pb::Key> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::GetKey, Target::Key(&name))?;
         Ok(Response::new(key_proto(&self.kms.get_key(&name).await?)))
     }
@@ -72,7 +83,7 @@ impl KeyService for KeyServiceApi {
     ) -> Reply<pb::ListKeysResponse> {
         self.authorize(&request, Rpc::ListKeys, Target::Service)?;
         let request = request.into_inner();
-        let tenant = TenantName::parse("parent", &request.parent)?;
+        let tenant = parent(&request.parent)?;
         let page_size = coffer_server::paging::page_size(request.page_size)
             .map_err(|why| Error::invalid("page_size", why))?;
         let (keys, next) = self
@@ -86,7 +97,7 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn rotate_key(&self, request: Request<pb::RotateKeyRequest>) -> Reply<pb::Key> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::RotateKey, Target::Key(&name))?;
         Ok(Response::new(key_proto(&self.kms.rotate_key(&name).await?)))
     }
@@ -95,7 +106,7 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::UpdateKeyPolicyRequest>,
     ) -> Reply<pb::Key> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::UpdateKeyPolicy, Target::Key(&name))?;
         let update = policy_update(request.into_inner())?;
         Ok(Response::new(key_proto(
@@ -104,7 +115,7 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn disable_key(&self, request: Request<pb::DisableKeyRequest>) -> Reply<pb::Key> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::DisableKey, Target::Key(&name))?;
         Ok(Response::new(key_proto(
             &self.kms.set_disabled(&name, true).await?,
@@ -112,7 +123,7 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn enable_key(&self, request: Request<pb::EnableKeyRequest>) -> Reply<pb::Key> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::EnableKey, Target::Key(&name))?;
         Ok(Response::new(key_proto(
             &self.kms.set_disabled(&name, false).await?,
@@ -123,7 +134,7 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Reply<pb::GenerateDataKeyResponse> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::GenerateDataKey, Target::Key(&name))?;
         let request = request.into_inner();
         let context = EncryptionContext::parse(request.encryption_context)?;
@@ -142,7 +153,7 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Reply<pb::EncryptResponse> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::Encrypt, Target::Key(&name))?;
         let request = request.into_inner();
         if request.plaintext.len() > MAX_PLAINTEXT {
@@ -170,7 +181,7 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Reply<pb::DecryptResponse> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::Decrypt, Target::Key(&name))?;
         let request = request.into_inner();
         let ciphertext = match request.input {
@@ -193,7 +204,7 @@ impl KeyService for KeyServiceApi {
     }
 
     async fn rewrap(&self, request: Request<pb::RewrapRequest>) -> Reply<pb::RewrapResponse> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::Rewrap, Target::Key(&name))?;
         let request = request.into_inner();
         let context = EncryptionContext::parse(request.encryption_context)?;
@@ -208,7 +219,7 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::BatchDecryptRequest>,
     ) -> Reply<pb::BatchDecryptResponse> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::BatchDecrypt, Target::Key(&name))?;
         let request = request.into_inner();
         let items = batch_items(request.items)?;
@@ -230,7 +241,7 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::BatchRewrapRequest>,
     ) -> Reply<pb::BatchRewrapResponse> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::BatchRewrap, Target::Key(&name))?;
         let request = request.into_inner();
         let items = batch_items(request.items)?;
@@ -252,7 +263,7 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::ScheduleKeyDeletionRequest>,
     ) -> Reply<pb::Key> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::ScheduleKeyDeletion, Target::Key(&name))?;
         Ok(Response::new(key_proto(
             &self.kms.schedule_deletion(&name).await?,
@@ -263,7 +274,7 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::CancelKeyDeletionRequest>,
     ) -> Reply<pb::Key> {
-        let name = KeyName::parse("name", &request.get_ref().name)?;
+        let name = key_name(&request.get_ref().name)?;
         self.authorize(&request, Rpc::CancelKeyDeletion, Target::Key(&name))?;
         Ok(Response::new(key_proto(
             &self.kms.cancel_deletion(&name).await?,

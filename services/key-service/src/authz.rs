@@ -24,7 +24,7 @@ use crate::names::KeyName;
 
 /// Every key-service RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rpc {
+pub(crate) enum Rpc {
     /// `CreateKey`.
     CreateKey,
     /// `GetKey`.
@@ -63,7 +63,7 @@ pub enum Rpc {
 
 /// What the Coffer services get by default: the data plane, plus reading and creating keys so a
 /// service can set up its tenant's key on first use.
-pub const SERVICE_RPCS: &[Rpc] = &[
+pub(crate) const SERVICE_RPCS: &[Rpc] = &[
     Rpc::CreateKey,
     Rpc::GetKey,
     Rpc::GenerateDataKey,
@@ -77,7 +77,7 @@ pub const SERVICE_RPCS: &[Rpc] = &[
 
 impl Rpc {
     /// Every RPC.
-    pub const ALL: [Rpc; 17] = [
+    pub(crate) const ALL: [Rpc; 17] = [
         Rpc::CreateKey,
         Rpc::GetKey,
         Rpc::ListKeys,
@@ -98,7 +98,7 @@ impl Rpc {
     ];
 
     /// The RPC's name as in the proto.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Rpc::CreateKey => "CreateKey",
             Rpc::GetKey => "GetKey",
@@ -161,7 +161,7 @@ enum Segment {
 
 /// What a call touches: one key, or nothing key-specific.
 #[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
+pub(crate) enum Target<'a> {
     /// An RPC on one key.
     Key(&'a KeyName),
     /// ListKeys, RotateRootKey.
@@ -170,7 +170,7 @@ pub enum Target<'a> {
 
 impl Policy {
     /// The default table for `trust_domain` (see the module docs).
-    pub fn default_for(trust_domain: &str) -> Self {
+    pub(crate) fn default_for(trust_domain: &str) -> Self {
         let mut rules = Vec::new();
         for (service, keys) in [
             (
@@ -212,7 +212,7 @@ impl Policy {
     ///
     /// # Errors
     /// A message naming the first bad rule.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut rules = Vec::new();
         for rule in text
             .split([';', '\n'])
@@ -264,14 +264,14 @@ impl Policy {
 
     /// Whether any rule lets `caller` call `rpc` on some key (for RPCs whose answer is then
     /// filtered key by key with [`Policy::allows`]).
-    pub fn grants(&self, caller: &SpiffeId, rpc: Rpc) -> bool {
+    pub(crate) fn grants(&self, caller: &SpiffeId, rpc: Rpc) -> bool {
         self.rules
             .iter()
             .any(|rule| rule.subject.matches(caller) && rule.allowed & rpc.bit() != 0)
     }
 
     /// Whether `caller` may call `rpc` on `target`.
-    pub fn allows(&self, caller: &SpiffeId, rpc: Rpc, target: Target<'_>) -> bool {
+    pub(crate) fn allows(&self, caller: &SpiffeId, rpc: Rpc, target: Target<'_>) -> bool {
         self.rules.iter().any(|rule| {
             let subject = rule.subject.matches(caller);
             let keys = match (&rule.keys, target) {
@@ -312,7 +312,7 @@ impl KeyPattern {
     }
 
     fn matches(&self, name: &KeyName) -> bool {
-        self.tenant.matches(name.tenant()) && self.key.matches(name.key())
+        self.tenant.matches(name.tenant().as_str()) && self.key.matches(name.id())
     }
 }
 

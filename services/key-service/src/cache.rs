@@ -15,7 +15,7 @@ use lru::LruCache;
 use crate::names::KeyName;
 
 /// The cache. Shared by all requests of one server.
-pub struct KeyCache {
+pub(crate) struct KeyCache {
     entries: Mutex<LruCache<(KeyName, u32), Entry>>,
     ttl: Duration,
 }
@@ -27,7 +27,7 @@ struct Entry {
 
 impl KeyCache {
     /// A cache of at most `capacity` versions, each kept at most `ttl`.
-    pub fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
+    pub(crate) fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
         Self {
             entries: Mutex::new(LruCache::new(capacity)),
             ttl,
@@ -35,7 +35,7 @@ impl KeyCache {
     }
 
     /// The cached material of `name` at `version`, unless absent or expired.
-    pub fn get(&self, name: &KeyName, version: u32) -> Option<Arc<TenantKey>> {
+    pub(crate) fn get(&self, name: &KeyName, version: u32) -> Option<Arc<TenantKey>> {
         let mut entries = self.lock();
         let cache_key = (name.clone(), version);
         match entries.get(&cache_key) {
@@ -49,7 +49,7 @@ impl KeyCache {
     }
 
     /// Caches `key` as `name` at `version`, evicting the least recently used entry if full.
-    pub fn insert(&self, name: &KeyName, version: u32, key: Arc<TenantKey>) {
+    pub(crate) fn insert(&self, name: &KeyName, version: u32, key: Arc<TenantKey>) {
         self.lock().put(
             (name.clone(), version),
             Entry {
@@ -60,7 +60,7 @@ impl KeyCache {
     }
 
     /// Drops every cached version of `name`.
-    pub fn evict_key(&self, name: &KeyName) {
+    pub(crate) fn evict_key(&self, name: &KeyName) {
         let mut entries = self.lock();
         let stale: Vec<(KeyName, u32)> = entries
             .iter()
@@ -73,18 +73,14 @@ impl KeyCache {
     }
 
     /// Drops everything (after a root-key rotation).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.lock().clear();
     }
 
     /// How many versions are cached.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
     }
 
     fn lock(&self) -> MutexGuard<'_, LruCache<(KeyName, u32), Entry>> {
@@ -99,7 +95,7 @@ mod tests {
     use super::*;
 
     fn name(key: &str) -> KeyName {
-        KeyName::new("acme", key).unwrap()
+        crate::names::stored_key_name("acme", key).unwrap()
     }
 
     fn material() -> Arc<TenantKey> {

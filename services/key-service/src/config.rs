@@ -11,7 +11,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
-pub use coffer_config::ConfigErrors;
+use coffer_config::ConfigErrors;
 use coffer_config::{OTLP_ENDPOINT_VARIABLE, Parser, Values, parse_duration};
 use coffer_transport::TlsMaterial;
 use secrecy::SecretString;
@@ -49,7 +49,7 @@ pub struct Config {
 }
 
 /// The key-service's default port.
-pub const DEFAULT_PORT: u16 = 50051;
+pub(crate) const DEFAULT_PORT: u16 = 50051;
 const DEFAULT_DELETION_WAITING_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_CACHE_CAPACITY: NonZeroUsize = match NonZeroUsize::new(10_000) {
     Some(n) => n,

@@ -89,6 +89,12 @@ pub enum Error {
 /// `Result` with the key-service [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<coffer_server::names::Invalid> for Error {
+    fn from(invalid: coffer_server::names::Invalid) -> Self {
+        Self::invalid(invalid.field, invalid.reason)
+    }
+}
+
 impl Error {
     /// An [`Error::InvalidArgument`] for `field`.
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {

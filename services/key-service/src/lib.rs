@@ -9,14 +9,14 @@
 //! [`serve`] runs the whole service on a listener the caller bound, so the binary, `coffer up`
 //! and the tests all start the same server.
 
-pub mod api;
-pub mod authz;
-pub mod cache;
-pub mod config;
+pub(crate) mod api;
+pub(crate) mod authz;
+pub(crate) mod cache;
+pub(crate) mod config;
 mod error;
-pub mod names;
-pub mod ops;
-pub mod store;
+pub(crate) mod names;
+pub(crate) mod ops;
+pub(crate) mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use coffer_proto::pb::key_service_server::KeyServiceServer;
 use coffer_server::Listeners;
 use coffer_server::task::{self, Start};
 
+pub use authz::Policy;
 pub use config::Config;
 pub use error::{DOMAIN, Error, Result, reasons};
 

@@ -24,28 +24,28 @@ use crate::store::{ApiKeyRow, ChainEvent, RolledSecret};
 use crate::{Error, Result};
 
 /// Longest grace period of a roll.
-pub const MAX_ROLL_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_ROLL_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Whom a verified API key speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedKey {
+pub(crate) struct VerifiedKey {
     /// The key's public id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its tenant.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// Its principal.
-    pub principal_id: String,
+    pub(crate) principal_id: String,
     /// Its scopes (bounded by the owner's current ones).
-    pub scopes: Scopes,
+    pub(crate) scopes: Scopes,
     /// Its expiry, if any (unix seconds).
-    pub expire_time: Option<i64>,
+    pub(crate) expire_time: Option<i64>,
     /// The owner's role generation when verified (tokens exchanged for the key carry it).
-    pub owner_generation: u64,
+    pub(crate) owner_generation: u64,
 }
 
 impl VerifiedKey {
     /// The key as a request principal.
-    pub fn principal(&self) -> Principal {
+    pub(crate) fn principal(&self) -> Principal {
         Principal {
             tenant: self.tenant.clone(),
             subject: self.principal_id.clone(),
@@ -57,44 +57,44 @@ impl VerifiedKey {
 }
 
 /// A new key: its row and the plaintext, shown once.
-pub struct IssuedKey {
+pub(crate) struct IssuedKey {
     /// The stored metadata.
-    pub row: ApiKeyRow,
+    pub(crate) row: ApiKeyRow,
     /// `mcp_sk_...`.
-    pub key: ApiKey,
+    pub(crate) key: ApiKey,
 }
 
 /// What CreateApiKey asks for, validated at the edge.
-pub struct NewApiKey {
+pub(crate) struct NewApiKey {
     /// Tenant.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// Owner.
-    pub principal_id: String,
+    pub(crate) principal_id: String,
     /// Label.
-    pub display_name: String,
+    pub(crate) display_name: String,
     /// Requested scopes; `None` means all of the owner's.
-    pub scopes: Option<Scopes>,
+    pub(crate) scopes: Option<Scopes>,
     /// Lifetime, if any.
-    pub ttl: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
     /// Who asks (for `created_by`).
-    pub created_by: String,
+    pub(crate) created_by: String,
     /// The creator's own scopes, when the creator is a principal: a key can never grant more.
-    pub creator_scopes: Option<Scopes>,
+    pub(crate) creator_scopes: Option<Scopes>,
     /// Where the request came from (for the bcrypt pool's per-source share).
-    pub source: Source,
+    pub(crate) source: Source,
     /// The API key behind the creator's bearer, if any: revoking it revokes the new key.
-    pub parent_id: Option<String>,
+    pub(crate) parent_id: Option<String>,
 }
 
 /// Verified keys, by SHA-256 of the whole key, for a short time.
-pub struct KeyCache {
+pub(crate) struct KeyCache {
     entries: Mutex<LruCache<[u8; 32], (VerifiedKey, Instant)>>,
     ttl: Duration,
 }
 
 impl KeyCache {
     /// A cache of at most `capacity` keys, each trusted for at most `ttl`.
-    pub fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
+    pub(crate) fn new(capacity: NonZeroUsize, ttl: Duration) -> Self {
         Self {
             entries: Mutex::new(LruCache::new(capacity)),
             ttl,
@@ -119,13 +119,13 @@ impl KeyCache {
     }
 
     /// Forgets every cached verification of key `id` (after a revocation or roll).
-    pub fn evict(&self, id: &str) {
+    pub(crate) fn evict(&self, id: &str) {
         self.evict_where(|key| key.id == id);
     }
 
     /// Forgets every cached verification of the keys of one principal (after its roles
     /// changed: the keys' scopes are bounded by the owner's current ones).
-    pub fn evict_owner(&self, tenant: &str, principal_id: &str) {
+    pub(crate) fn evict_owner(&self, tenant: &str, principal_id: &str) {
         self.evict_where(|key| key.tenant == tenant && key.principal_id == principal_id);
     }
 
@@ -153,7 +153,7 @@ impl Auth {
     /// # Errors
     /// [`Error::NotFound`] for an unknown principal; [`Error::InvalidArgument`] for scopes
     /// beyond the principal's (or the creator's); [`Error::ResourceExhausted`].
-    pub async fn create_api_key(&self, new: NewApiKey) -> Result<IssuedKey> {
+    pub(crate) async fn create_api_key(&self, new: NewApiKey) -> Result<IssuedKey> {
         if new.display_name.chars().count() > 200 {
             return Err(Error::invalid("display_name", "at most 200 characters"));
         }
@@ -234,7 +234,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn list_api_keys(
+    pub(crate) async fn list_api_keys(
         &self,
         tenant: &str,
         page_size: u32,
@@ -253,7 +253,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
-    pub async fn api_key(&self, tenant: &str, id: &str) -> Result<ApiKeyRow> {
+    pub(crate) async fn api_key(&self, tenant: &str, id: &str) -> Result<ApiKeyRow> {
         self.store
             .api_key(id)
             .await?
@@ -267,7 +267,12 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
-    pub async fn revoke_api_key(&self, tenant: &str, id: &str, actor: &str) -> Result<ApiKeyRow> {
+    pub(crate) async fn revoke_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        actor: &str,
+    ) -> Result<ApiKeyRow> {
         let forget_after = self.forget_after();
         let subject = format!("tenants/{tenant}/apiKeys/{id} and the keys derived from it");
         let event = ChainEvent {
@@ -307,7 +312,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::NotFound`] (or revoked), [`Error::InvalidArgument`] for too long a grace.
-    pub async fn roll_api_key(
+    pub(crate) async fn roll_api_key(
         &self,
         tenant: &str,
         id: &str,
@@ -359,7 +364,7 @@ impl Auth {
     /// # Errors
     /// [`Error::Unauthenticated`] for any invalid key; [`Error::ResourceExhausted`] while the
     /// source is blocked or bcrypt is saturated; [`Error::Database`].
-    pub async fn verify_api_key(
+    pub(crate) async fn verify_api_key(
         &self,
         presented: &SecretString,
         source: &Source,
@@ -435,7 +440,7 @@ impl Auth {
     ///
     /// # Errors
     /// As [`Auth::verify_api_key`].
-    pub async fn exchange_api_key(
+    pub(crate) async fn exchange_api_key(
         &self,
         presented: &SecretString,
         source: &Source,
@@ -470,7 +475,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn revocations_since(
+    pub(crate) async fn revocations_since(
         &self,
         since: i64,
         limit: u32,
@@ -488,7 +493,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::KeyService`] or [`Error::Database`] when reloading signing keys fails.
-    pub async fn apply_change(&self, change: &str) -> Result<()> {
+    pub(crate) async fn apply_change(&self, change: &str) -> Result<()> {
         if let Some(id) = change.strip_prefix("apikey:") {
             self.api_key_cache.evict(id);
             return Ok(());
@@ -508,7 +513,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn evict_changed_api_keys(&self, since: i64) -> Result<usize> {
+    pub(crate) async fn evict_changed_api_keys(&self, since: i64) -> Result<usize> {
         let changed = self.store.api_keys_changed_since(since).await?;
         for id in &changed {
             self.api_key_cache.evict(id);

@@ -11,13 +11,13 @@ const PAGE: u32 = 500;
 
 /// What a verification found, and the verified head when intact.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainCheck {
+pub(crate) struct ChainCheck {
     /// Events checked.
-    pub checked: u64,
+    pub(crate) checked: u64,
     /// The first sequence the chain cannot vouch for.
-    pub first_broken: Option<i64>,
+    pub(crate) first_broken: Option<i64>,
     /// The verified head, to export.
-    pub head: Option<ChainHead>,
+    pub(crate) head: Option<ChainHead>,
 }
 
 impl Auth {
@@ -25,7 +25,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`crate::Error::Database`].
-    pub async fn audit_events(
+    pub(crate) async fn audit_events(
         &self,
         tenant: &str,
         after: i64,
@@ -39,7 +39,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`crate::Error::Database`].
-    pub async fn verify_audit_chain(
+    pub(crate) async fn verify_audit_chain(
         &self,
         tenant: &str,
         expected: Option<audit::Head>,

@@ -4,18 +4,19 @@ use coffer_authn::{Role, Scopes};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::Auth;
+use crate::ids::PrincipalName;
 use crate::source::Source;
 use crate::store::{ChainEvent, PrincipalKind, PrincipalRow, TenantRow};
 use crate::{Error, Result};
 
 /// Shortest password accepted, in bytes.
-pub const MIN_PASSWORD_LEN: usize = 12;
+pub(crate) const MIN_PASSWORD_LEN: usize = 12;
 /// Longest password accepted, in bytes: bcrypt ignores everything past 72 bytes, so longer
 /// passwords are refused rather than silently truncated.
-pub const MAX_PASSWORD_LEN: usize = 72;
+pub(crate) const MAX_PASSWORD_LEN: usize = 72;
 
 /// What CreatePrincipal creates.
-pub enum NewPrincipal {
+pub(crate) enum NewPrincipal {
     /// A user with a password.
     User {
         /// The password (validated here).
@@ -33,7 +34,11 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::Database`].
-    pub async fn create_tenant(&self, id: String, display_name: String) -> Result<TenantRow> {
+    pub(crate) async fn create_tenant(
+        &self,
+        id: String,
+        display_name: String,
+    ) -> Result<TenantRow> {
         if display_name.chars().count() > 200 {
             return Err(Error::invalid("display_name", "at most 200 characters"));
         }
@@ -50,7 +55,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
-    pub async fn tenant(&self, id: &str) -> Result<TenantRow> {
+    pub(crate) async fn tenant(&self, id: &str) -> Result<TenantRow> {
         self.store
             .tenant(id)
             .await?
@@ -62,10 +67,9 @@ impl Auth {
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad password; [`Error::NotFound`] for an unknown
     /// tenant; [`Error::AlreadyExists`]; [`Error::ResourceExhausted`] if hashing is saturated.
-    pub async fn create_principal(
+    pub(crate) async fn create_principal(
         &self,
-        tenant: String,
-        id: String,
+        name: &PrincipalName,
         new: NewPrincipal,
         roles: Vec<Role>,
         source: &Source,
@@ -91,8 +95,8 @@ impl Auth {
             }
         };
         let row = PrincipalRow {
-            tenant,
-            id,
+            tenant: name.tenant().to_string(),
+            id: name.id().to_owned(),
             kind: kind.to_owned(),
             password_hash,
             roles: role_text(&roles),
@@ -101,9 +105,7 @@ impl Auth {
             generation: 0,
         };
         let subject = format!(
-            "tenants/{}/principals/{} kind={} roles=[{}] scopes=[{}]",
-            row.tenant,
-            row.id,
+            "{name} kind={} roles=[{}] scopes=[{}]",
             row.kind.as_str(),
             row.roles,
             row.scopes
@@ -125,7 +127,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn list_principals(
+    pub(crate) async fn list_principals(
         &self,
         tenant: &str,
         page_size: u32,
@@ -146,15 +148,15 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
-    pub async fn set_roles(
+    pub(crate) async fn set_roles(
         &self,
-        tenant: &str,
-        id: &str,
+        name: &PrincipalName,
         roles: &[Role],
         actor: &str,
     ) -> Result<PrincipalRow> {
+        let (tenant, id) = (name.tenant().as_str(), name.id());
         let roles = role_text(roles);
-        let subject = format!("tenants/{tenant}/principals/{id} roles=[{roles}]");
+        let subject = format!("{name} roles=[{roles}]");
         let event = ChainEvent {
             tenant,
             actor,
@@ -172,7 +174,7 @@ impl Auth {
                 &event,
             )
             .await?
-            .ok_or_else(|| Error::NotFound(format!("tenants/{tenant}/principals/{id}")))?;
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
         self.api_key_cache.evict_owner(tenant, id);
         self.store
             .notify_change(&format!("principal:{tenant}/{id}"))
@@ -193,7 +195,7 @@ fn role_text(roles: &[Role]) -> String {
 ///
 /// # Errors
 /// [`Error::Corrupt`] for an unknown stored role.
-pub fn stored_roles(text: &str) -> Result<Vec<Role>> {
+pub(crate) fn stored_roles(text: &str) -> Result<Vec<Role>> {
     text.split_ascii_whitespace()
         .map(|name| Role::parse(name).ok_or(Error::Corrupt("unknown stored role")))
         .collect()
@@ -203,7 +205,7 @@ pub fn stored_roles(text: &str) -> Result<Vec<Role>> {
 ///
 /// # Errors
 /// [`Error::Corrupt`] for unknown stored roles or scopes.
-pub fn effective_scopes(row: &PrincipalRow) -> Result<Scopes> {
+pub(crate) fn effective_scopes(row: &PrincipalRow) -> Result<Scopes> {
     let roles = stored_roles(&row.roles)?;
     let explicit =
         Scopes::parse(&row.scopes).map_err(|_| Error::Corrupt("unknown stored scope"))?;

@@ -1,8 +1,8 @@
 //! The auth-service operations, on validated inputs.
 
-pub mod api_keys;
-pub mod audit;
-pub mod directory;
+pub(crate) mod api_keys;
+pub(crate) mod audit;
+pub(crate) mod directory;
 mod limits;
 mod tokens;
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use coffer_crypto::AuditKey;
 
-pub use tokens::{Introspection, REFRESH_PREFIX, Tokens};
+pub(crate) use tokens::{Introspection, Tokens};
 
 use crate::ops::api_keys::KeyCache;
 use crate::password::Passwords;
@@ -36,7 +36,7 @@ pub struct Lockout {
 }
 
 /// The token service: storage, password pool, signing keys and policies.
-pub struct Auth {
+pub(crate) struct Auth {
     store: Store,
     passwords: Passwords,
     keys: SigningKeys,
@@ -48,7 +48,7 @@ pub struct Auth {
 
 impl Auth {
     /// Assembles the service.
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         passwords: Passwords,
         keys: SigningKeys,
@@ -69,12 +69,12 @@ impl Auth {
     }
 
     /// Now, in unix seconds, on the service's clock.
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.keys.clock().now()
     }
 
     /// The signing keys (for bearer verification, the JWKS and rotation).
-    pub fn keys(&self) -> &SigningKeys {
+    pub(crate) fn keys(&self) -> &SigningKeys {
         &self.keys
     }
 
@@ -91,7 +91,7 @@ impl Auth {
     }
 
     /// The store (for shutdown).
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 }

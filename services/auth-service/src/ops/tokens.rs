@@ -14,27 +14,27 @@ use crate::store::{ChainEvent, PrincipalKind, PrincipalRow, RefreshRow, Spend};
 use crate::{Error, Result};
 
 /// Prefix of refresh tokens, so secret scanners can recognise them.
-pub const REFRESH_PREFIX: &str = "mcp_rt_";
+pub(crate) const REFRESH_PREFIX: &str = "mcp_rt_";
 /// Refresh token length: the prefix and 32 random bytes in base64url.
 const REFRESH_LEN: usize = REFRESH_PREFIX.len() + 43;
 
 /// A freshly issued token pair.
-pub struct Tokens {
+pub(crate) struct Tokens {
     /// The signed access token.
-    pub access_token: String,
+    pub(crate) access_token: String,
     /// Seconds until it expires.
-    pub expires_in: u64,
+    pub(crate) expires_in: u64,
     /// The opaque refresh token.
-    pub refresh_token: SecretString,
+    pub(crate) refresh_token: SecretString,
     /// Seconds until it expires.
-    pub refresh_expires_in: u64,
+    pub(crate) refresh_expires_in: u64,
     /// Granted scopes, space-separated.
-    pub scope: String,
+    pub(crate) scope: String,
 }
 
 /// What introspection found about an active token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Introspection {
+pub(crate) enum Introspection {
     /// A valid access token.
     Access(Claims),
     /// A valid refresh token.
@@ -47,7 +47,7 @@ impl Auth {
     /// # Errors
     /// [`Error::Unauthenticated`] for every kind of wrong credential;
     /// [`Error::ResourceExhausted`] while the login is locked or hashing is saturated.
-    pub async fn login(
+    pub(crate) async fn login(
         &self,
         tenant: &str,
         username: &str,
@@ -97,7 +97,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for anything but a valid, unspent token.
-    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<Tokens> {
+    pub(crate) async fn refresh(&self, refresh_token: &SecretString) -> Result<Tokens> {
         let hash = refresh_hash(refresh_token)?;
         let (successor, successor_hash) = new_refresh_token()?;
         // The spend and its successor commit in one transaction: no window in which the
@@ -137,7 +137,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Database`] only.
-    pub async fn revoke(&self, token: &SecretString) -> Result<()> {
+    pub(crate) async fn revoke(&self, token: &SecretString) -> Result<()> {
         if let Ok(hash) = refresh_hash(token) {
             if let Some(row) = self.store.refresh_token(&hash).await? {
                 self.store
@@ -162,7 +162,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Database`] only.
-    pub async fn introspect(&self, token: &SecretString) -> Result<Option<Introspection>> {
+    pub(crate) async fn introspect(&self, token: &SecretString) -> Result<Option<Introspection>> {
         if let Ok(hash) = refresh_hash(token) {
             let row = self.store.refresh_token(&hash).await?.filter(|r| {
                 r.spent_time.is_none() && r.revoke_time.is_none() && r.expire_time > self.now()
@@ -185,7 +185,7 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for any invalid or revoked token; [`Error::Database`].
-    pub async fn verify_access_token(&self, token: &str) -> Result<Verified> {
+    pub(crate) async fn verify_access_token(&self, token: &str) -> Result<Verified> {
         let verified = self
             .keys
             .current()

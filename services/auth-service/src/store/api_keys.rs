@@ -10,37 +10,37 @@ use crate::{Error, Result};
 
 /// An API key row: the secret only as bcrypt hashes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKeyRow {
+pub(crate) struct ApiKeyRow {
     /// Public id.
-    pub id: String,
+    pub(crate) id: String,
     /// Tenant id.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// Owner principal id.
-    pub principal_id: String,
+    pub(crate) principal_id: String,
     /// Label.
-    pub display_name: String,
+    pub(crate) display_name: String,
     /// bcrypt of the secret part.
-    pub secret_hash: String,
+    pub(crate) secret_hash: String,
     /// bcrypt of the previous secret part, during a roll's grace period.
-    pub previous_hash: Option<String>,
+    pub(crate) previous_hash: Option<String>,
     /// Until when the previous secret is accepted.
-    pub previous_valid_until: Option<i64>,
+    pub(crate) previous_valid_until: Option<i64>,
     /// Scopes, space-separated.
-    pub scopes: String,
+    pub(crate) scopes: String,
     /// Display hint.
-    pub hint: String,
+    pub(crate) hint: String,
     /// Creator.
-    pub created_by: String,
+    pub(crate) created_by: String,
     /// Creation time.
-    pub create_time: i64,
+    pub(crate) create_time: i64,
     /// Expiry, if any.
-    pub expire_time: Option<i64>,
+    pub(crate) expire_time: Option<i64>,
     /// Last successful verification.
-    pub last_used_time: Option<i64>,
+    pub(crate) last_used_time: Option<i64>,
     /// Revocation time, if revoked.
-    pub revoke_time: Option<i64>,
+    pub(crate) revoke_time: Option<i64>,
     /// The API key behind the creator's bearer, if any: revoking it revokes this one.
-    pub parent_id: Option<String>,
+    pub(crate) parent_id: Option<String>,
 }
 
 impl std::fmt::Debug for ApiKeyRow {
@@ -56,15 +56,15 @@ impl std::fmt::Debug for ApiKeyRow {
 
 /// A roll's new secret (see [`Store::roll_api_key`]).
 #[derive(Debug, Clone, Copy)]
-pub struct RolledSecret<'a> {
+pub(crate) struct RolledSecret<'a> {
     /// bcrypt of the new secret part.
-    pub hash: &'a str,
+    pub(crate) hash: &'a str,
     /// The new display hint.
-    pub hint: &'a str,
+    pub(crate) hint: &'a str,
     /// Until when the previous secret stays valid.
-    pub previous_until: i64,
+    pub(crate) previous_until: i64,
     /// When.
-    pub now: i64,
+    pub(crate) now: i64,
 }
 
 impl Store {
@@ -72,7 +72,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn insert_api_key(
+    pub(crate) async fn insert_api_key(
         &self,
         row: &ApiKeyRow,
         key: &AuditKey,
@@ -108,7 +108,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
+    pub(crate) async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRow>> {
         let row = sqlx::query(concat!(select_api_key!(), " WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.db.pool)
@@ -120,7 +120,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn list_api_keys(
+    pub(crate) async fn list_api_keys(
         &self,
         tenant: &str,
         after: &str,
@@ -145,7 +145,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn revoke_api_key(
+    pub(crate) async fn revoke_api_key(
         &self,
         tenant: &str,
         id: &str,
@@ -187,7 +187,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for child in &children {
-                frontier.push(child.try_get(0)?);
+                frontier.push(child.try_get("id")?);
             }
             if updated.rows_affected() > 0 {
                 revoked.push(next);
@@ -206,7 +206,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn roll_api_key(
+    pub(crate) async fn roll_api_key(
         &self,
         tenant: &str,
         id: &str,
@@ -240,7 +240,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
+    pub(crate) async fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
         sqlx::query("UPDATE auth_api_keys SET last_used_time = $2 WHERE id = $1")
             .bind(id)
             .bind(now)
@@ -253,18 +253,18 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn api_keys_changed_since(&self, since: i64) -> Result<Vec<String>> {
+    pub(crate) async fn api_keys_changed_since(&self, since: i64) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT id FROM auth_api_keys WHERE change_time >= $1")
             .bind(since)
             .fetch_all(&self.db.pool)
             .await?;
         rows.iter()
-            .map(|row| row.try_get(0).map_err(Error::from))
+            .map(|row| row.try_get("id").map_err(Error::from))
             .collect()
     }
 }
 
-/// The API-key columns in [`api_key_row`] order.
+/// The API-key columns [`api_key_row`] reads (by name).
 macro_rules! select_api_key {
     () => {
         "SELECT id, tenant, principal_id, display_name, secret_hash, previous_hash, \
@@ -276,20 +276,20 @@ use select_api_key;
 
 fn api_key_row(row: &AnyRow) -> Result<ApiKeyRow> {
     Ok(ApiKeyRow {
-        id: row.try_get(0)?,
-        tenant: row.try_get(1)?,
-        principal_id: row.try_get(2)?,
-        display_name: row.try_get(3)?,
-        secret_hash: row.try_get(4)?,
-        previous_hash: row.try_get(5)?,
-        previous_valid_until: row.try_get(6)?,
-        scopes: row.try_get(7)?,
-        hint: row.try_get(8)?,
-        created_by: row.try_get(9)?,
-        create_time: row.try_get(10)?,
-        expire_time: row.try_get(11)?,
-        last_used_time: row.try_get(12)?,
-        revoke_time: row.try_get(13)?,
-        parent_id: row.try_get(14)?,
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        principal_id: row.try_get("principal_id")?,
+        display_name: row.try_get("display_name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        previous_hash: row.try_get("previous_hash")?,
+        previous_valid_until: row.try_get("previous_valid_until")?,
+        scopes: row.try_get("scopes")?,
+        hint: row.try_get("hint")?,
+        created_by: row.try_get("created_by")?,
+        create_time: row.try_get("create_time")?,
+        expire_time: row.try_get("expire_time")?,
+        last_used_time: row.try_get("last_used_time")?,
+        revoke_time: row.try_get("revoke_time")?,
+        parent_id: row.try_get("parent_id")?,
     })
 }

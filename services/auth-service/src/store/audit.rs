@@ -12,58 +12,58 @@ use crate::{Error, Result};
 
 /// A privilege change to record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChainEvent<'a> {
+pub(crate) struct ChainEvent<'a> {
     /// Tenant whose chain it joins.
-    pub tenant: &'a str,
+    pub(crate) tenant: &'a str,
     /// Who acted.
-    pub actor: &'a str,
+    pub(crate) actor: &'a str,
     /// What (`principal.create`, ...).
-    pub action: &'a str,
+    pub(crate) action: &'a str,
     /// What it concerned, and what was granted.
-    pub subject: &'a str,
+    pub(crate) subject: &'a str,
     /// `success`, ...
-    pub outcome: &'a str,
+    pub(crate) outcome: &'a str,
 }
 
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainRow {
+pub(crate) struct ChainRow {
     /// Tenant.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// Position, from 1.
-    pub sequence: i64,
+    pub(crate) sequence: i64,
     /// When.
-    pub time: i64,
+    pub(crate) time: i64,
     /// Who.
-    pub actor: String,
+    pub(crate) actor: String,
     /// What.
-    pub action: String,
+    pub(crate) action: String,
     /// On what.
-    pub subject: String,
+    pub(crate) subject: String,
     /// Outcome.
-    pub outcome: String,
+    pub(crate) outcome: String,
     /// The previous link.
-    pub previous_hash: String,
+    pub(crate) previous_hash: String,
     /// This event's link.
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 /// A chain's stored head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainHead {
+pub(crate) struct ChainHead {
     /// Last sequence.
-    pub sequence: i64,
+    pub(crate) sequence: i64,
     /// Last link.
-    pub link: String,
+    pub(crate) link: String,
     /// MAC of tenant, sequence and link.
-    pub mac: String,
+    pub(crate) mac: String,
     /// When written.
-    pub time: i64,
+    pub(crate) time: i64,
 }
 
 impl ChainRow {
     /// The link `key` computes from this event's fields and stored previous link.
-    pub fn recomputed(&self, key: &AuditKey) -> String {
+    pub(crate) fn recomputed(&self, key: &AuditKey) -> String {
         link(
             key,
             &self.previous_hash,
@@ -82,7 +82,7 @@ impl ChainRow {
 
 impl ChainHead {
     /// The head as [`coffer_crypto::audit`] checks it.
-    pub fn to_head(&self) -> audit::Head {
+    pub(crate) fn to_head(&self) -> audit::Head {
         audit::Head {
             sequence: self.sequence,
             link: self.link.clone(),
@@ -136,7 +136,8 @@ pub(super) async fn append(
         .bind(event.tenant)
         .fetch_one(&mut **tx)
         .await?;
-    let (previous_sequence, previous): (i64, String) = (head.try_get(0)?, head.try_get(1)?);
+    let (previous_sequence, previous): (i64, String) =
+        (head.try_get("sequence")?, head.try_get("link")?);
     let sequence = previous_sequence + 1;
     let hash = link(key, &previous, sequence, now, event);
     sqlx::query(
@@ -173,7 +174,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`]: callers fail the operation rather than skip the audit.
-    pub async fn audit(&self, key: &AuditKey, event: &ChainEvent<'_>, now: i64) -> Result<()> {
+    pub(crate) async fn audit(
+        &self,
+        key: &AuditKey,
+        event: &ChainEvent<'_>,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.db.pool.begin().await?;
         append(&mut tx, key, event, now).await?;
         tx.commit().await?;
@@ -184,7 +190,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn chain_events(
+    pub(crate) async fn chain_events(
         &self,
         tenant: &str,
         after: i64,
@@ -197,7 +203,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn chain_head(&self, tenant: &str) -> Result<Option<ChainHead>> {
+    pub(crate) async fn chain_head(&self, tenant: &str) -> Result<Option<ChainHead>> {
         let row = sqlx::query(
             "SELECT sequence, link, mac, update_time FROM auth_audit_heads \
              WHERE tenant = $1 AND sequence > 0",
@@ -207,10 +213,10 @@ impl Store {
         .await?;
         row.map(|row| {
             Ok(ChainHead {
-                sequence: row.try_get(0)?,
-                link: row.try_get(1)?,
-                mac: row.try_get(2)?,
-                time: row.try_get(3)?,
+                sequence: row.try_get("sequence")?,
+                link: row.try_get("link")?,
+                mac: row.try_get("mac")?,
+                time: row.try_get("update_time")?,
             })
         })
         .transpose()
@@ -220,18 +226,18 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn wrapped_audit_key(&self) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn wrapped_audit_key(&self) -> Result<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT wrapped FROM auth_audit_key WHERE id = 'audit'")
             .fetch_optional(&self.db.pool)
             .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+        Ok(row.map(|row| row.try_get("wrapped")).transpose()?)
     }
 
     /// Stores the wrapped audit key unless one is stored (then re-read it).
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn insert_wrapped_audit_key(&self, wrapped: &[u8], now: i64) -> Result<()> {
+    pub(crate) async fn insert_wrapped_audit_key(&self, wrapped: &[u8], now: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO auth_audit_key (id, wrapped, create_time) VALUES ('audit', $1, $2) \
              ON CONFLICT (id) DO NOTHING",
@@ -257,15 +263,15 @@ async fn events(pool: &AnyPool, tenant: &str, after: i64, limit: u32) -> Result<
     rows.iter()
         .map(|row| {
             Ok(ChainRow {
-                tenant: row.try_get(0)?,
-                sequence: row.try_get(1)?,
-                time: row.try_get(2)?,
-                actor: row.try_get(3)?,
-                action: row.try_get(4)?,
-                subject: row.try_get(5)?,
-                outcome: row.try_get(6)?,
-                previous_hash: row.try_get(7)?,
-                hash: row.try_get(8)?,
+                tenant: row.try_get("tenant")?,
+                sequence: row.try_get("sequence")?,
+                time: row.try_get("time")?,
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                subject: row.try_get("subject")?,
+                outcome: row.try_get("outcome")?,
+                previous_hash: row.try_get("previous_hash")?,
+                hash: row.try_get("hash")?,
             })
         })
         .collect::<Result<_, Error>>()

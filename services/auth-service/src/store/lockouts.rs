@@ -10,13 +10,13 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn locked_until(&self, subject: &str, now: i64) -> Result<Option<i64>> {
+    pub(crate) async fn locked_until(&self, subject: &str, now: i64) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT locked_until FROM auth_lockouts WHERE subject = $1")
             .bind(subject)
             .fetch_optional(&self.db.pool)
             .await?;
         let until = match row {
-            Some(row) => row.try_get::<Option<i64>, _>(0)?,
+            Some(row) => row.try_get::<Option<i64>, _>("locked_until")?,
             None => None,
         };
         Ok(until.filter(|until| *until > now))
@@ -28,7 +28,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn record_failure(
+    pub(crate) async fn record_failure(
         &self,
         subject: &str,
         max_failures: u32,
@@ -50,7 +50,7 @@ impl Store {
         .bind(now.saturating_sub(window))
         .fetch_one(&mut *tx)
         .await?
-        .try_get(0)?;
+        .try_get("failures")?;
         let locked = failures >= i64::from(max_failures);
         if locked {
             sqlx::query(
@@ -69,7 +69,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn clear_failures(&self, subject: &str) -> Result<()> {
+    pub(crate) async fn clear_failures(&self, subject: &str) -> Result<()> {
         sqlx::query("DELETE FROM auth_lockouts WHERE subject = $1")
             .bind(subject)
             .execute(&self.db.pool)

@@ -10,19 +10,19 @@ mod revocations;
 mod signing_keys;
 mod tenants;
 
-pub use api_keys::{ApiKeyRow, RolledSecret};
-pub use audit::{ChainEvent, ChainHead, ChainRow};
-pub use principals::{PrincipalKind, PrincipalRow};
-pub use refresh_tokens::{RefreshRow, Spend, Successor};
+pub(crate) use api_keys::{ApiKeyRow, RolledSecret};
+pub(crate) use audit::{ChainEvent, ChainHead, ChainRow};
+pub(crate) use principals::{PrincipalKind, PrincipalRow};
+pub(crate) use refresh_tokens::{RefreshRow, Spend};
 pub(crate) use revocations::insert_revocation;
-pub use revocations::{RevocationKind, RevocationRow};
-pub use signing_keys::SigningKeyRow;
-pub use tenants::TenantRow;
+pub(crate) use revocations::{RevocationKind, RevocationRow};
+pub(crate) use signing_keys::SigningKeyRow;
+pub(crate) use tenants::TenantRow;
 
 use crate::Result;
 
 /// The PostgreSQL NOTIFY channel for revocations, rolls and signing-key rotations.
-pub const CHANGES_CHANNEL: &str = "coffer_auth_changes";
+pub(crate) const CHANGES_CHANNEL: &str = "coffer_auth_changes";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 static MIGRATIONS: coffer_db::Migrations = coffer_db::Migrations {
@@ -34,7 +34,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
 
 /// The auth-service's database handle. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     db: coffer_db::Database,
 }
 
@@ -43,21 +43,21 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Open`].
-    pub async fn connect(database: &coffer_db::Config) -> Result<Self> {
+    pub(crate) async fn connect(database: &coffer_db::Config) -> Result<Self> {
         Ok(Self {
             db: coffer_db::connect(database, &MIGRATIONS).await?,
         })
     }
 
     /// SQLite or PostgreSQL.
-    pub fn backend(&self) -> coffer_db::Backend {
+    pub(crate) fn backend(&self) -> coffer_db::Backend {
         self.db.backend
     }
 
     /// Tells every replica listening on PostgreSQL about a change (`apikey:{id}` or
     /// `signing`), so caches are evicted at once. Nothing on SQLite (one process; the change
     /// poll covers it). Best effort: the poll is the backstop, so a failed notify is logged.
-    pub async fn notify_change(&self, change: &str) {
+    pub(crate) async fn notify_change(&self, change: &str) {
         if self.db.backend != coffer_db::Backend::Postgres {
             return;
         }
@@ -72,7 +72,7 @@ impl Store {
     }
 
     /// Closes the pool.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.db.close().await;
     }
 }

@@ -10,23 +10,23 @@ use crate::{Error, Result};
 
 /// A principal row. `password_hash` is a bcrypt hash, never a password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PrincipalRow {
+pub(crate) struct PrincipalRow {
     /// Tenant id.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// Principal id.
-    pub id: String,
+    pub(crate) id: String,
     /// A user or a service account.
-    pub kind: PrincipalKind,
+    pub(crate) kind: PrincipalKind,
     /// bcrypt hash of the password (users).
-    pub password_hash: Option<String>,
+    pub(crate) password_hash: Option<String>,
     /// Role names, space-separated.
-    pub roles: String,
+    pub(crate) roles: String,
     /// Explicit scopes, space-separated.
-    pub scopes: String,
+    pub(crate) scopes: String,
     /// Creation time, unix seconds.
-    pub create_time: i64,
+    pub(crate) create_time: i64,
     /// Role generation: raised by every SetRoles; access tokens carry it.
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 impl std::fmt::Debug for PrincipalRow {
@@ -42,7 +42,7 @@ impl std::fmt::Debug for PrincipalRow {
 
 /// What a principal is, as stored (`user`, `service_account`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrincipalKind {
+pub(crate) enum PrincipalKind {
     /// A person, who logs in with a password.
     User,
     /// A machine identity with explicit scopes.
@@ -51,7 +51,7 @@ pub enum PrincipalKind {
 
 impl PrincipalKind {
     /// The stored form.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PrincipalKind::User => "user",
             PrincipalKind::ServiceAccount => "service_account",
@@ -94,7 +94,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown tenant, [`Error::AlreadyExists`], [`Error::Database`].
-    pub async fn create_principal(
+    pub(crate) async fn create_principal(
         &self,
         row: &PrincipalRow,
         key: &AuditKey,
@@ -132,7 +132,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn principal(&self, tenant: &str, id: &str) -> Result<Option<PrincipalRow>> {
+    pub(crate) async fn principal(&self, tenant: &str, id: &str) -> Result<Option<PrincipalRow>> {
         let row = sqlx::query(concat!(
             select_principal!(),
             " WHERE tenant = $1 AND id = $2"
@@ -148,7 +148,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn list_principals(
+    pub(crate) async fn list_principals(
         &self,
         tenant: &str,
         after: &str,
@@ -174,7 +174,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn set_roles(
+    pub(crate) async fn set_roles(
         &self,
         (tenant, id): (&str, &str),
         roles: &str,
@@ -195,7 +195,8 @@ impl Store {
         let Some(updated) = updated else {
             return Ok(None);
         };
-        let generation = u64::try_from(updated.try_get::<i64, _>(0)?).unwrap_or(u64::MAX);
+        let generation =
+            u64::try_from(updated.try_get::<i64, _>("generation")?).unwrap_or(u64::MAX);
         insert_revocation(
             &mut *tx,
             RevocationKind::Principal,

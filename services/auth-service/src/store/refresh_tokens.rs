@@ -9,28 +9,28 @@ use crate::Result;
 
 /// A refresh token row (the token itself is only stored as its SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefreshRow {
+pub(crate) struct RefreshRow {
     /// The family: every token descended from one login.
-    pub family: String,
+    pub(crate) family: String,
     /// Tenant id.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// Principal id.
-    pub principal_id: String,
+    pub(crate) principal_id: String,
     /// Granted scopes.
-    pub scope: String,
+    pub(crate) scope: String,
     /// Issue time.
-    pub create_time: i64,
+    pub(crate) create_time: i64,
     /// Expiry.
-    pub expire_time: i64,
+    pub(crate) expire_time: i64,
     /// When it was exchanged.
-    pub spent_time: Option<i64>,
+    pub(crate) spent_time: Option<i64>,
     /// When it (or its family) was revoked.
-    pub revoke_time: Option<i64>,
+    pub(crate) revoke_time: Option<i64>,
 }
 
 /// What spending a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Spend {
+pub(crate) enum Spend {
     /// It was valid and is now spent, its successor written; the principal as it is now.
     Spent(PrincipalRow),
     /// It had been spent before: its family is now revoked.
@@ -61,7 +61,7 @@ async fn insert_refresh<'e>(
     Ok(())
 }
 
-/// The refresh-token columns in [`refresh_row`] order.
+/// The refresh-token columns [`refresh_row`] reads (by name).
 macro_rules! refresh_columns {
     () => {
         "family, tenant, principal_id, scope, create_time, expire_time, spent_time, revoke_time"
@@ -70,20 +70,20 @@ macro_rules! refresh_columns {
 
 fn refresh_row(row: &AnyRow) -> Result<RefreshRow> {
     Ok(RefreshRow {
-        family: row.try_get(0)?,
-        tenant: row.try_get(1)?,
-        principal_id: row.try_get(2)?,
-        scope: row.try_get(3)?,
-        create_time: row.try_get(4)?,
-        expire_time: row.try_get(5)?,
-        spent_time: row.try_get(6)?,
-        revoke_time: row.try_get(7)?,
+        family: row.try_get("family")?,
+        tenant: row.try_get("tenant")?,
+        principal_id: row.try_get("principal_id")?,
+        scope: row.try_get("scope")?,
+        create_time: row.try_get("create_time")?,
+        expire_time: row.try_get("expire_time")?,
+        spent_time: row.try_get("spent_time")?,
+        revoke_time: row.try_get("revoke_time")?,
     })
 }
 
 /// Makes a spent refresh token's successor: its hash and row, from the spent row and its
 /// principal.
-pub type Successor<'a> =
+pub(crate) type Successor<'a> =
     dyn Fn(&RefreshRow, &PrincipalRow) -> Result<(String, RefreshRow)> + Sync + 'a;
 
 impl Store {
@@ -91,7 +91,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn insert_refresh_token(&self, token_hash: &str, row: &RefreshRow) -> Result<()> {
+    pub(crate) async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        row: &RefreshRow,
+    ) -> Result<()> {
         insert_refresh(&self.db.pool, token_hash, row).await
     }
 
@@ -102,7 +106,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`], or `successor`'s error (nothing is then spent).
-    pub async fn spend_refresh_token(
+    pub(crate) async fn spend_refresh_token(
         &self,
         token_hash: &str,
         now: i64,
@@ -156,7 +160,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshRow>> {
+    pub(crate) async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshRow>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             refresh_columns!(),
@@ -172,7 +176,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn revoke_refresh_family(&self, family: &str, now: i64) -> Result<()> {
+    pub(crate) async fn revoke_refresh_family(&self, family: &str, now: i64) -> Result<()> {
         let mut tx = self.db.pool.begin().await?;
         sqlx::query(
             "INSERT INTO auth_refresh_families (family, revoke_time) VALUES ($1, $2) \
@@ -197,7 +201,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn is_refresh_family_revoked(&self, family: &str) -> Result<bool> {
+    pub(crate) async fn is_refresh_family_revoked(&self, family: &str) -> Result<bool> {
         let row = sqlx::query("SELECT 1 FROM auth_refresh_families WHERE family = $1")
             .bind(family)
             .fetch_optional(&self.db.pool)

@@ -7,7 +7,7 @@ use crate::{Error, Result};
 
 /// What a revocation concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevocationKind {
+pub(crate) enum RevocationKind {
     /// An access token, by `jti`.
     AccessToken,
     /// An API key, by id (and every token exchanged for it).
@@ -38,17 +38,17 @@ impl RevocationKind {
 
 /// One entry of the revocation feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevocationRow {
+pub(crate) struct RevocationRow {
     /// What is revoked.
-    pub kind: RevocationKind,
+    pub(crate) kind: RevocationKind,
     /// The `jti` or key id.
-    pub id: String,
+    pub(crate) id: String,
     /// When.
-    pub revoke_time: i64,
+    pub(crate) revoke_time: i64,
     /// When every token it concerns has expired.
-    pub forget_time: i64,
+    pub(crate) forget_time: i64,
     /// For [`RevocationKind::Principal`]: the lowest token generation still valid.
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 /// Records a revocation in the feed (on the pool, or in the caller's transaction);
@@ -84,7 +84,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn revoke_access_token(&self, jti: &str, forget_time: i64, now: i64) -> Result<()> {
+    pub(crate) async fn revoke_access_token(
+        &self,
+        jti: &str,
+        forget_time: i64,
+        now: i64,
+    ) -> Result<()> {
         insert_revocation(
             &self.db.pool,
             RevocationKind::AccessToken,
@@ -102,7 +107,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn is_token_revoked(
+    pub(crate) async fn is_token_revoked(
         &self,
         jti: &str,
         akid: Option<&str>,
@@ -129,7 +134,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`], [`Error::Corrupt`].
-    pub async fn revocations_since(
+    pub(crate) async fn revocations_since(
         &self,
         since: i64,
         now: i64,
@@ -146,13 +151,13 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let kind: String = row.try_get(0)?;
+                let kind: String = row.try_get("kind")?;
                 Ok(RevocationRow {
                     kind: RevocationKind::parse(&kind).ok_or(Error::Corrupt("revocation kind"))?,
-                    id: row.try_get(1)?,
-                    revoke_time: row.try_get(2)?,
-                    forget_time: row.try_get(3)?,
-                    generation: u64::try_from(row.try_get::<i64, _>(4)?).unwrap_or(0),
+                    id: row.try_get("id")?,
+                    revoke_time: row.try_get("revoke_time")?,
+                    forget_time: row.try_get("forget_time")?,
+                    generation: u64::try_from(row.try_get::<i64, _>("generation")?).unwrap_or(0),
                 })
             })
             .collect()
@@ -162,7 +167,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn forget_revocations(&self, now: i64) -> Result<()> {
+    pub(crate) async fn forget_revocations(&self, now: i64) -> Result<()> {
         sqlx::query("DELETE FROM auth_revocations WHERE forget_time <= $1")
             .bind(now)
             .execute(&self.db.pool)

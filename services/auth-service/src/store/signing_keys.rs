@@ -8,17 +8,17 @@ use crate::Result;
 
 /// A signing key row: the private key only as key-service ciphertext.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigningKeyRow {
+pub(crate) struct SigningKeyRow {
     /// RFC 7638 thumbprint.
-    pub kid: String,
+    pub(crate) kid: String,
     /// The PKCS#8 private key encrypted by key-service (`coffer:v{N}:...` text form).
-    pub encrypted_private: String,
+    pub(crate) encrypted_private: String,
     /// The public JWK, JSON.
-    pub public_jwk: String,
+    pub(crate) public_jwk: String,
     /// When it was created.
-    pub create_time: i64,
+    pub(crate) create_time: i64,
     /// When a newer key replaced it for signing.
-    pub retire_time: Option<i64>,
+    pub(crate) retire_time: Option<i64>,
 }
 
 impl Store {
@@ -27,7 +27,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn rotate_signing_key(
+    pub(crate) async fn rotate_signing_key(
         &self,
         new: &SigningKeyRow,
         unpublish_previous_at: i64,
@@ -63,7 +63,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn published_signing_keys(&self, now: i64) -> Result<Vec<SigningKeyRow>> {
+    pub(crate) async fn published_signing_keys(&self, now: i64) -> Result<Vec<SigningKeyRow>> {
         sqlx::query("DELETE FROM auth_signing_keys WHERE unpublish_time IS NOT NULL AND unpublish_time <= $1")
             .bind(now)
             .execute(&self.db.pool)
@@ -78,11 +78,11 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(SigningKeyRow {
-                    kid: row.try_get(0)?,
-                    encrypted_private: row.try_get(1)?,
-                    public_jwk: row.try_get(2)?,
-                    create_time: row.try_get(3)?,
-                    retire_time: row.try_get(4)?,
+                    kid: row.try_get("kid")?,
+                    encrypted_private: row.try_get("encrypted_private")?,
+                    public_jwk: row.try_get("public_jwk")?,
+                    create_time: row.try_get("create_time")?,
+                    retire_time: row.try_get("retire_time")?,
                 })
             })
             .collect()

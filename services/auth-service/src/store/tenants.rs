@@ -7,13 +7,13 @@ use crate::{Error, Result};
 
 /// A tenant row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantRow {
+pub(crate) struct TenantRow {
     /// Tenant id.
-    pub id: String,
+    pub(crate) id: String,
     /// Display name.
-    pub display_name: String,
+    pub(crate) display_name: String,
     /// Creation time, unix seconds.
-    pub create_time: i64,
+    pub(crate) create_time: i64,
 }
 
 impl Store {
@@ -21,7 +21,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::Database`].
-    pub async fn create_tenant(&self, row: &TenantRow) -> Result<()> {
+    pub(crate) async fn create_tenant(&self, row: &TenantRow) -> Result<()> {
         let inserted = sqlx::query(
             "INSERT INTO auth_tenants (id, display_name, create_time) VALUES ($1, $2, $3) \
              ON CONFLICT DO NOTHING",
@@ -41,7 +41,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn tenant(&self, id: &str) -> Result<Option<TenantRow>> {
+    pub(crate) async fn tenant(&self, id: &str) -> Result<Option<TenantRow>> {
         let row =
             sqlx::query("SELECT id, display_name, create_time FROM auth_tenants WHERE id = $1")
                 .bind(id)
@@ -49,9 +49,9 @@ impl Store {
                 .await?;
         row.map(|row| {
             Ok(TenantRow {
-                id: row.try_get(0)?,
-                display_name: row.try_get(1)?,
-                create_time: row.try_get(2)?,
+                id: row.try_get("id")?,
+                display_name: row.try_get("display_name")?,
+                create_time: row.try_get("create_time")?,
             })
         })
         .transpose()

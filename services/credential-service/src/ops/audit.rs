@@ -14,14 +14,14 @@ use crate::store::{AuditEvent, AuditHead, KEYED, NewAuditEvent};
 
 /// What VerifyAuditChain found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainCheck {
+pub(crate) struct ChainCheck {
     /// Events checked.
-    pub checked: u64,
+    pub(crate) checked: u64,
     /// The first sequence the chain cannot vouch for: an event whose link is wrong, or the
     /// first one missing after the last intact event.
-    pub first_broken: Option<i64>,
+    pub(crate) first_broken: Option<i64>,
     /// The verified head, when the chain is intact (to export and keep elsewhere).
-    pub head: Option<AuditHead>,
+    pub(crate) head: Option<AuditHead>,
 }
 
 /// Events read per round trip while verifying.
@@ -32,7 +32,7 @@ impl Credentials {
     ///
     /// # Errors
     /// [`crate::Error::Database`].
-    pub async fn audit_events(
+    pub(crate) async fn audit_events(
         &self,
         tenant: &str,
         after: i64,
@@ -52,7 +52,7 @@ impl Credentials {
     /// # Errors
     /// [`crate::Error::Database`]; [`crate::Error::KeyService`] when the audit key is needed
     /// and cannot be had (fail closed).
-    pub async fn verify_chain(
+    pub(crate) async fn verify_chain(
         &self,
         tenant: &str,
         expected: Option<&AuditHead>,
@@ -105,7 +105,7 @@ impl Credentials {
     ///
     /// # Errors
     /// [`crate::Error::Database`], [`crate::Error::KeyService`].
-    pub async fn upgrade_legacy_chains(&self) -> Result<usize> {
+    pub(crate) async fn upgrade_legacy_chains(&self) -> Result<usize> {
         let mut upgraded = 0;
         for tenant in self.store.tenants_with_legacy_audit().await? {
             let key = self.chain_key(&tenant).await?;
@@ -128,7 +128,7 @@ impl Credentials {
     ///
     /// # Errors
     /// The audit write's (or the existence check's) error.
-    pub async fn audit_denied(
+    pub(crate) async fn audit_denied(
         &self,
         tenant: &str,
         credential: &str,
@@ -157,14 +157,14 @@ impl Credentials {
 }
 
 /// Most denial events written per principal per [`DENIAL_WINDOW`].
-pub const DENIALS_PER_WINDOW: u32 = 10;
+pub(crate) const DENIALS_PER_WINDOW: u32 = 10;
 /// The window of [`DENIALS_PER_WINDOW`].
-pub const DENIAL_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const DENIAL_WINDOW: Duration = Duration::from_secs(60);
 /// Principals whose denial budget is tracked at once (least recently denied forgotten).
 const TRACKED_PRINCIPALS: usize = 10_000;
 
 /// Per-principal budgets of audited denials (in memory, per replica).
-pub struct DenialBudget {
+pub(crate) struct DenialBudget {
     spent: Mutex<LruCache<(String, String), (Instant, u32)>>,
 }
 

@@ -9,13 +9,14 @@ use crate::dek::DataKeys;
 use crate::env::Env;
 use crate::error::reasons;
 use crate::metrics::Metrics;
+use crate::names::CredentialName;
 use crate::store::{CredentialRow, NewAuditEvent, Store};
 use coffer_server::Clock;
 
 use crate::{Error, Result};
 
 /// The operations, over storage and data keys.
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub(super) store: Store,
     pub(super) keys: DataKeys,
     pub(super) rewrap_page_size: u32,
@@ -27,26 +28,26 @@ pub struct Credentials {
 
 /// A validated CreateCredential.
 #[derive(Debug)]
-pub struct NewCredential {
+pub(crate) struct NewCredential {
     /// Tenant.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// MCP server id.
-    pub server_id: String,
+    pub(crate) server_id: String,
     /// Template id.
-    pub template_id: String,
+    pub(crate) template_id: String,
     /// Display name.
-    pub server_name: String,
+    pub(crate) server_name: String,
     /// The environment, or a zero-knowledge entry.
-    pub content: Content,
+    pub(crate) content: Content,
     /// Integration names.
-    pub configured_integrations: Vec<String>,
+    pub(crate) configured_integrations: Vec<String>,
     /// Expiry.
-    pub expire_time: Option<i64>,
+    pub(crate) expire_time: Option<i64>,
 }
 
 impl Credentials {
     /// Assembles the operations.
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         keys: DataKeys,
         audit_keys: AuditKeys,
@@ -70,7 +71,7 @@ impl Credentials {
     ///
     /// # Errors
     /// [`Error::KeyService`].
-    pub async fn watch_key_changes(&self) -> Result<()> {
+    pub(crate) async fn watch_key_changes(&self) -> Result<()> {
         self.keys.watch_once().await
     }
 
@@ -86,7 +87,7 @@ impl Credentials {
     }
 
     /// The store (for shutdown).
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
@@ -94,7 +95,7 @@ impl Credentials {
     ///
     /// # Errors
     /// [`Error::KeyService`] if key-service is down (nothing is written); [`Error::Database`].
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         new: NewCredential,
         actor: &Actor,
@@ -141,13 +142,12 @@ impl Credentials {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::KeyService`] when the data key is not cached and
     /// key-service is down; [`Error::Undecryptable`].
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
-        tenant: &str,
-        id: &str,
+        name: &CredentialName,
         actor: &Actor,
     ) -> Result<(CredentialRow, Content)> {
-        let row = self.row(tenant, id).await?;
+        let row = self.row(name).await?;
         let content = self.open(&row, actor).await?;
         Ok((row, content))
     }
@@ -156,7 +156,7 @@ impl Credentials {
     ///
     /// # Errors
     /// As [`Credentials::get`].
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         tenant: &str,
         filter: (&str, &str),
@@ -182,18 +182,16 @@ impl Credentials {
     /// # Errors
     /// [`Error::Aborted`] for a stale version (nothing written); [`Error::FailedPrecondition`]
     /// for a zero-knowledge credential; as [`Credentials::get`].
-    pub async fn update(
+    pub(crate) async fn update(
         &self,
-        tenant: &str,
-        id: &str,
+        name: &CredentialName,
         expected_version: u64,
         set: Env,
         unset: &[String],
         actor: &Actor,
     ) -> Result<(CredentialRow, Content)> {
-        let name = credential_name(tenant, id);
-        self.change(tenant, id, expected_version, actor, |content| {
-            let mut env = content.into_env(&name)?;
+        self.change(name, expected_version, actor, |content| {
+            let mut env = content.into_env(&name.to_string())?;
             env.apply(set, unset);
             env.check("set_env")?;
             Ok(Content::Env(env))
@@ -206,28 +204,20 @@ impl Credentials {
     /// # Errors
     /// [`Error::FailedPrecondition`] for a credential that is not zero-knowledge; as
     /// [`Credentials::update`].
-    pub async fn replace_opaque(
+    pub(crate) async fn replace_opaque(
         &self,
-        tenant: &str,
-        id: &str,
+        name: &CredentialName,
         expected_version: u64,
         opaque: Opaque,
         actor: &Actor,
     ) -> Result<(CredentialRow, Content)> {
-        let name = credential_name(tenant, id);
-        self.change(
-            tenant,
-            id,
-            expected_version,
-            actor,
-            |content| match content {
-                Content::Opaque(_) => Ok(Content::Opaque(opaque)),
-                Content::Env(_) => Err(Error::FailedPrecondition(
-                    reasons::NOT_ZERO_KNOWLEDGE,
-                    format!("{name} is not zero-knowledge; set its variables with set_env"),
-                )),
-            },
-        )
+        self.change(name, expected_version, actor, |content| match content {
+            Content::Opaque(_) => Ok(Content::Opaque(opaque)),
+            Content::Env(_) => Err(Error::FailedPrecondition(
+                reasons::NOT_ZERO_KNOWLEDGE,
+                format!("{name} is not zero-knowledge; set its variables with set_env"),
+            )),
+        })
         .await
     }
 
@@ -235,16 +225,15 @@ impl Credentials {
     /// `expected_version`.
     async fn change(
         &self,
-        tenant: &str,
-        id: &str,
+        name: &CredentialName,
         expected_version: u64,
         actor: &Actor,
         edit: impl FnOnce(Content) -> Result<Content>,
     ) -> Result<(CredentialRow, Content)> {
-        let name = credential_name(tenant, id);
-        let stale = || Error::Aborted(name.clone(), expected_version);
+        let (tenant, id) = (name.tenant().as_str(), name.id());
+        let stale = || Error::Aborted(name.to_string(), expected_version);
         let expected = i64::try_from(expected_version).map_err(|_| stale())?;
-        let mut row = self.row(tenant, id).await?;
+        let mut row = self.row(name).await?;
         if row.row_version != expected {
             return Err(stale());
         }
@@ -254,7 +243,8 @@ impl Credentials {
         row.ciphertext = seal(&key, tenant, id, row.row_version, &content)?;
         row.updated_by = actor.id.clone();
         row.update_time = self.now();
-        let event = self.event(tenant, actor, "update", &name, "success");
+        let resource = name.to_string();
+        let event = self.event(tenant, actor, "update", &resource, "success");
         let chain = self.chain_key(tenant).await?;
         if !self.store.update(&row, expected, &chain, &event).await? {
             return Err(stale());
@@ -266,8 +256,8 @@ impl Credentials {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
-    pub async fn delete(&self, tenant: &str, id: &str, actor: &Actor) -> Result<()> {
-        let name = credential_name(tenant, id);
+    pub(crate) async fn delete(&self, name: &CredentialName, actor: &Actor) -> Result<()> {
+        let (tenant, id, name) = (name.tenant().as_str(), name.id(), name.to_string());
         let chain = self.chain_key(tenant).await?;
         if self
             .store
@@ -291,15 +281,14 @@ impl Credentials {
     /// # Errors
     /// [`Error::FailedPrecondition`] for an expired credential; the audit write's error; as
     /// [`Credentials::get`].
-    pub async fn reveal(
+    pub(crate) async fn reveal(
         &self,
-        tenant: &str,
-        id: &str,
+        name: &CredentialName,
         action: &str,
         actor: &Actor,
     ) -> Result<(CredentialRow, Env)> {
-        let row = self.row(tenant, id).await?;
-        let name = credential_name(tenant, id);
+        let row = self.row(name).await?;
+        let (tenant, name) = (name.tenant().as_str(), name.to_string());
         if row.kind != ContentKind::Env {
             return Err(zero_knowledge(&name));
         }
@@ -322,15 +311,14 @@ impl Credentials {
     ///
     /// # Errors
     /// As [`Credentials::get`].
-    pub async fn validate(
+    pub(crate) async fn validate(
         &self,
-        tenant: &str,
-        id: &str,
+        name: &CredentialName,
         required: &[String],
         actor: &Actor,
     ) -> Result<Vec<String>> {
-        let (_, content) = self.get(tenant, id, actor).await?;
-        let env = content.into_env(&credential_name(tenant, id))?;
+        let (_, content) = self.get(name, actor).await?;
+        let env = content.into_env(&name.to_string())?;
         Ok(required
             .iter()
             .filter(|name| env.entries().get(*name).is_none_or(String::is_empty))
@@ -338,11 +326,11 @@ impl Credentials {
             .collect())
     }
 
-    async fn row(&self, tenant: &str, id: &str) -> Result<CredentialRow> {
+    async fn row(&self, name: &CredentialName) -> Result<CredentialRow> {
         self.store
-            .get(tenant, id)
+            .get(name.tenant().as_str(), name.id())
             .await?
-            .ok_or_else(|| Error::NotFound(credential_name(tenant, id)))
+            .ok_or_else(|| Error::NotFound(name.to_string()))
     }
 
     /// Decrypts a row's environment; a row that does not decrypt is audited as such.
@@ -399,7 +387,7 @@ fn seal(
 
 impl Credentials {
     /// Now, in unix seconds, on the service's clock.
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.now()
     }
 

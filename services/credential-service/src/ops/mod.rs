@@ -1,22 +1,22 @@
 //! Credential operations on validated inputs: envelope encryption under per-credential data
 //! keys, masking, audited reveals, and the audit log.
 
-pub mod audit;
+pub(crate) mod audit;
 mod credentials;
-pub mod sweep;
+pub(crate) mod sweep;
 
-pub use credentials::{Credentials, NewCredential};
+pub(crate) use credentials::{Credentials, NewCredential};
 
 /// Who is acting, for audit events.
 #[derive(Debug, Clone)]
-pub struct Actor {
+pub(crate) struct Actor {
     /// Principal id (or service identity).
-    pub id: String,
+    pub(crate) id: String,
     /// The caller's `x-request-id`, or empty.
-    pub request_id: String,
+    pub(crate) request_id: String,
 }
 
 /// The resource name of a credential.
-pub fn credential_name(tenant: &str, id: &str) -> String {
+pub(crate) fn credential_name(tenant: &str, id: &str) -> String {
     format!("tenants/{tenant}/credentials/{id}")
 }

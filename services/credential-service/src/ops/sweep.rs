@@ -8,17 +8,17 @@ use crate::store::SweepRow;
 
 /// A sweep's progress.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// The version credentials are moved to.
-    pub target_version: u32,
+    pub(crate) target_version: u32,
     /// Moved so far by this sweep.
-    pub rewrapped: u64,
+    pub(crate) rewrapped: u64,
     /// Still below the target.
-    pub remaining: u64,
+    pub(crate) remaining: u64,
     /// Items key-service refused so far.
-    pub failed: u64,
+    pub(crate) failed: u64,
     /// Where the sweep continues (empty when done or not started).
-    pub cursor: String,
+    pub(crate) cursor: String,
 }
 
 impl Credentials {
@@ -27,7 +27,7 @@ impl Credentials {
     ///
     /// # Errors
     /// [`crate::Error::KeyService`], [`crate::Error::Database`].
-    pub async fn rewrap(&self, tenant: &str, max_pages: u32) -> Result<Progress> {
+    pub(crate) async fn rewrap(&self, tenant: &str, max_pages: u32) -> Result<Progress> {
         let page_size = self.rewrap_page_size;
         let Some(target) = self.keys.primary_version(tenant).await? else {
             return Ok(Progress::default());
@@ -96,7 +96,7 @@ impl Credentials {
     ///
     /// # Errors
     /// [`crate::Error::Database`].
-    pub async fn rewrap_progress(&self, tenant: &str) -> Result<Progress> {
+    pub(crate) async fn rewrap_progress(&self, tenant: &str) -> Result<Progress> {
         let Some((sweep, cursor)) = self.store.sweep(tenant).await? else {
             return Ok(Progress::default());
         };
@@ -114,7 +114,7 @@ impl Credentials {
     ///
     /// # Errors
     /// The first failure.
-    pub async fn rewrap_all(&self) -> Result<u64> {
+    pub(crate) async fn rewrap_all(&self) -> Result<u64> {
         let mut moved = 0;
         for tenant in self.store.tenants().await? {
             let before = self.rewrap_progress(&tenant).await?.rewrapped;

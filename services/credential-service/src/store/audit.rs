@@ -7,84 +7,80 @@
 //! plain SHA-256 hash ([`chain_hash`]) and are accepted only as a chain's prefix.
 
 use coffer_crypto::AuditKey;
-use coffer_crypto::audit;
-use sha2::{Digest as _, Sha256};
+use coffer_crypto::audit::{self, GENESIS};
 use sqlx::{AnyPool, Row as _};
 
 use crate::Result;
 
 /// The link format of events written now.
-pub const KEYED: i64 = 2;
+pub(crate) const KEYED: i64 = 2;
 /// The unkeyed SHA-256 format of events written before keyed chains.
-pub const LEGACY: i64 = 1;
-
-/// The previous hash of a tenant's first event.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const LEGACY: i64 = 1;
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewAuditEvent<'a> {
+pub(crate) struct NewAuditEvent<'a> {
     /// Tenant id.
-    pub tenant: &'a str,
+    pub(crate) tenant: &'a str,
     /// Who acted.
-    pub actor: &'a str,
+    pub(crate) actor: &'a str,
     /// What happened.
-    pub action: &'a str,
+    pub(crate) action: &'a str,
     /// The credential's resource name.
-    pub credential: &'a str,
+    pub(crate) credential: &'a str,
     /// `success`, `failure`, `denied`.
-    pub outcome: &'a str,
+    pub(crate) outcome: &'a str,
     /// The caller's request id, or empty.
-    pub request_id: &'a str,
+    pub(crate) request_id: &'a str,
     /// When, unix seconds.
-    pub time: i64,
+    pub(crate) time: i64,
 }
 
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEvent {
+pub(crate) struct AuditEvent {
     /// Tenant id.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// Position in the tenant's chain, from 1.
-    pub sequence: i64,
+    pub(crate) sequence: i64,
     /// When.
-    pub time: i64,
+    pub(crate) time: i64,
     /// Who.
-    pub actor: String,
+    pub(crate) actor: String,
     /// What.
-    pub action: String,
+    pub(crate) action: String,
     /// Which credential.
-    pub credential: String,
+    pub(crate) credential: String,
     /// Outcome.
-    pub outcome: String,
+    pub(crate) outcome: String,
     /// Request id.
-    pub request_id: String,
+    pub(crate) request_id: String,
     /// Hash of the previous event.
-    pub previous_hash: String,
+    pub(crate) previous_hash: String,
     /// Hash of this event.
-    pub hash: String,
+    pub(crate) hash: String,
     /// [`KEYED`] or [`LEGACY`].
-    pub mac_version: i64,
+    pub(crate) mac_version: i64,
 }
 
 /// A tenant's chain head as stored: the last event's sequence and link, and their MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditHead {
+pub(crate) struct AuditHead {
     /// Tenant id.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// The last event's sequence.
-    pub sequence: i64,
+    pub(crate) sequence: i64,
     /// The last event's link.
-    pub link: String,
+    pub(crate) link: String,
     /// `coffer_crypto::audit::head_mac` of the three.
-    pub mac: String,
+    pub(crate) mac: String,
     /// When it was written.
-    pub time: i64,
+    pub(crate) time: i64,
 }
 
 impl AuditHead {
     /// The head as [`coffer_crypto::audit`] checks it.
-    pub fn to_head(&self) -> audit::Head {
+    pub(crate) fn to_head(&self) -> audit::Head {
         audit::Head {
             sequence: self.sequence,
             link: self.link.clone(),
@@ -109,7 +105,7 @@ impl AuditEvent {
 
     /// Recomputes this event's hash from its fields and `previous_hash`: its keyed link
     /// under `key`, or for a legacy event the plain SHA-256.
-    pub fn expected_hash(&self, key: &AuditKey) -> String {
+    pub(crate) fn expected_hash(&self, key: &AuditKey) -> String {
         let event = self.as_new();
         if self.mac_version == LEGACY {
             chain_hash(&self.previous_hash, self.sequence, &event)
@@ -120,55 +116,36 @@ impl AuditEvent {
 }
 
 /// The keyed link of `event` at `sequence` after `previous`.
-pub fn keyed_link(
+pub(crate) fn keyed_link(
     key: &AuditKey,
     previous: &str,
     sequence: i64,
     event: &NewAuditEvent<'_>,
 ) -> String {
     let time = event.time.to_be_bytes();
-    audit::link(
-        key,
-        previous,
-        sequence,
-        &[
-            &time,
-            event.tenant.as_bytes(),
-            event.actor.as_bytes(),
-            event.action.as_bytes(),
-            event.credential.as_bytes(),
-            event.outcome.as_bytes(),
-            event.request_id.as_bytes(),
-        ],
-    )
+    audit::link(key, previous, sequence, &event.fields(&time))
 }
 
-/// The legacy unkeyed link: SHA-256 (hex) over the previous hash and the event, every field
-/// length-prefixed. Only verified, never written any more.
-pub fn chain_hash(previous_hash: &str, sequence: i64, event: &NewAuditEvent<'_>) -> String {
-    let mut hasher = Sha256::new();
-    let sequence = sequence.to_be_bytes();
+/// The legacy unkeyed link ([`audit::legacy_link`]) of `event`. Only verified, never written
+/// any more.
+pub(crate) fn chain_hash(previous_hash: &str, sequence: i64, event: &NewAuditEvent<'_>) -> String {
     let time = event.time.to_be_bytes();
-    for field in [
-        b"coffer/audit/v1".as_slice(),
-        previous_hash.as_bytes(),
-        &sequence,
-        &time,
-        event.tenant.as_bytes(),
-        event.actor.as_bytes(),
-        event.action.as_bytes(),
-        event.credential.as_bytes(),
-        event.outcome.as_bytes(),
-        event.request_id.as_bytes(),
-    ] {
-        hasher.update(u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
-        hasher.update(field);
+    audit::legacy_link(previous_hash, sequence, &event.fields(&time))
+}
+
+impl NewAuditEvent<'_> {
+    /// The linked fields in their fixed order, `time` being the event's time, big-endian.
+    fn fields<'a>(&'a self, time: &'a [u8; 8]) -> [&'a [u8]; 7] {
+        [
+            time,
+            self.tenant.as_bytes(),
+            self.actor.as_bytes(),
+            self.action.as_bytes(),
+            self.credential.as_bytes(),
+            self.outcome.as_bytes(),
+            self.request_id.as_bytes(),
+        ]
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Appends `event` to its tenant's chain inside `tx`, linked under `key`, and moves the
@@ -187,7 +164,10 @@ pub(super) async fn append(
     .fetch_optional(&mut **tx)
     .await?;
     let (previous_sequence, previous_hash) = match last {
-        Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?),
+        Some(row) => (
+            row.try_get::<i64, _>("sequence")?,
+            row.try_get::<String, _>("hash")?,
+        ),
         None => (0, GENESIS.to_owned()),
     };
     let sequence = previous_sequence + 1;
@@ -298,11 +278,11 @@ pub(super) async fn head(pool: &AnyPool, tenant: &str) -> Result<Option<AuditHea
     .await?;
     row.map(|row| {
         Ok(AuditHead {
-            tenant: row.try_get(0)?,
-            sequence: row.try_get(1)?,
-            link: row.try_get(2)?,
-            mac: row.try_get(3)?,
-            time: row.try_get(4)?,
+            tenant: row.try_get("tenant")?,
+            sequence: row.try_get("sequence")?,
+            link: row.try_get("link")?,
+            mac: row.try_get("mac")?,
+            time: row.try_get("update_time")?,
         })
     })
     .transpose()
@@ -314,7 +294,7 @@ pub(super) async fn wrapped_key(pool: &AnyPool, tenant: &str) -> Result<Option<V
         .bind(tenant)
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(|row| row.try_get(0)).transpose()?)
+    Ok(row.map(|row| row.try_get("wrapped")).transpose()?)
 }
 
 /// Stores a tenant's wrapped audit key unless it has one already (another replica may have
@@ -358,17 +338,17 @@ pub(super) async fn events(
 
 fn event_row(row: &sqlx::any::AnyRow) -> Result<AuditEvent> {
     Ok(AuditEvent {
-        tenant: row.try_get(0)?,
-        sequence: row.try_get(1)?,
-        time: row.try_get(2)?,
-        actor: row.try_get(3)?,
-        action: row.try_get(4)?,
-        credential: row.try_get(5)?,
-        outcome: row.try_get(6)?,
-        request_id: row.try_get(7)?,
-        previous_hash: row.try_get(8)?,
-        hash: row.try_get(9)?,
-        mac_version: row.try_get(10)?,
+        tenant: row.try_get("tenant")?,
+        sequence: row.try_get("sequence")?,
+        time: row.try_get("time")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        credential: row.try_get("credential")?,
+        outcome: row.try_get("outcome")?,
+        request_id: row.try_get("request_id")?,
+        previous_hash: row.try_get("previous_hash")?,
+        hash: row.try_get("hash")?,
+        mac_version: row.try_get("mac_version")?,
     })
 }
 

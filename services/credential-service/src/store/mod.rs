@@ -10,11 +10,8 @@ use coffer_crypto::AuditKey;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-pub use audit::{
-    AuditEvent, AuditHead, GENESIS as AUDIT_GENESIS, KEYED, LEGACY, NewAuditEvent, chain_hash,
-    keyed_link,
-};
-pub use sweeps::{SweepRow, WrappedKey};
+pub(crate) use audit::{AuditEvent, AuditHead, KEYED, NewAuditEvent};
+pub(crate) use sweeps::SweepRow;
 
 use crate::content::ContentKind;
 use crate::{Error, Result};
@@ -32,44 +29,44 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
 
 /// A credential row: the environment only as ciphertext.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialRow {
+pub(crate) struct CredentialRow {
     /// Tenant id.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// Credential id.
-    pub id: String,
+    pub(crate) id: String,
     /// MCP server id.
-    pub server_id: String,
+    pub(crate) server_id: String,
     /// Template id.
-    pub template_id: String,
+    pub(crate) template_id: String,
     /// Display name.
-    pub server_name: String,
+    pub(crate) server_name: String,
     /// Integration names, as a JSON array.
-    pub configured_integrations: String,
+    pub(crate) configured_integrations: String,
     /// The data key, wrapped by key-service.
-    pub wrapped_dek: Vec<u8>,
+    pub(crate) wrapped_dek: Vec<u8>,
     /// The key-service key version that wrapped it.
-    pub dek_key_version: u32,
+    pub(crate) dek_key_version: u32,
     /// The environment map, sealed under the data key (a `coffer_crypto` envelope).
-    pub ciphertext: Vec<u8>,
+    pub(crate) ciphertext: Vec<u8>,
     /// Creator.
-    pub created_by: String,
+    pub(crate) created_by: String,
     /// Creation time.
-    pub create_time: i64,
+    pub(crate) create_time: i64,
     /// Last changer.
-    pub updated_by: String,
+    pub(crate) updated_by: String,
     /// Last change.
-    pub update_time: i64,
+    pub(crate) update_time: i64,
     /// Expiry.
-    pub expire_time: Option<i64>,
+    pub(crate) expire_time: Option<i64>,
     /// Row version, from 1.
-    pub row_version: i64,
+    pub(crate) row_version: i64,
     /// An environment map, or a zero-knowledge entry.
-    pub kind: ContentKind,
+    pub(crate) kind: ContentKind,
 }
 
 /// The credential-service's database handle.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     db: coffer_db::Database,
 }
 
@@ -78,14 +75,14 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Open`].
-    pub async fn connect(database: &coffer_db::Config) -> Result<Self> {
+    pub(crate) async fn connect(database: &coffer_db::Config) -> Result<Self> {
         Ok(Self {
             db: coffer_db::connect(database, &MIGRATIONS).await?,
         })
     }
 
     /// Closes the pool.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.db.close().await;
     }
 
@@ -93,7 +90,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         row: &CredentialRow,
         key: &AuditKey,
@@ -138,7 +135,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<CredentialRow>> {
+    pub(crate) async fn get(&self, tenant: &str, id: &str) -> Result<Option<CredentialRow>> {
         let row = sqlx::query(concat!(
             select_credential!(),
             " WHERE tenant = $1 AND id = $2"
@@ -155,7 +152,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         tenant: &str,
         after: &str,
@@ -183,7 +180,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn update(
+    pub(crate) async fn update(
         &self,
         row: &CredentialRow,
         expected: i64,
@@ -217,7 +214,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn delete(
+    pub(crate) async fn delete(
         &self,
         tenant: &str,
         id: &str,
@@ -243,7 +240,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`]: the caller must then refuse the operation.
-    pub async fn audit(&self, key: &AuditKey, event: &NewAuditEvent<'_>) -> Result<()> {
+    pub(crate) async fn audit(&self, key: &AuditKey, event: &NewAuditEvent<'_>) -> Result<()> {
         self.audited(key, event, |_| Box::pin(async { Ok(true) }))
             .await
             .map(drop)
@@ -292,13 +289,13 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn tenants_with_legacy_audit(&self) -> Result<Vec<String>> {
+    pub(crate) async fn tenants_with_legacy_audit(&self) -> Result<Vec<String>> {
         let rows =
             sqlx::query("SELECT DISTINCT tenant FROM cred_audit_events WHERE mac_version = $1")
                 .bind(audit::LEGACY)
                 .fetch_all(&self.db.pool)
                 .await?;
-        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+        rows.iter().map(|row| Ok(row.try_get("tenant")?)).collect()
     }
 
     /// Checks a tenant's legacy chain by its old rule and, if intact and still wholly
@@ -307,7 +304,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn relink_legacy_chain(&self, tenant: &str, key: &AuditKey) -> Result<bool> {
+    pub(crate) async fn relink_legacy_chain(&self, tenant: &str, key: &AuditKey) -> Result<bool> {
         let mut tx = self.db.pool.begin().await?;
         if self.db.backend == coffer_db::Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -326,7 +323,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn audit_head(&self, tenant: &str) -> Result<Option<AuditHead>> {
+    pub(crate) async fn audit_head(&self, tenant: &str) -> Result<Option<AuditHead>> {
         audit::head(&self.db.pool, tenant).await
     }
 
@@ -334,7 +331,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn wrapped_audit_key(&self, tenant: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn wrapped_audit_key(&self, tenant: &str) -> Result<Option<Vec<u8>>> {
         audit::wrapped_key(&self.db.pool, tenant).await
     }
 
@@ -342,7 +339,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn insert_wrapped_audit_key(
+    pub(crate) async fn insert_wrapped_audit_key(
         &self,
         tenant: &str,
         wrapped: &[u8],
@@ -355,7 +352,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn audit_events(
+    pub(crate) async fn audit_events(
         &self,
         tenant: &str,
         after_sequence: i64,
@@ -365,7 +362,7 @@ impl Store {
     }
 }
 
-/// The credential columns in [`credential_row`] order.
+/// The credential columns [`credential_row`] reads (by name).
 macro_rules! select_credential {
     () => {
         "SELECT tenant, id, server_id, template_id, server_name, configured_integrations, \

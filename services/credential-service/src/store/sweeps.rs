@@ -7,22 +7,22 @@ use crate::{Error, Result};
 
 /// A sweep's saved progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SweepRow {
+pub(crate) struct SweepRow {
     /// The version rows are being moved to.
-    pub target_version: u32,
+    pub(crate) target_version: u32,
     /// Rows moved so far.
-    pub rewrapped: u64,
+    pub(crate) rewrapped: u64,
     /// Items key-service refused so far.
-    pub failed: u64,
+    pub(crate) failed: u64,
 }
 
 /// A row to move.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WrappedKey {
+pub(crate) struct WrappedKey {
     /// Credential id.
-    pub id: String,
+    pub(crate) id: String,
     /// Its wrapped data key.
-    pub wrapped_dek: Vec<u8>,
+    pub(crate) wrapped_dek: Vec<u8>,
 }
 
 impl Store {
@@ -30,7 +30,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn sweep(&self, tenant: &str) -> Result<Option<(SweepRow, String)>> {
+    pub(crate) async fn sweep(&self, tenant: &str) -> Result<Option<(SweepRow, String)>> {
         let row = sqlx::query(
             "SELECT target_version, rewrapped, failed, cursor FROM cred_rewrap_sweeps WHERE tenant = $1",
         )
@@ -38,18 +38,18 @@ impl Store {
         .fetch_optional(&self.db.pool)
         .await?;
         row.map(|row| {
-            let count = |i: usize| -> Result<u64> {
-                u64::try_from(row.try_get::<i64, _>(i)?)
+            let count = |column: &str| -> Result<u64> {
+                u64::try_from(row.try_get::<i64, _>(column)?)
                     .map_err(|_| Error::Corrupt("sweep counter"))
             };
             Ok((
                 SweepRow {
-                    target_version: u32::try_from(row.try_get::<i64, _>(0)?)
+                    target_version: u32::try_from(row.try_get::<i64, _>("target_version")?)
                         .map_err(|_| Error::Corrupt("sweep version"))?,
-                    rewrapped: count(1)?,
-                    failed: count(2)?,
+                    rewrapped: count("rewrapped")?,
+                    failed: count("failed")?,
                 },
-                row.try_get::<String, _>(3)?,
+                row.try_get::<String, _>("cursor")?,
             ))
         })
         .transpose()
@@ -59,7 +59,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn save_sweep(
+    pub(crate) async fn save_sweep(
         &self,
         tenant: &str,
         sweep: &SweepRow,
@@ -86,7 +86,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn keys_below(
+    pub(crate) async fn keys_below(
         &self,
         tenant: &str,
         version: u32,
@@ -106,8 +106,8 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(WrappedKey {
-                    id: row.try_get(0)?,
-                    wrapped_dek: row.try_get(1)?,
+                    id: row.try_get("id")?,
+                    wrapped_dek: row.try_get("wrapped_dek")?,
                 })
             })
             .collect()
@@ -117,15 +117,15 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn count_below(&self, tenant: &str, version: u32) -> Result<u64> {
+    pub(crate) async fn count_below(&self, tenant: &str, version: u32) -> Result<u64> {
         let count: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM cred_credentials WHERE tenant = $1 AND dek_key_version < $2",
+            "SELECT COUNT(*) AS n FROM cred_credentials WHERE tenant = $1 AND dek_key_version < $2",
         )
         .bind(tenant)
         .bind(i64::from(version))
         .fetch_one(&self.db.pool)
         .await?
-        .try_get(0)?;
+        .try_get("n")?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -134,7 +134,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn replace_wrapped(
+    pub(crate) async fn replace_wrapped(
         &self,
         tenant: &str,
         id: &str,
@@ -160,12 +160,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn tenants(&self) -> Result<Vec<String>> {
+    pub(crate) async fn tenants(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT DISTINCT tenant FROM cred_credentials")
             .fetch_all(&self.db.pool)
             .await?;
         rows.iter()
-            .map(|row| row.try_get(0).map_err(Error::from))
+            .map(|row| row.try_get("tenant").map_err(Error::from))
             .collect()
     }
 }

@@ -13,37 +13,37 @@ use crate::{Error, Result};
 
 /// A decrypted plaintext and the key version that had encrypted it.
 #[derive(Debug)]
-pub struct Decrypted {
+pub(crate) struct Decrypted {
     /// The plaintext; zeroized on drop.
-    pub plaintext: SecretBytes,
+    pub(crate) plaintext: SecretBytes,
     /// The version the ciphertext named.
-    pub key_version: u32,
+    pub(crate) key_version: u32,
 }
 
 /// A ciphertext moved to the primary version.
 #[derive(Debug)]
-pub struct Rewrapped {
+pub(crate) struct Rewrapped {
     /// The new ciphertext.
-    pub ciphertext: Vec<u8>,
+    pub(crate) ciphertext: Vec<u8>,
     /// The primary version that made it.
-    pub key_version: u32,
+    pub(crate) key_version: u32,
     /// The version of the input ciphertext.
-    pub source_key_version: u32,
+    pub(crate) source_key_version: u32,
 }
 
 /// A generated data key.
 #[derive(Debug)]
-pub struct DataKeyOutcome {
+pub(crate) struct DataKeyOutcome {
     /// The data key, unless only the wrapped form was asked for.
-    pub plaintext: Option<DataKey>,
+    pub(crate) plaintext: Option<DataKey>,
     /// The data key wrapped under `key_version`.
-    pub ciphertext: Vec<u8>,
+    pub(crate) ciphertext: Vec<u8>,
     /// The wrapping version.
-    pub key_version: u32,
+    pub(crate) key_version: u32,
 }
 
 /// One item of a batch, parsed (or refused) at the API edge.
-pub type BatchInput = Result<(EncryptionContext, Vec<u8>)>;
+pub(crate) type BatchInput = Result<(EncryptionContext, Vec<u8>)>;
 
 impl Kms {
     /// Encrypts under the primary version, or `version` if given.
@@ -51,7 +51,7 @@ impl Kms {
     /// # Errors
     /// [`Error::InvalidArgument`] on `key_version` above the primary; [`Error::FailedPrecondition`]
     /// below `min_encryption_version` or for an unusable key; [`Error::NotFound`].
-    pub async fn encrypt(
+    pub(crate) async fn encrypt(
         &self,
         name: &KeyName,
         context: &EncryptionContext,
@@ -88,7 +88,7 @@ impl Kms {
     ///
     /// # Errors
     /// As [`Kms::encrypt`].
-    pub async fn generate_data_key(
+    pub(crate) async fn generate_data_key(
         &self,
         name: &KeyName,
         context: &EncryptionContext,
@@ -110,7 +110,7 @@ impl Kms {
     /// # Errors
     /// [`Error::Undecryptable`] for anything that does not authenticate;
     /// [`Error::FailedPrecondition`] for a retired version or an unusable key.
-    pub async fn decrypt(
+    pub(crate) async fn decrypt(
         &self,
         name: &KeyName,
         context: &EncryptionContext,
@@ -124,7 +124,7 @@ impl Kms {
     ///
     /// # Errors
     /// As [`Kms::decrypt`].
-    pub async fn rewrap(
+    pub(crate) async fn rewrap(
         &self,
         name: &KeyName,
         context: &EncryptionContext,
@@ -138,7 +138,7 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::NotFound`] or [`Error::FailedPrecondition`] for the key itself.
-    pub async fn batch_decrypt(
+    pub(crate) async fn batch_decrypt(
         &self,
         name: &KeyName,
         items: Vec<BatchInput>,
@@ -160,7 +160,7 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::NotFound`] or [`Error::FailedPrecondition`] for the key itself.
-    pub async fn batch_rewrap(
+    pub(crate) async fn batch_rewrap(
         &self,
         name: &KeyName,
         items: Vec<BatchInput>,
@@ -234,7 +234,7 @@ impl Kms {
 /// The AAD of data ciphertexts and wrapped data keys.
 fn data_aad(name: &KeyName, context: &EncryptionContext) -> Aad {
     Aad::new("coffer/data/v1")
-        .field(name.tenant().as_bytes())
-        .field(name.key().as_bytes())
+        .field(name.tenant().as_str().as_bytes())
+        .field(name.id().as_bytes())
         .context(context.entries())
 }

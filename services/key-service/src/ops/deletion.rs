@@ -18,7 +18,7 @@ impl Kms {
     /// # Errors
     /// [`Error::FailedPrecondition`] if the policy forbids deletion, or it is already pending
     /// or done; [`Error::NotFound`]; [`Error::Database`].
-    pub async fn schedule_deletion(&self, name: &KeyName) -> Result<KeyRecord> {
+    pub(crate) async fn schedule_deletion(&self, name: &KeyName) -> Result<KeyRecord> {
         let now = self.clock.now();
         let waiting = i64::try_from(self.deletion_waiting_period.as_secs()).unwrap_or(i64::MAX);
         let destroy_time = now.saturating_add(waiting);
@@ -45,7 +45,7 @@ impl Kms {
     /// # Errors
     /// [`Error::FailedPrecondition`] if no deletion is pending or it already took effect;
     /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn cancel_deletion(&self, name: &KeyName) -> Result<KeyRecord> {
+    pub(crate) async fn cancel_deletion(&self, name: &KeyName) -> Result<KeyRecord> {
         let record = self.record(name).await?;
         let now = self.clock.now();
         if record.state != KeyState::PendingDeletion {
@@ -96,7 +96,7 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn destroy_due_keys(&self) -> Result<usize> {
+    pub(crate) async fn destroy_due_keys(&self) -> Result<usize> {
         let due = self.store.due_deletions(self.clock.now()).await?;
         for name in &due {
             self.destroy_if_due(name).await?;

@@ -4,22 +4,22 @@ use coffer_server::paging::Cursor;
 
 use super::Kms;
 use crate::error::reasons;
-use crate::names::{KeyName, TenantName, parse_id};
+use crate::names::{KeyName, TenantId};
 use crate::store::{Change, KeyRecord, KeyState};
 use crate::{Error, Result};
 
 /// The policy fields an UpdateKeyPolicy call sets; `None` keeps the current value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PolicyUpdate {
+pub(crate) struct PolicyUpdate {
     /// New minimum decryption version.
-    pub min_decryption_version: Option<u32>,
+    pub(crate) min_decryption_version: Option<u32>,
     /// New minimum encryption version.
-    pub min_encryption_version: Option<u32>,
+    pub(crate) min_encryption_version: Option<u32>,
     /// New deletion permission.
-    pub deletion_allowed: Option<bool>,
+    pub(crate) deletion_allowed: Option<bool>,
     /// Only the fields above that are set change (an update mask was given): raising
     /// `min_decryption_version` does not move `min_encryption_version` along.
-    pub exact: bool,
+    pub(crate) exact: bool,
 }
 
 impl Kms {
@@ -27,7 +27,11 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::Database`], [`Error::Crypto`].
-    pub async fn create_key(&self, name: &KeyName, deletion_allowed: bool) -> Result<KeyRecord> {
+    pub(crate) async fn create_key(
+        &self,
+        name: &KeyName,
+        deletion_allowed: bool,
+    ) -> Result<KeyRecord> {
         let version_1 = self.new_version(name, 1)?;
         self.store
             .create_key(name, deletion_allowed, version_1, self.clock.now())
@@ -38,7 +42,7 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Database`].
-    pub async fn get_key(&self, name: &KeyName) -> Result<KeyRecord> {
+    pub(crate) async fn get_key(&self, name: &KeyName) -> Result<KeyRecord> {
         self.record(name).await
     }
 
@@ -46,25 +50,24 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad page token, [`Error::Database`].
-    pub async fn list_keys(
+    pub(crate) async fn list_keys(
         &self,
-        tenant: &TenantName,
+        tenant: &TenantId,
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<KeyRecord>, Option<String>)> {
-        let cursor = Cursor::new("ListKeys", &format!("tenants/{}", tenant.as_str()), &[]);
+        let cursor = Cursor::new("ListKeys", &tenant.name(), &[]);
         let after = match cursor.position(page_token) {
             Ok(None) => String::new(),
-            Ok(Some(key)) => parse_id("page_token", "key", &key)?,
+            Ok(Some(key)) => coffer_server::names::parse_id("page_token", &key)?,
             Err(why) => return Err(Error::invalid("page_token", why)),
         };
         let rows = self
             .store
             .list_keys(tenant.as_str(), &after, page_size + 1)
             .await?;
-        let (page, next) = coffer_server::paging::split_page(rows, page_size, |last| {
-            cursor.token(last.name.key())
-        });
+        let (page, next) =
+            coffer_server::paging::split_page(rows, page_size, |last| cursor.token(last.name.id()));
         let mut keys = Vec::with_capacity(page.len());
         for record in page {
             let due = record.state == KeyState::PendingDeletion
@@ -82,7 +85,7 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::FailedPrecondition`] unless enabled, [`Error::Database`].
-    pub async fn rotate_key(&self, name: &KeyName) -> Result<KeyRecord> {
+    pub(crate) async fn rotate_key(&self, name: &KeyName) -> Result<KeyRecord> {
         self.store
             .modify(name, self.clock.now(), |record| {
                 require_enabled(record)?;
@@ -105,7 +108,11 @@ impl Kms {
     /// [`Error::InvalidArgument`] if the result breaks
     /// `1 <= min_decryption_version <= min_encryption_version <= primary_version`;
     /// [`Error::NotFound`]; [`Error::FailedPrecondition`] for a destroyed key.
-    pub async fn update_policy(&self, name: &KeyName, update: PolicyUpdate) -> Result<KeyRecord> {
+    pub(crate) async fn update_policy(
+        &self,
+        name: &KeyName,
+        update: PolicyUpdate,
+    ) -> Result<KeyRecord> {
         self.store
             .modify(name, self.clock.now(), |record| {
                 if record.state == KeyState::Destroyed {
@@ -155,7 +162,7 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::FailedPrecondition`] while pending deletion or destroyed.
-    pub async fn set_disabled(&self, name: &KeyName, disabled: bool) -> Result<KeyRecord> {
+    pub(crate) async fn set_disabled(&self, name: &KeyName, disabled: bool) -> Result<KeyRecord> {
         self.store
             .modify(name, self.clock.now(), |record| match record.state {
                 KeyState::Enabled if record.disabled == disabled => Ok(None),
@@ -206,7 +213,7 @@ impl Kms {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn key_changes(&self, since: i64) -> Result<(Vec<KeyRecord>, bool, i64)> {
+    pub(crate) async fn key_changes(&self, since: i64) -> Result<(Vec<KeyRecord>, bool, i64)> {
         let answered = self.clock.now();
         let rows = self
             .store

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use coffer_crypto::{Aad, TenantKey, envelope};
 
-pub use crypto::{BatchInput, DataKeyOutcome, Decrypted, Rewrapped};
-pub use keys::PolicyUpdate;
+pub(crate) use crypto::{BatchInput, Decrypted, Rewrapped};
+pub(crate) use keys::PolicyUpdate;
 
 use crate::cache::KeyCache;
 use crate::error::reasons;
@@ -25,7 +25,7 @@ use coffer_server::metrics::{Counter, Registry};
 use coffer_server::throttle::Throttle;
 
 /// The KMS: storage, root keyring, cache and clock, shared by every request.
-pub struct Kms {
+pub(crate) struct Kms {
     store: Store,
     keyring: RootKeyring,
     cache: KeyCache,
@@ -43,11 +43,11 @@ struct DecryptFailures {
 }
 
 /// At most one WARN line about failed decryptions per this interval.
-pub const DECRYPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DECRYPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Kms {
     /// Assembles the KMS.
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         keyring: RootKeyring,
         cache: KeyCache,
@@ -85,7 +85,7 @@ impl Kms {
     }
 
     /// The store (for shutdown).
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
@@ -127,7 +127,7 @@ impl Kms {
             .keyring
             .get(stored.root_version)
             .ok_or(Error::RootKeyMissing(stored.root_version))?;
-        let kek = root.derive_kek(name.tenant());
+        let kek = root.derive_kek(name.tenant().as_str());
         let material = envelope::Envelope::parse(&stored.wrapped)
             .and_then(|wrapped| wrapped.open(&kek, &version_aad(name, version)))
             .map_err(|_| Error::StoredVersionCorrupt(name.to_string(), version))?;
@@ -141,7 +141,7 @@ impl Kms {
         let material = TenantKey::generate().map_err(Error::Crypto)?;
         let (root_version, root) = self.keyring.primary();
         let wrapped = envelope::seal(
-            &root.derive_kek(name.tenant()),
+            &root.derive_kek(name.tenant().as_str()),
             root_version,
             &version_aad(name, version),
             material.expose_secret(),
@@ -157,7 +157,7 @@ impl Kms {
 /// The AAD that binds a wrapped version to its tenant, key and version number.
 fn version_aad(name: &KeyName, version: u32) -> Aad {
     Aad::new("coffer/key-version/v1")
-        .field(name.tenant().as_bytes())
-        .field(name.key().as_bytes())
+        .field(name.tenant().as_str().as_bytes())
+        .field(name.id().as_bytes())
         .field(&version.to_be_bytes())
 }

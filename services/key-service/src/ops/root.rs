@@ -18,7 +18,7 @@ impl Kms {
     /// # Errors
     /// [`Error::RootKeyMissing`] if a version is wrapped under a root key not in the keyring;
     /// [`Error::StoredVersionCorrupt`] if stored material fails to authenticate; [`Error::Database`].
-    pub async fn rotate_root_key(&self) -> Result<(u32, u64)> {
+    pub(crate) async fn rotate_root_key(&self) -> Result<(u32, u64)> {
         let (primary_version, primary) = self.keyring.primary();
         let mut rewrapped = 0u64;
         loop {
@@ -36,10 +36,10 @@ impl Kms {
                     .ok_or(Error::RootKeyMissing(row.stored.root_version))?;
                 let aad = version_aad(&row.name, row.version);
                 let material = envelope::Envelope::parse(&row.stored.wrapped)
-                    .and_then(|w| w.open(&old_root.derive_kek(row.name.tenant()), &aad))
+                    .and_then(|w| w.open(&old_root.derive_kek(row.name.tenant().as_str()), &aad))
                     .map_err(|_| Error::StoredVersionCorrupt(row.name.to_string(), row.version))?;
                 let wrapped = envelope::seal(
-                    &primary.derive_kek(row.name.tenant()),
+                    &primary.derive_kek(row.name.tenant().as_str()),
                     primary_version,
                     &aad,
                     material.expose_secret(),
@@ -74,7 +74,7 @@ impl Kms {
     /// # Errors
     /// [`Error::RootKeyMismatch`] or [`Error::RootKeyMissing`] naming the version;
     /// [`Error::Database`].
-    pub async fn check_root_keys(&self) -> Result<()> {
+    pub(crate) async fn check_root_keys(&self) -> Result<()> {
         let mut unrecorded = Vec::new();
         for (version, key) in self.keyring.versions() {
             let expected = key.check_value(version);
@@ -89,8 +89,9 @@ impl Kms {
                 None => {
                     if let Some(row) = self.store.a_version_under(version).await? {
                         let aad = version_aad(&row.name, row.version);
-                        let opened = envelope::Envelope::parse(&row.stored.wrapped)
-                            .and_then(|w| w.open(&key.derive_kek(row.name.tenant()), &aad));
+                        let opened = envelope::Envelope::parse(&row.stored.wrapped).and_then(|w| {
+                            w.open(&key.derive_kek(row.name.tenant().as_str()), &aad)
+                        });
                         if opened.is_err() {
                             return Err(Error::RootKeyMismatch(version));
                         }

@@ -11,12 +11,12 @@ mod record;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-pub use record::{KeyRecord, KeyState};
+pub(crate) use record::{KeyRecord, KeyState};
 
-use crate::names::KeyName;
+use crate::names::{KeyName, stored_key_name};
 use crate::{Error, Result};
 
-/// `SELECT` of every `kms_keys` column in [`KeyRecord::from_row`] order, then `$tail`. A macro
+/// `SELECT` of every `kms_keys` column [`KeyRecord::from_row`] reads, then `$tail`. A macro
 /// so the SQL stays a static string (sqlx refuses dynamically built SQL).
 macro_rules! select_key {
     ($tail:literal) => {
@@ -39,27 +39,27 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
 
 /// A wrapped key version as stored.
 #[derive(Debug, Clone)]
-pub struct StoredVersion {
+pub(crate) struct StoredVersion {
     /// The root key version whose KEK wrapped it.
-    pub root_version: u32,
+    pub(crate) root_version: u32,
     /// The wrapped material (an envelope).
-    pub wrapped: Vec<u8>,
+    pub(crate) wrapped: Vec<u8>,
 }
 
 /// One version row, for root-key rotation.
 #[derive(Debug, Clone)]
-pub struct VersionRow {
+pub(crate) struct VersionRow {
     /// The key.
-    pub name: KeyName,
+    pub(crate) name: KeyName,
     /// The key version.
-    pub version: u32,
+    pub(crate) version: u32,
     /// The stored wrapping.
-    pub stored: StoredVersion,
+    pub(crate) stored: StoredVersion,
 }
 
 /// What a [`Store::modify`] decision does to a key.
 #[derive(Debug)]
-pub enum Change {
+pub(crate) enum Change {
     /// Adds the next version (the caller wrapped it for that number) and makes it primary.
     Rotate(StoredVersion),
     /// Sets the policy fields.
@@ -86,7 +86,7 @@ pub enum Change {
 
 /// The key-service's database handle. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     db: coffer_db::Database,
 }
 
@@ -95,7 +95,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`] if the database is unreachable or migrations fail.
-    pub async fn connect(database: &coffer_db::Config) -> Result<Self> {
+    pub(crate) async fn connect(database: &coffer_db::Config) -> Result<Self> {
         Ok(Self {
             db: coffer_db::connect(database, &MIGRATIONS).await?,
         })
@@ -110,14 +110,14 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn scrub_log(&self) -> Result<()> {
+    pub(crate) async fn scrub_log(&self) -> Result<()> {
         if self.db.backend != coffer_db::Backend::Sqlite {
             return Ok(());
         }
         let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&self.db.pool)
             .await?;
-        let busy: i64 = row.try_get(0)?;
+        let busy: i64 = row.try_get("busy")?;
         if busy != 0 {
             tracing::warn!("WAL checkpoint after key destruction was blocked by a reader");
         }
@@ -125,7 +125,7 @@ impl Store {
     }
 
     /// Closes the pool, waiting for connections to be returned.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.db.close().await;
     }
 
@@ -133,7 +133,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] if the name is taken (in any state), [`Error::Database`].
-    pub async fn create_key(
+    pub(crate) async fn create_key(
         &self,
         name: &KeyName,
         deletion_allowed: bool,
@@ -146,8 +146,8 @@ impl Store {
              min_encryption_version, deletion_allowed, state, create_time, update_time) \
              VALUES ($1, $2, 1, 1, 1, $3, 'enabled', $4, $4) ON CONFLICT DO NOTHING",
         )
-        .bind(name.tenant())
-        .bind(name.key())
+        .bind(name.tenant().as_str())
+        .bind(name.id())
         .bind(i64::from(deletion_allowed))
         .bind(now)
         .execute(&mut *tx)
@@ -164,10 +164,10 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn key(&self, name: &KeyName) -> Result<Option<KeyRecord>> {
+    pub(crate) async fn key(&self, name: &KeyName) -> Result<Option<KeyRecord>> {
         let row = sqlx::query(select_key!("WHERE tenant = $1 AND key_id = $2"))
-            .bind(name.tenant())
-            .bind(name.key())
+            .bind(name.tenant().as_str())
+            .bind(name.id())
             .fetch_optional(&self.db.pool)
             .await?;
         row.map(|row| KeyRecord::from_row(&row)).transpose()
@@ -177,7 +177,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn list_keys(&self, tenant: &str, after: &str, limit: u32) -> Result<Vec<KeyRecord>> {
+    pub(crate) async fn list_keys(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>> {
         let rows = sqlx::query(select_key!(
             "WHERE tenant = $1 AND key_id > $2 ORDER BY key_id LIMIT $3"
         ))
@@ -195,7 +200,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::NotFound`], whatever `decide` returns, [`Error::Database`].
-    pub async fn modify<F>(&self, name: &KeyName, now: i64, decide: F) -> Result<KeyRecord>
+    pub(crate) async fn modify<F>(&self, name: &KeyName, now: i64, decide: F) -> Result<KeyRecord>
     where
         F: FnOnce(&KeyRecord) -> Result<Option<Change>>,
     {
@@ -204,16 +209,16 @@ impl Store {
         let locked = sqlx::query(
             "UPDATE kms_keys SET update_time = update_time WHERE tenant = $1 AND key_id = $2",
         )
-        .bind(name.tenant())
-        .bind(name.key())
+        .bind(name.tenant().as_str())
+        .bind(name.id())
         .execute(&mut *tx)
         .await?;
         if locked.rows_affected() == 0 {
             return Err(Error::NotFound(name.to_string()));
         }
         let row = sqlx::query(select_key!("WHERE tenant = $1 AND key_id = $2"))
-            .bind(name.tenant())
-            .bind(name.key())
+            .bind(name.tenant().as_str())
+            .bind(name.id())
             .fetch_one(&mut *tx)
             .await?;
         let mut record = KeyRecord::from_row(&row)?;
@@ -228,13 +233,17 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn version(&self, name: &KeyName, version: u32) -> Result<Option<StoredVersion>> {
+    pub(crate) async fn version(
+        &self,
+        name: &KeyName,
+        version: u32,
+    ) -> Result<Option<StoredVersion>> {
         let row = sqlx::query(
             "SELECT root_version, wrapped FROM kms_key_versions \
              WHERE tenant = $1 AND key_id = $2 AND version = $3",
         )
-        .bind(name.tenant())
-        .bind(name.key())
+        .bind(name.tenant().as_str())
+        .bind(name.id())
         .bind(i64::from(version))
         .fetch_optional(&self.db.pool)
         .await?;
@@ -245,7 +254,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn due_deletions(&self, now: i64) -> Result<Vec<KeyName>> {
+    pub(crate) async fn due_deletions(&self, now: i64) -> Result<Vec<KeyName>> {
         let rows = sqlx::query(
             "SELECT tenant, key_id FROM kms_keys \
              WHERE state = 'pending_deletion' AND destroy_time <= $1",
@@ -254,7 +263,12 @@ impl Store {
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
-            .map(|row| KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?))
+            .map(|row| {
+                stored_key_name(
+                    &row.try_get::<String, _>("tenant")?,
+                    &row.try_get::<String, _>("key_id")?,
+                )
+            })
             .collect()
     }
 
@@ -262,7 +276,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn versions_not_under(
+    pub(crate) async fn versions_not_under(
         &self,
         root_version: u32,
         limit: u32,
@@ -283,15 +297,19 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn rewrap_version(&self, row: &VersionRow, new: &StoredVersion) -> Result<bool> {
+    pub(crate) async fn rewrap_version(
+        &self,
+        row: &VersionRow,
+        new: &StoredVersion,
+    ) -> Result<bool> {
         let updated = sqlx::query(
             "UPDATE kms_key_versions SET root_version = $1, wrapped = $2 \
              WHERE tenant = $3 AND key_id = $4 AND version = $5 AND root_version = $6",
         )
         .bind(i64::from(new.root_version))
         .bind(new.wrapped.as_slice())
-        .bind(row.name.tenant())
-        .bind(row.name.key())
+        .bind(row.name.tenant().as_str())
+        .bind(row.name.id())
         .bind(i64::from(row.version))
         .bind(i64::from(row.stored.root_version))
         .execute(&self.db.pool)
@@ -303,12 +321,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn root_versions_in_use(&self) -> Result<Vec<u32>> {
+    pub(crate) async fn root_versions_in_use(&self) -> Result<Vec<u32>> {
         let rows = sqlx::query("SELECT DISTINCT root_version FROM kms_key_versions")
             .fetch_all(&self.db.pool)
             .await?;
         rows.iter()
-            .map(|row| record::to_u32(row.try_get(0)?))
+            .map(|row| record::to_u32(row.try_get("root_version")?))
             .collect()
     }
 
@@ -316,7 +334,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn keys_changed_since(&self, since: i64, limit: u32) -> Result<Vec<KeyRecord>> {
+    pub(crate) async fn keys_changed_since(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<KeyRecord>> {
         let rows = sqlx::query(select_key!(
             "WHERE update_time >= $1 ORDER BY update_time, tenant, key_id LIMIT $2"
         ))
@@ -331,13 +353,13 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn root_key_check(&self, root_version: u32) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn root_key_check(&self, root_version: u32) -> Result<Option<Vec<u8>>> {
         let row =
             sqlx::query("SELECT check_value FROM kms_root_key_checks WHERE root_version = $1")
                 .bind(i64::from(root_version))
                 .fetch_optional(&self.db.pool)
                 .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+        Ok(row.map(|row| row.try_get("check_value")).transpose()?)
     }
 
     /// Records the check value of a root version unless one is stored already (a replica
@@ -345,7 +367,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn insert_root_key_check(
+    pub(crate) async fn insert_root_key_check(
         &self,
         root_version: u32,
         value: &[u8],
@@ -368,7 +390,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub async fn a_version_under(&self, root_version: u32) -> Result<Option<VersionRow>> {
+    pub(crate) async fn a_version_under(&self, root_version: u32) -> Result<Option<VersionRow>> {
         let row = sqlx::query(
             "SELECT tenant, key_id, version, root_version, wrapped FROM kms_key_versions \
              WHERE root_version = $1 ORDER BY tenant, key_id, version LIMIT 1",
@@ -383,11 +405,14 @@ impl Store {
 /// A `tenant, key_id, version, root_version, wrapped` row.
 fn version_row(row: &AnyRow) -> Result<VersionRow> {
     Ok(VersionRow {
-        name: KeyName::new(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?,
-        version: record::to_u32(row.try_get(2)?)?,
+        name: stored_key_name(
+            &row.try_get::<String, _>("tenant")?,
+            &row.try_get::<String, _>("key_id")?,
+        )?,
+        version: record::to_u32(row.try_get("version")?)?,
         stored: StoredVersion {
-            root_version: record::to_u32(row.try_get(3)?)?,
-            wrapped: row.try_get(4)?,
+            root_version: record::to_u32(row.try_get("root_version")?)?,
+            wrapped: row.try_get("wrapped")?,
         },
     })
 }
@@ -425,8 +450,8 @@ async fn apply(
         Change::Disabled(disabled) => record.disabled = disabled,
         Change::Destroy => {
             sqlx::query("DELETE FROM kms_key_versions WHERE tenant = $1 AND key_id = $2")
-                .bind(name.tenant())
-                .bind(name.key())
+                .bind(name.tenant().as_str())
+                .bind(name.id())
                 .execute(&mut **tx)
                 .await?;
             record.state = KeyState::Destroyed;
@@ -445,8 +470,8 @@ async fn apply(
     .bind(record.state.as_str())
     .bind(now)
     .bind(record.destroy_time)
-    .bind(name.tenant())
-    .bind(name.key())
+    .bind(name.tenant().as_str())
+    .bind(name.id())
     .bind(i64::from(record.disabled))
     .execute(&mut **tx)
     .await?;
@@ -464,8 +489,8 @@ async fn insert_version(
         "INSERT INTO kms_key_versions (tenant, key_id, version, root_version, wrapped, create_time) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(name.tenant())
-    .bind(name.key())
+    .bind(name.tenant().as_str())
+    .bind(name.id())
     .bind(i64::from(version))
     .bind(i64::from(stored.root_version))
     .bind(stored.wrapped.as_slice())
@@ -477,7 +502,7 @@ async fn insert_version(
 
 fn stored_version(row: &AnyRow) -> Result<StoredVersion> {
     Ok(StoredVersion {
-        root_version: record::to_u32(row.try_get(0)?)?,
-        wrapped: row.try_get(1)?,
+        root_version: record::to_u32(row.try_get("root_version")?)?,
+        wrapped: row.try_get("wrapped")?,
     })
 }

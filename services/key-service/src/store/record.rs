@@ -8,7 +8,7 @@ use crate::{Error, Result};
 
 /// A key's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
+pub(crate) enum KeyState {
     /// Usable.
     Enabled,
     /// Deletion scheduled; unusable until cancelled.
@@ -19,7 +19,7 @@ pub enum KeyState {
 
 impl KeyState {
     /// The stored form.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Enabled => "enabled",
             Self::PendingDeletion => "pending_deletion",
@@ -41,27 +41,27 @@ impl KeyState {
 
 /// A key's metadata, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRecord {
+pub(crate) struct KeyRecord {
     /// The key's name.
-    pub name: KeyName,
+    pub(crate) name: KeyName,
     /// The version that encrypts; versions are 1..=primary_version.
-    pub primary_version: u32,
+    pub(crate) primary_version: u32,
     /// Lowest version that still decrypts.
-    pub min_decryption_version: u32,
+    pub(crate) min_decryption_version: u32,
     /// Lowest version that may be requested for encryption.
-    pub min_encryption_version: u32,
+    pub(crate) min_encryption_version: u32,
     /// Whether deletion may be scheduled.
-    pub deletion_allowed: bool,
+    pub(crate) deletion_allowed: bool,
     /// Lifecycle state.
-    pub state: KeyState,
+    pub(crate) state: KeyState,
     /// Stopped by DisableKey (until EnableKey); independent of `state`.
-    pub disabled: bool,
+    pub(crate) disabled: bool,
     /// Creation time, unix seconds.
-    pub create_time: i64,
+    pub(crate) create_time: i64,
     /// Last change, unix seconds.
-    pub update_time: i64,
+    pub(crate) update_time: i64,
     /// When a pending deletion takes (or took) effect, unix seconds.
-    pub destroy_time: Option<i64>,
+    pub(crate) destroy_time: Option<i64>,
 }
 
 impl KeyRecord {
@@ -82,13 +82,13 @@ impl KeyRecord {
     }
 
     /// Whether a pending deletion's waiting period is over at `now`.
-    pub fn deletion_due(&self, now: i64) -> bool {
+    pub(crate) fn deletion_due(&self, now: i64) -> bool {
         self.state == KeyState::PendingDeletion && self.destroy_time.is_some_and(|t| t <= now)
     }
 
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(Self {
-            name: KeyName::new(
+            name: crate::names::stored_key_name(
                 &row.try_get::<String, _>("tenant")?,
                 &row.try_get::<String, _>("key_id")?,
             )?,
