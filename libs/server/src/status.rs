@@ -42,6 +42,71 @@ pub fn invalid_argument(
     )
 }
 
+/// The statuses of one service, every one with an `ErrorInfo` in its domain (the gRPC service
+/// name): the failures every service shares get the same code, reason and wording everywhere,
+/// and the server-side ones are logged here, once, with their cause chain (which never reaches
+/// the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Domain(pub &'static str);
+
+impl Domain {
+    /// A status with `code`, `message` and `reason`.
+    pub fn status(self, code: Code, message: impl Into<String>, reason: &'static str) -> Status {
+        with_reason(code, message, self.0, reason)
+    }
+
+    /// INVALID_ARGUMENT naming `field` and why.
+    pub fn invalid_argument(self, field: &str, description: impl Into<String>) -> Status {
+        invalid_argument(field, description, self.0, reasons::INVALID_ARGUMENT)
+    }
+
+    /// NOT_FOUND, `message` naming the resource.
+    pub fn not_found(self, message: impl Into<String>) -> Status {
+        self.status(Code::NotFound, message, reasons::NOT_FOUND)
+    }
+
+    /// ALREADY_EXISTS, `message` naming the resource.
+    pub fn already_exists(self, message: impl Into<String>) -> Status {
+        self.status(Code::AlreadyExists, message, reasons::ALREADY_EXISTS)
+    }
+
+    /// PERMISSION_DENIED; `why` is logged at INFO for the operator, never sent.
+    pub fn permission_denied(self, why: &dyn std::fmt::Display) -> Status {
+        tracing::info!(%why, "permission denied");
+        self.status(
+            Code::PermissionDenied,
+            "permission denied",
+            reasons::NOT_ALLOWED,
+        )
+    }
+
+    /// UNAVAILABLE because the database cannot be reached; `cause` is logged at ERROR.
+    pub fn storage_unavailable(self, cause: &dyn std::fmt::Display) -> Status {
+        tracing::error!(error = %cause, "database unavailable");
+        self.status(
+            Code::Unavailable,
+            "storage unavailable",
+            reasons::UNAVAILABLE,
+        )
+    }
+
+    /// DATA_LOSS: stored data fails its integrity check; `what` is logged at ERROR.
+    pub fn data_loss(self, what: &dyn std::fmt::Display) -> Status {
+        tracing::error!(error = %what, "stored data fails its integrity check");
+        self.status(
+            Code::DataLoss,
+            "stored data fails its integrity check",
+            reasons::DATA_LOSS,
+        )
+    }
+
+    /// INTERNAL for a fault of this server; `error` is logged at ERROR with its cause chain.
+    pub fn internal(self, error: &(dyn std::error::Error + 'static)) -> Status {
+        tracing::error!(error = %coffer_telemetry::error_chain(error), "internal error");
+        self.status(Code::Internal, "internal error", reasons::INTERNAL)
+    }
+}
+
 /// A `google.rpc.Status` message (the per-item error of a batch response).
 pub type RpcStatus = tonic_types::pb::Status;
 
@@ -161,6 +226,48 @@ pub mod reasons {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_failures_answer_alike_and_never_carry_their_cause() {
+        let domain = Domain("coffer.v1.TestService");
+        let cause = std::io::Error::other("SELECT secret FROM t: password=hunter2");
+        let answers = [
+            (domain.internal(&cause), Code::Internal, reasons::INTERNAL),
+            (
+                domain.storage_unavailable(&cause),
+                Code::Unavailable,
+                reasons::UNAVAILABLE,
+            ),
+            (domain.data_loss(&cause), Code::DataLoss, reasons::DATA_LOSS),
+            (
+                domain.permission_denied(&cause),
+                Code::PermissionDenied,
+                reasons::NOT_ALLOWED,
+            ),
+        ];
+        for (status, code, expected) in answers {
+            assert_eq!(status.code(), code);
+            assert_eq!(reason(&status).as_deref(), Some(expected));
+            assert_eq!(
+                error_info(&status).map(|info| info.domain),
+                Some("coffer.v1.TestService".to_owned())
+            );
+            let wire = format!("{}{:?}", status.message(), status.details());
+            assert!(
+                !wire.contains("hunter2") && !wire.contains("SELECT"),
+                "{wire}"
+            );
+        }
+        let missing = domain.not_found("tenants/acme/keys/k not found");
+        assert_eq!(
+            (missing.code(), missing.message()),
+            (Code::NotFound, "tenants/acme/keys/k not found")
+        );
+        assert_eq!(
+            field_violations(&domain.invalid_argument("name", "must be x")),
+            vec![("name".to_owned(), "must be x".to_owned())]
+        );
+    }
 
     #[test]
     fn details_survive_the_wire_form() {

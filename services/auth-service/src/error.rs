@@ -2,7 +2,7 @@
 //! `google.rpc.ErrorInfo` (domain [`DOMAIN`]) on every status and a `google.rpc.BadRequest`
 //! on INVALID_ARGUMENT.
 
-use coffer_server::status::{self, reasons};
+use coffer_server::status::{Domain, reasons};
 use tonic::{Code, Status};
 
 /// The `ErrorInfo.domain` of every auth-service error.
@@ -104,79 +104,45 @@ impl coffer_server::Failure for Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        let with = |code: Code, message: String, reason: &'static str| {
-            status::with_reason(code, message, DOMAIN, reason)
-        };
+        let domain = Domain(DOMAIN);
         match error {
-            Error::InvalidArgument { field, reason } => {
-                status::invalid_argument(field, reason, DOMAIN, reasons::INVALID_ARGUMENT)
-            }
-            Error::NotFound(_) => with(Code::NotFound, error.to_string(), reasons::NOT_FOUND),
-            Error::AlreadyExists(_) => with(
-                Code::AlreadyExists,
-                error.to_string(),
-                reasons::ALREADY_EXISTS,
-            ),
+            Error::InvalidArgument { field, reason } => domain.invalid_argument(field, reason),
+            Error::NotFound(_) => domain.not_found(error.to_string()),
+            Error::AlreadyExists(_) => domain.already_exists(error.to_string()),
             Error::Unauthenticated { why } => {
                 tracing::info!(why, "authentication failed");
-                with(
+                domain.status(
                     Code::Unauthenticated,
-                    "invalid credentials".to_owned(),
+                    "invalid credentials",
                     reasons::UNAUTHENTICATED,
                 )
             }
-            Error::PermissionDenied { ref why } => {
-                tracing::info!(why, "permission denied");
-                with(
-                    Code::PermissionDenied,
-                    "permission denied".to_owned(),
-                    reasons::NOT_ALLOWED,
-                )
-            }
-            Error::ResourceExhausted(message) => with(
+            Error::PermissionDenied { ref why } => domain.permission_denied(why),
+            Error::ResourceExhausted(message) => domain.status(
                 Code::ResourceExhausted,
-                message.to_owned(),
+                message,
                 reasons::RESOURCE_EXHAUSTED,
             ),
             Error::KeyService(ref cause) => cause.to_status(DOMAIN),
             Error::KeyServiceConnect(_) => {
                 tracing::error!(error = %coffer_telemetry::error_chain(&error), "key-service unreachable");
-                with(
+                domain.status(
                     Code::Unavailable,
-                    "key-service is unavailable; retry later".to_owned(),
+                    "key-service is unavailable; retry later",
                     reasons::UNAVAILABLE,
                 )
             }
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
-                tracing::error!(error = %cause, "database unavailable");
-                with(
-                    Code::Unavailable,
-                    "storage unavailable".to_owned(),
-                    reasons::UNAVAILABLE,
-                )
+                domain.storage_unavailable(cause)
             }
-            Error::Corrupt(what) => {
-                tracing::error!(what, "stored data fails its integrity check");
-                with(
-                    Code::DataLoss,
-                    "stored data fails its integrity check".to_owned(),
-                    reasons::DATA_LOSS,
-                )
-            }
+            Error::Corrupt(_) => domain.data_loss(&error),
             Error::Database(_)
             | Error::Open(_)
             | Error::Token(_)
             | Error::Bcrypt(_)
             | Error::Crypto(_)
             | Error::Task(_)
-            | Error::Serve(_) => {
-                tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                with(
-                    Code::Internal,
-                    "internal error".to_owned(),
-                    reasons::INTERNAL,
-                )
-            }
+            | Error::Serve(_) => domain.internal(&error),
         }
     }
 }

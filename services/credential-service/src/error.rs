@@ -2,7 +2,7 @@
 //! `google.rpc.ErrorInfo` (domain [`DOMAIN`]) on every status and a `google.rpc.BadRequest`
 //! on INVALID_ARGUMENT.
 
-use coffer_server::status;
+use coffer_server::status::Domain;
 use tonic::{Code, Status};
 
 /// The `ErrorInfo.domain` of every credential-service error.
@@ -104,56 +104,26 @@ impl coffer_server::Failure for Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        let with = |code: Code, message: String, reason: &'static str| {
-            status::with_reason(code, message, DOMAIN, reason)
-        };
+        let domain = Domain(DOMAIN);
         match error {
-            Error::InvalidArgument { field, reason } => {
-                status::invalid_argument(field, reason, DOMAIN, reasons::INVALID_ARGUMENT)
-            }
-            Error::NotFound(_) => with(Code::NotFound, error.to_string(), reasons::NOT_FOUND),
-            Error::Aborted(..) => with(Code::Aborted, error.to_string(), reasons::ABORTED),
+            Error::InvalidArgument { field, reason } => domain.invalid_argument(field, reason),
+            Error::NotFound(_) => domain.not_found(error.to_string()),
+            Error::Aborted(..) => domain.status(Code::Aborted, error.to_string(), reasons::ABORTED),
             Error::FailedPrecondition(reason, message) => {
-                with(Code::FailedPrecondition, message, reason)
+                domain.status(Code::FailedPrecondition, message, reason)
             }
             Error::Unauthenticated(cause) => cause.into(),
-            Error::PermissionDenied(ref why) => {
-                tracing::info!(why, "permission denied");
-                with(
-                    Code::PermissionDenied,
-                    "permission denied".to_owned(),
-                    reasons::NOT_ALLOWED,
-                )
-            }
+            Error::PermissionDenied(ref why) => domain.permission_denied(why),
             Error::KeyService(ref cause) => cause.to_status(DOMAIN),
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
-                tracing::error!(error = %cause, "database unavailable");
-                with(
-                    Code::Unavailable,
-                    "storage unavailable".to_owned(),
-                    reasons::UNAVAILABLE,
-                )
+                domain.storage_unavailable(cause)
             }
-            Error::Undecryptable | Error::Corrupt(_) => {
-                tracing::error!(error = %error, "stored data fails its integrity check");
-                with(
-                    Code::DataLoss,
-                    "stored data fails its integrity check".to_owned(),
-                    reasons::DATA_LOSS,
-                )
-            }
+            Error::Undecryptable | Error::Corrupt(_) => domain.data_loss(&error),
             Error::Connect(..)
             | Error::Database(_)
             | Error::Open(_)
             | Error::Crypto(_)
-            | Error::Serve(_) => {
-                tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                with(
-                    Code::Internal,
-                    "internal error".to_owned(),
-                    reasons::INTERNAL,
-                )
-            }
+            | Error::Serve(_) => domain.internal(&error),
         }
     }
 }

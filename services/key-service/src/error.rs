@@ -5,7 +5,7 @@
 //! `google.rpc.BadRequest` naming the field.
 
 use coffer_crypto as crypto;
-use coffer_server::status::{self, reasons as common};
+use coffer_server::status::{self, Domain, reasons as common};
 use coffer_transport as transport;
 use tonic::{Code, Status};
 
@@ -114,77 +114,51 @@ impl coffer_server::Failure for Error {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        let with = |code: Code, message: String, reason: &'static str| {
-            status::with_reason(code, message, DOMAIN, reason)
-        };
+        let domain = Domain(DOMAIN);
         match error {
-            Error::InvalidArgument { field, reason } => {
-                status::invalid_argument(field, reason, DOMAIN, common::INVALID_ARGUMENT)
-            }
+            Error::InvalidArgument { field, reason } => domain.invalid_argument(field, reason),
             Error::Undecryptable => status::invalid_argument(
                 "ciphertext",
                 "does not decrypt with this key and encryption context",
                 DOMAIN,
                 reasons::UNDECRYPTABLE,
             ),
-            Error::NotFound(_) => with(Code::NotFound, error.to_string(), common::NOT_FOUND),
-            Error::AlreadyExists(_) => with(
-                Code::AlreadyExists,
-                error.to_string(),
-                common::ALREADY_EXISTS,
-            ),
+            Error::NotFound(_) => domain.not_found(error.to_string()),
+            Error::AlreadyExists(_) => domain.already_exists(error.to_string()),
             Error::FailedPrecondition(reason, message) => {
-                with(Code::FailedPrecondition, message, reason)
+                domain.status(Code::FailedPrecondition, message, reason)
             }
-            Error::Unauthenticated => with(
+            Error::Unauthenticated => domain.status(
                 Code::Unauthenticated,
-                "no valid client identity".to_owned(),
+                "no valid client identity",
                 common::UNAUTHENTICATED,
             ),
             Error::PermissionDenied { ref caller, rpc } => {
+                // A service identity refused by the table is a deployment to fix: WARN.
                 tracing::warn!(%caller, rpc, "permission denied");
-                with(
+                domain.status(
                     Code::PermissionDenied,
-                    "permission denied".to_owned(),
+                    "permission denied",
                     common::NOT_ALLOWED,
                 )
             }
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
-                tracing::error!(error = %cause, "database unavailable");
-                with(
-                    Code::Unavailable,
-                    "storage unavailable".to_owned(),
-                    common::UNAVAILABLE,
-                )
+                domain.storage_unavailable(cause)
             }
             Error::RootKeyMismatch(version) | Error::RootKeyMissing(version) => {
                 tracing::error!(version, error = %error, "root key unavailable");
-                with(
+                domain.status(
                     Code::Unavailable,
-                    "key material unavailable".to_owned(),
+                    "key material unavailable",
                     reasons::ROOT_KEY_UNAVAILABLE,
                 )
             }
-            Error::StoredVersionCorrupt(..) => {
-                tracing::error!(error = %error, "stored key material fails its integrity check");
-                with(
-                    Code::DataLoss,
-                    "stored key material fails its integrity check".to_owned(),
-                    common::DATA_LOSS,
-                )
-            }
+            Error::StoredVersionCorrupt(..) => domain.data_loss(&error),
             Error::Database(_)
             | Error::Open(_)
             | Error::Crypto(_)
             | Error::Transport(_)
-            | Error::Serve(_) => {
-                tracing::error!(error = %coffer_telemetry::error_chain(&error), "internal error");
-                with(
-                    Code::Internal,
-                    "internal error".to_owned(),
-                    common::INTERNAL,
-                )
-            }
+            | Error::Serve(_) => domain.internal(&error),
         }
     }
 }
