@@ -155,10 +155,7 @@ async fn tampered_stored_material_fails_closed_without_detail() {
         let status = app.decrypt(name, &v1, &[]).await.unwrap_err();
         assert_eq!(
             (status.code(), status.message()),
-            (
-                Code::DataLoss,
-                "stored key material fails its integrity check"
-            )
+            (Code::DataLoss, "stored data fails its integrity check")
         );
         assert_eq!(
             coffer_server::status::reason(&status).as_deref(),
