@@ -5,6 +5,10 @@
 //! the file. A service reads everything into [`Values`] once, then parses each setting with a
 //! [`Parser`], which collects every problem so the operator sees all of them at once, never
 //! echoing a value (a secret pasted into the wrong variable must not reach a log).
+//!
+//! Configuration is strict ([`load`]): a `COFFER_*` variable or a TOML key that no Coffer
+//! program reads is refused at start, with a "did you mean" for a near miss, so a misspelled
+//! `COFFER_KEY_SERVICE__LISTNE` is not silently ignored while the default applies.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,23 +19,68 @@ use coffer_transport::{TlsFiles, TlsMaterial};
 /// The standard variable naming the OTLP/gRPC trace collector.
 pub use coffer_telemetry::OTLP_ENDPOINT_VARIABLE;
 
+/// Every Coffer service's TOML section and variable prefix. One environment (or one TOML file)
+/// may configure them all, so a service ignores the others' settings rather than refusing them.
+pub const SERVICES: &[(&str, &str)] = &[
+    ("key_service", "COFFER_KEY_SERVICE__"),
+    ("auth_service", "COFFER_AUTH_SERVICE__"),
+    ("credential_service", "COFFER_CREDENTIAL_SERVICE__"),
+];
+
+/// The project's `COFFER_*` variables that are no service's setting: key-service's keyring
+/// (which every process of a shared environment sees), the CLI's bearer, and the switches of
+/// the test script.
+pub const OTHER_VARIABLES: &[&str] = &[
+    "COFFER_ROOT_KEYS",
+    "COFFER_API_KEY",
+    "COFFER_REQUIRE_POSTGRES",
+    "COFFER_REQUIRE_TOOLS",
+    "COFFER_TEST_POSTGRES_URL",
+];
+
+/// Where a value came from, for the message that refuses an unknown one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    Environment,
+    File {
+        path: PathBuf,
+        section: String,
+        key: String,
+    },
+}
+
 /// Raw setting values keyed by environment-variable name. `Debug` shows the names only: a
 /// value may be a secret (a database password, `COFFER_ROOT_KEYS`).
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Values(
-    BTreeMap<String, String>,
-    std::cell::RefCell<std::collections::BTreeSet<String>>,
-);
+pub struct Values {
+    values: BTreeMap<String, String>,
+    origins: BTreeMap<String, Origin>,
+    /// Problems found while loading: `COFFER_*` variables of no Coffer program, unknown TOML
+    /// sections.
+    strays: Vec<Stray>,
+    asked: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stray {
+    /// A `COFFER_*` variable that is no service's and no other known variable.
+    Variable(String),
+    /// A TOML section of no service.
+    Section { path: PathBuf, section: String },
+    /// A TOML value outside any section.
+    TopLevel { path: PathBuf, key: String },
+}
 
 impl std::fmt::Debug for Values {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
+        f.debug_set().entries(self.values.keys()).finish()
     }
 }
 
 impl Values {
     /// Reads `[section]` of the optional TOML `file`, then overlays every environment variable
-    /// that starts with `prefix` or is one of `extra`.
+    /// that starts with `prefix` or is one of `extra`. Other services' sections and variables
+    /// are skipped; anything else `COFFER_*` is kept as a problem for [`load`] to report.
     ///
     /// # Errors
     /// [`ConfigErrors`] if the file cannot be read or parsed.
@@ -41,27 +90,42 @@ impl Values {
         extra: &[&str],
         file: Option<&Path>,
     ) -> Result<Self, ConfigErrors> {
-        let mut values = match file {
-            Some(path) => read_toml(path, section, prefix).map_err(|e| ConfigErrors(vec![e]))?,
-            None => BTreeMap::new(),
-        };
+        let mut loaded = Self::default();
+        if let Some(path) = file {
+            loaded
+                .read_toml(path, section, prefix)
+                .map_err(|e| ConfigErrors(vec![e]))?;
+        }
         for (name, value) in std::env::vars() {
             if name.starts_with(prefix) || extra.contains(&name.as_str()) {
-                values.insert(name, value);
+                loaded.origins.insert(name.clone(), Origin::Environment);
+                loaded.values.insert(name, value);
+            } else if name.starts_with("COFFER_")
+                && !SERVICES.iter().any(|(_, other)| name.starts_with(other))
+                && !OTHER_VARIABLES.contains(&name.as_str())
+            {
+                loaded.strays.push(Stray::Variable(name));
             }
         }
-        Ok(Self(values, Default::default()))
+        Ok(loaded)
     }
 
     /// Values from a map (tests).
     pub fn from_map(map: BTreeMap<String, String>) -> Self {
-        Self(map, Default::default())
+        Self {
+            origins: map
+                .keys()
+                .map(|name| (name.clone(), Origin::Environment))
+                .collect(),
+            values: map,
+            ..Self::default()
+        }
     }
 
     /// A non-empty value by full variable name.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.1.borrow_mut().insert(name.to_owned());
-        self.0
+        self.asked.borrow_mut().insert(name.to_owned());
+        self.values
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
@@ -71,8 +135,164 @@ impl Values {
     /// names parsing an empty set of values asks for (the README's tables are checked
     /// against them).
     pub fn asked(&self) -> Vec<String> {
-        self.1.borrow().iter().cloned().collect()
+        self.asked.borrow().iter().cloned().collect()
     }
+
+    /// One problem for every value no parser asked for (of those `known` names), and for
+    /// every stray found while loading, each with a "did you mean" where a known name is close.
+    pub fn unknown(&self, known: &[String]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for stray in &self.strays {
+            problems.push(match stray {
+                Stray::Variable(name) => {
+                    let candidates = known
+                        .iter()
+                        .map(String::as_str)
+                        .chain(OTHER_VARIABLES.iter().copied());
+                    format!(
+                        "{name}: not a Coffer setting{}",
+                        did_you_mean(name, candidates)
+                    )
+                }
+                Stray::Section { path, section } => {
+                    let sections: Vec<String> =
+                        SERVICES.iter().map(|(s, _)| format!("[{s}]")).collect();
+                    format!(
+                        "{}: [{section}] is not a Coffer section{}",
+                        path.display(),
+                        did_you_mean(&format!("[{section}]"), sections.iter().map(String::as_str))
+                    )
+                }
+                Stray::TopLevel { path, key } => format!(
+                    "{}: `{key}` is outside any section; settings go under [{}]",
+                    path.display(),
+                    SERVICES
+                        .iter()
+                        .map(|(s, _)| *s)
+                        .collect::<Vec<_>>()
+                        .join("], [")
+                ),
+            });
+        }
+        for (name, origin) in &self.origins {
+            if known.contains(name) {
+                continue;
+            }
+            problems.push(match origin {
+                Origin::Environment => format!(
+                    "{name}: unknown setting{}",
+                    did_you_mean(name, known.iter().map(String::as_str))
+                ),
+                Origin::File { path, section, key } => {
+                    let keys: Vec<String> = known
+                        .iter()
+                        .filter_map(|k| toml_key(k, name, key))
+                        .collect();
+                    format!(
+                        "{}: [{section}] {key}: unknown setting{}",
+                        path.display(),
+                        did_you_mean(key, keys.iter().map(String::as_str))
+                    )
+                }
+            });
+        }
+        problems
+    }
+
+    fn read_toml(&mut self, path: &Path, section: &str, prefix: &str) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        for (name, entry) in &table {
+            let stray = match entry.as_table() {
+                Some(_) if name == section => continue,
+                Some(_) if SERVICES.iter().any(|(other, _)| other == name) => continue,
+                Some(_) => Stray::Section {
+                    path: path.to_owned(),
+                    section: name.clone(),
+                },
+                None => Stray::TopLevel {
+                    path: path.to_owned(),
+                    key: name.clone(),
+                },
+            };
+            self.strays.push(stray);
+        }
+        let Some(settings) = table.get(section).and_then(toml::Value::as_table) else {
+            return Ok(());
+        };
+        for (key, value) in settings {
+            let value = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let name = format!("{prefix}{}", key.to_ascii_uppercase());
+            self.origins.insert(
+                name.clone(),
+                Origin::File {
+                    path: path.to_owned(),
+                    section: section.to_owned(),
+                    key: key.clone(),
+                },
+            );
+            self.values.insert(name, value);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a service's settings from the optional TOML `file` and the environment (see
+/// [`Values::load`]), parses them with `parse`, and refuses every value no Coffer program
+/// reads: all problems, parse errors and unknown names alike, are listed at once.
+///
+/// The service's settings are the names `parse` asks for, with the values given and with none
+/// (so a setting asked only when another is valid still counts as known).
+///
+/// # Errors
+/// [`ConfigErrors`] listing every problem.
+pub fn load<T>(
+    section: &str,
+    prefix: &str,
+    extra: &[&str],
+    file: Option<&Path>,
+    parse: impl Fn(&Values) -> Result<T, ConfigErrors>,
+) -> Result<T, ConfigErrors> {
+    let values = Values::load(section, prefix, extra, file)?;
+    let parsed = parse(&values);
+    let empty = Values::default();
+    // Only the names it asks for matter; the result of parsing nothing is irrelevant.
+    let _ = parse(&empty);
+    let mut known = values.asked();
+    known.extend(empty.asked());
+    let unknown = values.unknown(&known);
+    match parsed {
+        Ok(config) if unknown.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(unknown)),
+        Err(mut errors) => {
+            errors.0.extend(unknown);
+            Err(errors)
+        }
+    }
+}
+
+/// `; did you mean X?` for the candidate closest to `name`, if one is close enough to be a
+/// typo (an edit distance of at most a third of the name, and at most 3), else nothing.
+fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    let limit = (name.len() / 3).clamp(1, 3);
+    candidates
+        .map(|candidate| (strsim::damerau_levenshtein(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min()
+        .map(|(_, candidate)| format!("; did you mean {candidate}?"))
+        .unwrap_or_default()
+}
+
+/// The TOML key of the known variable `known`, when it is in the same section as the unknown
+/// `name` (whose TOML key is `key`).
+fn toml_key(known: &str, name: &str, key: &str) -> Option<String> {
+    let prefix = name.strip_suffix(&key.to_ascii_uppercase())?;
+    known.strip_prefix(prefix).map(str::to_ascii_lowercase)
 }
 
 /// Parses settings of one service, collecting every problem.
@@ -260,25 +480,6 @@ pub fn https_host(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_owned())
 }
 
-fn read_toml(path: &Path, section: &str, prefix: &str) -> Result<BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut values = BTreeMap::new();
-    let Some(section) = table.get(section).and_then(toml::Value::as_table) else {
-        return Ok(values);
-    };
-    for (key, value) in section {
-        let value = match value {
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        values.insert(format!("{prefix}{}", key.to_ascii_uppercase()), value);
-    }
-    Ok(values)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,13 +518,111 @@ mod tests {
         let path = dir.path().join("coffer.toml");
         std::fs::write(
             &path,
-            "[svc]\nrequest_timeout = \"10s\"\ncache_capacity = 5\n[other]\nx = 1\n",
+            "[key_service]\nrequest_timeout = \"10s\"\ncache_capacity = 5\n[auth_service]\nx = 1\n",
         )
         .unwrap();
-        let values = read_toml(&path, "svc", "COFFER_SVC__").unwrap();
-        assert_eq!(values["COFFER_SVC__REQUEST_TIMEOUT"], "10s");
-        assert_eq!(values["COFFER_SVC__CACHE_CAPACITY"], "5");
-        assert_eq!(values.len(), 2);
+        let mut values = Values::default();
+        values
+            .read_toml(&path, "key_service", "COFFER_KEY_SERVICE__")
+            .unwrap();
+        assert_eq!(values.values["COFFER_KEY_SERVICE__REQUEST_TIMEOUT"], "10s");
+        assert_eq!(values.values["COFFER_KEY_SERVICE__CACHE_CAPACITY"], "5");
+        assert_eq!(
+            values.values.len(),
+            2,
+            "another service's section is skipped"
+        );
+        assert!(values.strays.is_empty());
+    }
+
+    #[test]
+    fn unknown_settings_are_refused_with_a_suggestion() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coffer.toml");
+        std::fs::write(
+            &path,
+            "timeout = 1\n[key_servce]\nx = 1\n[key_service]\nlistne = \"0.0.0.0:1\"\nzzz = 2\n",
+        )
+        .unwrap();
+        let mut values = Values::default();
+        values
+            .read_toml(&path, "key_service", "COFFER_KEY_SERVICE__")
+            .unwrap();
+        values.origins.insert(
+            "COFFER_KEY_SERVICE__REQUEST_TIMOUT".to_owned(),
+            Origin::Environment,
+        );
+        values
+            .strays
+            .push(Stray::Variable("COFFER_ROOT_KEY".to_owned()));
+        let known = [
+            "COFFER_KEY_SERVICE__LISTEN".to_owned(),
+            "COFFER_KEY_SERVICE__REQUEST_TIMEOUT".to_owned(),
+        ];
+        let file = path.display();
+        assert_eq!(
+            values.unknown(&known),
+            vec![
+                format!(
+                    "{file}: [key_servce] is not a Coffer section; did you mean [key_service]?"
+                ),
+                format!(
+                    "{file}: `timeout` is outside any section; settings go under [key_service], \
+                     [auth_service], [credential_service]"
+                ),
+                "COFFER_ROOT_KEY: not a Coffer setting; did you mean COFFER_ROOT_KEYS?".to_owned(),
+                format!("{file}: [key_service] listne: unknown setting; did you mean listen?"),
+                "COFFER_KEY_SERVICE__REQUEST_TIMOUT: unknown setting; did you mean \
+                 COFFER_KEY_SERVICE__REQUEST_TIMEOUT?"
+                    .to_owned(),
+                format!("{file}: [key_service] zzz: unknown setting"),
+            ]
+        );
+        assert!(
+            values
+                .unknown(&known)
+                .iter()
+                .all(|p| !p.contains("0.0.0.0"))
+        );
+    }
+
+    #[test]
+    fn load_lists_parse_errors_and_unknown_names_together() {
+        let parse = |values: &Values| -> Result<String, ConfigErrors> {
+            let mut p = Parser::new(values, "COFFER_KEY_SERVICE__");
+            let listen = p.required("LISTEN");
+            match listen {
+                Some(listen) if p.is_ok() => Ok(listen),
+                _ => Err(p.into_errors()),
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coffer.toml");
+        std::fs::write(&path, "[key_service]\nlistne = \"x\"\n").unwrap();
+        let errors = load(
+            "key_service",
+            "COFFER_KEY_SERVICE__",
+            &[],
+            Some(&path),
+            parse,
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0], "COFFER_KEY_SERVICE__LISTEN: required");
+        assert!(errors[1].ends_with("[key_service] listne: unknown setting; did you mean listen?"));
+        std::fs::write(&path, "[key_service]\nlisten = \"x\"\n").unwrap();
+        assert_eq!(
+            load(
+                "key_service",
+                "COFFER_KEY_SERVICE__",
+                &[],
+                Some(&path),
+                parse
+            )
+            .unwrap(),
+            "x"
+        );
     }
 
     #[test]

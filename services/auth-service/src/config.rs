@@ -129,13 +129,19 @@ impl Config {
         }
     }
 
-    /// Reads the optional TOML file, overlays the environment, and validates.
+    /// Reads the optional TOML file, overlays the environment, and validates; a `COFFER_*`
+    /// variable or TOML key no Coffer program reads is refused (see [`coffer_config::load`]).
     ///
     /// # Errors
     /// [`ConfigErrors`] listing every problem.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
-        let values = Values::load("auth_service", PREFIX, &[OTLP_ENDPOINT_VARIABLE], file)?;
-        Self::from_values(&values)
+        coffer_config::load(
+            "auth_service",
+            PREFIX,
+            &[OTLP_ENDPOINT_VARIABLE],
+            file,
+            Self::from_values,
+        )
     }
 
     /// Validates raw values.

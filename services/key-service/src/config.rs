@@ -76,18 +76,20 @@ impl Config {
         }
     }
 
-    /// Reads the optional TOML file, overlays the process environment, and validates.
+    /// Reads the optional TOML file, overlays the process environment, and validates; a
+    /// `COFFER_*` variable or TOML key no Coffer program reads is refused (see
+    /// [`coffer_config::load`]).
     ///
     /// # Errors
     /// [`ConfigErrors`] listing every problem.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
-        let values = Values::load(
+        coffer_config::load(
             "key_service",
             PREFIX,
             &[ROOT_KEYS, OTLP_ENDPOINT_VARIABLE],
             file,
-        )?;
-        Self::from_values(&values)
+            Self::from_values,
+        )
     }
 
     /// Validates raw values keyed by environment-variable name.

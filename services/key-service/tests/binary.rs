@@ -44,6 +44,48 @@ fn a_malformed_root_keyring_is_refused_without_echoing_it() {
     assert!(!stderr.contains("dG9vLXNob3J0LXNlY3JldA"), "{stderr}");
 }
 
+#[test]
+fn misspelled_settings_are_refused_with_a_suggestion_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("coffer.toml");
+    std::fs::write(
+        &file,
+        "[key_service]\nrequest_timout = \"10s\"\n[auth_service]\nlisten = \"x\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer-key-service"))
+        .arg(&file)
+        .env_clear()
+        .env("COFFER_KEY_SERVICE__LISTNE", "127.0.0.1:1")
+        .env("COFFER_ROOT_KEY", "1:c2VjcmV0")
+        .env("COFFER_AUTH_SERVICE__LISTEN", "another service's setting")
+        .env("COFFER_REQUIRE_POSTGRES", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "COFFER_KEY_SERVICE__LISTNE: unknown setting; did you mean COFFER_KEY_SERVICE__LISTEN?",
+        "COFFER_ROOT_KEY: not a Coffer setting; did you mean COFFER_ROOT_KEYS?",
+        "[key_service] request_timout: unknown setting; did you mean request_timeout?",
+        // Listed with the other problems, not instead of them.
+        "COFFER_KEY_SERVICE__DATABASE_URL: required",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("AUTH_SERVICE") && !stderr.contains("REQUIRE_POSTGRES"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("c2VjcmV0"),
+        "values are never echoed: {stderr}"
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_root_key_for_a_known_version_exits_64_naming_the_version() {
     use coffer_crypto::RootKeyring;
