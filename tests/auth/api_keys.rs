@@ -290,7 +290,7 @@ async fn malformed_keys_are_refused_without_touching_the_database() {
 
     // Break the table: from now on any lookup fails loudly.
     sqlx::any::install_default_drivers();
-    let mut raw = sqlx::AnyConnection::connect(stack.database.url())
+    let mut raw = sqlx::AnyConnection::connect(&stack.database.url_in("coffer_auth"))
         .await
         .unwrap();
     sqlx::query("ALTER TABLE auth_api_keys RENAME TO auth_api_keys_moved")

@@ -296,7 +296,7 @@ async fn privilege_changes_are_audited_in_a_keyed_chain_that_detects_tampering()
         assert!(system.valid && system.events_checked == 2, "{system:?}");
 
         sqlx::any::install_default_drivers();
-        let mut raw = sqlx::AnyConnection::connect(stack.database.url()).await.unwrap();
+        let mut raw = sqlx::AnyConnection::connect(&stack.database.url_in("coffer_auth")).await.unwrap();
         sqlx::query("UPDATE auth_audit_chain SET subject = 'nothing' WHERE tenant = 'acme' AND sequence = 5")
             .execute(&mut raw)
             .await

@@ -49,7 +49,7 @@ async fn pyjwt_verifies_issued_tokens_and_python_bcrypt_verifies_stored_hashes()
                 .unwrap()
                 .expose_secret_part()
                 .to_owned();
-            let mut raw = sqlx::AnyConnection::connect(stack.database.url())
+            let mut raw = sqlx::AnyConnection::connect(&stack.database.url_in("coffer_auth"))
                 .await
                 .unwrap();
             let password_hash: String =

@@ -19,7 +19,7 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
     let mut stack = Stack::spawn(db).await;
     stack.tenant_with_user("acme", "alice", &["viewer"]).await;
     let mut lock = RowLock::take(
-        stack.database.url(),
+        &stack.database.url_in("coffer_auth"),
         "SELECT 1 FROM auth_principals WHERE tenant = 'acme' AND id = 'alice' FOR UPDATE",
     )
     .await;

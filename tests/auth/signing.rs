@@ -71,7 +71,7 @@ async fn tokens_verify_against_the_published_jwks_and_keys_are_stored_encrypted(
         assert_eq!(verified.claims.exp - verified.claims.iat, 15 * 60);
 
         sqlx::any::install_default_drivers();
-        let mut raw = sqlx::AnyConnection::connect(stack.database.url())
+        let mut raw = sqlx::AnyConnection::connect(&stack.database.url_in("coffer_auth"))
             .await
             .unwrap();
         let row = sqlx::query("SELECT encrypted_private FROM auth_signing_keys")

@@ -122,7 +122,7 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
 
         // An audit event records it.
         coffer_test_support_any_drivers();
-        let mut raw = sqlx::AnyConnection::connect(stack.database.url())
+        let mut raw = sqlx::AnyConnection::connect(&stack.database.url_in("coffer_auth"))
             .await
             .unwrap();
         let events = sqlx::query(

@@ -25,16 +25,34 @@ pub struct Stack {
     /// The three services, started by the composition root as `coffer up` starts them.
     pub services: coffer_stack::Stack,
     pub database: TestDatabase,
-    _support: (TestDatabase, TestDatabase),
+    /// Databases of the other services, when they have their own.
+    _support: Vec<TestDatabase>,
     pub tokens: HashMap<&'static str, String>,
 }
 
 impl Stack {
+    /// The stack with credential-service on `database`, key-service and auth-service each on
+    /// a SQLite file of its own.
     pub async fn spawn(database: TestDatabase) -> Self {
-        init_tracing();
-        let ca = Arc::new(DevCa::generate("coffer.local").unwrap());
         let key_db = TestDatabase::create(Backend::Sqlite).await.unwrap();
         let auth_db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+        let urls = [key_db.url().to_owned(), auth_db.url().to_owned()];
+        Self::spawn_on(database, urls, vec![key_db, auth_db]).await
+    }
+
+    /// The stack with all three services on one `database` (each in its own schema).
+    pub async fn spawn_sharing(database: TestDatabase) -> Self {
+        let urls = [database.url().to_owned(), database.url().to_owned()];
+        Self::spawn_on(database, urls, Vec::new()).await
+    }
+
+    async fn spawn_on(
+        database: TestDatabase,
+        [key_url, auth_url]: [String; 2],
+        support: Vec<TestDatabase>,
+    ) -> Self {
+        init_tracing();
+        let ca = Arc::new(DevCa::generate("coffer.local").unwrap());
         let certificates = coffer_stack::Certificates {
             key_service: ca.issue_material("key-service", Usage::Service).unwrap(),
             auth_service: ca.issue_material("auth-service", Usage::Service).unwrap(),
@@ -44,8 +62,8 @@ impl Stack {
         };
         let services = coffer_stack::Stack::builder(RootKeyring::generate().unwrap(), certificates)
             .databases(coffer_stack::Databases {
-                key_service: SecretString::from(key_db.url().to_owned()),
-                auth_service: SecretString::from(auth_db.url().to_owned()),
+                key_service: SecretString::from(key_url),
+                auth_service: SecretString::from(auth_url),
                 credential_service: SecretString::from(database.url().to_owned()),
             })
             .addresses(coffer_stack::Addresses {
@@ -112,7 +130,7 @@ impl Stack {
             ca,
             services,
             database,
-            _support: (key_db, auth_db),
+            _support: support,
             tokens,
         }
     }
@@ -219,7 +237,7 @@ impl Stack {
     pub async fn raw_database(&self) -> sqlx::AnyConnection {
         use sqlx::Connection as _;
         sqlx::any::install_default_drivers();
-        sqlx::AnyConnection::connect(self.database.url())
+        sqlx::AnyConnection::connect(&self.database.url_in("coffer_credential"))
             .await
             .unwrap()
     }

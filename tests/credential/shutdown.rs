@@ -22,7 +22,7 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
         .await;
     let id = created.name.rsplit('/').next().unwrap().to_owned();
     let mut lock = RowLock::take(
-        stack.database.url(),
+        &stack.database.url_in("coffer_credential"),
         &format!("SELECT 1 FROM cred_credentials WHERE id = '{id}' FOR UPDATE"),
     )
     .await;

@@ -106,3 +106,55 @@ async fn with_key_service_down_only_cached_reads_work_and_nothing_is_half_writte
     })
     .await;
 }
+
+/// One PostgreSQL database serves all three services: each keeps its tables and its migration
+/// history in its own schema (`coffer_key`, `coffer_auth`, `coffer_credential`), so their
+/// migrations no longer collide in one `_sqlx_migrations` table. Restarting on the same
+/// database finds everything where it was.
+#[tokio::test]
+async fn three_services_share_one_postgres_database_each_in_its_schema() {
+    let Some(db) =
+        coffer_test_support::TestDatabase::create(coffer_test_support::Backend::Postgres).await
+    else {
+        return;
+    };
+    let mut stack = Stack::spawn_sharing(db).await;
+    let created = stack.create("shared", &[("API_KEY", SECRET)]).await;
+    let revealed = stack.reveal(&created.name).await.unwrap();
+    assert_eq!(revealed.env["API_KEY"], SECRET);
+
+    use sqlx::Connection as _;
+    let mut raw = sqlx::AnyConnection::connect(stack.database.url())
+        .await
+        .unwrap();
+    let tables: Vec<(String, String)> = sqlx::query(
+        "SELECT table_schema::text AS table_schema, table_name::text AS table_name \
+         FROM information_schema.tables \
+         WHERE table_name IN ('_sqlx_migrations', 'kms_keys', 'auth_tenants', 'cred_credentials') \
+         ORDER BY table_schema, table_name",
+    )
+    .fetch_all(&mut raw)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get("table_schema"), row.get("table_name")))
+    .collect();
+    let expected: Vec<(String, String)> = [
+        ("coffer_auth", "_sqlx_migrations"),
+        ("coffer_auth", "auth_tenants"),
+        ("coffer_credential", "_sqlx_migrations"),
+        ("coffer_credential", "cred_credentials"),
+        ("coffer_key", "_sqlx_migrations"),
+        ("coffer_key", "kms_keys"),
+    ]
+    .map(|(schema, table)| (schema.to_owned(), table.to_owned()))
+    .into();
+    assert_eq!(
+        tables, expected,
+        "nothing in public, one history per service"
+    );
+
+    stack.restart_credential_service().await;
+    let again = stack.reveal(&created.name).await.unwrap();
+    assert_eq!(again.env["API_KEY"], SECRET);
+}

@@ -35,13 +35,20 @@ impl Backend {
     }
 }
 
-/// A service's migrations, one directory per backend.
+/// A service's migrations, one directory per backend, and the PostgreSQL schema its tables
+/// live in unless configured otherwise.
 #[derive(Debug)]
 pub struct Migrations {
     /// For SQLite.
     pub sqlite: &'static Migrator,
     /// For PostgreSQL.
     pub postgres: &'static Migrator,
+    /// The service's default PostgreSQL schema (`coffer_key`, ...): its tables and its
+    /// migration history live there, so the services can share one database.
+    pub schema: &'static str,
+    /// A table only this service has: found in `public` while the schema does not exist yet,
+    /// it marks a deployment from before schemas, which must not start empty beside its data.
+    pub table: &'static str,
 }
 
 /// Why the database could not be opened.
@@ -54,6 +61,16 @@ pub enum Error {
     /// Connecting failed.
     #[error("cannot connect to the database")]
     Connect(#[source] sqlx::Error),
+    /// The service's tables exist in schema `public` (a deployment from before schemas) while
+    /// the configured schema does not exist: starting would create empty tables beside them.
+    #[error(
+        "this service's tables are in schema public, not {0}; set DATABASE_SCHEMA=public to \
+         keep using them"
+    )]
+    TablesInPublic(String),
+    /// The service's schema could not be created or selected.
+    #[error("cannot create or use schema {0}")]
+    Schema(String, #[source] sqlx::Error),
     /// A migration failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -65,12 +82,16 @@ pub enum Error {
 /// |---|---|---|
 /// | `DATABASE_URL` | required | `sqlite:PATH` or `postgres://...` (secret: it may hold a password) |
 /// | `DATABASE_MAX_CONNECTIONS` | 16 | PostgreSQL pool size (SQLite always uses one connection) |
+/// | `DATABASE_SCHEMA` | the service's | PostgreSQL schema of the service's tables |
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `sqlite:...` or `postgres://...`.
     pub url: SecretString,
     /// PostgreSQL pool size.
     pub max_connections: u32,
+    /// PostgreSQL schema; `None` is the service's own ([`Migrations::schema`]). Ignored on
+    /// SQLite, where every service has its own file.
+    pub schema: Option<String>,
 }
 
 /// The PostgreSQL pool size, unless configured.
@@ -82,6 +103,7 @@ impl Config {
         Self {
             url,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            schema: None,
         }
     }
 
@@ -99,9 +121,18 @@ impl Config {
         let max_connections = p.or("DATABASE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, |s| {
             s.parse::<u32>().ok().filter(|n| *n > 0)
         });
+        let schema = match p.value("DATABASE_SCHEMA") {
+            Some(schema) if is_valid_schema(&schema) => Some(Some(schema)),
+            Some(_) => {
+                p.error("DATABASE_SCHEMA", "must match [a-z_][a-z0-9_]{0,62}");
+                None
+            }
+            None => Some(None),
+        };
         Some(Self {
             url: url?,
             max_connections: max_connections?,
+            schema: schema?,
         })
     }
 }
@@ -128,16 +159,39 @@ impl Database {
     }
 }
 
+/// Whether `schema` is a PostgreSQL schema name Coffer accepts: `[a-z_][a-z0-9_]{0,62}`, so it
+/// needs no quoting and never holds SQL.
+pub fn is_valid_schema(schema: &str) -> bool {
+    let mut bytes = schema.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && schema.len() <= 63
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Connects and applies pending migrations.
 ///
 /// SQLite gets WAL journaling, foreign keys, `secure_delete` (deleted secrets are overwritten,
 /// not left in free pages) and a single connection (one writer, no busy errors). PostgreSQL
-/// gets a pool of `max_connections`.
+/// gets a pool of `max_connections`, every connection using the service's schema (created if
+/// missing), so the three services can share one database: each has its own tables and its
+/// own migration history.
 ///
 /// # Errors
 /// [`Error`] saying which step failed.
 pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Database, Error> {
     let (url, max_connections) = (&config.url, config.max_connections);
+    let schema = config
+        .schema
+        .clone()
+        .unwrap_or_else(|| migrations.schema.to_owned());
+    if !is_valid_schema(&schema) {
+        return Err(Error::Schema(
+            schema,
+            sqlx::Error::Configuration("invalid schema name".into()),
+        ));
+    }
     sqlx::any::install_default_drivers();
     let backend = Backend::from_url(url.expose_secret()).ok_or(Error::UnsupportedUrl)?;
     let options = match backend {
@@ -156,7 +210,19 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
                     Ok(())
                 })
             }),
-        Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections),
+        Backend::Postgres => {
+            create_schema(url, &schema, migrations.table).await?;
+            let search_path = format!("SET search_path TO {schema}");
+            AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .after_connect(move |conn, _| {
+                    let search_path = search_path.clone();
+                    Box::pin(async move {
+                        conn.execute(sqlx::AssertSqlSafe(search_path)).await?;
+                        Ok(())
+                    })
+                })
+        }
     };
     let pool = options
         .acquire_timeout(Duration::from_secs(5))
@@ -169,6 +235,52 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
     };
     migrator.run(&pool).await.map_err(Error::Migrate)?;
     Ok(Database { pool, backend })
+}
+
+/// Creates `schema` unless it exists (checked first, so a role without CREATE on the database
+/// can use a schema its administrator made). Refuses when the schema is missing but the
+/// service's `table` is in `public`.
+async fn create_schema(url: &SecretString, schema: &str, table: &str) -> Result<(), Error> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::AnyConnection::connect(url.expose_secret())
+        .await
+        .map_err(Error::Connect)?;
+    let schema_error = |e| Error::Schema(schema.to_owned(), e);
+    let exists = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+        .bind(schema)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(schema_error)?
+        .is_some();
+    if !exists {
+        let in_public = sqlx::query(
+            "SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_name = $1",
+        )
+        .bind(table)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(schema_error)?
+        .is_some();
+        if in_public {
+            return Err(Error::TablesInPublic(schema.to_owned()));
+        }
+        // Valid names need no quoting (`is_valid_schema`). Two replicas creating it at once
+        // can collide in the catalog even with IF NOT EXISTS: the loser finds it made.
+        let created = conn
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("23505" | "42P06")) => {}
+            Err(e) => return Err(schema_error(e)),
+        }
+    }
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// Whether a database failure means "down or overloaded" (answer UNAVAILABLE) rather than a

@@ -86,6 +86,19 @@ impl TestDatabase {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+
+    /// The URL for raw access to one service's tables: on PostgreSQL every connection's
+    /// `search_path` is the service's `schema` (`coffer_key`, `coffer_auth`,
+    /// `coffer_credential`), as the service's own are; SQLite has no schemas.
+    pub fn url_in(&self, schema: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => self.url.clone(),
+            Backend::Postgres => {
+                let separator = if self.url.contains('?') { '&' } else { '?' };
+                format!("{}{separator}options=-c%20search_path%3D{schema}", self.url)
+            }
+        }
+    }
 }
 
 impl Drop for TestDatabase {

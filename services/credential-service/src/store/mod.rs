@@ -23,6 +23,8 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/mi
 static MIGRATIONS: coffer_db::Migrations = coffer_db::Migrations {
     sqlite: &SQLITE_MIGRATIONS,
     postgres: &POSTGRES_MIGRATIONS,
+    schema: "coffer_credential",
+    table: "cred_credentials",
 };
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("src/store/migrations/postgres");

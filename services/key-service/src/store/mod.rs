@@ -33,6 +33,8 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/mi
 static MIGRATIONS: coffer_db::Migrations = coffer_db::Migrations {
     sqlite: &SQLITE_MIGRATIONS,
     postgres: &POSTGRES_MIGRATIONS,
+    schema: "coffer_key",
+    table: "kms_keys",
 };
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("src/store/migrations/postgres");

@@ -41,6 +41,8 @@ pub struct Options {
     pub keyring: RootKeyring,
     pub ca: Arc<DevCa>,
     pub clock: Clock,
+    /// `DATABASE_SCHEMA`; `None` is the service's own.
+    pub schema: Option<String>,
 }
 
 impl Options {
@@ -49,6 +51,7 @@ impl Options {
             keyring: RootKeyring::generate().unwrap(),
             ca: Arc::new(DevCa::generate(TRUST_DOMAIN).unwrap()),
             clock: Clock::manual(),
+            schema: None,
         }
     }
 }
@@ -91,6 +94,7 @@ async fn start(
         .unwrap();
     let mut config = Config::new(SecretString::from(url), options.keyring, tls);
     config.clock = options.clock.clone();
+    config.database.schema = options.schema.clone();
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = metrics.local_addr().unwrap();
     let listeners = coffer_server::Listeners::new(listener, Some(metrics));
@@ -222,7 +226,7 @@ impl TestApp {
     pub async fn raw_database(&self) -> sqlx::AnyConnection {
         use sqlx::Connection as _;
         sqlx::any::install_default_drivers();
-        sqlx::AnyConnection::connect(self.database.url())
+        sqlx::AnyConnection::connect(&self.database.url_in("coffer_key"))
             .await
             .unwrap()
     }

@@ -14,4 +14,5 @@ mod helpers;
 mod keys;
 mod root;
 mod rotation;
+mod schema;
 mod shutdown;

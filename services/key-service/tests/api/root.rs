@@ -39,6 +39,7 @@ async fn root_rotation_rewraps_everything_so_the_old_root_key_can_go() {
                 keyring: rotated_keyring,
                 ca: ca.clone(),
                 clock: clock.clone(),
+                schema: None,
             },
         )
         .await
@@ -69,6 +70,7 @@ async fn root_rotation_rewraps_everything_so_the_old_root_key_can_go() {
                 keyring: only_v2,
                 ca,
                 clock,
+                schema: None,
             },
         )
         .await
@@ -102,6 +104,7 @@ async fn a_keyring_missing_a_used_root_key_is_refused_at_start() {
                 keyring: newer,
                 ca,
                 clock,
+                schema: None,
             },
         )
         .await;
@@ -146,6 +149,7 @@ async fn tampered_stored_material_fails_closed_without_detail() {
                 keyring: same_keyring,
                 ca: ca.clone(),
                 clock: clock.clone(),
+                schema: None,
             },
         )
         .await
@@ -200,6 +204,7 @@ async fn wrong_root_key_with_a_known_version_is_refused_at_start_and_writes_noth
                     keyring,
                     ca: ca.clone(),
                     clock: clock.clone(),
+                    schema: None,
                 },
             )
         };

@@ -23,7 +23,7 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
     app.create_key(KEY).await;
 
     // Hold the key's row lock so a RotateKey blocks inside the server.
-    let mut blocker = sqlx::PgConnection::connect(app.database.url())
+    let mut blocker = sqlx::PgConnection::connect(&app.database.url_in("coffer_key"))
         .await
         .unwrap();
     sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
@@ -38,7 +38,7 @@ async fn shutdown_lets_the_in_flight_call_finish_and_refuses_new_ones() {
             .rotate_key(pb::RotateKeyRequest { name: KEY.into() })
             .await
     });
-    let mut observer = sqlx::PgConnection::connect(app.database.url())
+    let mut observer = sqlx::PgConnection::connect(&app.database.url_in("coffer_key"))
         .await
         .unwrap();
     let mut waiting = false;
