@@ -63,9 +63,7 @@ impl Config {
     /// Parses the common settings from `p`'s section, with `port` as the default port;
     /// `None` when any of them has a problem (recorded in `p`).
     pub fn parse(p: &mut Parser<'_>, port: u16) -> Option<Self> {
-        let listen = p.or("LISTEN", SocketAddr::from(([0, 0, 0, 0], port)), |s| {
-            s.parse::<SocketAddr>().ok()
-        });
+        let listen = p.or("LISTEN", SocketAddr::from(([0, 0, 0, 0], port)), listen_address);
         let tls = p.tls();
         let request_timeout = p.or("REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
@@ -78,7 +76,7 @@ impl Config {
         let log_format = p.or("LOG_FORMAT", LogFormat::Human, |s| {
             s.parse::<LogFormat>().ok()
         });
-        let metrics_listen = p.optional("METRICS_LISTEN", |s| s.parse::<SocketAddr>().ok());
+        let metrics_listen = p.optional("METRICS_LISTEN", listen_address);
         let otlp_endpoint = p.otlp_endpoint();
         Some(Self {
             listen: listen?,
@@ -89,5 +87,47 @@ impl Config {
             otlp_endpoint,
             metrics_listen: metrics_listen?,
         })
+    }
+}
+
+/// A listen address: `IP:PORT` (`0.0.0.0:50051`, `[::]:50051`) or `HOST:PORT` with a host name
+/// resolved once at start (`localhost:50051`; the first address the resolver gives, IPv4
+/// first). `None` if it is neither, or the name does not resolve.
+pub fn listen_address(text: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Some(address);
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    if host.is_empty() || host.contains([':', '/', '[', ']']) {
+        return None;
+    }
+    let mut resolved: Vec<SocketAddr> = text.to_socket_addrs().ok()?.collect();
+    resolved.sort_by_key(SocketAddr::is_ipv6);
+    resolved.first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_take_ips_and_host_names() {
+        assert_eq!(
+            listen_address("0.0.0.0:50051"),
+            Some(SocketAddr::from(([0, 0, 0, 0], 50051)))
+        );
+        assert_eq!(
+            listen_address("[::1]:7"),
+            Some(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 7)))
+        );
+        assert_eq!(
+            listen_address("localhost:50051"),
+            Some(SocketAddr::from(([127, 0, 0, 1], 50051)))
+        );
+        for bad in ["localhost", "localhost:", "localhost:99999", ":80", "a/b:1", ""] {
+            assert_eq!(listen_address(bad), None, "{bad}");
+        }
     }
 }
