@@ -63,7 +63,11 @@ impl Config {
     /// Parses the common settings from `p`'s section, with `port` as the default port;
     /// `None` when any of them has a problem (recorded in `p`).
     pub fn parse(p: &mut Parser<'_>, port: u16) -> Option<Self> {
-        let listen = p.or("LISTEN", SocketAddr::from(([0, 0, 0, 0], port)), listen_address);
+        let listen = p.or(
+            "LISTEN",
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            listen_address,
+        );
         let tls = p.tls();
         let request_timeout = p.or("REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
@@ -126,7 +130,14 @@ mod tests {
             listen_address("localhost:50051"),
             Some(SocketAddr::from(([127, 0, 0, 1], 50051)))
         );
-        for bad in ["localhost", "localhost:", "localhost:99999", ":80", "a/b:1", ""] {
+        for bad in [
+            "localhost",
+            "localhost:",
+            "localhost:99999",
+            ":80",
+            "a/b:1",
+            "",
+        ] {
             assert_eq!(listen_address(bad), None, "{bad}");
         }
     }

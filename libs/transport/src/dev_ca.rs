@@ -3,7 +3,8 @@
 //! It keeps its CA certificate and key as PEM files in a directory, reuses them when they
 //! exist, and issues ECDSA P-256 leaf certificates whose URI SAN is the holder's SPIFFE ID.
 //! Service certificates are also valid for `localhost`, `127.0.0.1` and `::1`, so clients on
-//! the same machine can verify them.
+//! the same machine can verify them, and for any other DNS names and IP addresses asked for
+//! ([`HostName`]), so clients elsewhere can.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -29,6 +30,24 @@ pub enum Usage {
     Service,
     /// A client only (operators, applications).
     Client,
+}
+
+/// A name a service certificate answers to besides its SPIFFE ID: what its callers dial.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostName {
+    /// A DNS name (`kms.internal`).
+    Dns(String),
+    /// An IP address.
+    Ip(IpAddr),
+}
+
+impl std::fmt::Display for HostName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dns(name) => write!(f, "DNS name {name}"),
+            Self::Ip(ip) => write!(f, "IP address {ip}"),
+        }
+    }
 }
 
 /// A development CA.
@@ -125,18 +144,36 @@ impl DevCa {
     /// # Errors
     /// [`Error::SpiffeId`] for a bad name, [`Error::Rcgen`].
     pub fn issue(&self, name: &str, usage: Usage) -> Result<IssuedCert> {
+        self.issue_for(name, usage, &[])
+    }
+
+    /// As [`DevCa::issue`], a service certificate also valid for `hosts`.
+    ///
+    /// # Errors
+    /// As [`DevCa::issue`]; [`Error::HostsOnClient`] for hosts on a client certificate.
+    pub fn issue_for(&self, name: &str, usage: Usage, hosts: &[HostName]) -> Result<IssuedCert> {
         let id = SpiffeId::new(&self.trust_domain, name)?;
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, name);
         let uri = SanType::URI(id.as_str().try_into()?);
         params.subject_alt_names = match usage {
-            Usage::Service => vec![
-                uri,
-                SanType::DnsName("localhost".try_into()?),
-                SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-            ],
-            Usage::Client => vec![uri],
+            Usage::Service => {
+                let mut names = vec![
+                    uri,
+                    SanType::DnsName("localhost".try_into()?),
+                    SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                    SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+                ];
+                for host in hosts {
+                    names.push(match host {
+                        HostName::Dns(name) => SanType::DnsName(name.as_str().try_into()?),
+                        HostName::Ip(ip) => SanType::IpAddress(*ip),
+                    });
+                }
+                names
+            }
+            Usage::Client if hosts.is_empty() => vec![uri],
+            Usage::Client => return Err(Error::HostsOnClient),
         };
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = match usage {
@@ -175,6 +212,23 @@ impl DevCa {
         name: &str,
         usage: Usage,
     ) -> Result<TlsFiles> {
+        self.issue_files_for(dir, stem, name, usage, &[])
+    }
+
+    /// As [`DevCa::issue_files`], a service certificate also valid for `hosts`. Existing files
+    /// of `name`'s identity are kept only if they have the usage and every host asked for.
+    ///
+    /// # Errors
+    /// As [`DevCa::issue_files`], plus [`Error::Lacking`] for existing files that lack the
+    /// usage or a host.
+    pub fn issue_files_for(
+        &self,
+        dir: &Path,
+        stem: &str,
+        name: &str,
+        usage: Usage,
+        hosts: &[HostName],
+    ) -> Result<TlsFiles> {
         let files = TlsFiles {
             cert: dir.join(format!("{stem}.pem")),
             key: dir.join(format!("{stem}-key.pem")),
@@ -191,8 +245,16 @@ impl DevCa {
                     holds: holds.map_or_else(|| "no SPIFFE ID".to_owned(), |id| id.to_string()),
                 });
             }
+            if let Some(lacks) =
+                crate::tls::first_certificate_der(&pem).and_then(|der| lacking(&der, usage, hosts))
+            {
+                return Err(Error::Lacking {
+                    path: files.cert.clone(),
+                    lacks,
+                });
+            }
         } else {
-            let issued = self.issue(name, usage)?;
+            let issued = self.issue_for(name, usage, hosts)?;
             write_file(&files.cert, &issued.cert_pem, false)?;
             write_file(&files.key, issued.key_pem.expose_secret(), true)?;
         }
@@ -246,6 +308,44 @@ fn write_file(path: &Path, contents: &str, private: bool) -> Result<()> {
     file.write_all(contents.as_bytes()).map_err(Error::io(path))
 }
 
+/// What a stored certificate lacks of `usage` and `hosts`, if anything (an unreadable one
+/// lacks everything).
+fn lacking(der: &[u8], usage: Usage, hosts: &[HostName]) -> Option<String> {
+    use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Some("a readable certificate".to_owned());
+    };
+    let server = cert
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|eku| eku.value.server_auth);
+    if usage == Usage::Service && !server {
+        return Some("server usage".to_owned());
+    }
+    let mut held = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => held.push(HostName::Dns((*dns).to_owned())),
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                        _ => None,
+                    };
+                    held.extend(ip.map(HostName::Ip));
+                }
+                _ => {}
+            }
+        }
+    }
+    hosts
+        .iter()
+        .find(|host| !held.contains(host))
+        .map(ToString::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +380,46 @@ mod tests {
             .unwrap();
         let material = TlsMaterial::load(&files).unwrap();
         assert_eq!(material.identity().unwrap().path(), "key-service");
+    }
+
+    #[test]
+    fn server_certificates_carry_the_hosts_asked_for_and_stale_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::generate("coffer.test").unwrap();
+        let hosts = [
+            HostName::Dns("kms.internal".to_owned()),
+            HostName::Ip(IpAddr::from([10, 0, 0, 7])),
+        ];
+        let files = ca
+            .issue_files_for(dir.path(), "kms", "key-service", Usage::Service, &hosts)
+            .unwrap();
+        let pem = std::fs::read_to_string(&files.cert).unwrap();
+        let der = crate::tls::first_certificate_der(&pem).unwrap();
+        assert_eq!(lacking(&der, Usage::Service, &hosts), None);
+        // Asked again with the same names: the files are kept.
+        ca.issue_files_for(dir.path(), "kms", "key-service", Usage::Service, &hosts)
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&files.cert).unwrap(), pem);
+        // With a name it lacks: refused, never silently reused.
+        let more = [HostName::Dns("kms.example".to_owned())];
+        let err = ca
+            .issue_files_for(dir.path(), "kms", "key-service", Usage::Service, &more)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("without DNS name kms.example"),
+            "{err}"
+        );
+        // A client certificate is not a server certificate.
+        ca.issue_files(dir.path(), "app", "app", Usage::Client)
+            .unwrap();
+        let err = ca
+            .issue_files(dir.path(), "app", "app", Usage::Service)
+            .unwrap_err();
+        assert!(err.to_string().contains("without server usage"), "{err}");
+        assert!(matches!(
+            ca.issue_for("app", Usage::Client, &hosts),
+            Err(Error::HostsOnClient)
+        ));
     }
 
     #[test]

@@ -32,6 +32,19 @@ pub enum Error {
         /// Whose certificate it is.
         holds: String,
     },
+    /// A certificate file holds the identity asked for, but not the usage or host names.
+    #[error(
+        "{path} holds a certificate of this identity without {lacks}; remove it (and its key) to issue a new one"
+    )]
+    Lacking {
+        /// The file.
+        path: PathBuf,
+        /// What it lacks: server usage, or a host name.
+        lacks: String,
+    },
+    /// A client certificate was asked for with host names, which only servers carry.
+    #[error("host names are for server certificates only")]
+    HostsOnClient,
     /// Another service could not be reached, or did not prove it is the expected one.
     #[error("cannot connect to {url}: {why}")]
     Upstream {

@@ -15,12 +15,18 @@
 //!     credential-service.pem, ...-key.pem     spiffe://coffer.local/credential-service
 //!     NAME.pem, NAME-key.pem    `coffer certs issue --name NAME` (`/` in NAME written `+`)
 //! ```
+//!
+//! `coffer certs init` makes only `certs/` (CA, operator and the three service certificates,
+//! those also valid for the host names given), for services run as separate processes.
+//!
+//! ```text
+//! ```
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use coffer_crypto::RootKeyring;
-use coffer_transport::dev_ca::Usage;
+use coffer_transport::dev_ca::{HostName, Usage};
 use coffer_transport::{DevCa, TlsFiles};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -81,19 +87,13 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("resolving {}", data_dir.display()))?;
-    let certs_dir = data_dir.join("certs");
-    create_private_dir(&certs_dir)?;
-    let ca = DevCa::load_or_create(&certs_dir, TRUST_DOMAIN)?;
-    let operator = ca.issue_files(&certs_dir, "operator", OPERATOR_NAME, Usage::Client)?;
-    let key_service = ca.issue_files(&certs_dir, "key-service", "key-service", Usage::Service)?;
-    let auth_service =
-        ca.issue_files(&certs_dir, "auth-service", "auth-service", Usage::Service)?;
-    let credential_service = ca.issue_files(
-        &certs_dir,
-        "credential-service",
-        "credential-service",
-        Usage::Service,
-    )?;
+    let Certificates {
+        certs_dir,
+        operator,
+        key_service,
+        auth_service,
+        credential_service,
+    } = stack_certificates(&data_dir, &[])?;
 
     let root_keys = data_dir.join("root-keys");
     let (keyring, generated_root_key) = if root_keys.exists() {
@@ -139,11 +139,6 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
 /// If a mode cannot be set or a database file cannot be created.
 #[cfg(unix)]
 fn lock_down(layout: &Layout) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let set = |path: &Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting mode {mode:o} on {}", path.display()))
-    };
     for database in [
         &layout.key_service_db,
         &layout.auth_service_db,
@@ -159,13 +154,7 @@ fn lock_down(layout: &Layout) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", database.display()))?;
     }
     for dir in [&layout.data_dir, &layout.certs_dir] {
-        set(dir, 0o700)?;
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-            let path = entry?.path();
-            if path.is_file() {
-                set(&path, 0o600)?;
-            }
-        }
+        lock_down_dir(dir)?;
     }
     Ok(())
 }
@@ -175,14 +164,87 @@ fn lock_down(_layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Issues a client certificate for `spiffe://coffer.local/{name}` from the data directory's
-/// dev CA into `certs/{stem}.pem` and `certs/{stem}-key.pem`, where `stem` is `name` with `/`
-/// replaced by `+` (a character SPIFFE paths never hold, so distinct names never share
-/// files). Existing files are kept when they hold that identity, and refused otherwise.
+/// 0700 on `dir`, 0600 on every file in it.
 ///
 /// # Errors
-/// If the CA cannot be loaded, the name is not a valid SPIFFE path, or files cannot be written.
-pub fn issue_client_certificate(data_dir: &Path, name: &str) -> anyhow::Result<TlsFiles> {
+/// If a mode cannot be set or the directory cannot be read.
+#[cfg(unix)]
+fn lock_down_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let set = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting mode {mode:o} on {}", path.display()))
+    };
+    set(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_file() {
+            set(&path, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn lock_down_dir(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The CA and the certificates of a whole stack, in `certs/` of a data directory.
+#[derive(Debug, Clone)]
+pub struct Certificates {
+    /// `DIR/certs`, holding `ca.pem` too.
+    pub certs_dir: PathBuf,
+    /// The operator's client certificate (`spiffe://coffer.local/operator/admin`).
+    pub operator: TlsFiles,
+    /// The key-service's.
+    pub key_service: TlsFiles,
+    /// The auth-service's.
+    pub auth_service: TlsFiles,
+    /// The credential-service's.
+    pub credential_service: TlsFiles,
+}
+
+/// Creates (or reuses) the dev CA in `data_dir/certs` and the operator's and the three
+/// services' certificates, the services' also valid for `hosts` (besides `localhost`,
+/// `127.0.0.1` and `::1`).
+///
+/// # Errors
+/// If a directory or file cannot be created or read, or an existing certificate holds another
+/// identity or lacks a host asked for.
+pub fn stack_certificates(data_dir: &Path, hosts: &[HostName]) -> anyhow::Result<Certificates> {
+    let certs_dir = data_dir.join("certs");
+    create_private_dir(data_dir)?;
+    create_private_dir(&certs_dir)?;
+    let ca = DevCa::load_or_create(&certs_dir, TRUST_DOMAIN)?;
+    let service = |name: &str| ca.issue_files_for(&certs_dir, name, name, Usage::Service, hosts);
+    let certificates = Certificates {
+        operator: ca.issue_files(&certs_dir, "operator", OPERATOR_NAME, Usage::Client)?,
+        key_service: service("key-service")?,
+        auth_service: service("auth-service")?,
+        credential_service: service("credential-service")?,
+        certs_dir: certs_dir.clone(),
+    };
+    lock_down_dir(&certs_dir)?;
+    Ok(certificates)
+}
+
+/// Issues a certificate for `spiffe://coffer.local/{name}` from the data directory's dev CA
+/// into `certs/{stem}.pem` and `certs/{stem}-key.pem`, where `stem` is `name` with `/`
+/// replaced by `+` (a character SPIFFE paths never hold, so distinct names never share
+/// files): a client certificate, or with [`Usage::Service`] a server one also valid for
+/// `hosts`. Existing files are kept when they hold that identity with that usage and those
+/// hosts, and refused otherwise.
+///
+/// # Errors
+/// If the CA cannot be loaded, the name is not a valid SPIFFE path, files cannot be written,
+/// or existing files hold another identity or lack the usage or a host.
+pub fn issue_certificate(
+    data_dir: &Path,
+    name: &str,
+    usage: Usage,
+    hosts: &[HostName],
+) -> anyhow::Result<TlsFiles> {
     let certs_dir = data_dir.join("certs");
     anyhow::ensure!(
         certs_dir
@@ -193,7 +255,7 @@ pub fn issue_client_certificate(data_dir: &Path, name: &str) -> anyhow::Result<T
         data_dir.display()
     );
     let ca = DevCa::load_or_create(&certs_dir, TRUST_DOMAIN)?;
-    Ok(ca.issue_files(&certs_dir, &certificate_stem(name), name, Usage::Client)?)
+    Ok(ca.issue_files_for(&certs_dir, &certificate_stem(name), name, usage, hosts)?)
 }
 
 /// The file stem of `name`'s certificate: injective, since `+` is never in a SPIFFE path.
@@ -282,9 +344,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
         prepare(&data_dir).unwrap();
-        let slash_dash = issue_client_certificate(&data_dir, "operator-x/y").unwrap();
-        let dash_slash = issue_client_certificate(&data_dir, "operator/x-y").unwrap();
-        let dashes = issue_client_certificate(&data_dir, "operator-x-y").unwrap();
+        let slash_dash = issue_certificate(&data_dir, "operator-x/y", Usage::Client, &[]).unwrap();
+        let dash_slash = issue_certificate(&data_dir, "operator/x-y", Usage::Client, &[]).unwrap();
+        let dashes = issue_certificate(&data_dir, "operator-x-y", Usage::Client, &[]).unwrap();
         assert_ne!(slash_dash.cert, dash_slash.cert);
         assert_ne!(slash_dash.cert, dashes.cert);
         assert_eq!(
@@ -298,14 +360,14 @@ mod tests {
         assert_eq!(identity_of(&dashes), "spiffe://coffer.local/operator-x-y");
         // Asking again hands back the same files.
         assert_eq!(
-            issue_client_certificate(&data_dir, "operator/x-y")
+            issue_certificate(&data_dir, "operator/x-y", Usage::Client, &[])
                 .unwrap()
                 .cert,
             dash_slash.cert
         );
         // `operator.pem` is the bootstrap operator's (operator/admin): never handed out as
         // the certificate of `operator`.
-        let error = issue_client_certificate(&data_dir, "operator")
+        let error = issue_certificate(&data_dir, "operator", Usage::Client, &[])
             .unwrap_err()
             .to_string();
         assert!(

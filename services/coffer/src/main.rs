@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use coffer::admin::{ApiKeyCommand, TargetArgs, TokenCommand};
 use coffer::cred::{CredCommand, CredTargetArgs};
 use coffer::{admin, bench, cred, layout, up};
+use coffer_transport::dev_ca::{HostName, Usage};
 use secrecy::ExposeSecret as _;
 
 #[derive(Parser)]
@@ -95,15 +96,46 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CertsCommand {
-    /// Issue a client certificate for spiffe://coffer.local/NAME from the dev CA.
+    /// Issue a certificate for spiffe://coffer.local/NAME from the dev CA.
     Issue {
         /// SPIFFE path, e.g. `operator/alice` (all RPCs) or `credential-service`.
         #[arg(long)]
         name: String,
-        /// Data directory of `coffer up`.
+        /// A server certificate (server and client usage, valid for localhost and the
+        /// --dns/--ip names), for a service; without it, a client-only certificate.
+        #[arg(long)]
+        server: bool,
+        /// A DNS name callers dial (repeatable; needs --server).
+        #[arg(long = "dns", value_name = "NAME", requires = "server")]
+        dns: Vec<String>,
+        /// An IP address callers dial (repeatable; needs --server).
+        #[arg(long = "ip", value_name = "ADDR", requires = "server")]
+        ip: Vec<std::net::IpAddr>,
+        /// Data directory holding the dev CA (`coffer up` or `coffer certs init`).
         #[arg(long, default_value = "./coffer-data")]
         data_dir: PathBuf,
     },
+    /// Create the dev CA and the operator's and the three services' certificates in
+    /// DIR/certs, without starting anything (for services run as separate processes).
+    Init {
+        /// Where `certs/` goes.
+        #[arg(long, default_value = "./coffer-data")]
+        data_dir: PathBuf,
+        /// A DNS name the services are dialled by (repeatable).
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// An IP address the services are dialled at (repeatable).
+        #[arg(long = "ip", value_name = "ADDR")]
+        ip: Vec<std::net::IpAddr>,
+    },
+}
+
+/// `--dns` and `--ip` as certificate host names.
+fn host_names(dns: Vec<String>, ip: Vec<std::net::IpAddr>) -> Vec<HostName> {
+    dns.into_iter()
+        .map(HostName::Dns)
+        .chain(ip.into_iter().map(HostName::Ip))
+        .collect()
 }
 
 #[tokio::main]
@@ -141,13 +173,53 @@ async fn main() -> ExitCode {
                 .map(|reports| bench::render(&reports, &options))
         }
         Command::Certs {
-            command: CertsCommand::Issue { name, data_dir },
-        } => layout::issue_client_certificate(&data_dir, &name).map(|files| {
-            format!(
-                "certificate: {}\nprivate key: {}\n",
-                files.cert.display(),
-                files.key.display()
-            )
+            command:
+                CertsCommand::Issue {
+                    name,
+                    server,
+                    dns,
+                    ip,
+                    data_dir,
+                },
+        } => {
+            let usage = if server {
+                Usage::Service
+            } else {
+                Usage::Client
+            };
+            layout::issue_certificate(&data_dir, &name, usage, &host_names(dns, ip)).map(|files| {
+                format!(
+                    "certificate: {}\nprivate key: {}\nCA: {}\n",
+                    files.cert.display(),
+                    files.key.display(),
+                    files.ca.display()
+                )
+            })
+        }
+        Command::Certs {
+            command: CertsCommand::Init { data_dir, dns, ip },
+        } => layout::stack_certificates(&data_dir, &host_names(dns, ip)).map(|certs| {
+            let mut out = format!("CA: {}\n", certs.certs_dir.join("ca.pem").display());
+            for (who, files) in [
+                (
+                    "operator (spiffe://coffer.local/operator/admin)",
+                    &certs.operator,
+                ),
+                ("key-service", &certs.key_service),
+                ("auth-service", &certs.auth_service),
+                ("credential-service", &certs.credential_service),
+            ] {
+                out.push_str(&format!(
+                    "{who}: {} {}\n",
+                    files.cert.display(),
+                    files.key.display()
+                ));
+            }
+            out.push_str(
+                "Copy to each host only its own .pem, -key.pem and ca.pem; ca-key.pem signs every \
+                 certificate and stays with whoever issues them.\n",
+            );
+            out
         }),
         Command::Login {
             target,

@@ -418,3 +418,106 @@ async fn an_mcp_credential_lives_through_the_cli_with_secrets_sealed_locally() {
     );
     terminate(child, &data_dir);
 }
+
+/// `coffer certs init` makes the certificates of a stack run as separate processes: a service
+/// certificate answers to the names it was issued for (and localhost), not to others.
+#[tokio::test]
+async fn certs_init_issues_server_certificates_valid_for_the_names_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("pki");
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "certs",
+            "init",
+            "--dns",
+            "kms.test",
+            "--ip",
+            "10.1.2.3",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("key-service: ") && stdout.contains("ca-key.pem"),
+        "{stdout}"
+    );
+    assert!(
+        !data_dir.join("root-keys").exists(),
+        "certificates only: no dev root key"
+    );
+    let certs = data_dir.join("certs");
+    let files = |stem: &str| TlsFiles {
+        cert: certs.join(format!("{stem}.pem")),
+        key: certs.join(format!("{stem}-key.pem")),
+        ca: certs.join("ca.pem"),
+    };
+
+    // A key-service on that certificate, dialled by the operator under each name.
+    let database = coffer_test_support::TestDatabase::create(coffer_test_support::Backend::Sqlite)
+        .await
+        .unwrap();
+    let config = coffer_key_service::Config::new(
+        secrecy::SecretString::from(database.url().to_owned()),
+        coffer_crypto::RootKeyring::generate().unwrap(),
+        TlsMaterial::load(&files("key-service")).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _service = coffer_server::Service::spawn(listener.into(), |listeners, stopped| {
+        coffer_key_service::serve(config, listeners, stopped)
+    })
+    .await
+    .unwrap();
+    let operator = TlsMaterial::load(&files("operator")).unwrap();
+    for (name, valid) in [
+        ("kms.test", true),
+        ("localhost", true),
+        ("other.test", false),
+    ] {
+        let reached = match connect(addr, operator.client_config(name)).await {
+            Ok(channel) => KeyServiceClient::new(channel)
+                .list_keys(pb::ListKeysRequest {
+                    parent: "tenants/acme".into(),
+                    ..Default::default()
+                })
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        assert_eq!(reached, valid, "dialled as {name}");
+    }
+
+    // `certs issue --server` adds a service identity with its own names; asking for a name the
+    // existing certificate lacks is refused rather than answered with the old file.
+    let issue = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["certs", "issue"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap()
+    };
+    let issued = issue(&["--name", "gateway", "--server", "--dns", "api.test"]);
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let again = issue(&["--name", "gateway", "--server", "--dns", "api2.test"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("without DNS name api2.test"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let client_with_names = issue(&["--name", "app", "--dns", "x.test"]);
+    assert!(!client_with_names.status.success(), "--dns needs --server");
+}
