@@ -1,10 +1,12 @@
-//! Operator commands against a running stack's auth-service (`coffer login`, `coffer apikey`,
-//! `coffer token`). They connect with the data directory's operator certificate; commands that
-//! act inside a tenant also send an API key as bearer: `$COFFER_API_KEY`, or the file
-//! `--api-key-file` (default: the admin key `coffer up` saved, `DIR/admin-api-key`).
+//! Operator commands against a running stack's auth-service (`coffer admin bootstrap`,
+//! `coffer login`, `coffer apikey`, `coffer token`). They connect with an operator certificate:
+//! `--cert`, `--key` and `--ca` (a production PKI), or the data directory's
+//! (`DIR/certs/operator.pem`, from `coffer up` or `coffer certs init`). Addresses are
+//! `HOST:PORT`; the service's certificate must carry that host. Commands that act inside a
+//! tenant also send an API key as bearer: `$COFFER_API_KEY`, or the file `--api-key-file`
+//! (default: the admin key `coffer up` saved, `DIR/admin-api-key`).
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -20,10 +22,12 @@ use crate::layout::{ADMIN_API_KEY_FILE, ADMIN_PRINCIPAL, BOOTSTRAP_TENANT};
 /// Where the stack is and who we are.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The data directory holding the operator certificate.
+    /// The data directory holding the operator certificate (unless `tls` names one).
     pub data_dir: PathBuf,
-    /// The auth-service address.
-    pub auth_addr: SocketAddr,
+    /// The auth-service address, `HOST:PORT`.
+    pub auth_addr: String,
+    /// The operator certificate, key and CA, if not the data directory's.
+    pub tls: Option<TlsFiles>,
     /// The API key file used as bearer when `$COFFER_API_KEY` is unset.
     pub api_key_file: Option<PathBuf>,
 }
@@ -35,29 +39,39 @@ impl Target {
     /// If the certificate files are missing or the service cannot be reached.
     pub async fn connect(&self) -> anyhow::Result<AuthServiceClient<Channel>> {
         Ok(AuthServiceClient::new(
-            self.channel(self.auth_addr, "auth-service").await?,
+            self.channel(&self.auth_addr, "auth-service").await?,
         ))
     }
 
-    /// An mTLS channel to the service at `addr`, with the operator certificate.
+    /// An mTLS channel to the service at `addr` (`HOST:PORT`), with the operator certificate;
+    /// the service's certificate must be valid for `HOST`.
     ///
     /// # Errors
     /// If the certificate files are missing or the service cannot be reached.
-    pub async fn channel(&self, addr: SocketAddr, service: &str) -> anyhow::Result<Channel> {
-        let certs = self.data_dir.join("certs");
-        let files = TlsFiles {
-            cert: certs.join("operator.pem"),
-            key: certs.join("operator-key.pem"),
-            ca: certs.join("ca.pem"),
+    pub async fn channel(&self, addr: &str, service: &str) -> anyhow::Result<Channel> {
+        let material = match &self.tls {
+            Some(files) => TlsMaterial::load(files).context("loading --cert, --key and --ca")?,
+            None => {
+                let certs = self.data_dir.join("certs");
+                let files = TlsFiles {
+                    cert: certs.join("operator.pem"),
+                    key: certs.join("operator-key.pem"),
+                    ca: certs.join("ca.pem"),
+                };
+                TlsMaterial::load(&files).with_context(|| {
+                    format!(
+                        "no operator certificate in {}: run `coffer up` or `coffer certs init` \
+                         first, or pass --cert, --key and --ca",
+                        certs.display()
+                    )
+                })?
+            }
         };
-        let material = TlsMaterial::load(&files).with_context(|| {
-            format!(
-                "no operator certificate in {}: run `coffer up` first",
-                certs.display()
-            )
-        })?;
-        Endpoint::from_shared(format!("https://{addr}"))?
-            .tls_config(material.client_config(&addr.ip().to_string()))?
+        let host = coffer_config::https_host(&format!("https://{addr}"))
+            .with_context(|| format!("{service} address {addr:?} is not HOST:PORT"))?;
+        Endpoint::from_shared(format!("https://{addr}"))
+            .with_context(|| format!("{service} address {addr:?} is not HOST:PORT"))?
+            .tls_config(material.client_config(&host))?
             .connect()
             .await
             .with_context(|| format!("cannot reach {service} at {addr}"))
@@ -279,10 +293,10 @@ pub async fn introspect(target: &Target) -> anyhow::Result<String> {
         response.token_type, response.sub, response.tenant, response.scope, response.exp
     ))
 }
-
-/// `coffer up`'s first-start bootstrap: the tenant `default`, a service account `admin` with
-/// `org_admin`, and an API key for it, saved 0600 to `DIR/admin-api-key`. Returns the key when
-/// it was created now (to show once), `None` when the data directory was bootstrapped before.
+/// Bootstraps a `coffer up` data directory: the tenant `default`, a service account `admin`
+/// with `org_admin`, and an API key for it, saved 0600 to `DIR/admin-api-key`. Returns the key
+/// when it was created now (to show once), `None` when the data directory was bootstrapped
+/// before.
 ///
 /// # Errors
 /// If a call fails.
@@ -291,38 +305,73 @@ pub async fn bootstrap(target: &Target) -> anyhow::Result<Option<SecretString>> 
     if key_file.exists() {
         return Ok(None);
     }
+    let admin = first_admin(
+        target,
+        BOOTSTRAP_TENANT,
+        ADMIN_PRINCIPAL,
+        "coffer up bootstrap",
+    )
+    .await?;
+    crate::layout::write_private(&key_file, &format!("{}\n", admin.key.expose_secret()))?;
+    Ok(Some(admin.key))
+}
+
+/// What [`first_admin`] made.
+#[derive(Debug)]
+pub struct FirstAdmin {
+    /// The API key of the admin service account (shown once, never stored by Coffer).
+    pub key: SecretString,
+    /// Whether the tenant was created now (it may have existed).
+    pub created_tenant: bool,
+    /// Whether the service account was created now.
+    pub created_principal: bool,
+}
+
+/// Creates `tenant` (unless it exists), a service account `principal` with `org_admin` in it
+/// (unless it exists), and a new API key for it, with the operator certificate alone: the
+/// first admin of a tenant, in production or in `coffer up`.
+///
+/// # Errors
+/// If a call fails (an existing tenant or principal is not a failure).
+pub async fn first_admin(
+    target: &Target,
+    tenant: &str,
+    principal: &str,
+    key_name: &str,
+) -> anyhow::Result<FirstAdmin> {
     let mut client = target.connect().await?;
-    let created = client
+    let existed = |status: &tonic::Status| status.code() == tonic::Code::AlreadyExists;
+    let created_tenant = match client
         .create_tenant(pb::CreateTenantRequest {
-            tenant_id: BOOTSTRAP_TENANT.to_owned(),
-            display_name: "Default tenant".to_owned(),
+            tenant_id: tenant.to_owned(),
+            display_name: tenant.to_owned(),
         })
-        .await;
-    if let Err(status) = created
-        && status.code() != tonic::Code::AlreadyExists
+        .await
     {
-        return Err(status).context("creating the default tenant");
-    }
-    let admin = client
+        Ok(_) => true,
+        Err(status) if existed(&status) => false,
+        Err(status) => return Err(status).context(format!("creating tenant {tenant}")),
+    };
+    let created_principal = match client
         .create_principal(pb::CreatePrincipalRequest {
-            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
-            principal_id: ADMIN_PRINCIPAL.to_owned(),
+            parent: format!("tenants/{tenant}"),
+            principal_id: principal.to_owned(),
             kind: pb::PrincipalKind::ServiceAccount as i32,
             password: String::new(),
             roles: vec!["org_admin".to_owned()],
             scopes: Vec::new(),
         })
-        .await;
-    if let Err(status) = admin
-        && status.code() != tonic::Code::AlreadyExists
+        .await
     {
-        return Err(status).context("creating the admin service account");
-    }
+        Ok(_) => true,
+        Err(status) if existed(&status) => false,
+        Err(status) => return Err(status).context(format!("creating service account {principal}")),
+    };
     let key = client
         .create_api_key(pb::CreateApiKeyRequest {
-            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
-            principal: format!("tenants/{BOOTSTRAP_TENANT}/principals/{ADMIN_PRINCIPAL}"),
-            display_name: "coffer up bootstrap".to_owned(),
+            parent: format!("tenants/{tenant}"),
+            principal: format!("tenants/{tenant}/principals/{principal}"),
+            display_name: key_name.to_owned(),
             scopes: Vec::new(),
             ttl: None,
         })
@@ -330,9 +379,11 @@ pub async fn bootstrap(target: &Target) -> anyhow::Result<Option<SecretString>> 
         .context("creating the admin API key")?
         .into_inner()
         .key;
-    let key = SecretString::from(key);
-    crate::layout::write_private(&key_file, &format!("{}\n", key.expose_secret()))?;
-    Ok(Some(key))
+    Ok(FirstAdmin {
+        key: SecretString::from(key),
+        created_tenant,
+        created_principal,
+    })
 }
 
 /// The default data directory's admin key file, for messages.
@@ -418,12 +469,22 @@ pub enum TokenCommand {
 /// Which auth-service, and the credentials to call it with.
 #[derive(Args)]
 pub struct TargetArgs {
-    /// Data directory of `coffer up` (for the operator certificate and the admin key).
+    /// Data directory of `coffer up` or `coffer certs init` (for the operator certificate
+    /// and the admin key), unless --cert, --key and --ca are given.
     #[arg(long, default_value = "./coffer-data")]
     pub data_dir: PathBuf,
-    /// auth-service address.
+    /// auth-service address, HOST:PORT (its certificate must carry HOST).
     #[arg(long, default_value = "127.0.0.1:50052")]
-    pub auth_addr: SocketAddr,
+    pub auth_addr: String,
+    /// Operator client certificate (PEM), from your own PKI.
+    #[arg(long, requires_all = ["key", "ca"])]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires_all = ["cert", "ca"])]
+    pub key: Option<PathBuf>,
+    /// The CA the services' certificates chain to (PEM).
+    #[arg(long, requires_all = ["cert", "key"])]
+    pub ca: Option<PathBuf>,
     /// File holding the bearer API key, when `$COFFER_API_KEY` is unset
     /// (default: DATA_DIR/admin-api-key).
     #[arg(long)]
@@ -433,9 +494,14 @@ pub struct TargetArgs {
 impl TargetArgs {
     /// The target these arguments name.
     pub fn target(self) -> Target {
+        let tls = match (self.cert, self.key, self.ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+            _ => None,
+        };
         Target {
             data_dir: self.data_dir,
             auth_addr: self.auth_addr,
+            tls,
             api_key_file: self.api_key_file,
         }
     }

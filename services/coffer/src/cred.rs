@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::io::BufRead as _;
-use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -26,8 +25,8 @@ use crate::layout;
 pub struct CredTarget {
     /// Certificates and bearer.
     pub target: Target,
-    /// The credential-service address.
-    pub addr: SocketAddr,
+    /// The credential-service address, `HOST:PORT`.
+    pub addr: String,
     /// Tenant id.
     pub tenant: String,
 }
@@ -35,7 +34,9 @@ pub struct CredTarget {
 impl CredTarget {
     async fn client(&self) -> anyhow::Result<CredentialServiceClient<Channel>> {
         Ok(CredentialServiceClient::new(
-            self.target.channel(self.addr, "credential-service").await?,
+            self.target
+                .channel(&self.addr, "credential-service")
+                .await?,
         ))
     }
 
@@ -408,9 +409,9 @@ pub struct CredTargetArgs {
     /// The auth-service and the bearer.
     #[command(flatten)]
     pub target: TargetArgs,
-    /// credential-service address.
+    /// credential-service address, HOST:PORT (its certificate must carry HOST).
     #[arg(long, default_value = "127.0.0.1:50053")]
-    pub credential_addr: SocketAddr,
+    pub credential_addr: String,
     /// Tenant id.
     #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
     pub tenant: String,

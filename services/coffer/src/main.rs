@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// The first admin of a tenant, with the operator certificate alone.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Log in with a password read from standard input; prints the tokens.
     Login {
         #[command(flatten)]
@@ -91,6 +96,23 @@ enum Command {
     Seal {
         #[command(flatten)]
         target: CredTargetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a tenant (unless it exists), an `org_admin` service account in it (unless it
+    /// exists) and an API key for it; the key is printed once and stored nowhere.
+    Bootstrap {
+        /// Where auth-service is and the operator certificate.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// The service account's id.
+        #[arg(long, default_value = layout::ADMIN_PRINCIPAL)]
+        principal: String,
     },
 }
 
@@ -221,6 +243,31 @@ async fn main() -> ExitCode {
             );
             out
         }),
+        Command::Admin {
+            command:
+                AdminCommand::Bootstrap {
+                    target,
+                    tenant,
+                    principal,
+                },
+        } => admin::first_admin(
+            &target.target(),
+            &tenant,
+            &principal,
+            "coffer admin bootstrap",
+        )
+        .await
+        .map(|admin| {
+            let made = |created: bool| if created { "created" } else { "existed" };
+            format!(
+                "tenant: tenants/{tenant} ({})\nadmin: tenants/{tenant}/principals/{principal} \
+                     (org_admin service account, {})\nAPI key (shown once; Coffer keeps only its \
+                     hash): {}\n",
+                made(admin.created_tenant),
+                made(admin.created_principal),
+                admin.key.expose_secret()
+            )
+        }),
         Command::Login {
             target,
             tenant,
@@ -258,7 +305,8 @@ async fn run_up(options: up::Options) -> anyhow::Result<String> {
     tracing::warn!("dev mode: root key and CA key are stored unprotected in the data directory");
     let target = admin::Target {
         data_dir: running.layout.data_dir.clone(),
-        auth_addr: running.auth_service_addr,
+        auth_addr: running.auth_service_addr.to_string(),
+        tls: None,
         api_key_file: None,
     };
     let key_file = admin::admin_key_file(&running.layout.data_dir);

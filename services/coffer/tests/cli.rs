@@ -521,3 +521,71 @@ async fn certs_init_issues_server_certificates_valid_for_the_names_given() {
     let client_with_names = issue(&["--name", "app", "--dns", "x.test"]);
     assert!(!client_with_names.status.success(), "--dns needs --server");
 }
+
+/// `coffer admin bootstrap` makes a tenant's first admin with the operator certificate alone,
+/// from certificate files named on the command line (no data directory), against an address
+/// given by host name.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_bootstrap_makes_the_first_admin_with_explicit_certificate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (child, [_, auth, _]) = coffer_up_all(&data_dir);
+    let certs = data_dir.join("certs");
+    let elsewhere = dir.path().join("no-such-dir");
+    let run = |args: &[&str], api_key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        command
+            .args(args)
+            .args(["--auth-addr", &format!("localhost:{}", auth.port())])
+            .arg("--cert")
+            .arg(certs.join("operator.pem"))
+            .arg("--key")
+            .arg(certs.join("operator-key.pem"))
+            .arg("--ca")
+            .arg(certs.join("ca.pem"))
+            .arg("--data-dir")
+            .arg(&elsewhere)
+            .env_remove("COFFER_API_KEY");
+        if let Some(key) = api_key {
+            command.env("COFFER_API_KEY", key);
+        }
+        command.output().unwrap()
+    };
+    let first = run(&["admin", "bootstrap", "--tenant", "acme"], None);
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(field(&stdout, "tenant:"), "tenants/acme (created)");
+    let key = field(&stdout, "API key (shown once; Coffer keeps only its hash):").to_owned();
+    assert!(key.starts_with("mcp_sk_"), "{stdout}");
+    assert!(!elsewhere.exists(), "nothing is written locally");
+
+    // The key administers its tenant.
+    let listed = run(&["apikey", "list", "--tenant", "acme"], Some(&key));
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.starts_with("tenants/acme/apiKeys/"), "{listed}");
+
+    // Run again: the tenant and account exist; a new key is issued for the same account.
+    let again = run(&["admin", "bootstrap", "--tenant", "acme"], None);
+    let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(field(&stdout, "tenant:"), "tenants/acme (existed)");
+    assert_ne!(
+        field(&stdout, "API key (shown once; Coffer keeps only its hash):"),
+        key
+    );
+    terminate(child, &data_dir);
+}
