@@ -301,3 +301,63 @@ async fn a_refresh_racing_a_reuse_of_the_same_token_never_leaves_a_usable_token(
     })
     .await;
 }
+
+/// Who may call Introspect, VerifyApiKey and ListRevocations is auth-service's table
+/// (`AUTHZ`), not a list in code: a configured identity gets exactly the RPCs its rule names,
+/// and the defaults (credential-service, gateway) no longer apply once a table is given.
+/// Operators keep every RPC.
+#[tokio::test]
+async fn the_service_rpc_table_is_configurable() {
+    let Some(db) =
+        coffer_test_support::TestDatabase::create(coffer_test_support::Backend::Sqlite).await
+    else {
+        return;
+    };
+    let stack = Stack::spawn_with(db, |config| {
+        config.authz = Some(
+            coffer_auth_service::Policy::parse(
+                "spiffe://coffer.local/edge/=Introspect; spiffe://coffer.local/mirror=ListRevocations",
+            )
+            .unwrap(),
+        );
+    })
+    .await;
+    let introspect = pb::IntrospectRequest { token: "x".into() };
+    let verify = pb::VerifyApiKeyRequest {
+        key: "mcp_sk_x".into(),
+        ..Default::default()
+    };
+    let revocations = pb::ListRevocationsRequest::default();
+
+    let mut edge = stack.client_as("edge/eu-1").await;
+    assert!(edge.introspect(introspect.clone()).await.is_ok());
+    assert_status(
+        edge.verify_api_key(verify.clone()).await,
+        Code::PermissionDenied,
+        "permission denied",
+    );
+    let mut mirror = stack.client_as("mirror").await;
+    assert!(mirror.list_revocations(revocations.clone()).await.is_ok());
+    assert_status(
+        mirror.introspect(introspect.clone()).await,
+        Code::PermissionDenied,
+        "permission denied",
+    );
+    let mut credential_service = stack.client_as("credential-service").await;
+    assert_status(
+        credential_service.introspect(introspect.clone()).await,
+        Code::PermissionDenied,
+        "permission denied",
+    );
+    let mut operator = stack.operator();
+    assert!(operator.introspect(introspect).await.is_ok());
+    assert!(operator.list_revocations(revocations).await.is_ok());
+
+    for bad in [
+        "spiffe://coffer.local/edge=CreateTenant",
+        "spiffe://coffer.local/edge=Introspect@tenants/*",
+        "edge=Introspect",
+    ] {
+        assert!(coffer_auth_service::Policy::parse(bad).is_err(), "{bad}");
+    }
+}

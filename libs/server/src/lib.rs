@@ -17,9 +17,11 @@
 //! - [`Clock`]: wall-clock time that tests advance instead of sleeping.
 //! - [`names`] and [`paging`]: the id rule of resource names, and the one way every List RPC
 //!   pages (page sizes, and opaque page tokens bound to the list, parent and filter).
+//! - [`authz`]: the text form of the services' authorization tables (SPIFFE subjects and RPCs).
 //! - [`status`]: gRPC statuses with `google.rpc.ErrorInfo` and `google.rpc.BadRequest` details,
 //!   which the gateway turns into JSON error details.
 
+pub mod authz;
 pub mod clock;
 pub mod config;
 pub mod metrics;

@@ -11,7 +11,7 @@ use coffer_server::paging::{self, Cursor};
 use secrecy::{ExposeSecret as _, SecretString};
 use tonic::{Request, Response, Status};
 
-use crate::authz::{self, Caller, Identities, Manage};
+use crate::authz::{self, Caller, Identities, Manage, ServiceRpc};
 use crate::ids::{ApiKeyName, PrincipalName, TenantId};
 use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
@@ -183,7 +183,7 @@ impl AuthService for AuthServiceApi {
         &self,
         request: Request<pb::IntrospectRequest>,
     ) -> Reply<pb::IntrospectResponse> {
-        authz::require_introspector(&self.identities, &request)?;
+        authz::require_service(&self.identities, &request, ServiceRpc::Introspect)?;
         let token = SecretString::from(request.into_inner().token);
         let response = match self.auth.introspect(&token).await? {
             None => pb::IntrospectResponse::default(),
@@ -368,7 +368,8 @@ impl AuthService for AuthServiceApi {
         &self,
         request: Request<pb::VerifyApiKeyRequest>,
     ) -> Reply<pb::VerifyApiKeyResponse> {
-        let introspector = authz::require_introspector(&self.identities, &request)?;
+        let introspector =
+            authz::require_service(&self.identities, &request, ServiceRpc::VerifyApiKey)?;
         let request = request.into_inner();
         let source = Source::on_behalf_of(&introspector, &request.client)?;
         let key = SecretString::from(request.key);
@@ -402,7 +403,7 @@ impl AuthService for AuthServiceApi {
         &self,
         request: Request<pb::ListRevocationsRequest>,
     ) -> Reply<pb::ListRevocationsResponse> {
-        authz::require_introspector(&self.identities, &request)?;
+        authz::require_service(&self.identities, &request, ServiceRpc::ListRevocations)?;
         let since = request
             .get_ref()
             .since_time

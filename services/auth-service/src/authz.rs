@@ -7,6 +7,7 @@
 //! Operators (`spiffe://{trust-domain}/operator/...`) may administer without a bearer.
 
 use coffer_authn::{Denied, Principal, Scope, Scopes};
+use coffer_server::authz::Subject;
 use coffer_transport::SpiffeId;
 use tonic::Request;
 
@@ -27,29 +28,112 @@ pub(crate) enum Caller {
     Principal(Principal),
 }
 
-/// Which peer identities are trusted for what.
-#[derive(Debug, Clone)]
-pub(crate) struct Identities {
-    operator_prefix: String,
-    introspectors: Vec<SpiffeId>,
+/// The RPCs other services call with their certificate alone (no bearer): what
+/// [`Policy`] grants. Operators may call them too, and every other RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServiceRpc {
+    /// `Introspect`.
+    Introspect,
+    /// `VerifyApiKey`.
+    VerifyApiKey,
+    /// `ListRevocations`.
+    ListRevocations,
 }
 
-impl Identities {
-    /// Operators are `spiffe://{trust_domain}/operator/...`; `introspectors` may also call
-    /// Introspect.
-    pub(crate) fn new(trust_domain: &str, introspectors: Vec<SpiffeId>) -> Self {
-        Self {
-            operator_prefix: format!("spiffe://{trust_domain}/operator/"),
-            introspectors,
+impl ServiceRpc {
+    const ALL: [Self; 3] = [Self::Introspect, Self::VerifyApiKey, Self::ListRevocations];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Introspect => "Introspect",
+            Self::VerifyApiKey => "VerifyApiKey",
+            Self::ListRevocations => "ListRevocations",
         }
     }
 
-    /// The default introspectors of `trust_domain`: credential-service and gateway.
-    pub(crate) fn default_introspectors(trust_domain: &str) -> Vec<SpiffeId> {
-        ["credential-service", "gateway"]
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// auth-service's authorization table (`COFFER_AUTH_SERVICE__AUTHZ`): which service
+/// identities may call [`ServiceRpc`]s, in the text form of
+/// [`coffer_server::authz`] (`spiffe://td/gateway=Introspect,VerifyApiKey`). By default
+/// credential-service and the gateway may call all three. Operators
+/// (`spiffe://{td}/operator/...`) may call every RPC, the directory ones (CreateTenant,
+/// CreatePrincipal, ...) with their certificate alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    rules: Vec<(Subject, u8)>,
+}
+
+impl Policy {
+    /// credential-service and the gateway of `trust_domain` may call every [`ServiceRpc`].
+    pub fn default_for(trust_domain: &str) -> Self {
+        let all = ServiceRpc::ALL.iter().fold(0, |bits, rpc| bits | rpc.bit());
+        Self {
+            rules: ["credential-service", "gateway"]
+                .iter()
+                .filter_map(|name| SpiffeId::new(trust_domain, name).ok())
+                .map(|id| (Subject::Exact(id), all))
+                .collect(),
+        }
+    }
+
+    /// Parses the text form; `*` is every [`ServiceRpc`].
+    ///
+    /// # Errors
+    /// A message naming the first bad rule.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut rules = Vec::new();
+        for rule in coffer_server::authz::parse_rules(text)? {
+            if rule.scope.is_some() {
+                return Err(format!(
+                    "rule `{}`: auth-service rules have no @scope",
+                    rule.text
+                ));
+            }
+            let mut allowed = 0;
+            for name in rule.rpcs {
+                allowed |= match ServiceRpc::ALL.into_iter().find(|rpc| rpc.name() == name) {
+                    Some(rpc) => rpc.bit(),
+                    None if name == "*" => ServiceRpc::ALL.iter().fold(0, |b, rpc| b | rpc.bit()),
+                    None => {
+                        return Err(format!(
+                            "rule `{}`: `{name}` is not one of Introspect, VerifyApiKey, \
+                             ListRevocations (operators may call everything)",
+                            rule.text
+                        ));
+                    }
+                };
+            }
+            rules.push((rule.subject, allowed));
+        }
+        Ok(Self { rules })
+    }
+
+    fn allows(&self, caller: &SpiffeId, rpc: ServiceRpc) -> bool {
+        self.rules
             .iter()
-            .filter_map(|name| SpiffeId::new(trust_domain, name).ok())
-            .collect()
+            .any(|(subject, allowed)| subject.matches(caller) && allowed & rpc.bit() != 0)
+    }
+}
+
+/// Which peer identities are trusted for what: operators, and the [`Policy`].
+#[derive(Debug, Clone)]
+pub(crate) struct Identities {
+    operator_prefix: String,
+    policy: Policy,
+}
+
+impl Identities {
+    /// Operators are `spiffe://{trust_domain}/operator/...`; `policy` says who else may call
+    /// the [`ServiceRpc`]s.
+    pub(crate) fn new(trust_domain: &str, policy: Policy) -> Self {
+        Self {
+            operator_prefix: format!("spiffe://{trust_domain}/operator/"),
+            policy,
+        }
     }
 
     fn is_operator(&self, id: &SpiffeId) -> bool {
@@ -108,20 +192,21 @@ pub(crate) fn require_operator<T>(
     }
 }
 
-/// Requires an operator or a configured introspector, and returns it.
+/// Requires an operator or an identity the [`Policy`] lets call `rpc`, and returns it.
 ///
 /// # Errors
 /// [`Error::PermissionDenied`] for anyone else.
-pub(crate) fn require_introspector<T>(
+pub(crate) fn require_service<T>(
     identities: &Identities,
     request: &Request<T>,
+    rpc: ServiceRpc,
 ) -> Result<SpiffeId> {
     let peer = peer(request)?;
-    if identities.is_operator(&peer) || identities.introspectors.contains(&peer) {
+    if identities.is_operator(&peer) || identities.policy.allows(&peer, rpc) {
         Ok(peer)
     } else {
         Err(Error::PermissionDenied {
-            why: format!("{peer} may not introspect"),
+            why: format!("{peer} may not call {}", rpc.name()),
         })
     }
 }

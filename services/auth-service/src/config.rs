@@ -13,6 +13,7 @@ use coffer_server::upstream::{DEFAULT_TRUST_DOMAIN, Upstream};
 use coffer_transport::{SpiffeId, TlsMaterial};
 use secrecy::SecretString;
 
+use crate::authz::Policy;
 use crate::ops::Lockout;
 use crate::signing::TokenSettings;
 
@@ -23,8 +24,12 @@ pub struct Config {
     /// The database (see [`coffer_db::Config`]).
     pub database: coffer_db::Config,
     /// SPIFFE trust domain (`..__TRUST_DOMAIN`, default `coffer.local`): operators are
-    /// `spiffe://{td}/operator/...`; credential-service and gateway may introspect.
+    /// `spiffe://{td}/operator/...`.
     pub trust_domain: String,
+    /// Who else may call Introspect, VerifyApiKey and ListRevocations (`..__AUTHZ`, the text
+    /// form of [`Policy::parse`]); `None` is [`Policy::default_for`] the trust domain
+    /// (credential-service and the gateway).
+    pub authz: Option<Policy>,
     /// key-service (`..__KEY_SERVICE_URL`, required; `..__KEY_SERVICE_SERVER_NAME`;
     /// `..__KEY_SERVICE_IDENTITY`, default `spiffe://{trust_domain}/key-service`; see
     /// [`coffer_server::upstream`]). Signing keys are stored only encrypted by it; without
@@ -107,6 +112,7 @@ impl Config {
             server: coffer_server::Config::new(tls, DEFAULT_PORT),
             database: coffer_db::Config::new(database_url),
             trust_domain,
+            authz: None,
             key_service,
             signing_key_name: DEFAULT_SIGNING_KEY_NAME.to_owned(),
             tokens: TokenSettings {
@@ -158,6 +164,13 @@ impl Config {
         let key_service = trust_domain.as_ref().and_then(|domain| {
             coffer_server::upstream::parse(&mut p, "KEY_SERVICE", "key-service", domain)
         });
+        let authz = match p.value("AUTHZ") {
+            Some(text) => Policy::parse(&text)
+                .map(Some)
+                .map_err(|e| p.error("AUTHZ", &e))
+                .ok(),
+            None => Some(None),
+        };
         let signing_key_name = p.or(
             "SIGNING_KEY_NAME",
             DEFAULT_SIGNING_KEY_NAME.to_owned(),
@@ -225,7 +238,7 @@ impl Config {
         // Every `None` above has recorded a problem, so the fallback only runs with problems.
         let (
             (Some(server), Some(database), Some(trust_domain), Some(key_service)),
-            Some(signing_key_name),
+            (Some(signing_key_name), Some(authz)),
             (Some(issuer), Some(audience), Some(access_token_ttl), Some(leeway), Some(rsa_bits)),
             (
                 Some(refresh_token_ttl),
@@ -242,7 +255,7 @@ impl Config {
             (Some(api_key_cache_ttl), Some(api_key_cache_capacity), Some(api_key_change_poll)),
         ) = (
             (server, database, trust_domain, key_service),
-            signing_key_name,
+            (signing_key_name, authz),
             (issuer, audience, access_token_ttl, leeway, rsa_bits),
             (
                 refresh_token_ttl,
@@ -272,6 +285,7 @@ impl Config {
             server,
             database,
             trust_domain,
+            authz,
             key_service,
             signing_key_name,
             tokens: TokenSettings {

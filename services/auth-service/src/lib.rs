@@ -30,6 +30,7 @@ use coffer_server::Listeners;
 use coffer_server::task::{self, Start};
 use secrecy::ExposeSecret as _;
 
+pub use authz::Policy;
 pub use config::Config;
 pub use error::{DOMAIN, Error, Result};
 pub use ops::Lockout;
@@ -99,10 +100,11 @@ pub async fn serve(
             config.database.url.clone(),
         )));
     }
-    let identities = Identities::new(
-        &config.trust_domain,
-        Identities::default_introspectors(&config.trust_domain),
-    );
+    let policy = config
+        .authz
+        .clone()
+        .unwrap_or_else(|| Policy::default_for(&config.trust_domain));
+    let identities = Identities::new(&config.trust_domain, policy);
     let api = AuthServiceServer::new(AuthServiceApi::new(Arc::clone(&auth), identities));
     let served = coffer_server::serve(
         &config.server,

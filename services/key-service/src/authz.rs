@@ -18,6 +18,7 @@
 //!   and `tenants/*/keys/auth-audit`;
 //! - `spiffe://td/operator/` (every operator): all RPCs on every key.
 
+use coffer_server::authz::Subject;
 use coffer_transport::SpiffeId;
 
 use crate::names::KeyName;
@@ -139,12 +140,6 @@ struct Rule {
     keys: Option<Vec<KeyPattern>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Subject {
-    Exact(SpiffeId),
-    Under(String),
-}
-
 /// `tenants/{tenant}/keys/{key}` with a [`Segment`] for each part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KeyPattern {
@@ -214,35 +209,19 @@ impl Policy {
     /// A message naming the first bad rule.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut rules = Vec::new();
-        for rule in text
-            .split([';', '\n'])
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-        {
-            let (subject, grant) = rule
-                .split_once('=')
-                .ok_or_else(|| format!("rule `{rule}`: expected subject=Rpc,..."))?;
-            let subject = subject.trim();
-            let subject = if subject.ends_with('/') {
-                SpiffeId::parse(&format!("{subject}x"))
-                    .map_err(|e| format!("rule `{rule}`: {e}"))?;
-                Subject::Under(subject.to_owned())
-            } else {
-                Subject::Exact(SpiffeId::parse(subject).map_err(|e| format!("rule `{rule}`: {e}"))?)
-            };
-            let (rpcs, keys) = match grant.split_once('@') {
-                None => (grant, None),
-                Some((rpcs, patterns)) => {
-                    let keys = patterns
-                        .split(',')
-                        .map(|p| KeyPattern::parse(p.trim()))
+        for rule in coffer_server::authz::parse_rules(text)? {
+            let keys = rule
+                .scope
+                .map(|patterns| {
+                    patterns
+                        .into_iter()
+                        .map(KeyPattern::parse)
                         .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| format!("rule `{rule}`: {e}"))?;
-                    (rpcs, Some(keys))
-                }
-            };
+                        .map_err(|e| format!("rule `{}`: {e}", rule.text))
+                })
+                .transpose()?;
             let mut allowed = 0;
-            for name in rpcs.split(',').map(str::trim) {
+            for name in rule.rpcs {
                 if name == "*" {
                     allowed |= bits(&Rpc::ALL);
                     continue;
@@ -250,11 +229,11 @@ impl Policy {
                 let rpc = Rpc::ALL
                     .into_iter()
                     .find(|rpc| rpc.name() == name)
-                    .ok_or_else(|| format!("rule `{rule}`: unknown RPC `{name}`"))?;
+                    .ok_or_else(|| format!("rule `{}`: unknown RPC `{name}`", rule.text))?;
                 allowed |= rpc.bit();
             }
             rules.push(Rule {
-                subject,
+                subject: rule.subject,
                 allowed,
                 keys,
             });
@@ -281,17 +260,6 @@ impl Policy {
             };
             subject && keys && rule.allowed & rpc.bit() != 0
         })
-    }
-}
-
-// === impl Subject ===
-
-impl Subject {
-    fn matches(&self, caller: &SpiffeId) -> bool {
-        match self {
-            Subject::Exact(id) => id == caller,
-            Subject::Under(prefix) => caller.as_str().starts_with(prefix.as_str()),
-        }
     }
 }
 
