@@ -337,7 +337,7 @@ async fn the_service_rpc_table_is_configurable() {
         "permission denied",
     );
     let mut mirror = stack.client_as("mirror").await;
-    assert!(mirror.list_revocations(revocations.clone()).await.is_ok());
+    assert!(mirror.list_revocations(revocations).await.is_ok());
     assert_status(
         mirror.introspect(introspect.clone()).await,
         Code::PermissionDenied,
