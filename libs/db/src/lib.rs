@@ -226,7 +226,7 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
     };
     let pool = options
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url.expose_secret())
+        .connect_with(connect_options(url)?)
         .await
         .map_err(Error::Connect)?;
     let migrator = match backend {
@@ -237,12 +237,26 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
     Ok(Database { pool, backend })
 }
 
+/// The connection options of `url`, with sqlx's statement logging off: it would write SQL
+/// text to the log (at DEBUG, and slow statements at WARN), and no Coffer log carries SQL.
+///
+/// # Errors
+/// [`Error::Connect`] for a URL sqlx cannot parse.
+pub fn connect_options(url: &SecretString) -> Result<sqlx::any::AnyConnectOptions, Error> {
+    use sqlx::ConnectOptions as _;
+    let options: sqlx::any::AnyConnectOptions =
+        url.expose_secret().parse().map_err(Error::Connect)?;
+    Ok(options
+        .log_statements(log::LevelFilter::Off)
+        .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1)))
+}
+
 /// Creates `schema` unless it exists (checked first, so a role without CREATE on the database
 /// can use a schema its administrator made). Refuses when the schema is missing but the
 /// service's `table` is in `public`.
 async fn create_schema(url: &SecretString, schema: &str, table: &str) -> Result<(), Error> {
     use sqlx::Connection as _;
-    let mut conn = sqlx::AnyConnection::connect(url.expose_secret())
+    let mut conn = sqlx::AnyConnection::connect_with(&connect_options(url)?)
         .await
         .map_err(Error::Connect)?;
     let schema_error = |e| Error::Schema(schema.to_owned(), e);

@@ -174,7 +174,17 @@ async fn listen_once(
     auth: &Auth,
     url: &secrecy::SecretString,
 ) -> std::result::Result<std::convert::Infallible, sqlx::Error> {
-    let mut listener = sqlx::postgres::PgListener::connect(url.expose_secret()).await?;
+    use sqlx::ConnectOptions as _;
+    // Statement logging off, as on every Coffer connection: no log carries SQL.
+    let options = url
+        .expose_secret()
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .log_statements(log::LevelFilter::Off);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
     listener.listen(store::CHANGES_CHANNEL).await?;
     loop {
         let notification = listener.recv().await?;

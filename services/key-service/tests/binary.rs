@@ -127,10 +127,15 @@ async fn a_wrong_root_key_for_a_known_version_exits_64_naming_the_version() {
         .env("COFFER_KEY_SERVICE__TLS_CERT", &files.cert)
         .env("COFFER_KEY_SERVICE__TLS_KEY", &files.key)
         .env("COFFER_KEY_SERVICE__TLS_CA", &files.ca)
+        // Even at trace level the log carries no SQL (sqlx's statement log is off).
+        .env("RUST_LOG", "trace")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
+    for sql in ["SELECT", "INSERT", "_sqlx_migrations", "kms_"] {
+        assert!(!stderr.contains(sql), "`{sql}` in the log:\n{stderr}");
+    }
     assert!(
         stderr.contains("root key version 1 does not match"),
         "{stderr}"
