@@ -58,9 +58,17 @@ pub enum Error {
     /// The URL names no supported database.
     #[error("database URL must start with sqlite: or postgres://")]
     UnsupportedUrl,
-    /// Connecting failed.
-    #[error("cannot connect to the database")]
-    Connect(#[source] sqlx::Error),
+    /// Connecting failed; `at` names the database without credentials (`host:port/db`, or
+    /// the SQLite path), the source says why (refused, unknown database, authentication,
+    /// timeout).
+    #[error("cannot connect to the database at {at}")]
+    Connect {
+        /// Where.
+        at: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
     /// The service's tables exist in schema `public` (a deployment from before schemas) while
     /// the configured schema does not exist: starting would create empty tables beside them.
     #[error(
@@ -111,11 +119,16 @@ impl Config {
     /// recorded in `p`.
     pub fn parse(p: &mut coffer_config::Parser<'_>) -> Option<Self> {
         let url = p.required("DATABASE_URL").and_then(|url| {
-            if Backend::from_url(&url).is_some() {
-                Some(SecretString::from(url))
-            } else {
+            let url = SecretString::from(url);
+            if Backend::from_url(url.expose_secret()).is_none() {
                 p.error("DATABASE_URL", "must start with sqlite: or postgres://");
                 None
+            } else if connect_options(&url).is_err() {
+                // Checked with the other settings, before anything connects.
+                p.error("DATABASE_URL", "not a valid URL");
+                None
+            } else {
+                Some(url)
             }
         });
         let max_connections = p.or("DATABASE_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, |s| {
@@ -228,13 +241,28 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(connect_options(url)?)
         .await
-        .map_err(Error::Connect)?;
+        .map_err(|source| Error::Connect {
+            at: where_is(url),
+            source,
+        })?;
     let migrator = match backend {
         Backend::Sqlite => migrations.sqlite,
         Backend::Postgres => migrations.postgres,
     };
     migrator.run(&pool).await.map_err(Error::Migrate)?;
     Ok(Database { pool, backend })
+}
+
+/// Where `url` points, without user, password or parameters: `host:port/database` for
+/// PostgreSQL, the path for SQLite. Safe for logs.
+pub fn where_is(url: &SecretString) -> String {
+    let url = url.expose_secret();
+    let rest = url.split_once("://").map_or_else(
+        || url.strip_prefix("sqlite:").unwrap_or(url),
+        |(_, rest)| rest,
+    );
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split(['?', '#']).next().unwrap_or_default().to_owned()
 }
 
 /// The connection options of `url`, with sqlx's statement logging off: it would write SQL
@@ -245,7 +273,12 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
 pub fn connect_options(url: &SecretString) -> Result<sqlx::any::AnyConnectOptions, Error> {
     use sqlx::ConnectOptions as _;
     let options: sqlx::any::AnyConnectOptions =
-        url.expose_secret().parse().map_err(Error::Connect)?;
+        url.expose_secret()
+            .parse()
+            .map_err(|source| Error::Connect {
+                at: where_is(url),
+                source,
+            })?;
     Ok(options
         .log_statements(log::LevelFilter::Off)
         .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1)))
@@ -258,7 +291,10 @@ async fn create_schema(url: &SecretString, schema: &str, table: &str) -> Result<
     use sqlx::Connection as _;
     let mut conn = sqlx::AnyConnection::connect_with(&connect_options(url)?)
         .await
-        .map_err(Error::Connect)?;
+        .map_err(|source| Error::Connect {
+            at: where_is(url),
+            source,
+        })?;
     let schema_error = |e| Error::Schema(schema.to_owned(), e);
     let exists = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = $1")
         .bind(schema)

@@ -37,6 +37,6 @@ pub mod upstream;
 
 pub use clock::Clock;
 pub use config::Config;
-pub use process::{EX_USAGE, Failure, Listeners, Shutdown, main};
+pub use process::{EX_UNAVAILABLE, EX_USAGE, Failure, Listeners, Shutdown, main};
 pub use running::{Ended, Service};
 pub use serve::{ServeError, serve};

@@ -15,12 +15,22 @@ use tokio::net::TcpListener;
 /// EX_USAGE from sysexits.h: the configuration is wrong.
 pub const EX_USAGE: u8 = 64;
 
-/// A server's failure, as the process reports it.
-pub trait Failure: std::fmt::Display {
+/// EX_UNAVAILABLE from sysexits.h: a dependency (the database, another service) cannot be
+/// reached at start-up; restarting later may succeed.
+pub const EX_UNAVAILABLE: u8 = 69;
+
+/// A server's failure, as the process reports it: on stderr and in the log with its whole
+/// cause chain (which database host refused, which file, which service), and as the exit code.
+pub trait Failure: std::error::Error {
     /// Whether the failure is the operator's configuration (for example a root key that does
     /// not match the database): the process then exits with [`EX_USAGE`] rather than a
     /// generic failure, so a supervisor does not restart it in a loop.
     fn is_misconfiguration(&self) -> bool;
+
+    /// Whether a dependency could not be reached at start-up: exit [`EX_UNAVAILABLE`].
+    fn is_unavailable(&self) -> bool {
+        false
+    }
 }
 
 /// A future that resolves when the server should stop.
@@ -60,7 +70,8 @@ impl From<TcpListener> for Listeners {
 /// optional TOML file named by the first argument and the environment, `server` picks its
 /// [`crate::Config`], and `serve` runs the service. Returns the exit code: success after a
 /// clean drain; [`EX_USAGE`] for a configuration problem (every one listed on stderr);
-/// failure if set-up fails, the server fails, or the drain outlasts the grace period.
+/// [`EX_UNAVAILABLE`] when a dependency cannot be reached at start-up; failure if set-up
+/// fails otherwise, the server fails, or the drain outlasts the grace period.
 pub async fn main<C, L, G, F, Fut, E>(name: &'static str, load: L, server: G, serve: F) -> ExitCode
 where
     L: FnOnce(Option<&Path>) -> Result<C, ConfigErrors>,
@@ -132,23 +143,34 @@ where
             }
         }
     };
-    telemetry.shutdown();
-    match outcome {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(error)) if error.is_misconfiguration() => {
-            tracing::error!(%error, "{name}: invalid configuration");
-            eprintln!("{name}: invalid configuration: {error}");
-            ExitCode::from(EX_USAGE)
+    let code = match outcome {
+        Ok(Ok(())) => {
+            tracing::info!("{name} stopped after draining in-flight calls");
+            ExitCode::SUCCESS
         }
         Ok(Err(error)) => {
-            tracing::error!(%error, "{name} failed");
-            ExitCode::FAILURE
+            let (code, what) = if error.is_misconfiguration() {
+                (ExitCode::from(EX_USAGE), "invalid configuration")
+            } else if error.is_unavailable() {
+                (
+                    ExitCode::from(EX_UNAVAILABLE),
+                    "a dependency is unavailable",
+                )
+            } else {
+                (ExitCode::FAILURE, "failed")
+            };
+            let cause = coffer_telemetry::error_chain(&error);
+            tracing::error!(error = %cause, "{name}: {what}");
+            eprintln!("{name}: {what}: {cause}");
+            code
         }
         Err(join_error) => {
             tracing::error!(%join_error, "{name} task failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 /// Binds the configured gRPC and metrics addresses.

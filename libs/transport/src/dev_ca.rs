@@ -423,6 +423,31 @@ mod tests {
     }
 
     #[test]
+    fn a_key_of_another_certificate_is_named_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::load_or_create(dir.path(), "coffer.test").unwrap();
+        let one = ca
+            .issue_files(dir.path(), "one", "one", Usage::Service)
+            .unwrap();
+        let two = ca
+            .issue_files(dir.path(), "two", "two", Usage::Service)
+            .unwrap();
+        let swapped = TlsFiles {
+            key: two.key.clone(),
+            ..one.clone()
+        };
+        let err = TlsMaterial::load(&swapped).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: does not match the certificate's public key",
+                two.key.display()
+            )
+        );
+        TlsMaterial::load(&one).unwrap();
+    }
+
+    #[test]
     fn bad_names_are_refused() {
         let ca = DevCa::generate("coffer.test").unwrap();
         assert!(matches!(

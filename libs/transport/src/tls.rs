@@ -58,6 +58,7 @@ impl TlsMaterial {
                 what: "no PEM private key",
             });
         }
+        check_pair(files, &cert_pem, &key_pem)?;
         Ok(Self {
             cert_pem,
             key_pem,
@@ -152,3 +153,27 @@ pub(crate) fn first_certificate_der(pem: &str) -> Option<Vec<u8>> {
 /// A TLS handshake that takes longer than this is abandoned, so a slow or silent client cannot
 /// hold a connection slot.
 pub(crate) const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Checks that the key is usable and belongs to the certificate, so a swapped or stale key
+/// file is named at start rather than failing every handshake later.
+fn check_pair(files: &TlsFiles, cert_pem: &str, key_pem: &SecretString) -> Result<()> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unusable = |path: &Path, what| Error::Pem {
+        path: path.to_owned(),
+        what,
+    };
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|_| unusable(&files.cert, "no PEM certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.expose_secret().as_bytes())
+        .map_err(|_| unusable(&files.key, "not a usable private key"))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    match rustls::sign::CertifiedKey::from_der(vec![cert], key, &provider) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(unusable(
+            &files.key,
+            "does not match the certificate's public key",
+        )),
+        Err(_) => Err(unusable(&files.key, "not a usable private key")),
+    }
+}

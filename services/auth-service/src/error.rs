@@ -96,9 +96,21 @@ impl Error {
 }
 
 impl coffer_server::Failure for Error {
-    /// Configuration is refused before `serve`; every failure here is a fault.
+    /// key-service refusing this service's identity is its authorization table to fix.
     fn is_misconfiguration(&self) -> bool {
-        false
+        matches!(
+            self,
+            Error::KeyService(coffer_key_client::Error::Refused(_))
+        )
+    }
+
+    /// The database or key-service cannot be reached.
+    fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Open(coffer_db::Error::Connect { .. }) | Error::KeyServiceConnect(_) => true,
+            Error::KeyService(cause) => cause.is_unavailable(),
+            _ => false,
+        }
     }
 }
 

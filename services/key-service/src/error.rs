@@ -110,6 +110,11 @@ impl coffer_server::Failure for Error {
     fn is_misconfiguration(&self) -> bool {
         matches!(self, Error::RootKeyMismatch(_) | Error::RootKeyMissing(_))
     }
+
+    /// The database cannot be reached.
+    fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Open(coffer_db::Error::Connect { .. }))
+    }
 }
 
 impl From<Error> for Status {

@@ -142,3 +142,40 @@ async fn a_wrong_root_key_for_a_known_version_exits_64_naming_the_version() {
     );
     assert!(!stderr.contains(wrong.expose_secret().trim()), "{stderr}");
 }
+
+/// An unreachable database is EX_UNAVAILABLE (69), and the message says where and why, without
+/// the credentials in the URL.
+#[test]
+fn an_unreachable_database_exits_69_naming_the_host_and_the_cause() {
+    use coffer_transport::dev_ca::Usage;
+    use secrecy::ExposeSecret as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = coffer_transport::DevCa::load_or_create(dir.path(), "coffer.local").unwrap();
+    let files = ca
+        .issue_files(dir.path(), "key-service", "key-service", Usage::Service)
+        .unwrap();
+    let keyring = coffer_crypto::RootKeyring::generate().unwrap().to_text();
+    // Port 1 on loopback: nothing listens there.
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer-key-service"))
+        .env_clear()
+        .env("COFFER_ROOT_KEYS", keyring.expose_secret().trim())
+        .env(
+            "COFFER_KEY_SERVICE__DATABASE_URL",
+            "postgres://coffer:hunter2@127.0.0.1:1/coffer",
+        )
+        .env("COFFER_KEY_SERVICE__LISTEN", "127.0.0.1:0")
+        .env("COFFER_KEY_SERVICE__TLS_CERT", &files.cert)
+        .env("COFFER_KEY_SERVICE__TLS_KEY", &files.key)
+        .env("COFFER_KEY_SERVICE__TLS_CA", &files.ca)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the database at 127.0.0.1:1/coffer")
+            && stderr.to_lowercase().contains("connection refused"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
