@@ -120,7 +120,18 @@ where
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(%listen, metrics = ?metrics_listen, "{name} starting");
+    // The bound addresses (a configured port 0 is the port the system picked).
+    let bound = |listener: &TcpListener| {
+        listener
+            .local_addr()
+            .map_or_else(|_| String::new(), |a| a.to_string())
+    };
+    let metrics_bound = listeners.metrics.as_ref().map(bound);
+    tracing::info!(
+        listen = %bound(&listeners.grpc),
+        metrics = ?metrics_bound,
+        "{name} starting"
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(serve(
         config,
