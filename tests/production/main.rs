@@ -529,3 +529,44 @@ async fn the_readme_production_walkthrough_on_one_postgres_database() {
         assert!(!all_logs.contains(sql), "SQL reached the logs");
     }
 }
+
+/// A service whose upstream cannot be reached exits EX_UNAVAILABLE (69) naming the URL and the
+/// cause once, so a supervisor restarts it and an operator sees why.
+#[test]
+fn an_unreachable_upstream_exits_69_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    coffer(
+        &["certs", "init", "--data-dir", etc.to_str().unwrap()],
+        None,
+        "",
+    );
+    let certs = etc.join("certs");
+    let file = |name: &str| certs.join(name).display().to_string();
+    let output = Command::new(binary("coffer-auth-service"))
+        .env_clear()
+        .env(
+            "COFFER_AUTH_SERVICE__DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display()),
+        )
+        .env("COFFER_AUTH_SERVICE__TLS_CERT", file("auth-service.pem"))
+        .env("COFFER_AUTH_SERVICE__TLS_KEY", file("auth-service-key.pem"))
+        .env("COFFER_AUTH_SERVICE__TLS_CA", file("ca.pem"))
+        // Port 1 on loopback: nothing listens there.
+        .env(
+            "COFFER_AUTH_SERVICE__KEY_SERVICE_URL",
+            "https://localhost:1",
+        )
+        .env("COFFER_AUTH_SERVICE__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(69), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("coffer-auth-service: a dependency is unavailable: ")
+            && last.contains("cannot connect to https://localhost:1")
+            && last.matches("Connection refused").count() == 1,
+        "{stderr}"
+    );
+}

@@ -59,13 +59,17 @@ pub enum Error {
 }
 
 /// An error and its causes on one line (`outer: cause: root cause`), for logs only: the full
-/// chain goes to the log, never to a caller.
+/// chain goes to the log, never to a caller. A cause whose text its parent already carries
+/// (many errors print their source in their own message) is not repeated.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -18,15 +18,3 @@ pub use error::{Error, Result};
 pub use identity::SpiffeId;
 pub use tls::{TlsFiles, TlsMaterial};
 pub use upstream::Upstream;
-
-/// An error and its sources, one line (for connection errors, whose useful part is deep).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

@@ -66,7 +66,7 @@ impl Upstream {
         endpoint
             .connect_with_connector(connector)
             .await
-            .map_err(|e| self.error(crate::error_chain(&e)))
+            .map_err(|e| self.error(coffer_telemetry::error_chain(&e)))
     }
 
     fn client_config(&self, tls: &TlsMaterial) -> Result<rustls::ClientConfig> {
