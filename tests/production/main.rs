@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
-use coffer_test_support::{Backend, TestDatabase, connect};
+use coffer_test_support::{Backend, TestDatabase, connect, field};
 use coffer_transport::{TlsFiles, TlsMaterial};
 use secrecy::ExposeSecret as _;
 
@@ -135,39 +135,7 @@ impl Drop for Process {
 
 /// Runs `coffer ARGS` (with `stdin`), returns stdout; panics on failure.
 fn coffer(args: &[&str], api_key: Option<&str>, stdin: &str) -> String {
-    use std::io::Write as _;
-    let mut command = Command::new(binary("coffer"));
-    command
-        .args(args)
-        .env_remove("COFFER_API_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(key) = api_key {
-        command.env("COFFER_API_KEY", key);
-    }
-    let mut child = command.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "coffer {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn field<'a>(output: &'a str, name: &str) -> &'a str {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix(name))
-        .unwrap_or_else(|| panic!("no `{name}` in:\n{output}"))
-        .trim()
+    coffer_test_support::run_cli(&binary("coffer"), args, api_key, stdin)
 }
 
 /// Polls `check` until it holds, for at most `bound`; returns how long it took.

@@ -276,6 +276,58 @@ pub fn assert_status<T: std::fmt::Debug>(
     );
 }
 
+/// Runs the CLI `binary` with `args`, `COFFER_API_KEY` set to `api_key` (or unset), and
+/// `stdin`; returns its stdout.
+///
+/// # Panics
+/// If it cannot run or exits unsuccessfully (with its stderr).
+pub fn run_cli(
+    binary: &std::path::Path,
+    args: &[&str],
+    api_key: Option<&str>,
+    stdin: &str,
+) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .env_remove("COFFER_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(key) = api_key {
+        command.env("COFFER_API_KEY", key);
+    }
+    let mut child = command.spawn().expect("run the CLI");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait for the CLI");
+    assert!(
+        output.status.success(),
+        "{} {args:?}: {}",
+        binary.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// The value after `name` on the first line of a CLI's `output` that starts with it.
+///
+/// # Panics
+/// If no line does.
+pub fn field<'a>(output: &'a str, name: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no `{name}` in:\n{output}"))
+        .trim()
+}
+
 /// `message` as a request carrying `authorization: Bearer {token}`.
 pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

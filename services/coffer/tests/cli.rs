@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use coffer_proto::pb;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
-use coffer_test_support::connect;
+use coffer_test_support::{connect, field};
 use coffer_transport::{TlsFiles, TlsMaterial};
 
 /// Starts `coffer up` on free ports and returns the child and the key-service address.
@@ -204,39 +204,11 @@ fn certs_issue_without_a_data_dir_explains_what_to_do() {
 
 /// Runs `coffer ARGS` against the stack, with `stdin`, and returns stdout (panics on failure).
 fn coffer(args: &[&str], data_dir: &Path, auth: SocketAddr, stdin: &str) -> String {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--auth-addr", &auth.to_string()])
-        .env_remove("COFFER_API_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "coffer {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn field<'a>(output: &'a str, name: &str) -> &'a str {
-    output
-        .lines()
-        .find_map(|line| line.strip_prefix(name))
-        .unwrap_or_else(|| panic!("no `{name}` in:\n{output}"))
-        .trim()
+    let auth = auth.to_string();
+    let data_dir = data_dir.display().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", &data_dir, "--auth-addr", &auth]);
+    coffer_test_support::run_cli(Path::new(env!("CARGO_BIN_EXE_coffer")), &all, None, stdin)
 }
 
 #[tokio::test(flavor = "multi_thread")]
