@@ -166,6 +166,23 @@ impl Database {
         self.backend
     }
 
+    /// Tells every replica listening on `channel` (see [`listen`]) about a change, with
+    /// PostgreSQL NOTIFY; nothing on SQLite (one process). Best effort: a lost notification
+    /// is covered by each cache's own staleness bound, so a failure is logged, not returned.
+    pub async fn notify(&self, channel: &'static str, payload: &str) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, channel, "change notification failed; replicas rely on their cache bounds");
+        }
+    }
+
     /// Closes the pool, waiting for connections to be returned (at shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -331,6 +348,57 @@ async fn create_schema(url: &SecretString, schema: &str, table: &str) -> Result<
     }
     let _ = conn.close().await;
     Ok(())
+}
+
+/// On PostgreSQL, runs until aborted: LISTENs on `channel` and calls `apply` with every
+/// payload another replica (or this one) NOTIFYs. After every (re)connect, `connected` runs
+/// first, so a cache can drop what it may have missed while disconnected. A failed connection
+/// is retried after a second.
+pub async fn listen<C, F, Fut>(
+    url: SecretString,
+    channel: &'static str,
+    mut connected: C,
+    mut apply: F,
+) where
+    C: FnMut(),
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        let Err(error) = listen_once(&url, channel, &mut connected, &mut apply).await;
+        tracing::warn!(%error, channel, "change listener failed; retrying in a second");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_once<C, F, Fut>(
+    url: &SecretString,
+    channel: &'static str,
+    connected: &mut C,
+    apply: &mut F,
+) -> Result<std::convert::Infallible, sqlx::Error>
+where
+    C: FnMut(),
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use sqlx::ConnectOptions as _;
+    // Statement logging off, as on every Coffer connection: no log carries SQL.
+    let options = url
+        .expose_secret()
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .log_statements(log::LevelFilter::Off);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+    listener.listen(channel).await?;
+    connected();
+    loop {
+        let notification = listener.recv().await?;
+        apply(notification.payload().to_owned()).await;
+    }
 }
 
 /// Whether a database failure means "down or overloaded" (answer UNAVAILABLE) rather than a

@@ -28,7 +28,6 @@ use coffer_key_client::KeyClient;
 use coffer_proto::pb::auth_service_server::AuthServiceServer;
 use coffer_server::Listeners;
 use coffer_server::task::{self, Start};
-use secrecy::ExposeSecret as _;
 
 pub use authz::Policy;
 pub use config::Config;
@@ -162,34 +161,18 @@ fn evict_changed_api_keys(auth: Arc<Auth>, interval: std::time::Duration) -> tas
 /// revocations and rolls, signing-key rotations) as they happen, until aborted. The polls
 /// remain the backstop for notifications lost while disconnected.
 async fn listen_for_changes(auth: Arc<Auth>, url: secrecy::SecretString) {
-    loop {
-        let Err(error) = listen_once(&auth, &url).await;
-        tracing::warn!(%error, "change listener failed; retrying in a second");
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-}
-
-/// Listens until the connection fails.
-async fn listen_once(
-    auth: &Auth,
-    url: &secrecy::SecretString,
-) -> std::result::Result<std::convert::Infallible, sqlx::Error> {
-    use sqlx::ConnectOptions as _;
-    // Statement logging off, as on every Coffer connection: no log carries SQL.
-    let options = url
-        .expose_secret()
-        .parse::<sqlx::postgres::PgConnectOptions>()?
-        .log_statements(log::LevelFilter::Off);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await?;
-    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-    listener.listen(store::CHANGES_CHANNEL).await?;
-    loop {
-        let notification = listener.recv().await?;
-        if let Err(error) = auth.apply_change(notification.payload()).await {
-            tracing::warn!(error = %coffer_telemetry::error_chain(&error), "applying a change failed");
-        }
-    }
+    coffer_db::listen(
+        url,
+        store::CHANGES_CHANNEL,
+        || {},
+        |change| {
+            let auth = Arc::clone(&auth);
+            async move {
+                if let Err(error) = auth.apply_change(&change).await {
+                    tracing::warn!(error = %coffer_telemetry::error_chain(&error), "applying a change failed");
+                }
+            }
+        },
+    )
+    .await;
 }

@@ -41,6 +41,11 @@ pub struct Config {
     pub cache_capacity: NonZeroUsize,
     /// Longest time an unwrapped version stays cached (`..__CACHE_TTL`, default `5m`).
     pub cache_ttl: Duration,
+    /// How long a key's record (state, versions, policy) is served from memory
+    /// (`..__RECORD_CACHE_TTL`, default and at most `1s`; `0s` reads the database on every
+    /// call): the bound within which another replica's change is seen. On PostgreSQL changes
+    /// are also announced with NOTIFY, so replicas evict at once in practice.
+    pub record_cache_ttl: Duration,
     /// How often keys past their deletion time are destroyed (`..__REAPER_INTERVAL`, default
     /// `60s`). Requests never use such a key even between runs.
     pub reaper_interval: Duration,
@@ -71,6 +76,7 @@ impl Config {
             deletion_waiting_period: DEFAULT_DELETION_WAITING_PERIOD,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             cache_ttl: DEFAULT_CACHE_TTL,
+            record_cache_ttl: crate::store::MAX_RECORD_CACHE_TTL,
             reaper_interval: DEFAULT_REAPER_INTERVAL,
             clock: Clock::system(),
         }
@@ -120,6 +126,11 @@ impl Config {
             s.parse::<NonZeroUsize>().ok()
         });
         let cache_ttl = p.or("CACHE_TTL", DEFAULT_CACHE_TTL, parse_duration);
+        let record_cache_ttl = p.or(
+            "RECORD_CACHE_TTL",
+            crate::store::MAX_RECORD_CACHE_TTL,
+            |s| parse_duration(s).filter(|d| *d <= crate::store::MAX_RECORD_CACHE_TTL),
+        );
         let reaper_interval = p.or("REAPER_INTERVAL", DEFAULT_REAPER_INTERVAL, |s| {
             parse_duration(s).filter(|d| !d.is_zero())
         });
@@ -134,6 +145,7 @@ impl Config {
             Some(deletion_waiting_period),
             Some(cache_capacity),
             Some(cache_ttl),
+            Some(record_cache_ttl),
             Some(reaper_interval),
         ) = (
             server,
@@ -144,6 +156,7 @@ impl Config {
             deletion_waiting_period,
             cache_capacity,
             cache_ttl,
+            record_cache_ttl,
             reaper_interval,
         )
         else {
@@ -161,6 +174,7 @@ impl Config {
             deletion_waiting_period,
             cache_capacity,
             cache_ttl,
+            record_cache_ttl,
             reaper_interval,
             clock: Clock::system(),
         })

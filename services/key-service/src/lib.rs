@@ -48,7 +48,25 @@ pub async fn serve(
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let store = Store::connect(&config.database).await?;
+    let store = Store::connect(
+        &config.database,
+        config.cache_capacity,
+        config.record_cache_ttl,
+    )
+    .await?;
+    // On PostgreSQL, other replicas' changes evict cached key records as they are announced.
+    let _change_listener = (store.backend() == coffer_db::Backend::Postgres).then(|| {
+        let (on_connect, on_change) = (store.clone(), store.clone());
+        task::spawn(coffer_db::listen(
+            config.database.url.clone(),
+            store::CHANGES_CHANNEL,
+            move || on_connect.forget_records(),
+            move |payload| {
+                on_change.evict_announced(&payload);
+                std::future::ready(())
+            },
+        ))
+    });
     let cache = KeyCache::new(config.cache_capacity, config.cache_ttl);
     let mut registry = coffer_server::metrics::Registry::default();
     let kms = Arc::new(Kms::new(

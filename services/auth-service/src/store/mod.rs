@@ -60,17 +60,7 @@ impl Store {
     /// `signing`), so caches are evicted at once. Nothing on SQLite (one process; the change
     /// poll covers it). Best effort: the poll is the backstop, so a failed notify is logged.
     pub(crate) async fn notify_change(&self, change: &str) {
-        if self.db.backend != coffer_db::Backend::Postgres {
-            return;
-        }
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGES_CHANNEL)
-            .bind(change)
-            .execute(&self.db.pool)
-            .await;
-        if let Err(error) = sent {
-            tracing::warn!(%error, "change notification failed; replicas rely on polling");
-        }
+        self.db.notify(CHANGES_CHANNEL, change).await;
     }
 
     /// Closes the pool.

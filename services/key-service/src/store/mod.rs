@@ -7,11 +7,15 @@
 //! version numbers gap-free.
 
 mod record;
+mod records;
 
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 pub(crate) use record::{KeyRecord, KeyState};
+pub(crate) use records::MAX_TTL as MAX_RECORD_CACHE_TTL;
+
+use records::Records;
 
 use crate::names::{KeyName, stored_key_name};
 use crate::{Error, Result};
@@ -86,10 +90,16 @@ pub(crate) enum Change {
     Destroy,
 }
 
-/// The key-service's database handle. Cheap to clone.
+/// The PostgreSQL channel every change to a key record is announced on (payload: the key's
+/// name), so every replica evicts its cached record at once.
+pub(crate) const CHANGES_CHANNEL: &str = "coffer_key_changes";
+
+/// The key-service's database handle, with its cache of key records ([`records`]). Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     db: coffer_db::Database,
+    records: std::sync::Arc<Records>,
 }
 
 impl Store {
@@ -97,10 +107,40 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`] if the database is unreachable or migrations fail.
-    pub(crate) async fn connect(database: &coffer_db::Config) -> Result<Self> {
+    pub(crate) async fn connect(
+        database: &coffer_db::Config,
+        record_cache_capacity: std::num::NonZeroUsize,
+        record_cache_ttl: std::time::Duration,
+    ) -> Result<Self> {
         Ok(Self {
             db: coffer_db::connect(database, &MIGRATIONS).await?,
+            records: std::sync::Arc::new(Records::new(record_cache_capacity, record_cache_ttl)),
         })
+    }
+
+    /// SQLite or PostgreSQL.
+    pub(crate) fn backend(&self) -> coffer_db::Backend {
+        self.db.backend
+    }
+
+    /// A change another replica announced (`payload` is the key's name): evicts its record.
+    /// Anything unreadable clears every record.
+    pub(crate) fn evict_announced(&self, payload: &str) {
+        match KeyName::parse("payload", payload) {
+            Ok(name) => self.records.evict(&name),
+            Err(_) => self.records.clear(),
+        }
+    }
+
+    /// Forgets every cached record (after the change listener reconnected).
+    pub(crate) fn forget_records(&self) {
+        self.records.clear();
+    }
+
+    /// A key's record changed: evicted here, announced to the other replicas.
+    async fn changed(&self, name: &KeyName) {
+        self.records.evict(name);
+        self.db.notify(CHANGES_CHANNEL, &name.to_string()).await;
     }
 
     /// After key material was destroyed, on SQLite: checkpoints the write-ahead log into
@@ -159,6 +199,7 @@ impl Store {
         }
         insert_version(&mut tx, name, 1, &version_1, now).await?;
         tx.commit().await?;
+        // Nothing to evict: misses are not cached, and a name is never reused.
         Ok(KeyRecord::new(name.clone(), deletion_allowed, now))
     }
 
@@ -167,12 +208,20 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub(crate) async fn key(&self, name: &KeyName) -> Result<Option<KeyRecord>> {
+        if let Some(record) = self.records.get(name) {
+            return Ok(Some(record));
+        }
+        let epoch = self.records.epoch();
         let row = sqlx::query(select_key!("WHERE tenant = $1 AND key_id = $2"))
             .bind(name.tenant().as_str())
             .bind(name.id())
             .fetch_optional(&self.db.pool)
             .await?;
-        row.map(|row| KeyRecord::from_row(&row)).transpose()
+        let record = row.map(|row| KeyRecord::from_row(&row)).transpose()?;
+        if let Some(record) = &record {
+            self.records.insert(epoch, record.clone());
+        }
+        Ok(record)
     }
 
     /// Up to `limit` keys of `tenant` with ids after `after`, in id order.
@@ -224,10 +273,17 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let mut record = KeyRecord::from_row(&row)?;
-        if let Some(change) = decide(&record)? {
-            apply(&mut tx, &mut record, change, now).await?;
-        }
+        let changed = match decide(&record)? {
+            Some(change) => {
+                apply(&mut tx, &mut record, change, now).await?;
+                true
+            }
+            None => false,
+        };
         tx.commit().await?;
+        if changed {
+            self.changed(name).await;
+        }
         Ok(record)
     }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use coffer_crypto::RootKeyring;
 use coffer_key_service::{Config, serve};
@@ -31,7 +32,8 @@ pub struct TestApp {
     pub metrics_addr: SocketAddr,
     pub ca: Arc<DevCa>,
     pub clock: Clock,
-    pub database: TestDatabase,
+    /// Shared with the replicas started by [`TestApp::replica`].
+    pub database: Arc<TestDatabase>,
     client: Client,
     service: Service<coffer_key_service::Error>,
 }
@@ -43,6 +45,8 @@ pub struct Options {
     pub clock: Clock,
     /// `DATABASE_SCHEMA`; `None` is the service's own.
     pub schema: Option<String>,
+    /// `RECORD_CACHE_TTL`; `None` is the default (one second).
+    pub record_cache_ttl: Option<Duration>,
 }
 
 impl Options {
@@ -52,6 +56,7 @@ impl Options {
             ca: Arc::new(DevCa::generate(TRUST_DOMAIN).unwrap()),
             clock: Clock::manual(),
             schema: None,
+            record_cache_ttl: None,
         }
     }
 }
@@ -76,7 +81,7 @@ impl std::fmt::Debug for Refused {
 /// Spawns a key-service with the given options; fails if the server refuses to start.
 pub async fn spawn_with(database: TestDatabase, options: Options) -> Result<TestApp, Refused> {
     match start(database.url().to_owned(), options).await {
-        Ok(parts) => Ok(parts(database)),
+        Ok(parts) => Ok(parts(Arc::new(database))),
         Err(error) => Err(Refused { error, database }),
     }
 }
@@ -84,7 +89,7 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> Result<Test
 async fn start(
     url: String,
     options: Options,
-) -> Result<impl FnOnce(TestDatabase) -> TestApp, coffer_key_service::Error> {
+) -> Result<impl FnOnce(Arc<TestDatabase>) -> TestApp, coffer_key_service::Error> {
     init_tracing();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -95,6 +100,9 @@ async fn start(
     let mut config = Config::new(SecretString::from(url), options.keyring, tls);
     config.clock = options.clock.clone();
     config.database.schema = options.schema.clone();
+    if let Some(ttl) = options.record_cache_ttl {
+        config.record_cache_ttl = ttl;
+    }
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = metrics.local_addr().unwrap();
     let listeners = coffer_server::Listeners::new(listener, Some(metrics));
@@ -144,7 +152,30 @@ impl TestApp {
     /// Stops the server gracefully and hands back the database and CA for a restart.
     pub async fn stop(mut self) -> (TestDatabase, Arc<DevCa>, Clock) {
         self.shutdown().await;
-        (self.database, self.ca, self.clock)
+        let database = Arc::try_unwrap(self.database)
+            .ok()
+            .expect("stop the replicas first");
+        (database, self.ca, self.clock)
+    }
+
+    /// Another key-service on this one's database, with `keyring` (the same root keys) and
+    /// the same CA: a replica.
+    pub async fn replica(
+        &self,
+        keyring: RootKeyring,
+        record_cache_ttl: Option<Duration>,
+    ) -> TestApp {
+        let options = Options {
+            keyring,
+            ca: Arc::clone(&self.ca),
+            clock: self.clock.clone(),
+            schema: None,
+            record_cache_ttl,
+        };
+        let parts = start(self.database.url().to_owned(), options)
+            .await
+            .unwrap();
+        parts(Arc::clone(&self.database))
     }
 
     /// Signals shutdown and waits for the server to finish.

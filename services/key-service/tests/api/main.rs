@@ -12,6 +12,7 @@ mod deletion;
 mod errors;
 mod helpers;
 mod keys;
+mod replicas;
 mod root;
 mod rotation;
 mod schema;

@@ -40,6 +40,7 @@ async fn root_rotation_rewraps_everything_so_the_old_root_key_can_go() {
                 ca: ca.clone(),
                 clock: clock.clone(),
                 schema: None,
+                record_cache_ttl: None,
             },
         )
         .await
@@ -71,6 +72,7 @@ async fn root_rotation_rewraps_everything_so_the_old_root_key_can_go() {
                 ca,
                 clock,
                 schema: None,
+                record_cache_ttl: None,
             },
         )
         .await
@@ -105,6 +107,7 @@ async fn a_keyring_missing_a_used_root_key_is_refused_at_start() {
                 ca,
                 clock,
                 schema: None,
+                record_cache_ttl: None,
             },
         )
         .await;
@@ -150,6 +153,7 @@ async fn tampered_stored_material_fails_closed_without_detail() {
                 ca: ca.clone(),
                 clock: clock.clone(),
                 schema: None,
+                record_cache_ttl: None,
             },
         )
         .await
@@ -205,6 +209,7 @@ async fn wrong_root_key_with_a_known_version_is_refused_at_start_and_writes_noth
                     ca: ca.clone(),
                     clock: clock.clone(),
                     schema: None,
+                    record_cache_ttl: None,
                 },
             )
         };

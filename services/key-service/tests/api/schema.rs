@@ -45,6 +45,7 @@ async fn tables_left_in_public_are_found_not_silently_replaced() {
         ca,
         clock,
         schema: Some("public".to_owned()),
+        record_cache_ttl: None,
     };
     let app = spawn_with(refused.database, kept).await.unwrap();
     let decrypted = app
