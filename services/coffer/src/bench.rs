@@ -31,6 +31,9 @@ pub struct Options {
     pub concurrency: usize,
     /// Plaintext size for Encrypt/Decrypt, in bytes.
     pub payload: usize,
+    /// key-service's key-record cache TTL, if not the default (`0s` reads every call's key
+    /// state from the database, as before the cache).
+    pub record_cache_ttl: Option<Duration>,
 }
 
 /// The measurements of one workload.
@@ -62,6 +65,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
         auth_listen: "127.0.0.1:0".parse()?,
         credential_listen: "127.0.0.1:0".parse()?,
         shutdown_grace_period: Duration::from_secs(5),
+        record_cache_ttl: options.record_cache_ttl,
     })
     .await?;
     let outcome = measure(&running, options).await;

@@ -54,6 +54,10 @@ enum Command {
         /// Plaintext size for Encrypt/Decrypt, in bytes (at most 65536).
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=65536))]
         payload: u32,
+        /// key-service's key-record cache TTL (default 1s; `0s` reads the key's state from the
+        /// database on every call, to measure what the cache gains).
+        #[arg(long, value_parser = |s: &str| coffer_config::parse_duration(s).ok_or("a duration such as 0s or 1s"))]
+        record_cache_ttl: Option<Duration>,
     },
     /// Dev CA certificates.
     Certs {
@@ -177,6 +181,7 @@ async fn main() -> ExitCode {
                 auth_listen,
                 credential_listen,
                 shutdown_grace_period: Duration::from_secs(shutdown_grace),
+                record_cache_ttl: None,
             })
             .await
         }
@@ -184,11 +189,13 @@ async fn main() -> ExitCode {
             seconds,
             concurrency,
             payload,
+            record_cache_ttl,
         } => {
             let options = bench::Options {
                 duration: Duration::from_secs(seconds),
                 concurrency,
                 payload: payload as usize,
+                record_cache_ttl,
             };
             bench::run(&options)
                 .await

@@ -22,6 +22,8 @@ pub struct Options {
     pub credential_listen: SocketAddr,
     /// How long each service may drain its in-flight calls on Ctrl-C.
     pub shutdown_grace_period: Duration,
+    /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).
+    pub record_cache_ttl: Option<Duration>,
 }
 
 /// A running dev stack.
@@ -58,8 +60,14 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         &layout.auth_service_db,
         &layout.credential_service_db,
     );
+    let record_cache_ttl = options.record_cache_ttl;
     let stack = Stack::builder(prepared.keyring, certificates)
         .databases(databases)
+        .key_service(move |config| {
+            if let Some(ttl) = record_cache_ttl {
+                config.record_cache_ttl = ttl;
+            }
+        })
         .addresses(Addresses {
             key_service: options.listen,
             auth_service: options.auth_listen,

@@ -13,6 +13,7 @@ async fn every_workload_completes_calls_and_reports_ordered_percentiles() {
         duration: Duration::from_millis(200),
         concurrency: 2,
         payload: 1024,
+        record_cache_ttl: None,
     };
     let reports = bench::run(&options).await.unwrap();
     let names: Vec<&str> = reports.iter().map(|r| r.name).collect();
