@@ -55,7 +55,7 @@ pub async fn serve(
     )
     .await?;
     // On PostgreSQL, other replicas' changes evict cached key records as they are announced.
-    let _change_listener = (store.backend() == coffer_db::Backend::Postgres).then(|| {
+    let change_listener = (store.backend() == coffer_db::Backend::Postgres).then(|| {
         let (on_connect, on_change) = (store.clone(), store.clone());
         task::spawn(coffer_db::listen(
             config.database.url.clone(),
@@ -101,7 +101,7 @@ pub async fn serve(
     let served = coffer_server::serve(&config.server, api, registry, listeners.into(), shutdown)
         .await
         .map_err(Error::Serve);
-    drop(reaper);
+    drop((reaper, change_listener));
     kms.store().close().await;
     served
 }
