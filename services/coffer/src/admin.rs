@@ -51,21 +51,14 @@ impl Target {
     pub async fn channel(&self, addr: &str, service: &str) -> anyhow::Result<Channel> {
         let material = match &self.tls {
             Some(files) => TlsMaterial::load(files).context("loading --cert, --key and --ca")?,
-            None => {
-                let certs = self.data_dir.join("certs");
-                let files = TlsFiles {
-                    cert: certs.join("operator.pem"),
-                    key: certs.join("operator-key.pem"),
-                    ca: certs.join("ca.pem"),
-                };
-                TlsMaterial::load(&files).with_context(|| {
+            None => TlsMaterial::load(&crate::layout::operator_files(&self.data_dir))
+                .with_context(|| {
                     format!(
                         "no operator certificate in {}: run `coffer up` or `coffer certs init` \
                          first, or pass --cert, --key and --ca",
-                        certs.display()
+                        self.data_dir.join("certs").display()
                     )
-                })?
-            }
+                })?,
         };
         let host = coffer_config::https_host(&format!("https://{addr}"))
             .with_context(|| format!("{service} address {addr:?} is not HOST:PORT"))?;

@@ -1,11 +1,19 @@
 //! `coffer bench`: throughput and latency of the key-service over real mTLS, against a baseline
 //! measured in the same run.
 //!
-//! The baseline is `grpc.health.v1.Health/Check` on the same server and connection: mTLS,
+//! The baseline is `grpc.health.v1.Health/Check` on the same server and connections: mTLS,
 //! HTTP/2 and protobuf, but no authorization, database or cryptography. Every other workload is
-//! reported as a ratio to it, so results compare across machines. Each workload runs
-//! `concurrency` loops for `duration` (and at most [`MAX_OPS_PER_WORKER`] calls per loop).
+//! reported as a ratio to it, so results compare across machines. Each workload first runs for
+//! a warm-up (a tenth of `duration`, not measured), then `concurrency` loops spread over
+//! `connections` connections for `duration` (and at most [`MAX_OPS_PER_WORKER`] calls per
+//! loop).
+//!
+//! By default the stack runs in this process (a throwaway `coffer up`); with [`Target`] the
+//! load comes from this process and the stack is another one (a `coffer up` started apart), so
+//! the two do not share a runtime.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +21,7 @@ use anyhow::Context as _;
 use coffer_proto::pb;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
 use coffer_transport::TlsMaterial;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -32,8 +40,21 @@ pub struct Options {
     /// Plaintext size for Encrypt/Decrypt, in bytes.
     pub payload: usize,
     /// key-service's key-record cache TTL, if not the default (`0s` reads every call's key
-    /// state from the database, as before the cache).
+    /// state from the database, as before the cache). Only for the in-process stack.
     pub record_cache_ttl: Option<Duration>,
+    /// HTTP/2 connections the callers share (round robin), at least one.
+    pub connections: usize,
+    /// A stack running in another process, instead of one started here.
+    pub target: Option<Target>,
+}
+
+/// A key-service running in another process, reached as its operator.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The data directory of its `coffer up` (for the operator certificate).
+    pub data_dir: PathBuf,
+    /// Its address.
+    pub key_service: SocketAddr,
 }
 
 /// The measurements of one workload.
@@ -51,6 +72,8 @@ pub struct Report {
     pub p95: Duration,
     /// 99th percentile latency.
     pub p99: Duration,
+    /// 99.9th percentile latency.
+    pub p999: Duration,
 }
 
 /// Starts a throwaway dev stack, runs every workload, and returns the reports, baseline first.
@@ -58,6 +81,10 @@ pub struct Report {
 /// # Errors
 /// If the stack cannot start or a call fails.
 pub async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
+    if let Some(target) = &options.target {
+        let operator = crate::layout::operator_files(&target.data_dir);
+        return measure(&operator, target.key_service, options).await;
+    }
     let dir = std::env::temp_dir().join(format!("coffer-bench-{}", std::process::id()));
     let running = up::start(&up::Options {
         data_dir: dir.clone(),
@@ -68,18 +95,29 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Report>> {
         record_cache_ttl: options.record_cache_ttl,
     })
     .await?;
-    let outcome = measure(&running, options).await;
+    let outcome = measure(&running.layout.operator, running.key_service_addr, options).await;
     running.shutdown().await?;
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     outcome
 }
 
-async fn measure(running: &up::Running, options: &Options) -> anyhow::Result<Vec<Report>> {
-    let material = TlsMaterial::load(&running.layout.operator)?;
-    let channel = Endpoint::from_shared(format!("https://{}", running.key_service_addr))?
-        .tls_config(material.client_config("127.0.0.1"))?
-        .connect()
-        .await?;
+async fn measure(
+    operator: &coffer_transport::TlsFiles,
+    key_service: SocketAddr,
+    options: &Options,
+) -> anyhow::Result<Vec<Report>> {
+    let material = TlsMaterial::load(operator).context("loading the operator certificate")?;
+    let mut channels = Vec::new();
+    for _ in 0..options.connections.max(1) {
+        channels.push(
+            Endpoint::from_shared(format!("https://{key_service}"))?
+                .tls_config(material.client_config(&key_service.ip().to_string()))?
+                .connect()
+                .await
+                .with_context(|| format!("cannot reach key-service at {key_service}"))?,
+        );
+    }
+    let channel = channels[0].clone();
     let kms = KeyServiceClient::new(channel.clone());
     let key_id = format!("k{}", std::process::id());
     let name = format!("tenants/bench/keys/{key_id}");
@@ -102,32 +140,30 @@ async fn measure(running: &up::Running, options: &Options) -> anyhow::Result<Vec
         .into_inner()
         .ciphertext;
 
-    let health = HealthClient::new(channel.clone());
+    let health: Vec<_> = channels.iter().cloned().map(HealthClient::new).collect();
+    let clients: Vec<_> = channels.into_iter().map(KeyServiceClient::new).collect();
     let mut reports = vec![
-        workload("Health/Check (baseline)", options, move || {
-            let mut client = health.clone();
-            async move {
+        workload(
+            "Health/Check (baseline)",
+            options,
+            &health,
+            |mut client| async move {
                 client
                     .check(HealthCheckRequest {
                         service: String::new(),
                     })
                     .await
                     .map(drop)
-            }
-        })
+            },
+        )
         .await?,
     ];
     let get = pb::GetKeyRequest { name: name.clone() };
     reports.push(
-        workload(
-            "GetKey",
-            options,
-            call(
-                &kms,
-                get,
-                |mut c, r| async move { c.get_key(r).await.map(drop) },
-            ),
-        )
+        workload("GetKey", options, &clients, move |mut c| {
+            let request = get.clone();
+            async move { c.get_key(request).await.map(drop) }
+        })
         .await?,
     );
     let encrypt = pb::EncryptRequest {
@@ -136,13 +172,10 @@ async fn measure(running: &up::Running, options: &Options) -> anyhow::Result<Vec
         ..Default::default()
     };
     reports.push(
-        workload(
-            "Encrypt",
-            options,
-            call(&kms, encrypt, |mut c, r| async move {
-                c.encrypt(r).await.map(drop)
-            }),
-        )
+        workload("Encrypt", options, &clients, move |mut c| {
+            let request = encrypt.clone();
+            async move { c.encrypt(request).await.map(drop) }
+        })
         .await?,
     );
     let decrypt = pb::DecryptRequest {
@@ -151,13 +184,10 @@ async fn measure(running: &up::Running, options: &Options) -> anyhow::Result<Vec
         ..Default::default()
     };
     reports.push(
-        workload(
-            "Decrypt",
-            options,
-            call(&kms, decrypt, |mut c, r| async move {
-                c.decrypt(r).await.map(drop)
-            }),
-        )
+        workload("Decrypt", options, &clients, move |mut c| {
+            let request = decrypt.clone();
+            async move { c.decrypt(request).await.map(drop) }
+        })
         .await?,
     );
     let generate = pb::GenerateDataKeyRequest {
@@ -165,48 +195,43 @@ async fn measure(running: &up::Running, options: &Options) -> anyhow::Result<Vec
         ..Default::default()
     };
     reports.push(
-        workload(
-            "GenerateDataKey",
-            options,
-            call(&kms, generate, |mut c, r| async move {
-                c.generate_data_key(r).await.map(drop)
-            }),
-        )
+        workload("GenerateDataKey", options, &clients, move |mut c| {
+            let request = generate.clone();
+            async move { c.generate_data_key(request).await.map(drop) }
+        })
         .await?,
     );
     Ok(reports)
 }
 
-/// A call factory: each invocation sends a clone of `request` with a clone of `client`.
-fn call<R, F, Fut>(
-    client: &KeyServiceClient<Channel>,
-    request: R,
+/// Runs `send` from `options.concurrency` loops, loop `i` on `clients[i % clients.len()]`:
+/// a warm-up of a tenth of the duration (not measured), then the measured `duration`.
+async fn workload<C, F, Fut>(
+    name: &'static str,
+    options: &Options,
+    clients: &[C],
     send: F,
-) -> impl Fn() -> Fut + Clone + Send + Sync + 'static
+) -> anyhow::Result<Report>
 where
-    R: Clone + Send + Sync + 'static,
-    F: Fn(KeyServiceClient<Channel>, R) -> Fut + Clone + Send + Sync + 'static,
-{
-    let client = client.clone();
-    move || send(client.clone(), request.clone())
-}
-
-async fn workload<F, Fut>(name: &'static str, options: &Options, call: F) -> anyhow::Result<Report>
-where
-    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    C: Clone + Send + 'static,
+    F: Fn(C) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
 {
-    let deadline = Instant::now() + options.duration;
-    let started = Instant::now();
-    let call = Arc::new(call);
+    let send = Arc::new(send);
+    let warm_up = options.duration / 10;
+    let begin = Instant::now() + warm_up;
+    let deadline = begin + options.duration;
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.concurrency.max(1) {
-        let call = Arc::clone(&call);
+    for worker in 0..options.concurrency.max(1) {
+        let (send, client) = (Arc::clone(&send), clients[worker % clients.len()].clone());
         workers.spawn(async move {
             let mut latencies = Vec::new();
+            while Instant::now() < begin {
+                send(client.clone()).await?;
+            }
             while Instant::now() < deadline && latencies.len() < MAX_OPS_PER_WORKER {
                 let sent = Instant::now();
-                call().await?;
+                send(client.clone()).await?;
                 latencies.push(sent.elapsed());
             }
             Ok::<_, tonic::Status>(latencies)
@@ -220,7 +245,7 @@ where
                 .with_context(|| format!("{name} failed"))?,
         );
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = begin.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let percentile = |p: f64| {
         let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
@@ -233,6 +258,7 @@ where
         p50: percentile(0.50),
         p95: percentile(0.95),
         p99: percentile(0.99),
+        p999: percentile(0.999),
     })
 }
 
@@ -240,28 +266,38 @@ where
 pub fn render(reports: &[Report], options: &Options) -> String {
     let baseline = reports.first().map_or(1.0, |r| r.throughput);
     let mut out = format!(
-        "coffer bench: {} callers, {:?} per workload, {} B payloads, mTLS on 127.0.0.1\n\n\
-         {:<26} {:>9} {:>10} {:>9} {:>9} {:>9} {:>10}\n",
+        "coffer bench: {} callers over {} connections, {:?} per workload after a {:?} warm-up, \
+         {} B payloads, mTLS on 127.0.0.1, stack {}\n\n\
+         {:<26} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10}\n",
         options.concurrency,
+        options.connections.max(1),
         options.duration,
+        options.duration / 10,
         options.payload,
+        if options.target.is_some() {
+            "in another process"
+        } else {
+            "in this process"
+        },
         "workload",
         "calls",
         "calls/s",
         "p50",
         "p95",
         "p99",
+        "p99.9",
         "vs base"
     );
     for report in reports {
         out.push_str(&format!(
-            "{:<26} {:>9} {:>10.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>9.2}x\n",
+            "{:<26} {:>9} {:>10.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>9.2?} {:>9.2}x\n",
             report.name,
             report.calls,
             report.throughput,
             report.p50,
             report.p95,
             report.p99,
+            report.p999,
             report.throughput / baseline
         ));
     }

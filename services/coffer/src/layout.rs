@@ -258,6 +258,17 @@ pub fn issue_certificate(
     Ok(ca.issue_files_for(&certs_dir, &certificate_stem(name), name, usage, hosts)?)
 }
 
+/// The operator certificate, key and CA in `data_dir/certs` (from `coffer up` or `coffer certs
+/// init`).
+pub fn operator_files(data_dir: &Path) -> TlsFiles {
+    let certs = data_dir.join("certs");
+    TlsFiles {
+        cert: certs.join("operator.pem"),
+        key: certs.join("operator-key.pem"),
+        ca: certs.join(coffer_transport::dev_ca::CA_CERT_FILE),
+    }
+}
+
 /// The file stem of `name`'s certificate: injective, since `+` is never in a SPIFFE path.
 pub fn certificate_stem(name: &str) -> String {
     name.replace('/', "+")

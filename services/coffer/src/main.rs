@@ -58,6 +58,21 @@ enum Command {
         /// database on every call, to measure what the cache gains).
         #[arg(long, value_parser = |s: &str| coffer_config::parse_duration(s).ok_or("a duration such as 0s or 1s"))]
         record_cache_ttl: Option<Duration>,
+        /// HTTP/2 connections the callers share.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        connections: u16,
+        /// Measure a key-service running in another process (a `coffer up` started apart)
+        /// instead of starting one here: its address; the operator certificate comes from
+        /// --target-data-dir.
+        #[arg(
+            long,
+            requires = "target_data_dir",
+            conflicts_with = "record_cache_ttl"
+        )]
+        target: Option<std::net::SocketAddr>,
+        /// The data directory of the `coffer up` that --target names.
+        #[arg(long, requires = "target")]
+        target_data_dir: Option<PathBuf>,
     },
     /// Dev CA certificates.
     Certs {
@@ -190,12 +205,22 @@ async fn main() -> ExitCode {
             concurrency,
             payload,
             record_cache_ttl,
+            connections,
+            target,
+            target_data_dir,
         } => {
             let options = bench::Options {
                 duration: Duration::from_secs(seconds),
                 concurrency,
                 payload: payload as usize,
                 record_cache_ttl,
+                connections: usize::from(connections),
+                target: target
+                    .zip(target_data_dir)
+                    .map(|(key_service, data_dir)| bench::Target {
+                        data_dir,
+                        key_service,
+                    }),
             };
             bench::run(&options)
                 .await

@@ -14,6 +14,8 @@ async fn every_workload_completes_calls_and_reports_ordered_percentiles() {
         concurrency: 2,
         payload: 1024,
         record_cache_ttl: None,
+        connections: 2,
+        target: None,
     };
     let reports = bench::run(&options).await.unwrap();
     let names: Vec<&str> = reports.iter().map(|r| r.name).collect();
@@ -30,7 +32,7 @@ async fn every_workload_completes_calls_and_reports_ordered_percentiles() {
     for report in &reports {
         assert!(report.calls > 0, "{report:?}");
         assert!(
-            report.p50 <= report.p95 && report.p95 <= report.p99,
+            report.p50 <= report.p95 && report.p95 <= report.p99 && report.p99 <= report.p999,
             "{report:?}"
         );
     }
@@ -39,4 +41,37 @@ async fn every_workload_completes_calls_and_reports_ordered_percentiles() {
         table.lines().nth(3).unwrap().trim_end().ends_with("1.00x"),
         "{table}"
     );
+}
+
+/// With `target`, the harness measures a stack it did not start (here one started apart in
+/// this test, as `coffer up` would be in another process).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_stack_can_be_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = coffer::up::start(&coffer::up::Options {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_listen: "127.0.0.1:0".parse().unwrap(),
+        credential_listen: "127.0.0.1:0".parse().unwrap(),
+        shutdown_grace_period: Duration::from_secs(5),
+        record_cache_ttl: None,
+    })
+    .await
+    .unwrap();
+    let options = bench::Options {
+        duration: Duration::from_millis(100),
+        concurrency: 1,
+        payload: 32,
+        record_cache_ttl: None,
+        connections: 1,
+        target: Some(bench::Target {
+            data_dir: dir.path().join("data"),
+            key_service: running.key_service_addr,
+        }),
+    };
+    let reports = bench::run(&options).await.unwrap();
+    assert_eq!(reports.len(), 5);
+    assert!(reports.iter().all(|r| r.calls > 0), "{reports:?}");
+    assert!(bench::render(&reports, &options).contains("stack in another process"));
+    running.shutdown().await.unwrap();
 }
