@@ -79,11 +79,18 @@ async fn with_key_service_down_only_cached_reads_work_and_nothing_is_half_writte
         };
         client.get_credential(get(&cached.name)).await.unwrap();
 
+        let outage = std::time::Instant::now();
         stack.services.key_service.stop().await.unwrap();
-        assert!(
-            client.get_credential(get(&cached.name)).await.is_ok(),
-            "cached data key"
-        );
+        let cached_read = client.get_credential(get(&cached.name)).await;
+        // Cached data keys are trusted for one second after the last successful key-change
+        // poll (every 250 ms), then refused (fail closed). A read within 0.75 s of the outage
+        // must be served; later, either answer is right, so a machine too loaded to read in
+        // time skips this check (saying so) rather than fail it.
+        if outage.elapsed() < std::time::Duration::from_millis(750) {
+            assert!(cached_read.is_ok(), "cached data key: {cached_read:?}");
+        } else {
+            eprintln!("the cached read came after its 1 s bound's margin; not checked");
+        }
         assert_status(
             client.get_credential(get(&uncached.name)).await,
             Code::Unavailable,
