@@ -245,21 +245,72 @@ where
                 .with_context(|| format!("{name} failed"))?,
         );
     }
-    let elapsed = begin.elapsed().as_secs_f64();
+    Ok(report(name, latencies, begin.elapsed()))
+}
+
+/// The report of `latencies` measured over `elapsed`.
+fn report(name: &'static str, mut latencies: Vec<Duration>, elapsed: Duration) -> Report {
     latencies.sort_unstable();
     let percentile = |p: f64| {
         let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         latencies.get(index).copied().unwrap_or_default()
     };
-    Ok(Report {
+    Report {
         name,
         calls: latencies.len(),
-        throughput: latencies.len() as f64 / elapsed,
+        throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: percentile(0.50),
         p95: percentile(0.95),
         p99: percentile(0.99),
         p999: percentile(0.999),
-    })
+    }
+}
+
+/// The in-process cost of the key-service workloads' cryptography, on one thread with no RPC:
+/// AES-256-GCM seal and open of the same payload under the same envelope format, and SHA-256 of
+/// it. An Encrypt can approach the seal rate only as far as the RPC (the baseline) allows.
+///
+/// # Errors
+/// If the OS RNG fails.
+pub fn crypto_baselines(options: &Options) -> anyhow::Result<Vec<Report>> {
+    use coffer_crypto::{Aad, TenantKey, envelope};
+    use sha2::Digest as _;
+    let key = TenantKey::generate()?;
+    let aad = Aad::new("coffer/bench").field(b"tenant").field(b"key");
+    let plaintext = vec![0x5a; options.payload];
+    let sealed = envelope::seal(&key, 1, &aad, &plaintext)?;
+    let seal = local("AES-256-GCM seal", options.duration, || {
+        envelope::seal(&key, 1, &aad, &plaintext).map(drop)
+    })?;
+    let open = local("AES-256-GCM open", options.duration, || {
+        envelope::Envelope::parse(&sealed)
+            .and_then(|sealed| sealed.open(&key, &aad))
+            .map(drop)
+    })?;
+    let digest = local("SHA-256", options.duration, || {
+        std::hint::black_box(sha2::Sha256::digest(&plaintext));
+        Ok::<(), coffer_crypto::Error>(())
+    })?;
+    Ok(vec![seal, open, digest])
+}
+
+/// Runs `op` in a loop on this thread for `duration` (at most [`MAX_OPS_PER_WORKER`] times).
+fn local<E>(
+    name: &'static str,
+    duration: Duration,
+    mut op: impl FnMut() -> Result<(), E>,
+) -> anyhow::Result<Report>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while started.elapsed() < duration && latencies.len() < MAX_OPS_PER_WORKER {
+        let began = Instant::now();
+        op()?;
+        latencies.push(began.elapsed());
+    }
+    Ok(report(name, latencies, started.elapsed()))
 }
 
 /// Renders the reports as a table with each throughput as a ratio to the first (the baseline).
@@ -300,6 +351,37 @@ pub fn render(reports: &[Report], options: &Options) -> String {
             report.p999,
             report.throughput / baseline
         ));
+    }
+    out
+}
+
+/// Renders the in-process cryptography rows, and each key-service workload's throughput as a
+/// ratio to the cryptography it runs (Encrypt and GenerateDataKey to a seal, Decrypt to an
+/// open): how far the RPC around it is from the cryptography alone.
+pub fn render_crypto(crypto: &[Report], workloads: &[Report]) -> String {
+    let mut out = format!(
+        "\nin-process cryptography (one thread, no RPC)\n{:<26} {:>10} {:>9} {:>9}\n",
+        "operation", "ops/s", "p50", "p99"
+    );
+    for report in crypto {
+        out.push_str(&format!(
+            "{:<26} {:>10.0} {:>9.2?} {:>9.2?}\n",
+            report.name, report.throughput, report.p50, report.p99
+        ));
+    }
+    let rate = |name: &str| crypto.iter().find(|r| r.name == name).map(|r| r.throughput);
+    for (workload, operation) in [
+        ("Encrypt", "AES-256-GCM seal"),
+        ("Decrypt", "AES-256-GCM open"),
+        ("GenerateDataKey", "AES-256-GCM seal"),
+    ] {
+        let measured = workloads.iter().find(|r| r.name == workload);
+        if let (Some(measured), Some(rate)) = (measured, rate(operation)) {
+            out.push_str(&format!(
+                "{workload} runs at {:.3}x of one thread's {operation} rate\n",
+                measured.throughput / rate
+            ));
+        }
     }
     out
 }

@@ -222,9 +222,16 @@ async fn main() -> ExitCode {
                         key_service,
                     }),
             };
-            bench::run(&options)
-                .await
-                .map(|reports| bench::render(&reports, &options))
+            let crypto_options = bench::Options {
+                duration: options.duration / 2,
+                ..options.clone()
+            };
+            match bench::run(&options).await {
+                Ok(reports) => bench::crypto_baselines(&crypto_options).map(|crypto| {
+                    bench::render(&reports, &options) + &bench::render_crypto(&crypto, &reports)
+                }),
+                Err(error) => Err(error),
+            }
         }
         Command::Certs {
             command:

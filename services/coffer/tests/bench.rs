@@ -36,6 +36,15 @@ async fn every_workload_completes_calls_and_reports_ordered_percentiles() {
             "{report:?}"
         );
     }
+    let crypto = bench::crypto_baselines(&options).unwrap();
+    let names: Vec<&str> = crypto.iter().map(|r| r.name).collect();
+    assert_eq!(names, ["AES-256-GCM seal", "AES-256-GCM open", "SHA-256"]);
+    assert!(
+        crypto.iter().all(|r| r.calls > 0 && r.p50 <= r.p99),
+        "{crypto:?}"
+    );
+    let ratios = bench::render_crypto(&crypto, &reports);
+    assert_eq!(ratios.matches(" rate\n").count(), 3, "{ratios}");
     let table = bench::render(&reports, &options);
     assert!(
         table.lines().nth(3).unwrap().trim_end().ends_with("1.00x"),
