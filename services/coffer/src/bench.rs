@@ -385,3 +385,82 @@ pub fn render_crypto(crypto: &[Report], workloads: &[Report]) -> String {
     }
     out
 }
+
+/// Writes `DIR/coffer-bench.json` and `DIR/coffer-bench.md`: every row with its ratio to the
+/// baseline, the options, the machine's core count and the commit (from `git`, if available),
+/// so a run can be compared with later ones. Returns the two paths.
+///
+/// # Errors
+/// If the directory or a file cannot be written.
+pub fn write_results(
+    dir: &std::path::Path,
+    options: &Options,
+    workloads: &[Report],
+    crypto: &[Report],
+) -> anyhow::Result<[PathBuf; 2]> {
+    let baseline = workloads.first().map_or(1.0, |r| r.throughput);
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let row = |r: &Report| {
+        serde_json::json!({
+            "name": r.name,
+            "calls": r.calls,
+            "per_second": r.throughput,
+            "p50_us": micros(r.p50),
+            "p95_us": micros(r.p95),
+            "p99_us": micros(r.p99),
+            "p999_us": micros(r.p999),
+            "vs_baseline": r.throughput / baseline,
+        })
+    };
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |out| String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        );
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let json = serde_json::json!({
+        "commit": commit,
+        "cores": cores,
+        "seconds_per_workload": options.duration.as_secs_f64(),
+        "callers": options.concurrency,
+        "connections": options.connections.max(1),
+        "payload_bytes": options.payload,
+        "stack": if options.target.is_some() { "another process" } else { "this process" },
+        "rpc": workloads.iter().map(row).collect::<Vec<_>>(),
+        "crypto_in_process": crypto.iter().map(row).collect::<Vec<_>>(),
+    });
+    let mut markdown = format!(
+        "coffer bench at {commit}, {cores} cores, {} callers over {} connections, {} B, stack in {}\n\n\
+         | workload | calls/s | p50 | p99 | p99.9 | vs baseline |\n|---|---|---|---|---|---|\n",
+        options.concurrency,
+        options.connections.max(1),
+        options.payload,
+        if options.target.is_some() {
+            "another process"
+        } else {
+            "this process"
+        },
+    );
+    for r in workloads {
+        markdown.push_str(&format!(
+            "| {} | {:.0} | {:.2?} | {:.2?} | {:.2?} | {:.2}x |\n",
+            r.name,
+            r.throughput,
+            r.p50,
+            r.p99,
+            r.p999,
+            r.throughput / baseline
+        ));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let paths = [dir.join("coffer-bench.json"), dir.join("coffer-bench.md")];
+    std::fs::write(&paths[0], serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", paths[0].display()))?;
+    std::fs::write(&paths[1], markdown)
+        .with_context(|| format!("writing {}", paths[1].display()))?;
+    Ok(paths)
+}

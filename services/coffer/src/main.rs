@@ -73,6 +73,10 @@ enum Command {
         /// The data directory of the `coffer up` that --target names.
         #[arg(long, requires = "target")]
         target_data_dir: Option<PathBuf>,
+        /// Also write the results as JSON and Markdown into this directory (e.g.
+        /// `bench/results`).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Dev CA certificates.
     Certs {
@@ -208,6 +212,7 @@ async fn main() -> ExitCode {
             connections,
             target,
             target_data_dir,
+            out,
         } => {
             let options = bench::Options {
                 duration: Duration::from_secs(seconds),
@@ -227,8 +232,19 @@ async fn main() -> ExitCode {
                 ..options.clone()
             };
             match bench::run(&options).await {
-                Ok(reports) => bench::crypto_baselines(&crypto_options).map(|crypto| {
-                    bench::render(&reports, &options) + &bench::render_crypto(&crypto, &reports)
+                Ok(reports) => bench::crypto_baselines(&crypto_options).and_then(|crypto| {
+                    let mut text = bench::render(&reports, &options)
+                        + &bench::render_crypto(&crypto, &reports);
+                    if let Some(dir) = &out {
+                        let [json, markdown] =
+                            bench::write_results(dir, &options, &reports, &crypto)?;
+                        text.push_str(&format!(
+                            "\nwritten: {}, {}\n",
+                            json.display(),
+                            markdown.display()
+                        ));
+                    }
+                    Ok(text)
                 }),
                 Err(error) => Err(error),
             }

@@ -45,6 +45,20 @@ async fn every_workload_completes_calls_and_reports_ordered_percentiles() {
     );
     let ratios = bench::render_crypto(&crypto, &reports);
     assert_eq!(ratios.matches(" rate\n").count(), 3, "{ratios}");
+    let dir = tempfile::tempdir().unwrap();
+    let [json, markdown] = bench::write_results(dir.path(), &options, &reports, &crypto).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(json["rpc"].as_array().unwrap().len(), reports.len());
+    assert_eq!(json["rpc"][0]["vs_baseline"], 1.0);
+    assert_eq!(json["crypto_in_process"].as_array().unwrap().len(), 3);
+    assert!(json["cores"].as_u64().unwrap() >= 1 && json["commit"].is_string());
+    let markdown = std::fs::read_to_string(markdown).unwrap();
+    assert_eq!(
+        markdown.lines().filter(|l| l.starts_with("| ")).count(),
+        reports.len() + 1,
+        "{markdown}"
+    );
     let table = bench::render(&reports, &options);
     assert!(
         table.lines().nth(3).unwrap().trim_end().ends_with("1.00x"),
