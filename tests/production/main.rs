@@ -20,7 +20,7 @@ use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_proto::pb::key_service_client::KeyServiceClient;
 use coffer_test_support::{Backend, TestDatabase, connect, field};
-use coffer_transport::{TlsFiles, TlsMaterial};
+use coffer_transport::TlsMaterial;
 use secrecy::ExposeSecret as _;
 
 /// How long anything in this test may take to happen: start-up, a replica catching up.
@@ -263,15 +263,15 @@ async fn the_readme_production_walkthrough_on_one_postgres_database() {
     );
 
     // 6. The first admin, with the operator certificate alone.
+    let operator_tls = coffer::layout::operator_files(&etc);
     let operator_files = [
-        "--cert",
-        &certs.join("operator.pem").display().to_string(),
-        "--key",
-        &certs.join("operator-key.pem").display().to_string(),
-        "--ca",
-        &certs.join("ca.pem").display().to_string(),
-    ]
-    .map(str::to_owned);
+        "--cert".to_owned(),
+        operator_tls.cert.display().to_string(),
+        "--key".to_owned(),
+        operator_tls.key.display().to_string(),
+        "--ca".to_owned(),
+        operator_tls.ca.display().to_string(),
+    ];
     let with = |args: &[&str], auth: &Process, extra: &[String]| -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         all.extend(["--auth-addr".to_owned(), auth.dial()]);
@@ -353,12 +353,7 @@ async fn the_readme_production_walkthrough_on_one_postgres_database() {
         format!("GITHUB_TOKEN={token}")
     );
 
-    let operator = TlsMaterial::load(&TlsFiles {
-        cert: certs.join("operator.pem"),
-        key: certs.join("operator-key.pem"),
-        ca: certs.join("ca.pem"),
-    })
-    .unwrap();
+    let operator = TlsMaterial::load(&operator_tls).unwrap();
     let channel = |process: &Process| {
         let addr = process.addr;
         let tls = operator.client_config("localhost");

@@ -313,13 +313,22 @@ async fn main() -> ExitCode {
         )
         .await
         .map(|admin| {
-            let made = |created: bool| if created { "created" } else { "existed" };
+            let tenant_state = if admin.created_tenant {
+                "created"
+            } else {
+                "existed"
+            };
+            // An existing account keeps its roles: the new key holds what the account holds
+            // now, which may be less than org_admin if it was demoted.
+            let account = if admin.created_principal {
+                "org_admin service account, created"
+            } else {
+                "existed; its roles are unchanged"
+            };
             format!(
-                "tenant: tenants/{tenant} ({})\nadmin: tenants/{tenant}/principals/{principal} \
-                     (org_admin service account, {})\nAPI key (shown once; Coffer keeps only its \
-                     hash): {}\n",
-                made(admin.created_tenant),
-                made(admin.created_principal),
+                "tenant: tenants/{tenant} ({tenant_state})\nadmin: \
+                 tenants/{tenant}/principals/{principal} ({account})\nAPI key (shown once; \
+                 Coffer keeps only its hash): {}\n",
                 admin.key.expose_secret()
             )
         }),

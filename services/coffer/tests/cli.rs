@@ -96,11 +96,7 @@ async fn client(addr: SocketAddr, files: &TlsFiles) -> KeyServiceClient<tonic::t
 async fn coffer_up_serves_stops_on_sigterm_and_reuses_its_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let operator = TlsFiles {
-        cert: data_dir.join("certs/operator.pem"),
-        key: data_dir.join("certs/operator-key.pem"),
-        ca: data_dir.join("certs/ca.pem"),
-    };
+    let operator = coffer::layout::operator_files(&data_dir);
 
     let (child, addr) = coffer_up(&data_dir);
     // A key name of the credential-service's own pattern, so its certificate may use it.
@@ -272,12 +268,7 @@ async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
     );
 
     // A user created over gRPC logs in with its password on stdin.
-    let material = TlsMaterial::load(&TlsFiles {
-        cert: data_dir.join("certs/operator.pem"),
-        key: data_dir.join("certs/operator-key.pem"),
-        ca: data_dir.join("certs/ca.pem"),
-    })
-    .unwrap();
+    let material = TlsMaterial::load(&coffer::layout::operator_files(&data_dir)).unwrap();
     let channel = connect(auth, material.client_config("127.0.0.1"))
         .await
         .unwrap();

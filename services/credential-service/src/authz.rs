@@ -37,7 +37,7 @@ impl Gate {
     ) -> Result<(TenantId, Actor)> {
         let tenant = TenantId::from_name("parent", parent)?;
         let actor = self
-            .authorize(request, tenant.as_str(), scope, &tenant.name())
+            .authorize(request, scope, Target::Tenant(&tenant))
             .await?;
         Ok((tenant, actor))
     }
@@ -51,34 +51,56 @@ impl Gate {
     ) -> Result<(CredentialName, Actor)> {
         let name = CredentialName::parse("name", name)?;
         let actor = self
-            .authorize(request, name.tenant().as_str(), scope, &name.to_string())
+            .authorize(request, scope, Target::Credential(&name))
             .await?;
         Ok((name, actor))
     }
 
-    /// Authenticates the caller and checks it may act in `tenant` with `scope` on `resource`.
-    /// Another tenant is NOT_FOUND; a missing scope on a credential of the caller's own tenant
-    /// is audited as denied, then PERMISSION_DENIED.
-    pub(crate) async fn authorize<T>(
+    /// Authenticates the caller and checks it may act on `target` with `scope`. Another
+    /// tenant is NOT_FOUND; a missing scope on a credential of the caller's own tenant is
+    /// audited as denied, then PERMISSION_DENIED.
+    async fn authorize<T>(
         &self,
         request: &Request<T>,
-        tenant: &str,
         scope: Scope,
-        resource: &str,
+        target: Target<'_>,
     ) -> Result<Actor> {
         let principal = self.authenticator.authenticate(request).await?;
         let actor = actor(&principal, request);
-        match principal.authorize(tenant, scope) {
+        let tenant = match target {
+            Target::Tenant(tenant) => tenant,
+            Target::Credential(name) => name.tenant(),
+        };
+        match principal.authorize(tenant.as_str(), scope) {
             Ok(()) => Ok(actor),
-            Err(Denied::OtherTenant) => Err(Error::NotFound(resource.to_owned())),
+            Err(Denied::OtherTenant) => Err(Error::NotFound(target.resource())),
             Err(Denied::Missing(missing)) => {
-                if resource.contains("/credentials/") {
+                if let Target::Credential(name) = target {
                     self.credentials
-                        .audit_denied(tenant, resource, scope.as_str(), &actor)
+                        .audit_denied(tenant.as_str(), &name.to_string(), scope.as_str(), &actor)
                         .await?;
                 }
                 Err(Error::PermissionDenied(missing.to_string()))
             }
+        }
+    }
+}
+
+/// What a call acts on.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// A tenant as a whole (`parent`).
+    Tenant(&'a TenantId),
+    /// One credential.
+    Credential(&'a CredentialName),
+}
+
+impl Target<'_> {
+    /// The resource name, for a NOT_FOUND.
+    fn resource(self) -> String {
+        match self {
+            Target::Tenant(tenant) => tenant.name(),
+            Target::Credential(name) => name.to_string(),
         }
     }
 }
