@@ -9,11 +9,14 @@
 //! The cache never outlives a change of the tenant key by more than a second: a watcher polls
 //! key-service's ListKeyChanges every 250 ms and evicts the data keys of every tenant whose
 //! key changed (a retired version, a scheduled deletion, destruction). While the watcher has
-//! not heard from key-service for over a second, the cache is not used at all.
+//! not heard from key-service for over a second, the cache is not used at all. Both ages are
+//! read on the service's [`Clock`], so tests cross them by advancing it.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use coffer_server::Clock;
 
 use coffer_crypto::DataKey;
 use coffer_key_client::{Ciphertext, Context, KeyClient};
@@ -49,15 +52,17 @@ pub(crate) struct DataKeys {
     ensured: Mutex<std::collections::HashSet<String>>,
     /// When key changes were last fetched, and the `since_time` of the next fetch.
     watched: Mutex<(Instant, i64)>,
+    clock: Clock,
 }
 
 impl DataKeys {
-    /// Data keys under `tenants/{tenant}/keys/{key_id}` through `client`.
+    /// Data keys under `tenants/{tenant}/keys/{key_id}` through `client`, aged on `clock`.
     pub(crate) fn new(
         client: KeyClient,
         key_id: String,
         capacity: NonZeroUsize,
         ttl: Duration,
+        clock: Clock,
     ) -> Self {
         Self {
             client,
@@ -65,11 +70,10 @@ impl DataKeys {
             cache: Mutex::new(LruCache::new(capacity)),
             ttl,
             ensured: Mutex::new(std::collections::HashSet::new()),
-            // Nothing is cached yet: the first fetch starts from now.
-            watched: Mutex::new((
-                Instant::now(), // key-service's time, not this service's (possibly manual) clock.
-                coffer_server::Clock::system().now().saturating_sub(1),
-            )),
+            // Nothing is cached yet: the first fetch starts from now, in key-service's time
+            // (the system clock), not this service's possibly manual one.
+            watched: Mutex::new((clock.instant(), Clock::system().now().saturating_sub(1))),
+            clock,
         }
     }
 
@@ -78,7 +82,7 @@ impl DataKeys {
     /// # Errors
     /// [`Error::KeyService`]; the cache is then bypassed once it is stale.
     pub(crate) async fn watch_once(&self) -> Result<()> {
-        let started = Instant::now();
+        let started = self.clock.instant();
         let mut since = self
             .watched
             .lock()
@@ -133,12 +137,12 @@ impl DataKeys {
     }
 
     fn fresh(&self) -> bool {
-        self.watched
+        let watched = self
+            .watched
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .elapsed()
-            <= KEY_CHANGE_MAX_STALENESS
+            .0;
+        self.clock.instant().saturating_duration_since(watched) <= KEY_CHANGE_MAX_STALENESS
     }
 
     /// A fresh data key for credential `credential` of `tenant`.
@@ -175,7 +179,11 @@ impl DataKeys {
         if self.fresh() {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             match cache.get(&digest) {
-                Some((key, _, at)) if at.elapsed() < self.ttl => return Ok(Arc::clone(key)),
+                Some((key, _, at))
+                    if self.clock.instant().saturating_duration_since(*at) < self.ttl =>
+                {
+                    return Ok(Arc::clone(key));
+                }
                 Some(_) => {
                     cache.pop(&digest);
                 }
@@ -241,7 +249,10 @@ impl DataKeys {
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .put(digest(wrapped), (key, tenant.to_owned(), Instant::now()));
+            .put(
+                digest(wrapped),
+                (key, tenant.to_owned(), self.clock.instant()),
+            );
     }
 
     /// Creates the tenant's key on first use (ALREADY_EXISTS is fine).

@@ -64,6 +64,7 @@ pub async fn serve(
         config.data_key_id.clone(),
         config.dek_cache_capacity,
         config.dek_cache_ttl,
+        config.clock.clone(),
     );
     let mut registry = coffer_server::metrics::Registry::default();
     let metrics = Metrics::register(&mut registry);
