@@ -421,6 +421,48 @@ async fn a_saturated_bcrypt_pool_refuses_uncached_checks_at_once_but_never_cache
     stack.shutdown().await;
 }
 
+/// A burst of calls with one key that is not cached (new, or its entry just expired) runs
+/// bcrypt once: the others wait for that check and are answered from the cache, instead of
+/// each taking a slot of the bounded pool and being shed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_with_one_uncached_key_runs_bcrypt_once_and_sheds_nothing() {
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    // One slot: without coalescing, every call but the first would be refused.
+    let stack = Stack::spawn_with(db, |config| {
+        config.bcrypt_concurrency = 1;
+        config.bcrypt_cost = 10;
+    })
+    .await;
+    stack
+        .tenant_with_user("acme", "alice", &["org_admin"])
+        .await;
+    let alice = stack.login("acme", "alice").await.access_token;
+    let key = create_key(&mut stack.client_as("gateway").await, &alice, "mcp:read")
+        .await
+        .key;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (mut client, key) = (stack.operator(), key.clone());
+        burst.spawn(async move { verify(&mut client, &key).await });
+    }
+    while let Some(outcome) = burst.join_next().await {
+        let outcome = outcome.unwrap();
+        assert!(outcome.is_ok(), "a call of the burst failed: {outcome:?}");
+    }
+    // A wrong key is never cached: a burst of it is checked one call at a time, each refused
+    // as a wrong key (not shed), so a flood of one guess costs one slot, not the pool.
+    let guess = ApiKey::generate().unwrap();
+    let mut wrong = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (mut client, guess) = (stack.operator(), guess.expose_secret().to_owned());
+        wrong.spawn(async move { verify(&mut client, &guess).await });
+    }
+    while let Some(outcome) = wrong.join_next().await {
+        assert_status(outcome.unwrap(), Code::Unauthenticated, "invalid credentials");
+    }
+    stack.shutdown().await;
+}
+
 /// PostgreSQL only: with the polls slowed to a minute, revocations and signing-key rotations
 /// still reach the replica at once, through LISTEN/NOTIFY.
 #[tokio::test]

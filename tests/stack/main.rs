@@ -45,6 +45,7 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         credential_listen: "127.0.0.1:0".parse().unwrap(),
         shutdown_grace_period: std::time::Duration::from_secs(5),
         record_cache_ttl: None,
+        database_url: None,
     };
     let running = up::start(&options).await.unwrap();
     let addr = running.key_service_addr.to_string();

@@ -28,11 +28,12 @@ pub const SERVICES: &[(&str, &str)] = &[
 ];
 
 /// The project's `COFFER_*` variables that are no service's setting: key-service's keyring
-/// (which every process of a shared environment sees), the CLI's bearer, and the switches of
-/// the test script.
+/// (which every process of a shared environment sees), the CLI's bearer, `coffer up`'s
+/// database, and the switches of the test script.
 pub const OTHER_VARIABLES: &[&str] = &[
     "COFFER_ROOT_KEYS",
     "COFFER_API_KEY",
+    "COFFER_UP_DATABASE_URL",
     "COFFER_REQUIRE_POSTGRES",
     "COFFER_REQUIRE_TOOLS",
     "COFFER_TEST_POSTGRES_URL",

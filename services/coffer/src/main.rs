@@ -10,7 +10,7 @@ use coffer::admin::{ApiKeyCommand, TargetArgs, TokenCommand};
 use coffer::cred::{CredCommand, CredTargetArgs};
 use coffer::{admin, bench, cred, layout, up};
 use coffer_transport::dev_ca::{HostName, Usage};
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretString};
 
 #[derive(Parser)]
 #[command(
@@ -42,39 +42,65 @@ enum Command {
         /// Seconds each service may drain its in-flight calls after Ctrl-C.
         #[arg(long, default_value_t = 10)]
         shutdown_grace: u64,
-    },
-    /// Measure key-service throughput and latency over mTLS against a same-run baseline.
-    Bench {
-        /// Seconds per workload.
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-        /// Concurrent callers per workload.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Plaintext size for Encrypt/Decrypt, in bytes (at most 65536).
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=65536))]
-        payload: u32,
-        /// key-service's key-record cache TTL (default 1s; `0s` reads the key's state from the
-        /// database on every call, to measure what the cache gains).
-        #[arg(long, value_parser = |s: &str| coffer_config::parse_duration(s).ok_or("a duration such as 0s or 1s"))]
+        /// One PostgreSQL database for the three services, each in its own schema (default:
+        /// SQLite files in the data directory). Also `$COFFER_UP_DATABASE_URL`.
+        #[arg(long, env = "COFFER_UP_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// key-service's key-record cache TTL (default 1s, at most 1s; `0s` reads key state
+        /// from the database on every call): for `coffer bench` comparisons.
+        #[arg(long, value_parser = parse_duration)]
         record_cache_ttl: Option<Duration>,
-        /// HTTP/2 connections the callers share.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    },
+    /// Measure every hot path over mTLS against a no-op RPC, its cryptography and OpenBao.
+    Bench {
+        /// Time per row and concurrency level, after a warm-up of a tenth of it.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Concurrency levels (concurrent callers), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64",
+              value_parser = clap::value_parser!(u16).range(1..=1024))]
+        concurrency: Vec<u16>,
+        /// HTTP/2 connections per service that the callers share.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
         connections: u16,
-        /// Measure a key-service running in another process (a `coffer up` started apart)
-        /// instead of starting one here: its address; the operator certificate comes from
-        /// --target-data-dir.
-        #[arg(
-            long,
-            requires = "target_data_dir",
-            conflicts_with = "record_cache_ttl"
-        )]
-        target: Option<std::net::SocketAddr>,
-        /// The data directory of the `coffer up` that --target names.
-        #[arg(long, requires = "target")]
+        /// The small key-service payload, in bytes.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=65536))]
+        payload: u32,
+        /// The large key-service payload, in bytes.
+        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(0..=65536))]
+        large_payload: u32,
+        /// Back ends, comma-separated: `sqlite`, `postgres` (a fresh database on
+        /// --postgres-url's server, dropped after).
+        #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+        backend: Vec<BenchBackend>,
+        /// The PostgreSQL server for `--backend postgres` (its database part is replaced).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres_url: String,
+        /// key-service's key-record cache TTL in the child stacks (default 1s; `0s` reads the
+        /// key's state from the database on every call, to measure what the cache gains).
+        #[arg(long, value_parser = parse_duration, conflicts_with = "target_data_dir")]
+        record_cache_ttl: Option<Duration>,
+        /// Measure a `coffer up` started apart, with this data directory, instead of child
+        /// stacks.
+        #[arg(long)]
         target_data_dir: Option<PathBuf>,
-        /// Also write the results as JSON and Markdown into this directory (e.g.
-        /// `bench/results`).
+        /// Its key-service address.
+        #[arg(long, default_value = "127.0.0.1:50051", requires = "target_data_dir")]
+        key_addr: SocketAddr,
+        /// Its auth-service address.
+        #[arg(long, default_value = "127.0.0.1:50052", requires = "target_data_dir")]
+        auth_addr: SocketAddr,
+        /// Its credential-service address.
+        #[arg(long, default_value = "127.0.0.1:50053", requires = "target_data_dir")]
+        credential_addr: SocketAddr,
+        /// The OpenBao binary (default: `.venv/bin/bao`, then `bao` on PATH).
+        #[arg(long)]
+        bao: Option<PathBuf>,
+        /// Leave OpenBao out.
+        #[arg(long, conflicts_with = "bao")]
+        no_openbao: bool,
+        /// Also write JSON, Markdown and SVG into this directory (the README's are in
+        /// `services/coffer/bench/results`).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -139,6 +165,13 @@ enum AdminCommand {
     },
 }
 
+/// A back end of `coffer bench`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchBackend {
+    Sqlite,
+    Postgres,
+}
+
 #[derive(Subcommand)]
 enum CertsCommand {
     /// Issue a certificate for spiffe://coffer.local/NAME from the dev CA.
@@ -175,6 +208,11 @@ enum CertsCommand {
     },
 }
 
+/// A duration argument such as `0s`, `250ms` or `1s`.
+fn parse_duration(text: &str) -> Result<Duration, &'static str> {
+    coffer_config::parse_duration(text).ok_or("a duration such as 0s, 250ms or 1s")
+}
+
 /// `--dns` and `--ip` as certificate host names.
 fn host_names(dns: Vec<String>, ip: Vec<std::net::IpAddr>) -> Vec<HostName> {
     dns.into_iter()
@@ -193,6 +231,8 @@ async fn main() -> ExitCode {
             auth_listen,
             credential_listen,
             shutdown_grace,
+            database_url,
+            record_cache_ttl,
         } => {
             run_up(up::Options {
                 data_dir,
@@ -200,52 +240,68 @@ async fn main() -> ExitCode {
                 auth_listen,
                 credential_listen,
                 shutdown_grace_period: Duration::from_secs(shutdown_grace),
-                record_cache_ttl: None,
+                record_cache_ttl,
+                database_url: database_url.map(SecretString::from),
             })
             .await
         }
         Command::Bench {
-            seconds,
+            duration,
             concurrency,
-            payload,
-            record_cache_ttl,
             connections,
-            target,
+            payload,
+            large_payload,
+            backend,
+            postgres_url,
+            record_cache_ttl,
             target_data_dir,
+            key_addr,
+            auth_addr,
+            credential_addr,
+            bao,
+            no_openbao,
             out,
         } => {
             let options = bench::Options {
-                duration: Duration::from_secs(seconds),
-                concurrency,
-                payload: payload as usize,
-                record_cache_ttl,
+                duration,
+                concurrency: concurrency.into_iter().map(usize::from).collect(),
                 connections: usize::from(connections),
-                target: target
-                    .zip(target_data_dir)
-                    .map(|(key_service, data_dir)| bench::Target {
-                        data_dir,
-                        key_service,
-                    }),
-            };
-            let crypto_options = bench::Options {
-                duration: options.duration / 2,
-                ..options.clone()
-            };
-            match bench::run(&options).await {
-                Ok(reports) => bench::crypto_baselines(&crypto_options).and_then(|crypto| {
-                    let mut text = bench::render(&reports, &options)
-                        + &bench::render_crypto(&crypto, &reports);
-                    if let Some(dir) = &out {
-                        let [json, markdown] =
-                            bench::write_results(dir, &options, &reports, &crypto)?;
-                        text.push_str(&format!(
-                            "\nwritten: {}, {}\n",
-                            json.display(),
-                            markdown.display()
-                        ));
-                    }
-                    Ok(text)
+                payloads: bench::rows::Payloads {
+                    small: payload as usize,
+                    large: large_payload as usize,
+                },
+                backends: backend
+                    .into_iter()
+                    .map(|b| match b {
+                        BenchBackend::Sqlite => bench::stack::Backend::Sqlite,
+                        BenchBackend::Postgres => {
+                            bench::stack::Backend::Postgres(postgres_url.clone())
+                        }
+                    })
+                    .collect(),
+                record_cache_ttl,
+                target: target_data_dir.map(|data_dir| bench::Target {
+                    data_dir,
+                    key_service: key_addr,
+                    auth_service: auth_addr,
+                    credential_service: credential_addr,
                 }),
+                bao,
+                no_openbao,
+            };
+            match bench::run(options).await {
+                Ok(results) => {
+                    let mut text = results.render();
+                    match out.map(|dir| results.write(&dir)).transpose() {
+                        Ok(written) => {
+                            for path in written.unwrap_or_default() {
+                                text.push_str(&format!("written: {}\n", path.display()));
+                            }
+                            Ok(text)
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
                 Err(error) => Err(error),
             }
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use coffer_stack::{Addresses, Certificates, Databases, Stack};
 use coffer_transport::TlsMaterial;
+use secrecy::SecretString;
 
 use crate::layout::{self, Layout};
 
@@ -24,6 +25,9 @@ pub struct Options {
     pub shutdown_grace_period: Duration,
     /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).
     pub record_cache_ttl: Option<Duration>,
+    /// One PostgreSQL database for the three services (each in its own schema) instead of
+    /// the SQLite files in the data directory.
+    pub database_url: Option<SecretString>,
 }
 
 /// A running dev stack.
@@ -55,11 +59,18 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         auth_service: TlsMaterial::load(&layout.auth_service)?,
         credential_service: TlsMaterial::load(&layout.credential_service)?,
     };
-    let databases = Databases::sqlite_files(
-        &layout.key_service_db,
-        &layout.auth_service_db,
-        &layout.credential_service_db,
-    );
+    let databases = match &options.database_url {
+        Some(url) => Databases {
+            key_service: url.clone(),
+            auth_service: url.clone(),
+            credential_service: url.clone(),
+        },
+        None => Databases::sqlite_files(
+            &layout.key_service_db,
+            &layout.auth_service_db,
+            &layout.credential_service_db,
+        ),
+    };
     let record_cache_ttl = options.record_cache_ttl;
     let stack = Stack::builder(prepared.keyring, certificates)
         .databases(databases)

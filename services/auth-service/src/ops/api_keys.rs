@@ -7,8 +7,9 @@
 //! costs; a failure counts against the source, never against the key) -> revocation, expiry
 //! and the owner's current scopes.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use coffer_authn::{Principal, Scope, Scopes};
@@ -87,9 +88,46 @@ pub(crate) struct NewApiKey {
 }
 
 /// Verified keys, by SHA-256 of the whole key, for a short time.
+///
+/// Concurrent verifications of one key run bcrypt once: the first takes the key's turn
+/// ([`KeyCache::turn`]) and the others wait for it, then find its answer cached. Without this,
+/// a burst of calls with a key whose entry just expired would each start a quarter-second
+/// bcrypt check, fill the bounded pool and be shed (RESOURCE_EXHAUSTED).
 pub(crate) struct KeyCache {
     entries: Mutex<LruCache<[u8; 32], (VerifiedKey, Instant)>>,
     ttl: Duration,
+    /// One lock per key being verified now (removed by the last holder).
+    turns: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The right to verify one key while other callers with the same key wait (see
+/// [`KeyCache::turn`]).
+pub(crate) struct Turn<'a> {
+    cache: &'a KeyCache,
+    digest: [u8; 32],
+    lock: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        // Let the next waiter in first (it holds its own clone of the lock).
+        drop(self.held.take());
+        let mut turns = self
+            .cache
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only the map and this turn hold it: no one else is waiting, so forget it. Checked
+        // under the map lock, which every new waiter takes to clone it.
+        if Arc::strong_count(&self.lock) == 2
+            && turns
+                .get(&self.digest)
+                .is_some_and(|lock| Arc::ptr_eq(lock, &self.lock))
+        {
+            turns.remove(&self.digest);
+        }
+    }
 }
 
 impl KeyCache {
@@ -98,7 +136,29 @@ impl KeyCache {
         Self {
             entries: Mutex::new(LruCache::new(capacity)),
             ttl,
+            turns: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Waits until no other call is verifying the key of `digest`, and holds that turn until
+    /// dropped.
+    pub(crate) async fn turn(&self, digest: [u8; 32]) -> Turn<'_> {
+        let lock = Arc::clone(
+            self.turns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(digest)
+                .or_default(),
+        );
+        // Made before waiting, so a caller that gives up while waiting still cleans up.
+        let mut turn = Turn {
+            cache: self,
+            digest,
+            lock,
+            held: None,
+        };
+        turn.held = Some(Arc::clone(&turn.lock).lock_owned().await);
+        turn
     }
 
     fn get(&self, digest: &[u8; 32]) -> Option<VerifiedKey> {
@@ -373,9 +433,19 @@ impl Auth {
             .map_err(|_| Error::unauthenticated("malformed API key"))?;
         let digest: [u8; 32] = Sha256::digest(key.expose_secret().as_bytes()).into();
         // A cached verification never outlives the key's expiry on the service's clock.
-        if let Some(hit) = self.api_key_cache.get(&digest)
-            && hit.expire_time.is_none_or(|expiry| expiry > self.now())
-        {
+        let cached = || {
+            self.api_key_cache
+                .get(&digest)
+                .filter(|hit| hit.expire_time.is_none_or(|expiry| expiry > self.now()))
+        };
+        if let Some(hit) = cached() {
+            return Ok(hit);
+        }
+        // One bcrypt check per key at a time: a concurrent caller with the same key waits for
+        // this one and then finds its answer in the cache (a failure is not cached, so each
+        // waiter then checks in turn, one at a time).
+        let _turn = self.api_key_cache.turn(digest).await;
+        if let Some(hit) = cached() {
             return Ok(hit);
         }
         let checked = self.now();

@@ -1,0 +1,388 @@
+//! The rows Coffer's services contribute. Each suite prepares what its rows need (a key, an
+//! API key, a credential) through the real RPCs and returns its rows; a new service (the
+//! gateway, the OAuth token endpoint) adds a suite to [`SUITES`] and nothing else.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::Context as _;
+use coffer_proto::pb;
+use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use coffer_proto::pb::credential_service_client::CredentialServiceClient;
+use coffer_proto::pb::key_service_client::KeyServiceClient;
+use secrecy::{ExposeSecret as _, SecretString};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use super::crypto;
+use super::measure::{Caller, Row, Step};
+use super::stack::Stack;
+use crate::layout::{ADMIN_PRINCIPAL, BOOTSTRAP_TENANT};
+
+/// What the suites share: the stack's connections (as the operator), the bootstrap admin's
+/// API key, and how many single-use API keys the uncached row may consume.
+pub struct Context {
+    /// key-service connections.
+    pub key_service: Vec<Channel>,
+    /// auth-service connections.
+    pub auth_service: Vec<Channel>,
+    /// credential-service connections.
+    pub credential_service: Vec<Channel>,
+    /// The bootstrap admin's API key (tenant `default`).
+    pub admin_key: SecretString,
+    /// Fresh API keys to create for the uncached VerifyApiKey row (each is verified once).
+    pub uncached_keys: usize,
+}
+
+impl Context {
+    /// Connects `connections` times to each service of `stack`.
+    ///
+    /// # Errors
+    /// If a connection fails or the admin key file cannot be read.
+    pub async fn connect(
+        stack: &Stack,
+        connections: usize,
+        uncached_keys: usize,
+    ) -> anyhow::Result<Self> {
+        let key_file = crate::admin::admin_key_file(&stack.data_dir);
+        let admin_key = std::fs::read_to_string(&key_file)
+            .with_context(|| format!("reading {}", key_file.display()))?;
+        Ok(Self {
+            key_service: stack.channels(stack.key_service, connections).await?,
+            auth_service: stack.channels(stack.auth_service, connections).await?,
+            credential_service: stack
+                .channels(stack.credential_service, connections)
+                .await?,
+            admin_key: SecretString::from(admin_key.trim().to_owned()),
+            uncached_keys,
+        })
+    }
+
+    fn clients<C>(channels: &[Channel], new: impl Fn(Channel) -> C) -> Vec<C> {
+        channels.iter().cloned().map(new).collect()
+    }
+}
+
+type Rows<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Vec<Row>>> + Send + 'a>>;
+/// A suite: prepares its state and returns its rows.
+pub type Suite = for<'a> fn(&'a Context, &'a Payloads) -> Rows<'a>;
+
+/// The payload sizes of the key-service rows.
+#[derive(Debug, Clone)]
+pub struct Payloads {
+    /// The small one (32 B by default).
+    pub small: usize,
+    /// The large one (4 KiB by default).
+    pub large: usize,
+}
+
+/// Every suite, baseline first.
+pub const SUITES: &[Suite] = &[
+    |cx, _| Box::pin(baseline(cx)),
+    |cx, p| Box::pin(key_service(cx, p)),
+    |cx, _| Box::pin(auth_service(cx)),
+    |cx, _| Box::pin(credential_service(cx)),
+];
+
+/// The uncached VerifyApiKey row runs at least this long (a bcrypt check takes about a
+/// quarter second).
+pub const UNCACHED_AT_LEAST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a worker waits after auth-service shed a bcrypt check, and how often it retries.
+const SHED_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+const MAX_SHED_RETRIES: usize = 4000;
+
+/// The group and name of the no-op row every other is compared with.
+pub const BASELINE: (&str, &str) = ("baseline", "Health/Check (no-op RPC)");
+
+/// `grpc.health.v1.Health/Check` on key-service: mTLS, HTTP/2 and protobuf, but no
+/// authorization, database or cryptography.
+async fn baseline(cx: &Context) -> anyhow::Result<Vec<Row>> {
+    let health = Context::clients(&cx.key_service, HealthClient::new);
+    Ok(vec![Row::grpc(
+        BASELINE.0,
+        BASELINE.1,
+        health,
+        |mut client| async move {
+            client
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(drop)
+        },
+    )])
+}
+
+async fn key_service(cx: &Context, payloads: &Payloads) -> anyhow::Result<Vec<Row>> {
+    const GROUP: &str = "key-service";
+    const BATCH: usize = 100;
+    let clients = Context::clients(&cx.key_service, KeyServiceClient::new);
+    let mut kms = clients[0].clone();
+    let key_id = format!("bench{}", std::process::id());
+    let name = format!("tenants/bench/keys/{key_id}");
+    match kms
+        .create_key(pb::CreateKeyRequest {
+            parent: "tenants/bench".into(),
+            key_id,
+            key: None,
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+        Err(status) => return Err(status).context("creating the bench key"),
+    }
+    let encrypt = |plaintext: Vec<u8>| pb::EncryptRequest {
+        name: name.clone(),
+        plaintext,
+        ..Default::default()
+    };
+    let mut rows = Vec::new();
+    for size in [payloads.small, payloads.large] {
+        let request = encrypt(vec![0x5a; size]);
+        rows.push(
+            Row::grpc(
+                GROUP,
+                format!("Encrypt {}", crypto::size(size)),
+                clients.clone(),
+                move |mut c| {
+                    let request = request.clone();
+                    async move { c.encrypt(request).await.map(drop) }
+                },
+            )
+            .crypto(crypto::seal(size)),
+        );
+    }
+    let ciphertext = kms
+        .encrypt(encrypt(vec![0x5a; payloads.small]))
+        .await
+        .context("the first Encrypt")?
+        .into_inner()
+        .ciphertext;
+    let decrypt = pb::DecryptRequest {
+        name: name.clone(),
+        input: Some(pb::decrypt_request::Input::Ciphertext(ciphertext.clone())),
+        ..Default::default()
+    };
+    rows.push(
+        Row::grpc(
+            GROUP,
+            format!("Decrypt {}", crypto::size(payloads.small)),
+            clients.clone(),
+            move |mut c| {
+                let request = decrypt.clone();
+                async move { c.decrypt(request).await.map(drop) }
+            },
+        )
+        .crypto(crypto::open(payloads.small)),
+    );
+    let generate = pb::GenerateDataKeyRequest {
+        name: name.clone(),
+        ..Default::default()
+    };
+    rows.push(
+        Row::grpc(GROUP, "GenerateDataKey", clients.clone(), move |mut c| {
+            let request = generate.clone();
+            async move { c.generate_data_key(request).await.map(drop) }
+        })
+        .crypto(crypto::seal(32)),
+    );
+    let batch = pb::BatchDecryptRequest {
+        name,
+        items: vec![
+            pb::BatchItem {
+                ciphertext,
+                encryption_context: HashMap::new(),
+            };
+            BATCH
+        ],
+    };
+    rows.push(Row::grpc(
+        GROUP,
+        format!("BatchDecrypt {BATCH} x {}", crypto::size(payloads.small)),
+        clients,
+        move |mut c| {
+            let request = batch.clone();
+            async move { c.batch_decrypt(request).await.map(drop) }
+        },
+    ));
+    Ok(rows)
+}
+
+async fn auth_service(cx: &Context) -> anyhow::Result<Vec<Row>> {
+    const GROUP: &str = "auth-service";
+    let clients = Context::clients(&cx.auth_service, AuthServiceClient::new);
+    let admin_key = cx.admin_key.expose_secret().to_owned();
+    let verify = pb::VerifyApiKeyRequest {
+        key: admin_key.clone(),
+        client: String::new(),
+    };
+    let cached = Row::grpc(
+        GROUP,
+        "VerifyApiKey (cached)",
+        clients.clone(),
+        move |mut c| {
+            let request = verify.clone();
+            async move { c.verify_api_key(request).await.map(drop) }
+        },
+    );
+
+    // Every uncached verification needs a key never verified before: made now (each costs a
+    // bcrypt hash), used once each, shared by the workers until they run out. Each worker
+    // verifies for a client of its own (as a gateway does for many), and auth-service's bcrypt
+    // pool sheds what it cannot run at once (RESOURCE_EXHAUSTED): the worker retries after
+    // a short pause, as a client would, and the latency counts the wait.
+    let fresh = create_api_keys(&clients[0], cx.uncached_keys).await?;
+    let fresh = Arc::new(Mutex::new(fresh));
+    let shared = Arc::new(clients.clone());
+    let uncached = Row::new(GROUP, "VerifyApiKey (uncached: bcrypt)", move |worker| {
+        let (fresh, client) = (Arc::clone(&fresh), shared[worker % shared.len()].clone());
+        async move {
+            let caller: Caller = Box::new(move || {
+                let next = fresh.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                let mut client = client.clone();
+                Box::pin(async move {
+                    let Some(key) = next else {
+                        return Ok(Step::Exhausted);
+                    };
+                    let request = pb::VerifyApiKeyRequest {
+                        key: key.expose_secret().to_owned(),
+                        client: format!("coffer-bench/worker-{worker}"),
+                    };
+                    for _ in 0..MAX_SHED_RETRIES {
+                        match client.verify_api_key(request.clone()).await {
+                            Ok(_) => return Ok(Step::Done),
+                            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                                tokio::time::sleep(SHED_PAUSE).await;
+                            }
+                            Err(status) => return Err(status.into()),
+                        }
+                    }
+                    anyhow::bail!("auth-service shed every retry of an uncached VerifyApiKey")
+                })
+            });
+            Ok(caller)
+        }
+    })
+    .crypto(crypto::bcrypt_verify())
+    .at_least(UNCACHED_AT_LEAST);
+
+    let exchange = pb::ExchangeApiKeyRequest { key: admin_key };
+    let exchanged = Row::grpc(GROUP, "ExchangeApiKey (RSA sign)", clients, move |mut c| {
+        let request = exchange.clone();
+        async move { c.exchange_api_key(request).await.map(drop) }
+    })
+    .crypto(crypto::RSA_SIGN);
+    Ok(vec![cached, uncached, exchanged])
+}
+
+/// `count` new API keys of the bootstrap admin, one at a time (auth-service lets one client
+/// run only a share of its bcrypt pool).
+async fn create_api_keys(
+    client: &AuthServiceClient<Channel>,
+    count: usize,
+) -> anyhow::Result<Vec<SecretString>> {
+    let mut client = client.clone();
+    let mut keys = Vec::with_capacity(count);
+    for _ in 0..count {
+        let created = client
+            .create_api_key(pb::CreateApiKeyRequest {
+                parent: format!("tenants/{BOOTSTRAP_TENANT}"),
+                principal: format!("tenants/{BOOTSTRAP_TENANT}/principals/{ADMIN_PRINCIPAL}"),
+                display_name: "coffer bench (uncached VerifyApiKey)".into(),
+                scopes: Vec::new(),
+                ttl: None,
+            })
+            .await
+            .context("creating API keys for the uncached VerifyApiKey row")?;
+        keys.push(SecretString::from(created.into_inner().key));
+    }
+    Ok(keys)
+}
+
+async fn credential_service(cx: &Context) -> anyhow::Result<Vec<Row>> {
+    const GROUP: &str = "credential-service";
+    let mut auth = AuthServiceClient::new(cx.auth_service[0].clone());
+    let token = auth
+        .exchange_api_key(pb::ExchangeApiKeyRequest {
+            key: cx.admin_key.expose_secret().to_owned(),
+        })
+        .await
+        .context("exchanging the admin key for a token")?
+        .into_inner()
+        .access_token;
+    let bearer = Bearer(
+        format!("Bearer {token}")
+            .parse()
+            .context("a token as metadata")?,
+    );
+    let clients = Context::clients(&cx.credential_service, CredentialServiceClient::new);
+    let credential = clients[0]
+        .clone()
+        .create_credential(bearer.request(pb::CreateCredentialRequest {
+            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
+            server_id: format!("bench{}", std::process::id()),
+            template_id: "bench".into(),
+            server_name: "coffer bench".into(),
+            env: HashMap::from([("API_KEY".to_owned(), "sk-bench-0123456789abcdef".to_owned())]),
+            ..Default::default()
+        }))
+        .await
+        .context("creating the bench credential")?
+        .into_inner();
+    let name = credential.name;
+    let get = {
+        let (name, bearer) = (name.clone(), bearer.clone());
+        Row::grpc(
+            GROUP,
+            "GetCredential (masked)",
+            clients.clone(),
+            move |mut c| {
+                let request = bearer.request(pb::GetCredentialRequest { name: name.clone() });
+                async move { c.get_credential(request).await.map(drop) }
+            },
+        )
+    };
+    let reveal = {
+        let (name, bearer) = (name.clone(), bearer.clone());
+        Row::grpc(
+            GROUP,
+            "RevealCredential (audited)",
+            clients.clone(),
+            move |mut c| {
+                let request = bearer.request(pb::RevealCredentialRequest { name: name.clone() });
+                async move { c.reveal_credential(request).await.map(drop) }
+            },
+        )
+    };
+    let hydrate = Row::grpc(GROUP, "HydrateConfig (audited)", clients, move |mut c| {
+        let request = bearer.request(pb::HydrateConfigRequest {
+            name: name.clone(),
+            base_config: r#"{"mcpServers":{"bench":{"command":"bench"}}}"#.into(),
+            paths: HashMap::from([(
+                "/mcpServers/bench/env/API_KEY".to_owned(),
+                "API_KEY".to_owned(),
+            )]),
+        });
+        async move { c.hydrate_config(request).await.map(drop) }
+    });
+    Ok(vec![get, reveal, hydrate])
+}
+
+/// An `authorization` header for every request of a row.
+#[derive(Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        request
+    }
+}
