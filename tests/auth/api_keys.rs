@@ -458,7 +458,11 @@ async fn a_burst_with_one_uncached_key_runs_bcrypt_once_and_sheds_nothing() {
         wrong.spawn(async move { verify(&mut client, &guess).await });
     }
     while let Some(outcome) = wrong.join_next().await {
-        assert_status(outcome.unwrap(), Code::Unauthenticated, "invalid credentials");
+        assert_status(
+            outcome.unwrap(),
+            Code::Unauthenticated,
+            "invalid credentials",
+        );
     }
     stack.shutdown().await;
 }

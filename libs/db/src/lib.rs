@@ -154,8 +154,13 @@ impl Config {
 /// pool is shared). Every service's store holds one.
 #[derive(Debug, Clone)]
 pub struct Database {
-    /// The connection pool.
+    /// The connection pool: every write and every transaction.
     pub pool: AnyPool,
+    /// Single reads outside a transaction, on the hot paths. On a SQLite file, a pool of its
+    /// own ([`SQLITE_READERS`] connections, `query_only`, so a write through it fails): WAL
+    /// lets readers run beside the one writer, and they see every committed write. Elsewhere
+    /// (PostgreSQL, an in-memory SQLite database) a handle on `pool`.
+    pub reads: AnyPool,
     /// SQLite or PostgreSQL, for the few statements that differ (e.g. `pg_notify`).
     pub backend: Backend,
 }
@@ -185,6 +190,7 @@ impl Database {
 
     /// Closes the pool, waiting for connections to be returned (at shutdown).
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 }
@@ -267,7 +273,50 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
         Backend::Postgres => migrations.postgres,
     };
     migrator.run(&pool).await.map_err(Error::Migrate)?;
-    Ok(Database { pool, backend })
+    let reads = match backend {
+        Backend::Sqlite if !is_in_memory(url) => sqlite_readers(url).await?,
+        _ => pool.clone(),
+    };
+    Ok(Database {
+        pool,
+        reads,
+        backend,
+    })
+}
+
+/// Connections of a SQLite file's read pool (see [`Database::reads`]).
+pub const SQLITE_READERS: u32 = 4;
+
+/// An in-memory SQLite database exists once per connection: it cannot have readers apart.
+fn is_in_memory(url: &SecretString) -> bool {
+    let url = url.expose_secret();
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// The read pool of a SQLite file whose writer pool has run the migrations (so the file and
+/// its WAL mode exist).
+async fn sqlite_readers(url: &SecretString) -> Result<AnyPool, Error> {
+    AnyPoolOptions::new()
+        .max_connections(SQLITE_READERS)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                for pragma in [
+                    "PRAGMA busy_timeout = 5000",
+                    "PRAGMA foreign_keys = ON",
+                    "PRAGMA query_only = ON",
+                ] {
+                    conn.execute(pragma).await?;
+                }
+                Ok(())
+            })
+        })
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(connect_options(url)?)
+        .await
+        .map_err(|source| Error::Connect {
+            at: where_is(url),
+            source,
+        })
 }
 
 /// Where `url` points, without user, password or parameters: `host:port/database` for
@@ -449,6 +498,70 @@ mod tests {
             Some(Backend::Postgres)
         );
         assert_eq!(Backend::from_url("mysql://u@h/db"), None);
+    }
+
+    static NO_MIGRATIONS: Migrator = Migrator::DEFAULT;
+
+    fn migrations() -> Migrations {
+        Migrations {
+            sqlite: &NO_MIGRATIONS,
+            postgres: &NO_MIGRATIONS,
+            schema: "coffer_test",
+            table: "t",
+        }
+    }
+
+    /// A SQLite file's read pool sees every committed write at once and refuses to write.
+    #[tokio::test]
+    async fn sqlite_readers_see_commits_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let config = Config {
+            url: SecretString::from(url),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            schema: None,
+        };
+        let db = connect(&config, &migrations()).await.unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        for v in 1..=3_i64 {
+            sqlx::query("INSERT INTO t (v) VALUES ($1)")
+                .bind(v)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+                .fetch_one(&db.reads)
+                .await
+                .unwrap();
+            assert_eq!(seen, v, "a reader missed a committed write");
+        }
+        let write = sqlx::query("INSERT INTO t (v) VALUES (9)")
+            .execute(&db.reads)
+            .await;
+        assert!(write.is_err(), "a write went through the read pool");
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_reads_through_its_one_pool() {
+        let config = Config {
+            url: SecretString::from("sqlite::memory:"),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            schema: None,
+        };
+        let db = connect(&config, &migrations()).await.unwrap();
+        sqlx::query("CREATE TABLE t (v INTEGER)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&db.reads)
+            .await
+            .unwrap();
+        assert_eq!(seen, 0, "the table exists for the readers too");
     }
 
     #[test]

@@ -99,6 +99,10 @@ enum Command {
         /// Leave OpenBao out.
         #[arg(long, conflicts_with = "bao")]
         no_openbao: bool,
+        /// Only the rows whose `group: name` contains this (repeatable; the no-op row always
+        /// runs), e.g. `--only GetCredential` to profile one path.
+        #[arg(long)]
+        only: Vec<String>,
         /// Also write JSON, Markdown and SVG into this directory (the README's are in
         /// `services/coffer/bench/results`).
         #[arg(long)]
@@ -260,6 +264,7 @@ async fn main() -> ExitCode {
             credential_addr,
             bao,
             no_openbao,
+            only,
             out,
         } => {
             let options = bench::Options {
@@ -288,6 +293,7 @@ async fn main() -> ExitCode {
                 }),
                 bao,
                 no_openbao,
+                only,
             };
             match bench::run(options).await {
                 Ok(results) => {

@@ -132,7 +132,7 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
     for name in [
         "AES-256-GCM seal 32 B",
         "RSA-2048 verify",
-        "JWT verify (libs/authn)",
+        "JWT verify, first use (libs/authn)",
         "bcrypt verify, cost 12",
     ] {
         assert!(crypto.contains(&name), "{name} in {crypto:?}");

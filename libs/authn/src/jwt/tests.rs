@@ -252,3 +252,67 @@ fn oversized_tokens_are_refused_before_parsing() {
     let token = forge(&KEY, &header(), &huge);
     assert_eq!(reason_for(&token), Reason::TooLarge);
 }
+
+/// A remembered token skips only the signature work: its times are checked on every use, and
+/// any other bytes (a changed signature, a changed claim) are verified in full.
+#[test]
+fn remembered_tokens_are_still_checked_against_the_clock_and_nothing_else_is_remembered() {
+    let verifier = verifier();
+    let token = KEY
+        .sign(&serde_json::from_value(claims()).unwrap())
+        .unwrap();
+    assert!(verifier.verify(&token).is_ok());
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    assert!(
+        verifier.verified.lock().unwrap().contains(&digest),
+        "remembered"
+    );
+
+    // The same bytes, now past their expiry beyond the leeway: refused from the cache.
+    verifier
+        .verified
+        .lock()
+        .unwrap()
+        .get_mut(&digest)
+        .unwrap()
+        .claims
+        .exp = now() - 6;
+    assert_eq!(
+        verifier.verify(&token).unwrap_err(),
+        Error::Invalid(Reason::Expired)
+    );
+    verifier
+        .verified
+        .lock()
+        .unwrap()
+        .get_mut(&digest)
+        .unwrap()
+        .claims
+        .exp = now() - 4;
+    assert!(verifier.verify(&token).is_ok(), "within the 5 s leeway");
+    verifier
+        .verified
+        .lock()
+        .unwrap()
+        .get_mut(&digest)
+        .unwrap()
+        .claims
+        .nbf = now() + 6;
+    assert_eq!(
+        verifier.verify(&token).unwrap_err(),
+        Error::Invalid(Reason::NotYetValid)
+    );
+
+    // A cached token's signature swapped for another key's is other bytes: verified, refused.
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let other = forge(&OTHER_KEY, &header(), &claims());
+    let (_, other_signature) = other.rsplit_once('.').unwrap();
+    assert_eq!(
+        verifier
+            .verify(&format!("{signed}.{other_signature}"))
+            .unwrap_err(),
+        Error::Invalid(Reason::Signature)
+    );
+    // Refusals are never remembered.
+    assert_eq!(verifier.verified.lock().unwrap().len(), 1);
+}

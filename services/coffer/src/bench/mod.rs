@@ -49,6 +49,20 @@ pub struct Options {
     pub bao: Option<PathBuf>,
     /// Leave OpenBao out.
     pub no_openbao: bool,
+    /// Only the rows whose `group: name` contains one of these (and the no-op row); all if
+    /// empty. For profiling one path.
+    pub only: Vec<String>,
+}
+
+impl Options {
+    fn wanted(&self, row: &measure::Row) -> bool {
+        (row.group, row.name.as_str()) == rows::BASELINE
+            || self.wanted_label(&format!("{}: {}", row.group, row.name))
+    }
+
+    fn wanted_label(&self, label: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|part| label.contains(part.as_str()))
+    }
 }
 
 /// A `coffer up` started apart.
@@ -120,7 +134,11 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
         &[options.payloads.small, options.payloads.large],
         options.duration / 2,
     )?;
-    let uncached_keys = uncached_key_budget(&options, &crypto, cores);
+    let uncached_keys = if options.wanted_label(rows::UNCACHED_LABEL) {
+        uncached_key_budget(&options, &crypto, cores)
+    } else {
+        0
+    };
 
     let mut runs = Vec::new();
     match &options.target {
@@ -154,7 +172,10 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
                 eprintln!("measuring {}...", server.group);
                 let rows = server.rows(options.payloads.small).await;
                 let measured = match rows {
-                    Ok(rows) => drive_all(&rows, &options).await,
+                    Ok(rows) => {
+                        let rows: Vec<_> = rows.into_iter().filter(|r| options.wanted(r)).collect();
+                        drive_all(&rows, &options).await
+                    }
                     Err(error) => Err(error),
                 };
                 if let Ok(server) = Arc::try_unwrap(server) {
@@ -190,7 +211,12 @@ async fn measure_stack(
     let context = rows::Context::connect(stack, options.connections, uncached_keys).await?;
     let mut rows = Vec::new();
     for suite in rows::SUITES {
-        rows.extend(suite(&context, &options.payloads).await?);
+        rows.extend(
+            suite(&context, &options.payloads)
+                .await?
+                .into_iter()
+                .filter(|row| options.wanted(row)),
+        );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = stack.memory();

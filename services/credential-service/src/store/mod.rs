@@ -144,7 +144,7 @@ impl Store {
         ))
         .bind(tenant)
         .bind(id)
-        .fetch_optional(&self.db.pool)
+        .fetch_optional(&self.db.reads)
         .await?;
         row.as_ref().map(credential_row).transpose()
     }
