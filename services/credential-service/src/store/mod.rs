@@ -6,9 +6,12 @@
 mod audit;
 mod sweeps;
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use coffer_crypto::AuditKey;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
+use tokio::sync::oneshot::error::TryRecvError;
 
 pub(crate) use audit::{AuditEvent, AuditHead, KEYED, NewAuditEvent};
 pub(crate) use sweeps::SweepRow;
@@ -70,6 +73,75 @@ pub(crate) struct CredentialRow {
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     db: coffer_db::Database,
+    audits: Arc<AuditQueue>,
+}
+
+/// At most this many standalone audit events are committed in one transaction.
+const AUDIT_BATCH: usize = 128;
+
+/// Standalone audit events (reveals, hydrations, denials) waiting for a group commit (see
+/// [`Store::audit`]), and the turn to write the next group.
+#[derive(Default)]
+struct AuditQueue {
+    waiting: Mutex<Vec<Queued>>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AuditQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("AuditQueue")
+            .field("waiting", &waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One waiting event, and how its caller learns that it committed.
+struct Queued {
+    key: Arc<AuditKey>,
+    event: OwnedAuditEvent,
+    committed: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// A [`NewAuditEvent`] that can wait in the queue.
+struct OwnedAuditEvent {
+    tenant: String,
+    actor: String,
+    action: String,
+    credential: String,
+    outcome: String,
+    request_id: String,
+    time: i64,
+}
+
+impl OwnedAuditEvent {
+    fn new(event: &NewAuditEvent<'_>) -> Self {
+        Self {
+            tenant: event.tenant.to_owned(),
+            actor: event.actor.to_owned(),
+            action: event.action.to_owned(),
+            credential: event.credential.to_owned(),
+            outcome: event.outcome.to_owned(),
+            request_id: event.request_id.to_owned(),
+            time: event.time,
+        }
+    }
+
+    fn borrowed(&self) -> NewAuditEvent<'_> {
+        NewAuditEvent {
+            tenant: &self.tenant,
+            actor: &self.actor,
+            action: &self.action,
+            credential: &self.credential,
+            outcome: &self.outcome,
+            request_id: &self.request_id,
+            time: self.time,
+        }
+    }
 }
 
 impl Store {
@@ -80,6 +152,7 @@ impl Store {
     pub(crate) async fn connect(database: &coffer_db::Config) -> Result<Self> {
         Ok(Self {
             db: coffer_db::connect(database, &MIGRATIONS).await?,
+            audits: Arc::new(AuditQueue::default()),
         })
     }
 
@@ -238,14 +311,51 @@ impl Store {
         .await
     }
 
-    /// Appends an audit event on its own (reveals, denials, failed decryptions).
+    /// Appends an audit event on its own (reveals, denials, failed decryptions) and returns
+    /// once it is committed.
+    ///
+    /// Concurrent calls share commits: each queues its event, and whoever holds the writer's
+    /// turn commits everything queued (up to [`AUDIT_BATCH`]) in one transaction, on a task of
+    /// its own so that a caller who goes away does not abandon the others. Should a group
+    /// fail, each of its callers appends its event alone, so every caller sees its own
+    /// failure (and a bad event cannot sink the others').
     ///
     /// # Errors
     /// [`Error::Database`]: the caller must then refuse the operation.
-    pub(crate) async fn audit(&self, key: &AuditKey, event: &NewAuditEvent<'_>) -> Result<()> {
+    pub(crate) async fn audit(&self, key: &Arc<AuditKey>, event: &NewAuditEvent<'_>) -> Result<()> {
+        let (committed, mut outcome) = tokio::sync::oneshot::channel();
+        self.queue().push(Queued {
+            key: Arc::clone(key),
+            event: OwnedAuditEvent::new(event),
+            committed,
+        });
+        loop {
+            let turn = self.audits.writer.lock().await;
+            match outcome.try_recv() {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(TryRecvError::Closed) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            let group: Vec<Queued> = {
+                let mut waiting = self.queue();
+                let count = waiting.len().min(AUDIT_BATCH);
+                waiting.drain(..count).collect()
+            };
+            let (pool, backend) = (self.db.pool.clone(), self.db.backend);
+            // A panicked writer dropped its senders: those callers append alone below.
+            let _ = tokio::spawn(commit_group(pool, backend, group)).await;
+            drop(turn);
+        }
         self.audited(key, event, |_| Box::pin(async { Ok(true) }))
             .await
             .map(drop)
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        self.audits
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `change` and, if it changed something, appends `event`, in one transaction, so no
@@ -362,6 +472,56 @@ impl Store {
     ) -> Result<Vec<AuditEvent>> {
         audit::events(&self.db.pool, tenant, after_sequence, limit).await
     }
+}
+
+/// Commits `group` in one transaction and tells each caller whether it did.
+async fn commit_group(pool: sqlx::AnyPool, backend: coffer_db::Backend, group: Vec<Queued>) {
+    let mut committed = false;
+    for attempt in 1..=AUDIT_ATTEMPTS {
+        match append_group(&pool, backend, &group).await {
+            Ok(()) => {
+                committed = true;
+                break;
+            }
+            Err(Error::Database(ref cause))
+                if coffer_db::is_unique_violation(cause) && attempt < AUDIT_ATTEMPTS => {}
+            Err(error) => {
+                tracing::debug!(
+                    events = group.len(),
+                    error = %coffer_telemetry::error_chain(&error),
+                    "an audit group did not commit; its events are appended one by one"
+                );
+                break;
+            }
+        }
+    }
+    for queued in group {
+        let _ = queued.committed.send(committed);
+    }
+}
+
+async fn append_group(
+    pool: &sqlx::AnyPool,
+    backend: coffer_db::Backend,
+    group: &[Queued],
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    if backend == coffer_db::Backend::Postgres {
+        // The tenants' append locks, in one order, so two replicas' groups never deadlock.
+        let tenants: std::collections::BTreeSet<&str> =
+            group.iter().map(|q| q.event.tenant.as_str()).collect();
+        for tenant in tenants {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    for queued in group {
+        audit::append(&mut tx, &queued.key, &queued.event.borrowed()).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The credential columns [`credential_row`] reads (by name).
