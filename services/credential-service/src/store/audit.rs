@@ -157,50 +157,68 @@ pub(super) async fn append(
     key: &AuditKey,
     event: &NewAuditEvent<'_>,
 ) -> Result<()> {
+    append_run(tx, key, event.tenant, std::slice::from_ref(event)).await
+}
+
+/// Appends `events`, all of `tenant`, in order, as [`append`] would one by one, but reading
+/// the chain's end once and moving its head once.
+pub(super) async fn append_run(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &AuditKey,
+    tenant: &str,
+    events: &[NewAuditEvent<'_>],
+) -> Result<()> {
+    let Some(last_event) = events.last() else {
+        return Ok(());
+    };
     let last = sqlx::query(
         "SELECT sequence, hash FROM cred_audit_events WHERE tenant = $1 ORDER BY sequence DESC LIMIT 1",
     )
-    .bind(event.tenant)
+    .bind(tenant)
     .fetch_optional(&mut **tx)
     .await?;
-    let (previous_sequence, previous_hash) = match last {
+    let (mut sequence, mut previous_hash) = match last {
         Some(row) => (
             row.try_get::<i64, _>("sequence")?,
             row.try_get::<String, _>("hash")?,
         ),
         None => (0, GENESIS.to_owned()),
     };
-    let sequence = previous_sequence + 1;
-    let link = keyed_link(key, &previous_hash, sequence, event);
-    sqlx::query(
-        "INSERT INTO cred_audit_events (tenant, sequence, time, actor, action, credential, \
-         outcome, request_id, previous_hash, hash, mac_version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(event.tenant)
-    .bind(sequence)
-    .bind(event.time)
-    .bind(event.actor)
-    .bind(event.action)
-    .bind(event.credential)
-    .bind(event.outcome)
-    .bind(event.request_id)
-    .bind(&previous_hash)
-    .bind(&link)
-    .bind(KEYED)
-    .execute(&mut **tx)
-    .await?;
-    let mac = audit::head_mac(key, event.tenant, sequence, &link);
+    for event in events {
+        debug_assert_eq!(event.tenant, tenant);
+        sequence += 1;
+        let link = keyed_link(key, &previous_hash, sequence, event);
+        sqlx::query(
+            "INSERT INTO cred_audit_events (tenant, sequence, time, actor, action, credential, \
+             outcome, request_id, previous_hash, hash, mac_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(tenant)
+        .bind(sequence)
+        .bind(event.time)
+        .bind(event.actor)
+        .bind(event.action)
+        .bind(event.credential)
+        .bind(event.outcome)
+        .bind(event.request_id)
+        .bind(&previous_hash)
+        .bind(&link)
+        .bind(KEYED)
+        .execute(&mut **tx)
+        .await?;
+        previous_hash = link;
+    }
+    let mac = audit::head_mac(key, tenant, sequence, &previous_hash);
     sqlx::query(
         "INSERT INTO cred_audit_heads (tenant, sequence, link, mac, update_time) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET \
          sequence = $2, link = $3, mac = $4, update_time = $5",
     )
-    .bind(event.tenant)
+    .bind(tenant)
     .bind(sequence)
-    .bind(&link)
+    .bind(&previous_hash)
     .bind(&mac)
-    .bind(event.time)
+    .bind(last_event.time)
     .execute(&mut **tx)
     .await?;
     Ok(())

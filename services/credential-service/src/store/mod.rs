@@ -505,23 +505,37 @@ async fn append_group(
     backend: coffer_db::Backend,
     group: &[Queued],
 ) -> Result<()> {
+    let tenants: std::collections::BTreeSet<&str> =
+        group.iter().map(|q| q.event.tenant.as_str()).collect();
     let mut tx = pool.begin().await?;
     if backend == coffer_db::Backend::Postgres {
         // The tenants' append locks, in one order, so two replicas' groups never deadlock.
-        let tenants: std::collections::BTreeSet<&str> =
-            group.iter().map(|q| q.event.tenant.as_str()).collect();
-        for tenant in tenants {
+        for tenant in &tenants {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(tenant)
+                .bind(*tenant)
                 .execute(&mut *tx)
                 .await?;
         }
     }
-    for queued in group {
-        audit::append(&mut tx, &queued.key, &queued.event.borrowed()).await?;
+    for tenant in tenants {
+        for (key, run) in runs(group, tenant) {
+            audit::append_run(&mut tx, key, tenant, &run).await?;
+        }
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// `tenant`'s events of `group` in the order they were queued, in runs under one chain key.
+fn runs<'a>(group: &'a [Queued], tenant: &str) -> Vec<(&'a AuditKey, Vec<NewAuditEvent<'a>>)> {
+    let mut runs: Vec<(&'a Arc<AuditKey>, Vec<NewAuditEvent<'a>>)> = Vec::new();
+    for queued in group.iter().filter(|q| q.event.tenant == tenant) {
+        match runs.last_mut() {
+            Some((key, run)) if Arc::ptr_eq(key, &queued.key) => run.push(queued.event.borrowed()),
+            _ => runs.push((&queued.key, vec![queued.event.borrowed()])),
+        }
+    }
+    runs.into_iter().map(|(key, run)| (&**key, run)).collect()
 }
 
 /// The credential columns [`credential_row`] reads (by name).
