@@ -52,6 +52,13 @@ pub struct Running {
 /// If the data directory cannot be prepared, an address cannot be bound, or a service fails
 /// to start.
 pub async fn start(options: &Options) -> anyhow::Result<Running> {
+    anyhow::ensure!(
+        options
+            .record_cache_ttl
+            .is_none_or(|ttl| ttl <= Duration::from_secs(1)),
+        "--record-cache-ttl is at most 1s: it is the bound on how long another replica's key \
+         change may go unseen"
+    );
     let prepared = layout::prepare(&options.data_dir)?;
     let layout = prepared.layout;
     let certificates = Certificates {

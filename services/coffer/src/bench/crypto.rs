@@ -39,7 +39,7 @@ pub fn bcrypt_verify() -> String {
 
 /// `32 B`, `4 KiB`.
 pub fn size(bytes: usize) -> String {
-    if bytes >= 1024 && bytes % 1024 == 0 {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} B")

@@ -75,8 +75,11 @@ impl Results {
                     if let Some(ratio) = Self::over_peer(run, peer) {
                         let _ = writeln!(
                             out,
-                            "Coffer ({}) {} with {} callers: {ratio:.2}x {}",
-                            run.backend, peer.name, peer.concurrency, peer.group
+                            "Coffer ({}) {} with {}: {ratio:.2}x {}",
+                            run.backend,
+                            peer.name,
+                            callers(peer.concurrency),
+                            peer.group
                         );
                     }
                 }
@@ -251,8 +254,11 @@ impl Results {
                     if let Some(r) = Self::over_peer(run, peer) {
                         let _ = writeln!(
                             out,
-                            "- {} {} with {} callers: {r:.2}x {}",
-                            run.backend, peer.name, peer.concurrency, peer.group
+                            "- {} {} with {}: {r:.2}x {}",
+                            run.backend,
+                            peer.name,
+                            callers(peer.concurrency),
+                            peer.group
                         );
                     }
                 }
@@ -295,9 +301,9 @@ impl Results {
         let levels = &self.options.concurrency;
         let bar = 9.0;
         let group_height = bar * levels.len() as f64 + 8.0;
-        let (label_width, panel, top) = (300.0, 330.0, 50.0);
+        let (label_width, panel, top) = (300.0, 300.0, 50.0);
         let height = top + group_height * operations.len() as f64 + 40.0;
-        let width = label_width + 2.0 * panel + 60.0;
+        let width = label_width + 2.0 * panel + 120.0;
         let colors = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756"];
         let mut svg = format!(
             r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">
@@ -317,9 +323,10 @@ impl Results {
             let x = width - 200.0 + 60.0 * i as f64;
             let _ = writeln!(
                 svg,
-                r#"<rect x="{x:.0}" y="30" width="10" height="10" fill="{}"/><text x="{:.0}" y="39">{c} callers</text>"#,
+                r#"<rect x="{x:.0}" y="30" width="10" height="10" fill="{}"/><text x="{:.0}" y="39">{}</text>"#,
                 colors[i % colors.len()],
-                x + 13.0
+                x + 13.0,
+                callers(*c)
             );
         }
         let max_rate = reports.iter().map(|r| r.throughput).fold(1.0, f64::max);
@@ -354,19 +361,25 @@ impl Results {
                 let y = y0 + bar * i as f64;
                 let color = colors[i % colors.len()];
                 let latency = r.p99.as_secs_f64() * 1e6;
+                let rate_width = scale(r.throughput, max_rate);
+                let latency_width = scale(latency, max_latency);
+                let latency_x = label_width + panel + 30.0;
                 let _ = writeln!(
                     svg,
-                    r#"<rect x="{label_width:.0}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{color}"><title>{:.0} calls/s</title></rect>"#,
-                    scale(r.throughput, max_rate),
+                    r#"<rect x="{label_width:.0}" y="{y:.1}" width="{rate_width:.1}" height="{:.1}" fill="{color}"><title>{:.0} calls/s</title></rect><text x="{:.1}" y="{:.1}" font-size="8">{:.0}</text>"#,
                     bar - 1.0,
+                    r.throughput,
+                    label_width + rate_width + 2.0,
+                    y + bar - 2.0,
                     r.throughput
                 );
                 let _ = writeln!(
                     svg,
-                    r#"<rect x="{:.0}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{color}"><title>p99 {}</title></rect>"#,
-                    label_width + panel + 30.0,
-                    scale(latency, max_latency),
+                    r#"<rect x="{latency_x:.0}" y="{y:.1}" width="{latency_width:.1}" height="{:.1}" fill="{color}"><title>p99 {}</title></rect><text x="{:.1}" y="{:.1}" font-size="8">{}</text>"#,
                     bar - 1.0,
+                    escape(&micros(r.p99)),
+                    latency_x + latency_width + 2.0,
+                    y + bar - 2.0,
                     escape(&micros(r.p99))
                 );
             }
@@ -423,6 +436,15 @@ fn table_row(r: &Report, noop: Option<f64>, crypto: Option<f64>) -> String {
         ratio(noop),
         ratio(crypto)
     )
+}
+
+/// `1 caller`, `16 callers`.
+fn callers(count: usize) -> String {
+    if count == 1 {
+        "1 caller".to_owned()
+    } else {
+        format!("{count} callers")
+    }
 }
 
 fn ratio(value: Option<f64>) -> String {

@@ -105,10 +105,7 @@ impl Stack {
         }
         if let Some(database) = &database {
             // Through the environment, not argv: a URL may carry a password.
-            command.env(
-                "COFFER_UP_DATABASE_URL",
-                database.url().expose_secret().to_owned(),
-            );
+            command.env("COFFER_UP_DATABASE_URL", database.url().expose_secret());
         }
         let mut process = command.spawn().context("starting coffer up")?;
         let stdout = process.stdout.take().context("coffer up's stdout")?;
