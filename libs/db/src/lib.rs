@@ -502,6 +502,14 @@ mod tests {
 
     static NO_MIGRATIONS: Migrator = Migrator::DEFAULT;
 
+    fn config(url: String) -> Config {
+        Config {
+            url: SecretString::from(url),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            schema: None,
+        }
+    }
+
     fn migrations() -> Migrations {
         Migrations {
             sqlite: &NO_MIGRATIONS,
@@ -516,12 +524,7 @@ mod tests {
     async fn sqlite_readers_see_commits_and_cannot_write() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let config = Config {
-            url: SecretString::from(url),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            schema: None,
-        };
-        let db = connect(&config, &migrations()).await.unwrap();
+        let db = connect(&config(url), &migrations()).await.unwrap();
         sqlx::query("CREATE TABLE t (v INTEGER)")
             .execute(&db.pool)
             .await
@@ -547,12 +550,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_in_memory_database_reads_through_its_one_pool() {
-        let config = Config {
-            url: SecretString::from("sqlite::memory:"),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            schema: None,
-        };
-        let db = connect(&config, &migrations()).await.unwrap();
+        let db = connect(&config("sqlite::memory:".into()), &migrations())
+            .await
+            .unwrap();
         sqlx::query("CREATE TABLE t (v INTEGER)")
             .execute(&db.pool)
             .await
