@@ -373,13 +373,13 @@ async fn expired_keys_are_refused() {
     stack.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_saturated_bcrypt_pool_refuses_uncached_checks_at_once_but_never_cached_ones() {
+/// A stack whose auth-service runs one bcrypt check at a time at `cost`, and an `mcp:read` key
+/// of acme's org admin alice (not yet verified, so not cached).
+async fn one_bcrypt_slot(cost: u32) -> (Stack, String) {
     let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
-    // One slot and a slow cost, so concurrent uncached checks overlap for certain.
     let stack = Stack::spawn_with(db, |config| {
         config.bcrypt_concurrency = 1;
-        config.bcrypt_cost = 13;
+        config.bcrypt_cost = cost;
     })
     .await;
     stack
@@ -389,6 +389,13 @@ async fn a_saturated_bcrypt_pool_refuses_uncached_checks_at_once_but_never_cache
     let key = create_key(&mut stack.client_as("gateway").await, &alice, "mcp:read")
         .await
         .key;
+    (stack, key)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saturated_bcrypt_pool_refuses_uncached_checks_at_once_but_never_cached_ones() {
+    // One slot and a slow cost, so concurrent uncached checks overlap for certain.
+    let (stack, key) = one_bcrypt_slot(13).await;
     assert!(
         verify(&mut stack.operator(), &key).await.is_ok(),
         "now cached"
@@ -426,20 +433,8 @@ async fn a_saturated_bcrypt_pool_refuses_uncached_checks_at_once_but_never_cache
 /// each taking a slot of the bounded pool and being shed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_with_one_uncached_key_runs_bcrypt_once_and_sheds_nothing() {
-    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
     // One slot: without coalescing, every call but the first would be refused.
-    let stack = Stack::spawn_with(db, |config| {
-        config.bcrypt_concurrency = 1;
-        config.bcrypt_cost = 10;
-    })
-    .await;
-    stack
-        .tenant_with_user("acme", "alice", &["org_admin"])
-        .await;
-    let alice = stack.login("acme", "alice").await.access_token;
-    let key = create_key(&mut stack.client_as("gateway").await, &alice, "mcp:read")
-        .await
-        .key;
+    let (stack, key) = one_bcrypt_slot(10).await;
     let mut burst = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (mut client, key) = (stack.operator(), key.clone());

@@ -209,7 +209,8 @@ pub fn is_valid_schema(schema: &str) -> bool {
 /// Connects and applies pending migrations.
 ///
 /// SQLite gets WAL journaling, foreign keys, `secure_delete` (deleted secrets are overwritten,
-/// not left in free pages) and a single connection (one writer, no busy errors). PostgreSQL
+/// not left in free pages) and a single writing connection (one writer, no busy errors), plus
+/// a read pool for a file (see [`Database::reads`]). PostgreSQL
 /// gets a pool of `max_connections`, every connection using the service's schema (created if
 /// missing), so the three services can share one database: each has its own tables and its
 /// own migration history.
@@ -231,21 +232,7 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
     sqlx::any::install_default_drivers();
     let backend = Backend::from_url(url.expose_secret()).ok_or(Error::UnsupportedUrl)?;
     let options = match backend {
-        Backend::Sqlite => AnyPoolOptions::new()
-            .max_connections(1)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA secure_delete = ON",
-                        "PRAGMA busy_timeout = 5000",
-                    ] {
-                        conn.execute(pragma).await?;
-                    }
-                    Ok(())
-                })
-            }),
+        Backend::Sqlite => sqlite_pool(1, SQLITE_WRITER_PRAGMAS),
         Backend::Postgres => {
             create_schema(url, &schema, migrations.table).await?;
             let search_path = format!("SET search_path TO {schema}");
@@ -260,21 +247,16 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
                 })
         }
     };
-    let pool = options
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(connect_options(url)?)
-        .await
-        .map_err(|source| Error::Connect {
-            at: where_is(url),
-            source,
-        })?;
+    let pool = open_pool(options, url).await?;
     let migrator = match backend {
         Backend::Sqlite => migrations.sqlite,
         Backend::Postgres => migrations.postgres,
     };
     migrator.run(&pool).await.map_err(Error::Migrate)?;
     let reads = match backend {
-        Backend::Sqlite if !is_in_memory(url) => sqlite_readers(url).await?,
+        Backend::Sqlite if !is_in_memory(url) => {
+            open_pool(sqlite_pool(SQLITE_READERS, SQLITE_READER_PRAGMAS), url).await?
+        }
         _ => pool.clone(),
     };
     Ok(Database {
@@ -293,23 +275,40 @@ fn is_in_memory(url: &SecretString) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-/// The read pool of a SQLite file whose writer pool has run the migrations (so the file and
-/// its WAL mode exist).
-async fn sqlite_readers(url: &SecretString) -> Result<AnyPool, Error> {
+/// The writer's settings: WAL (so readers run beside it), foreign keys, deleted secrets
+/// overwritten, a wait instead of a busy error.
+const SQLITE_WRITER_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA secure_delete = ON",
+    "PRAGMA busy_timeout = 5000",
+];
+
+/// The readers' settings, opened after the writer has run the migrations (so the file and its
+/// WAL mode exist): no write goes through them.
+const SQLITE_READER_PRAGMAS: &[&str] = &[
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA query_only = ON",
+];
+
+/// A SQLite pool of `connections`, each set up with `pragmas`.
+fn sqlite_pool(connections: u32, pragmas: &'static [&'static str]) -> AnyPoolOptions {
     AnyPoolOptions::new()
-        .max_connections(SQLITE_READERS)
-        .after_connect(|conn, _| {
+        .max_connections(connections)
+        .after_connect(move |conn, _| {
             Box::pin(async move {
-                for pragma in [
-                    "PRAGMA busy_timeout = 5000",
-                    "PRAGMA foreign_keys = ON",
-                    "PRAGMA query_only = ON",
-                ] {
-                    conn.execute(pragma).await?;
+                for pragma in pragmas {
+                    conn.execute(*pragma).await?;
                 }
                 Ok(())
             })
         })
+}
+
+/// Opens a pool of `options` on `url`.
+async fn open_pool(options: AnyPoolOptions, url: &SecretString) -> Result<AnyPool, Error> {
+    options
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(connect_options(url)?)
         .await

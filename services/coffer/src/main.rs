@@ -53,8 +53,8 @@ enum Command {
     },
     /// Measure every hot path over mTLS against a no-op RPC, its cryptography and OpenBao.
     Bench {
-        /// Time per row and concurrency level, after a warm-up of a tenth of it.
-        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        /// Time per row and concurrency level, after a warm-up of a tenth of it (at most 10m).
+        #[arg(long, default_value = "3s", value_parser = parse_row_duration)]
         duration: Duration,
         /// Concurrency levels (concurrent callers), comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64",
@@ -215,6 +215,14 @@ enum CertsCommand {
 /// A duration argument such as `0s`, `250ms` or `1s`.
 fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     coffer_config::parse_duration(text).ok_or("a duration such as 0s, 250ms or 1s")
+}
+
+/// `coffer bench --duration`: positive and at most ten minutes, so a run stays bounded.
+fn parse_row_duration(text: &str) -> Result<Duration, &'static str> {
+    match parse_duration(text)? {
+        d if d.is_zero() || d > Duration::from_secs(600) => Err("a duration from 1ms to 10m"),
+        d => Ok(d),
+    }
 }
 
 /// `--dns` and `--ip` as certificate host names.

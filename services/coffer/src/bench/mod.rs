@@ -178,9 +178,7 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
                     }
                     Err(error) => Err(error),
                 };
-                if let Ok(server) = Arc::try_unwrap(server) {
-                    server.stop().await;
-                }
+                drop(server);
                 peers.extend(measured?);
             }
         }

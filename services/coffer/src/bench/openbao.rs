@@ -31,7 +31,7 @@ const MAX_RESPONSE: usize = 64 * 1024;
 pub const NOTE: &str = "OpenBao runs `bao server -dev`, which keeps every key in memory; \
                         Coffer persists every key and version to its database.";
 
-/// A running `bao server -dev`, killed on drop.
+/// A running `bao server -dev`, killed on drop (its certificates removed with it).
 pub struct Bao {
     process: tokio::process::Child,
     /// `OpenBao (HTTP)` or `OpenBao (TLS)`.
@@ -255,10 +255,11 @@ impl Bao {
         );
         Ok(body)
     }
+}
 
-    /// Stops the server and removes its certificates.
-    pub async fn stop(mut self) {
-        let _ = self.process.kill().await;
+impl Drop for Bao {
+    fn drop(&mut self) {
+        // The process is killed by `kill_on_drop`.
         if let Some(dir) = self.cert_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }

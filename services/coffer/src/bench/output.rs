@@ -26,10 +26,11 @@ impl Results {
             .map(|r| r.throughput)
     }
 
-    /// `(vs no-op, vs its cryptography)` of `report` in `run`.
-    fn ratios(&self, run: &Run, report: &Report) -> (Option<f64>, Option<f64>) {
-        let noop = self
-            .baseline(run, report.concurrency)
+    /// `(vs no-op, vs its cryptography)` of `report`, a row of `run` (`None` for a peer's
+    /// row, which has no no-op of its own).
+    fn ratios(&self, run: Option<&Run>, report: &Report) -> (Option<f64>, Option<f64>) {
+        let noop = run
+            .and_then(|run| self.baseline(run, report.concurrency))
             .map(|b| report.throughput / b.throughput);
         let crypto = self
             .crypto_rate(report.crypto.as_deref())
@@ -37,14 +38,39 @@ impl Results {
         (noop, crypto)
     }
 
-    /// Coffer's row of the same name and concurrency in `run` over the peer's `peer`.
-    fn over_peer(run: &Run, peer: &Report) -> Option<f64> {
+    /// One line per peer row that Coffer has too: Coffer's throughput over the peer's, at
+    /// the same concurrency, per back end.
+    fn peer_comparisons(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for run in &self.runs {
+            for peer in &self.peers {
+                let ours = run.reports.iter().find(|r| {
+                    r.group == "key-service"
+                        && r.name == peer.name
+                        && r.concurrency == peer.concurrency
+                });
+                if let Some(ours) = ours {
+                    lines.push(format!(
+                        "Coffer ({}) {} with {}: {:.2}x {}",
+                        run.backend,
+                        peer.name,
+                        callers(peer.concurrency),
+                        ours.throughput / peer.throughput,
+                        peer.group
+                    ));
+                }
+            }
+        }
+        lines
+    }
+
+    /// The rows shown for `run`: its own, then the peer's (which belong to no run).
+    fn entries<'a>(&'a self, run: &'a Run) -> Vec<Entry<'a>> {
         run.reports
             .iter()
-            .find(|r| {
-                r.group == "key-service" && r.name == peer.name && r.concurrency == peer.concurrency
-            })
-            .map(|r| r.throughput / peer.throughput)
+            .map(|r| (r, Some(run)))
+            .chain(self.peers.iter().map(|r| (r, None)))
+            .collect()
     }
 
     /// The terminal table.
@@ -54,7 +80,7 @@ impl Results {
             let _ = writeln!(out, "\n{} back end", run.backend);
             out.push_str(&table_head());
             for report in &run.reports {
-                let (noop, crypto) = self.ratios(run, report);
+                let (noop, crypto) = self.ratios(Some(run), report);
                 out.push_str(&table_row(report, noop, crypto));
             }
             if let Some(memory) = &run.memory {
@@ -65,24 +91,11 @@ impl Results {
             let _ = writeln!(out, "\npeer: OpenBao transit (same harness, same run)");
             out.push_str(&table_head());
             for report in &self.peers {
-                let crypto = self
-                    .crypto_rate(report.crypto.as_deref())
-                    .map(|rate| report.throughput / rate);
-                out.push_str(&table_row(report, None, crypto));
+                let (noop, crypto) = self.ratios(None, report);
+                out.push_str(&table_row(report, noop, crypto));
             }
-            for run in &self.runs {
-                for peer in &self.peers {
-                    if let Some(ratio) = Self::over_peer(run, peer) {
-                        let _ = writeln!(
-                            out,
-                            "Coffer ({}) {} with {}: {ratio:.2}x {}",
-                            run.backend,
-                            peer.name,
-                            callers(peer.concurrency),
-                            peer.group
-                        );
-                    }
-                }
+            for line in self.peer_comparisons() {
+                let _ = writeln!(out, "{line}");
             }
         }
         let _ = writeln!(out, "\nin-process cryptography (one thread, no RPC)");
@@ -149,14 +162,7 @@ impl Results {
 
     fn json(&self) -> serde_json::Value {
         let row = |run: Option<&Run>, r: &Report| {
-            let (noop, crypto) = match run {
-                Some(run) => self.ratios(run, r),
-                None => (
-                    None,
-                    self.crypto_rate(r.crypto.as_deref())
-                        .map(|c| r.throughput / c),
-                ),
-            };
+            let (noop, crypto) = self.ratios(run, r);
             serde_json::json!({
                 "group": r.group,
                 "name": r.name,
@@ -207,40 +213,22 @@ impl Results {
             let mid = levels.get(levels.len() / 2).copied().unwrap_or(top);
             let _ = writeln!(out, " p99 @{mid} | vs no-op @{top} | vs crypto @{top} |");
             let _ = writeln!(out, "|---|---|{}---|---|---|", "---|".repeat(levels.len()));
-            let reports: Vec<&Report> = run.reports.iter().chain(&self.peers).collect();
-            let mut seen = Vec::new();
-            for first in &reports {
-                let key = (first.group.as_str(), first.name.as_str());
-                if seen.contains(&key) {
-                    continue;
-                }
-                seen.push(key);
-                let at = |c: usize| {
-                    reports
-                        .iter()
-                        .find(|r| (r.group.as_str(), r.name.as_str()) == key && r.concurrency == c)
-                };
-                let _ = write!(out, "| {} | {} |", key.0, key.1);
+            let entries = self.entries(run);
+            for operation in operations(&entries) {
+                let at = |c: usize| find(&entries, operation, c);
+                let _ = write!(out, "| {} | {} |", operation.0, operation.1);
                 for &c in levels {
                     let _ = write!(
                         out,
                         " {} |",
-                        at(c).map_or_else(|| "-".to_owned(), |r| format!("{:.0}", r.throughput))
+                        at(c).map_or_else(
+                            || "-".to_owned(),
+                            |(r, _)| format!("{:.0}", r.throughput)
+                        )
                     );
                 }
-                let p99 = at(mid).map_or_else(|| "-".to_owned(), |r| micros(r.p99));
-                let (noop, crypto) = at(top).map_or((None, None), |r| {
-                    let peer = !run.reports.iter().any(|x| std::ptr::eq(x, *r));
-                    if peer {
-                        (
-                            None,
-                            self.crypto_rate(r.crypto.as_deref())
-                                .map(|c| r.throughput / c),
-                        )
-                    } else {
-                        self.ratios(run, r)
-                    }
-                });
+                let p99 = at(mid).map_or_else(|| "-".to_owned(), |(r, _)| micros(r.p99));
+                let (noop, crypto) = at(top).map_or((None, None), |(r, run)| self.ratios(run, r));
                 let _ = writeln!(out, " {p99} | {} | {} |", ratio(noop), ratio(crypto));
             }
             if let Some(memory) = &run.memory {
@@ -249,19 +237,8 @@ impl Results {
         }
         if !self.peers.is_empty() {
             let _ = writeln!(out, "\n### Coffer over OpenBao transit\n");
-            for run in &self.runs {
-                for peer in &self.peers {
-                    if let Some(r) = Self::over_peer(run, peer) {
-                        let _ = writeln!(
-                            out,
-                            "- {} {} with {}: {r:.2}x {}",
-                            run.backend,
-                            peer.name,
-                            callers(peer.concurrency),
-                            peer.group
-                        );
-                    }
-                }
+            for line in self.peer_comparisons() {
+                let _ = writeln!(out, "- {line}");
             }
         }
         let _ = writeln!(
@@ -290,14 +267,8 @@ impl Results {
     /// Two panels, throughput and p99 latency, one bar per operation and concurrency, both
     /// on log scales (the rows span four orders of magnitude).
     fn svg(&self, run: &Run) -> String {
-        let reports: Vec<&Report> = run.reports.iter().chain(&self.peers).collect();
-        let mut operations: Vec<(String, String)> = Vec::new();
-        for r in &reports {
-            let key = (r.group.clone(), r.name.clone());
-            if !operations.contains(&key) {
-                operations.push(key);
-            }
-        }
+        let entries = self.entries(run);
+        let operations = operations(&entries);
         let levels = &self.options.concurrency;
         let bar = 9.0;
         let group_height = bar * levels.len() as f64 + 8.0;
@@ -329,10 +300,13 @@ impl Results {
                 callers(*c)
             );
         }
-        let max_rate = reports.iter().map(|r| r.throughput).fold(1.0, f64::max);
-        let max_latency = reports
+        let max_rate = entries
             .iter()
-            .map(|r| r.p99.as_secs_f64() * 1e6)
+            .map(|(r, _)| r.throughput)
+            .fold(1.0, f64::max);
+        let max_latency = entries
+            .iter()
+            .map(|(r, _)| r.p99.as_secs_f64() * 1e6)
             .fold(1.0, f64::max);
         // log10 scales from 1 (1 call/s, 1 µs) to the largest value.
         let scale = |value: f64, max: f64| {
@@ -342,7 +316,7 @@ impl Results {
                 panel * value.log10() / max.log10().max(1.0)
             }
         };
-        for (row, (group, name)) in operations.iter().enumerate() {
+        for (row, &(group, name)) in operations.iter().enumerate() {
             let y0 = top + group_height * row as f64;
             let _ = writeln!(
                 svg,
@@ -352,10 +326,7 @@ impl Results {
                 escape(&format!("{group}: {name}"))
             );
             for (i, c) in levels.iter().enumerate() {
-                let Some(r) = reports
-                    .iter()
-                    .find(|r| &r.group == group && &r.name == name && r.concurrency == *c)
-                else {
+                let Some((r, _)) = find(&entries, (group, name), *c) else {
                     continue;
                 };
                 let y = y0 + bar * i as f64;
@@ -414,6 +385,32 @@ impl super::MemoryReport {
             (self.after_kib as f64 / self.idle_kib.max(1) as f64 - 1.0) * 100.0
         )
     }
+}
+
+/// A row as shown, with the run it belongs to (`None`: the peer's).
+type Entry<'a> = (&'a Report, Option<&'a Run>);
+
+/// The distinct `(group, name)` of `entries`, in order of first appearance.
+fn operations<'a>(entries: &[Entry<'a>]) -> Vec<(&'a str, &'a str)> {
+    let mut operations = Vec::new();
+    for (r, _) in entries {
+        let operation = (r.group.as_str(), r.name.as_str());
+        if !operations.contains(&operation) {
+            operations.push(operation);
+        }
+    }
+    operations
+}
+
+/// The entry of `operation` at `concurrency`, if measured.
+fn find<'a>(
+    entries: &[Entry<'a>],
+    operation: (&str, &str),
+    concurrency: usize,
+) -> Option<Entry<'a>> {
+    entries.iter().copied().find(|(r, _)| {
+        (r.group.as_str(), r.name.as_str()) == operation && r.concurrency == concurrency
+    })
 }
 
 fn table_head() -> String {

@@ -107,7 +107,13 @@ impl Stack {
             // Through the environment, not argv: a URL may carry a password.
             command.env("COFFER_UP_DATABASE_URL", database.url().expose_secret());
         }
-        let mut process = command.spawn().context("starting coffer up")?;
+        let mut process = match command.spawn() {
+            Ok(process) => process,
+            Err(error) => {
+                clean_up(&dir, database).await;
+                return Err(error).context("starting coffer up");
+            }
+        };
         let stdout = process.stdout.take().context("coffer up's stdout")?;
         let addresses = tokio::time::timeout(START_TIMEOUT, addresses(stdout)).await;
         let mut child = Child {
@@ -217,10 +223,15 @@ impl Stack {
 
 impl Child {
     async fn remove(self) {
-        let _ = std::fs::remove_dir_all(&self.owned_dir);
-        if let Some(database) = self.database {
-            database.drop().await;
-        }
+        clean_up(&self.owned_dir, self.database).await;
+    }
+}
+
+/// Removes a child's data directory and drops its database.
+async fn clean_up(dir: &Path, database: Option<Database>) {
+    let _ = std::fs::remove_dir_all(dir);
+    if let Some(database) = database {
+        database.drop().await;
     }
 }
 

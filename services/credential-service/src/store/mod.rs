@@ -80,7 +80,8 @@ pub(crate) struct Store {
 const AUDIT_BATCH: usize = 128;
 
 /// Standalone audit events (reveals, hydrations, denials) waiting for a group commit (see
-/// [`Store::audit`]), and the turn to write the next group.
+/// [`Store::audit`]), and the turn to write the next group. Every waiting event belongs to a
+/// call in flight, so the queue is bounded by the server's concurrency.
 #[derive(Default)]
 struct AuditQueue {
     waiting: Mutex<Vec<Queued>>,
@@ -374,13 +375,8 @@ impl Store {
         loop {
             attempt += 1;
             let mut tx = self.db.pool.begin().await?;
-            if self.db.backend == coffer_db::Backend::Postgres {
-                // One appender per tenant at a time: no collisions in the first place.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind(event.tenant)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            // One appender per tenant at a time: no collisions in the first place.
+            lock_chain(&mut tx, self.db.backend, event.tenant).await?;
             if !change(&mut tx).await? {
                 return Ok(false);
             }
@@ -418,12 +414,7 @@ impl Store {
     /// [`Error::Database`].
     pub(crate) async fn relink_legacy_chain(&self, tenant: &str, key: &AuditKey) -> Result<bool> {
         let mut tx = self.db.pool.begin().await?;
-        if self.db.backend == coffer_db::Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?;
-        }
+        lock_chain(&mut tx, self.db.backend, tenant).await?;
         let relinked = audit::relink_legacy(&mut tx, tenant, key).await?;
         if relinked {
             tx.commit().await?;
@@ -508,14 +499,9 @@ async fn append_group(
     let tenants: std::collections::BTreeSet<&str> =
         group.iter().map(|q| q.event.tenant.as_str()).collect();
     let mut tx = pool.begin().await?;
-    if backend == coffer_db::Backend::Postgres {
-        // The tenants' append locks, in one order, so two replicas' groups never deadlock.
-        for tenant in &tenants {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(*tenant)
-                .execute(&mut *tx)
-                .await?;
-        }
+    // The tenants' append locks, in one order, so two replicas' groups never deadlock.
+    for tenant in &tenants {
+        lock_chain(&mut tx, backend, tenant).await?;
     }
     for tenant in tenants {
         for (key, run) in runs(group, tenant) {
@@ -523,6 +509,22 @@ async fn append_group(
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Takes `tenant`'s audit-chain append lock for the rest of `tx` (PostgreSQL; SQLite has a
+/// single writer already).
+async fn lock_chain(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: coffer_db::Backend,
+    tenant: &str,
+) -> Result<()> {
+    if backend == coffer_db::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(tenant)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
