@@ -235,16 +235,7 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
         Backend::Sqlite => sqlite_pool(1, SQLITE_WRITER_PRAGMAS),
         Backend::Postgres => {
             create_schema(url, &schema, migrations.table).await?;
-            let search_path = format!("SET search_path TO {schema}");
-            AnyPoolOptions::new()
-                .max_connections(max_connections)
-                .after_connect(move |conn, _| {
-                    let search_path = search_path.clone();
-                    Box::pin(async move {
-                        conn.execute(sqlx::AssertSqlSafe(search_path)).await?;
-                        Ok(())
-                    })
-                })
+            postgres_pool(max_connections, &schema, false)
         }
     };
     let pool = open_pool(options, url).await?;
@@ -264,6 +255,48 @@ pub async fn connect(config: &Config, migrations: &Migrations) -> Result<Databas
         reads,
         backend,
     })
+}
+
+/// A read-only pool on a database that a running service has created and migrated, set up as
+/// that service's [`Database::reads`] is: on a SQLite file [`SQLITE_READERS`] `query_only`
+/// connections, on PostgreSQL `max_connections` in `schema`, in read-only transactions. For
+/// tools that read beside a service (`coffer bench` measures one indexed read with it); a
+/// service itself opens its database with [`connect`].
+///
+/// # Errors
+/// [`Error`] saying which step failed.
+pub async fn connect_reads(config: &Config, schema: &str) -> Result<AnyPool, Error> {
+    if !is_valid_schema(schema) {
+        return Err(Error::Schema(
+            schema.to_owned(),
+            sqlx::Error::Configuration("invalid schema name".into()),
+        ));
+    }
+    sqlx::any::install_default_drivers();
+    let options = match Backend::from_url(config.url.expose_secret()) {
+        Some(Backend::Sqlite) => sqlite_pool(SQLITE_READERS, SQLITE_READER_PRAGMAS),
+        Some(Backend::Postgres) => postgres_pool(config.max_connections, schema, true),
+        None => return Err(Error::UnsupportedUrl),
+    };
+    open_pool(options, &config.url).await
+}
+
+/// A PostgreSQL pool of `connections` whose tables are those of `schema` (a valid name: see
+/// [`is_valid_schema`]), read-only if `read_only`.
+fn postgres_pool(connections: u32, schema: &str, read_only: bool) -> AnyPoolOptions {
+    let mut setup = format!("SET search_path TO {schema}");
+    if read_only {
+        setup.push_str("; SET default_transaction_read_only = on");
+    }
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(move |conn, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(setup)).await?;
+                Ok(())
+            })
+        })
 }
 
 /// Connections of a SQLite file's read pool (see [`Database::reads`]).

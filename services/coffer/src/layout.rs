@@ -42,6 +42,9 @@ pub const TRUST_DOMAIN: &str = "coffer.local";
 /// SPIFFE path of the operator certificate `coffer up` issues.
 pub const OPERATOR_NAME: &str = "operator/admin";
 
+/// credential-service's SQLite file in a data directory.
+pub const CREDENTIAL_SERVICE_DB: &str = "credential-service.db";
+
 /// The files of a prepared data directory.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -113,7 +116,7 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
     let layout = Layout {
         key_service_db: data_dir.join("key-service.db"),
         auth_service_db: data_dir.join("auth-service.db"),
-        credential_service_db: data_dir.join("credential-service.db"),
+        credential_service_db: data_dir.join(CREDENTIAL_SERVICE_DB),
         data_dir,
         certs_dir,
         operator,

@@ -82,6 +82,8 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
     assert_eq!(runs.len(), if postgres.is_some() { 2 } else { 1 });
     let expected = [
         "Health/Check (no-op RPC)",
+        "indexed read (in-process sqlx)",
+        "durable commit (in-process sqlx)",
         "Encrypt 32 B",
         "Encrypt 4 KiB",
         "Decrypt 32 B",

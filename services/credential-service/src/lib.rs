@@ -35,6 +35,10 @@ use coffer_server::upstream::Upstream;
 use tonic::transport::Channel;
 
 pub use config::Config;
+
+/// The PostgreSQL schema of credential-service's tables unless `DATABASE_SCHEMA` says
+/// otherwise (on SQLite the service has a file of its own).
+pub const DATABASE_SCHEMA: &str = "coffer_credential";
 pub use error::{DOMAIN, Error, Result, reasons};
 
 use crate::api::CredentialServiceApi;

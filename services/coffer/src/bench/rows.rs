@@ -35,6 +35,11 @@ pub struct Context {
     pub admin_key: SecretString,
     /// Fresh API keys to create for the uncached VerifyApiKey row (each is verified once).
     pub uncached_keys: usize,
+    /// credential-service's database, for the in-process read baseline (`None`: left out).
+    pub credential_database: Option<SecretString>,
+    /// A database of the bench's own on the same back end, for the in-process write baseline
+    /// (`None`: left out).
+    pub scratch_database: Option<SecretString>,
 }
 
 impl Context {
@@ -58,6 +63,8 @@ impl Context {
                 .await?,
             admin_key: SecretString::from(admin_key.trim().to_owned()),
             uncached_keys,
+            credential_database: stack.credential_database(),
+            scratch_database: stack.scratch_database(),
         })
     }
 
@@ -340,6 +347,10 @@ async fn credential_service(cx: &Context) -> anyhow::Result<Vec<Row>> {
         .context("creating the bench credential")?
         .into_inner();
     let name = credential.name;
+    let read = match &cx.credential_database {
+        Some(url) => Some(indexed_read(url, &name).await?),
+        None => None,
+    };
     let get = {
         let (name, bearer) = (name.clone(), bearer.clone());
         Row::grpc(
@@ -375,7 +386,54 @@ async fn credential_service(cx: &Context) -> anyhow::Result<Vec<Row>> {
         });
         async move { c.hydrate_config(request).await.map(drop) }
     });
-    Ok(vec![get, reveal, hydrate])
+    let commit = match &cx.scratch_database {
+        Some(url) => Some(durable_commit(url).await?),
+        None => None,
+    };
+    Ok(read
+        .into_iter()
+        .chain(commit)
+        .chain([get, reveal, hydrate])
+        .collect())
+}
+
+/// The name of the in-process read baseline.
+pub const INDEXED_READ: &str = "indexed read (in-process sqlx)";
+/// The name of the in-process write baseline.
+pub const DURABLE_COMMIT: &str = "durable commit (in-process sqlx)";
+
+/// GetCredential's database read alone: the credential's row by primary key, through a read
+/// pool set up as credential-service's own (`coffer_db::connect_reads`), from this process
+/// while the stack idles. An RPC that does this read can approach the no-op RPC's rate only
+/// as far as this one allows.
+async fn indexed_read(url: &SecretString, name: &str) -> anyhow::Result<Row> {
+    let (tenant, id) = name
+        .strip_prefix("tenants/")
+        .and_then(|rest| rest.split_once("/credentials/"))
+        .with_context(|| format!("{name} is not a credential name"))?;
+    let (tenant, id) = (tenant.to_owned(), id.to_owned());
+    let config = coffer_db::Config::new(url.clone());
+    let pool = coffer_db::connect_reads(&config, coffer_credential_service::DATABASE_SCHEMA)
+        .await
+        .context("opening credential-service's database for the read baseline")?;
+    Ok(Row::new(BASELINE.0, INDEXED_READ, move |_| {
+        let (pool, tenant, id) = (pool.clone(), tenant.clone(), id.clone());
+        async move {
+            let caller: Caller = Box::new(move || {
+                let (pool, tenant, id) = (pool.clone(), tenant.clone(), id.clone());
+                Box::pin(async move {
+                    sqlx::query("SELECT * FROM cred_credentials WHERE tenant = $1 AND id = $2")
+                        .bind(tenant)
+                        .bind(id)
+                        .fetch_optional(&pool)
+                        .await?
+                        .context("the bench credential's row is not where the read looks")?;
+                    Ok(Step::Done)
+                })
+            });
+            Ok(caller)
+        }
+    }))
 }
 
 /// An `authorization` header for every request of a row.
@@ -391,3 +449,58 @@ impl Bearer {
         request
     }
 }
+
+/// What an audited call writes, alone: one row of an audit event's size, committed in a
+/// transaction of its own, through a pool set up as a service's (`coffer_db::connect`: on
+/// SQLite one WAL writer, synchronous commits), from this process while the stack idles.
+/// RevealCredential and HydrateConfig append to the audit log before they answer; their group
+/// commit shares one commit between the calls waiting for it, so they can pass this rate.
+async fn durable_commit(url: &SecretString) -> anyhow::Result<Row> {
+    static NO_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate::Migrator::DEFAULT;
+    let migrations = coffer_db::Migrations {
+        sqlite: &NO_MIGRATIONS,
+        postgres: &NO_MIGRATIONS,
+        schema: "coffer_bench",
+        table: "bench_commits",
+    };
+    let database = coffer_db::connect(&coffer_db::Config::new(url.clone()), &migrations)
+        .await
+        .context("opening the scratch database for the write baseline")?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS bench_commits \
+         (worker BIGINT NOT NULL, n BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (worker, n))",
+    )
+    .execute(&database.pool)
+    .await
+    .context("creating the write baseline's table")?;
+    // A worker's numbers go on across concurrency levels (the table keeps every row).
+    let next = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    Ok(Row::new(BASELINE.0, DURABLE_COMMIT, move |worker| {
+        let (pool, next) = (database.pool.clone(), Arc::clone(&next));
+        async move {
+            let worker = i64::try_from(worker)?;
+            let caller: Caller = Box::new(move || {
+                let pool = pool.clone();
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO bench_commits (worker, n, body) VALUES ($1, $2, $3)")
+                        .bind(worker)
+                        .bind(n)
+                        .bind(AUDIT_SIZED_BODY)
+                        .execute(&pool)
+                        .await?;
+                    Ok(Step::Done)
+                })
+            });
+            Ok(caller)
+        }
+    }))
+}
+
+/// About the size of an audit event row (names, actor, request id, two SHA-256 hashes).
+const AUDIT_SIZED_BODY: &str = concat!(
+    "tenants/default/credentials/bench reveal success operator/admin ",
+    "0123456789abcdef0123456789abcdef ",
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ",
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+);

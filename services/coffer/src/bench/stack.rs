@@ -163,6 +163,31 @@ impl Stack {
         }
     }
 
+    /// Where credential-service keeps its rows: the child's PostgreSQL database, or the
+    /// SQLite file in the data directory (`None` for a stack started apart on PostgreSQL).
+    pub fn credential_database(&self) -> Option<SecretString> {
+        if let Some(database) = self.child.as_ref().and_then(|c| c.database.as_ref()) {
+            return Some(database.url());
+        }
+        let file = self.data_dir.join(crate::layout::CREDENTIAL_SERVICE_DB);
+        file.exists()
+            .then(|| SecretString::from(format!("sqlite://{}", file.display())))
+    }
+
+    /// A database of the child's own, beside its data, for the in-process write baseline:
+    /// `bench-scratch.db` in its data directory, or its PostgreSQL database (the rows go in a
+    /// schema of their own). `None` for a stack started apart: the bench writes nothing there.
+    pub fn scratch_database(&self) -> Option<SecretString> {
+        let child = self.child.as_ref()?;
+        Some(match &child.database {
+            Some(database) => database.url(),
+            None => SecretString::from(format!(
+                "sqlite://{}?mode=rwc",
+                child.owned_dir.join("bench-scratch.db").display()
+            )),
+        })
+    }
+
     /// The operator's certificate files.
     pub fn operator(&self) -> TlsFiles {
         crate::layout::operator_files(&self.data_dir)

@@ -26,7 +26,7 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/mi
 static MIGRATIONS: coffer_db::Migrations = coffer_db::Migrations {
     sqlite: &SQLITE_MIGRATIONS,
     postgres: &POSTGRES_MIGRATIONS,
-    schema: "coffer_credential",
+    schema: crate::DATABASE_SCHEMA,
     table: "cred_credentials",
 };
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
