@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use prost::Message as _;
-
 const PROTOS: &[&str] = &[
     "coffer/v1/common.proto",
     "coffer/v1/kms.proto",
@@ -15,12 +13,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
 
-    let descriptors = protox::compile(PROTOS, [&root])?;
+    let mut compiler = protox::Compiler::new([&root])?;
+    compiler
+        .include_imports(true)
+        .include_source_info(true)
+        .open_files(PROTOS)?;
+    // Encoded by the compiler, not through prost_types: that would drop the extension options
+    // (`google.api.http`, which the REST gateway routes by) and keep only known fields. The
+    // source info carries the proto comments, for reflection and the OpenAPI descriptions.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("coffer_descriptor.bin"),
-        descriptors.encode_to_vec(),
+        compiler.encode_file_descriptor_set(),
     )?;
+    let descriptors = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
         // google.rpc.Status (per-item batch errors) is tonic-types' own, so a batch item's

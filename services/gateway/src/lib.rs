@@ -1,0 +1,10 @@
+//! Coffer's REST gateway (issue 12, in progress): applications, browsers and MCP clients speak
+//! REST and JSON; the services speak gRPC over mTLS. The routes come from the protos'
+//! `google.api.http` annotations in the descriptor set ([`routes`]), so an annotated RPC is
+//! reachable over REST with no code here.
+//!
+//! What exists so far: path templates ([`template`]) and the route table ([`routes`]). The
+//! HTTP server, the JSON transcoding, the error format and the OpenAPI document follow.
+
+pub mod routes;
+pub mod template;
