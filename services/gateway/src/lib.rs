@@ -3,8 +3,11 @@
 //! `google.api.http` annotations in the descriptor set ([`routes`]), so an annotated RPC is
 //! reachable over REST with no code here.
 //!
-//! What exists so far: path templates ([`template`]) and the route table ([`routes`]). The
-//! HTTP server, the JSON transcoding, the error format and the OpenAPI document follow.
+//! What exists so far: path templates ([`template`]), the route table ([`routes`]) and the
+//! JSON transcoding of requests and responses ([`transcode`]), calls of any RPC with a dynamic
+//! message ([`grpc`]). The HTTP server, the error format and the OpenAPI document follow.
 
+pub mod grpc;
 pub mod routes;
 pub mod template;
+pub mod transcode;
