@@ -5,9 +5,13 @@
 //!
 //! What exists so far: path templates ([`template`]), the route table ([`routes`]) and the
 //! JSON transcoding of requests and responses ([`transcode`]), calls of any RPC with a dynamic
-//! message ([`grpc`]). The HTTP server, the error format and the OpenAPI document follow.
+//! message ([`grpc`]), Google's JSON error format ([`error`]) and the axum handler with the
+//! security headers ([`server`]). Still to come: configuration and the process, the routing
+//! rule for operator-only RPCs, CORS, rate limits, TLS, `/openapi.json`, `/docs`, health.
 
+pub mod error;
 pub mod grpc;
 pub mod routes;
+pub mod server;
 pub mod template;
 pub mod transcode;

@@ -1,0 +1,202 @@
+//! The HTTP side: one axum handler for every route of the table. It matches the route,
+//! reads the body within its limit, transcodes, forwards the caller's bearer, request id, trace
+//! context and address as gRPC metadata, calls the service and answers JSON; every answer,
+//! errors included, carries the security headers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::transport::Channel;
+
+use crate::error::JsonError;
+use crate::routes::{Miss, Routes};
+use crate::{grpc, transcode};
+
+/// The largest request body accepted, in bytes (a credential's environment with its sealed
+/// values fits many times over).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The request headers forwarded to the services as gRPC metadata; no other header is.
+const FORWARDED: &[&str] = &["authorization", "x-request-id", "traceparent", "tracestate"];
+
+/// The metadata key carrying the client's address (for the services' per-source limits).
+pub const CLIENT_ADDRESS: &str = "x-forwarded-for";
+
+/// What the handler needs: the routes and one channel per service (by the service's full
+/// proto name, `coffer.v1.KeyService`).
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    routes: Arc<Routes>,
+    upstreams: Arc<HashMap<String, Channel>>,
+}
+
+impl Gateway {
+    /// Serves `routes`, calling each RPC's service on its channel in `upstreams`.
+    pub fn new(routes: Routes, upstreams: HashMap<String, Channel>) -> Self {
+        Self {
+            routes: Arc::new(routes),
+            upstreams: Arc::new(upstreams),
+        }
+    }
+
+    /// The axum router: every path goes to the route table.
+    pub fn router(self) -> axum::Router {
+        axum::Router::new()
+            .fallback(handle)
+            .with_state(self)
+            .layer(axum::middleware::map_response(security_headers))
+    }
+}
+
+async fn handle(
+    State(gateway): State<Gateway>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    request: Request<Body>,
+) -> Response {
+    match call(&gateway, client, request).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn call(
+    gateway: &Gateway,
+    client: SocketAddr,
+    request: Request<Body>,
+) -> Result<Response, Failure> {
+    let (parts, body) = request.into_parts();
+    let matched = gateway
+        .routes
+        .find(&parts.method, parts.uri.path())
+        .map_err(|miss| match miss {
+            Miss::NotFound => Failure::Json(JsonError::new(
+                tonic::Code::NotFound,
+                "no such REST resource",
+            )),
+            Miss::MethodNotAllowed(allowed) => Failure::MethodNotAllowed(allowed),
+            Miss::BadPath(_) => {
+                Failure::Json(JsonError::invalid("path", "invalid percent-encoding"))
+            }
+        })?;
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Failure::TooLarge)?;
+    let message = transcode::request(
+        matched.route,
+        &matched.bindings,
+        parts.uri.query().unwrap_or_default(),
+        &body,
+    )
+    .map_err(|invalid| Failure::Json(JsonError::invalid(&invalid.field, &invalid.why)))?;
+    let service = matched.route.rpc.parent_service();
+    let channel = gateway
+        .upstreams
+        .get(service.full_name())
+        .cloned()
+        .ok_or_else(|| {
+            Failure::Json(JsonError::new(
+                tonic::Code::Unavailable,
+                "the service is unavailable; try again",
+            ))
+        })?;
+    let mut grpc_request = tonic::Request::new(message);
+    forward(&parts.headers, client, grpc_request.metadata_mut());
+    let reply = grpc::unary(channel, &matched.route.rpc, grpc_request)
+        .await
+        .map_err(|status| Failure::Json(JsonError::from_status(&status)))?;
+    let json = transcode::response(matched.route, reply.get_ref());
+    Ok(json_response(StatusCode::OK, &json))
+}
+
+/// Copies the forwarded headers that are valid metadata, and the client's address.
+fn forward(headers: &HeaderMap, client: SocketAddr, metadata: &mut MetadataMap) {
+    for name in FORWARDED {
+        if let Some(value) = headers.get(*name)
+            && let Ok(value) = MetadataValue::try_from(value.as_bytes())
+        {
+            metadata.insert(*name, value);
+        }
+    }
+    if let Ok(address) = MetadataValue::try_from(client.ip().to_string()) {
+        metadata.insert(CLIENT_ADDRESS, address);
+    }
+}
+
+/// Why a request got no service answer.
+enum Failure {
+    /// A JSON error.
+    Json(JsonError),
+    /// 405 with `Allow`.
+    MethodNotAllowed(Vec<Method>),
+    /// 413.
+    TooLarge,
+}
+
+fn error_response(failure: &Failure) -> Response {
+    match failure {
+        Failure::Json(error) => json_response(error.http, &error.body),
+        Failure::MethodNotAllowed(allowed) => {
+            let error = JsonError::new(
+                tonic::Code::Unimplemented,
+                "this resource does not support this method",
+            )
+            .at(StatusCode::METHOD_NOT_ALLOWED);
+            let mut response = json_response(error.http, &error.body);
+            let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            response
+        }
+        Failure::TooLarge => {
+            let error = JsonError::new(
+                tonic::Code::InvalidArgument,
+                format!("the body is over {MAX_BODY_BYTES} bytes"),
+            )
+            .at(StatusCode::PAYLOAD_TOO_LARGE);
+            json_response(error.http, &error.body)
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The headers on every answer (see the module docs).
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("cache-control", "no-store"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+];
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}

@@ -1,0 +1,291 @@
+//! The gateway over real HTTP in front of a real stack: credentials created, read masked,
+//! revealed and listed over REST with an API key, and the JSON errors and headers a client
+//! meets on the way.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use coffer_crypto::RootKeyring;
+use coffer_gateway::routes::Routes;
+use coffer_gateway::server::{Gateway, MAX_BODY_BYTES};
+use coffer_proto::pb;
+use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use coffer_test_support::{connect, init_tracing};
+use coffer_transport::DevCa;
+use coffer_transport::dev_ca::Usage;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use prost_reflect::DescriptorPool;
+use serde_json::{Value, json};
+
+struct Rest {
+    addr: SocketAddr,
+    key: String,
+    _stack: coffer_stack::Stack,
+    _dir: tempfile::TempDir,
+}
+
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    json: Value,
+}
+
+impl Rest {
+    async fn start() -> Self {
+        init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::generate("coffer.local").unwrap();
+        let certificates = coffer_stack::Certificates {
+            key_service: ca.issue_material("key-service", Usage::Service).unwrap(),
+            auth_service: ca.issue_material("auth-service", Usage::Service).unwrap(),
+            credential_service: ca
+                .issue_material("credential-service", Usage::Service)
+                .unwrap(),
+        };
+        let stack = coffer_stack::Stack::builder(RootKeyring::generate().unwrap(), certificates)
+            .databases(coffer_stack::Databases::sqlite_in(dir.path()))
+            .auth_service(|config| config.bcrypt_cost = 4)
+            .spawn()
+            .await
+            .unwrap();
+        let operator = ca
+            .issue_material("operator/test", Usage::Client)
+            .unwrap()
+            .client_config("127.0.0.1");
+        let mut auth =
+            AuthServiceClient::new(connect(stack.auth_service.addr, operator).await.unwrap());
+        auth.create_tenant(pb::CreateTenantRequest {
+            tenant_id: "acme".into(),
+            display_name: "Acme".into(),
+        })
+        .await
+        .unwrap();
+        auth.create_principal(pb::CreatePrincipalRequest {
+            parent: "tenants/acme".into(),
+            principal_id: "ada".into(),
+            kind: pb::PrincipalKind::ServiceAccount as i32,
+            roles: vec!["org_admin".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let key = auth
+            .create_api_key(pb::CreateApiKeyRequest {
+                parent: "tenants/acme".into(),
+                principal: "tenants/acme/principals/ada".into(),
+                display_name: "rest test".into(),
+                scopes: Vec::new(),
+                ttl: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .key;
+
+        let gateway_tls = ca
+            .issue_material("gateway", Usage::Client)
+            .unwrap()
+            .client_config("127.0.0.1");
+        let mut upstreams = HashMap::new();
+        for (service, addr) in [
+            ("coffer.v1.KeyService", stack.key_service.addr),
+            ("coffer.v1.AuthService", stack.auth_service.addr),
+            ("coffer.v1.CredentialService", stack.credential_service.addr),
+        ] {
+            upstreams.insert(
+                service.to_owned(),
+                connect(addr, gateway_tls.clone()).await.unwrap(),
+            );
+        }
+        let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let routes = Routes::build(&pool, |_| true).unwrap();
+        let app = Gateway::new(routes, upstreams).router();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        Self {
+            addr,
+            key,
+            _stack: stack,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, method: &str, path: &str, body: impl Into<Bytes>) -> Answer {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "127.0.0.1")
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", "application/json")
+            .body(Full::new(body.into()))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            json,
+        }
+    }
+}
+
+fn assert_security_headers(answer: &Answer) {
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(
+            answer.headers.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{name} on a {} answer",
+            answer.status
+        );
+    }
+    for name in ["strict-transport-security", "content-security-policy"] {
+        assert!(
+            answer.headers.contains_key(name),
+            "{name} on a {}",
+            answer.status
+        );
+    }
+}
+
+#[tokio::test]
+async fn credentials_over_rest_with_an_api_key() {
+    let rest = Rest::start().await;
+    let created = rest
+        .send(
+            "POST",
+            "/v1/tenants/acme/credentials",
+            json!({
+                "serverId": "github",
+                "templateId": "github",
+                "serverName": "GitHub",
+                "env": {"GITHUB_TOKEN": "ghp_0123456789abcdefSECRET"},
+            })
+            .to_string(),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.json);
+    assert_security_headers(&created);
+    let name = created.json["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("tenants/acme/credentials/"), "{name}");
+    assert!(
+        !created.json.to_string().contains("SECRET"),
+        "a create answers masked: {}",
+        created.json
+    );
+
+    let read = rest.send("GET", &format!("/v1/{name}"), "").await;
+    assert_eq!(read.status, 200, "{}", read.json);
+    assert!(!read.json.to_string().contains("SECRET"), "{}", read.json);
+    assert_eq!(read.json["serverId"], "github");
+
+    let revealed = rest.send("POST", &format!("/v1/{name}:reveal"), "{}").await;
+    assert_eq!(revealed.status, 200, "{}", revealed.json);
+    assert_eq!(
+        revealed.json["env"]["GITHUB_TOKEN"],
+        "ghp_0123456789abcdefSECRET"
+    );
+
+    let listed = rest
+        .send("GET", "/v1/tenants/acme/credentials?pageSize=10", "")
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.json);
+    assert_eq!(listed.json["credentials"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn errors_are_json_with_the_standard_status_and_the_headers() {
+    let rest = Rest::start().await;
+    let missing = rest
+        .send(
+            "GET",
+            "/v1/tenants/acme/credentials/0123456789abcdef0123456789abcdef",
+            "",
+        )
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.json);
+    assert_eq!(missing.json["error"]["status"], "NOT_FOUND");
+    assert_eq!(missing.json["error"]["code"], 404);
+    assert_eq!(
+        missing.json["error"]["details"][0]["@type"],
+        "type.googleapis.com/google.rpc.ErrorInfo"
+    );
+    assert_security_headers(&missing);
+
+    let other_tenant = rest.send("GET", "/v1/tenants/globex/credentials", "").await;
+    assert_eq!(other_tenant.status, 404, "{}", other_tenant.json);
+
+    let no_route = rest.send("GET", "/v1/nothing/here", "").await;
+    assert_eq!(no_route.status, 404);
+    assert_eq!(no_route.json["error"]["status"], "NOT_FOUND");
+    assert_security_headers(&no_route);
+
+    let wrong_method = rest.send("PUT", "/v1/tenants/acme/credentials", "{}").await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(
+        wrong_method
+            .headers
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST, GET")
+    );
+    assert_security_headers(&wrong_method);
+
+    let unknown_field = rest
+        .send(
+            "POST",
+            "/v1/tenants/acme/credentials",
+            json!({"serverId": "x", "bogus": 1}).to_string(),
+        )
+        .await;
+    assert_eq!(unknown_field.status, 400, "{}", unknown_field.json);
+    let violation = &unknown_field.json["error"]["details"][0]["fieldViolations"][0];
+    assert!(
+        violation["description"].as_str().unwrap().contains("bogus"),
+        "{}",
+        unknown_field.json
+    );
+
+    let malformed = rest
+        .send("POST", "/v1/tenants/acme/credentials", "{\"serverId\":")
+        .await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(
+        malformed.json["error"]["details"][0]["fieldViolations"][0]["field"],
+        "body"
+    );
+
+    let huge = rest
+        .send(
+            "POST",
+            "/v1/tenants/acme/credentials",
+            vec![b' '; MAX_BODY_BYTES + 1],
+        )
+        .await;
+    assert_eq!(huge.status, 413);
+    assert_eq!(huge.json["error"]["code"], 413);
+    assert_security_headers(&huge);
+}
