@@ -13,11 +13,12 @@
 //!     key-service.pem, key-service-key.pem    spiffe://coffer.local/key-service
 //!     auth-service.pem, auth-service-key.pem  spiffe://coffer.local/auth-service
 //!     credential-service.pem, ...-key.pem     spiffe://coffer.local/credential-service
+//!     gateway.pem, gateway-key.pem            spiffe://coffer.local/gateway
 //!     NAME.pem, NAME-key.pem    `coffer certs issue --name NAME` (`/` in NAME written `+`)
 //! ```
 //!
-//! `coffer certs init` makes only `certs/` (CA, operator and the three service certificates,
-//! those also valid for the host names given), for services run as separate processes.
+//! `coffer certs init` makes only `certs/` (CA, operator, the three service and the gateway
+//! certificates, those also valid for the host names given), for services run as separate processes.
 //!
 //! ```text
 //! ```
@@ -60,6 +61,8 @@ pub struct Layout {
     pub auth_service: TlsFiles,
     /// The credential-service's certificate.
     pub credential_service: TlsFiles,
+    /// The REST gateway's certificate (it calls the services with it).
+    pub gateway: TlsFiles,
     /// The dev root keyring file.
     pub root_keys: PathBuf,
     /// The key-service's SQLite file.
@@ -96,6 +99,7 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
         key_service,
         auth_service,
         credential_service,
+        gateway,
     } = stack_certificates(&data_dir, &[])?;
 
     let root_keys = data_dir.join("root-keys");
@@ -123,6 +127,7 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<Prepared> {
         key_service,
         auth_service,
         credential_service,
+        gateway,
         root_keys,
     };
     lock_down(&layout)?;
@@ -206,10 +211,12 @@ pub struct Certificates {
     pub auth_service: TlsFiles,
     /// The credential-service's.
     pub credential_service: TlsFiles,
+    /// The REST gateway's (`spiffe://coffer.local/gateway`).
+    pub gateway: TlsFiles,
 }
 
-/// Creates (or reuses) the dev CA in `data_dir/certs` and the operator's and the three
-/// services' certificates, the services' also valid for `hosts` (besides `localhost`,
+/// Creates (or reuses) the dev CA in `data_dir/certs` and the operator's, the three
+/// services' and the gateway's certificates, the services' and the gateway's also valid for `hosts` (besides `localhost`,
 /// `127.0.0.1` and `::1`).
 ///
 /// # Errors
@@ -226,6 +233,7 @@ pub fn stack_certificates(data_dir: &Path, hosts: &[HostName]) -> anyhow::Result
         key_service: service("key-service")?,
         auth_service: service("auth-service")?,
         credential_service: service("credential-service")?,
+        gateway: service("gateway")?,
         certs_dir: certs_dir.clone(),
     };
     lock_down_dir(&certs_dir)?;

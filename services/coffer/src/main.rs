@@ -39,6 +39,9 @@ enum Command {
         /// Address of the credential-service.
         #[arg(long, default_value = "127.0.0.1:50053")]
         credential_listen: SocketAddr,
+        /// Address of the REST gateway (plain HTTP, so a loopback address).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        gateway_listen: SocketAddr,
         /// Seconds each service may drain its in-flight calls after Ctrl-C.
         #[arg(long, default_value_t = 10)]
         shutdown_grace: u64,
@@ -242,6 +245,7 @@ async fn main() -> ExitCode {
             listen,
             auth_listen,
             credential_listen,
+            gateway_listen,
             shutdown_grace,
             database_url,
             record_cache_ttl,
@@ -251,6 +255,7 @@ async fn main() -> ExitCode {
                 listen,
                 auth_listen,
                 credential_listen,
+                gateway_listen,
                 shutdown_grace_period: Duration::from_secs(shutdown_grace),
                 record_cache_ttl,
                 database_url: database_url.map(SecretString::from),
@@ -465,7 +470,9 @@ async fn run_up(options: up::Options) -> anyhow::Result<String> {
             key_file.display()
         ),
     }
+    println!("gateway listening on http://{}", running.gateway_addr);
     println!("try: {}", running.grpcurl_command(running.key_service_addr));
+    println!("try: {}", running.curl_command());
     tokio::select! {
         error = running.failed() => return Err(error),
         () = signal.recv() => {}

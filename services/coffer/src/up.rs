@@ -21,6 +21,8 @@ pub struct Options {
     pub auth_listen: SocketAddr,
     /// The credential-service's listen address.
     pub credential_listen: SocketAddr,
+    /// The REST gateway's listen address (plain HTTP: loopback only, in dev mode).
+    pub gateway_listen: SocketAddr,
     /// How long each service may drain its in-flight calls on Ctrl-C.
     pub shutdown_grace_period: Duration,
     /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).
@@ -38,11 +40,20 @@ pub struct Running {
     pub auth_service_addr: SocketAddr,
     /// The credential-service's address.
     pub credential_service_addr: SocketAddr,
+    /// The REST gateway's address.
+    pub gateway_addr: SocketAddr,
     /// The data directory's files.
     pub layout: Layout,
     /// Whether this start generated a new dev root key.
     pub generated_root_key: bool,
     stack: Stack,
+    gateway: Gateway,
+}
+
+/// The REST gateway's task and the signal that stops it.
+struct Gateway {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Prepares the data directory and starts every service in this process (through
@@ -95,14 +106,55 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         .shutdown_grace_period(options.shutdown_grace_period)
         .spawn()
         .await?;
+    let (gateway, gateway_addr) = start_gateway(options.gateway_listen, &layout, &stack).await?;
     Ok(Running {
         key_service_addr: stack.key_service.addr,
         auth_service_addr: stack.auth_service.addr,
         credential_service_addr: stack.credential_service.addr,
+        gateway_addr,
         layout,
         generated_root_key: prepared.generated_root_key,
         stack,
+        gateway,
     })
+}
+
+/// Starts the REST gateway on `listen` in front of `stack`, calling each service with the
+/// gateway's certificate. The connections are lazy: a service that is down makes its routes
+/// answer 503, and the gateway stays up.
+async fn start_gateway(
+    listen: SocketAddr,
+    layout: &Layout,
+    stack: &Stack,
+) -> anyhow::Result<(Gateway, SocketAddr)> {
+    anyhow::ensure!(
+        listen.ip().is_loopback(),
+        "--gateway-listen must be a loopback address: the dev gateway speaks plain HTTP"
+    );
+    let tls = TlsMaterial::load(&layout.gateway)?;
+    let mut upstreams = std::collections::HashMap::new();
+    for (service, addr) in [
+        ("coffer.v1.KeyService", stack.key_service.addr),
+        ("coffer.v1.AuthService", stack.auth_service.addr),
+        ("coffer.v1.CredentialService", stack.credential_service.addr),
+    ] {
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config(tls.client_config(&addr.ip().to_string()))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        upstreams.insert(service.to_owned(), channel);
+    }
+    let routes = coffer_gateway::routes::Routes::coffer(coffer_gateway::routes::public)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {listen} (gateway): {error}"))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = coffer_gateway::server::Gateway::new(routes, upstreams);
+    let task = tokio::spawn(gateway.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Ok((Gateway { stop, task }, addr))
 }
 
 impl Running {
@@ -112,12 +164,32 @@ impl Running {
     /// # Errors
     /// The first service failure.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        Ok(self.stack.shutdown().await?)
+        // The gateway first: no new REST call reaches a service that is draining.
+        let _ = self.gateway.stop.send(());
+        let gateway = self.gateway.task.await;
+        let stack = self.stack.shutdown().await;
+        match gateway {
+            Ok(Err(error)) => return Err(anyhow::anyhow!("the gateway failed: {error}")),
+            Err(error) => return Err(anyhow::anyhow!("the gateway task failed: {error}")),
+            Ok(Ok(())) => {}
+        }
+        Ok(stack?)
     }
 
     /// Waits until a service stops on its own (which is a failure) and returns why.
     pub async fn failed(&mut self) -> anyhow::Error {
         self.stack.failed().await.into()
+    }
+
+    /// A `curl` command line that lists the bootstrap tenant's credentials over REST, with the
+    /// admin API key read from its file.
+    pub fn curl_command(&self) -> String {
+        format!(
+            "curl -H \"Authorization: Bearer $(cat {})\" http://{}/v1/tenants/{}/credentials",
+            quote(&crate::admin::admin_key_file(&self.layout.data_dir)),
+            self.gateway_addr,
+            layout::BOOTSTRAP_TENANT,
+        )
     }
 
     /// A `grpcurl` command line that lists a service's RPCs as the operator.

@@ -21,8 +21,8 @@ fn coffer_up(data_dir: &Path) -> (Child, SocketAddr) {
 }
 
 /// Starts `coffer up` on free ports and returns the child and the addresses it printed (key,
-/// auth and credential services).
-fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 3]) {
+/// auth and credential services, the REST gateway).
+fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 4]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args([
             "up",
@@ -31,6 +31,8 @@ fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 3]) {
             "--auth-listen",
             "127.0.0.1:0",
             "--credential-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
             "127.0.0.1:0",
             "--data-dir",
         ])
@@ -41,22 +43,27 @@ fn coffer_up_all(data_dir: &Path) -> (Child, [SocketAddr; 3]) {
         .expect("coffer starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let mut found: [Option<SocketAddr>; 3] = [None; 3];
+    let mut found: [Option<SocketAddr>; 4] = [None; 4];
     let addrs = loop {
         let line = lines
             .next()
             .expect("coffer up printed its addresses")
             .unwrap();
-        for (slot, prefix) in ["key-service", "auth-service", "credential-service"]
-            .iter()
-            .enumerate()
+        for (slot, prefix) in [
+            "key-service listening on ",
+            "auth-service listening on ",
+            "credential-service listening on ",
+            "gateway listening on http://",
+        ]
+        .iter()
+        .enumerate()
         {
-            if let Some(addr) = line.strip_prefix(&format!("{prefix} listening on ")) {
+            if let Some(addr) = line.strip_prefix(prefix) {
                 found[slot] = Some(addr.parse().unwrap());
             }
         }
-        if let [Some(key), Some(auth), Some(credential)] = found {
-            break [key, auth, credential];
+        if let [Some(key), Some(auth), Some(credential), Some(gateway)] = found {
+            break [key, auth, credential, gateway];
         }
     };
     // Keep reading so the child never writes into a closed pipe.
@@ -211,7 +218,7 @@ fn coffer(args: &[&str], data_dir: &Path, auth: SocketAddr, stdin: &str) -> Stri
 async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let (child, [_, auth, _]) = coffer_up_all(&data_dir);
+    let (child, [_, auth, _, _]) = coffer_up_all(&data_dir);
     let admin_key = std::fs::read_to_string(data_dir.join("admin-api-key")).unwrap();
     assert!(admin_key.trim().starts_with("mcp_sk_"));
     #[cfg(unix)]
@@ -300,7 +307,7 @@ async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
 async fn an_mcp_credential_lives_through_the_cli_with_secrets_sealed_locally() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let (child, [_, auth, credential]) = coffer_up_all(&data_dir);
+    let (child, [_, auth, credential, _]) = coffer_up_all(&data_dir);
     let addr = credential.to_string();
     let cred = |args: &[&str], stdin: &str| {
         let mut full: Vec<&str> = args.to_vec();
@@ -468,13 +475,13 @@ async fn certs_init_issues_server_certificates_valid_for_the_names_given() {
             .output()
             .unwrap()
     };
-    let issued = issue(&["--name", "gateway", "--server", "--dns", "api.test"]);
+    let issued = issue(&["--name", "edge-proxy", "--server", "--dns", "api.test"]);
     assert!(
         issued.status.success(),
         "{}",
         String::from_utf8_lossy(&issued.stderr)
     );
-    let again = issue(&["--name", "gateway", "--server", "--dns", "api2.test"]);
+    let again = issue(&["--name", "edge-proxy", "--server", "--dns", "api2.test"]);
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("without DNS name api2.test"),
@@ -492,7 +499,7 @@ async fn certs_init_issues_server_certificates_valid_for_the_names_given() {
 async fn admin_bootstrap_makes_the_first_admin_with_explicit_certificate_files() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let (child, [_, auth, _]) = coffer_up_all(&data_dir);
+    let (child, [_, auth, _, _]) = coffer_up_all(&data_dir);
     let certs = data_dir.join("certs");
     let elsewhere = dir.path().join("no-such-dir");
     let run = |args: &[&str], api_key: Option<&str>| {
@@ -550,5 +557,65 @@ async fn admin_bootstrap_makes_the_first_admin_with_explicit_certificate_files()
         field(&stdout, "API key (shown once; Coffer keeps only its hash):"),
         key
     );
+    terminate(child, &data_dir);
+}
+
+/// One HTTP/1.1 request to the gateway; the status, headers and JSON body.
+async fn rest(
+    gateway: SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+) -> (u16, http::HeaderMap, serde_json::Value) {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .uri(path)
+        .header("host", gateway.to_string());
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", format!("Bearer {bearer}"));
+    }
+    let response = sender
+        .send_request(
+            request
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn the_gateway_answers_the_printed_curl_request_with_the_admin_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (child, [_, _, _, gateway]) = coffer_up_all(&data_dir);
+    let key = std::fs::read_to_string(data_dir.join("admin-api-key")).unwrap();
+    let path = "/v1/tenants/default/credentials";
+    let (status, headers, json) = rest(gateway, path, Some(key.trim())).await;
+    assert_eq!(status, 200, "{json}");
+    assert!(json["credentials"].is_array(), "{json}");
+    assert_eq!(
+        headers
+            .get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
+    );
+    let (status, headers, json) = rest(gateway, path, None).await;
+    assert_eq!(status, 401, "{json}");
+    assert_eq!(json["error"]["status"], "UNAUTHENTICATED", "{json}");
+    assert_eq!(
+        headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let (status, _, json) = rest(gateway, "/v1/rootKey:rotate", Some(key.trim())).await;
+    assert_eq!(status, 404, "an operator-only RPC is not routed: {json}");
     terminate(child, &data_dir);
 }

@@ -3,9 +3,10 @@
 //! the standard gRPC-to-HTTP status mapping and the `google.rpc` details the services attach.
 //!
 //! A status that a Coffer service made carries an `ErrorInfo` (every service attaches one to
-//! every error); its message and details are passed on. One without it came from the transport
-//! (a refused connection, a reset stream) and gets a fixed message for its code, so no internal
-//! address or library text reaches a client. `DebugInfo` is never passed on.
+//! every error); its message and details are passed on. A status without one, of a code the
+//! transport produces itself (a refused connection, a reset stream, a timeout), gets a fixed
+//! message for its code, so no internal address or library text reaches a client.
+//! `DebugInfo` is never passed on.
 
 use http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -55,7 +56,11 @@ impl JsonError {
     pub fn from_status(status: &tonic::Status) -> Self {
         let details = status.get_error_details();
         let Some(info) = details.error_info() else {
-            return Self::new(status.code(), transport_message(status.code()));
+            return if is_transport_code(status.code()) {
+                Self::new(status.code(), transport_message(status.code()))
+            } else {
+                Self::new(status.code(), status.message())
+            };
         };
         let mut out = vec![json!({
             "@type": format!("{TYPE_PREFIX}ErrorInfo"),
@@ -162,6 +167,23 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// The codes tonic and hyper produce themselves (a refused connection, a reset stream, a
+/// timeout, an unknown method): without an `ErrorInfo` such a status is the transport's, and
+/// its text stays inside. Every other code only a service sends.
+fn is_transport_code(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::DataLoss
+            | Code::Unimplemented
+            | Code::ResourceExhausted
+    )
+}
+
 /// The message of a status that did not come from a service.
 fn transport_message(code: Code) -> &'static str {
     match code {
@@ -224,6 +246,13 @@ mod tests {
             "the service is unavailable; try again"
         );
         assert!(!error.body.to_string().contains("10.0.0.7"));
+    }
+
+    #[test]
+    fn a_code_only_services_send_keeps_its_message_without_details() {
+        let error = JsonError::from_status(&tonic::Status::unauthenticated("a bearer is required"));
+        assert_eq!(error.http, StatusCode::UNAUTHORIZED);
+        assert_eq!(error.body["error"]["message"], "a bearer is required");
     }
 
     #[test]

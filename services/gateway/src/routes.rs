@@ -10,6 +10,15 @@ use prost_reflect::{
 
 use crate::template::{BadEncoding, Binding, PathTemplate, RequestPath, TemplateError};
 
+/// RPCs that only operators may call (with an operator certificate, over gRPC): never routed
+/// over REST, whatever their annotation says.
+pub const OPERATOR_ONLY: &[&str] = &["coffer.v1.KeyService.RotateRootKey"];
+
+/// The default routing rule: every annotated RPC except [`OPERATOR_ONLY`].
+pub fn public(rpc: &MethodDescriptor) -> bool {
+    !OPERATOR_ONLY.contains(&rpc.full_name())
+}
+
 /// The `google.api.http` extension of `google.protobuf.MethodOptions`.
 pub const HTTP_EXTENSION: &str = "google.api.http";
 
@@ -156,6 +165,17 @@ impl Routes {
         // Stable: among equally specific templates, the descriptor order decides.
         routes.sort_by_key(|r| std::cmp::Reverse(r.template.literals()));
         Ok(Self { routes })
+    }
+
+    /// The routes of Coffer's own protos ([`coffer_proto::FILE_DESCRIPTOR_SET`]).
+    ///
+    /// # Errors
+    /// As [`Routes::build`].
+    pub fn coffer(routed: impl Fn(&MethodDescriptor) -> bool) -> Result<Self, RouteError> {
+        Self::build(
+            &DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET)?,
+            routed,
+        )
     }
 
     /// Every route, most specific first.
@@ -445,6 +465,24 @@ mod tests {
             Err(Miss::MethodNotAllowed(allowed)) => assert!(!allowed.contains(&Method::GET)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn operator_only_rpcs_are_not_public() {
+        let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let routes = Routes::build(&pool, public).unwrap();
+        for name in OPERATOR_ONLY {
+            let exists = pool
+                .services()
+                .flat_map(|s| s.methods().collect::<Vec<_>>())
+                .any(|m| m.full_name() == *name);
+            assert!(exists, "{name} is no RPC: the list is stale");
+            assert!(
+                routes.iter().all(|r| r.rpc.full_name() != *name),
+                "{name} is routed"
+            );
+        }
+        assert!(routes.iter().any(|r| r.rpc.name() == "Encrypt"));
     }
 
     #[test]

@@ -45,6 +45,24 @@ impl Gateway {
         }
     }
 
+    /// Serves HTTP on `listener` until `shutdown` completes, then drains.
+    ///
+    /// # Errors
+    /// If accepting connections fails.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+
     /// The axum router: every path goes to the route table.
     pub fn router(self) -> axum::Router {
         axum::Router::new()

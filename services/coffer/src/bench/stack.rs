@@ -94,6 +94,7 @@ impl Stack {
             .args(["--listen", "127.0.0.1:0"])
             .args(["--auth-listen", "127.0.0.1:0"])
             .args(["--credential-listen", "127.0.0.1:0"])
+            .args(["--gateway-listen", "127.0.0.1:0"])
             .args(["--shutdown-grace", "5"])
             .env_remove("COFFER_UP_DATABASE_URL")
             .stdin(Stdio::null())
