@@ -63,14 +63,57 @@ impl Gateway {
         .await
     }
 
-    /// The axum router: every path goes to the route table.
+    /// The axum router: `/healthz` and `/readyz` for probes, every other path to the route
+    /// table.
     pub fn router(self) -> axum::Router {
         axum::Router::new()
+            .route("/healthz", axum::routing::get(healthz))
+            .route("/readyz", axum::routing::get(readyz))
             .fallback(handle)
             .with_state(self)
             .layer(axum::middleware::map_response(security_headers))
     }
 }
+
+/// The process is up.
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// Every upstream answers `grpc.health.v1.Health/Check` as serving (200), or which do not
+/// (503).
+async fn readyz(State(gateway): State<Gateway>) -> Response {
+    let mut services = serde_json::Map::new();
+    let mut ready = true;
+    for (name, channel) in gateway.upstreams.iter() {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let check = client.check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        });
+        let serving = matches!(
+            tokio::time::timeout(READY_TIMEOUT, check).await,
+            Ok(Ok(reply)) if reply.get_ref().status()
+                == tonic_health::pb::health_check_response::ServingStatus::Serving
+        );
+        ready &= serving;
+        services.insert(
+            name.clone(),
+            serde_json::Value::from(if serving { "serving" } else { "unavailable" }),
+        );
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        &serde_json::json!({"status": if ready { "ready" } else { "not ready" }, "services": services}),
+    )
+}
+
+/// How long `/readyz` waits for each service.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn handle(
     State(gateway): State<Gateway>,

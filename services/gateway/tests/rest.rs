@@ -103,16 +103,7 @@ impl Rest {
         }
         let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
         let routes = Routes::build(&pool, |_| true).unwrap();
-        let app = Gateway::new(routes, upstreams).router();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-        });
+        let addr = serve(Gateway::new(routes, upstreams)).await;
         Self {
             addr,
             key,
@@ -122,29 +113,47 @@ impl Rest {
     }
 
     async fn send(&self, method: &str, path: &str, body: impl Into<Bytes>) -> Answer {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let request = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "127.0.0.1")
-            .header("authorization", format!("Bearer {}", self.key))
-            .header("content-type", "application/json")
-            .body(Full::new(body.into()))
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            json,
-        }
+        send(self.addr, &self.key, method, path, body).await
+    }
+}
+
+/// Serves `gateway` on a free loopback port.
+async fn serve(gateway: Gateway) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(gateway.serve(listener, std::future::pending()));
+    addr
+}
+
+async fn send(
+    addr: SocketAddr,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: impl Into<Bytes>,
+) -> Answer {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        json,
     }
 }
 
@@ -288,4 +297,60 @@ async fn errors_are_json_with_the_standard_status_and_the_headers() {
     assert_eq!(huge.status, 413);
     assert_eq!(huge.json["error"]["code"], 413);
     assert_security_headers(&huge);
+}
+
+#[tokio::test]
+async fn probes_say_whether_the_process_is_up_and_the_services_ready() {
+    let rest = Rest::start().await;
+    let live = rest.send("GET", "/healthz", "").await;
+    assert_eq!(live.status, 200);
+    assert_security_headers(&live);
+    let ready = rest.send("GET", "/readyz", "").await;
+    assert_eq!(ready.status, 200, "{}", ready.json);
+    assert_eq!(
+        ready.json["services"]["coffer.v1.CredentialService"],
+        "serving"
+    );
+}
+
+#[tokio::test]
+async fn a_service_down_is_503_in_json_and_the_gateway_stays_up() {
+    let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let routes = Routes::build(&pool, |_| true).unwrap();
+    // A port nothing listens on: bound, then released.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{dead}"))
+        .unwrap()
+        .connect_lazy();
+    let upstreams = HashMap::from([("coffer.v1.CredentialService".to_owned(), channel)]);
+    let addr = serve(Gateway::new(routes, upstreams)).await;
+    for _ in 0..2 {
+        let down = send(addr, "mcp_sk_x", "GET", "/v1/tenants/acme/credentials", "").await;
+        assert_eq!(down.status, 503, "{}", down.json);
+        assert_eq!(down.json["error"]["status"], "UNAVAILABLE");
+        assert!(
+            !down.json.to_string().contains(&dead.to_string()),
+            "{}",
+            down.json
+        );
+        assert_security_headers(&down);
+    }
+    let not_ready = send(addr, "", "GET", "/readyz", "").await;
+    assert_eq!(not_ready.status, 503, "{}", not_ready.json);
+    assert_eq!(
+        not_ready.json["services"]["coffer.v1.CredentialService"],
+        "unavailable"
+    );
+    let live = send(addr, "", "GET", "/healthz", "").await;
+    assert_eq!(live.status, 200, "the gateway stays up");
+    let unrouted = send(addr, "mcp_sk_x", "GET", "/v1/tenants/acme/keys", "").await;
+    assert_eq!(
+        unrouted.status, 503,
+        "a service with no channel: {}",
+        unrouted.json
+    );
 }
