@@ -6,11 +6,12 @@
 //! What exists so far: path templates ([`template`]), the route table ([`routes`]) and the
 //! JSON transcoding of requests and responses ([`transcode`]), calls of any RPC with a dynamic
 //! message ([`grpc`]), Google's JSON error format ([`error`]) and the axum handler with the
-//! security headers ([`server`]). Still to come: configuration and the process, the routing
-//! rule for operator-only RPCs, CORS, rate limits, TLS, `/openapi.json`, `/docs`, health.
+//! security headers, probes and `/openapi.json` ([`server`], [`openapi`]). Still to come:
+//! configuration and the process, CORS, rate limits, TLS, `/docs`, request logs.
 
 pub mod error;
 pub mod grpc;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod template;

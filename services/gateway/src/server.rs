@@ -34,12 +34,15 @@ pub const CLIENT_ADDRESS: &str = "x-forwarded-for";
 pub struct Gateway {
     routes: Arc<Routes>,
     upstreams: Arc<HashMap<String, Channel>>,
+    /// `/openapi.json`, generated once from the routes.
+    openapi: Arc<String>,
 }
 
 impl Gateway {
     /// Serves `routes`, calling each RPC's service on its channel in `upstreams`.
     pub fn new(routes: Routes, upstreams: HashMap<String, Channel>) -> Self {
         Self {
+            openapi: Arc::new(crate::openapi::document(&routes).to_string()),
             routes: Arc::new(routes),
             upstreams: Arc::new(upstreams),
         }
@@ -63,16 +66,27 @@ impl Gateway {
         .await
     }
 
-    /// The axum router: `/healthz` and `/readyz` for probes, every other path to the route
-    /// table.
+    /// The axum router: `/openapi.json`, `/healthz` and `/readyz` for probes, every other
+    /// path to the route table.
     pub fn router(self) -> axum::Router {
         axum::Router::new()
+            .route("/openapi.json", axum::routing::get(openapi))
             .route("/healthz", axum::routing::get(healthz))
             .route("/readyz", axum::routing::get(readyz))
             .fallback(handle)
             .with_state(self)
             .layer(axum::middleware::map_response(security_headers))
     }
+}
+
+/// The OpenAPI document of the routes.
+async fn openapi(State(gateway): State<Gateway>) -> Response {
+    let mut response = gateway.openapi.as_str().to_owned().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The process is up.

@@ -207,6 +207,64 @@ impl PathTemplate {
     }
 }
 
+/// One segment of a template, for documents that cannot say `{name=tenants/*}` (OpenAPI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A literal segment.
+    Literal(String),
+    /// A wildcard: a parameter named after the collection before it (`tenants/*` gives
+    /// `tenant`), or after its field for a plain `{id}`, part of the request field `field`.
+    Parameter {
+        /// The parameter's name.
+        name: String,
+        /// The field path it fills (part of), dotted.
+        field: String,
+    },
+}
+
+impl PathTemplate {
+    /// The template segment by segment (see [`Part`]); the verb is apart ([`Self::verb`]).
+    pub fn parts(&self) -> Vec<Part> {
+        let mut parts = Vec::with_capacity(self.segments.len());
+        for (index, segment) in self.segments.iter().enumerate() {
+            let variable = self
+                .variables
+                .iter()
+                .find(|v| (v.start..v.end).contains(&index));
+            let field = variable.map_or_else(String::new, |v| v.field_path.join("."));
+            match segment {
+                Segment::Literal(text) => parts.push(Part::Literal(text.clone())),
+                Segment::One | Segment::Rest => {
+                    let before = match (index.checked_sub(1), variable) {
+                        (Some(previous), Some(v)) if previous >= v.start => {
+                            match &self.segments[previous] {
+                                Segment::Literal(text) => Some(text.as_str()),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    let name = match (before, variable) {
+                        (Some(collection), _) => collection
+                            .strip_suffix('s')
+                            .unwrap_or(collection)
+                            .to_owned(),
+                        (None, Some(v)) if v.end - v.start == 1 => field.clone(),
+                        _ => format!("segment{index}"),
+                    };
+                    parts.push(Part::Parameter { name, field });
+                }
+            }
+        }
+        parts
+    }
+
+    /// The custom verb (`reveal` of `...:reveal`), if any.
+    pub fn verb(&self) -> Option<&str> {
+        self.verb.as_deref()
+    }
+}
+
 impl fmt::Display for PathTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -499,6 +557,34 @@ mod tests {
         let deep = "/a".repeat(MAX_SEGMENTS + 1);
         assert_eq!(RequestPath::split(&deep), None);
         assert_eq!(RequestPath::split("no-slash"), None);
+    }
+
+    #[test]
+    fn parts_name_each_wildcard_after_its_collection() {
+        let template = PathTemplate::parse("/v1/{name=tenants/*/credentials/*}:reveal").unwrap();
+        let parameter = |name: &str| Part::Parameter {
+            name: name.to_owned(),
+            field: "name".to_owned(),
+        };
+        assert_eq!(
+            template.parts(),
+            [
+                Part::Literal("v1".into()),
+                Part::Literal("tenants".into()),
+                parameter("tenant"),
+                Part::Literal("credentials".into()),
+                parameter("credential"),
+            ]
+        );
+        assert_eq!(template.verb(), Some("reveal"));
+        let plain = PathTemplate::parse("/v1/books/{book.id}").unwrap();
+        assert_eq!(
+            plain.parts()[2],
+            Part::Parameter {
+                name: "book.id".into(),
+                field: "book.id".into()
+            }
+        );
     }
 
     #[test]

@@ -354,3 +354,32 @@ async fn a_service_down_is_503_in_json_and_the_gateway_stays_up() {
         unrouted.json
     );
 }
+
+/// The document the gateway serves validates as OpenAPI 3.1 (openapi-spec-validator, an
+/// independent implementation, installed by scripts/test).
+#[tokio::test]
+async fn the_served_openapi_document_validates_as_openapi_3_1() {
+    let Some(python) = coffer_test_support::python_with(&["openapi_spec_validator"]) else {
+        return;
+    };
+    let routes = Routes::coffer(coffer_gateway::routes::public).unwrap();
+    let addr = serve(Gateway::new(routes, HashMap::new())).await;
+    let served = send(addr, "", "GET", "/openapi.json", "").await;
+    assert_eq!(served.status, 200);
+    assert_security_headers(&served);
+    assert_eq!(served.json["openapi"], "3.1.0");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, served.json.to_string()).unwrap();
+    let checked = std::process::Command::new(python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
