@@ -42,6 +42,10 @@ enum Command {
         /// Address of the REST gateway (plain HTTP, so a loopback address).
         #[arg(long, default_value = "127.0.0.1:8080")]
         gateway_listen: SocketAddr,
+        /// A browser origin the gateway allows (CORS), e.g. `https://app.example`; repeatable,
+        /// or `*` alone for any (never with credentials). Default: none.
+        #[arg(long = "gateway-cors-origin")]
+        gateway_cors_origins: Vec<String>,
         /// Seconds each service may drain its in-flight calls after Ctrl-C.
         #[arg(long, default_value_t = 10)]
         shutdown_grace: u64,
@@ -246,16 +250,25 @@ async fn main() -> ExitCode {
             auth_listen,
             credential_listen,
             gateway_listen,
+            gateway_cors_origins,
             shutdown_grace,
             database_url,
             record_cache_ttl,
         } => {
+            let gateway_cors = match coffer_gateway::server::Cors::parse(&gateway_cors_origins) {
+                Ok(cors) => cors,
+                Err(why) => {
+                    eprintln!("coffer: --gateway-cors-origin {why}");
+                    return ExitCode::from(64);
+                }
+            };
             run_up(up::Options {
                 data_dir,
                 listen,
                 auth_listen,
                 credential_listen,
                 gateway_listen,
+                gateway_cors,
                 shutdown_grace_period: Duration::from_secs(shutdown_grace),
                 record_cache_ttl,
                 database_url: database_url.map(SecretString::from),

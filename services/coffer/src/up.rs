@@ -23,6 +23,8 @@ pub struct Options {
     pub credential_listen: SocketAddr,
     /// The REST gateway's listen address (plain HTTP: loopback only, in dev mode).
     pub gateway_listen: SocketAddr,
+    /// Browser origins the gateway allows (CORS); denied by default.
+    pub gateway_cors: coffer_gateway::server::Cors,
     /// How long each service may drain its in-flight calls on Ctrl-C.
     pub shutdown_grace_period: Duration,
     /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).
@@ -106,7 +108,7 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         .shutdown_grace_period(options.shutdown_grace_period)
         .spawn()
         .await?;
-    let (gateway, gateway_addr) = start_gateway(options.gateway_listen, &layout, &stack).await?;
+    let (gateway, gateway_addr) = start_gateway(options, &layout, &stack).await?;
     Ok(Running {
         key_service_addr: stack.key_service.addr,
         auth_service_addr: stack.auth_service.addr,
@@ -123,10 +125,11 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
 /// gateway's certificate. The connections are lazy: a service that is down makes its routes
 /// answer 503, and the gateway stays up.
 async fn start_gateway(
-    listen: SocketAddr,
+    options: &Options,
     layout: &Layout,
     stack: &Stack,
 ) -> anyhow::Result<(Gateway, SocketAddr)> {
+    let listen = options.gateway_listen;
     anyhow::ensure!(
         listen.ip().is_loopback(),
         "--gateway-listen must be a loopback address: the dev gateway speaks plain HTTP"
@@ -150,7 +153,8 @@ async fn start_gateway(
         .map_err(|error| anyhow::anyhow!("cannot listen on {listen} (gateway): {error}"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = coffer_gateway::server::Gateway::new(routes, upstreams);
+    let gateway =
+        coffer_gateway::server::Gateway::new(routes, upstreams).cors(options.gateway_cors.clone());
     let task = tokio::spawn(gateway.serve(listener, async {
         let _ = stopped.await;
     }));

@@ -619,3 +619,22 @@ async fn the_gateway_answers_the_printed_curl_request_with_the_admin_key() {
     assert_eq!(status, 404, "an operator-only RPC is not routed: {json}");
     terminate(child, &data_dir);
 }
+
+#[test]
+fn a_cors_origin_that_is_not_an_origin_stops_coffer_up_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args([
+            "up",
+            "--gateway-cors-origin",
+            "https://app.example/path",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--gateway-cors-origin"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}

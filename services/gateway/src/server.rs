@@ -36,6 +36,21 @@ pub struct Gateway {
     upstreams: Arc<HashMap<String, Channel>>,
     /// `/openapi.json`, generated once from the routes.
     openapi: Arc<String>,
+    /// Browser origins allowed to call (CORS); empty denies every cross-origin call.
+    cors: Cors,
+}
+
+/// Which browser origins may call the gateway from their pages (CORS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Cors {
+    /// None (the default): no CORS headers, so browsers refuse cross-origin calls.
+    #[default]
+    Denied,
+    /// Exactly these origins (`https://app.example`).
+    Origins(Vec<HeaderValue>),
+    /// Any origin, never with credentials (the bearer is a header a page sets itself, not a
+    /// cookie the browser adds).
+    Any,
 }
 
 impl Gateway {
@@ -45,7 +60,15 @@ impl Gateway {
             openapi: Arc::new(crate::openapi::document(&routes).to_string()),
             routes: Arc::new(routes),
             upstreams: Arc::new(upstreams),
+            cors: Cors::Denied,
         }
+    }
+
+    /// The same gateway with CORS `cors`.
+    #[must_use]
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
     }
 
     /// Serves HTTP on `listener` until `shutdown` completes, then drains.
@@ -69,14 +92,83 @@ impl Gateway {
     /// The axum router: `/openapi.json`, `/healthz` and `/readyz` for probes, every other
     /// path to the route table.
     pub fn router(self) -> axum::Router {
-        axum::Router::new()
+        let cors = cors_layer(&self.cors);
+        let router = axum::Router::new()
             .route("/openapi.json", axum::routing::get(openapi))
             .route("/healthz", axum::routing::get(healthz))
             .route("/readyz", axum::routing::get(readyz))
             .fallback(handle)
-            .with_state(self)
-            .layer(axum::middleware::map_response(security_headers))
+            .with_state(self);
+        // The security headers outermost, so CORS preflight answers carry them too.
+        match cors {
+            Some(cors) => router.layer(cors),
+            None => router,
+        }
+        .layer(axum::middleware::map_response(security_headers))
     }
+}
+
+impl Cors {
+    /// The CORS of a list of allowed origins as an operator writes them: none is
+    /// [`Cors::Denied`], `*` alone is [`Cors::Any`], else each must be an origin
+    /// (`https://host[:port]`, no path).
+    ///
+    /// # Errors
+    /// The first entry that is not an origin, or `*` beside other origins.
+    pub fn parse(origins: &[String]) -> Result<Self, String> {
+        match origins {
+            [] => Ok(Self::Denied),
+            [any] if any == "*" => Ok(Self::Any),
+            _ => origins
+                .iter()
+                .map(|origin| {
+                    let rest = origin
+                        .strip_prefix("https://")
+                        .or_else(|| origin.strip_prefix("http://"))
+                        .ok_or_else(|| format!("{origin:?}: an origin starts with https://"))?;
+                    if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) {
+                        return Err(format!(
+                            "{origin:?}: an origin is scheme://host[:port], with no path \
+                             (and * only alone)"
+                        ));
+                    }
+                    HeaderValue::from_str(origin)
+                        .map_err(|_| format!("{origin:?}: not a header value"))
+                })
+                .collect::<Result<_, _>>()
+                .map(Self::Origins),
+        }
+    }
+}
+
+/// The CORS layer of `cors`, none when denied. Preflights may ask for the methods the routes
+/// use and the headers a client sends; credentials are never allowed.
+fn cors_layer(cors: &Cors) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = match cors {
+        Cors::Denied => return None,
+        Cors::Origins(origins) => AllowOrigin::list(origins.iter().cloned()),
+        Cors::Any => AllowOrigin::any(),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::PUT,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("traceparent"),
+                HeaderName::from_static("tracestate"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// The OpenAPI document of the routes.
@@ -274,4 +366,30 @@ async fn security_headers(mut response: Response) -> Response {
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_origins_parse_strictly() {
+        assert_eq!(Cors::parse(&[]), Ok(Cors::Denied));
+        assert_eq!(Cors::parse(&["*".into()]), Ok(Cors::Any));
+        assert_eq!(
+            Cors::parse(&["https://app.example:8443".into()]),
+            Ok(Cors::Origins(vec![HeaderValue::from_static(
+                "https://app.example:8443"
+            )]))
+        );
+        for bad in [
+            "app.example",
+            "https://app.example/",
+            "https://*.example",
+            "https://",
+        ] {
+            assert!(Cors::parse(&[bad.into()]).is_err(), "{bad}");
+        }
+        assert!(Cors::parse(&["*".into(), "https://a.example".into()]).is_err());
+    }
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use coffer_crypto::RootKeyring;
 use coffer_gateway::routes::Routes;
-use coffer_gateway::server::{Gateway, MAX_BODY_BYTES};
+use coffer_gateway::server::{Cors, Gateway, MAX_BODY_BYTES};
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_test_support::{connect, init_tracing};
@@ -381,5 +381,109 @@ async fn the_served_openapi_document_validates_as_openapi_3_1() {
         "{}{}",
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+/// One request with extra headers, no bearer.
+async fn send_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender
+        .send_request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+#[tokio::test]
+async fn cors_is_denied_by_default_and_allowed_only_for_a_configured_origin() {
+    let preflight = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "GET"),
+        ("access-control-request-headers", "authorization"),
+    ];
+    let routes = || Routes::coffer(coffer_gateway::routes::public).unwrap();
+    let denied = serve(Gateway::new(routes(), HashMap::new())).await;
+    for (method, headers) in [("OPTIONS", &preflight[..]), ("GET", &preflight[..1])] {
+        let answer = send_with(denied, method, "/healthz", headers).await;
+        assert!(
+            !answer.headers.contains_key("access-control-allow-origin"),
+            "{method}: {:?}",
+            answer.headers
+        );
+        assert_security_headers(&answer);
+    }
+
+    let configured = serve(
+        Gateway::new(routes(), HashMap::new())
+            .cors(Cors::Origins(vec!["https://app.example".parse().unwrap()])),
+    )
+    .await;
+    let allowed = send_with(
+        configured,
+        "OPTIONS",
+        "/v1/tenants/acme/credentials",
+        &preflight,
+    )
+    .await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed
+            .headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.example")
+    );
+    assert!(
+        !allowed
+            .headers
+            .contains_key("access-control-allow-credentials")
+    );
+    assert_security_headers(&allowed);
+    let other = send_with(
+        configured,
+        "OPTIONS",
+        "/v1/tenants/acme/credentials",
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert!(
+        !other.headers.contains_key("access-control-allow-origin"),
+        "{:?}",
+        other.headers
+    );
+
+    let any = serve(Gateway::new(routes(), HashMap::new()).cors(Cors::Any)).await;
+    let answer = send_with(any, "GET", "/healthz", &preflight[..1]).await;
+    assert_eq!(
+        answer
+            .headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*")
+    );
+    assert!(
+        !answer
+            .headers
+            .contains_key("access-control-allow-credentials")
     );
 }
