@@ -46,6 +46,9 @@ enum Command {
         /// or `*` alone for any (never with credentials). Default: none.
         #[arg(long = "gateway-cors-origin")]
         gateway_cors_origins: Vec<String>,
+        /// REST requests per client address per minute before 429 (0: unlimited).
+        #[arg(long, default_value_t = coffer_gateway::limit::DEFAULT_PER_MINUTE)]
+        gateway_rate_limit: u32,
         /// Seconds each service may drain its in-flight calls after Ctrl-C.
         #[arg(long, default_value_t = 10)]
         shutdown_grace: u64,
@@ -251,6 +254,7 @@ async fn main() -> ExitCode {
             credential_listen,
             gateway_listen,
             gateway_cors_origins,
+            gateway_rate_limit,
             shutdown_grace,
             database_url,
             record_cache_ttl,
@@ -269,6 +273,7 @@ async fn main() -> ExitCode {
                 credential_listen,
                 gateway_listen,
                 gateway_cors,
+                gateway_rate_limit,
                 shutdown_grace_period: Duration::from_secs(shutdown_grace),
                 record_cache_ttl,
                 database_url: database_url.map(SecretString::from),

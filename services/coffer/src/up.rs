@@ -25,6 +25,8 @@ pub struct Options {
     pub gateway_listen: SocketAddr,
     /// Browser origins the gateway allows (CORS); denied by default.
     pub gateway_cors: coffer_gateway::server::Cors,
+    /// REST requests per client address per minute (0: unlimited).
+    pub gateway_rate_limit: u32,
     /// How long each service may drain its in-flight calls on Ctrl-C.
     pub shutdown_grace_period: Duration,
     /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).

@@ -7,10 +7,11 @@
 //! JSON transcoding of requests and responses ([`transcode`]), calls of any RPC with a dynamic
 //! message ([`grpc`]), Google's JSON error format ([`error`]) and the axum handler with the
 //! security headers, probes and `/openapi.json` ([`server`], [`openapi`]). Still to come:
-//! configuration and the process, CORS, rate limits, TLS, `/docs`, request logs.
+//! configuration and the process, TLS, `/docs`, request logs.
 
 pub mod error;
 pub mod grpc;
+pub mod limit;
 pub mod openapi;
 pub mod routes;
 pub mod server;

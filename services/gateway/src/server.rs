@@ -14,7 +14,10 @@ use axum::response::{IntoResponse, Response};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 
+use std::time::Duration;
+
 use crate::error::JsonError;
+use crate::limit::RateLimit;
 use crate::routes::{Miss, Routes};
 use crate::{grpc, transcode};
 
@@ -38,6 +41,8 @@ pub struct Gateway {
     openapi: Arc<String>,
     /// Browser origins allowed to call (CORS); empty denies every cross-origin call.
     cors: Cors,
+    /// Requests per client address per minute (none: unlimited).
+    limit: Option<Arc<RateLimit>>,
 }
 
 /// Which browser origins may call the gateway from their pages (CORS).
@@ -61,7 +66,20 @@ impl Gateway {
             routes: Arc::new(routes),
             upstreams: Arc::new(upstreams),
             cors: Cors::Denied,
+            limit: Some(Arc::new(RateLimit::new(
+                crate::limit::DEFAULT_PER_MINUTE,
+                Duration::from_secs(60),
+            ))),
         }
+    }
+
+    /// The same gateway allowing `per_minute` requests per client address per minute (0: no
+    /// limit, for benchmarks and test suites that need more).
+    #[must_use]
+    pub fn rate_limit(mut self, per_minute: u32) -> Self {
+        self.limit =
+            (per_minute > 0).then(|| Arc::new(RateLimit::new(per_minute, Duration::from_secs(60))));
+        self
     }
 
     /// The same gateway with CORS `cors`.
@@ -93,12 +111,16 @@ impl Gateway {
     /// path to the route table.
     pub fn router(self) -> axum::Router {
         let cors = cors_layer(&self.cors);
+        let limit = self.limit.clone();
         let router = axum::Router::new()
             .route("/openapi.json", axum::routing::get(openapi))
             .route("/healthz", axum::routing::get(healthz))
             .route("/readyz", axum::routing::get(readyz))
             .fallback(handle)
-            .with_state(self);
+            .with_state(self)
+            .layer(axum::middleware::from_fn(move |request, next| {
+                rate_limited(limit.clone(), request, next)
+            }));
         // The security headers outermost, so CORS preflight answers carry them too.
         match cors {
             Some(cors) => router.layer(cors),
@@ -169,6 +191,33 @@ fn cors_layer(cors: &Cors) -> Option<tower_http::cors::CorsLayer> {
             ])
             .max_age(std::time::Duration::from_secs(600)),
     )
+}
+
+/// Counts the request against its client address; past the limit, 429 with `Retry-After`.
+async fn rate_limited(
+    limit: Option<Arc<RateLimit>>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    if let (Some(limit), Some(client)) = (limit, client)
+        && let Err(limited) = limit.check(client, std::time::Instant::now())
+    {
+        let error = JsonError::new(
+            tonic::Code::ResourceExhausted,
+            "too many requests from this address; see Retry-After",
+        );
+        let mut response = json_response(error.http, &error.body);
+        let seconds = limited.retry_after.as_secs().max(1);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
+    next.run(request).await
 }
 
 /// The OpenAPI document of the routes.

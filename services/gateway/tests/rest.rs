@@ -487,3 +487,23 @@ async fn cors_is_denied_by_default_and_allowed_only_for_a_configured_origin() {
             .contains_key("access-control-allow-credentials")
     );
 }
+
+#[tokio::test]
+async fn the_101st_request_in_a_minute_from_one_address_is_429_in_json() {
+    let routes = Routes::coffer(coffer_gateway::routes::public).unwrap();
+    let addr = serve(Gateway::new(routes, HashMap::new())).await;
+    for n in 1..=100 {
+        let answer = send_with(addr, "GET", "/healthz", &[]).await;
+        assert_eq!(answer.status, 200, "request {n}");
+    }
+    let refused = send_with(addr, "GET", "/healthz", &[]).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json["error"]["status"], "RESOURCE_EXHAUSTED");
+    let retry: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_security_headers(&refused);
+}
