@@ -275,16 +275,49 @@ async fn handle(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: Request<Body>,
 ) -> Response {
-    match call(&gateway, client, request).await {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let request_id = loggable_request_id(request.headers().get("x-request-id")).to_owned();
+    let mut route = None;
+    let response = match call(&gateway, client, request, &mut route).await {
         Ok(response) => response,
         Err(error) => error_response(&error),
-    }
+    };
+    // One line per request: the route's template, never the path, query, headers or body,
+    // which may name or carry secrets.
+    tracing::info!(
+        target: "coffer_gateway::access",
+        method = %method,
+        route = route.unwrap_or("-"),
+        status = response.status().as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        request_id = %request_id,
+        "request"
+    );
+    response
 }
 
-async fn call(
-    gateway: &Gateway,
+/// A request id as the access log may print it: at most 128 characters of
+/// `[A-Za-z0-9._-]` that do not look like a credential (an `mcp_sk_` key, a JWT); anything
+/// else is `-`.
+pub fn loggable_request_id(value: Option<&HeaderValue>) -> &str {
+    let Some(text) = value.and_then(|v| v.to_str().ok()) else {
+        return "-";
+    };
+    let plain = !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let credential_like = text.to_ascii_lowercase().contains("mcp_sk_") || text.starts_with("eyJ");
+    if plain && !credential_like { text } else { "-" }
+}
+
+async fn call<'g>(
+    gateway: &'g Gateway,
     client: SocketAddr,
     request: Request<Body>,
+    route: &mut Option<&'g str>,
 ) -> Result<Response, Failure> {
     let (parts, body) = request.into_parts();
     let matched = gateway
@@ -300,6 +333,7 @@ async fn call(
                 Failure::Json(JsonError::invalid("path", "invalid percent-encoding"))
             }
         })?;
+    *route = Some(matched.route.template.as_str());
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Failure::TooLarge)?;
@@ -420,6 +454,30 @@ async fn security_headers(mut response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_logged_only_when_plain_and_not_credential_like() {
+        let id = |text: &'static str| {
+            loggable_request_id(Some(&HeaderValue::from_static(text))).to_owned()
+        };
+        assert_eq!(id("req-42.a_b"), "req-42.a_b");
+        assert_eq!(loggable_request_id(None), "-");
+        for hidden in [
+            "mcp_sk_abcdef0123456789",
+            "x-MCP_SK_abcdef",
+            "eyJhbGciOiJSUzI1NiJ9",
+            "has space",
+            "quote\"d",
+            "",
+        ] {
+            assert_eq!(id(hidden), "-", "{hidden}");
+        }
+        let long = "a".repeat(129);
+        assert_eq!(
+            loggable_request_id(Some(&HeaderValue::from_str(&long).unwrap())),
+            "-"
+        );
+    }
 
     #[test]
     fn cors_origins_parse_strictly() {
