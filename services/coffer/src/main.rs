@@ -103,6 +103,9 @@ enum Command {
         /// Its credential-service address.
         #[arg(long, default_value = "127.0.0.1:50053", requires = "target_data_dir")]
         credential_addr: SocketAddr,
+        /// Its REST gateway (started with `--gateway-rate-limit 0`).
+        #[arg(long, default_value = "127.0.0.1:8080", requires = "target_data_dir")]
+        gateway_addr: SocketAddr,
         /// The OpenBao binary (default: `.venv/bin/bao`, then `bao` on PATH).
         #[arg(long)]
         bao: Option<PathBuf>,
@@ -293,6 +296,7 @@ async fn main() -> ExitCode {
             key_addr,
             auth_addr,
             credential_addr,
+            gateway_addr,
             bao,
             no_openbao,
             only,
@@ -321,6 +325,7 @@ async fn main() -> ExitCode {
                     key_service: key_addr,
                     auth_service: auth_addr,
                     credential_service: credential_addr,
+                    gateway: gateway_addr,
                 }),
                 bao,
                 no_openbao,

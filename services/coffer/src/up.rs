@@ -155,8 +155,9 @@ async fn start_gateway(
         .map_err(|error| anyhow::anyhow!("cannot listen on {listen} (gateway): {error}"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway =
-        coffer_gateway::server::Gateway::new(routes, upstreams).cors(options.gateway_cors.clone());
+    let gateway = coffer_gateway::server::Gateway::new(routes, upstreams)
+        .cors(options.gateway_cors.clone())
+        .rate_limit(options.gateway_rate_limit);
     let task = tokio::spawn(gateway.serve(listener, async {
         let _ = stopped.await;
     }));

@@ -13,6 +13,7 @@
 //! test), `output` (text, JSON, Markdown, SVG).
 
 pub mod crypto;
+pub mod http;
 pub mod measure;
 pub mod openbao;
 mod output;
@@ -76,6 +77,8 @@ pub struct Target {
     pub auth_service: SocketAddr,
     /// credential-service.
     pub credential_service: SocketAddr,
+    /// The REST gateway (start it with `--gateway-rate-limit 0`, or the limit is measured).
+    pub gateway: SocketAddr,
 }
 
 /// Everything one run measured.
@@ -148,6 +151,7 @@ pub async fn run(options: Options) -> anyhow::Result<Results> {
                 target.key_service,
                 target.auth_service,
                 target.credential_service,
+                target.gateway,
             );
             notes.push("A stack started apart: its memory is not measured.".to_owned());
             runs.push(measure_stack("target", &stack, &options, uncached_keys).await?);

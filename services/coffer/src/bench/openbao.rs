@@ -13,19 +13,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, ServerName};
 
-use super::crypto;
 use super::measure::{Caller, Row, Step};
+use super::{crypto, http};
 
 /// How long `bao server -dev` may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// At most this much of a response body is read.
-const MAX_RESPONSE: usize = 64 * 1024;
 
 /// What the output says about the peer, wherever it appears.
 pub const NOTE: &str = "OpenBao runs `bao server -dev`, which keeps every key in memory; \
@@ -210,50 +205,23 @@ impl Bao {
         })
     }
 
-    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
-        tcp.set_nodelay(true)?;
-        match &self.tls {
-            Some(tls) => {
-                let stream = tls
-                    .connect(ServerName::IpAddress(self.addr.ip().into()), tcp)
-                    .await?;
-                handshake(stream).await
-            }
-            None => handshake(tcp).await,
-        }
+    async fn connect(&self) -> anyhow::Result<http::Connection> {
+        http::connect(self.addr, self.tls.as_deref()).await
     }
 
     /// One request; an answer other than 2xx is an error naming the status.
     async fn call(
         &self,
-        connection: &mut SendRequest<Full<Bytes>>,
+        connection: &mut http::Connection,
         method: &str,
         path: &str,
         body: Option<String>,
     ) -> anyhow::Result<Bytes> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let request = http::Request::builder()
-            .method(method)
-            .uri(format!("{scheme}://{}{path}", self.addr))
-            .header(http::header::HOST, self.addr.to_string())
-            .header("x-vault-token", &*self.token)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        connection.ready().await?;
-        let response = connection.send_request(request).await?;
-        let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("{} {path}: reading the answer: {e}", self.group))?
-            .to_bytes();
-        anyhow::ensure!(
-            status.is_success(),
-            "{} {method} {path}: {status}",
-            self.group
-        );
-        Ok(body)
+        let host = self.addr.to_string();
+        let headers = [("host", host.as_str()), ("x-vault-token", &*self.token)];
+        let uri = format!("{scheme}://{}{path}", self.addr);
+        http::call(connection, self.group, method, &uri, &headers, body).await
     }
 }
 
@@ -264,17 +232,6 @@ impl Drop for Bao {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-async fn handshake<S>(stream: S) -> anyhow::Result<SendRequest<Full<Bytes>>>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 /// A TLS connector trusting only the CA `bao server -dev-tls` wrote.

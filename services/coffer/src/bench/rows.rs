@@ -31,6 +31,8 @@ pub struct Context {
     pub auth_service: Vec<Channel>,
     /// credential-service connections.
     pub credential_service: Vec<Channel>,
+    /// The REST gateway's address (each worker opens its own HTTP/1.1 connection).
+    pub gateway: std::net::SocketAddr,
     /// The bootstrap admin's API key (tenant `default`).
     pub admin_key: SecretString,
     /// Fresh API keys to create for the uncached VerifyApiKey row (each is verified once).
@@ -61,6 +63,7 @@ impl Context {
             credential_service: stack
                 .channels(stack.credential_service, connections)
                 .await?,
+            gateway: stack.gateway,
             admin_key: SecretString::from(admin_key.trim().to_owned()),
             uncached_keys,
             credential_database: stack.credential_database(),
@@ -92,6 +95,7 @@ pub const SUITES: &[Suite] = &[
     |cx, p| Box::pin(key_service(cx, p)),
     |cx, _| Box::pin(auth_service(cx)),
     |cx, _| Box::pin(credential_service(cx)),
+    |cx, _| Box::pin(gateway(cx)),
 ];
 
 /// The uncached VerifyApiKey row, whose setup (one bcrypt hash per call) is skipped when it is
@@ -504,3 +508,62 @@ const AUDIT_SIZED_BODY: &str = concat!(
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ",
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 );
+
+/// The REST gateway: its no-op route (`/healthz`, which touches no service) and a masked
+/// GetCredential over REST with the admin API key, beside the same read over gRPC in the
+/// credential-service suite.
+async fn gateway(cx: &Context) -> anyhow::Result<Vec<Row>> {
+    const GROUP: &str = "gateway (REST)";
+    let bearer = Bearer(
+        format!("Bearer {}", cx.admin_key.expose_secret())
+            .parse()
+            .context("the admin key as metadata")?,
+    );
+    let created = CredentialServiceClient::new(cx.credential_service[0].clone())
+        .create_credential(bearer.request(pb::CreateCredentialRequest {
+            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
+            server_id: format!("rest{}", std::process::id()),
+            template_id: "bench".into(),
+            server_name: "coffer bench (REST)".into(),
+            env: HashMap::from([("API_KEY".to_owned(), "sk-bench-0123456789abcdef".to_owned())]),
+            ..Default::default()
+        }))
+        .await
+        .context("creating the REST bench credential")?
+        .into_inner();
+    let authorization = Arc::new(format!("Bearer {}", cx.admin_key.expose_secret()));
+    let rest = |name: &'static str, path: String| {
+        let (addr, authorization) = (cx.gateway, Arc::clone(&authorization));
+        let uri = Arc::new(format!("http://{addr}{path}"));
+        Row::new(GROUP, name, move |_| {
+            let (uri, authorization) = (Arc::clone(&uri), Arc::clone(&authorization));
+            async move {
+                let connection = Arc::new(tokio::sync::Mutex::new(
+                    super::http::connect(addr, None).await?,
+                ));
+                let host = addr.to_string();
+                let caller: Caller = Box::new(move || {
+                    let (uri, authorization, host, connection) = (
+                        Arc::clone(&uri),
+                        Arc::clone(&authorization),
+                        host.clone(),
+                        Arc::clone(&connection),
+                    );
+                    Box::pin(async move {
+                        let mut connection = connection.lock().await;
+                        let headers =
+                            [("host", host.as_str()), ("authorization", &**authorization)];
+                        super::http::call(&mut connection, GROUP, "GET", &uri, &headers, None)
+                            .await?;
+                        Ok(Step::Done)
+                    })
+                });
+                Ok(caller)
+            }
+        })
+    };
+    Ok(vec![
+        rest("no-op route (/healthz)", "/healthz".to_owned()),
+        rest("GetCredential (masked)", format!("/v1/{}", created.name)),
+    ])
+}

@@ -44,6 +44,8 @@ pub struct Stack {
     pub auth_service: SocketAddr,
     /// credential-service.
     pub credential_service: SocketAddr,
+    /// The REST gateway.
+    pub gateway: SocketAddr,
     /// Its data directory (the operator certificate, the bootstrap admin key).
     pub data_dir: PathBuf,
     child: Option<Child>,
@@ -95,6 +97,8 @@ impl Stack {
             .args(["--auth-listen", "127.0.0.1:0"])
             .args(["--credential-listen", "127.0.0.1:0"])
             .args(["--gateway-listen", "127.0.0.1:0"])
+            // The load comes from one address; the limit would measure itself.
+            .args(["--gateway-rate-limit", "0"])
             .args(["--shutdown-grace", "5"])
             .env_remove("COFFER_UP_DATABASE_URL")
             .stdin(Stdio::null())
@@ -123,10 +127,11 @@ impl Stack {
             database,
         };
         match addresses {
-            Ok(Ok([key_service, auth_service, credential_service])) => Ok(Self {
+            Ok(Ok([key_service, auth_service, credential_service, gateway])) => Ok(Self {
                 key_service,
                 auth_service,
                 credential_service,
+                gateway,
                 data_dir: dir,
                 child: Some(child),
             }),
@@ -154,11 +159,13 @@ impl Stack {
         key_service: SocketAddr,
         auth_service: SocketAddr,
         credential_service: SocketAddr,
+        gateway: SocketAddr,
     ) -> Self {
         Self {
             key_service,
             auth_service,
             credential_service,
+            gateway,
             data_dir,
             child: None,
         }
@@ -307,19 +314,25 @@ fn host(options: &sqlx::postgres::PgConnectOptions) -> String {
     format!("{}:{}", options.get_host(), options.get_port())
 }
 
-/// Reads `coffer up`'s stdout until it has named the three services' addresses, then keeps
-/// draining it in the background (so the child never blocks on a full pipe).
-async fn addresses(stdout: tokio::process::ChildStdout) -> anyhow::Result<[SocketAddr; 3]> {
+/// Reads `coffer up`'s stdout until it has named the three services' and the gateway's
+/// addresses, then keeps draining it in the background (so the child never blocks on a full
+/// pipe).
+async fn addresses(stdout: tokio::process::ChildStdout) -> anyhow::Result<[SocketAddr; 4]> {
     let mut lines = BufReader::new(stdout).lines();
-    let mut found: [Option<SocketAddr>; 3] = [None; 3];
-    let services = ["key-service", "auth-service", "credential-service"];
+    let mut found: [Option<SocketAddr>; 4] = [None; 4];
+    let prefixes = [
+        "key-service listening on ",
+        "auth-service listening on ",
+        "credential-service listening on ",
+        "gateway listening on http://",
+    ];
     while found.iter().any(Option::is_none) {
         let line = lines
             .next_line()
             .await?
             .context("coffer up exited before it was ready")?;
-        for (slot, service) in found.iter_mut().zip(services) {
-            if let Some(addr) = line.strip_prefix(&format!("{service} listening on ")) {
+        for (slot, prefix) in found.iter_mut().zip(prefixes) {
+            if let Some(addr) = line.strip_prefix(prefix) {
                 *slot = Some(
                     addr.trim()
                         .parse()
