@@ -53,13 +53,7 @@ impl Stack {
     ) -> Self {
         init_tracing();
         let ca = Arc::new(DevCa::generate("coffer.local").unwrap());
-        let certificates = coffer_stack::Certificates {
-            key_service: ca.issue_material("key-service", Usage::Service).unwrap(),
-            auth_service: ca.issue_material("auth-service", Usage::Service).unwrap(),
-            credential_service: ca
-                .issue_material("credential-service", Usage::Service)
-                .unwrap(),
-        };
+        let certificates = coffer_stack::Certificates::issue(&ca).unwrap();
         let services = coffer_stack::Stack::builder(RootKeyring::generate().unwrap(), certificates)
             .databases(coffer_stack::Databases {
                 key_service: SecretString::from(key_url),

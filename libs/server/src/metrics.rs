@@ -104,7 +104,7 @@ impl RpcMetrics {
     fn record(&self, rpc: Arc<String>, code: tonic::Code, started: Instant) {
         let labels = RpcLabels {
             rpc,
-            code: code_name(code),
+            code: crate::status::code_name(code),
         };
         self.requests.get_or_create(&labels).inc();
         self.latency
@@ -221,30 +221,6 @@ impl<B: Body + Unpin> Body for MeteredBody<B> {
 fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
     let value = headers.get("grpc-status")?.to_str().ok()?;
     Some(tonic::Code::from(value.parse::<i32>().ok()?))
-}
-
-/// The canonical name of a gRPC code, as in the gRPC documentation.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Serves `registry` at `/metrics` on `listener` until `shutdown` resolves.

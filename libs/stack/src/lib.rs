@@ -66,6 +66,22 @@ pub struct Certificates {
     pub credential_service: TlsMaterial,
 }
 
+impl Certificates {
+    /// The three services' certificates, issued by `ca` (tests and dev tools; production
+    /// loads each service's files).
+    ///
+    /// # Errors
+    /// If a certificate cannot be issued.
+    pub fn issue(ca: &coffer_transport::DevCa) -> coffer_transport::Result<Self> {
+        use coffer_transport::dev_ca::Usage;
+        Ok(Self {
+            key_service: ca.issue_material("key-service", Usage::Service)?,
+            auth_service: ca.issue_material("auth-service", Usage::Service)?,
+            credential_service: ca.issue_material("credential-service", Usage::Service)?,
+        })
+    }
+}
+
 /// Each service's database URL.
 pub struct Databases {
     /// key-service's.

@@ -3,32 +3,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use coffer_crypto::RootKeyring;
+mod support;
+
 use coffer_gateway::routes::Routes;
 use coffer_gateway::{grpc, transcode};
-use coffer_test_support::{connect, init_tracing};
-use coffer_transport::DevCa;
+use coffer_test_support::connect;
 use coffer_transport::dev_ca::Usage;
 use http::Method;
 use prost_reflect::DescriptorPool;
 
 #[tokio::test]
 async fn a_transcoded_request_reaches_the_service_and_its_answer_maps_back_to_json() {
-    init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let ca = DevCa::generate("coffer.local").unwrap();
-    let certificates = coffer_stack::Certificates {
-        key_service: ca.issue_material("key-service", Usage::Service).unwrap(),
-        auth_service: ca.issue_material("auth-service", Usage::Service).unwrap(),
-        credential_service: ca
-            .issue_material("credential-service", Usage::Service)
-            .unwrap(),
-    };
-    let stack = coffer_stack::Stack::builder(RootKeyring::generate().unwrap(), certificates)
-        .databases(coffer_stack::Databases::sqlite_in(dir.path()))
-        .spawn()
-        .await
-        .unwrap();
+    let (stack, ca) = support::stack(dir.path()).await;
     let channel = connect(
         stack.auth_service.addr,
         ca.issue_material("operator/test", Usage::Client)

@@ -4,17 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use coffer_crypto::RootKeyring;
 use coffer_gateway::routes::Routes;
 use coffer_gateway::server::{Cors, Gateway, MAX_BODY_BYTES};
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
-use coffer_test_support::{connect, init_tracing};
-use coffer_transport::DevCa;
+use coffer_test_support::connect;
 use coffer_transport::dev_ca::Usage;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
@@ -36,22 +36,8 @@ struct Answer {
 
 impl Rest {
     async fn start() -> Self {
-        init_tracing();
         let dir = tempfile::tempdir().unwrap();
-        let ca = DevCa::generate("coffer.local").unwrap();
-        let certificates = coffer_stack::Certificates {
-            key_service: ca.issue_material("key-service", Usage::Service).unwrap(),
-            auth_service: ca.issue_material("auth-service", Usage::Service).unwrap(),
-            credential_service: ca
-                .issue_material("credential-service", Usage::Service)
-                .unwrap(),
-        };
-        let stack = coffer_stack::Stack::builder(RootKeyring::generate().unwrap(), certificates)
-            .databases(coffer_stack::Databases::sqlite_in(dir.path()))
-            .auth_service(|config| config.bcrypt_cost = 4)
-            .spawn()
-            .await
-            .unwrap();
+        let (stack, ca) = support::stack(dir.path()).await;
         let operator = ca
             .issue_material("operator/test", Usage::Client)
             .unwrap()
