@@ -66,6 +66,12 @@ async fn with_key_service_down_only_cached_reads_work_and_nothing_is_half_writte
         let mut stack = Stack::spawn(db).await;
         let cached = stack.create("s1", &[("A", "one")]).await;
         let uncached = stack.create("s2", &[("A", "two")]).await;
+        // The tenant's key was created just now. Key changes have one-second resolution, so
+        // the watcher re-reads the last second on every poll and evicts the tenant's data keys
+        // while its key's change is that recent: a read warmed now could be evicted before the
+        // outage below. Two seconds (of key-service's system clock, which stamps the change)
+        // take the change out of every later poll.
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
         // A fresh cache on a manual clock, then one read to warm it for `cached` only.
         let clock = coffer_server::Clock::manual();
         stack
