@@ -3,11 +3,13 @@
 //! `google.api.http` annotations in the descriptor set ([`routes`]), so an annotated RPC is
 //! reachable over REST with no code here.
 //!
-//! What exists so far: path templates ([`template`]), the route table ([`routes`]) and the
-//! JSON transcoding of requests and responses ([`transcode`]), calls of any RPC with a dynamic
-//! message ([`grpc`]), Google's JSON error format ([`error`]) and the axum handler with the
-//! security headers, probes and `/openapi.json` ([`server`], [`openapi`]). Still to come:
-//! configuration and the process, TLS, `/docs`, request logs.
+//! The parts: path templates ([`template`]) and the route table ([`routes`]); the JSON
+//! transcoding of requests and responses ([`transcode`]); calls of any RPC with a dynamic
+//! message ([`grpc`]); Google's JSON error format ([`error`]); per-address rate limits
+//! ([`limit`]); `/openapi.json` and `/docs` ([`openapi`]); and the axum handler with the
+//! security headers, CORS, probes and the access log ([`server`]). `coffer up` runs it. Still to
+//! come (issue 12): a production binary with its configuration and TLS on the public listener,
+//! and key-service and auth-service accepting the bearer the gateway forwards.
 
 pub mod error;
 pub mod grpc;

@@ -322,6 +322,71 @@ fn string_form(message: &MessageDescriptor) -> Option<Value> {
     })
 }
 
+/// `/docs`: the document for a person, rendered here as plain HTML (no script, no style, no
+/// external asset, so the gateway's strict Content-Security-Policy holds): every operation
+/// with its method, path, summary, description and parameters.
+pub fn html(document: &Value) -> String {
+    let mut page = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Coffer REST API</title></head><body>\n<h1>Coffer REST API</h1>\n",
+    );
+    page.push_str(&format!(
+        "<p>{} The machine-readable document is <a href=\"/openapi.json\">/openapi.json</a>.</p>\n",
+        escape(document["info"]["description"].as_str().unwrap_or_default())
+    ));
+    let empty = Map::new();
+    let paths = document["paths"].as_object().unwrap_or(&empty);
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap_or(&empty) {
+            page.push_str(&format!(
+                "<h2 id=\"{id}\"><code>{} {}</code></h2>\n",
+                escape(&method.to_ascii_uppercase()),
+                escape(path),
+                id = escape(operation["operationId"].as_str().unwrap_or_default()),
+            ));
+            if let Some(text) = operation["description"].as_str() {
+                page.push_str(&format!("<pre>{}</pre>\n", escape(text)));
+            }
+            if let Some(parameters) = operation["parameters"].as_array() {
+                page.push_str("<ul>\n");
+                for parameter in parameters {
+                    page.push_str(&format!(
+                        "<li><code>{}</code> ({}){}</li>\n",
+                        escape(parameter["name"].as_str().unwrap_or_default()),
+                        escape(parameter["in"].as_str().unwrap_or_default()),
+                        parameter["description"]
+                            .as_str()
+                            .map(|d| format!(": {}", escape(d)))
+                            .unwrap_or_default(),
+                    ));
+                }
+                page.push_str("</ul>\n");
+            }
+            if operation.get("requestBody").is_some() {
+                page.push_str("<p>Takes a JSON body.</p>\n");
+            }
+        }
+    }
+    page.push_str("</body></html>\n");
+    page
+}
+
+/// `text` safe inside HTML text and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `{"error": {"code", "status", "message", "details"}}`.
 fn error_schema() -> Value {
     json!({
@@ -394,6 +459,25 @@ mod tests {
                 "{name} is referenced but missing"
             );
         }
+    }
+
+    #[test]
+    fn the_docs_page_lists_every_operation_and_escapes_text() {
+        let doc = coffer();
+        let page = html(&doc);
+        assert!(page.contains("<code>GET /v1/tenants/{tenant}/credentials/{credential}</code>"));
+        assert!(page.contains("id=\"CredentialService_GetCredential\""));
+        assert!(!page.contains("<script"), "no script");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        let operations = page.matches("<h2 ").count();
+        let routes = Routes::coffer(crate::routes::public)
+            .unwrap()
+            .iter()
+            .count();
+        assert_eq!(operations, routes);
     }
 
     #[test]

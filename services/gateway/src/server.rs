@@ -39,6 +39,8 @@ pub struct Gateway {
     upstreams: Arc<HashMap<String, Channel>>,
     /// `/openapi.json`, generated once from the routes.
     openapi: Arc<String>,
+    /// `/docs`, the same document as HTML.
+    docs: Arc<String>,
     /// Browser origins allowed to call (CORS); empty denies every cross-origin call.
     cors: Cors,
     /// Requests per client address per minute (none: unlimited).
@@ -61,8 +63,10 @@ pub enum Cors {
 impl Gateway {
     /// Serves `routes`, calling each RPC's service on its channel in `upstreams`.
     pub fn new(routes: Routes, upstreams: HashMap<String, Channel>) -> Self {
+        let document = crate::openapi::document(&routes);
         Self {
-            openapi: Arc::new(crate::openapi::document(&routes).to_string()),
+            docs: Arc::new(crate::openapi::html(&document)),
+            openapi: Arc::new(document.to_string()),
             routes: Arc::new(routes),
             upstreams: Arc::new(upstreams),
             cors: Cors::Denied,
@@ -107,13 +111,14 @@ impl Gateway {
         .await
     }
 
-    /// The axum router: `/openapi.json`, `/healthz` and `/readyz` for probes, every other
-    /// path to the route table.
+    /// The axum router: `/openapi.json`, `/docs`, `/healthz` and `/readyz` for probes, every
+    /// other path to the route table.
     pub fn router(self) -> axum::Router {
         let cors = cors_layer(&self.cors);
         let limit = self.limit.clone();
         let router = axum::Router::new()
             .route("/openapi.json", axum::routing::get(openapi))
+            .route("/docs", axum::routing::get(docs))
             .route("/healthz", axum::routing::get(healthz))
             .route("/readyz", axum::routing::get(readyz))
             .fallback(handle)
@@ -226,6 +231,16 @@ async fn openapi(State(gateway): State<Gateway>) -> Response {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The OpenAPI document as a page for a person.
+async fn docs(State(gateway): State<Gateway>) -> Response {
+    let mut response = gateway.docs.as_str().to_owned().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
     );
     response
 }

@@ -354,6 +354,15 @@ async fn the_served_openapi_document_validates_as_openapi_3_1() {
     assert_eq!(served.status, 200);
     assert_security_headers(&served);
     assert_eq!(served.json["openapi"], "3.1.0");
+    let docs = send_with(addr, "GET", "/docs", &[]).await;
+    assert_eq!(docs.status, 200);
+    assert_eq!(
+        docs.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/html; charset=utf-8")
+    );
+    assert_security_headers(&docs);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("openapi.json");
     std::fs::write(&file, served.json.to_string()).unwrap();
