@@ -74,6 +74,11 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         "--record-cache-ttl is at most 1s: it is the bound on how long another replica's key \
          change may go unseen"
     );
+    // Before anything starts: the dev gateway speaks plain HTTP.
+    anyhow::ensure!(
+        options.gateway_listen.ip().is_loopback(),
+        "--gateway-listen must be a loopback address: the dev gateway speaks plain HTTP"
+    );
     let prepared = layout::prepare(&options.data_dir)?;
     let layout = prepared.layout;
     let certificates = Certificates {
@@ -132,10 +137,6 @@ async fn start_gateway(
     stack: &Stack,
 ) -> anyhow::Result<(Gateway, SocketAddr)> {
     let listen = options.gateway_listen;
-    anyhow::ensure!(
-        listen.ip().is_loopback(),
-        "--gateway-listen must be a loopback address: the dev gateway speaks plain HTTP"
-    );
     let tls = TlsMaterial::load(&layout.gateway)?;
     let mut upstreams = std::collections::HashMap::new();
     for (service, addr) in [

@@ -334,16 +334,30 @@ pub fn resolve(
     message: &prost_reflect::MessageDescriptor,
     path: &[String],
 ) -> Option<FieldDescriptor> {
-    let (last, through) = path.split_last()?;
+    fields_along(message, path)?.pop()
+}
+
+/// Every field along `path` of `message` (each part a proto or a JSON field name), through
+/// singular message fields; `None` if a part names no field or passes through a list or map.
+pub fn fields_along(
+    message: &prost_reflect::MessageDescriptor,
+    path: &[String],
+) -> Option<Vec<FieldDescriptor>> {
     let mut message = message.clone();
-    for name in through {
-        let field = message.get_field_by_name(name)?;
-        match field.kind() {
-            Kind::Message(inner) if !field.is_list() && !field.is_map() => message = inner,
-            _ => return None,
+    let mut fields = Vec::with_capacity(path.len());
+    for (i, name) in path.iter().enumerate() {
+        let field = message
+            .get_field_by_name(name)
+            .or_else(|| message.get_field_by_json_name(name))?;
+        if i + 1 < path.len() {
+            match field.kind() {
+                Kind::Message(inner) if !field.is_list() && !field.is_map() => message = inner,
+                _ => return None,
+            }
         }
+        fields.push(field);
     }
-    message.get_field_by_name(last)
+    (!fields.is_empty()).then_some(fields)
 }
 
 /// Whether a path variable can fill a field of this kind (a string, a number, a bool or an

@@ -38,9 +38,9 @@ pub struct Gateway {
     routes: Arc<Routes>,
     upstreams: Arc<HashMap<String, Channel>>,
     /// `/openapi.json`, generated once from the routes.
-    openapi: Arc<String>,
+    openapi: bytes::Bytes,
     /// `/docs`, the same document as HTML.
-    docs: Arc<String>,
+    docs: bytes::Bytes,
     /// Browser origins allowed to call (CORS); empty denies every cross-origin call.
     cors: Cors,
     /// Requests per client address per minute (none: unlimited).
@@ -65,8 +65,8 @@ impl Gateway {
     pub fn new(routes: Routes, upstreams: HashMap<String, Channel>) -> Self {
         let document = crate::openapi::document(&routes);
         Self {
-            docs: Arc::new(crate::openapi::html(&document)),
-            openapi: Arc::new(document.to_string()),
+            docs: crate::openapi::html(&document).into(),
+            openapi: document.to_string().into(),
             routes: Arc::new(routes),
             upstreams: Arc::new(upstreams),
             cors: Cors::Denied,
@@ -227,21 +227,20 @@ async fn rate_limited(
 
 /// The OpenAPI document of the routes.
 async fn openapi(State(gateway): State<Gateway>) -> Response {
-    let mut response = gateway.openapi.as_str().to_owned().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    document(gateway.openapi, "application/json")
 }
 
 /// The OpenAPI document as a page for a person.
 async fn docs(State(gateway): State<Gateway>) -> Response {
-    let mut response = gateway.docs.as_str().to_owned().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    document(gateway.docs, "text/html; charset=utf-8")
+}
+
+/// A document made at start-up (shared, not copied per request).
+fn document(body: bytes::Bytes, content_type: &'static str) -> Response {
+    let mut response = Body::from(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

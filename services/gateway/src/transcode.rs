@@ -181,7 +181,9 @@ fn query_into(
     query: &str,
     json: &mut Map<String, Value>,
 ) -> Result<(), Invalid> {
+    // One over the limit is enough to refuse: a long query is not decoded past it.
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .take(MAX_QUERY_PARAMETERS + 1)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     if pairs.len() > MAX_QUERY_PARAMETERS {
@@ -274,26 +276,9 @@ fn json_path(
     message: &MessageDescriptor,
     path: &[String],
 ) -> Option<(Vec<String>, FieldDescriptor)> {
-    let mut message = message.clone();
-    let mut names = Vec::with_capacity(path.len());
-    let (last, through) = path.split_last()?;
-    for part in through {
-        let field = field_named(&message, part)?;
-        names.push(field.json_name().to_owned());
-        match field.kind() {
-            Kind::Message(inner) if !field.is_list() && !field.is_map() => message = inner,
-            _ => return None,
-        }
-    }
-    let field = field_named(&message, last)?;
-    names.push(field.json_name().to_owned());
-    Some((names, field))
-}
-
-fn field_named(message: &MessageDescriptor, name: &str) -> Option<FieldDescriptor> {
-    message
-        .get_field_by_name(name)
-        .or_else(|| message.get_field_by_json_name(name))
+    let fields = crate::routes::fields_along(message, path)?;
+    let names = fields.iter().map(|f| f.json_name().to_owned()).collect();
+    Some((names, fields.last()?.clone()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

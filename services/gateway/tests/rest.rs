@@ -118,28 +118,49 @@ async fn send(
     path: &str,
     body: impl Into<Bytes>,
 ) -> Answer {
+    let authorization = format!("Bearer {key}");
+    let headers = [
+        ("authorization", authorization.as_str()),
+        ("content-type", "application/json"),
+    ];
+    request(addr, method, path, &headers, body.into()).await
+}
+
+/// One request with `headers` and no bearer.
+async fn send_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    request(addr, method, path, headers, Bytes::new()).await
+}
+
+/// One HTTP/1.1 request on a connection of its own.
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Answer {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(connection);
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "127.0.0.1")
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Full::new(body.into()))
+        .header("host", "127.0.0.1");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender
+        .send_request(request.body(Full::new(body)).unwrap())
+        .await
         .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Answer {
         status,
         headers,
-        json,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     }
 }
 
@@ -377,33 +398,6 @@ async fn the_served_openapi_document_validates_as_openapi_3_1() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
-}
-
-/// One request with extra headers, no bearer.
-async fn send_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = sender
-        .send_request(request.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let (status, headers) = (response.status().as_u16(), response.headers().clone());
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
 }
 
 #[tokio::test]

@@ -337,20 +337,7 @@ async fn credential_service(cx: &Context) -> anyhow::Result<Vec<Row>> {
             .context("a token as metadata")?,
     );
     let clients = Context::clients(&cx.credential_service, CredentialServiceClient::new);
-    let credential = clients[0]
-        .clone()
-        .create_credential(bearer.request(pb::CreateCredentialRequest {
-            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
-            server_id: format!("bench{}", std::process::id()),
-            template_id: "bench".into(),
-            server_name: "coffer bench".into(),
-            env: HashMap::from([("API_KEY".to_owned(), "sk-bench-0123456789abcdef".to_owned())]),
-            ..Default::default()
-        }))
-        .await
-        .context("creating the bench credential")?
-        .into_inner();
-    let name = credential.name;
+    let name = create_credential(cx, &bearer, "bench").await?;
     let read = match &cx.credential_database {
         Some(url) => Some(indexed_read(url, &name).await?),
         None => None,
@@ -519,18 +506,7 @@ async fn gateway(cx: &Context) -> anyhow::Result<Vec<Row>> {
             .parse()
             .context("the admin key as metadata")?,
     );
-    let created = CredentialServiceClient::new(cx.credential_service[0].clone())
-        .create_credential(bearer.request(pb::CreateCredentialRequest {
-            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
-            server_id: format!("rest{}", std::process::id()),
-            template_id: "bench".into(),
-            server_name: "coffer bench (REST)".into(),
-            env: HashMap::from([("API_KEY".to_owned(), "sk-bench-0123456789abcdef".to_owned())]),
-            ..Default::default()
-        }))
-        .await
-        .context("creating the REST bench credential")?
-        .into_inner();
+    let created = create_credential(cx, &bearer, "rest").await?;
     let authorization = Arc::new(format!("Bearer {}", cx.admin_key.expose_secret()));
     let rest = |name: &'static str, path: String| {
         let (addr, authorization) = (cx.gateway, Arc::clone(&authorization));
@@ -564,6 +540,23 @@ async fn gateway(cx: &Context) -> anyhow::Result<Vec<Row>> {
     };
     Ok(vec![
         rest("no-op route (/healthz)", "/healthz".to_owned()),
-        rest("GetCredential (masked)", format!("/v1/{}", created.name)),
+        rest("GetCredential (masked)", format!("/v1/{created}")),
     ])
+}
+
+/// A credential of the bootstrap tenant for a suite's rows (server id `{prefix}{pid}`); its
+/// name.
+async fn create_credential(cx: &Context, bearer: &Bearer, prefix: &str) -> anyhow::Result<String> {
+    let created = CredentialServiceClient::new(cx.credential_service[0].clone())
+        .create_credential(bearer.request(pb::CreateCredentialRequest {
+            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
+            server_id: format!("{prefix}{}", std::process::id()),
+            template_id: "bench".into(),
+            server_name: format!("coffer bench ({prefix})"),
+            env: HashMap::from([("API_KEY".to_owned(), "sk-bench-0123456789abcdef".to_owned())]),
+            ..Default::default()
+        }))
+        .await
+        .with_context(|| format!("creating the {prefix} bench credential"))?;
+    Ok(created.into_inner().name)
 }
