@@ -51,6 +51,9 @@ pub struct Settings {
     /// Oldest revocation list trusted: beyond it a check refreshes first and fails closed
     /// if it cannot (default one second).
     pub revocation_max_staleness: Duration,
+    /// Identities whose forwarded client address is believed (see [`crate::forwarded`]);
+    /// default none. Services set their trust domain's gateway.
+    pub forwarders: Vec<coffer_transport::SpiffeId>,
 }
 
 impl Default for Settings {
@@ -64,7 +67,41 @@ impl Default for Settings {
             api_key_cache_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
             revocation_poll_interval: Duration::from_millis(250),
             revocation_max_staleness: Duration::from_secs(1),
+            forwarders: Vec::new(),
         }
+    }
+}
+
+impl Settings {
+    /// The defaults, with the forwarders of `trust_domain` (its gateway).
+    pub fn for_trust_domain(trust_domain: &str) -> Self {
+        Self {
+            forwarders: crate::forwarded::default_for(trust_domain),
+            ..Self::default()
+        }
+    }
+
+    /// Reads a service's `ISSUER`, `AUDIENCE` and `FORWARDERS` (comma-separated SPIFFE IDs,
+    /// default `spiffe://{trust_domain}/gateway`; `none` for none); `None` with the problems
+    /// recorded in `p`.
+    pub fn parse(p: &mut coffer_config::Parser<'_>, trust_domain: &str) -> Option<Self> {
+        let defaults = Self::for_trust_domain(trust_domain);
+        let issuer = p.or("ISSUER", defaults.issuer.clone(), |s| Some(s.to_owned()));
+        let audience = p.or("AUDIENCE", defaults.audience.clone(), |s| {
+            Some(s.to_owned())
+        });
+        let forwarders = match p.value("FORWARDERS") {
+            Some(text) => crate::forwarded::parse(&text)
+                .map_err(|why| p.error("FORWARDERS", &why))
+                .ok(),
+            None => Some(defaults.forwarders.clone()),
+        };
+        Some(Self {
+            issuer: issuer?,
+            audience: audience?,
+            forwarders: forwarders?,
+            ..defaults
+        })
     }
 }
 
@@ -86,16 +123,32 @@ pub enum Error {
     Unavailable,
 }
 
+/// The `ErrorInfo.domain` of bearer failures: whether a credential is valid is auth-service's
+/// word, whichever service checked it.
+pub const DOMAIN: &str = "coffer.v1.AuthService";
+
 impl From<Error> for tonic::Status {
+    /// A fixed message and a `google.rpc.ErrorInfo` (reasons `UNAUTHENTICATED`,
+    /// `RESOURCE_EXHAUSTED`, `UNAVAILABLE`); the cause is only logged.
     fn from(error: Error) -> Self {
+        use coffer_server::status::reasons;
+        let domain = coffer_server::status::Domain(DOMAIN);
         match error {
-            Error::Missing | Error::Invalid => {
-                tonic::Status::unauthenticated("invalid credentials")
-            }
-            Error::Exhausted => {
-                tonic::Status::resource_exhausted("too many attempts; try again later")
-            }
-            Error::Unavailable => tonic::Status::unavailable("a dependency is unavailable"),
+            Error::Missing | Error::Invalid => domain.status(
+                tonic::Code::Unauthenticated,
+                "invalid credentials",
+                reasons::UNAUTHENTICATED,
+            ),
+            Error::Exhausted => domain.status(
+                tonic::Code::ResourceExhausted,
+                "too many attempts; try again later",
+                reasons::RESOURCE_EXHAUSTED,
+            ),
+            Error::Unavailable => domain.status(
+                tonic::Code::Unavailable,
+                "a dependency is unavailable",
+                reasons::UNAVAILABLE,
+            ),
         }
     }
 }
@@ -155,7 +208,7 @@ impl Authenticator {
     pub async fn authenticate_headers(
         &self,
         headers: &http::HeaderMap,
-        client: Option<&coffer_transport::SpiffeId>,
+        peer: Option<&coffer_transport::SpiffeId>,
     ) -> Result<Principal, Error> {
         let value = headers.get("authorization").ok_or(Error::Missing)?;
         if value.len() > crate::jwt::MAX_TOKEN_LEN + 16 {
@@ -164,7 +217,8 @@ impl Authenticator {
         let text = value.to_str().map_err(|_| Error::Invalid)?;
         let credential = text.strip_prefix("Bearer ").ok_or(Error::Invalid)?.trim();
         if credential.starts_with(coffer_crypto::apikey::PREFIX) {
-            let principal = self.api_key(credential, client).await?;
+            let source = crate::forwarded::source(headers, peer, &self.settings.forwarders);
+            let principal = self.api_key(credential, source.as_deref()).await?;
             self.revocations
                 .check(None, principal.api_key.as_deref(), None)
                 .await?;
@@ -209,11 +263,9 @@ impl Authenticator {
         }
     }
 
-    async fn api_key(
-        &self,
-        key: &str,
-        client: Option<&coffer_transport::SpiffeId>,
-    ) -> Result<Principal, Error> {
+    /// `client`: who the caller serves, named to auth-service so its per-source failure
+    /// limit falls there (see [`crate::forwarded::source`]).
+    async fn api_key(&self, key: &str, client: Option<&str>) -> Result<Principal, Error> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         if let Some(principal) = self.cached(&digest) {
             return Ok(principal);
@@ -223,7 +275,7 @@ impl Authenticator {
             .clone()
             .verify_api_key(pb::VerifyApiKeyRequest {
                 key: key.to_owned(),
-                client: client.map(|id| id.as_str().to_owned()).unwrap_or_default(),
+                client: client.unwrap_or_default().to_owned(),
             })
             .await
             .map_err(|status| match status.code() {
@@ -288,6 +340,64 @@ impl Authenticator {
         } else {
             false
         }
+    }
+}
+
+/// An [`Authenticator`] connected on first use, for a service that starts before auth-service
+/// does (key-service, which auth-service itself depends on). Until auth-service answers, every
+/// bearer fails with [`Error::Unavailable`] (closed, never open); a failed connection is
+/// retried at most once per `retry_interval`, and calls arriving meanwhile wait for the attempt
+/// in flight or fail at once, so an outage does not become a flood of connection attempts.
+pub struct Deferred {
+    channel: Channel,
+    settings: Settings,
+    retry_interval: Duration,
+    connected: tokio::sync::OnceCell<Authenticator>,
+    /// When the last attempt started; held across an attempt.
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Deferred {
+    /// Connects through `channel` (a lazy mTLS channel to auth-service) on the first
+    /// [`Deferred::get`].
+    pub fn new(channel: Channel, settings: Settings, retry_interval: Duration) -> Self {
+        Self {
+            channel,
+            settings,
+            retry_interval,
+            connected: tokio::sync::OnceCell::new(),
+            last_attempt: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The connected authenticator.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] while auth-service cannot be reached.
+    pub async fn get(&self) -> Result<&Authenticator, Error> {
+        if let Some(connected) = self.connected.get() {
+            return Ok(connected);
+        }
+        let mut last_attempt = self.last_attempt.lock().await;
+        if let Some(connected) = self.connected.get() {
+            return Ok(connected);
+        }
+        if last_attempt.is_some_and(|at| at.elapsed() < self.retry_interval) {
+            return Err(Error::Unavailable);
+        }
+        *last_attempt = Some(Instant::now());
+        let authenticator = Authenticator::connect(self.channel.clone(), self.settings.clone())
+            .await
+            .inspect_err(|_| tracing::warn!("auth-service unreachable: bearers refused"))?;
+        Ok(self.connected.get_or_init(|| async { authenticator }).await)
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("connected", &self.connected.initialized())
+            .finish_non_exhaustive()
     }
 }
 

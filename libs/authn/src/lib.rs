@@ -10,11 +10,14 @@
 //!   verified locally against auth-service's JWKS (fetched, cached, refetched on an unknown
 //!   `kid` at most every few seconds), an `mcp_sk_` key through auth-service's VerifyApiKey
 //!   (cached briefly).
+//! - [`forwarded`]: which callers (the gateway) may name the client they forward, for the
+//!   per-source limits.
 //! - [`layer::AuthnLayer`]: the same as a tower layer in front of a tonic server.
 //! - [`Principal`]: who a verified credential speaks for. The tenant always comes from here,
 //!   never from a request body.
 
 pub mod authenticator;
+pub mod forwarded;
 pub mod jwks;
 pub mod jwt;
 pub mod layer;

@@ -3,11 +3,12 @@
 //! | role | scopes |
 //! |---|---|
 //! | `org_admin` | every scope |
-//! | `developer` | `mcp:read mcp:write user:read user:token org:read` |
-//! | `viewer` | `mcp:read user:read org:read` |
+//! | `developer` | `mcp:read mcp:write user:read user:token org:read key:read key:encrypt` |
+//! | `viewer` | `mcp:read user:read org:read key:read` |
 //!
-//! `credential:reveal` (reading a stored secret in the clear) is `org_admin`'s alone among the
-//! roles; a service account can be given it explicitly.
+//! `credential:reveal` (reading a stored secret in the clear) and `key:decrypt` (turning a
+//! ciphertext back into plaintext) are `org_admin`'s alone among the roles; a service account
+//! can be given them explicitly.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -35,11 +36,19 @@ pub enum Scope {
     OrgAdmin,
     /// Read stored secrets in the clear (always audited).
     CredentialReveal,
+    /// Read the tenant's keys (metadata, never key material).
+    KeyRead,
+    /// Encrypt with the tenant's keys, generate data keys, re-wrap ciphertexts.
+    KeyEncrypt,
+    /// Decrypt with the tenant's keys.
+    KeyDecrypt,
+    /// Create, rotate, disable and schedule the deletion of the tenant's keys.
+    KeyAdmin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 14] = [
         Scope::McpRead,
         Scope::McpWrite,
         Scope::McpAdmin,
@@ -50,6 +59,10 @@ impl Scope {
         Scope::OrgWrite,
         Scope::OrgAdmin,
         Scope::CredentialReveal,
+        Scope::KeyRead,
+        Scope::KeyEncrypt,
+        Scope::KeyDecrypt,
+        Scope::KeyAdmin,
     ];
 
     /// The wire form, e.g. `mcp:read`.
@@ -65,6 +78,10 @@ impl Scope {
             Scope::OrgWrite => "org:write",
             Scope::OrgAdmin => "org:admin",
             Scope::CredentialReveal => "credential:reveal",
+            Scope::KeyRead => "key:read",
+            Scope::KeyEncrypt => "key:encrypt",
+            Scope::KeyDecrypt => "key:decrypt",
+            Scope::KeyAdmin => "key:admin",
         }
     }
 
@@ -193,8 +210,15 @@ impl Role {
                 Scope::UserRead,
                 Scope::UserToken,
                 Scope::OrgRead,
+                Scope::KeyRead,
+                Scope::KeyEncrypt,
             ],
-            Role::Viewer => &[Scope::McpRead, Scope::UserRead, Scope::OrgRead],
+            Role::Viewer => &[
+                Scope::McpRead,
+                Scope::UserRead,
+                Scope::OrgRead,
+                Scope::KeyRead,
+            ],
         }
     }
 }
@@ -246,6 +270,8 @@ mod tests {
         assert!(
             developer.contains(Scope::McpWrite) && !developer.contains(Scope::CredentialReveal)
         );
+        assert!(developer.contains(Scope::KeyEncrypt) && !developer.contains(Scope::KeyDecrypt));
+        assert!(viewer.contains(Scope::KeyRead) && !viewer.contains(Scope::KeyEncrypt));
         let admin = scopes_of(&[Role::OrgAdmin]);
         assert!(Scope::ALL.iter().all(|s| admin.contains(*s)));
         for role in Role::ALL {

@@ -43,6 +43,27 @@ pub fn at(url: String, service: &str, trust_domain: &str) -> Result<Upstream, St
     })
 }
 
+/// As [`parse`] for a dependency a service can run without: `Some(None)` when `{name}_URL`
+/// is unset (and then neither of the other two may be set); `None` with the problems recorded.
+pub fn parse_optional(
+    p: &mut Parser<'_>,
+    name: &str,
+    service: &str,
+    trust_domain: &str,
+) -> Option<Option<Upstream>> {
+    if p.value(&format!("{name}_URL")).is_some() {
+        return parse(p, name, service, trust_domain).map(Some);
+    }
+    let mut stray = false;
+    for key in [format!("{name}_SERVER_NAME"), format!("{name}_IDENTITY")] {
+        if p.value(&key).is_some() {
+            p.error(&key, &format!("set without {name}_URL"));
+            stray = true;
+        }
+    }
+    (!stray).then_some(None)
+}
+
 /// Parses the dependency `name` (`{name}_URL`, `{name}_SERVER_NAME`, `{name}_IDENTITY`),
 /// whose SPIFFE ID defaults to `spiffe://{trust_domain}/{service}`; `None` with the problems
 /// recorded in `p`.

@@ -324,12 +324,17 @@ impl Builder {
 
         let key_listeners = bind(addresses.key_service, addresses.metrics).await?;
         let key_addr = local(&key_listeners)?;
+        // Bound before key-service starts, so key-service knows where to verify the bearers
+        // the gateway forwards (it connects on first use, once auth-service is up).
+        let auth_listeners = bind(addresses.auth_service, addresses.metrics).await?;
+        let auth_addr = local(&auth_listeners)?;
         let mut key_config = coffer_key_service::Config::new(
             databases.key_service,
             self.keyring,
             self.certificates.key_service,
         );
         key_config.server.shutdown_grace_period = self.grace;
+        key_config.verify_bearers_at(format!("https://{auth_addr}"));
         if let Some(tweak) = self.key_service {
             tweak(&mut key_config);
         }
@@ -339,8 +344,6 @@ impl Builder {
         .await
         .map_err(|e| ended(e, Error::KeyService, "key-service"))?;
 
-        let auth_listeners = bind(addresses.auth_service, addresses.metrics).await?;
-        let auth_addr = local(&auth_listeners)?;
         let mut auth_config = coffer_auth_service::Config::new(
             databases.auth_service,
             self.certificates.auth_service,

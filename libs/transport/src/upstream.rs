@@ -37,6 +37,39 @@ impl Upstream {
     /// [`Error::Upstream`] if the URL is not `https://host:port`, the TLS material is
     /// unusable, or the connection or handshake fails (a wrong identity fails the handshake).
     pub async fn connect(&self, tls: &TlsMaterial) -> Result<Channel> {
+        let (endpoint, connector) = self.endpoint(tls)?;
+        endpoint
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| self.error(coffer_telemetry::error_chain(&e)))
+    }
+
+    /// As [`Upstream::connect`], but connects on first use (and again after a failure), so a
+    /// caller can start before the service does; a call while it is down fails with
+    /// UNAVAILABLE.
+    ///
+    /// # Errors
+    /// [`Error::Upstream`] if the URL or the TLS material is unusable.
+    pub fn connect_lazy(&self, tls: &TlsMaterial) -> Result<Channel> {
+        let (endpoint, connector) = self.endpoint(tls)?;
+        Ok(endpoint.connect_with_connector_lazy(connector))
+    }
+
+    /// The endpoint and the connector that does TCP (no Nagle) and the verifying handshake.
+    fn endpoint(
+        &self,
+        tls: &TlsMaterial,
+    ) -> Result<(
+        Endpoint,
+        impl tower::Service<
+            http::Uri,
+            Response = TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+            Error = std::io::Error,
+            Future = impl Future + Send,
+        > + Clone
+        + Send
+        + 'static,
+    )> {
         let config = Arc::new(self.client_config(tls)?);
         let authority = self
             .url
@@ -63,10 +96,7 @@ impl Upstream {
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
         });
-        endpoint
-            .connect_with_connector(connector)
-            .await
-            .map_err(|e| self.error(coffer_telemetry::error_chain(&e)))
+        Ok((endpoint, connector))
     }
 
     fn client_config(&self, tls: &TlsMaterial) -> Result<rustls::ClientConfig> {

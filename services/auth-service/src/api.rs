@@ -69,7 +69,7 @@ impl AuthService for AuthServiceApi {
         request: Request<pb::CreatePrincipalRequest>,
     ) -> Reply<pb::Principal> {
         let caller = self.caller(&request).await?;
-        let source = Source::peer(&authz::peer(&request)?);
+        let source = self.identities.source(&request)?;
         let request = request.into_inner();
         let tenant = parent(&request.parent)?;
         caller.require(tenant.as_str(), Scope::OrgAdmin, || tenant.name())?;
@@ -145,7 +145,7 @@ impl AuthService for AuthServiceApi {
     }
 
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::TokenResponse> {
-        let source = Source::peer(&authz::peer(&request)?);
+        let source = self.identities.source(&request)?;
         let request = request.into_inner();
         // Malformed ids cannot match anyone: the same answer as a wrong password.
         let (Ok(tenant), Ok(username)) = (
@@ -238,7 +238,7 @@ impl AuthService for AuthServiceApi {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Reply<pb::CreateApiKeyResponse> {
         let caller = self.caller(&request).await?;
-        let source = Source::peer(&authz::peer(&request)?);
+        let source = self.identities.source(&request)?;
         let request = request.into_inner();
         let tenant = parent(&request.parent)?;
         let named = if request.principal.is_empty() {
@@ -356,7 +356,7 @@ impl AuthService for AuthServiceApi {
             .await?;
         let grace = whole_seconds("grace_period", request.get_ref().grace_period.as_ref())?
             .unwrap_or(Duration::ZERO);
-        let source = Source::peer(&authz::peer(&request)?);
+        let source = self.identities.source(&request)?;
         let issued = self
             .auth
             .roll_api_key(&row.tenant, &row.id, grace, &source, &caller.actor())
@@ -392,7 +392,7 @@ impl AuthService for AuthServiceApi {
         &self,
         request: Request<pb::ExchangeApiKeyRequest>,
     ) -> Reply<pb::TokenResponse> {
-        let source = Source::peer(&authz::peer(&request)?);
+        let source = self.identities.source(&request)?;
         let key = SecretString::from(request.into_inner().key);
         Ok(Response::new(token_proto(
             self.auth.exchange_api_key(&key, &source).await?,

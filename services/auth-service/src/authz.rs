@@ -124,15 +124,38 @@ impl Policy {
 pub(crate) struct Identities {
     operator_prefix: String,
     policy: Policy,
+    forwarders: Vec<SpiffeId>,
 }
 
 impl Identities {
     /// Operators are `spiffe://{trust_domain}/operator/...`; `policy` says who else may call
-    /// the [`ServiceRpc`]s.
-    pub(crate) fn new(trust_domain: &str, policy: Policy) -> Self {
+    /// the [`ServiceRpc`]s; `forwarders` may name the client they call for (see
+    /// [`Identities::source`]).
+    pub(crate) fn new(trust_domain: &str, policy: Policy, forwarders: Vec<SpiffeId>) -> Self {
         Self {
             operator_prefix: format!("spiffe://{trust_domain}/operator/"),
             policy,
+            forwarders,
+        }
+    }
+
+    /// Where the request comes from, for the per-source limits: the peer, or, from a
+    /// forwarder (the gateway), the client address it names in `x-forwarded-for` (see
+    /// [`coffer_authn::forwarded`]); so one REST client's failures block that client, not
+    /// everyone behind the gateway.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] without a usable client certificate.
+    pub(crate) fn source<T>(&self, request: &Request<T>) -> Result<Source> {
+        let peer = peer(request)?;
+        let client = self
+            .forwarders
+            .contains(&peer)
+            .then(|| coffer_authn::forwarded::client_address(request.metadata().as_ref()))
+            .flatten();
+        match client {
+            Some(address) => Source::on_behalf_of(&peer, &address.to_string()),
+            None => Ok(Source::peer(&peer)),
         }
     }
 
@@ -162,7 +185,10 @@ pub(crate) async fn caller<T>(
     match bearer(request)? {
         Some(token) if token.starts_with(coffer_crypto::apikey::PREFIX) => {
             let key = auth
-                .verify_api_key(&secrecy::SecretString::from(token), &Source::peer(&peer))
+                .verify_api_key(
+                    &secrecy::SecretString::from(token),
+                    &identities.source(request)?,
+                )
                 .await?;
             Ok(Caller::Principal(key.principal()))
         }

@@ -30,6 +30,10 @@ pub struct Config {
     /// form of [`Policy::parse`]); `None` is [`Policy::default_for`] the trust domain
     /// (credential-service and the gateway).
     pub authz: Option<Policy>,
+    /// Who may name the client it forwards for the per-source limits (`..__FORWARDERS`,
+    /// comma-separated SPIFFE IDs, or `none`); `None` is the trust domain's gateway (see
+    /// [`coffer_authn::forwarded`]).
+    pub forwarders: Option<Vec<coffer_transport::SpiffeId>>,
     /// key-service (`..__KEY_SERVICE_URL`, required; `..__KEY_SERVICE_SERVER_NAME`;
     /// `..__KEY_SERVICE_IDENTITY`, default `spiffe://{trust_domain}/key-service`; see
     /// [`coffer_server::upstream`]). Signing keys are stored only encrypted by it; without
@@ -113,6 +117,7 @@ impl Config {
             database: coffer_db::Config::new(database_url),
             trust_domain,
             authz: None,
+            forwarders: None,
             key_service,
             signing_key_name: DEFAULT_SIGNING_KEY_NAME.to_owned(),
             tokens: TokenSettings {
@@ -180,6 +185,13 @@ impl Config {
                     .map(|_| s.to_owned())
             },
         );
+        let forwarders = match p.value("FORWARDERS") {
+            Some(text) => coffer_authn::forwarded::parse(&text)
+                .map(Some)
+                .map_err(|why| p.error("FORWARDERS", &why))
+                .ok(),
+            None => Some(None),
+        };
         let issuer = p.or("ISSUER", DEFAULT_ISSUER.to_owned(), |s| Some(s.to_owned()));
         let audience = p.or("AUDIENCE", DEFAULT_AUDIENCE.to_owned(), |s| {
             Some(s.to_owned())
@@ -238,7 +250,7 @@ impl Config {
         // Every `None` above has recorded a problem, so the fallback only runs with problems.
         let (
             (Some(server), Some(database), Some(trust_domain), Some(key_service)),
-            (Some(signing_key_name), Some(authz)),
+            (Some(signing_key_name), Some(authz), Some(forwarders)),
             (Some(issuer), Some(audience), Some(access_token_ttl), Some(leeway), Some(rsa_bits)),
             (
                 Some(refresh_token_ttl),
@@ -255,7 +267,7 @@ impl Config {
             (Some(api_key_cache_ttl), Some(api_key_cache_capacity), Some(api_key_change_poll)),
         ) = (
             (server, database, trust_domain, key_service),
-            (signing_key_name, authz),
+            (signing_key_name, authz, forwarders),
             (issuer, audience, access_token_ttl, leeway, rsa_bits),
             (
                 refresh_token_ttl,
@@ -286,6 +298,7 @@ impl Config {
             database,
             trust_domain,
             authz,
+            forwarders,
             key_service,
             signing_key_name,
             tokens: TokenSettings {

@@ -103,7 +103,11 @@ pub async fn serve(
         .authz
         .clone()
         .unwrap_or_else(|| Policy::default_for(&config.trust_domain));
-    let identities = Identities::new(&config.trust_domain, policy);
+    let forwarders = config
+        .forwarders
+        .clone()
+        .unwrap_or_else(|| coffer_authn::forwarded::default_for(&config.trust_domain));
+    let identities = Identities::new(&config.trust_domain, policy, forwarders);
     let api = AuthServiceServer::new(AuthServiceApi::new(Arc::clone(&auth), identities));
     let served = coffer_server::serve(
         &config.server,

@@ -138,17 +138,29 @@ async fn start_gateway(
 ) -> anyhow::Result<(Gateway, SocketAddr)> {
     let listen = options.gateway_listen;
     let tls = TlsMaterial::load(&layout.gateway)?;
+    let trust_domain = coffer_server::upstream::trust_domain(Some(&tls));
     let mut upstreams = std::collections::HashMap::new();
-    for (service, addr) in [
-        ("coffer.v1.KeyService", stack.key_service.addr),
-        ("coffer.v1.AuthService", stack.auth_service.addr),
-        ("coffer.v1.CredentialService", stack.credential_service.addr),
+    for (service, name, addr) in [
+        (
+            "coffer.v1.KeyService",
+            "key-service",
+            stack.key_service.addr,
+        ),
+        (
+            "coffer.v1.AuthService",
+            "auth-service",
+            stack.auth_service.addr,
+        ),
+        (
+            "coffer.v1.CredentialService",
+            "credential-service",
+            stack.credential_service.addr,
+        ),
     ] {
-        let channel = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
-            .tls_config(tls.client_config(&addr.ip().to_string()))?
-            .tcp_nodelay(true)
-            .connect_lazy();
-        upstreams.insert(service.to_owned(), channel);
+        // Each service must present its own SPIFFE ID, not merely a certificate of the CA.
+        let upstream = coffer_server::upstream::at(format!("https://{addr}"), name, &trust_domain)
+            .map_err(|why| anyhow::anyhow!("{name} at {addr}: {why}"))?;
+        upstreams.insert(service.to_owned(), upstream.connect_lazy(&tls)?);
     }
     let routes = coffer_gateway::routes::Routes::coffer(coffer_gateway::routes::public)?;
     let listener = tokio::net::TcpListener::bind(listen)

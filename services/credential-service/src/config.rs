@@ -46,7 +46,9 @@ pub struct Config {
     pub rewrap_interval: Duration,
     /// Bearer verification settings: the issuer and audience of accepted tokens (`..__ISSUER`,
     /// default `https://coffer.local`; `..__AUDIENCE`, default `coffer`: the same names and
-    /// defaults as auth-service's).
+    /// defaults as auth-service's), and the forwarders whose client address is believed for
+    /// the per-source limits (`..__FORWARDERS`, default `spiffe://{td}/gateway`; see
+    /// [`coffer_authn::forwarded`]).
     pub authn: coffer_authn::authenticator::Settings,
     /// The clock; [`Clock::system`] except in tests, which advance a manual one.
     pub clock: Clock,
@@ -93,7 +95,7 @@ impl Config {
             sealing_key_lifetime: Some(DEFAULT_SEALING_KEY_LIFETIME),
             rewrap_page_size: DEFAULT_REWRAP_PAGE_SIZE,
             rewrap_interval: DEFAULT_REWRAP_INTERVAL,
-            authn: coffer_authn::authenticator::Settings::default(),
+            authn: coffer_authn::authenticator::Settings::for_trust_domain(&trust_domain),
             clock: Clock::system(),
         }
     }
@@ -142,22 +144,18 @@ impl Config {
             Some(DEFAULT_SEALING_KEY_LIFETIME),
             |s| parse_duration(s).map(|d| (!d.is_zero()).then_some(d)),
         );
-        let defaults = coffer_authn::authenticator::Settings::default();
-        let issuer = p.or("ISSUER", defaults.issuer.clone(), |s| Some(s.to_owned()));
-        let audience = p.or("AUDIENCE", defaults.audience.clone(), |s| {
-            Some(s.to_owned())
-        });
+        let authn = coffer_authn::authenticator::Settings::parse(&mut p, &trust_domain);
 
         // Every `None` above has recorded a problem, so the fallback only runs with problems.
         let (
             (Some(server), Some(database)),
             (Some(key_service), Some(auth_service), Some(data_key_id)),
-            (Some(dek_cache_capacity), Some(dek_cache_ttl), Some(issuer), Some(audience)),
+            (Some(dek_cache_capacity), Some(dek_cache_ttl), Some(authn)),
             (Some(sealing_key_lifetime), Some(rewrap_page_size), Some(rewrap_interval)),
         ) = (
             (server, database),
             (key_service, auth_service, data_key_id),
-            (dek_cache_capacity, dek_cache_ttl, issuer, audience),
+            (dek_cache_capacity, dek_cache_ttl, authn),
             (sealing_key_lifetime, rewrap_page_size, rewrap_interval),
         )
         else {
@@ -177,11 +175,7 @@ impl Config {
             sealing_key_lifetime,
             rewrap_page_size,
             rewrap_interval,
-            authn: coffer_authn::authenticator::Settings {
-                issuer,
-                audience,
-                ..defaults
-            },
+            authn,
             clock: Clock::system(),
         })
     }

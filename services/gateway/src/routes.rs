@@ -10,13 +10,25 @@ use prost_reflect::{
 
 use crate::template::{BadEncoding, Binding, PathTemplate, RequestPath, TemplateError};
 
-/// RPCs that only operators may call (with an operator certificate, over gRPC): never routed
-/// over REST, whatever their annotation says.
-pub const OPERATOR_ONLY: &[&str] = &["coffer.v1.KeyService.RotateRootKey"];
+/// RPCs never routed over REST by the default rule, whatever their annotation says: those only
+/// an operator certificate may call, and those the services call each other with (which the
+/// gateway's own identity may be allowed, so routing them would hand that right to anyone on
+/// the internet).
+pub const NOT_PUBLIC: &[&str] = &[
+    // Operators only.
+    "coffer.v1.KeyService.RotateRootKey",
+    "coffer.v1.AuthService.CreateTenant",
+    "coffer.v1.AuthService.RotateSigningKey",
+    // Service to service.
+    "coffer.v1.KeyService.ListKeyChanges",
+    "coffer.v1.AuthService.Introspect",
+    "coffer.v1.AuthService.VerifyApiKey",
+    "coffer.v1.AuthService.ListRevocations",
+];
 
-/// The default routing rule: every annotated RPC except [`OPERATOR_ONLY`].
+/// The default routing rule: every annotated RPC except [`NOT_PUBLIC`].
 pub fn public(rpc: &MethodDescriptor) -> bool {
-    !OPERATOR_ONLY.contains(&rpc.full_name())
+    !NOT_PUBLIC.contains(&rpc.full_name())
 }
 
 /// The `google.api.http` extension of `google.protobuf.MethodOptions`.
@@ -482,10 +494,10 @@ mod tests {
     }
 
     #[test]
-    fn operator_only_rpcs_are_not_public() {
+    fn operator_and_service_rpcs_are_not_public() {
         let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
         let routes = Routes::build(&pool, public).unwrap();
-        for name in OPERATOR_ONLY {
+        for name in NOT_PUBLIC {
             let exists = pool
                 .services()
                 .flat_map(|s| s.methods().collect::<Vec<_>>())

@@ -88,7 +88,7 @@ impl Rest {
             );
         }
         let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
-        let routes = Routes::build(&pool, |_| true).unwrap();
+        let routes = Routes::build(&pool, coffer_gateway::routes::public).unwrap();
         let addr = serve(Gateway::new(routes, upstreams)).await;
         Self {
             addr,
@@ -323,7 +323,7 @@ async fn probes_say_whether_the_process_is_up_and_the_services_ready() {
 #[tokio::test]
 async fn a_service_down_is_503_in_json_and_the_gateway_stays_up() {
     let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let routes = Routes::build(&pool, |_| true).unwrap();
+    let routes = Routes::build(&pool, coffer_gateway::routes::public).unwrap();
     // A port nothing listens on: bound, then released.
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -23,16 +23,49 @@ pub(crate) const MAX_BATCH_ITEMS: usize = 1000;
 pub(crate) struct KeyServiceApi {
     kms: Arc<Kms>,
     authz: Policy,
+    bearers: Option<Bearers>,
+}
+
+/// Forwarders and the authenticator that checks the bearers they pass on.
+pub(crate) struct Bearers {
+    /// The identities whose calls the forwarded bearer authorizes.
+    pub(crate) forwarders: Vec<SpiffeId>,
+    /// Connected on first use: auth-service starts after key-service.
+    pub(crate) authenticator: coffer_authn::authenticator::Deferred,
 }
 
 impl KeyServiceApi {
-    /// Serves `kms`, letting callers in according to `authz`.
-    pub(crate) fn new(kms: Arc<Kms>, authz: Policy) -> Self {
-        Self { kms, authz }
+    /// Serves `kms`, letting callers in according to `authz`, and the clients of `bearers`'
+    /// forwarders by their bearer credential.
+    pub(crate) fn new(kms: Arc<Kms>, authz: Policy, bearers: Option<Bearers>) -> Self {
+        Self {
+            kms,
+            authz,
+            bearers,
+        }
     }
 
-    fn authorize<T>(&self, request: &Request<T>, rpc: Rpc, target: Target<'_>) -> Result<SpiffeId> {
+    /// Authorizes the call: a forwarder's by the bearer principal it passes on (its own
+    /// identity grants nothing), anyone else's by the table. Returns the peer's identity.
+    async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        rpc: Rpc,
+        target: Target<'_>,
+    ) -> Result<SpiffeId> {
         let caller = SpiffeId::from_request(request).ok_or(Error::Unauthenticated)?;
+        if let Some(bearers) = &self.bearers
+            && bearers.forwarders.contains(&caller)
+        {
+            let principal = bearers
+                .authenticator
+                .get()
+                .await?
+                .authenticate(request)
+                .await?;
+            self.authz.allows_principal(&principal, rpc, target)?;
+            return Ok(caller);
+        }
         if self.authz.allows(&caller, rpc, target) {
             Ok(caller)
         } else {
@@ -62,7 +95,8 @@ impl KeyService for KeyServiceApi {
         let tenant = parent(&request.get_ref().parent)?;
         let name =
             KeyName::new(tenant, "key_id", &request.get_ref().key_id).map_err(Error::from)?;
-        self.authorize(&request, Rpc::CreateKey, Target::Key(&name))?;
+        self.authorize(&request, Rpc::CreateKey, Target::Key(&name))
+            .await?;
         let deletion_allowed = request
             .into_inner()
             .key
@@ -73,7 +107,8 @@ impl KeyService for KeyServiceApi {
 
     async fn get_key(&self, request: Request<pb::GetKeyRequest>) -> Reply<pb::Key> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::GetKey, Target::Key(&name))?;
+        self.authorize(&request, Rpc::GetKey, Target::Key(&name))
+            .await?;
         Ok(Response::new(key_proto(&self.kms.get_key(&name).await?)))
     }
 
@@ -81,9 +116,10 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::ListKeysRequest>,
     ) -> Reply<pb::ListKeysResponse> {
-        self.authorize(&request, Rpc::ListKeys, Target::Service)?;
+        let tenant = parent(&request.get_ref().parent)?;
+        self.authorize(&request, Rpc::ListKeys, Target::Tenant(&tenant))
+            .await?;
         let request = request.into_inner();
-        let tenant = parent(&request.parent)?;
         let page_size = coffer_server::paging::page_size(request.page_size)
             .map_err(|why| Error::invalid("page_size", why))?;
         let (keys, next) = self
@@ -98,7 +134,8 @@ impl KeyService for KeyServiceApi {
 
     async fn rotate_key(&self, request: Request<pb::RotateKeyRequest>) -> Reply<pb::Key> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::RotateKey, Target::Key(&name))?;
+        self.authorize(&request, Rpc::RotateKey, Target::Key(&name))
+            .await?;
         Ok(Response::new(key_proto(&self.kms.rotate_key(&name).await?)))
     }
 
@@ -107,7 +144,8 @@ impl KeyService for KeyServiceApi {
         request: Request<pb::UpdateKeyPolicyRequest>,
     ) -> Reply<pb::Key> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::UpdateKeyPolicy, Target::Key(&name))?;
+        self.authorize(&request, Rpc::UpdateKeyPolicy, Target::Key(&name))
+            .await?;
         let update = policy_update(request.into_inner())?;
         Ok(Response::new(key_proto(
             &self.kms.update_policy(&name, update).await?,
@@ -116,7 +154,8 @@ impl KeyService for KeyServiceApi {
 
     async fn disable_key(&self, request: Request<pb::DisableKeyRequest>) -> Reply<pb::Key> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::DisableKey, Target::Key(&name))?;
+        self.authorize(&request, Rpc::DisableKey, Target::Key(&name))
+            .await?;
         Ok(Response::new(key_proto(
             &self.kms.set_disabled(&name, true).await?,
         )))
@@ -124,7 +163,8 @@ impl KeyService for KeyServiceApi {
 
     async fn enable_key(&self, request: Request<pb::EnableKeyRequest>) -> Reply<pb::Key> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::EnableKey, Target::Key(&name))?;
+        self.authorize(&request, Rpc::EnableKey, Target::Key(&name))
+            .await?;
         Ok(Response::new(key_proto(
             &self.kms.set_disabled(&name, false).await?,
         )))
@@ -135,7 +175,8 @@ impl KeyService for KeyServiceApi {
         request: Request<pb::GenerateDataKeyRequest>,
     ) -> Reply<pb::GenerateDataKeyResponse> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::GenerateDataKey, Target::Key(&name))?;
+        self.authorize(&request, Rpc::GenerateDataKey, Target::Key(&name))
+            .await?;
         let request = request.into_inner();
         let context = EncryptionContext::parse(request.encryption_context)?;
         let outcome = self
@@ -154,7 +195,8 @@ impl KeyService for KeyServiceApi {
 
     async fn encrypt(&self, request: Request<pb::EncryptRequest>) -> Reply<pb::EncryptResponse> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::Encrypt, Target::Key(&name))?;
+        self.authorize(&request, Rpc::Encrypt, Target::Key(&name))
+            .await?;
         let request = request.into_inner();
         if request.plaintext.len() > MAX_PLAINTEXT {
             return Err(
@@ -182,7 +224,8 @@ impl KeyService for KeyServiceApi {
 
     async fn decrypt(&self, request: Request<pb::DecryptRequest>) -> Reply<pb::DecryptResponse> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::Decrypt, Target::Key(&name))?;
+        self.authorize(&request, Rpc::Decrypt, Target::Key(&name))
+            .await?;
         let request = request.into_inner();
         let ciphertext = match request.input {
             Some(decrypt_request::Input::Ciphertext(bytes)) if !bytes.is_empty() => bytes,
@@ -205,7 +248,8 @@ impl KeyService for KeyServiceApi {
 
     async fn rewrap(&self, request: Request<pb::RewrapRequest>) -> Reply<pb::RewrapResponse> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::Rewrap, Target::Key(&name))?;
+        self.authorize(&request, Rpc::Rewrap, Target::Key(&name))
+            .await?;
         let request = request.into_inner();
         let context = EncryptionContext::parse(request.encryption_context)?;
         let rewrapped = self
@@ -220,7 +264,8 @@ impl KeyService for KeyServiceApi {
         request: Request<pb::BatchDecryptRequest>,
     ) -> Reply<pb::BatchDecryptResponse> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::BatchDecrypt, Target::Key(&name))?;
+        self.authorize(&request, Rpc::BatchDecrypt, Target::Key(&name))
+            .await?;
         let request = request.into_inner();
         let items = batch_items(request.items)?;
         let results = self.kms.batch_decrypt(&name, items).await?;
@@ -242,7 +287,8 @@ impl KeyService for KeyServiceApi {
         request: Request<pb::BatchRewrapRequest>,
     ) -> Reply<pb::BatchRewrapResponse> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::BatchRewrap, Target::Key(&name))?;
+        self.authorize(&request, Rpc::BatchRewrap, Target::Key(&name))
+            .await?;
         let request = request.into_inner();
         let items = batch_items(request.items)?;
         let results = self.kms.batch_rewrap(&name, items).await?;
@@ -264,7 +310,8 @@ impl KeyService for KeyServiceApi {
         request: Request<pb::ScheduleKeyDeletionRequest>,
     ) -> Reply<pb::Key> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::ScheduleKeyDeletion, Target::Key(&name))?;
+        self.authorize(&request, Rpc::ScheduleKeyDeletion, Target::Key(&name))
+            .await?;
         Ok(Response::new(key_proto(
             &self.kms.schedule_deletion(&name).await?,
         )))
@@ -275,7 +322,8 @@ impl KeyService for KeyServiceApi {
         request: Request<pb::CancelKeyDeletionRequest>,
     ) -> Reply<pb::Key> {
         let name = key_name(&request.get_ref().name)?;
-        self.authorize(&request, Rpc::CancelKeyDeletion, Target::Key(&name))?;
+        self.authorize(&request, Rpc::CancelKeyDeletion, Target::Key(&name))
+            .await?;
         Ok(Response::new(key_proto(
             &self.kms.cancel_deletion(&name).await?,
         )))
@@ -320,7 +368,9 @@ impl KeyService for KeyServiceApi {
         &self,
         request: Request<pb::RotateRootKeyRequest>,
     ) -> Reply<pb::RotateRootKeyResponse> {
-        let caller = self.authorize(&request, Rpc::RotateRootKey, Target::Service)?;
+        let caller = self
+            .authorize(&request, Rpc::RotateRootKey, Target::Service)
+            .await?;
         tracing::info!(%caller, "root key rotation requested");
         let (root_key_version, rewrapped_versions) = self.kms.rotate_root_key().await?;
         Ok(Response::new(pb::RotateRootKeyResponse {

@@ -17,11 +17,29 @@
 //! - `spiffe://td/auth-service`: [`SERVICE_RPCS`] on `tenants/coffer-system/keys/auth-signing`
 //!   and `tenants/*/keys/auth-audit`;
 //! - `spiffe://td/operator/` (every operator): all RPCs on every key.
+//!
+//! A forwarder (the REST gateway, see [`coffer_authn::forwarded`]) is not in the table: its
+//! calls carry the bearer credential of the client it forwards, and that principal alone
+//! decides ([`Policy::allows_principal`]): its own tenant's keys only (another tenant's key is
+//! NOT_FOUND), each RPC needing one scope ([`Rpc::scope`]), and the keys reserved for Coffer's
+//! services ([`DEFAULT_RESERVED`]) readable but never usable, so no bearer can unwrap a stored
+//! credential or forge an audit link past the service that owns the key.
 
+use coffer_authn::{Denied, Principal, Scope};
 use coffer_server::authz::Subject;
 use coffer_transport::SpiffeId;
 
-use crate::names::KeyName;
+use crate::names::{KeyName, TenantId};
+use crate::{Error, Result};
+
+/// The keys Coffer's own services use, by default: a principal may read them (GetKey,
+/// ListKeys) but no other RPC touches them with a bearer credential.
+pub(crate) const DEFAULT_RESERVED: &[&str] = &[
+    "tenants/*/keys/credentials",
+    "tenants/*/keys/credential-audit",
+    "tenants/*/keys/auth-audit",
+    "tenants/coffer-system/keys/*",
+];
 
 /// Every key-service RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,12 +142,34 @@ impl Rpc {
     fn bit(self) -> u32 {
         1 << (self as u32)
     }
+
+    /// The scope a bearer principal needs for the RPC; `None` for the RPCs no principal may
+    /// call (RotateRootKey, ListKeyChanges: operators and services only).
+    pub(crate) fn scope(self) -> Option<Scope> {
+        Some(match self {
+            Rpc::GetKey | Rpc::ListKeys => Scope::KeyRead,
+            Rpc::GenerateDataKey | Rpc::Encrypt | Rpc::Rewrap | Rpc::BatchRewrap => {
+                Scope::KeyEncrypt
+            }
+            Rpc::Decrypt | Rpc::BatchDecrypt => Scope::KeyDecrypt,
+            Rpc::CreateKey
+            | Rpc::RotateKey
+            | Rpc::UpdateKeyPolicy
+            | Rpc::DisableKey
+            | Rpc::EnableKey
+            | Rpc::ScheduleKeyDeletion
+            | Rpc::CancelKeyDeletion => Scope::KeyAdmin,
+            Rpc::RotateRootKey | Rpc::ListKeyChanges => return None,
+        })
+    }
 }
 
 /// The authorization table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Keys a bearer principal may only read (see the module docs).
+    reserved: Vec<KeyPattern>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +199,9 @@ enum Segment {
 pub(crate) enum Target<'a> {
     /// An RPC on one key.
     Key(&'a KeyName),
-    /// ListKeys, RotateRootKey.
+    /// ListKeys: the keys of one tenant.
+    Tenant(&'a TenantId),
+    /// RotateRootKey, ListKeyChanges.
     Service,
 }
 
@@ -200,7 +242,10 @@ impl Policy {
             allowed: bits(&Rpc::ALL),
             keys: None,
         });
-        Self { rules }
+        Self {
+            rules,
+            reserved: default_reserved(),
+        }
     }
 
     /// Parses the text form.
@@ -238,7 +283,58 @@ impl Policy {
                 keys,
             });
         }
-        Ok(Self { rules })
+        Ok(Self {
+            rules,
+            reserved: default_reserved(),
+        })
+    }
+
+    /// The same rules, with `patterns` (comma-separated key patterns, empty for none) as the
+    /// keys a bearer principal may only read, instead of [`DEFAULT_RESERVED`].
+    ///
+    /// # Errors
+    /// A message naming the first bad pattern.
+    pub(crate) fn reserving(mut self, patterns: &str) -> Result<Self, String> {
+        self.reserved = patterns
+            .split(',')
+            .map(str::trim)
+            .filter(|pattern| !pattern.is_empty())
+            .map(KeyPattern::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// Whether a bearer `principal` may call `rpc` on `target` (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for another tenant's key or tenant, checked first so nothing about
+    /// it leaks; [`Error::NotForBearers`], [`Error::ScopeMissing`] or [`Error::ReservedKey`].
+    pub(crate) fn allows_principal(
+        &self,
+        principal: &Principal,
+        rpc: Rpc,
+        target: Target<'_>,
+    ) -> Result<()> {
+        let (tenant, resource) = match target {
+            Target::Key(name) => (name.tenant(), name.to_string()),
+            Target::Tenant(tenant) => (tenant, tenant.name()),
+            Target::Service => return Err(Error::NotForBearers(rpc.name())),
+        };
+        let scope = rpc.scope().ok_or(Error::NotForBearers(rpc.name()))?;
+        principal
+            .authorize(tenant.as_str(), scope)
+            .map_err(|denied| match denied {
+                Denied::OtherTenant => Error::NotFound(resource),
+                Denied::Missing(missing) => Error::ScopeMissing(missing.0),
+            })?;
+        match target {
+            Target::Key(name)
+                if scope != Scope::KeyRead && self.reserved.iter().any(|p| p.matches(name)) =>
+            {
+                Err(Error::ReservedKey(name.to_string()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether any rule lets `caller` call `rpc` on some key (for RPCs whose answer is then
@@ -256,7 +352,7 @@ impl Policy {
             let keys = match (&rule.keys, target) {
                 (None, _) => true,
                 (Some(patterns), Target::Key(name)) => patterns.iter().any(|p| p.matches(name)),
-                (Some(_), Target::Service) => false,
+                (Some(_), Target::Tenant(_) | Target::Service) => false,
             };
             subject && keys && rule.allowed & rpc.bit() != 0
         })
@@ -306,6 +402,13 @@ impl Segment {
             Segment::Exact(exact) => part == exact,
         }
     }
+}
+
+fn default_reserved() -> Vec<KeyPattern> {
+    DEFAULT_RESERVED
+        .iter()
+        .filter_map(|pattern| KeyPattern::parse(pattern).ok())
+        .collect()
 }
 
 fn bits(rpcs: &[Rpc]) -> u32 {
@@ -372,6 +475,121 @@ mod tests {
         assert!(policy.grants(&cred, Rpc::ListKeyChanges));
         assert!(!policy.allows(&cred, Rpc::ListKeyChanges, Target::Key(&signing)));
         assert!(!policy.grants(&id("spiffe://coffer.local/stranger"), Rpc::ListKeyChanges));
+    }
+
+    fn principal(tenant: &str, scopes: &str) -> Principal {
+        Principal {
+            tenant: tenant.into(),
+            subject: "ada".into(),
+            scopes: coffer_authn::Scopes::parse(scopes).unwrap(),
+            roles: Vec::new(),
+            api_key: None,
+        }
+    }
+
+    #[test]
+    fn a_bearer_principal_acts_in_its_own_tenant_with_the_scope_each_rpc_needs() {
+        let policy = Policy::default_for("coffer.local");
+        let app = key("tenants/acme/keys/app");
+        let user = principal("acme", "key:read key:encrypt");
+        assert!(
+            policy
+                .allows_principal(&user, Rpc::Encrypt, Target::Key(&app))
+                .is_ok()
+        );
+        assert!(matches!(
+            policy.allows_principal(&user, Rpc::Decrypt, Target::Key(&app)),
+            Err(Error::ScopeMissing(Scope::KeyDecrypt))
+        ));
+        assert!(matches!(
+            policy.allows_principal(&user, Rpc::RotateKey, Target::Key(&app)),
+            Err(Error::ScopeMissing(Scope::KeyAdmin))
+        ));
+        let acme = TenantId::parse("parent", "acme").unwrap();
+        assert!(
+            policy
+                .allows_principal(&user, Rpc::ListKeys, Target::Tenant(&acme))
+                .is_ok()
+        );
+        // Another tenant is not there, whatever the scopes.
+        let admin = principal("globex", "key:read key:encrypt key:decrypt key:admin");
+        assert!(matches!(
+            policy.allows_principal(&admin, Rpc::Encrypt, Target::Key(&app)),
+            Err(Error::NotFound(name)) if name == "tenants/acme/keys/app"
+        ));
+        assert!(matches!(
+            policy.allows_principal(&admin, Rpc::ListKeys, Target::Tenant(&acme)),
+            Err(Error::NotFound(name)) if name == "tenants/acme"
+        ));
+        // Operators' and services' RPCs are never a principal's.
+        let everything = principal(
+            "acme",
+            "key:read key:encrypt key:decrypt key:admin org:admin",
+        );
+        for (rpc, target) in [
+            (Rpc::RotateRootKey, Target::Service),
+            (Rpc::ListKeyChanges, Target::Key(&app)),
+        ] {
+            assert!(matches!(
+                policy.allows_principal(&everything, rpc, target),
+                Err(Error::NotForBearers(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn the_services_keys_are_readable_but_never_usable_with_a_bearer() {
+        let policy = Policy::default_for("coffer.local");
+        let admin = principal("acme", "key:read key:encrypt key:decrypt key:admin");
+        for name in [
+            "tenants/acme/keys/credentials",
+            "tenants/acme/keys/credential-audit",
+            "tenants/acme/keys/auth-audit",
+        ] {
+            let reserved = key(name);
+            assert!(
+                policy
+                    .allows_principal(&admin, Rpc::GetKey, Target::Key(&reserved))
+                    .is_ok()
+            );
+            for rpc in [Rpc::Decrypt, Rpc::Encrypt, Rpc::Rewrap, Rpc::DisableKey] {
+                assert!(
+                    matches!(
+                        policy.allows_principal(&admin, rpc, Target::Key(&reserved)),
+                        Err(Error::ReservedKey(_))
+                    ),
+                    "{name} {rpc:?}"
+                );
+            }
+        }
+        let system = principal("coffer-system", "key:read key:decrypt");
+        let signing = key("tenants/coffer-system/keys/auth-signing");
+        assert!(matches!(
+            system.authorize("coffer-system", Scope::KeyDecrypt),
+            Ok(())
+        ));
+        assert!(matches!(
+            policy.allows_principal(&system, Rpc::Decrypt, Target::Key(&signing)),
+            Err(Error::ReservedKey(_))
+        ));
+        // Configured otherwise, the list is what the operator says.
+        let open = Policy::default_for("coffer.local")
+            .reserving("tenants/*/keys/vault")
+            .unwrap();
+        let credentials = key("tenants/acme/keys/credentials");
+        assert!(
+            open.allows_principal(&admin, Rpc::Decrypt, Target::Key(&credentials))
+                .is_ok()
+        );
+        assert!(matches!(
+            open.allows_principal(
+                &admin,
+                Rpc::Decrypt,
+                Target::Key(&key("tenants/acme/keys/vault"))
+            ),
+            Err(Error::ReservedKey(_))
+        ));
+        assert!(Policy::default_for("td").reserving("keys/x").is_err());
     }
 
     #[test]

@@ -32,8 +32,19 @@ pub struct Config {
     /// `coffer.local`).
     pub trust_domain: String,
     /// Who may call what (`..__AUTHZ`, see [`Policy::parse`]; default
-    /// [`Policy::default_for`] the trust domain).
+    /// [`Policy::default_for`] the trust domain), and the keys a bearer principal may only
+    /// read (`..__RESERVED_KEYS`, comma-separated key patterns, default Coffer's services'
+    /// keys: [`crate::authz::DEFAULT_RESERVED`]).
     pub authz: Policy,
+    /// auth-service, to verify the bearer credentials forwarders pass on
+    /// (`..__AUTH_SERVICE_URL`, optional; `..__AUTH_SERVICE_SERVER_NAME`,
+    /// `..__AUTH_SERVICE_IDENTITY` as for every upstream). Without it no forwarder is
+    /// accepted, and REST clients cannot use key-service through the gateway.
+    pub auth_service: Option<coffer_server::upstream::Upstream>,
+    /// Bearer verification (`..__ISSUER`, `..__AUDIENCE`, `..__FORWARDERS`: the identities
+    /// whose calls are authorized by the bearer they forward, default
+    /// `spiffe://{td}/gateway` when auth-service is configured, none otherwise).
+    pub authn: coffer_authn::authenticator::Settings,
     /// Time between ScheduleKeyDeletion and destruction (`..__DELETION_WAITING_PERIOD`,
     /// default `7d`). It is the window in which a mistaken deletion can still be cancelled.
     pub deletion_waiting_period: Duration,
@@ -72,6 +83,11 @@ impl Config {
             database: coffer_db::Config::new(database_url),
             keyring,
             authz: Policy::default_for(&trust_domain),
+            auth_service: None,
+            authn: coffer_authn::authenticator::Settings {
+                forwarders: Vec::new(),
+                ..coffer_authn::authenticator::Settings::default()
+            },
             trust_domain,
             deletion_waiting_period: DEFAULT_DELETION_WAITING_PERIOD,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
@@ -80,6 +96,21 @@ impl Config {
             reaper_interval: DEFAULT_REAPER_INTERVAL,
             clock: Clock::system(),
         }
+    }
+
+    /// Accepts the trust domain's gateway as a forwarder, verifying the bearers it passes on
+    /// with the auth-service at `auth_service_url` (what the production configuration does
+    /// with `AUTH_SERVICE_URL`).
+    ///
+    /// # Panics
+    /// If the URL is not `https://host:port` (tests and `coffer up` pass their own).
+    #[allow(clippy::expect_used)]
+    pub fn verify_bearers_at(&mut self, auth_service_url: String) {
+        self.auth_service = Some(
+            coffer_server::upstream::at(auth_service_url, "auth-service", &self.trust_domain)
+                .expect("an https://host:port auth-service URL"),
+        );
+        self.authn.forwarders = coffer_authn::forwarded::default_for(&self.trust_domain);
     }
 
     /// Reads the optional TOML file, overlays the process environment, and validates; a
@@ -117,6 +148,40 @@ impl Config {
             (None, Some(domain)) => Some(Policy::default_for(domain)),
             (None, None) => None,
         };
+        let authz = match (authz, p.value("RESERVED_KEYS")) {
+            (Some(policy), Some(patterns)) => policy
+                .reserving(&patterns)
+                .map_err(|e| p.error("RESERVED_KEYS", &e))
+                .ok(),
+            (authz, _) => authz,
+        };
+        let domain = trust_domain
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
+        let auth_service = coffer_server::upstream::parse_optional(
+            &mut p,
+            "AUTH_SERVICE",
+            "auth-service",
+            &domain,
+        );
+        let forwarders_set = p.value("FORWARDERS").is_some_and(|v| v.trim() != "none");
+        let authn =
+            coffer_authn::authenticator::Settings::parse(&mut p, &domain).and_then(|mut authn| {
+                match auth_service {
+                    Some(Some(_)) => Some(authn),
+                    Some(None) if forwarders_set => {
+                        p.error(
+                            "FORWARDERS",
+                            "needs AUTH_SERVICE_URL, to verify the bearers forwarders pass on",
+                        );
+                        None
+                    }
+                    _ => {
+                        authn.forwarders.clear();
+                        Some(authn)
+                    }
+                }
+            });
         let deletion_waiting_period = p.or(
             "DELETION_WAITING_PERIOD",
             DEFAULT_DELETION_WAITING_PERIOD,
@@ -147,6 +212,8 @@ impl Config {
             Some(cache_ttl),
             Some(record_cache_ttl),
             Some(reaper_interval),
+            Some(auth_service),
+            Some(authn),
         ) = (
             server,
             database,
@@ -158,6 +225,8 @@ impl Config {
             cache_ttl,
             record_cache_ttl,
             reaper_interval,
+            auth_service,
+            authn,
         )
         else {
             return Err(p.into_errors());
@@ -176,6 +245,8 @@ impl Config {
             cache_ttl,
             record_cache_ttl,
             reaper_interval,
+            auth_service,
+            authn,
             clock: Clock::system(),
         })
     }

@@ -18,6 +18,8 @@ pub mod reasons {
     pub use coffer_server::status::reasons::*;
     /// The ciphertext does not decrypt with this key and encryption context.
     pub const UNDECRYPTABLE: &str = "UNDECRYPTABLE";
+    /// The key is one of Coffer's own services' keys: a bearer principal may only read it.
+    pub const RESERVED_KEY: &str = "RESERVED_KEY";
 }
 
 /// Everything that can go wrong in the key-service, at start-up or in a request.
@@ -56,6 +58,19 @@ pub enum Error {
         /// The RPC it tried.
         rpc: &'static str,
     },
+    /// A forwarded call's bearer credential was missing, invalid, or could not be checked.
+    #[error(transparent)]
+    Bearer(#[from] coffer_authn::authenticator::Error),
+    /// A bearer principal lacks the scope the RPC needs (scopes are not secret: the message
+    /// names it, so a client can ask for it).
+    #[error("missing scope {0}")]
+    ScopeMissing(coffer_authn::Scope),
+    /// A bearer principal tried to use a key reserved for Coffer's services.
+    #[error("key {0} is reserved for Coffer's services; a bearer credential may only read it")]
+    ReservedKey(String),
+    /// An RPC for operators and services only, called with a bearer credential.
+    #[error("{0} cannot be called with a bearer credential")]
+    NotForBearers(&'static str),
     /// A stored key version is wrapped under a root key version that is not in the keyring.
     #[error("root key version {0} is not in the keyring")]
     RootKeyMissing(u32),
@@ -147,6 +162,17 @@ impl From<Error> for Status {
                     common::NOT_ALLOWED,
                 )
             }
+            Error::Bearer(cause) => cause.into(),
+            Error::ScopeMissing(_) | Error::NotForBearers(_) => domain.status(
+                Code::PermissionDenied,
+                error.to_string(),
+                common::NOT_ALLOWED,
+            ),
+            Error::ReservedKey(_) => domain.status(
+                Code::PermissionDenied,
+                error.to_string(),
+                reasons::RESERVED_KEY,
+            ),
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
                 domain.storage_unavailable(cause)
             }

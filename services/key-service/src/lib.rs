@@ -4,7 +4,8 @@
 //! material, stored wrapped under a per-tenant KEK derived from the root keyring
 //! (`HKDF-SHA256(root, "coffer/kek/v1" || tenant)`). Callers encrypt, decrypt, generate data
 //! keys and re-wrap through `coffer.v1.KeyService` over mutual TLS; the caller's SPIFFE ID
-//! decides which RPCs it may use ([`authz`]).
+//! decides which RPCs it may use ([`authz`]), except for a forwarder's (the REST gateway's),
+//! which the bearer credential it passes on decides: that principal's tenant and scopes.
 //!
 //! [`serve`] runs the whole service on a listener the caller bound, so the binary, `coffer up`
 //! and the tests all start the same server.
@@ -33,6 +34,9 @@ use crate::api::KeyServiceApi;
 use crate::cache::KeyCache;
 use crate::ops::Kms;
 use crate::store::Store;
+
+/// How soon a failed connection to auth-service (for forwarded bearers) is tried again.
+const BEARER_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the key-service on `listeners` until `shutdown` resolves, then drains in-flight calls.
 ///
@@ -97,7 +101,18 @@ pub async fn serve(
             },
         )
     };
-    let api = KeyServiceServer::new(KeyServiceApi::new(Arc::clone(&kms), config.authz));
+    let bearers = match &config.auth_service {
+        Some(auth_service) if !config.authn.forwarders.is_empty() => Some(api::Bearers {
+            forwarders: config.authn.forwarders.clone(),
+            authenticator: coffer_authn::authenticator::Deferred::new(
+                auth_service.connect_lazy(&config.server.tls)?,
+                config.authn.clone(),
+                BEARER_RETRY_INTERVAL,
+            ),
+        }),
+        _ => None,
+    };
+    let api = KeyServiceServer::new(KeyServiceApi::new(Arc::clone(&kms), config.authz, bearers));
     let served = coffer_server::serve(&config.server, api, registry, listeners.into(), shutdown)
         .await
         .map_err(Error::Serve);

@@ -60,6 +60,36 @@ fn a_complete_configuration_validates() {
     assert_eq!(config.deletion_waiting_period, Duration::from_secs(86_400));
     assert_eq!(config.server.tls.identity().unwrap().path(), "key-service");
     assert_eq!(config.keyring.primary_version(), 1);
+    assert!(config.auth_service.is_none() && config.authn.forwarders.is_empty());
+
+    // With an auth-service, the gateway forwards bearers unless configured otherwise.
+    let with_auth = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("COFFER_KEY_SERVICE__DATABASE_URL", "sqlite::memory:"),
+            ("COFFER_ROOT_KEYS", keyring_text.as_str()),
+            ("COFFER_KEY_SERVICE__TLS_CERT", files.cert.to_str().unwrap()),
+            ("COFFER_KEY_SERVICE__TLS_KEY", files.key.to_str().unwrap()),
+            ("COFFER_KEY_SERVICE__TLS_CA", files.ca.to_str().unwrap()),
+            (
+                "COFFER_KEY_SERVICE__AUTH_SERVICE_URL",
+                "https://auth.internal:50052",
+            ),
+        ];
+        pairs.extend_from_slice(extra);
+        Config::from_values(&values(&pairs)).unwrap()
+    };
+    let config = with_auth(&[]);
+    assert_eq!(config.auth_service.unwrap().server_name, "auth.internal");
+    assert_eq!(
+        config.authn.forwarders,
+        vec![coffer_transport::SpiffeId::parse("spiffe://coffer.local/gateway").unwrap()]
+    );
+    assert!(
+        with_auth(&[("COFFER_KEY_SERVICE__FORWARDERS", "none")])
+            .authn
+            .forwarders
+            .is_empty()
+    );
 }
 
 #[test]
@@ -77,4 +107,44 @@ fn root_keys_given_both_in_the_environment_and_as_a_file_are_refused() {
     .to_string();
     assert!(errors.contains("both set"), "{errors}");
     assert!(!errors.contains(text.trim()), "{errors}");
+}
+
+#[test]
+fn forwarders_need_an_auth_service_and_default_to_the_gateway_with_one() {
+    let base = [
+        ("COFFER_KEY_SERVICE__DATABASE_URL", "sqlite::memory:"),
+        (
+            "COFFER_ROOT_KEYS",
+            "1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+    ];
+    let problems = |extra: &[(&str, &str)]| {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(extra);
+        Config::from_values(&values(&pairs))
+            .unwrap_err()
+            .to_string()
+    };
+    let text = problems(&[(
+        "COFFER_KEY_SERVICE__FORWARDERS",
+        "spiffe://coffer.local/gateway",
+    )]);
+    assert!(
+        text.contains("COFFER_KEY_SERVICE__FORWARDERS: needs AUTH_SERVICE_URL"),
+        "{text}"
+    );
+    let text = problems(&[("COFFER_KEY_SERVICE__AUTH_SERVICE_IDENTITY", "spiffe://x/y")]);
+    assert!(
+        text.contains("COFFER_KEY_SERVICE__AUTH_SERVICE_IDENTITY: set without AUTH_SERVICE_URL"),
+        "{text}"
+    );
+    let text = problems(&[
+        ("COFFER_KEY_SERVICE__AUTH_SERVICE_URL", "http://auth:50052"),
+        ("COFFER_KEY_SERVICE__RESERVED_KEYS", "keys/credentials"),
+    ]);
+    assert!(
+        text.contains("COFFER_KEY_SERVICE__AUTH_SERVICE_URL: must be https://host:port")
+            && text.contains("COFFER_KEY_SERVICE__RESERVED_KEYS: key pattern `keys/credentials`"),
+        "{text}"
+    );
 }
