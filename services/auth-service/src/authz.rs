@@ -59,7 +59,8 @@ impl ServiceRpc {
 /// auth-service's authorization table (`COFFER_AUTH_SERVICE__AUTHZ`): which service
 /// identities may call [`ServiceRpc`]s, in the text form of
 /// [`coffer_server::authz`] (`spiffe://td/gateway=Introspect,VerifyApiKey`). By default
-/// credential-service and the gateway may call all three. Operators
+/// credential-service, key-service (for the bearers the gateway forwards to it) and the
+/// gateway may call all three. Operators
 /// (`spiffe://{td}/operator/...`) may call every RPC, the directory ones (CreateTenant,
 /// CreatePrincipal, ...) with their certificate alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,11 +69,12 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// credential-service and the gateway of `trust_domain` may call every [`ServiceRpc`].
+    /// credential-service, key-service and the gateway of `trust_domain` may call every
+    /// [`ServiceRpc`].
     pub fn default_for(trust_domain: &str) -> Self {
         let all = ServiceRpc::ALL.iter().fold(0, |bits, rpc| bits | rpc.bit());
         Self {
-            rules: ["credential-service", "gateway"]
+            rules: ["credential-service", "key-service", "gateway"]
                 .iter()
                 .filter_map(|name| SpiffeId::new(trust_domain, name).ok())
                 .map(|id| (Subject::Exact(id), all))

@@ -28,7 +28,7 @@ pub struct Config {
     pub trust_domain: String,
     /// Who else may call Introspect, VerifyApiKey and ListRevocations (`..__AUTHZ`, the text
     /// form of [`Policy::parse`]); `None` is [`Policy::default_for`] the trust domain
-    /// (credential-service and the gateway).
+    /// (credential-service, key-service and the gateway).
     pub authz: Option<Policy>,
     /// Who may name the client it forwards for the per-source limits (`..__FORWARDERS`,
     /// comma-separated SPIFFE IDs, or `none`); `None` is the trust domain's gateway (see
