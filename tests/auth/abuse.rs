@@ -113,6 +113,80 @@ async fn forged_keys_for_a_known_id_do_not_lock_out_the_real_key_but_block_their
     .await;
 }
 
+/// An ExchangeApiKey call that says it comes from `address` (`x-forwarded-for`).
+fn exchange_from(address: &str, key: &str) -> tonic::Request<pb::ExchangeApiKeyRequest> {
+    let mut request = tonic::Request::new(pb::ExchangeApiKeyRequest { key: key.into() });
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", address.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn behind_the_gateway_each_client_address_is_its_own_source_and_nobody_else_may_say_so() {
+    on_each_backend(|db| async {
+        let stack = Stack::spawn_with(db, |config| config.lockout.source_max_failures = 5).await;
+        stack
+            .tenant_with_user("acme", "alice", &["org_admin"])
+            .await;
+        let alice = stack.login("acme", "alice").await.access_token;
+        let mut gateway = stack.client_as("gateway").await;
+        let key = create_key(&mut gateway, &alice, "mcp:read").await.key;
+        let id = ApiKeyId::parse(ApiKey::parse(&key).unwrap().id().as_str()).unwrap();
+        let forged = || {
+            ApiKey::generate_with_id(&id)
+                .unwrap()
+                .expose_secret()
+                .to_owned()
+        };
+
+        // One REST client forging keys through the gateway blocks itself...
+        for _ in 0..5 {
+            assert_status(
+                gateway
+                    .exchange_api_key(exchange_from("203.0.113.7", &forged()))
+                    .await,
+                Code::Unauthenticated,
+                "invalid credentials",
+            );
+        }
+        assert_status(
+            gateway
+                .exchange_api_key(exchange_from("203.0.113.7", &key))
+                .await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        // ...not the other clients behind the gateway, nor the gateway itself.
+        gateway
+            .exchange_api_key(exchange_from("203.0.113.8", &key))
+            .await
+            .unwrap();
+        exchange(&mut gateway, &key).await.unwrap();
+
+        // A caller that is not a forwarder cannot shed its failures by naming addresses.
+        let mut mallory = stack.client_as("mallory").await;
+        for n in 0..5 {
+            assert_status(
+                mallory
+                    .exchange_api_key(exchange_from(&format!("198.51.100.{n}"), &forged()))
+                    .await,
+                Code::Unauthenticated,
+                "invalid credentials",
+            );
+        }
+        assert_status(
+            mallory
+                .exchange_api_key(exchange_from("198.51.100.99", &forged()))
+                .await,
+            Code::ResourceExhausted,
+            "try again later",
+        );
+        stack.shutdown().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn one_identity_flooding_login_does_not_starve_another_identitys_first_exchange() {
     on_each_backend(|db| async {

@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::helpers::{Stack, assert_status, bearer, create_key, scope_list, user_request, verify};
 
-const VIEWER_SCOPES: &str = "mcp:read user:read org:read";
+const VIEWER_SCOPES: &str = "mcp:read user:read org:read key:read";
 
 #[tokio::test]
 async fn narrow_api_key_cannot_roll_or_revoke_its_owners_broader_key() {

@@ -46,6 +46,7 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         gateway_listen: "127.0.0.1:0".parse().unwrap(),
         gateway_cors: Default::default(),
         gateway_rate_limit: 0,
+        gateway_key_rate_limit: 0,
         shutdown_grace_period: std::time::Duration::from_secs(5),
         record_cache_ttl: None,
         database_url: None,

@@ -49,6 +49,9 @@ enum Command {
         /// REST requests per client address per minute before 429 (0: unlimited).
         #[arg(long, default_value_t = coffer_gateway::limit::DEFAULT_PER_MINUTE)]
         gateway_rate_limit: u32,
+        /// REST requests per API key per minute before 429, from any address (0: unlimited).
+        #[arg(long, default_value_t = coffer_gateway::limit::DEFAULT_PER_KEY_PER_MINUTE)]
+        gateway_key_rate_limit: u32,
         /// Seconds each service may drain its in-flight calls after Ctrl-C.
         #[arg(long, default_value_t = 10)]
         shutdown_grace: u64,
@@ -103,7 +106,7 @@ enum Command {
         /// Its credential-service address.
         #[arg(long, default_value = "127.0.0.1:50053", requires = "target_data_dir")]
         credential_addr: SocketAddr,
-        /// Its REST gateway (started with `--gateway-rate-limit 0`).
+        /// Its REST gateway (started with `--gateway-rate-limit 0 --gateway-key-rate-limit 0`).
         #[arg(long, default_value = "127.0.0.1:8080", requires = "target_data_dir")]
         gateway_addr: SocketAddr,
         /// The OpenBao binary (default: `.venv/bin/bao`, then `bao` on PATH).
@@ -258,6 +261,7 @@ async fn main() -> ExitCode {
             gateway_listen,
             gateway_cors_origins,
             gateway_rate_limit,
+            gateway_key_rate_limit,
             shutdown_grace,
             database_url,
             record_cache_ttl,
@@ -277,6 +281,7 @@ async fn main() -> ExitCode {
                 gateway_listen,
                 gateway_cors,
                 gateway_rate_limit,
+                gateway_key_rate_limit,
                 shutdown_grace_period: Duration::from_secs(shutdown_grace),
                 record_cache_ttl,
                 database_url: database_url.map(SecretString::from),

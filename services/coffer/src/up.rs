@@ -27,6 +27,8 @@ pub struct Options {
     pub gateway_cors: coffer_gateway::server::Cors,
     /// REST requests per client address per minute (0: unlimited).
     pub gateway_rate_limit: u32,
+    /// REST requests per API key per minute (0: unlimited).
+    pub gateway_key_rate_limit: u32,
     /// How long each service may drain its in-flight calls on Ctrl-C.
     pub shutdown_grace_period: Duration,
     /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).
@@ -57,7 +59,8 @@ pub struct Running {
 /// The REST gateway's task and the signal that stops it.
 struct Gateway {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// `None` once [`Running::failed`] has seen it end.
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// Prepares the data directory and starts every service in this process (through
@@ -170,11 +173,18 @@ async fn start_gateway(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let gateway = coffer_gateway::server::Gateway::new(routes, upstreams)
         .cors(options.gateway_cors.clone())
-        .rate_limit(options.gateway_rate_limit);
+        .rate_limit(options.gateway_rate_limit)
+        .key_rate_limit(options.gateway_key_rate_limit);
     let task = tokio::spawn(gateway.serve(listener, async {
         let _ = stopped.await;
     }));
-    Ok((Gateway { stop, task }, addr))
+    Ok((
+        Gateway {
+            stop,
+            task: Some(task),
+        },
+        addr,
+    ))
 }
 
 impl Running {
@@ -186,19 +196,35 @@ impl Running {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         // The gateway first: no new REST call reaches a service that is draining.
         let _ = self.gateway.stop.send(());
-        let gateway = self.gateway.task.await;
+        let gateway = match self.gateway.task {
+            Some(task) => Some(task.await),
+            None => None,
+        };
         let stack = self.stack.shutdown().await;
         match gateway {
-            Ok(Err(error)) => return Err(anyhow::anyhow!("the gateway failed: {error}")),
-            Err(error) => return Err(anyhow::anyhow!("the gateway task failed: {error}")),
-            Ok(Ok(())) => {}
+            Some(Ok(Err(error))) => return Err(anyhow::anyhow!("the gateway failed: {error}")),
+            Some(Err(error)) => return Err(anyhow::anyhow!("the gateway task failed: {error}")),
+            Some(Ok(Ok(()))) | None => {}
         }
         Ok(stack?)
     }
 
-    /// Waits until a service stops on its own (which is a failure) and returns why.
+    /// Waits until a service or the gateway stops on its own (which is a failure) and returns
+    /// why.
     pub async fn failed(&mut self) -> anyhow::Error {
-        self.stack.failed().await.into()
+        let Some(task) = self.gateway.task.as_mut() else {
+            return self.stack.failed().await.into();
+        };
+        let ended = tokio::select! {
+            error = self.stack.failed() => return error.into(),
+            ended = task => ended,
+        };
+        self.gateway.task = None;
+        match ended {
+            Ok(Ok(())) => anyhow::anyhow!("the gateway stopped unexpectedly"),
+            Ok(Err(error)) => anyhow::anyhow!("the gateway failed: {error}"),
+            Err(error) => anyhow::anyhow!("the gateway task failed: {error}"),
+        }
     }
 
     /// A `curl` command line that lists the bootstrap tenant's credentials over REST, with the

@@ -5,12 +5,15 @@
 //!
 //! The parts: path templates ([`template`]) and the route table ([`routes`]); the JSON
 //! transcoding of requests and responses ([`transcode`]); calls of any RPC with a dynamic
-//! message ([`grpc`]); Google's JSON error format ([`error`]); per-address rate limits
-//! ([`limit`]); `/openapi.json` and `/docs` ([`openapi`]); and the axum handler with the
-//! security headers, CORS, probes and the access log ([`server`]). `coffer up` runs it. Still to
-//! come (issue 12): a production binary with its configuration and TLS on the public listener,
-//! and key-service and auth-service accepting the bearer the gateway forwards.
+//! message ([`grpc`]); Google's JSON error format ([`error`]); rate limits per address and
+//! per API key ([`limit`]); what an unverified bearer may tell the gateway ([`bearer`]);
+//! `/openapi.json` and `/docs` ([`openapi`]); and the axum handler with admission (header
+//! size, rate limits, load shedding), timeouts, the security headers, CORS, probes and the
+//! access log ([`server`]). The services verify every bearer; the gateway holds no secret but
+//! its client certificate. `coffer up` runs it. Still to come (issue 12): a production binary
+//! with its configuration and TLS on the public listener.
 
+pub mod bearer;
 pub mod error;
 pub mod grpc;
 pub mod limit;

@@ -1,13 +1,14 @@
-//! Per-client rate limiting: at most `limit` requests per client address in each window (a
-//! minute by default), then 429 with `Retry-After` until the window ends. Fixed windows per
-//! address: predictable for a client ("the 101st request in this minute is refused") and one
-//! map entry per address.
+//! Rate limiting: at most `limit` requests per client (an address, or an API key id) in each
+//! window (a minute by default), then 429 with `Retry-After` until the window ends. Fixed
+//! windows per client: predictable ("the 101st request in this minute is refused") and one map
+//! entry per client.
 //!
-//! The map is bounded: past [`MAX_CLIENTS`] addresses, expired windows are dropped first, and
-//! if every entry is still live a new address is refused (429) rather than let an address
-//! flood grow the gateway's memory.
+//! The map is bounded: past [`MAX_CLIENTS`] clients, expired windows are dropped first, and
+//! if every entry is still live a new client is refused (429) rather than let a flood of
+//! addresses or key ids grow the gateway's memory.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,13 +19,16 @@ pub const MAX_CLIENTS: usize = 100_000;
 /// The default: requests per minute per client address.
 pub const DEFAULT_PER_MINUTE: u32 = 100;
 
-/// A rate limiter keyed by client address.
+/// The default: requests per minute per API key (one key may serve many addresses).
+pub const DEFAULT_PER_KEY_PER_MINUTE: u32 = 1000;
+
+/// A rate limiter keyed by client (by default its address).
 #[derive(Debug)]
-pub struct RateLimit {
+pub struct RateLimit<K = IpAddr> {
     limit: u32,
     window: Duration,
     max_clients: usize,
-    clients: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    clients: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
 /// A refused request: how long until its window ends.
@@ -34,13 +38,13 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
-impl RateLimit {
-    /// `limit` requests per `window` per address, for at most [`MAX_CLIENTS`] addresses.
+impl<K: Hash + Eq> RateLimit<K> {
+    /// `limit` requests per `window` per client, for at most [`MAX_CLIENTS`] clients.
     pub fn new(limit: u32, window: Duration) -> Self {
         Self::bounded(limit, window, MAX_CLIENTS)
     }
 
-    /// As [`RateLimit::new`], tracking at most `max_clients` addresses.
+    /// As [`RateLimit::new`], tracking at most `max_clients` clients.
     pub fn bounded(limit: u32, window: Duration, max_clients: usize) -> Self {
         Self {
             limit,
@@ -54,7 +58,7 @@ impl RateLimit {
     ///
     /// # Errors
     /// [`Limited`] when the client has used its window's requests (or the map is full).
-    pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Limited> {
+    pub fn check(&self, client: K, now: Instant) -> Result<(), Limited> {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if !clients.contains_key(&client) && clients.len() >= self.max_clients {
             clients.retain(|_, (start, _)| now.saturating_duration_since(*start) < self.window);
@@ -86,7 +90,7 @@ mod tests {
 
     #[test]
     fn the_request_past_the_limit_waits_for_the_next_window() {
-        let limit = RateLimit::new(100, Duration::from_secs(60));
+        let limit: RateLimit = RateLimit::new(100, Duration::from_secs(60));
         let (client, other): (IpAddr, IpAddr) =
             ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let start = Instant::now();
@@ -110,7 +114,7 @@ mod tests {
 
     #[test]
     fn a_full_map_refuses_new_addresses_until_windows_expire() {
-        let limit = RateLimit::bounded(10, Duration::from_secs(60), 2);
+        let limit: RateLimit = RateLimit::bounded(10, Duration::from_secs(60), 2);
         let start = Instant::now();
         let ip = |n: u8| IpAddr::from([192, 0, 2, n]);
         assert_eq!(limit.check(ip(1), start), Ok(()));

@@ -2,6 +2,11 @@
 //! reads the body within its limit, transcodes, forwards the caller's bearer, request id, trace
 //! context and address as gRPC metadata, calls the service and answers JSON; every answer,
 //! errors included, carries the security headers.
+//!
+//! Before any of that, admission ([`admit`]): headers past [`MAX_HEADER_BYTES`] are 431; the
+//! per-address and per-API-key rate limits 429 with `Retry-After`; past the cap on requests in
+//! flight the request is shed at once with 503 and `Retry-After: 1` rather than queued. A call
+//! that outlasts the timeout is 504 (the service's deadline is the same, so it stops too).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +21,7 @@ use tonic::transport::Channel;
 
 use std::time::Duration;
 
+use crate::bearer::Bearer;
 use crate::error::JsonError;
 use crate::limit::RateLimit;
 use crate::routes::{Miss, Routes};
@@ -31,6 +37,16 @@ const FORWARDED: &[&str] = &["authorization", "x-request-id", "traceparent", "tr
 /// The metadata key carrying the client's address (for the services' per-source limits).
 pub const CLIENT_ADDRESS: &str = "x-forwarded-for";
 
+/// The most bytes of request headers (names and values) accepted; more is 431. hyper's own
+/// bound on the header buffer (about 400 KiB) holds before this check runs.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The default longest time a REST call may take (504 after it).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default most requests in flight; past it, requests are shed with 503.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
 /// What the handler needs: the routes and one channel per service (by the service's full
 /// proto name, `coffer.v1.KeyService`).
 #[derive(Debug, Clone)]
@@ -45,6 +61,12 @@ pub struct Gateway {
     cors: Cors,
     /// Requests per client address per minute (none: unlimited).
     limit: Option<Arc<RateLimit>>,
+    /// Requests per API key id per minute (none: unlimited).
+    key_limit: Option<Arc<RateLimit<String>>>,
+    /// The longest a REST call may take.
+    timeout: Duration,
+    /// One permit per request in flight.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Which browser origins may call the gateway from their pages (CORS).
@@ -74,7 +96,35 @@ impl Gateway {
                 crate::limit::DEFAULT_PER_MINUTE,
                 Duration::from_secs(60),
             ))),
+            key_limit: Some(Arc::new(RateLimit::new(
+                crate::limit::DEFAULT_PER_KEY_PER_MINUTE,
+                Duration::from_secs(60),
+            ))),
+            timeout: DEFAULT_TIMEOUT,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
         }
+    }
+
+    /// The same gateway allowing `per_minute` requests per API key per minute (0: no limit).
+    #[must_use]
+    pub fn key_rate_limit(mut self, per_minute: u32) -> Self {
+        self.key_limit =
+            (per_minute > 0).then(|| Arc::new(RateLimit::new(per_minute, Duration::from_secs(60))));
+        self
+    }
+
+    /// The same gateway giving each REST call at most `timeout` (more than zero).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The same gateway with at most `requests` in flight (at least one).
+    #[must_use]
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.in_flight = Arc::new(tokio::sync::Semaphore::new(requests.max(1)));
+        self
     }
 
     /// The same gateway allowing `per_minute` requests per client address per minute (0: no
@@ -115,7 +165,11 @@ impl Gateway {
     /// other path to the route table.
     pub fn router(self) -> axum::Router {
         let cors = cors_layer(&self.cors);
-        let limit = self.limit.clone();
+        let admission = Admission {
+            limit: self.limit.clone(),
+            key_limit: self.key_limit.clone(),
+            in_flight: Arc::clone(&self.in_flight),
+        };
         let router = axum::Router::new()
             .route("/openapi.json", axum::routing::get(openapi))
             .route("/docs", axum::routing::get(docs))
@@ -124,7 +178,7 @@ impl Gateway {
             .fallback(handle)
             .with_state(self)
             .layer(axum::middleware::from_fn(move |request, next| {
-                rate_limited(limit.clone(), request, next)
+                admit(admission.clone(), request, next)
             }));
         // The security headers outermost, so CORS preflight answers carry them too.
         match cors {
@@ -198,31 +252,77 @@ fn cors_layer(cors: &Cors) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-/// Counts the request against its client address; past the limit, 429 with `Retry-After`.
-async fn rate_limited(
+/// What [`admit`] checks.
+#[derive(Clone)]
+struct Admission {
     limit: Option<Arc<RateLimit>>,
+    key_limit: Option<Arc<RateLimit<String>>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Lets the request in or answers for it (see the module docs): header size, the rate
+/// limits by address and by API key, then a permit held until the answer is made.
+async fn admit(
+    admission: Admission,
     request: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response {
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let error = JsonError::new(
+            tonic::Code::InvalidArgument,
+            format!("request headers over {MAX_HEADER_BYTES} bytes"),
+        )
+        .at(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        return json_response(error.http, &error.body);
+    }
+    let now = std::time::Instant::now();
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    if let (Some(limit), Some(client)) = (limit, client)
-        && let Err(limited) = limit.check(client, std::time::Instant::now())
+    if let (Some(limit), Some(client)) = (&admission.limit, client)
+        && let Err(limited) = limit.check(client, now)
     {
+        return too_many("too many requests from this address", limited);
+    }
+    if let Some(key_limit) = &admission.key_limit
+        && let Some(Bearer::ApiKey(id)) =
+            crate::bearer::identify(request.headers().get(header::AUTHORIZATION))
+        && let Err(limited) = key_limit.check(id, now)
+    {
+        return too_many("too many requests with this API key", limited);
+    }
+    let Ok(_permit) = admission.in_flight.try_acquire() else {
         let error = JsonError::new(
-            tonic::Code::ResourceExhausted,
-            "too many requests from this address; see Retry-After",
+            tonic::Code::Unavailable,
+            "the gateway is at capacity; try again",
         );
         let mut response = json_response(error.http, &error.body);
-        let seconds = limited.retry_after.as_secs().max(1);
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
         return response;
-    }
+    };
     next.run(request).await
+}
+
+/// 429 with `Retry-After` (whole seconds, at least one).
+fn too_many(what: &str, limited: crate::limit::Limited) -> Response {
+    let error = JsonError::new(
+        tonic::Code::ResourceExhausted,
+        format!("{what}; see Retry-After"),
+    );
+    let mut response = json_response(error.http, &error.body);
+    let seconds = limited.retry_after.as_secs().max(1);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// The OpenAPI document of the routes.
@@ -292,13 +392,25 @@ async fn handle(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let request_id = loggable_request_id(request.headers().get("x-request-id")).to_owned();
+    let principal = crate::bearer::identify(request.headers().get(header::AUTHORIZATION))
+        .map_or_else(|| "-".to_owned(), |bearer| bearer.to_string());
     let mut route = None;
-    let response = match call(&gateway, client, request, &mut route).await {
-        Ok(response) => response,
-        Err(error) => error_response(&error),
+    let timeout = gateway.timeout;
+    let called = tokio::time::timeout(timeout, call(&gateway, client, request, &mut route)).await;
+    let response = match called {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error_response(&error),
+        Err(_) => {
+            let error = JsonError::new(
+                tonic::Code::DeadlineExceeded,
+                "the call took longer than the gateway allows",
+            );
+            json_response(error.http, &error.body)
+        }
     };
-    // One line per request: the route's template, never the path, query, headers or body,
-    // which may name or carry secrets.
+    // One line per request: the route's template and the principal the bearer names (see
+    // [`crate::bearer`]), never the path, query, headers or body, which may name or carry
+    // secrets.
     tracing::info!(
         target: "coffer_gateway::access",
         method = %method,
@@ -306,6 +418,7 @@ async fn handle(
         status = response.status().as_u16(),
         latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         request_id = %request_id,
+        principal = %principal,
         "request"
     );
     response
@@ -370,6 +483,8 @@ async fn call<'g>(
             ))
         })?;
     let mut grpc_request = tonic::Request::new(message);
+    // The service gives up when the gateway does.
+    grpc_request.set_timeout(gateway.timeout);
     forward(&parts.headers, client, grpc_request.metadata_mut());
     let reply = grpc::unary(channel, &matched.route.rpc, grpc_request)
         .await

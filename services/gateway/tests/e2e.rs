@@ -53,10 +53,11 @@ impl Client {
         body: Value,
     ) -> Answer {
         let route_path = path.split('?').next().unwrap();
-        let routed = self
+        let found = self
             .routes
-            .find(&Method::from_bytes(method.as_bytes()).unwrap(), route_path)
-            .unwrap_or_else(|_| panic!("{method} {path} is not routed"));
+            .find(&Method::from_bytes(method.as_bytes()).unwrap(), route_path);
+        assert!(found.is_ok(), "{method} {path} is not routed");
+        let routed = found.ok().unwrap();
         assert_eq!(
             routed.route.rpc.name(),
             rpc,

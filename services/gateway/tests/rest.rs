@@ -324,6 +324,91 @@ async fn the_101st_request_in_a_minute_from_one_address_is_429_in_json() {
     assert_security_headers(&refused);
 }
 
+#[tokio::test]
+async fn one_api_key_is_limited_across_addresses_and_other_keys_are_not() {
+    let routes = Routes::coffer(coffer_gateway::routes::public).unwrap();
+    let addr = serve(
+        Gateway::new(routes, HashMap::new())
+            .rate_limit(0)
+            .key_rate_limit(3),
+    )
+    .await;
+    let key = |id: &str| format!("mcp_sk_{id}_{}", "s".repeat(49));
+    let busy = key("BusyBusyBusy");
+    for n in 1..=3 {
+        let answer = send(addr, &busy, "GET", "/healthz", "").await;
+        assert_eq!(answer.status, 200, "request {n}");
+    }
+    let refused = send(addr, &busy, "GET", "/healthz", "").await;
+    assert_eq!(refused.status, 429, "{}", refused.json);
+    assert!(
+        refused.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API key")
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_security_headers(&refused);
+    let other = send(addr, &key("QuietQuietQu"), "GET", "/healthz", "").await;
+    assert_eq!(other.status, 200);
+}
+
+#[tokio::test]
+async fn oversized_headers_are_431_in_json() {
+    let routes = Routes::coffer(coffer_gateway::routes::public).unwrap();
+    let addr = serve(Gateway::new(routes, HashMap::new())).await;
+    let big = "x".repeat(coffer_gateway::server::MAX_HEADER_BYTES);
+    let answer = send_with(addr, "GET", "/healthz", &[("x-padding", &big)]).await;
+    assert_eq!(answer.status, 431, "{}", answer.json);
+    assert_eq!(answer.json["error"]["code"], 431);
+    assert_security_headers(&answer);
+    let small = send_with(addr, "GET", "/healthz", &[("x-padding", "x")]).await;
+    assert_eq!(small.status, 200);
+}
+
+/// A service that accepts connections and never answers: past the cap on requests in flight
+/// the next one is shed at once (503), and the one in flight ends at the timeout (504).
+#[tokio::test]
+async fn past_the_cap_requests_are_shed_and_a_hung_call_times_out() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{silent_addr}"))
+        .unwrap()
+        .connect_lazy();
+    let upstreams = HashMap::from([("coffer.v1.CredentialService".to_owned(), channel)]);
+    let routes = Routes::coffer(coffer_gateway::routes::public).unwrap();
+    let addr = serve(
+        Gateway::new(routes, upstreams)
+            .max_in_flight(1)
+            .timeout(std::time::Duration::from_secs(1)),
+    )
+    .await;
+    let hung = tokio::spawn(async move {
+        send(addr, "mcp_sk_x", "GET", "/v1/tenants/acme/credentials", "").await
+    });
+    // Wait until the hung call holds the one permit: the probe is shed from then on.
+    let mut shed = None;
+    for _ in 0..200 {
+        let probe = send_with(addr, "GET", "/healthz", &[]).await;
+        if probe.status == 503 {
+            shed = Some(probe);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let shed = shed.expect("a request past the cap is shed");
+    assert_eq!(shed.json["error"]["status"], "UNAVAILABLE");
+    assert_eq!(shed.headers["retry-after"], "1");
+    assert_security_headers(&shed);
+    let hung = hung.await.unwrap();
+    assert_eq!(hung.status, 504, "{}", hung.json);
+    assert_eq!(hung.json["error"]["status"], "DEADLINE_EXCEEDED");
+    assert_security_headers(&hung);
+    // With the permit back, requests are admitted again.
+    assert_eq!(send_with(addr, "GET", "/healthz", &[]).await.status, 200);
+    drop(silent);
+}
+
 /// Everything logged on this thread.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -393,6 +478,11 @@ async fn the_logs_name_routes_and_hold_no_secret() {
         logs.contains("route=\"/v1/{name=tenants/*/credentials/*}:reveal\"")
             || logs.contains("route=/v1/{name=tenants/*/credentials/*}:reveal"),
         "the access log names the route template:\n{logs}"
+    );
+    let key_id = &rest.key["mcp_sk_".len().."mcp_sk_".len() + 12];
+    assert!(
+        logs.contains(&format!("principal=apiKeys/{key_id}")),
+        "the access log names the key by its public id:\n{logs}"
     );
     for leaked in [rest.key.as_str(), secret, "LOGCHECK", bogus] {
         assert!(!logs.contains(leaked), "{leaked} is in the logs:\n{logs}");

@@ -77,7 +77,7 @@ pub struct Target {
     pub auth_service: SocketAddr,
     /// credential-service.
     pub credential_service: SocketAddr,
-    /// The REST gateway (start it with `--gateway-rate-limit 0`, or the limit is measured).
+    /// The REST gateway (start it with `--gateway-rate-limit 0 --gateway-key-rate-limit 0`, or the limits are measured).
     pub gateway: SocketAddr,
 }
 

@@ -99,6 +99,7 @@ impl Stack {
             .args(["--gateway-listen", "127.0.0.1:0"])
             // The load comes from one address; the limit would measure itself.
             .args(["--gateway-rate-limit", "0"])
+            .args(["--gateway-key-rate-limit", "0"])
             .args(["--shutdown-grace", "5"])
             .env_remove("COFFER_UP_DATABASE_URL")
             .stdin(Stdio::null())
