@@ -18,6 +18,8 @@ fn services() -> Vec<(&'static str, BTreeSet<String>)> {
     let _ = coffer_auth_service::Config::from_values(&auth);
     let credential = Values::default();
     let _ = coffer_credential_service::Config::from_values(&credential);
+    let gateway = Values::default();
+    let _ = coffer_gateway::Config::from_values(&gateway);
     vec![
         ("COFFER_KEY_SERVICE__", key.asked().into_iter().collect()),
         ("COFFER_AUTH_SERVICE__", auth.asked().into_iter().collect()),
@@ -25,6 +27,7 @@ fn services() -> Vec<(&'static str, BTreeSet<String>)> {
             "COFFER_CREDENTIAL_SERVICE__",
             credential.asked().into_iter().collect(),
         ),
+        ("COFFER_GATEWAY__", gateway.asked().into_iter().collect()),
     ]
 }
 

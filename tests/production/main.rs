@@ -2,8 +2,9 @@
 //! certs init`, a generated keyring, the three services on one PostgreSQL database, `coffer
 //! admin bootstrap`, a credential stored and revealed through the CLI, a second replica of each
 //! service (a key rotation, an API-key revocation and a signing-key rotation on one replica
-//! reach the other within a second), and SIGTERM (every process exits 0 after draining). No
-//! secret reaches any log.
+//! reach the other within a second), the REST gateway over TLS in front of them (credentials
+//! read masked, a key used to encrypt and decrypt with the admin's API key, 401 without one),
+//! and SIGTERM (every process exits 0 after draining). No secret reaches any log.
 //!
 //! The binaries come from the same target directory as this test: `./scripts/test` builds
 //! them (`cargo build --bins`) before running the tests.
@@ -203,6 +204,28 @@ impl Settings {
         env
     }
 
+    /// The gateway on the services, its public listener on TLS with `public` (cert, key).
+    fn gateway(
+        &self,
+        key: &Process,
+        auth: &Process,
+        credential: &Process,
+        public: (&Path, &Path),
+    ) -> Vec<(String, String)> {
+        let mut env = self.common("COFFER_GATEWAY__", "gateway");
+        env.retain(|(name, _)| name != "COFFER_GATEWAY__DATABASE_URL");
+        for (name, value) in [
+            ("KEY_SERVICE_URL", key.url()),
+            ("AUTH_SERVICE_URL", auth.url()),
+            ("CREDENTIAL_SERVICE_URL", credential.url()),
+            ("PUBLIC_TLS_CERT", public.0.display().to_string()),
+            ("PUBLIC_TLS_KEY", public.1.display().to_string()),
+        ] {
+            env.push((format!("COFFER_GATEWAY__{name}"), value));
+        }
+        env
+    }
+
     fn credential_service(&self, key: &Process, auth: &Process) -> Vec<(String, String)> {
         let mut env = self.common("COFFER_CREDENTIAL_SERVICE__", "credential-service");
         env.push((
@@ -336,8 +359,14 @@ async fn the_readme_production_walkthrough_on_one_postgres_database() {
         format!("GITHUB_TOKEN={token}")
     );
 
-    // 8. A second replica of each service, on the same database.
-    let key_2 = Process::start("coffer-key-service", &settings.key_service(), logs("key-2"));
+    // 8. A second replica of each service, on the same database; this key-service also
+    // verifies the bearers the gateway forwards (auth-service is up by now).
+    let mut key_2_env = settings.key_service();
+    key_2_env.push((
+        "COFFER_KEY_SERVICE__AUTH_SERVICE_URL".to_owned(),
+        auth.url(),
+    ));
+    let key_2 = Process::start("coffer-key-service", &key_2_env, logs("key-2"));
     let auth_2 = Process::start(
         "coffer-auth-service",
         &settings.auth_service(&key_2),
@@ -480,9 +509,87 @@ async fn the_readme_production_walkthrough_on_one_postgres_database() {
     )
     .await;
 
+    // 10. The REST gateway in front of the second replicas, TLS on its public listener (here
+    // with its own service certificate, which names localhost).
+    let gateway = Process::start(
+        "coffer-gateway",
+        &settings.gateway(
+            &key_2,
+            &auth_2,
+            &credential_2,
+            (&certs.join("gateway.pem"), &certs.join("gateway-key.pem")),
+        ),
+        logs("gateway"),
+    );
+    let ca = certs.join("ca.pem");
+    let rest = |method: &'static str, path: String, bearer: Option<String>, body: String| {
+        let (addr, ca) = (gateway.addr, ca.clone());
+        async move {
+            let authorization = bearer.map(|key| format!("Bearer {key}"));
+            let headers: Vec<(&str, &str)> = authorization
+                .iter()
+                .map(|value| ("authorization", value.as_str()))
+                .collect();
+            coffer_test_support::https(addr, &ca, "localhost", method, &path, &headers, &body).await
+        }
+    };
+    let (status, ready) = rest("GET", "/readyz".into(), None, String::new()).await;
+    assert_eq!(status, 200, "{ready}");
+    let bearer = Some(admin_key.clone());
+    let (status, masked) = rest(
+        "GET",
+        format!("/v1/tenants/acme/credentials/{credential_id}"),
+        bearer.clone(),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{masked}");
+    assert!(!masked.to_string().contains(token), "{masked}");
+    let (status, sealed) = rest(
+        "POST",
+        "/v1/tenants/acme/keys/app:encrypt".into(),
+        bearer.clone(),
+        r#"{"plaintext": "aGVsbG8="}"#.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{sealed}");
+    let (status, opened) = rest(
+        "POST",
+        "/v1/tenants/acme/keys/app:decrypt".into(),
+        bearer.clone(),
+        serde_json::json!({"ciphertext": sealed["ciphertext"]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{opened}");
+    assert_eq!(opened["plaintext"], "aGVsbG8=");
+    let (status, refused) = rest(
+        "GET",
+        "/v1/tenants/acme/credentials".into(),
+        None,
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 401, "{refused}");
+    assert_eq!(refused["error"]["status"], "UNAUTHENTICATED");
+    // Plain HTTP on the TLS listener gets no HTTP answer.
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut plain = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+        plain
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, plain.read_to_end(&mut answer)).await;
+        assert!(
+            !answer.starts_with(b"HTTP/1.1 200"),
+            "plain HTTP was served"
+        );
+    }
+
     // 9. SIGTERM: every process drains and exits 0; no secret in any log.
     let mut all_logs = String::new();
-    for process in [credential_2, credential, auth_2, auth, key_2, key] {
+    for process in [gateway, credential_2, credential, auth_2, auth, key_2, key] {
         all_logs.push_str(&process.terminate());
     }
     for secret in [token, &admin_key, &temp_key, keyring.expose_secret().trim()] {

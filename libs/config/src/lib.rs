@@ -25,6 +25,7 @@ pub const SERVICES: &[(&str, &str)] = &[
     ("key_service", "COFFER_KEY_SERVICE__"),
     ("auth_service", "COFFER_AUTH_SERVICE__"),
     ("credential_service", "COFFER_CREDENTIAL_SERVICE__"),
+    ("gateway", "COFFER_GATEWAY__"),
 ];
 
 /// The project's `COFFER_*` variables that are no service's setting: key-service's keyring

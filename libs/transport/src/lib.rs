@@ -16,5 +16,5 @@ pub mod upstream;
 pub use dev_ca::DevCa;
 pub use error::{Error, Result};
 pub use identity::SpiffeId;
-pub use tls::{TlsFiles, TlsMaterial};
+pub use tls::{TlsFiles, TlsMaterial, public_server_config};
 pub use upstream::Upstream;

@@ -134,6 +134,52 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
+/// A TLS server configuration for a public listener (the REST gateway's): the certificate
+/// chain in `cert` and the key in `key` (PEM), no client certificate asked for, TLS 1.2 and
+/// 1.3 with the aws-lc-rs provider, and `alpn` offered (e.g. `http/1.1`). The key is checked
+/// against the certificate here, so a swapped file is named at start.
+///
+/// # Errors
+/// [`Error::Io`] for an unreadable file, [`Error::Pem`] for a missing certificate, an
+/// unusable key or a key that does not match.
+pub fn public_server_config(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(Error::io(path));
+    let cert_pem = read(cert)?;
+    let key_pem = SecretString::from(read(key)?);
+    let unusable = |path: &Path, what| Error::Pem {
+        path: path.to_owned(),
+        what,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| unusable(cert, "not a PEM certificate chain"))?;
+    if chain.is_empty() {
+        return Err(unusable(cert, "no PEM certificate"));
+    }
+    let private_key = PrivateKeyDer::from_pem_slice(key_pem.expose_secret().as_bytes())
+        .map_err(|_| unusable(key, "not a usable private key"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| unusable(cert, "no usable TLS protocol version"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|error| match error {
+            rustls::Error::InconsistentKeys(_) => {
+                unusable(key, "does not match the certificate's public key")
+            }
+            _ => unusable(key, "not a usable private key"),
+        })?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
 /// Every PEM block labelled `label`, DER.
 pub(crate) fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
     Pem::iter_from_buffer(pem.as_bytes())

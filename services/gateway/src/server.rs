@@ -67,7 +67,18 @@ pub struct Gateway {
     timeout: Duration,
     /// One permit per request in flight.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Request counts and latencies, if a registry was given.
+    metrics: Option<crate::metrics::HttpMetrics>,
+    /// The metric label of every route template and fixed endpoint.
+    labels: Arc<HashMap<String, Arc<String>>>,
 }
+
+/// The endpoints served beside the route table.
+const FIXED: [&str; 4] = ["/openapi.json", "/docs", "/healthz", "/readyz"];
+
+/// The route a response answered, for the metrics (set by the handler).
+#[derive(Clone)]
+struct RouteLabel(Arc<String>);
 
 /// Which browser origins may call the gateway from their pages (CORS).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +97,16 @@ impl Gateway {
     /// Serves `routes`, calling each RPC's service on its channel in `upstreams`.
     pub fn new(routes: Routes, upstreams: HashMap<String, Channel>) -> Self {
         let document = crate::openapi::document(&routes);
+        let labels = routes
+            .iter()
+            .map(|route| route.template.as_str().to_owned())
+            .chain(FIXED.iter().map(|path| (*path).to_owned()))
+            .chain(std::iter::once("-".to_owned()))
+            .map(|label| (label.clone(), Arc::new(label)))
+            .collect();
         Self {
+            metrics: None,
+            labels: Arc::new(labels),
             docs: crate::openapi::html(&document).into(),
             openapi: document.to_string().into(),
             routes: Arc::new(routes),
@@ -103,6 +123,13 @@ impl Gateway {
             timeout: DEFAULT_TIMEOUT,
             in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
         }
+    }
+
+    /// The same gateway counting its requests in `registry` (see [`crate::metrics`]).
+    #[must_use]
+    pub fn metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        self.metrics = Some(crate::metrics::HttpMetrics::register(registry));
+        self
     }
 
     /// The same gateway allowing `per_minute` requests per API key per minute (0: no limit).
@@ -161,6 +188,29 @@ impl Gateway {
         .await
     }
 
+    /// As [`Gateway::serve`], with TLS `config` on `listener` (see [`crate::tls`]).
+    ///
+    /// # Errors
+    /// If the listener has no local address.
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt as _;
+        // `tap_io` gives the listener the connect info (the client's address) axum knows for
+        // plain TCP.
+        let listener = crate::tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+
     /// The axum router: `/openapi.json`, `/docs`, `/healthz` and `/readyz` for probes, every
     /// other path to the route table.
     pub fn router(self) -> axum::Router {
@@ -169,6 +219,8 @@ impl Gateway {
             limit: self.limit.clone(),
             key_limit: self.key_limit.clone(),
             in_flight: Arc::clone(&self.in_flight),
+            metrics: self.metrics.clone(),
+            labels: Arc::clone(&self.labels),
         };
         let router = axum::Router::new()
             .route("/openapi.json", axum::routing::get(openapi))
@@ -258,12 +310,37 @@ struct Admission {
     limit: Option<Arc<RateLimit>>,
     key_limit: Option<Arc<RateLimit<String>>>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    metrics: Option<crate::metrics::HttpMetrics>,
+    labels: Arc<HashMap<String, Arc<String>>>,
+}
+
+/// Admits the request (or answers for it) and counts the answer in the metrics.
+async fn admit(
+    admission: Admission,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(metrics) = admission.metrics.clone() else {
+        return admitted(&admission, request, next).await;
+    };
+    let started = std::time::Instant::now();
+    let path = request.uri().path().to_owned();
+    let response = admitted(&admission, request, next).await;
+    let fixed = || FIXED.contains(&path.as_str()).then_some(path.as_str());
+    let label = match response.extensions().get::<RouteLabel>() {
+        Some(RouteLabel(label)) => Some(Arc::clone(label)),
+        None => admission.labels.get(fixed().unwrap_or("-")).cloned(),
+    };
+    if let Some(label) = label {
+        metrics.record(&label, response.status().as_u16(), started.elapsed());
+    }
+    response
 }
 
 /// Lets the request in or answers for it (see the module docs): header size, the rate
 /// limits by address and by API key, then a permit held until the answer is made.
-async fn admit(
-    admission: Admission,
+async fn admitted(
+    admission: &Admission,
     request: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response {
@@ -397,7 +474,7 @@ async fn handle(
     let mut route = None;
     let timeout = gateway.timeout;
     let called = tokio::time::timeout(timeout, call(&gateway, client, request, &mut route)).await;
-    let response = match called {
+    let mut response = match called {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error_response(&error),
         Err(_) => {
@@ -421,6 +498,11 @@ async fn handle(
         principal = %principal,
         "request"
     );
+    if let Some(label) = route.and_then(|template| gateway.labels.get(template)) {
+        response
+            .extensions_mut()
+            .insert(RouteLabel(Arc::clone(label)));
+    }
     response
 }
 

@@ -409,6 +409,84 @@ async fn past_the_cap_requests_are_shed_and_a_hung_call_times_out() {
     drop(silent);
 }
 
+#[tokio::test]
+async fn requests_are_counted_by_route_template_and_status_with_bounded_labels() {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let routes = Routes::coffer(coffer_gateway::routes::public).unwrap();
+    let addr = serve(Gateway::new(routes, HashMap::new()).metrics(&mut registry)).await;
+    assert_eq!(send_with(addr, "GET", "/healthz", &[]).await.status, 200);
+    for made_up in ["/v1/nothing/1", "/v1/nothing/2", "/etc/passwd"] {
+        assert_eq!(send_with(addr, "GET", made_up, &[]).await.status, 404);
+    }
+    // A routed template: no channel for the service, so 503, under the template's label.
+    let answer = send(
+        addr,
+        "mcp_sk_x",
+        "GET",
+        "/v1/tenants/acme/credentials/abc",
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, 503);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for expected in [
+        r#"coffer_http_requests_total{route="/healthz",status="200"} 1"#,
+        r#"coffer_http_requests_total{route="-",status="404"} 3"#,
+        r#"coffer_http_requests_total{route="/v1/{name=tenants/*/credentials/*}",status="503"} 1"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    assert!(
+        !text.contains("passwd") && !text.contains("nothing"),
+        "{text}"
+    );
+}
+
+/// TLS on the public listener: a client that connects and never starts its handshake does
+/// not hold up the next one, and plain HTTP gets no answer.
+#[tokio::test]
+async fn tls_is_served_and_a_silent_client_does_not_block_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = coffer_transport::DevCa::load_or_create(dir.path(), "coffer.local").unwrap();
+    let files = ca
+        .issue_files(
+            dir.path(),
+            "public",
+            "gateway",
+            coffer_transport::dev_ca::Usage::Service,
+        )
+        .unwrap();
+    let config =
+        coffer_transport::public_server_config(&files.cert, &files.key, &[b"http/1.1"]).unwrap();
+    let routes = Routes::coffer(coffer_gateway::routes::public).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(Gateway::new(routes, HashMap::new()).serve_tls(
+        listener,
+        std::sync::Arc::new(config),
+        std::future::pending(),
+    ));
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (status, body) =
+        coffer_test_support::https(addr, &files.ca, "localhost", "GET", "/healthz", &[], "").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    // Plain HTTP: whatever comes back (a TLS alert, or nothing) is no HTTP answer.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        plain.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(!answer.starts_with(b"HTTP/"), "plain HTTP was answered");
+}
+
 /// Everything logged on this thread.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
