@@ -58,6 +58,11 @@ pub(crate) struct Answer {
 
 impl Rest {
     pub(crate) async fn start() -> Self {
+        Self::start_with(|gateway| gateway).await
+    }
+
+    /// As [`Rest::start`], with `tweak` applied to the gateway.
+    pub(crate) async fn start_with(tweak: impl FnOnce(Gateway) -> Gateway) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (stack, ca) = stack(dir.path()).await;
         let operator = ca
@@ -101,7 +106,7 @@ impl Rest {
         }
         let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
         let routes = Routes::build(&pool, coffer_gateway::routes::public).unwrap();
-        let addr = serve(Gateway::new(routes, upstreams)).await;
+        let addr = serve(tweak(Gateway::new(routes, upstreams))).await;
         let mut rest = Self {
             addr,
             key: String::new(),
