@@ -166,6 +166,14 @@ enum Command {
         #[command(flatten)]
         target: CredTargetArgs,
     },
+    /// Write the services' protobuf descriptor set (every proto with its imports and the
+    /// `google.api.http` annotations): what Envoy's gRPC-JSON transcoder and grpcurl without
+    /// reflection read. The same bytes the gateway builds its routes from.
+    DescriptorSet {
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -445,6 +453,15 @@ async fn main() -> ExitCode {
             command: TokenCommand::Introspect { target },
         } => admin::introspect(&target.target()).await,
         Command::Seal { target } => cred::seal(&target.target()).await,
+        Command::DescriptorSet { out } => std::fs::write(&out, coffer_proto::FILE_DESCRIPTOR_SET)
+            .map(|()| {
+                format!(
+                    "wrote {} ({} bytes)\n",
+                    out.display(),
+                    coffer_proto::FILE_DESCRIPTOR_SET.len()
+                )
+            })
+            .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", out.display())),
         Command::Cred { command } => cred::run(command).await,
     };
     match outcome {

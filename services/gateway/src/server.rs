@@ -636,7 +636,7 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 }
 
 /// The headers on every answer (see the module docs).
-const SECURITY_HEADERS: &[(&str, &str)] = &[
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     (
         "strict-transport-security",
         "max-age=63072000; includeSubDomains",
