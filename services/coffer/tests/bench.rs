@@ -96,8 +96,9 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
         "RevealCredential (audited)",
         "HydrateConfig (audited)",
         "no-op route (/healthz)",
-        // The gateway's, beside credential-service's own.
+        // The gateway's, beside credential-service's and key-service's own.
         "GetCredential (masked)",
+        "Encrypt 32 B",
     ];
     for run in runs {
         let rows = run["rows"].as_array().unwrap();

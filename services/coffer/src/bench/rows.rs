@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
+use base64::Engine as _;
 use coffer_proto::pb;
 use coffer_proto::pb::auth_service_client::AuthServiceClient;
 use coffer_proto::pb::credential_service_client::CredentialServiceClient;
@@ -496,9 +497,9 @@ const AUDIT_SIZED_BODY: &str = concat!(
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 );
 
-/// The REST gateway: its no-op route (`/healthz`, which touches no service) and a masked
-/// GetCredential over REST with the admin API key, beside the same read over gRPC in the
-/// credential-service suite.
+/// The REST gateway: its no-op route (`/healthz`, which touches no service), a masked
+/// GetCredential and an Encrypt of 32 bytes over REST with the admin API key, beside the same
+/// calls over gRPC in the credential-service and key-service suites.
 async fn gateway(cx: &Context) -> anyhow::Result<Vec<Row>> {
     const GROUP: &str = "gateway (REST)";
     let bearer = Bearer(
@@ -508,39 +509,76 @@ async fn gateway(cx: &Context) -> anyhow::Result<Vec<Row>> {
     );
     let created = create_credential(cx, &bearer, "rest").await?;
     let authorization = Arc::new(format!("Bearer {}", cx.admin_key.expose_secret()));
-    let rest = |name: &'static str, path: String| {
-        let (addr, authorization) = (cx.gateway, Arc::clone(&authorization));
-        let uri = Arc::new(format!("http://{addr}{path}"));
-        Row::new(GROUP, name, move |_| {
-            let (uri, authorization) = (Arc::clone(&uri), Arc::clone(&authorization));
-            async move {
-                let connection = Arc::new(tokio::sync::Mutex::new(
-                    super::http::connect(addr, None).await?,
-                ));
-                let host = addr.to_string();
-                let caller: Caller = Box::new(move || {
-                    let (uri, authorization, host, connection) = (
-                        Arc::clone(&uri),
-                        Arc::clone(&authorization),
-                        host.clone(),
-                        Arc::clone(&connection),
-                    );
-                    Box::pin(async move {
-                        let mut connection = connection.lock().await;
-                        let headers =
-                            [("host", host.as_str()), ("authorization", &**authorization)];
-                        super::http::call(&mut connection, GROUP, "GET", &uri, &headers, None)
-                            .await?;
-                        Ok(Step::Done)
-                    })
-                });
-                Ok(caller)
-            }
-        })
-    };
+    let host = cx.gateway.to_string();
+    // A tenant key the admin's bearer may use (the services' own keys are reserved).
+    let key = format!(
+        "tenants/{BOOTSTRAP_TENANT}/keys/bench-rest-{}",
+        std::process::id()
+    );
+    let (parent, key_id) = key.rsplit_once("/keys/").context("a key name")?;
+    let mut setup = super::http::connect(cx.gateway, None).await?;
+    super::http::call(
+        &mut setup,
+        GROUP,
+        "POST",
+        &format!("http://{}/v1/{parent}/keys?keyId={key_id}", cx.gateway),
+        &[("host", &host), ("authorization", &authorization)],
+        Some("{}".to_owned()),
+    )
+    .await
+    .context("creating the REST bench key")?;
+    let encrypt_body = Arc::new(format!(
+        r#"{{"plaintext": "{}"}}"#,
+        base64::engine::general_purpose::STANDARD.encode([0x42_u8; 32])
+    ));
+    let rest =
+        |name: &'static str, method: &'static str, path: String, body: Option<Arc<String>>| {
+            let (addr, authorization) = (cx.gateway, Arc::clone(&authorization));
+            let uri = Arc::new(format!("http://{addr}{path}"));
+            Row::new(GROUP, name, move |_| {
+                let (uri, authorization, body) =
+                    (Arc::clone(&uri), Arc::clone(&authorization), body.clone());
+                async move {
+                    let connection = Arc::new(tokio::sync::Mutex::new(
+                        super::http::connect(addr, None).await?,
+                    ));
+                    let host = addr.to_string();
+                    let caller: Caller = Box::new(move || {
+                        let (uri, authorization, host, connection, body) = (
+                            Arc::clone(&uri),
+                            Arc::clone(&authorization),
+                            host.clone(),
+                            Arc::clone(&connection),
+                            body.clone(),
+                        );
+                        Box::pin(async move {
+                            let mut connection = connection.lock().await;
+                            let headers =
+                                [("host", host.as_str()), ("authorization", &**authorization)];
+                            let body = body.map(|body| (*body).clone());
+                            super::http::call(&mut connection, GROUP, method, &uri, &headers, body)
+                                .await?;
+                            Ok(Step::Done)
+                        })
+                    });
+                    Ok(caller)
+                }
+            })
+        };
     Ok(vec![
-        rest("no-op route (/healthz)", "/healthz".to_owned()),
-        rest("GetCredential (masked)", format!("/v1/{created}")),
+        rest("no-op route (/healthz)", "GET", "/healthz".to_owned(), None),
+        rest(
+            "GetCredential (masked)",
+            "GET",
+            format!("/v1/{created}"),
+            None,
+        ),
+        rest(
+            "Encrypt 32 B",
+            "POST",
+            format!("/v1/{key}:encrypt"),
+            Some(encrypt_body),
+        ),
     ])
 }
 
