@@ -21,9 +21,18 @@ async fn exchange(
         .map(tonic::Response::into_inner)
 }
 
-#[tokio::test]
-async fn forged_keys_for_a_known_id_do_not_lock_out_the_real_key_but_block_their_source() {
-    on_each_backend(|db| async {
+/// A stack that blocks a source after 5 failures, alice (org_admin) of acme with her access
+/// token, a gateway client and an `mcp:read` API key of hers with its public id.
+struct Forging {
+    stack: Stack,
+    alice: String,
+    gateway: crate::helpers::Client,
+    key: String,
+    id: ApiKeyId,
+}
+
+impl Forging {
+    async fn start(db: coffer_test_support::TestDatabase) -> Self {
         let stack = Stack::spawn_with(db, |config| config.lockout.source_max_failures = 5).await;
         stack
             .tenant_with_user("acme", "alice", &["org_admin"])
@@ -33,12 +42,35 @@ async fn forged_keys_for_a_known_id_do_not_lock_out_the_real_key_but_block_their
         let key = create_key(&mut gateway, &alice, "mcp:read").await.key;
         // Key ids are public (ListApiKeys, hints); the checksum is forgeable.
         let id = ApiKeyId::parse(ApiKey::parse(&key).unwrap().id().as_str()).unwrap();
-        let forged = || {
-            ApiKey::generate_with_id(&id)
-                .unwrap()
-                .expose_secret()
-                .to_owned()
-        };
+        Self {
+            stack,
+            alice,
+            gateway,
+            key,
+            id,
+        }
+    }
+}
+
+/// A well-formed key for `id` with a wrong secret.
+fn forge(id: &ApiKeyId) -> String {
+    ApiKey::generate_with_id(id)
+        .unwrap()
+        .expose_secret()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn forged_keys_for_a_known_id_do_not_lock_out_the_real_key_but_block_their_source() {
+    on_each_backend(|db| async {
+        let Forging {
+            stack,
+            alice,
+            mut gateway,
+            key,
+            id,
+        } = Forging::start(db).await;
+        let forged = || forge(&id);
 
         let mut mallory = stack.client_as("mallory").await;
         for _ in 0..5 {
@@ -125,20 +157,14 @@ fn exchange_from(address: &str, key: &str) -> tonic::Request<pb::ExchangeApiKeyR
 #[tokio::test]
 async fn behind_the_gateway_each_client_address_is_its_own_source_and_nobody_else_may_say_so() {
     on_each_backend(|db| async {
-        let stack = Stack::spawn_with(db, |config| config.lockout.source_max_failures = 5).await;
-        stack
-            .tenant_with_user("acme", "alice", &["org_admin"])
-            .await;
-        let alice = stack.login("acme", "alice").await.access_token;
-        let mut gateway = stack.client_as("gateway").await;
-        let key = create_key(&mut gateway, &alice, "mcp:read").await.key;
-        let id = ApiKeyId::parse(ApiKey::parse(&key).unwrap().id().as_str()).unwrap();
-        let forged = || {
-            ApiKey::generate_with_id(&id)
-                .unwrap()
-                .expose_secret()
-                .to_owned()
-        };
+        let Forging {
+            stack,
+            mut gateway,
+            key,
+            id,
+            ..
+        } = Forging::start(db).await;
+        let forged = || forge(&id);
 
         // One REST client forging keys through the gateway blocks itself...
         for _ in 0..5 {

@@ -516,6 +516,10 @@ async fn run_up(options: up::Options) -> anyhow::Result<String> {
         ),
     }
     println!("gateway listening on http://{}", running.gateway_addr);
+    println!(
+        "REST API: http://{0}/openapi.json (OpenAPI 3.1), http://{0}/docs (for a person)",
+        running.gateway_addr
+    );
     println!("try: {}", running.grpcurl_command(running.key_service_addr));
     println!("try: {}", running.curl_command());
     tokio::select! {

@@ -123,11 +123,7 @@ impl Config {
         }
         let cors = match p.value("CORS_ORIGINS") {
             Some(text) => {
-                let origins: Vec<String> = text
-                    .split(',')
-                    .map(|origin| origin.trim().to_owned())
-                    .filter(|origin| !origin.is_empty())
-                    .collect();
+                let origins = comma_list(&text);
                 Cors::parse(&origins)
                     .map_err(|why| p.error("CORS_ORIGINS", &why))
                     .ok()
@@ -147,11 +143,7 @@ impl Config {
         });
         let route_also = match p.value("ROUTE_ALSO") {
             Some(text) => {
-                let names: Vec<String> = text
-                    .split(',')
-                    .map(|name| name.trim().to_owned())
-                    .filter(|name| !name.is_empty())
-                    .collect();
+                let names = comma_list(&text);
                 match names
                     .iter()
                     .find(|name| !crate::routes::NOT_PUBLIC.contains(&name.as_str()))
@@ -209,6 +201,14 @@ impl Config {
             route_also,
         })
     }
+}
+
+/// The non-empty, trimmed entries of a comma-separated setting.
+fn comma_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|entry| entry.trim().to_owned())
+        .filter(|entry| !entry.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

@@ -44,6 +44,12 @@ impl<K: Hash + Eq> RateLimit<K> {
         Self::bounded(limit, window, MAX_CLIENTS)
     }
 
+    /// `per_minute` requests per client per minute, shared; `None` for 0 (no limit).
+    pub fn per_minute(per_minute: u32) -> Option<std::sync::Arc<Self>> {
+        (per_minute > 0)
+            .then(|| std::sync::Arc::new(Self::new(per_minute, Duration::from_secs(60))))
+    }
+
     /// As [`RateLimit::new`], tracking at most `max_clients` clients.
     pub fn bounded(limit: u32, window: Duration, max_clients: usize) -> Self {
         Self {

@@ -112,14 +112,8 @@ impl Gateway {
             routes: Arc::new(routes),
             upstreams: Arc::new(upstreams),
             cors: Cors::Denied,
-            limit: Some(Arc::new(RateLimit::new(
-                crate::limit::DEFAULT_PER_MINUTE,
-                Duration::from_secs(60),
-            ))),
-            key_limit: Some(Arc::new(RateLimit::new(
-                crate::limit::DEFAULT_PER_KEY_PER_MINUTE,
-                Duration::from_secs(60),
-            ))),
+            limit: RateLimit::per_minute(crate::limit::DEFAULT_PER_MINUTE),
+            key_limit: RateLimit::per_minute(crate::limit::DEFAULT_PER_KEY_PER_MINUTE),
             timeout: DEFAULT_TIMEOUT,
             in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
         }
@@ -135,8 +129,7 @@ impl Gateway {
     /// The same gateway allowing `per_minute` requests per API key per minute (0: no limit).
     #[must_use]
     pub fn key_rate_limit(mut self, per_minute: u32) -> Self {
-        self.key_limit =
-            (per_minute > 0).then(|| Arc::new(RateLimit::new(per_minute, Duration::from_secs(60))));
+        self.key_limit = RateLimit::per_minute(per_minute);
         self
     }
 
@@ -158,8 +151,7 @@ impl Gateway {
     /// limit, for benchmarks and test suites that need more).
     #[must_use]
     pub fn rate_limit(mut self, per_minute: u32) -> Self {
-        self.limit =
-            (per_minute > 0).then(|| Arc::new(RateLimit::new(per_minute, Duration::from_secs(60))));
+        self.limit = RateLimit::per_minute(per_minute);
         self
     }
 
