@@ -245,10 +245,7 @@ impl PathTemplate {
                         _ => None,
                     };
                     let name = match (before, variable) {
-                        (Some(collection), _) => collection
-                            .strip_suffix('s')
-                            .unwrap_or(collection)
-                            .to_owned(),
+                        (Some(collection), _) => singular(collection),
                         (None, Some(v)) if v.end - v.start == 1 => field.clone(),
                         _ => format!("segment{index}"),
                     };
@@ -263,6 +260,30 @@ impl PathTemplate {
     pub fn verb(&self) -> Option<&str> {
         self.verb.as_deref()
     }
+}
+
+/// A collection's element, for a parameter name: `tenants` -> `tenant`, `policies` ->
+/// `policy`, `shelves` -> `shelf`, `addresses` -> `address`, `apiKeys` -> `apiKey`; a word
+/// that is not a regular English plural is kept as it is.
+fn singular(collection: &str) -> String {
+    if let Some(stem) = collection.strip_suffix("ies") {
+        return format!("{stem}y");
+    }
+    if let Some(stem) = collection.strip_suffix("lves") {
+        return format!("{stem}lf");
+    }
+    for ending in ["sses", "shes", "ches", "xes"] {
+        if collection.ends_with(ending) {
+            return collection[..collection.len() - 2].to_owned();
+        }
+    }
+    if collection.ends_with("us") || collection.ends_with("ss") {
+        return collection.to_owned();
+    }
+    collection
+        .strip_suffix('s')
+        .unwrap_or(collection)
+        .to_owned()
 }
 
 impl fmt::Display for PathTemplate {
@@ -413,6 +434,23 @@ fn decode(segment: &str, keep_slash: bool) -> Result<String, BadEncoding> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn collections_name_their_element() {
+        for (collection, element) in [
+            ("tenants", "tenant"),
+            ("apiKeys", "apiKey"),
+            ("policies", "policy"),
+            ("shelves", "shelf"),
+            ("archives", "archive"),
+            ("addresses", "address"),
+            ("boxes", "box"),
+            ("status", "status"),
+            ("data", "data"),
+        ] {
+            assert_eq!(super::singular(collection), element, "{collection}");
+        }
+    }
+
     use super::*;
 
     fn bind(template: &str, path: &str) -> Option<Vec<(String, String)>> {
