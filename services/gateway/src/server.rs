@@ -419,23 +419,50 @@ async fn healthz() -> Response {
 }
 
 /// Every upstream answers `grpc.health.v1.Health/Check` as serving (200), or which do not
-/// (503).
-async fn readyz(State(gateway): State<Gateway>) -> Response {
+/// (503); the checks run at once, each for at most [`READY_TIMEOUT`]. With
+/// `?service=coffer.v1.KeyService`, that service alone (404 for a service the gateway does not
+/// call): a probe of one dependency, and one REST-to-gRPC round trip with nothing else in it.
+async fn readyz(
+    State(gateway): State<Gateway>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let only = query.as_deref().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "service")
+            .map(|(_, value)| value.into_owned())
+    });
+    if let Some(name) = &only
+        && !gateway.upstreams.contains_key(name)
+    {
+        let error = JsonError::new(tonic::Code::NotFound, "the gateway calls no such service");
+        return json_response(error.http, &error.body);
+    }
+    let mut checks = tokio::task::JoinSet::new();
+    for (name, channel) in gateway.upstreams.iter() {
+        if only.as_ref().is_some_and(|only| only != name) {
+            continue;
+        }
+        let (name, channel) = (name.clone(), channel.clone());
+        checks.spawn(async move {
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+            let check = client.check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            });
+            let serving = matches!(
+                tokio::time::timeout(READY_TIMEOUT, check).await,
+                Ok(Ok(reply)) if reply.get_ref().status()
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving
+            );
+            (name, serving)
+        });
+    }
     let mut services = serde_json::Map::new();
     let mut ready = true;
-    for (name, channel) in gateway.upstreams.iter() {
-        let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-        let check = client.check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        });
-        let serving = matches!(
-            tokio::time::timeout(READY_TIMEOUT, check).await,
-            Ok(Ok(reply)) if reply.get_ref().status()
-                == tonic_health::pb::health_check_response::ServingStatus::Serving
-        );
+    while let Some(checked) = checks.join_next().await {
+        let (name, serving) = checked.unwrap_or_else(|_| ("-".to_owned(), false));
         ready &= serving;
         services.insert(
-            name.clone(),
+            name,
             serde_json::Value::from(if serving { "serving" } else { "unavailable" }),
         );
     }

@@ -145,6 +145,18 @@ async fn probes_say_whether_the_process_is_up_and_the_services_ready() {
         ready.json["services"]["coffer.v1.CredentialService"],
         "serving"
     );
+    // One dependency alone.
+    let one = rest
+        .send("GET", "/readyz?service=coffer.v1.KeyService", "")
+        .await;
+    assert_eq!(one.status, 200, "{}", one.json);
+    assert_eq!(
+        one.json["services"],
+        json!({"coffer.v1.KeyService": "serving"})
+    );
+    let unknown = rest.send("GET", "/readyz?service=coffer.v1.Nope", "").await;
+    assert_eq!(unknown.status, 404, "{}", unknown.json);
+    assert_security_headers(&unknown);
 }
 
 #[tokio::test]

@@ -497,9 +497,10 @@ const AUDIT_SIZED_BODY: &str = concat!(
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 );
 
-/// The REST gateway: its no-op route (`/healthz`, which touches no service), a masked
-/// GetCredential and an Encrypt of 32 bytes over REST with the admin API key, beside the same
-/// calls over gRPC in the credential-service and key-service suites.
+/// The REST gateway: its no-op route (`/healthz`, which touches no service), one no-op RPC
+/// through it (`/readyz` of key-service alone: REST in, one gRPC Health/Check, JSON out), a
+/// masked GetCredential and an Encrypt of 32 bytes over REST with the admin API key, beside the
+/// same calls over gRPC in the credential-service and key-service suites.
 async fn gateway(cx: &Context) -> anyhow::Result<Vec<Row>> {
     const GROUP: &str = "gateway (REST)";
     let bearer = Bearer(
@@ -567,6 +568,12 @@ async fn gateway(cx: &Context) -> anyhow::Result<Vec<Row>> {
         };
     Ok(vec![
         rest("no-op route (/healthz)", "GET", "/healthz".to_owned(), None),
+        rest(
+            "no-op RPC over REST (/readyz, one service)",
+            "GET",
+            "/readyz?service=coffer.v1.KeyService".to_owned(),
+            None,
+        ),
         rest(
             "GetCredential (masked)",
             "GET",
