@@ -570,7 +570,7 @@ mod tests {
                 ),
                 format!(
                     "{file}: `timeout` is outside any section; settings go under [key_service], \
-                     [auth_service], [credential_service]"
+                     [auth_service], [credential_service], [gateway]"
                 ),
                 "COFFER_ROOT_KEY: not a Coffer setting; did you mean COFFER_ROOT_KEYS?".to_owned(),
                 format!("{file}: [key_service] listne: unknown setting; did you mean listen?"),
