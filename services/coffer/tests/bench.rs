@@ -96,7 +96,7 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
         "RevealCredential (audited)",
         "HydrateConfig (audited)",
         "no-op route (/healthz)",
-        "no-op RPC over REST (/readyz, one service)",
+        "no-op RPC via REST (/readyz)",
         // The gateway's, beside credential-service's and key-service's own.
         "GetCredential (masked)",
         "Encrypt 32 B",

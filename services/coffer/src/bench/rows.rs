@@ -569,7 +569,7 @@ async fn gateway(cx: &Context) -> anyhow::Result<Vec<Row>> {
     Ok(vec![
         rest("no-op route (/healthz)", "GET", "/healthz".to_owned(), None),
         rest(
-            "no-op RPC over REST (/readyz, one service)",
+            "no-op RPC via REST (/readyz)",
             "GET",
             "/readyz?service=coffer.v1.KeyService".to_owned(),
             None,
