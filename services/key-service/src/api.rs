@@ -57,6 +57,10 @@ impl KeyServiceApi {
         if let Some(bearers) = &self.bearers
             && bearers.forwarders.contains(&caller)
         {
+            // Refused without asking auth-service, which may be down.
+            if request.metadata().get("authorization").is_none() {
+                return Err(coffer_authn::authenticator::Error::Missing.into());
+            }
             let principal = bearers
                 .authenticator
                 .get()

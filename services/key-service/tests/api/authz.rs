@@ -11,7 +11,7 @@ use tonic::transport::{Certificate, ClientTlsConfig};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::helpers::{assert_status, create_key_request, spawn_app};
+use crate::helpers::{Options, assert_status, create_key_request, spawn_app, spawn_with};
 
 const KEY: &str = "tenants/acme/keys/db";
 
@@ -240,6 +240,53 @@ async fn health_reports_serving_to_any_certified_client() {
             .unwrap()
             .into_inner();
         assert_eq!(response.status, ServingStatus::Serving as i32);
+    })
+    .await;
+}
+
+/// A forwarder's (the gateway's) calls are decided by the bearer it forwards: without one they
+/// are UNAUTHENTICATED, and while auth-service cannot be reached to check one they fail closed
+/// with UNAVAILABLE; its certificate alone never reaches a key. Calls by certificate go on.
+#[tokio::test]
+async fn a_forwarders_calls_fail_closed_while_auth_service_is_unreachable() {
+    on_each_backend(|db| async {
+        // A port nothing listens on: bound, then released.
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let options = Options {
+            auth_service: Some(format!("https://{dead}")),
+            ..Options::new()
+        };
+        let app = spawn_with(db, options).await.unwrap();
+        app.create_key(KEY).await;
+        let encrypt = || pb::EncryptRequest {
+            name: KEY.into(),
+            plaintext: b"x".to_vec(),
+            ..Default::default()
+        };
+        let mut gateway = app.client_as("gateway").await;
+        assert_status(
+            gateway.encrypt(encrypt()).await,
+            Code::Unauthenticated,
+            "invalid credentials",
+        );
+        for _ in 0..2 {
+            assert_status(
+                gateway
+                    .encrypt(coffer_test_support::bearer(
+                        "mcp_sk_AbCdEf012345_0000000000000000000000000000000000000000000000000",
+                        encrypt(),
+                    ))
+                    .await,
+                Code::Unavailable,
+                "a dependency is unavailable",
+            );
+        }
+        // The table's callers do not depend on auth-service.
+        app.client().encrypt(encrypt()).await.unwrap();
     })
     .await;
 }

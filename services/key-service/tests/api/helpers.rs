@@ -47,6 +47,8 @@ pub struct Options {
     pub schema: Option<String>,
     /// `RECORD_CACHE_TTL`; `None` is the default (one second).
     pub record_cache_ttl: Option<Duration>,
+    /// `AUTH_SERVICE_URL`, which also makes the gateway a forwarder; `None`: no forwarders.
+    pub auth_service: Option<String>,
 }
 
 impl Options {
@@ -57,6 +59,7 @@ impl Options {
             clock: Clock::manual(),
             schema: None,
             record_cache_ttl: None,
+            auth_service: None,
         }
     }
 }
@@ -102,6 +105,9 @@ async fn start(
     config.database.schema = options.schema.clone();
     if let Some(ttl) = options.record_cache_ttl {
         config.record_cache_ttl = ttl;
+    }
+    if let Some(url) = options.auth_service.clone() {
+        config.verify_bearers_at(url);
     }
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = metrics.local_addr().unwrap();
@@ -171,6 +177,7 @@ impl TestApp {
             clock: self.clock.clone(),
             schema: None,
             record_cache_ttl,
+            auth_service: None,
         };
         let parts = start(self.database.url().to_owned(), options)
             .await

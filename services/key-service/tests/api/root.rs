@@ -41,6 +41,7 @@ async fn root_rotation_rewraps_everything_so_the_old_root_key_can_go() {
                 clock: clock.clone(),
                 schema: None,
                 record_cache_ttl: None,
+                auth_service: None,
             },
         )
         .await
@@ -73,6 +74,7 @@ async fn root_rotation_rewraps_everything_so_the_old_root_key_can_go() {
                 clock,
                 schema: None,
                 record_cache_ttl: None,
+                auth_service: None,
             },
         )
         .await
@@ -108,6 +110,7 @@ async fn a_keyring_missing_a_used_root_key_is_refused_at_start() {
                 clock,
                 schema: None,
                 record_cache_ttl: None,
+                auth_service: None,
             },
         )
         .await;
@@ -154,6 +157,7 @@ async fn tampered_stored_material_fails_closed_without_detail() {
                 clock: clock.clone(),
                 schema: None,
                 record_cache_ttl: None,
+                auth_service: None,
             },
         )
         .await
@@ -210,6 +214,7 @@ async fn wrong_root_key_with_a_known_version_is_refused_at_start_and_writes_noth
                     clock: clock.clone(),
                     schema: None,
                     record_cache_ttl: None,
+                    auth_service: None,
                 },
             )
         };

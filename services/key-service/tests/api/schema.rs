@@ -46,6 +46,7 @@ async fn tables_left_in_public_are_found_not_silently_replaced() {
         clock,
         schema: Some("public".to_owned()),
         record_cache_ttl: None,
+        auth_service: None,
     };
     let app = spawn_with(refused.database, kept).await.unwrap();
     let decrypted = app
