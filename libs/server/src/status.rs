@@ -80,6 +80,20 @@ impl Domain {
         )
     }
 
+    /// PERMISSION_DENIED because the principal lacks `scope`: the message and the `ErrorInfo`
+    /// metadata `scope` name it (scopes are not secret), so a client can ask for it (the
+    /// gateway answers RFC 6750's `insufficient_scope` with it).
+    pub fn missing_scope(self, scope: &str) -> Status {
+        tracing::info!(scope, "permission denied: missing scope");
+        let metadata = std::collections::HashMap::from([(SCOPE.to_owned(), scope.to_owned())]);
+        let details = ErrorDetails::with_error_info(reasons::SCOPE_MISSING, self.0, metadata);
+        Status::with_error_details(
+            Code::PermissionDenied,
+            format!("permission denied: missing scope {scope}"),
+            details,
+        )
+    }
+
     /// UNAVAILABLE because the database cannot be reached; `cause` is logged at ERROR.
     pub fn storage_unavailable(self, cause: &dyn std::fmt::Display) -> Status {
         tracing::error!(error = %cause, "database unavailable");
@@ -161,6 +175,9 @@ pub fn field_violations(status: &Status) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The `ErrorInfo` metadata key naming the scope a [`reasons::SCOPE_MISSING`] call needs.
+pub const SCOPE: &str = "scope";
+
 /// Reasons shared by every service, for the failures every service has.
 pub mod reasons {
     /// A request field is malformed or out of range (see the `BadRequest` detail).
@@ -173,6 +190,8 @@ pub mod reasons {
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     /// The caller's identity or scopes do not allow the call.
     pub const NOT_ALLOWED: &str = "NOT_ALLOWED";
+    /// The principal lacks one scope the call needs; the metadata `scope` names it.
+    pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
     /// A limit was reached; retry later.
     pub const RESOURCE_EXHAUSTED: &str = "RESOURCE_EXHAUSTED";
     /// The resource changed since it was read; re-read and retry.

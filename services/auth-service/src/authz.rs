@@ -268,9 +268,7 @@ impl Caller {
                     .authorize(tenant, scope)
                     .map_err(|denied| match denied {
                         Denied::OtherTenant => Error::NotFound(not_found()),
-                        Denied::Missing(missing) => Error::PermissionDenied {
-                            why: missing.to_string(),
-                        },
+                        Denied::Missing(missing) => Error::ScopeMissing(missing.0),
                     })
             }
         }

@@ -38,6 +38,9 @@ pub enum Error {
         /// What was missing.
         why: String,
     },
+    /// The principal lacks this scope (named to the caller, who can ask for it).
+    #[error("missing scope {0}")]
+    ScopeMissing(coffer_authn::Scope),
     /// Too many failed attempts, or password hashing is saturated.
     #[error("{0}")]
     ResourceExhausted(&'static str),
@@ -130,6 +133,7 @@ impl From<Error> for Status {
                 )
             }
             Error::PermissionDenied { ref why } => domain.permission_denied(why),
+            Error::ScopeMissing(scope) => domain.missing_scope(scope.as_str()),
             Error::ResourceExhausted(message) => domain.status(
                 Code::ResourceExhausted,
                 message,

@@ -80,7 +80,7 @@ impl Gate {
                         .audit_denied(tenant.as_str(), &name.to_string(), scope.as_str(), &actor)
                         .await?;
                 }
-                Err(Error::PermissionDenied(missing.to_string()))
+                Err(Error::ScopeMissing(missing.0))
             }
         }
     }

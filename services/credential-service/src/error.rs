@@ -48,9 +48,9 @@ pub enum Error {
     /// Authentication failed.
     #[error(transparent)]
     Unauthenticated(#[from] coffer_authn::authenticator::Error),
-    /// A missing scope (for the log only).
-    #[error("permission denied ({0})")]
-    PermissionDenied(String),
+    /// The principal lacks this scope (named to the caller, who can ask for it).
+    #[error("missing scope {0}")]
+    ScopeMissing(coffer_authn::Scope),
     /// key-service refused or failed.
     #[error("key-service call failed")]
     KeyService(#[from] coffer_key_client::Error),
@@ -126,7 +126,7 @@ impl From<Error> for Status {
                 domain.status(Code::FailedPrecondition, message, reason)
             }
             Error::Unauthenticated(cause) => cause.into(),
-            Error::PermissionDenied(ref why) => domain.permission_denied(why),
+            Error::ScopeMissing(scope) => domain.missing_scope(scope.as_str()),
             Error::KeyService(ref cause) => cause.to_status(DOMAIN),
             Error::Database(ref cause) if coffer_db::is_unavailable(cause) => {
                 domain.storage_unavailable(cause)

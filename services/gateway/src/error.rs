@@ -22,6 +22,32 @@ pub struct JsonError {
     pub body: Value,
 }
 
+/// The `WWW-Authenticate` challenge (RFC 6750) for a service's refusal: on 401,
+/// `Bearer realm="coffer"`, with `error="invalid_token"` when the request carried a credential;
+/// on a 403 for a missing scope (reason `SCOPE_MISSING`), `error="insufficient_scope"` and the
+/// scope the call needs, so a client can ask for it (step-up). `None` for anything else.
+pub fn challenge(status: &tonic::Status, presented_credential: bool) -> Option<String> {
+    const REALM: &str = "Bearer realm=\"coffer\"";
+    match status.code() {
+        Code::Unauthenticated if presented_credential => {
+            Some(format!("{REALM}, error=\"invalid_token\""))
+        }
+        Code::Unauthenticated => Some(REALM.to_owned()),
+        Code::PermissionDenied => {
+            let info = status.get_error_details().error_info()?.clone();
+            let scope = info.metadata.get(coffer_server::status::SCOPE)?;
+            // RFC 6750 scope tokens: printable ASCII without space, quote or backslash.
+            let plain = info.reason == coffer_server::status::reasons::SCOPE_MISSING
+                && !scope.is_empty()
+                && scope
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+            plain.then(|| format!("{REALM}, error=\"insufficient_scope\", scope=\"{scope}\""))
+        }
+        _ => None,
+    }
+}
+
 /// The prefix of a detail's `@type`.
 const TYPE_PREFIX: &str = "type.googleapis.com/google.rpc.";
 
@@ -178,6 +204,34 @@ fn transport_message(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn challenges_follow_rfc_6750_and_name_only_a_plain_scope() {
+        let domain = coffer_server::status::Domain("coffer.v1.KeyService");
+        let unauthenticated = tonic::Status::unauthenticated("invalid credentials");
+        assert_eq!(
+            challenge(&unauthenticated, false).as_deref(),
+            Some(r#"Bearer realm="coffer""#)
+        );
+        assert_eq!(
+            challenge(&unauthenticated, true).as_deref(),
+            Some(r#"Bearer realm="coffer", error="invalid_token""#)
+        );
+        assert_eq!(
+            challenge(&domain.missing_scope("key:decrypt"), true).as_deref(),
+            Some(r#"Bearer realm="coffer", error="insufficient_scope", scope="key:decrypt""#)
+        );
+        // Another refusal, or a scope that would break the header, gets no challenge.
+        let identity = domain.status(
+            tonic::Code::PermissionDenied,
+            "permission denied",
+            coffer_server::status::reasons::NOT_ALLOWED,
+        );
+        assert_eq!(challenge(&identity, true), None);
+        assert_eq!(challenge(&domain.missing_scope("a\"b"), true), None);
+        assert_eq!(challenge(&domain.missing_scope("a b"), true), None);
+        assert_eq!(challenge(&tonic::Status::not_found("x"), true), None);
+    }
     use tonic_types::ErrorDetails;
 
     #[test]

@@ -292,6 +292,9 @@ fn cors_layer(cors: &Cors) -> Option<tower_http::cors::CorsLayer> {
                 HeaderName::from_static("traceparent"),
                 HeaderName::from_static("tracestate"),
             ])
+            // What a page's script may read of an answer beyond the safelisted headers: the
+            // challenge naming a missing scope, and when to retry.
+            .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }
@@ -587,9 +590,13 @@ async fn call<'g>(
     // The service gives up when the gateway does.
     grpc_request.set_timeout(gateway.timeout);
     forward(&parts.headers, client, grpc_request.metadata_mut());
+    let presented = parts.headers.contains_key(header::AUTHORIZATION);
     let reply = grpc::unary(channel, &matched.route.rpc, grpc_request)
         .await
-        .map_err(|status| Failure::Json(JsonError::from_status(&status)))?;
+        .map_err(|status| Failure::Service {
+            challenge: crate::error::challenge(&status, presented),
+            error: JsonError::from_status(&status),
+        })?;
     let json = transcode::response(matched.route, reply.get_ref());
     Ok(json_response(StatusCode::OK, &json))
 }
@@ -612,6 +619,11 @@ fn forward(headers: &HeaderMap, client: SocketAddr, metadata: &mut MetadataMap) 
 enum Failure {
     /// A JSON error.
     Json(JsonError),
+    /// The service's refusal, with its `WWW-Authenticate` challenge if it has one.
+    Service {
+        error: JsonError,
+        challenge: Option<String>,
+    },
     /// 405 with `Allow`.
     MethodNotAllowed(Vec<Method>),
     /// 413.
@@ -621,6 +633,18 @@ enum Failure {
 fn error_response(failure: &Failure) -> Response {
     match failure {
         Failure::Json(error) => json_response(error.http, &error.body),
+        Failure::Service { error, challenge } => {
+            let mut response = json_response(error.http, &error.body);
+            if let Some(value) = challenge
+                .as_deref()
+                .and_then(|c| HeaderValue::from_str(c).ok())
+            {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+            response
+        }
         Failure::MethodNotAllowed(allowed) => {
             let error = JsonError::new(
                 tonic::Code::Unimplemented,

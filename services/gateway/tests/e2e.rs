@@ -727,6 +727,10 @@ async fn key_service_over_rest_answers_to_the_bearer_not_to_the_gateway() {
         anonymous.json["error"]["details"][0]["reason"],
         "UNAUTHENTICATED"
     );
+    assert_eq!(
+        anonymous.headers["www-authenticate"],
+        r#"Bearer realm="coffer""#
+    );
     let forged = send(
         rest.addr,
         "mcp_sk_forged_0000",
@@ -736,6 +740,10 @@ async fn key_service_over_rest_answers_to_the_bearer_not_to_the_gateway() {
     )
     .await;
     assert_eq!(forged.status, 401, "{}", forged.json);
+    assert_eq!(
+        forged.headers["www-authenticate"],
+        r#"Bearer realm="coffer", error="invalid_token""#
+    );
 
     let reader = rest.api_key("ada", &["key:read"]).await;
     let read = send(rest.addr, &reader, "GET", "/v1/tenants/acme/keys/app", "").await;
@@ -757,6 +765,43 @@ async fn key_service_over_rest_answers_to_the_bearer_not_to_the_gateway() {
         "the missing scope is named: {}",
         denied.json
     );
+    assert_eq!(
+        denied.json["error"]["details"][0]["reason"],
+        "SCOPE_MISSING"
+    );
+    assert_eq!(
+        denied.json["error"]["details"][0]["metadata"]["scope"],
+        "key:encrypt"
+    );
+    // RFC 6750: the challenge names the scope, for a client to ask for it (step-up); the same
+    // from credential-service and auth-service.
+    let viewer = rest.api_key("ada", &["mcp:read"]).await;
+    let reveal = "/v1/tenants/acme/credentials/0123456789abcdef0123456789abcdef:reveal";
+    for (key, method, path, body, scope) in [
+        (
+            &reader,
+            "POST",
+            "/v1/tenants/acme/keys/app:encrypt",
+            encrypt.as_str(),
+            "key:encrypt",
+        ),
+        (&viewer, "POST", reveal, "{}", "credential:reveal"),
+        (
+            &viewer,
+            "GET",
+            "/v1/tenants/acme/principals",
+            "",
+            "user:read",
+        ),
+    ] {
+        let answer = send(rest.addr, key, method, path, body.to_owned()).await;
+        assert_eq!(answer.status, 403, "{path}: {}", answer.json);
+        assert_eq!(
+            answer.headers["www-authenticate"],
+            format!(r#"Bearer realm="coffer", error="insufficient_scope", scope="{scope}""#),
+            "{path}"
+        );
+    }
 
     // Another tenant's key does not exist, whatever the scopes.
     let other = rest

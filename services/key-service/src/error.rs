@@ -163,7 +163,8 @@ impl From<Error> for Status {
                 )
             }
             Error::Bearer(cause) => cause.into(),
-            Error::ScopeMissing(_) | Error::NotForBearers(_) => domain.status(
+            Error::ScopeMissing(scope) => domain.missing_scope(scope.as_str()),
+            Error::NotForBearers(_) => domain.status(
                 Code::PermissionDenied,
                 error.to_string(),
                 common::NOT_ALLOWED,
