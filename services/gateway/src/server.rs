@@ -6,7 +6,7 @@
 //! Before any of that, admission ([`admit`]): headers past [`MAX_HEADER_BYTES`] are 431; the
 //! per-address and per-API-key rate limits 429 with `Retry-After`; past the cap on requests in
 //! flight the request is shed at once with 503 and `Retry-After: 1` rather than queued. A call
-//! that outlasts the timeout is 504 (the service's deadline is the same, so it stops too).
+//! that outlasts the timeout is 504 (the service's deadline is 100 ms later, so it stops too).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,6 +43,9 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The default longest time a REST call may take (504 after it).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much longer than the gateway's timeout the service's deadline is.
+const UPSTREAM_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
 /// The default most requests in flight; past it, requests are shed with 503.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -587,8 +590,9 @@ async fn call<'g>(
             ))
         })?;
     let mut grpc_request = tonic::Request::new(message);
-    // The service gives up when the gateway does.
-    grpc_request.set_timeout(gateway.timeout);
+    // The service gives up just after the gateway does: a little later, so the client's
+    // answer is always the gateway's 504 and never the channel's own cancellation racing it.
+    grpc_request.set_timeout(gateway.timeout + UPSTREAM_DEADLINE_MARGIN);
     forward(&parts.headers, client, grpc_request.metadata_mut());
     let presented = parts.headers.contains_key(header::AUTHORIZATION);
     let reply = grpc::unary(channel, &matched.route.rpc, grpc_request)
