@@ -217,8 +217,7 @@ impl Authenticator {
         let text = value.to_str().map_err(|_| Error::Invalid)?;
         let credential = text.strip_prefix("Bearer ").ok_or(Error::Invalid)?.trim();
         if credential.starts_with(coffer_crypto::apikey::PREFIX) {
-            let source = crate::forwarded::source(headers, peer, &self.settings.forwarders);
-            let principal = self.api_key(credential, source.as_deref()).await?;
+            let principal = self.api_key(credential, headers, peer).await?;
             self.revocations
                 .check(None, principal.api_key.as_deref(), None)
                 .await?;
@@ -263,19 +262,25 @@ impl Authenticator {
         }
     }
 
-    /// `client`: who the caller serves, named to auth-service so its per-source failure
-    /// limit falls there (see [`crate::forwarded::source`]).
-    async fn api_key(&self, key: &str, client: Option<&str>) -> Result<Principal, Error> {
+    /// On a cache miss, auth-service is told who the caller serves (from `headers` and
+    /// `peer`, see [`crate::forwarded::source`]), so its per-source failure limit falls there.
+    async fn api_key(
+        &self,
+        key: &str,
+        headers: &http::HeaderMap,
+        peer: Option<&coffer_transport::SpiffeId>,
+    ) -> Result<Principal, Error> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         if let Some(principal) = self.cached(&digest) {
             return Ok(principal);
         }
+        let client = crate::forwarded::source(headers, peer, &self.settings.forwarders);
         let verified = self
             .client
             .clone()
             .verify_api_key(pb::VerifyApiKeyRequest {
                 key: key.to_owned(),
-                client: client.unwrap_or_default().to_owned(),
+                client: client.unwrap_or_default(),
             })
             .await
             .map_err(|status| match status.code() {

@@ -44,14 +44,23 @@ pub fn source(
     forwarders: &[SpiffeId],
 ) -> Option<String> {
     let peer = peer?;
-    let client = forwarders
-        .contains(peer)
-        .then(|| client_address(headers))
-        .flatten();
-    Some(match client {
+    Some(match forwarded_client(headers, peer, forwarders) {
         Some(address) => format!("{peer} {address}"),
         None => peer.as_str().to_owned(),
     })
+}
+
+/// The client address `peer` names, if it is one of `forwarders` (anyone else's header is
+/// ignored).
+pub fn forwarded_client(
+    headers: &http::HeaderMap,
+    peer: &SpiffeId,
+    forwarders: &[SpiffeId],
+) -> Option<IpAddr> {
+    forwarders
+        .contains(peer)
+        .then(|| client_address(headers))
+        .flatten()
 }
 
 /// The forwarded client address, if the header holds exactly one IP address (the gateway

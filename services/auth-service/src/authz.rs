@@ -150,12 +150,8 @@ impl Identities {
     /// [`Error::Unauthenticated`] without a usable client certificate.
     pub(crate) fn source<T>(&self, request: &Request<T>) -> Result<Source> {
         let peer = peer(request)?;
-        let client = self
-            .forwarders
-            .contains(&peer)
-            .then(|| coffer_authn::forwarded::client_address(request.metadata().as_ref()))
-            .flatten();
-        match client {
+        let headers = request.metadata().as_ref();
+        match coffer_authn::forwarded::forwarded_client(headers, &peer, &self.forwarders) {
             Some(address) => Source::on_behalf_of(&peer, &address.to_string()),
             None => Ok(Source::peer(&peer)),
         }

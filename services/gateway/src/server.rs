@@ -174,13 +174,7 @@ impl Gateway {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        self.serve_on(listener, shutdown).await
     }
 
     /// As [`Gateway::serve`], with TLS `config` on `listener` (see [`crate::tls`]).
@@ -193,12 +187,24 @@ impl Gateway {
         config: Arc<rustls::ServerConfig>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let listener = crate::tls::TlsListener::new(listener, config)?;
+        self.serve_on(listener, shutdown).await
+    }
+
+    /// Serves on any listener that knows its clients' addresses.
+    async fn serve_on<L>(
+        self,
+        listener: L,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()>
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
         use axum::serve::ListenerExt as _;
-        // `tap_io` gives the listener the connect info (the client's address) axum knows for
-        // plain TCP.
-        let listener = crate::tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+        // `tap_io` makes the connect info (the client's address) of any such listener what
+        // axum knows for plain TCP.
         axum::serve(
-            listener,
+            listener.tap_io(|_| {}),
             self.router()
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
@@ -322,12 +328,13 @@ async fn admit(
         return admitted(&admission, request, next).await;
     };
     let started = std::time::Instant::now();
-    let path = request.uri().path().to_owned();
+    let path = request.uri().path();
+    let fixed = if FIXED.contains(&path) { path } else { "-" };
+    let unrouted = admission.labels.get(fixed).cloned();
     let response = admitted(&admission, request, next).await;
-    let fixed = || FIXED.contains(&path.as_str()).then_some(path.as_str());
     let label = match response.extensions().get::<RouteLabel>() {
         Some(RouteLabel(label)) => Some(Arc::clone(label)),
-        None => admission.labels.get(fixed().unwrap_or("-")).cloned(),
+        None => unrouted,
     };
     if let Some(label) = label {
         metrics.record(&label, response.status().as_u16(), started.elapsed());
@@ -339,7 +346,7 @@ async fn admit(
 /// limits by address and by API key, then a permit held until the answer is made.
 async fn admitted(
     admission: &Admission,
-    request: Request<Body>,
+    mut request: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response {
     let header_bytes: usize = request
@@ -365,12 +372,16 @@ async fn admitted(
     {
         return too_many("too many requests from this address", limited);
     }
+    // Looked at once: the per-key limit here, the access log's principal in the handler.
+    let bearer = crate::bearer::identify(request.headers().get(header::AUTHORIZATION));
     if let Some(key_limit) = &admission.key_limit
-        && let Some(Bearer::ApiKey(id)) =
-            crate::bearer::identify(request.headers().get(header::AUTHORIZATION))
-        && let Err(limited) = key_limit.check(id, now)
+        && let Some(Bearer::ApiKey(id)) = &bearer
+        && let Err(limited) = key_limit.check(id.clone(), now)
     {
         return too_many("too many requests with this API key", limited);
+    }
+    if let Some(bearer) = bearer {
+        request.extensions_mut().insert(bearer);
     }
     let Ok(_permit) = admission.in_flight.try_acquire() else {
         let error = JsonError::new(
@@ -494,8 +505,10 @@ async fn handle(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let request_id = loggable_request_id(request.headers().get("x-request-id")).to_owned();
-    let principal = crate::bearer::identify(request.headers().get(header::AUTHORIZATION))
-        .map_or_else(|| "-".to_owned(), |bearer| bearer.to_string());
+    let principal = request
+        .extensions()
+        .get::<Bearer>()
+        .map_or_else(|| "-".to_owned(), Bearer::to_string);
     let mut route = None;
     let timeout = gateway.timeout;
     let called = tokio::time::timeout(timeout, call(&gateway, client, request, &mut route)).await;
