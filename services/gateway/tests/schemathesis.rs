@@ -76,7 +76,9 @@ async fn generated_requests_meet_no_server_error_and_no_answer_outside_the_docum
         // Fixed identifiers leave few distinct inputs for some operations; that is intended.
         .args(["--suppress-health-check", "filter_too_much"])
         .arg("--report-dir")
-        .arg(report.path());
+        .arg(report.path())
+        // Its cache of crashes goes under the working directory: the temporary one.
+        .current_dir(report.path());
     // The gateway runs on this runtime: wait for schemathesis off it.
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
