@@ -65,6 +65,9 @@ pub struct Claims {
     /// it, and tokens of an older generation are refused (they carry the old scopes).
     #[serde(default)]
     pub pgen: u64,
+    /// The OAuth client the token was issued to (RFC 9068), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl Claims {

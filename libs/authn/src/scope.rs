@@ -85,6 +85,26 @@ impl Scope {
         }
     }
 
+    /// What it allows, for people (the OAuth consent page).
+    pub fn description(self) -> &'static str {
+        match self {
+            Scope::McpRead => "Read MCP servers and their credentials (masked)",
+            Scope::McpWrite => "Create and change MCP credentials",
+            Scope::McpAdmin => "Administer MCP configuration",
+            Scope::UserRead => "See the users of your organization",
+            Scope::UserWrite => "Create and change users",
+            Scope::UserToken => "Manage your tokens and API keys",
+            Scope::OrgRead => "See your organization",
+            Scope::OrgWrite => "Change your organization",
+            Scope::OrgAdmin => "Administer your organization: users, roles, signing keys",
+            Scope::CredentialReveal => "Read stored secrets in the clear (audited)",
+            Scope::KeyRead => "See your organization's keys (never key material)",
+            Scope::KeyEncrypt => "Encrypt with your organization's keys",
+            Scope::KeyDecrypt => "Decrypt with your organization's keys",
+            Scope::KeyAdmin => "Create, rotate, disable and delete your organization's keys",
+        }
+    }
+
     /// Parses the wire form.
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|scope| scope.as_str() == text)

@@ -37,6 +37,7 @@ fn pyjwt_and_coffer_accept_each_others_rs256_tokens() {
         roles: vec!["viewer".into()],
         akid: None,
         pgen: 0,
+        client_id: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let write =

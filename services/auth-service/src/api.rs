@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tonic::{Request, Response, Status};
 
 use crate::authz::{self, Caller, Identities, Manage, ServiceRpc};
+use crate::oauth_api as oauth;
 use crate::ids::{ApiKeyName, PrincipalName, TenantId};
 use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
@@ -527,6 +528,81 @@ impl AuthService for AuthServiceApi {
             kid,
             published_kids,
         }))
+    }
+
+    async fn register_client(
+        &self,
+        request: Request<pb::RegisterClientRequest>,
+    ) -> Reply<pb::OAuthClient> {
+        self.oauth(&request)?;
+        let source = self.identities.source(&request)?;
+        Ok(Response::new(
+            oauth::register_client(&self.auth, request.into_inner(), &source).await?,
+        ))
+    }
+
+    async fn create_client(
+        &self,
+        request: Request<pb::CreateClientRequest>,
+    ) -> Reply<pb::CreateClientResponse> {
+        authz::require_operator(&self.identities, &request)?;
+        Ok(Response::new(
+            oauth::create_client(&self.auth, request.into_inner()).await?,
+        ))
+    }
+
+    async fn start_authorization(
+        &self,
+        request: Request<pb::StartAuthorizationRequest>,
+    ) -> Reply<pb::AuthorizationStep> {
+        self.oauth(&request)?;
+        Ok(Response::new(
+            oauth::start_authorization(&self.auth, request.into_inner()).await?,
+        ))
+    }
+
+    async fn sign_in(&self, request: Request<pb::SignInRequest>) -> Reply<pb::SignInResponse> {
+        self.oauth(&request)?;
+        let source = self.identities.source(&request)?;
+        Ok(Response::new(
+            oauth::sign_in(&self.auth, request.into_inner(), &source).await?,
+        ))
+    }
+
+    async fn finish_authorization(
+        &self,
+        request: Request<pb::FinishAuthorizationRequest>,
+    ) -> Reply<pb::AuthorizationStep> {
+        self.oauth(&request)?;
+        Ok(Response::new(
+            oauth::finish_authorization(&self.auth, request.into_inner()).await?,
+        ))
+    }
+
+    async fn exchange_token(
+        &self,
+        request: Request<pb::ExchangeTokenRequest>,
+    ) -> Reply<pb::OAuthTokenResponse> {
+        self.oauth(&request)?;
+        Ok(Response::new(
+            oauth::exchange_token(&self.auth, request.into_inner()).await?,
+        ))
+    }
+
+    async fn revoke_client_token(
+        &self,
+        request: Request<pb::RevokeClientTokenRequest>,
+    ) -> Reply<pb::RevokeResponse> {
+        self.oauth(&request)?;
+        oauth::revoke_client_token(&self.auth, request.into_inner()).await?;
+        Ok(Response::new(pb::RevokeResponse {}))
+    }
+}
+
+impl AuthServiceApi {
+    /// The OAuth RPCs are the gateway's (and operators').
+    fn oauth<T>(&self, request: &Request<T>) -> Result<()> {
+        authz::require_service(&self.identities, request, ServiceRpc::OAuth).map(|_| ())
     }
 }
 

@@ -38,16 +38,25 @@ pub(crate) enum ServiceRpc {
     VerifyApiKey,
     /// `ListRevocations`.
     ListRevocations,
+    /// The OAuth authorization server's RPCs (RegisterClient, StartAuthorization, SignIn,
+    /// FinishAuthorization, ExchangeToken, RevokeClientToken): the gateway's HTTP side.
+    OAuth,
 }
 
 impl ServiceRpc {
-    const ALL: [Self; 3] = [Self::Introspect, Self::VerifyApiKey, Self::ListRevocations];
+    const ALL: [Self; 4] = [
+        Self::Introspect,
+        Self::VerifyApiKey,
+        Self::ListRevocations,
+        Self::OAuth,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Self::Introspect => "Introspect",
             Self::VerifyApiKey => "VerifyApiKey",
             Self::ListRevocations => "ListRevocations",
+            Self::OAuth => "OAuth",
         }
     }
 
@@ -69,16 +78,26 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// credential-service, key-service and the gateway of `trust_domain` may call every
-    /// [`ServiceRpc`].
+    /// credential-service, key-service and the gateway of `trust_domain` may call
+    /// Introspect, VerifyApiKey and ListRevocations; the gateway also the OAuth RPCs.
     pub fn default_for(trust_domain: &str) -> Self {
-        let all = ServiceRpc::ALL.iter().fold(0, |bits, rpc| bits | rpc.bit());
+        let verify = [
+            ServiceRpc::Introspect,
+            ServiceRpc::VerifyApiKey,
+            ServiceRpc::ListRevocations,
+        ]
+        .iter()
+        .fold(0, |bits, rpc| bits | rpc.bit());
         Self {
-            rules: ["credential-service", "key-service", "gateway"]
-                .iter()
-                .filter_map(|name| SpiffeId::new(trust_domain, name).ok())
-                .map(|id| (Subject::Exact(id), all))
-                .collect(),
+            rules: [
+                ("credential-service", verify),
+                ("key-service", verify),
+                ("gateway", verify | ServiceRpc::OAuth.bit()),
+            ]
+            .iter()
+            .filter_map(|(name, bits)| Some((SpiffeId::new(trust_domain, name).ok()?, *bits)))
+            .map(|(id, bits)| (Subject::Exact(id), bits))
+            .collect(),
         }
     }
 
@@ -103,7 +122,7 @@ impl Policy {
                     None => {
                         return Err(format!(
                             "rule `{}`: `{name}` is not one of Introspect, VerifyApiKey, \
-                             ListRevocations (operators may call everything)",
+                             ListRevocations, OAuth (operators may call everything)",
                             rule.text
                         ));
                     }

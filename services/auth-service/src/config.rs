@@ -14,6 +14,7 @@ use coffer_transport::{SpiffeId, TlsMaterial};
 use secrecy::SecretString;
 
 use crate::authz::Policy;
+use crate::ops::oauth::{OAuthSettings, Resource};
 use crate::ops::Lockout;
 use crate::signing::TokenSettings;
 
@@ -74,6 +75,12 @@ pub struct Config {
     /// (`..__API_KEY_CHANGE_POLL`, default `250ms`): a revocation reaches every replica within
     /// that time.
     pub api_key_change_poll: Duration,
+    /// The OAuth authorization server: the resources tokens may be requested for beside
+    /// Coffer's own API (`..__OAUTH_RESOURCES`, `;`-separated `URI` or `URI=scope,scope`
+    /// entries, the scopes defaulting to `mcp:read,mcp:write,mcp:admin`), how long a browser
+    /// sign-in lasts (`..__OAUTH_SESSION_TTL`, default `30m`, at most `12h`), and dynamic
+    /// registrations per source per hour (`..__OAUTH_REGISTRATIONS_PER_HOUR`, default 20).
+    pub oauth: OAuthSettings,
     /// The clock; [`Clock::system`] except in tests, which advance a manual one to cross
     /// expiry and grace periods without sleeping.
     pub clock: Clock,
@@ -136,6 +143,7 @@ impl Config {
             api_key_cache_ttl: DEFAULT_API_KEY_CACHE_TTL,
             api_key_cache_capacity: DEFAULT_API_KEY_CACHE_CAPACITY,
             api_key_change_poll: DEFAULT_API_KEY_CHANGE_POLL,
+            oauth: OAuthSettings::default(),
             clock: Clock::system(),
         }
     }
@@ -247,6 +255,8 @@ impl Config {
             parse_duration(s).filter(|d| !d.is_zero())
         });
 
+        let oauth = parse_oauth(&mut p);
+
         // Every `None` above has recorded a problem, so the fallback only runs with problems.
         let (
             (Some(server), Some(database), Some(trust_domain), Some(key_service)),
@@ -264,7 +274,12 @@ impl Config {
                 Some(signing_key_refresh),
                 Some(source_max_failures),
             ),
-            (Some(api_key_cache_ttl), Some(api_key_cache_capacity), Some(api_key_change_poll)),
+            (
+                Some(api_key_cache_ttl),
+                Some(api_key_cache_capacity),
+                Some(api_key_change_poll),
+                Some(oauth),
+            ),
         ) = (
             (server, database, trust_domain, key_service),
             (signing_key_name, authz, forwarders),
@@ -285,6 +300,7 @@ impl Config {
                 api_key_cache_ttl,
                 api_key_cache_capacity,
                 api_key_change_poll,
+                oauth,
             ),
         )
         else {
@@ -321,9 +337,39 @@ impl Config {
             api_key_cache_ttl,
             api_key_cache_capacity,
             api_key_change_poll,
+            oauth,
             clock: Clock::system(),
         })
     }
+}
+
+/// The OAuth settings (see [`Config::oauth`]); `None` with the problems recorded.
+fn parse_oauth(p: &mut Parser<'_>) -> Option<OAuthSettings> {
+    let defaults = OAuthSettings::default();
+    let resources = match p.value("OAUTH_RESOURCES") {
+        None => Some(Vec::new()),
+        Some(text) => text
+            .split(';')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(Resource::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| p.error("OAUTH_RESOURCES", &why))
+            .ok(),
+    };
+    let session_ttl = p.or("OAUTH_SESSION_TTL", defaults.session_ttl, |s| {
+        parse_duration(s).filter(|d| !d.is_zero() && *d <= Duration::from_secs(12 * 3600))
+    });
+    let registrations_per_hour = p.or(
+        "OAUTH_REGISTRATIONS_PER_HOUR",
+        defaults.registrations_per_hour,
+        |s| s.parse::<u32>().ok().filter(|n| *n > 0),
+    );
+    Some(OAuthSettings {
+        resources: resources?,
+        session_ttl: session_ttl?,
+        registrations_per_hour: registrations_per_hour?,
+    })
 }
 
 impl std::fmt::Debug for Config {

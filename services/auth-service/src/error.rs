@@ -71,6 +71,14 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// An OAuth protocol error (RFC 6749 section 5.2 and its extensions), for the client.
+    #[error("{error}: {description}")]
+    OAuth {
+        /// The error code.
+        error: crate::ops::oauth::OAuthError,
+        /// What was wrong; never a secret.
+        description: String,
+    },
     /// The gRPC server failed or could not be set up.
     #[error("gRPC server failed")]
     Serve(#[source] coffer_server::ServeError),
@@ -152,6 +160,10 @@ impl From<Error> for Status {
                 domain.storage_unavailable(cause)
             }
             Error::Corrupt(_) => domain.data_loss(&error),
+            Error::OAuth {
+                error,
+                ref description,
+            } => domain.status(error.grpc_code(), description.clone(), error.reason()),
             Error::Database(_)
             | Error::Open(_)
             | Error::Token(_)

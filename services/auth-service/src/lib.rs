@@ -14,6 +14,7 @@ pub(crate) mod authz;
 pub(crate) mod config;
 mod error;
 pub(crate) mod ids;
+mod oauth_api;
 pub(crate) mod ops;
 pub(crate) mod password;
 pub(crate) mod signing;
@@ -33,6 +34,7 @@ pub use authz::Policy;
 pub use config::Config;
 pub use error::{DOMAIN, Error, Result};
 pub use ops::Lockout;
+pub use ops::oauth::{OAuthError, OAuthSettings, Resource};
 pub use signing::TokenSettings;
 
 use crate::api::AuthServiceApi;
@@ -87,7 +89,8 @@ pub async fn serve(
         config.lockout,
         api_key_cache,
         audit_key,
-    ));
+    )
+    .with_oauth(config.oauth.clone()));
 
     let mut tasks = vec![
         reload_signing_keys(Arc::clone(&auth), config.signing_key_refresh),
@@ -133,8 +136,10 @@ fn reload_signing_keys(auth: Arc<Auth>, interval: std::time::Duration) -> task::
             let auth = Arc::clone(&auth);
             async move {
                 auth.keys().reload().await?;
-                // Housekeeping on the same beat: revocations whose tokens have all expired.
-                auth.store().forget_revocations(auth.now()).await
+                // Housekeeping on the same beat: revocations whose tokens have all expired,
+                // and expired OAuth requests, sessions and codes.
+                auth.store().forget_revocations(auth.now()).await?;
+                auth.store().forget_expired_oauth(auth.now()).await
             }
         },
     )

@@ -530,6 +530,8 @@ impl Auth {
             akid: Some(&verified.id),
             generation: verified.owner_generation,
             ttl,
+            audience: None,
+            client_id: None,
         })?;
         Ok(Tokens {
             access_token,

@@ -4,6 +4,7 @@ pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod directory;
 mod limits;
+pub(crate) mod oauth;
 mod tokens;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub(crate) struct Auth {
     lockout: Lockout,
     api_key_cache: KeyCache,
     audit_key: Arc<AuditKey>,
+    oauth: oauth::OAuthSettings,
 }
 
 impl Auth {
@@ -65,7 +67,13 @@ impl Auth {
             lockout,
             api_key_cache,
             audit_key,
+            oauth: oauth::OAuthSettings::default(),
         }
+    }
+
+    /// With these authorization-server settings (the defaults otherwise).
+    pub(crate) fn with_oauth(self, oauth: oauth::OAuthSettings) -> Self {
+        Self { oauth, ..self }
     }
 
     /// Now, in unix seconds, on the service's clock.

@@ -54,6 +54,24 @@ impl Auth {
         password: SecretString,
         source: &Source,
     ) -> Result<Tokens> {
+        let principal = self
+            .check_password(tenant, username, password, source)
+            .await?;
+        self.issue(&principal, None).await
+    }
+
+    /// Checks a user's password, with the lockouts: the user, if it is right.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for every kind of wrong credential;
+    /// [`Error::ResourceExhausted`] while the login is locked or hashing is saturated.
+    pub(crate) async fn check_password(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: SecretString,
+        source: &Source,
+    ) -> Result<PrincipalRow> {
         let checked = self.now();
         self.check_source(source, checked).await?;
         let subject = format!("login:{tenant}/{username}");
@@ -75,7 +93,7 @@ impl Auth {
         match (valid, principal) {
             (true, Some(principal)) => {
                 self.store.clear_failures(&subject).await?;
-                self.issue(&principal, None).await
+                Ok(principal)
             }
             _ => {
                 self.record_source_failure(source, checked).await?;
@@ -105,6 +123,11 @@ impl Auth {
         let spent = self
             .store
             .spend_refresh_token(&hash, self.now(), &|spent, principal| {
+                // An OAuth client's refresh token is spent only at the token endpoint, by
+                // that client: here it would turn into a token for Coffer with every scope.
+                if spent.client_id.is_some() {
+                    return Err(Error::unauthenticated("an OAuth client's refresh token"));
+                }
                 Ok((
                     successor_hash.clone(),
                     self.refresh_row(principal, Some(spent.family.clone()))?,
@@ -112,7 +135,7 @@ impl Auth {
             })
             .await?;
         match spent {
-            Spend::Spent(principal) => self.tokens(&principal, successor),
+            Spend::Spent(principal, _) => self.tokens(&principal, successor),
             Spend::Reused(row) => {
                 let event = ChainEvent {
                     tenant: &row.tenant,
@@ -209,12 +232,19 @@ impl Auth {
 
     /// Signs an access token for `grant`.
     pub(super) fn access_token(&self, grant: &Grant<'_>) -> Result<String> {
+        Ok(self.access_token_with_claims(grant)?.0)
+    }
+
+    /// Signs an access token for `grant`, and returns its claims beside it.
+    pub(super) fn access_token_with_claims(&self, grant: &Grant<'_>) -> Result<(String, Claims)> {
         let settings = self.keys.settings();
         let issued = self.now();
         let claims = Claims {
             iss: settings.issuer.clone(),
             sub: grant.subject.to_owned(),
-            aud: settings.audience.clone(),
+            aud: grant
+                .audience
+                .map_or_else(|| settings.audience.clone(), str::to_owned),
             exp: issued.saturating_add(seconds(grant.ttl)),
             iat: issued,
             nbf: issued,
@@ -224,8 +254,10 @@ impl Auth {
             roles: grant.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             akid: grant.akid.map(str::to_owned),
             pgen: grant.generation,
+            client_id: grant.client_id.map(str::to_owned),
         };
-        Ok(self.keys.current().signer.sign(&claims)?)
+        let token = self.keys.current().signer.sign(&claims)?;
+        Ok((token, claims))
     }
 
     /// Issues an access token and a refresh token (in `family`, or a new one).
@@ -248,6 +280,8 @@ impl Auth {
             expire_time: issued.saturating_add(seconds(self.refresh_token_ttl)),
             spent_time: None,
             revoke_time: None,
+            client_id: None,
+            audience: None,
         })
     }
 
@@ -264,6 +298,8 @@ impl Auth {
             akid: None,
             generation: principal.generation,
             ttl: settings.access_token_ttl,
+            audience: None,
+            client_id: None,
         })?;
         Ok(Tokens {
             access_token,
@@ -276,7 +312,7 @@ impl Auth {
 }
 
 /// A fresh refresh token (`mcp_rt_` + 256 random bits) and its stored hash.
-fn new_refresh_token() -> Result<(SecretString, String)> {
+pub(super) fn new_refresh_token() -> Result<(SecretString, String)> {
     let mut random = [0u8; 32];
     coffer_crypto::fill_random(&mut random)?;
     let token = SecretString::from(format!(
@@ -298,11 +334,15 @@ pub(super) struct Grant<'a> {
     /// The principal's role generation now.
     pub(super) generation: u64,
     pub(super) ttl: std::time::Duration,
+    /// The OAuth resource it is for (`aud`); `None` is Coffer's own audience.
+    pub(super) audience: Option<&'a str>,
+    /// The OAuth client it is issued to, if any.
+    pub(super) client_id: Option<&'a str>,
 }
 
 /// The stored form of a refresh token: hex SHA-256. Refuses anything not shaped like one
 /// before any database work.
-fn refresh_hash(token: &SecretString) -> Result<String> {
+pub(super) fn refresh_hash(token: &SecretString) -> Result<String> {
     let token = token.expose_secret();
     let well_formed = token.len() == REFRESH_LEN
         && token.starts_with(REFRESH_PREFIX)

@@ -4,6 +4,7 @@
 mod api_keys;
 mod audit;
 mod lockouts;
+mod oauth;
 mod principals;
 mod refresh_tokens;
 mod revocations;
@@ -12,6 +13,9 @@ mod tenants;
 
 pub(crate) use api_keys::{ApiKeyRow, RolledSecret};
 pub(crate) use audit::{ChainEvent, ChainHead, ChainRow};
+pub(crate) use oauth::{
+    ClientOrigin, ClientRow, CodeRow, CodeSpend, ConsentRow, Issued, RequestRow, SessionRow,
+};
 pub(crate) use principals::{PrincipalKind, PrincipalRow};
 pub(crate) use refresh_tokens::{RefreshRow, Spend};
 pub(crate) use revocations::insert_revocation;

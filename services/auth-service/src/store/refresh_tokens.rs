@@ -26,13 +26,18 @@ pub(crate) struct RefreshRow {
     pub(crate) spent_time: Option<i64>,
     /// When it (or its family) was revoked.
     pub(crate) revoke_time: Option<i64>,
+    /// The OAuth client it was issued to; `None` for Login's tokens.
+    pub(crate) client_id: Option<String>,
+    /// The OAuth resource its access tokens are for (their `aud`); `None` for Login's.
+    pub(crate) audience: Option<String>,
 }
 
 /// What spending a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Spend {
-    /// It was valid and is now spent, its successor written; the principal as it is now.
-    Spent(PrincipalRow),
+    /// It was valid and is now spent, its successor written: the principal as it is now, and
+    /// the successor's row.
+    Spent(PrincipalRow, RefreshRow),
     /// It had been spent before: its family is now revoked.
     Reused(RefreshRow),
     /// Unknown, expired or revoked.
@@ -47,7 +52,8 @@ async fn insert_refresh<'e>(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO auth_refresh_tokens (token_hash, family, tenant, principal_id, scope, \
-         create_time, expire_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         create_time, expire_time, client_id, audience) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         $8, $9)",
     )
     .bind(token_hash)
     .bind(&row.family)
@@ -56,6 +62,8 @@ async fn insert_refresh<'e>(
     .bind(&row.scope)
     .bind(row.create_time)
     .bind(row.expire_time)
+    .bind(&row.client_id)
+    .bind(&row.audience)
     .execute(executor)
     .await?;
     Ok(())
@@ -64,7 +72,8 @@ async fn insert_refresh<'e>(
 /// The refresh-token columns [`refresh_row`] reads (by name).
 macro_rules! refresh_columns {
     () => {
-        "family, tenant, principal_id, scope, create_time, expire_time, spent_time, revoke_time"
+        "family, tenant, principal_id, scope, create_time, expire_time, spent_time, revoke_time, \
+         client_id, audience"
     };
 }
 
@@ -78,6 +87,8 @@ fn refresh_row(row: &AnyRow) -> Result<RefreshRow> {
         expire_time: row.try_get("expire_time")?,
         spent_time: row.try_get("spent_time")?,
         revoke_time: row.try_get("revoke_time")?,
+        client_id: row.try_get("client_id")?,
+        audience: row.try_get("audience")?,
     })
 }
 
@@ -143,7 +154,7 @@ impl Store {
             let (hash, next) = successor(&row, &principal)?;
             insert_refresh(&mut *tx, &hash, &next).await?;
             tx.commit().await?;
-            return Ok(Spend::Spent(principal));
+            return Ok(Spend::Spent(principal, next));
         }
         tx.rollback().await?;
         let Some(existing) = self.refresh_token(token_hash).await? else {

@@ -102,6 +102,7 @@ fn rsa(duration: Duration) -> anyhow::Result<Vec<Report>> {
         roles: Vec::new(),
         akid: None,
         pgen: 0,
+        client_id: None,
     };
     let token = signing.sign(&claims)?;
     let jwks = Jwks {

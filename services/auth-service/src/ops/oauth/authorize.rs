@@ -1,0 +1,499 @@
+//! The authorization request (OAuth 2.1 section 4.1.1 with PKCE, RFC 8707 `resource`,
+//! RFC 9207 `iss`), the user's sign-in and consent.
+//!
+//! Faults are answered two ways, as OAuth requires: while the client and redirect URI are not
+//! yet trusted, with an error the gateway shows (never a redirect: that would be an open
+//! redirector); after, with a redirect back to the client carrying `error`, `state` and
+//! `iss`.
+
+use coffer_authn::Scopes;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::clients::{AUTHORIZATION_CODE, REFRESH_TOKEN};
+use super::{
+    CODE_TTL, MAX_STATE_LEN, OAuthError, REQUEST_TTL, Requested, bounded, canonical_resource,
+    hash, new_secret,
+};
+use crate::ops::Auth;
+use crate::ops::directory::effective_scopes;
+use crate::source::Source;
+use crate::store::{ClientRow, CodeRow, ConsentRow, PrincipalKind, RequestRow, SessionRow};
+use crate::{Error, Result};
+
+/// Prefixes of request handles and sessions.
+const REQUEST_PREFIX: &str = "mcp_ar_";
+const SESSION_PREFIX: &str = "mcp_ss_";
+
+/// An authorization request's parameters, as sent.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuthorizationRequest {
+    pub(crate) response_type: String,
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) scope: String,
+    pub(crate) state: String,
+    pub(crate) code_challenge: String,
+    pub(crate) code_challenge_method: String,
+    pub(crate) resource: Vec<String>,
+}
+
+/// What the user is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsentView {
+    /// The pending request's handle.
+    pub(crate) request: String,
+    pub(crate) client_name: String,
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) resource: String,
+    /// The scopes asked for; once signed in, only those the user holds.
+    pub(crate) scopes: Scopes,
+    pub(crate) offline: bool,
+    /// The signed-in user (`tenant`, `id`), if signed in.
+    pub(crate) principal: Option<(String, String)>,
+}
+
+/// The next step of an authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Send the browser to this URL (the client's redirect URI with a code or error).
+    Redirect(String),
+    /// Ask the user.
+    Consent(ConsentView),
+}
+
+/// A new sign-in session and the request's next step.
+pub(crate) struct SignedIn {
+    pub(crate) session: SecretString,
+    pub(crate) expires_in: u64,
+    pub(crate) step: Step,
+}
+
+impl Auth {
+    /// The authorization endpoint. `session` is the browser's sign-in, if any.
+    ///
+    /// # Errors
+    /// [`OAuthError::InvalidClient`] or [`OAuthError::InvalidRedirectUri`] (shown, not
+    /// redirected); storage errors. Every other fault is a [`Step::Redirect`].
+    pub(crate) async fn start_authorization(
+        &self,
+        request: AuthorizationRequest,
+        session: Option<&SecretString>,
+    ) -> Result<Step> {
+        let client = self.known_client(&request.client_id).await?;
+        let redirect_uri = registered_redirect(&client, &request.redirect_uri)?;
+        let respond = |error: OAuthError, description: &str| {
+            Ok(Step::Redirect(self.error_redirect(
+                &redirect_uri,
+                &request.state,
+                error,
+                description,
+            )))
+        };
+        if request.state.len() > MAX_STATE_LEN || request.state.chars().any(char::is_control) {
+            // Not echoed: it is the bad value.
+            return Ok(Step::Redirect(self.error_redirect(
+                &redirect_uri,
+                "",
+                OAuthError::InvalidRequest,
+                "state: at most 1000 bytes, no control characters",
+            )));
+        }
+        if request.response_type != "code" {
+            return respond(
+                OAuthError::UnsupportedResponseType,
+                "response_type must be code",
+            );
+        }
+        if !client.allows(AUTHORIZATION_CODE) {
+            return respond(
+                OAuthError::UnauthorizedClient,
+                "this client may not use the authorization code grant",
+            );
+        }
+        if request.code_challenge_method != "S256" {
+            return respond(
+                OAuthError::InvalidRequest,
+                "PKCE is required with code_challenge_method S256 (plain is refused)",
+            );
+        }
+        if !is_code_challenge(&request.code_challenge) {
+            return respond(
+                OAuthError::InvalidRequest,
+                "code_challenge: the base64url SHA-256 of the verifier, 43 characters",
+            );
+        }
+        let resource = match self.resource(&request.resource) {
+            Ok(resource) => resource,
+            Err(Error::OAuth { error, description }) => return respond(error, &description),
+            Err(other) => return Err(other),
+        };
+        let requested = match Requested::parse(&request.scope) {
+            Ok(requested) => requested,
+            Err(Error::OAuth { error, description }) => return respond(error, &description),
+            Err(other) => return Err(other),
+        };
+        let scopes = if requested.scopes.is_empty() {
+            resource.scopes.clone()
+        } else {
+            let beyond = requested.scopes.beyond(&resource.scopes);
+            if !beyond.is_empty() {
+                return respond(
+                    OAuthError::InvalidScope,
+                    &format!("{} does not take {beyond}", resource.uri),
+                );
+            }
+            requested.scopes
+        };
+        let pending = RequestRow {
+            client_id: client.client_id.clone(),
+            redirect_uri,
+            state: request.state,
+            code_challenge: request.code_challenge,
+            resource: resource.uri.clone(),
+            scope: scopes.to_string(),
+            offline: requested.offline && client.allows(REFRESH_TOKEN),
+            session_hash: None,
+            expire_time: self.now().saturating_add(REQUEST_TTL),
+        };
+        let (handle, handle_hash) = new_secret(REQUEST_PREFIX)?;
+        let signed_in = match session {
+            Some(session) => self.live_session(session).await?,
+            None => None,
+        };
+        match signed_in {
+            Some((session_hash, session)) => {
+                let pending = RequestRow {
+                    session_hash: Some(session_hash),
+                    ..pending
+                };
+                self.store.insert_request(&handle_hash, &pending).await?;
+                self.next_step(&client, handle, &handle_hash, &pending, &session)
+                    .await
+            }
+            None => {
+                self.store.insert_request(&handle_hash, &pending).await?;
+                Ok(Step::Consent(consent_view(&client, handle, &pending, None)))
+            }
+        }
+    }
+
+    /// Signs a user in for a pending request (password, with Login's lockouts).
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for a wrong password or an unknown or expired request;
+    /// [`Error::ResourceExhausted`] while locked.
+    pub(crate) async fn sign_in(
+        &self,
+        handle: &SecretString,
+        tenant: &str,
+        username: &str,
+        password: SecretString,
+        source: &Source,
+    ) -> Result<SignedIn> {
+        let handle_hash = hash(handle.expose_secret());
+        let Some(pending) = self.store.request(&handle_hash, self.now()).await? else {
+            return Err(Error::unauthenticated("unknown or expired authorization request"));
+        };
+        let principal = self
+            .check_password(tenant, username, password, source)
+            .await?;
+        let ttl = self.oauth.session_ttl.as_secs();
+        let session_row = SessionRow {
+            tenant: principal.tenant.clone(),
+            principal_id: principal.id.clone(),
+            expire_time: self
+                .now()
+                .saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+        };
+        let (session, session_hash) = new_secret(SESSION_PREFIX)?;
+        self.store
+            .insert_session(&session_hash, &session_row, self.now())
+            .await?;
+        self.store.bind_request(&handle_hash, &session_hash).await?;
+        let client = self.known_client(&pending.client_id).await?;
+        let step = self
+            .next_step(
+                &client,
+                handle.expose_secret().to_owned(),
+                &handle_hash,
+                &pending,
+                &session_row,
+            )
+            .await?;
+        Ok(SignedIn {
+            session: SecretString::from(session),
+            expires_in: ttl,
+            step,
+        })
+    }
+
+    /// The user's decision on a request their session signed in for.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for an unknown or expired request, or another session.
+    pub(crate) async fn finish_authorization(
+        &self,
+        handle: &SecretString,
+        session: &SecretString,
+        approve: bool,
+    ) -> Result<Step> {
+        let handle_hash = hash(handle.expose_secret());
+        let refused = || Error::unauthenticated("unknown request, or not this session's");
+        let pending = self
+            .store
+            .request(&handle_hash, self.now())
+            .await?
+            .ok_or_else(refused)?;
+        let (session_hash, session) = self.live_session(session).await?.ok_or_else(refused)?;
+        if pending.session_hash.as_deref() != Some(session_hash.as_str()) {
+            return Err(refused());
+        }
+        // One decision per request, even from two tabs at once.
+        if !self.store.take_request(&handle_hash).await? {
+            return Err(refused());
+        }
+        if !approve {
+            return Ok(Step::Redirect(self.error_redirect(
+                &pending.redirect_uri,
+                &pending.state,
+                OAuthError::AccessDenied,
+                "the user denied the request",
+            )));
+        }
+        let held = self.held_scopes(&session).await?;
+        let granted = requested_scopes(&pending)?.intersection(&held);
+        if granted.is_empty() {
+            return Ok(Step::Redirect(self.error_redirect(
+                &pending.redirect_uri,
+                &pending.state,
+                OAuthError::InvalidScope,
+                "the user holds none of the requested scopes",
+            )));
+        }
+        self.store
+            .upsert_consent(&ConsentRow {
+                tenant: session.tenant.clone(),
+                principal_id: session.principal_id.clone(),
+                client_id: pending.client_id.clone(),
+                resource: pending.resource.clone(),
+                scope: granted.to_string(),
+                offline: pending.offline,
+                create_time: self.now(),
+            })
+            .await?;
+        self.code_redirect(&pending, &session, &granted).await
+    }
+
+    /// After the request is stored with a signed-in session: the redirect with a code when a
+    /// remembered consent covers it, else the consent page.
+    async fn next_step(
+        &self,
+        client: &ClientRow,
+        handle: String,
+        handle_hash: &str,
+        pending: &RequestRow,
+        session: &SessionRow,
+    ) -> Result<Step> {
+        let held = self.held_scopes(session).await?;
+        let scopes = requested_scopes(pending)?.intersection(&held);
+        let consent = self
+            .store
+            .consent(
+                &session.tenant,
+                &session.principal_id,
+                &pending.client_id,
+                &pending.resource,
+            )
+            .await?;
+        let covered = consent.is_some_and(|consent| {
+            Scopes::parse(&consent.scope).is_ok_and(|agreed| scopes.beyond(&agreed).is_empty())
+                && (consent.offline || !pending.offline)
+        });
+        if covered && !scopes.is_empty() && self.store.take_request(handle_hash).await? {
+            return self.code_redirect(pending, session, &scopes).await;
+        }
+        let mut view = consent_view(
+            client,
+            handle,
+            pending,
+            Some((session.tenant.clone(), session.principal_id.clone())),
+        );
+        view.scopes = scopes;
+        Ok(Step::Consent(view))
+    }
+
+    /// Issues a code for `granted` and the redirect that carries it.
+    async fn code_redirect(
+        &self,
+        pending: &RequestRow,
+        session: &SessionRow,
+        granted: &Scopes,
+    ) -> Result<Step> {
+        let (code, code_hash) = new_secret("")?;
+        self.store
+            .insert_code(
+                &code_hash,
+                &CodeRow {
+                    client_id: pending.client_id.clone(),
+                    redirect_uri: pending.redirect_uri.clone(),
+                    code_challenge: pending.code_challenge.clone(),
+                    resource: pending.resource.clone(),
+                    scope: granted.to_string(),
+                    offline: pending.offline,
+                    tenant: session.tenant.clone(),
+                    principal_id: session.principal_id.clone(),
+                    expire_time: self.now().saturating_add(CODE_TTL),
+                },
+            )
+            .await?;
+        let mut url = redirect_base(&pending.redirect_uri)?;
+        url.query_pairs_mut().append_pair("code", &code);
+        Ok(Step::Redirect(self.finish_redirect(url, &pending.state)))
+    }
+
+    /// A live session by its value: its hash and row.
+    async fn live_session(&self, session: &SecretString) -> Result<Option<(String, SessionRow)>> {
+        let value = session.expose_secret();
+        if !value.starts_with(SESSION_PREFIX) || value.len() > 64 {
+            return Ok(None);
+        }
+        let session_hash = hash(value);
+        Ok(self
+            .store
+            .session(&session_hash, self.now())
+            .await?
+            .map(|row| (session_hash, row)))
+    }
+
+    /// The scopes the session's user holds now (none if it is gone or not a user).
+    async fn held_scopes(&self, session: &SessionRow) -> Result<Scopes> {
+        match self
+            .store
+            .principal(&session.tenant, &session.principal_id)
+            .await?
+        {
+            Some(row) if row.kind == PrincipalKind::User => effective_scopes(&row),
+            _ => Ok(Scopes::default()),
+        }
+    }
+
+    /// The resource of a request: exactly one, and one this server issues tokens for.
+    ///
+    /// # Errors
+    /// [`OAuthError::InvalidTarget`].
+    pub(crate) fn resource(&self, resources: &[String]) -> Result<super::Resource> {
+        let [resource] = resources else {
+            return Err(OAuthError::InvalidTarget.because(if resources.is_empty() {
+                "resource is required (RFC 8707): the URI of the server the token is for"
+            } else {
+                "exactly one resource per request"
+            }));
+        };
+        let uri = canonical_resource(resource)
+            .ok_or_else(|| OAuthError::InvalidTarget.because("resource is not an absolute https URI"))?;
+        self.resources()
+            .into_iter()
+            .find(|known| known.uri == uri)
+            .ok_or_else(|| {
+                OAuthError::InvalidTarget.because(format!("{uri} is not a resource of this server"))
+            })
+    }
+
+    /// Every resource tokens may be requested for: Coffer's own API (when its audience is a
+    /// URI) and the configured ones.
+    pub(crate) fn resources(&self) -> Vec<super::Resource> {
+        let own = canonical_resource(&self.keys.settings().audience).map(|uri| super::Resource {
+            uri,
+            scopes: coffer_authn::Scope::ALL.into_iter().collect(),
+        });
+        own.into_iter()
+            .chain(self.oauth.resources.iter().cloned())
+            .collect()
+    }
+
+    /// The client's redirect URI with `error`, `error_description`, `state` and `iss`.
+    fn error_redirect(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        error: OAuthError,
+        description: &str,
+    ) -> String {
+        let Ok(mut url) = redirect_base(redirect_uri) else {
+            return redirect_uri.to_owned();
+        };
+        url.query_pairs_mut()
+            .append_pair("error", error.code())
+            .append_pair("error_description", description);
+        self.finish_redirect(url, state)
+    }
+
+    /// Adds `state` (when the client sent one) and `iss` (RFC 9207) to a redirect.
+    fn finish_redirect(&self, mut url: url::Url, state: &str) -> String {
+        {
+            let mut query = url.query_pairs_mut();
+            if !state.is_empty() {
+                query.append_pair("state", state);
+            }
+            query.append_pair("iss", &self.keys.settings().issuer);
+        }
+        url.into()
+    }
+}
+
+/// The redirect URI to use: the one sent, if registered exactly; or the client's only one
+/// when none was sent.
+///
+/// # Errors
+/// [`OAuthError::InvalidRedirectUri`].
+fn registered_redirect(client: &ClientRow, sent: &str) -> Result<String> {
+    bounded("redirect_uri", sent, super::MAX_URI_LEN)
+        .map_err(|_| OAuthError::InvalidRedirectUri.because("redirect_uri is too long"))?;
+    match (sent, client.redirect_uris.as_slice()) {
+        ("", [only]) => Ok(only.clone()),
+        ("", _) => Err(OAuthError::InvalidRedirectUri
+            .because("redirect_uri is required: the client has several")),
+        (sent, uris) if uris.iter().any(|uri| uri == sent) => Ok(sent.to_owned()),
+        _ => Err(OAuthError::InvalidRedirectUri
+            .because("redirect_uri is not registered for this client (exact match)")),
+    }
+}
+
+fn redirect_base(uri: &str) -> Result<url::Url> {
+    url::Url::parse(uri).map_err(|_| Error::Corrupt("stored redirect URI"))
+}
+
+fn requested_scopes(pending: &RequestRow) -> Result<Scopes> {
+    Scopes::parse(&pending.scope).map_err(|_| Error::Corrupt("stored request scope"))
+}
+
+/// A PKCE S256 challenge: 43 base64url characters (a 32-byte SHA-256).
+fn is_code_challenge(challenge: &str) -> bool {
+    challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn consent_view(
+    client: &ClientRow,
+    handle: String,
+    pending: &RequestRow,
+    principal: Option<(String, String)>,
+) -> ConsentView {
+    ConsentView {
+        request: handle,
+        client_name: if client.client_name.is_empty() {
+            client.client_id.clone()
+        } else {
+            client.client_name.clone()
+        },
+        client_id: client.client_id.clone(),
+        redirect_uri: pending.redirect_uri.clone(),
+        resource: pending.resource.clone(),
+        scopes: Scopes::parse(&pending.scope).unwrap_or_default(),
+        offline: pending.offline,
+        principal,
+    }
+}
