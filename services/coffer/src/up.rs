@@ -102,12 +102,30 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         ),
     };
     let record_cache_ttl = options.record_cache_ttl;
+    // The gateway's address first: it is the OAuth issuer, and Coffer's REST API is the
+    // resource tokens are for, so every service verifies that issuer and audience.
+    let listen = options.gateway_listen;
+    let gateway_listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {listen} (gateway): {error}"))?;
+    let issuer = format!("http://{}", gateway_listener.local_addr()?);
+    let (for_auth, for_key, for_credential) = (issuer.clone(), issuer.clone(), issuer.clone());
     let stack = Stack::builder(prepared.keyring, certificates)
         .databases(databases)
         .key_service(move |config| {
             if let Some(ttl) = record_cache_ttl {
                 config.record_cache_ttl = ttl;
             }
+            config.authn.issuer.clone_from(&for_key);
+            config.authn.audience = for_key;
+        })
+        .auth_service(move |config| {
+            config.tokens.issuer.clone_from(&for_auth);
+            config.tokens.audience = for_auth;
+        })
+        .credential_service(move |config| {
+            config.authn.issuer.clone_from(&for_credential);
+            config.authn.audience = for_credential;
         })
         .addresses(Addresses {
             key_service: options.listen,
@@ -118,7 +136,9 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         .shutdown_grace_period(options.shutdown_grace_period)
         .spawn()
         .await?;
-    let (gateway, gateway_addr) = start_gateway(options, &layout, &stack).await?;
+    let issuer = coffer_gateway::oauth::Issuer::parse(&issuer).map_err(anyhow::Error::msg)?;
+    let (gateway, gateway_addr) =
+        start_gateway(options, gateway_listener, issuer, &layout, &stack)?;
     Ok(Running {
         key_service_addr: stack.key_service.addr,
         auth_service_addr: stack.auth_service.addr,
@@ -134,12 +154,13 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
 /// Starts the REST gateway on `listen` in front of `stack`, calling each service with the
 /// gateway's certificate. The connections are lazy: a service that is down makes its routes
 /// answer 503, and the gateway stays up.
-async fn start_gateway(
+fn start_gateway(
     options: &Options,
+    listener: tokio::net::TcpListener,
+    issuer: coffer_gateway::oauth::Issuer,
     layout: &Layout,
     stack: &Stack,
 ) -> anyhow::Result<(Gateway, SocketAddr)> {
-    let listen = options.gateway_listen;
     let tls = TlsMaterial::load(&layout.gateway)?;
     let trust_domain = coffer_server::upstream::trust_domain(Some(&tls));
     let mut upstreams = std::collections::HashMap::new();
@@ -166,15 +187,13 @@ async fn start_gateway(
         upstreams.insert(service.to_owned(), upstream.connect_lazy(&tls)?);
     }
     let routes = coffer_gateway::routes::Routes::coffer(coffer_gateway::routes::public)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot listen on {listen} (gateway): {error}"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let gateway = coffer_gateway::server::Gateway::new(routes, upstreams)
         .cors(options.gateway_cors.clone())
         .rate_limit(options.gateway_rate_limit)
-        .key_rate_limit(options.gateway_key_rate_limit);
+        .key_rate_limit(options.gateway_key_rate_limit)
+        .issuer(issuer);
     let task = tokio::spawn(gateway.serve(listener, async {
         let _ = stopped.await;
     }));

@@ -42,6 +42,11 @@ pub struct Config {
     /// comma-separated full names such as `coffer.v1.KeyService.RotateRootKey`; each must be
     /// one of [`crate::routes::NOT_PUBLIC`]).
     pub route_also: Vec<String>,
+    /// The public URL clients reach the gateway at (`..__PUBLIC_URL`, `https://...`): when
+    /// set, the gateway serves the OAuth authorization server with this issuer (see
+    /// [`crate::oauth`]). auth-service's `ISSUER` and every service's `AUDIENCE` must be the
+    /// same URL.
+    pub issuer: Option<crate::oauth::Issuer>,
 }
 
 /// The public listener's certificate chain and private key files.
@@ -164,6 +169,14 @@ impl Config {
             None => Some(Vec::new()),
         };
 
+        let issuer = match p.value("PUBLIC_URL") {
+            Some(text) => crate::oauth::Issuer::parse(&text)
+                .map(Some)
+                .map_err(|why| p.error("PUBLIC_URL", &why))
+                .ok(),
+            None => Some(None),
+        };
+
         let upstreams: Option<Vec<_>> = upstreams.into_iter().collect();
         let (
             Some(server),
@@ -174,6 +187,7 @@ impl Config {
             Some(key_rate_limit),
             Some(max_in_flight),
             Some(route_also),
+            Some(issuer),
         ) = (
             server,
             public_tls,
@@ -183,6 +197,7 @@ impl Config {
             key_rate_limit,
             max_in_flight,
             route_also,
+            issuer,
         )
         else {
             return Err(p.into_errors());
@@ -199,6 +214,7 @@ impl Config {
             key_rate_limit,
             max_in_flight,
             route_also,
+            issuer,
         })
     }
 }

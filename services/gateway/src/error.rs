@@ -25,14 +25,27 @@ pub struct JsonError {
 /// The `WWW-Authenticate` challenge (RFC 6750) for a service's refusal: on 401,
 /// `Bearer realm="coffer"`, with `error="invalid_token"` when the request carried a credential;
 /// on a 403 for a missing scope (reason `SCOPE_MISSING`), `error="insufficient_scope"` and the
-/// scope the call needs, so a client can ask for it (step-up). `None` for anything else.
-pub fn challenge(status: &tonic::Status, presented_credential: bool) -> Option<String> {
-    const REALM: &str = "Bearer realm=\"coffer\"";
+/// scope the call needs, so a client can ask for it (step-up). With `resource_metadata`
+/// (the URL of the RFC 9728 document, when the gateway serves an authorization server), each
+/// challenge names it, so an MCP client can discover where to get a token. `None` for
+/// anything else.
+pub fn challenge(
+    status: &tonic::Status,
+    presented_credential: bool,
+    resource_metadata: Option<&str>,
+) -> Option<String> {
+    let realm = match resource_metadata {
+        Some(url) if !url.contains(['"', '\\']) => {
+            format!("Bearer realm=\"coffer\", resource_metadata=\"{url}\"")
+        }
+        _ => "Bearer realm=\"coffer\"".to_owned(),
+    };
+    let realm = realm.as_str();
     match status.code() {
         Code::Unauthenticated if presented_credential => {
-            Some(format!("{REALM}, error=\"invalid_token\""))
+            Some(format!("{realm}, error=\"invalid_token\""))
         }
-        Code::Unauthenticated => Some(REALM.to_owned()),
+        Code::Unauthenticated => Some(realm.to_owned()),
         Code::PermissionDenied => {
             let info = status.get_error_details().error_info()?.clone();
             let scope = info.metadata.get(coffer_server::status::SCOPE)?;
@@ -42,7 +55,7 @@ pub fn challenge(status: &tonic::Status, presented_credential: bool) -> Option<S
                 && scope
                     .bytes()
                     .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-            plain.then(|| format!("{REALM}, error=\"insufficient_scope\", scope=\"{scope}\""))
+            plain.then(|| format!("{realm}, error=\"insufficient_scope\", scope=\"{scope}\""))
         }
         _ => None,
     }
@@ -210,15 +223,15 @@ mod tests {
         let domain = coffer_server::status::Domain("coffer.v1.KeyService");
         let unauthenticated = tonic::Status::unauthenticated("invalid credentials");
         assert_eq!(
-            challenge(&unauthenticated, false).as_deref(),
+            challenge(&unauthenticated, false, None).as_deref(),
             Some(r#"Bearer realm="coffer""#)
         );
         assert_eq!(
-            challenge(&unauthenticated, true).as_deref(),
+            challenge(&unauthenticated, true, None).as_deref(),
             Some(r#"Bearer realm="coffer", error="invalid_token""#)
         );
         assert_eq!(
-            challenge(&domain.missing_scope("key:decrypt"), true).as_deref(),
+            challenge(&domain.missing_scope("key:decrypt"), true, None).as_deref(),
             Some(r#"Bearer realm="coffer", error="insufficient_scope", scope="key:decrypt""#)
         );
         // Another refusal, or a scope that would break the header, gets no challenge.
@@ -227,10 +240,10 @@ mod tests {
             "permission denied",
             coffer_server::status::reasons::NOT_ALLOWED,
         );
-        assert_eq!(challenge(&identity, true), None);
-        assert_eq!(challenge(&domain.missing_scope("a\"b"), true), None);
-        assert_eq!(challenge(&domain.missing_scope("a b"), true), None);
-        assert_eq!(challenge(&tonic::Status::not_found("x"), true), None);
+        assert_eq!(challenge(&identity, true, None), None);
+        assert_eq!(challenge(&domain.missing_scope("a\"b"), true, None), None);
+        assert_eq!(challenge(&domain.missing_scope("a b"), true, None), None);
+        assert_eq!(challenge(&tonic::Status::not_found("x"), true, None), None);
     }
     use tonic_types::ErrorDetails;
 

@@ -20,7 +20,9 @@ pub mod error;
 pub mod grpc;
 pub mod limit;
 pub mod metrics;
+pub mod oauth;
 pub mod openapi;
+pub mod pages;
 pub mod routes;
 pub mod server;
 pub mod template;
@@ -82,13 +84,16 @@ pub async fn serve(
         .map(|tls| coffer_transport::public_server_config(&tls.cert, &tls.key, &[b"http/1.1"]))
         .transpose()?;
     let mut registry = prometheus_client::registry::Registry::default();
-    let gateway = server::Gateway::new(routes, upstreams)
+    let mut gateway = server::Gateway::new(routes, upstreams)
         .cors(config.cors.clone())
         .rate_limit(config.rate_limit)
         .key_rate_limit(config.key_rate_limit)
         .timeout(config.server.request_timeout)
         .max_in_flight(config.max_in_flight)
         .metrics(&mut registry);
+    if let Some(issuer) = config.issuer.clone() {
+        gateway = gateway.issuer(issuer);
+    }
 
     // One stop signal for both listeners.
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -74,10 +74,14 @@ pub struct Gateway {
     metrics: Option<crate::metrics::HttpMetrics>,
     /// The metric label of every route template and fixed endpoint.
     labels: Arc<HashMap<String, Arc<String>>>,
+    /// The OAuth authorization server's issuer, when it serves one (see [`crate::oauth`]).
+    issuer: Option<Arc<crate::oauth::Issuer>>,
 }
 
-/// The endpoints served beside the route table.
+/// The endpoints served beside the route table (the OAuth ones are labelled "oauth").
 const FIXED: [&str; 4] = ["/openapi.json", "/docs", "/healthz", "/readyz"];
+/// The metric label of the OAuth endpoints and metadata documents.
+const OAUTH_LABEL: &str = "oauth";
 
 /// The route a response answered, for the metrics (set by the handler).
 #[derive(Clone)]
@@ -104,7 +108,7 @@ impl Gateway {
             .iter()
             .map(|route| route.template.as_str().to_owned())
             .chain(FIXED.iter().map(|path| (*path).to_owned()))
-            .chain(std::iter::once("-".to_owned()))
+            .chain(["-".to_owned(), OAUTH_LABEL.to_owned()])
             .map(|label| (label.clone(), Arc::new(label)))
             .collect();
         Self {
@@ -119,7 +123,32 @@ impl Gateway {
             key_limit: RateLimit::per_minute(crate::limit::DEFAULT_PER_KEY_PER_MINUTE),
             timeout: DEFAULT_TIMEOUT,
             in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            issuer: None,
         }
+    }
+
+    /// The same gateway serving the OAuth authorization server of `issuer` (see
+    /// [`crate::oauth`]): its metadata, endpoints and pages, and `resource_metadata` in the
+    /// `WWW-Authenticate` challenges of refused calls.
+    #[must_use]
+    pub fn issuer(mut self, issuer: crate::oauth::Issuer) -> Self {
+        self.issuer = Some(Arc::new(issuer));
+        self
+    }
+
+    /// The OAuth issuer, if it serves one.
+    pub(crate) fn oauth_issuer(&self) -> Option<&crate::oauth::Issuer> {
+        self.issuer.as_deref()
+    }
+
+    /// The channel to a service (by its full gRPC name).
+    pub(crate) fn upstream(&self, service: &str) -> Option<Channel> {
+        self.upstreams.get(service).cloned()
+    }
+
+    /// The longest a call may take.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The same gateway counting its requests in `registry` (see [`crate::metrics`]).
@@ -223,7 +252,12 @@ impl Gateway {
             metrics: self.metrics.clone(),
             labels: Arc::clone(&self.labels),
         };
+        let oauth = self
+            .issuer
+            .as_deref()
+            .map_or_else(axum::Router::new, crate::oauth::routes);
         let router = axum::Router::new()
+            .merge(oauth)
             .route("/openapi.json", axum::routing::get(openapi))
             .route("/docs", axum::routing::get(docs))
             .route("/healthz", axum::routing::get(healthz))
@@ -329,7 +363,13 @@ async fn admit(
     };
     let started = std::time::Instant::now();
     let path = request.uri().path();
-    let fixed = if FIXED.contains(&path) { path } else { "-" };
+    let fixed = if FIXED.contains(&path) {
+        path
+    } else if path.starts_with("/oauth/") || path.starts_with("/.well-known/oauth-") {
+        OAUTH_LABEL
+    } else {
+        "-"
+    };
     let unrouted = admission.labels.get(fixed).cloned();
     let response = admitted(&admission, request, next).await;
     let label = match response.extensions().get::<RouteLabel>() {
@@ -611,7 +651,15 @@ async fn call<'g>(
     let reply = grpc::unary(channel, &matched.route.rpc, grpc_request)
         .await
         .map_err(|status| Failure::Service {
-            challenge: crate::error::challenge(&status, presented),
+            challenge: crate::error::challenge(
+                &status,
+                presented,
+                gateway
+                    .issuer
+                    .as_deref()
+                    .map(crate::oauth::Issuer::resource_metadata)
+                    .as_deref(),
+            ),
             error: JsonError::from_status(&status),
         })?;
     let json = transcode::response(matched.route, reply.get_ref());
@@ -619,7 +667,7 @@ async fn call<'g>(
 }
 
 /// Copies the forwarded headers that are valid metadata, and the client's address.
-fn forward(headers: &HeaderMap, client: SocketAddr, metadata: &mut MetadataMap) {
+pub(crate) fn forward(headers: &HeaderMap, client: SocketAddr, metadata: &mut MetadataMap) {
     for name in FORWARDED {
         if let Some(value) = headers.get(*name)
             && let Ok(value) = MetadataValue::try_from(value.as_bytes())
@@ -714,10 +762,10 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        // A page that set its own policy (the OAuth pages' form targets) keeps it.
+        headers
+            .entry(HeaderName::from_static(name))
+            .or_insert(HeaderValue::from_static(value));
     }
     response
 }
