@@ -12,8 +12,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tonic::{Request, Response, Status};
 
 use crate::authz::{self, Caller, Identities, Manage, ServiceRpc};
-use crate::oauth_api as oauth;
 use crate::ids::{ApiKeyName, PrincipalName, TenantId};
+use crate::oauth_api as oauth;
 use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
 use crate::ops::{Auth, Introspection, Tokens};

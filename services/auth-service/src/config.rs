@@ -14,8 +14,8 @@ use coffer_transport::{SpiffeId, TlsMaterial};
 use secrecy::SecretString;
 
 use crate::authz::Policy;
-use crate::ops::oauth::{OAuthSettings, Resource};
 use crate::ops::Lockout;
+use crate::ops::oauth::{OAuthSettings, Resource};
 use crate::signing::TokenSettings;
 
 /// The validated auth-service configuration.

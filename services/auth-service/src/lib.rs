@@ -81,16 +81,18 @@ pub async fn serve(
         config.bcrypt_cost,
     )?;
     let api_key_cache = KeyCache::new(config.api_key_cache_capacity, config.api_key_cache_ttl);
-    let auth = Arc::new(Auth::new(
-        store,
-        passwords,
-        keys,
-        config.refresh_token_ttl,
-        config.lockout,
-        api_key_cache,
-        audit_key,
-    )
-    .with_oauth(config.oauth.clone()));
+    let auth = Arc::new(
+        Auth::new(
+            store,
+            passwords,
+            keys,
+            config.refresh_token_ttl,
+            config.lockout,
+            api_key_cache,
+            audit_key,
+        )
+        .with_oauth(config.oauth.clone()),
+    );
 
     let mut tasks = vec![
         reload_signing_keys(Arc::clone(&auth), config.signing_key_refresh),

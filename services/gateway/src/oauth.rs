@@ -67,7 +67,9 @@ impl Issuer {
             ));
         }
         if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-            return Err(format!("{text:?}: the issuer has no query, fragment or user"));
+            return Err(format!(
+                "{text:?}: the issuer has no query, fragment or user"
+            ));
         }
         let origin = url.origin().ascii_serialization();
         let path = url.path().trim_end_matches('/').to_owned();
@@ -85,16 +87,25 @@ impl Issuer {
 
     /// The URL of the protected resource metadata of Coffer's REST API.
     pub fn resource_metadata(&self) -> String {
-        format!("{}/.well-known/oauth-protected-resource{}", self.origin, self.path)
+        format!(
+            "{}/.well-known/oauth-protected-resource{}",
+            self.origin, self.path
+        )
     }
 
     /// The paths the metadata documents are served at: the RFC 8414 form (well-known
     /// string first, then the issuer's path), and, for an issuer with a path, the form
     /// with the well-known string after it that some clients try.
     pub fn metadata_paths(&self) -> Vec<String> {
-        let mut paths = vec![format!("/.well-known/oauth-authorization-server{}", self.path)];
+        let mut paths = vec![format!(
+            "/.well-known/oauth-authorization-server{}",
+            self.path
+        )];
         if !self.path.is_empty() {
-            paths.push(format!("{}/.well-known/oauth-authorization-server", self.path));
+            paths.push(format!(
+                "{}/.well-known/oauth-authorization-server",
+                self.path
+            ));
         }
         paths
     }
@@ -144,14 +155,20 @@ impl Issuer {
 
 /// Coffer's scopes, in their wire form.
 fn coffer_authn_scopes() -> Vec<&'static str> {
-    coffer_authn::Scope::ALL.iter().map(|s| s.as_str()).collect()
+    coffer_authn::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect()
 }
 
 /// The OAuth routes, added to the gateway's router when it has an issuer.
 pub fn routes(issuer: &Issuer) -> axum::Router<Gateway> {
     use axum::routing::{get, post};
     let mut router = axum::Router::new()
-        .route("/.well-known/oauth-protected-resource", get(resource_metadata))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(resource_metadata),
+        )
         .route("/oauth/authorize", get(authorize))
         .route("/oauth/login", post(login))
         .route("/oauth/consent", post(consent))
@@ -324,7 +341,11 @@ async fn login(
                 resource: "Coffer".into(),
                 ..Default::default()
             };
-            browser.page(code, |csrf| pages::sign_in(&consent, csrf, Some(message)), None)
+            browser.page(
+                code,
+                |csrf| pages::sign_in(&consent, csrf, Some(message)),
+                None,
+            )
         }
     }
 }
@@ -392,7 +413,11 @@ impl Browser {
             Some(pb::authorization_step::Step::Consent(consent)) => {
                 let origin = consent.redirect_origin.clone();
                 if consent.signed_in {
-                    self.page(StatusCode::OK, |csrf| pages::consent(&consent, csrf), Some(&origin))
+                    self.page(
+                        StatusCode::OK,
+                        |csrf| pages::consent(&consent, csrf),
+                        Some(&origin),
+                    )
                 } else {
                     self.page(
                         StatusCode::OK,
@@ -478,7 +503,10 @@ fn service_error(status: &tonic::Status) -> Response {
     };
     html(
         code,
-        &pages::error("Something went wrong", "Coffer cannot answer now; try again later."),
+        &pages::error(
+            "Something went wrong",
+            "Coffer cannot answer now; try again later.",
+        ),
     )
 }
 
@@ -489,9 +517,12 @@ struct ClientAuth {
     basic: bool,
 }
 
+/// A form's parameters in order, and its `resource` values apart.
+type Parameters = (Vec<(String, String)>, Vec<String>);
+
 /// Parses a form body into unique parameters (`resource` may repeat); OAuth forbids
 /// repeating any other.
-fn form_parameters(body: &[u8]) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+fn form_parameters(body: &[u8]) -> Result<Parameters, String> {
     if body.len() > MAX_BODY {
         return Err(format!("the body is over {MAX_BODY} bytes"));
     }
@@ -621,7 +652,11 @@ async fn revoke(
     };
     let token = parameter(&parameters, "token");
     if token.is_empty() {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
     }
     let basic = auth.basic;
     let request = pb::RevokeClientTokenRequest {
@@ -745,7 +780,11 @@ fn token_error(status: &tonic::Status, basic: bool) -> Response {
                 "temporarily_unavailable",
                 status.message(),
             ),
-            _ => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"),
+            _ => oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            ),
         };
     }
     let http = if code == "invalid_client" {
@@ -774,7 +813,10 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 fn json(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
 }
@@ -843,9 +885,12 @@ where
     let mut request = tonic::Request::new(message);
     request.set_timeout(gateway.request_timeout());
     crate::server::forward(&HeaderMap::new(), client, request.metadata_mut());
-    let reply = tokio::time::timeout(gateway.request_timeout(), rpc(AuthServiceClient::new(channel), request))
-        .await
-        .map_err(|_| tonic::Status::deadline_exceeded("auth-service took too long"))??;
+    let reply = tokio::time::timeout(
+        gateway.request_timeout(),
+        rpc(AuthServiceClient::new(channel), request),
+    )
+    .await
+    .map_err(|_| tonic::Status::deadline_exceeded("auth-service took too long"))??;
     Ok(reply.into_inner())
 }
 
@@ -888,7 +933,10 @@ mod tests {
             HeaderValue::from_str(&format!("Basic {encoded}")).unwrap(),
         );
         let auth = client_auth(&headers, &[]).unwrap();
-        assert_eq!((auth.client_id.as_str(), auth.client_secret.as_str()), ("my client", "s:cret"));
+        assert_eq!(
+            (auth.client_id.as_str(), auth.client_secret.as_str()),
+            ("my client", "s:cret")
+        );
         assert!(auth.basic);
         let doubled = [("client_secret".to_owned(), "x".to_owned())];
         assert!(client_auth(&headers, &doubled).is_err());

@@ -159,8 +159,14 @@ mod tests {
             principal: "tenants/a<b/principals/c>d".into(),
             ..Default::default()
         };
-        for html in [consent_page(&consent), sign_in(&consent, "x\"", Some("<e>"))] {
-            assert!(!html.contains("<script>") && !html.contains("<b>evil"), "{html}");
+        for html in [
+            consent_page(&consent),
+            sign_in(&consent, "x\"", Some("<e>")),
+        ] {
+            assert!(
+                !html.contains("<script>") && !html.contains("<b>evil"),
+                "{html}"
+            );
             assert!(!html.contains("<i>") && !html.contains("<e>") && !html.contains("a<b"));
         }
         assert!(consent_page(&consent).contains("&lt;b&gt;evil&lt;/b&gt;"));

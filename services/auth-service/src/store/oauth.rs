@@ -225,7 +225,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub(crate) async fn insert_request(&self, handle_hash: &str, request: &RequestRow) -> Result<()> {
+    pub(crate) async fn insert_request(
+        &self,
+        handle_hash: &str,
+        request: &RequestRow,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO auth_oauth_requests (handle_hash, client_id, redirect_uri, state, \
              code_challenge, resource, scope, offline, session_hash, expire_time) \
@@ -470,7 +474,9 @@ impl Store {
             Some(jti) => Some(Issued {
                 family: row.try_get("family")?,
                 jti,
-                jti_expire_time: row.try_get::<Option<i64>, _>("jti_expire_time")?.unwrap_or(0),
+                jti_expire_time: row
+                    .try_get::<Option<i64>, _>("jti_expire_time")?
+                    .unwrap_or(0),
             }),
             None => None,
         };

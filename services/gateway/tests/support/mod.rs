@@ -54,6 +54,8 @@ pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) headers: http::HeaderMap,
     pub(crate) json: Value,
+    /// The body as text (HTML pages).
+    pub(crate) text: String,
 }
 
 impl Rest {
@@ -204,6 +206,7 @@ pub(crate) async fn request(
         status,
         headers,
         json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 

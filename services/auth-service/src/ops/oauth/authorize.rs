@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::clients::{AUTHORIZATION_CODE, REFRESH_TOKEN};
 use super::{
-    CODE_TTL, MAX_STATE_LEN, OAuthError, REQUEST_TTL, Requested, bounded, canonical_resource,
-    hash, new_secret,
+    CODE_TTL, MAX_STATE_LEN, OAuthError, REQUEST_TTL, Requested, bounded, canonical_resource, hash,
+    new_secret,
 };
 use crate::ops::Auth;
 use crate::ops::directory::effective_scopes;
@@ -193,7 +193,9 @@ impl Auth {
     ) -> Result<SignedIn> {
         let handle_hash = hash(handle.expose_secret());
         let Some(pending) = self.store.request(&handle_hash, self.now()).await? else {
-            return Err(Error::unauthenticated("unknown or expired authorization request"));
+            return Err(Error::unauthenticated(
+                "unknown or expired authorization request",
+            ));
         };
         let principal = self
             .check_password(tenant, username, password, source)
@@ -390,8 +392,9 @@ impl Auth {
                 "exactly one resource per request"
             }));
         };
-        let uri = canonical_resource(resource)
-            .ok_or_else(|| OAuthError::InvalidTarget.because("resource is not an absolute https URI"))?;
+        let uri = canonical_resource(resource).ok_or_else(|| {
+            OAuthError::InvalidTarget.because("resource is not an absolute https URI")
+        })?;
         self.resources()
             .into_iter()
             .find(|known| known.uri == uri)

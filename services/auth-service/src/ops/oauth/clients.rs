@@ -90,7 +90,8 @@ fn redirect_uris(uris: &[String], application_type: &str) -> Result<()> {
     }
     for uri in uris {
         bounded("redirect_uri", uri, MAX_URI_LEN)?;
-        let url = url::Url::parse(uri).map_err(|_| invalid(format!("{uri:?} is not an absolute URI")))?;
+        let url =
+            url::Url::parse(uri).map_err(|_| invalid(format!("{uri:?} is not an absolute URI")))?;
         if url.fragment().is_some() {
             return Err(invalid(format!("{uri:?} has a fragment")));
         }
@@ -111,8 +112,9 @@ fn redirect_uris(uris: &[String], application_type: &str) -> Result<()> {
 /// Checks a client name: at most 200 characters, no control characters.
 fn client_name(name: &str) -> Result<String> {
     if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(OAuthError::InvalidClientMetadata
-            .because(format!("client_name: at most {MAX_NAME_LEN} characters, no control characters")));
+        return Err(OAuthError::InvalidClientMetadata.because(format!(
+            "client_name: at most {MAX_NAME_LEN} characters, no control characters"
+        )));
     }
     Ok(name.trim().to_owned())
 }
@@ -152,14 +154,19 @@ impl Auth {
         if grants.is_empty() {
             grants = vec![AUTHORIZATION_CODE.to_owned(), REFRESH_TOKEN.to_owned()];
         }
-        if !grants.iter().all(|g| g == AUTHORIZATION_CODE || g == REFRESH_TOKEN)
+        if !grants
+            .iter()
+            .all(|g| g == AUTHORIZATION_CODE || g == REFRESH_TOKEN)
             || !grants.iter().any(|g| g == AUTHORIZATION_CODE)
         {
             return Err(metadata(
                 "grant_types: authorization_code, and optionally refresh_token",
             ));
         }
-        if !matches!(registration.token_endpoint_auth_method.as_str(), "" | "none") {
+        if !matches!(
+            registration.token_endpoint_auth_method.as_str(),
+            "" | "none"
+        ) {
             return Err(metadata(
                 "token_endpoint_auth_method: registered clients are public (`none`)",
             ));
@@ -204,7 +211,10 @@ impl Auth {
         new: NewClient,
     ) -> Result<(ClientRow, Option<secrecy::SecretString>)> {
         let name = client_name(&new.client_name).map_err(|_| {
-            Error::invalid("client_name", "at most 200 characters, no control characters")
+            Error::invalid(
+                "client_name",
+                "at most 200 characters, no control characters",
+            )
         })?;
         let credentials = new.grant_types.iter().any(|g| g == CLIENT_CREDENTIALS);
         let method = new.auth_method.unwrap_or(if credentials {
@@ -260,7 +270,9 @@ impl Auth {
             } else {
                 new.grant_types.clone()
             };
-            if !grants.iter().all(|g| g == AUTHORIZATION_CODE || g == REFRESH_TOKEN)
+            if !grants
+                .iter()
+                .all(|g| g == AUTHORIZATION_CODE || g == REFRESH_TOKEN)
                 || !grants.iter().any(|g| g == AUTHORIZATION_CODE)
             {
                 return Err(Error::invalid(
@@ -328,7 +340,10 @@ impl Auth {
     pub(crate) async fn authenticate_client(&self, presented: &Presented) -> Result<ClientRow> {
         use secrecy::ExposeSecret as _;
         let refused = || OAuthError::InvalidClient.because("client authentication failed");
-        let client = self.known_client(&presented.client_id).await.map_err(|_| refused())?;
+        let client = self
+            .known_client(&presented.client_id)
+            .await
+            .map_err(|_| refused())?;
         let secret = presented.client_secret.expose_secret();
         let method = AuthMethod::parse(&client.auth_method).ok_or(Error::Corrupt("auth method"))?;
         let matches = match (method, &client.secret_hash) {
@@ -348,7 +363,9 @@ impl Auth {
 impl ClientRow {
     /// Whether the client may use `grant`.
     pub(crate) fn allows(&self, grant: &str) -> bool {
-        self.grant_types.split_ascii_whitespace().any(|g| g == grant)
+        self.grant_types
+            .split_ascii_whitespace()
+            .any(|g| g == grant)
     }
 }
 
@@ -359,7 +376,11 @@ mod tests {
     #[test]
     fn redirect_uris_are_https_or_loopback_for_native_apps() {
         let ok = |uris: &[&str], kind| {
-            redirect_uris(&uris.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>(), kind).is_ok()
+            redirect_uris(
+                &uris.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>(),
+                kind,
+            )
+            .is_ok()
         };
         assert!(ok(&["https://app.example/cb"], "web"));
         assert!(ok(&["http://127.0.0.1:3000/callback"], "native"));

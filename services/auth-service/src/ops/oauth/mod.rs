@@ -148,7 +148,9 @@ impl Resource {
             None => (text, MCP_SCOPES.into_iter().collect()),
         };
         let uri = canonical_resource(uri.trim()).ok_or_else(|| {
-            format!("{uri:?}: a resource is an absolute https URI (http only on loopback), no fragment")
+            format!(
+                "{uri:?}: a resource is an absolute https URI (http only on loopback), no fragment"
+            )
         })?;
         Ok(Self { uri, scopes })
     }
@@ -270,7 +272,9 @@ pub(crate) fn hash(value: &str) -> String {
 /// Refuses a value longer than `max` bytes with `invalid_request` naming `field`.
 pub(crate) fn bounded(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
-        return Err(OAuthError::InvalidRequest.because(format!("{field} is longer than {max} bytes")));
+        return Err(
+            OAuthError::InvalidRequest.because(format!("{field} is longer than {max} bytes"))
+        );
     }
     Ok(())
 }

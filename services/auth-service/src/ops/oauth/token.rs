@@ -61,12 +61,12 @@ impl Auth {
             CLIENT_CREDENTIALS if client.allows(CLIENT_CREDENTIALS) => {
                 self.credentials_grant(&client, &request).await
             }
-            AUTHORIZATION_CODE | REFRESH_TOKEN | CLIENT_CREDENTIALS => Err(
-                OAuthError::UnauthorizedClient.because("this client may not use this grant type"),
-            ),
-            _ => Err(OAuthError::UnsupportedGrantType.because(
-                "grant_type: authorization_code, refresh_token or client_credentials",
-            )),
+            AUTHORIZATION_CODE | REFRESH_TOKEN | CLIENT_CREDENTIALS => {
+                Err(OAuthError::UnauthorizedClient
+                    .because("this client may not use this grant type"))
+            }
+            _ => Err(OAuthError::UnsupportedGrantType
+                .because("grant_type: authorization_code, refresh_token or client_credentials")),
         }
     }
 
@@ -117,7 +117,9 @@ impl Auth {
             CodeSpend::Spent(row) => row,
             CodeSpend::Reused(issued) => {
                 self.undo_code(&code_hash, issued).await?;
-                return Err(invalid("the code was used before: what it issued is revoked"));
+                return Err(invalid(
+                    "the code was used before: what it issued is revoked",
+                ));
             }
             CodeSpend::Invalid => return Err(invalid("unknown or expired code")),
         };
@@ -128,7 +130,9 @@ impl Auth {
         let redirect_matches = request.redirect_uri == row.redirect_uri
             || (request.redirect_uri.is_empty() && client.redirect_uris.len() == 1);
         if !redirect_matches {
-            return Err(invalid("redirect_uri differs from the authorization request's"));
+            return Err(invalid(
+                "redirect_uri differs from the authorization request's",
+            ));
         }
         if !pkce_matches(request.code_verifier.expose_secret(), &row.code_challenge) {
             return Err(invalid("code_verifier does not match the code_challenge"));
@@ -138,7 +142,8 @@ impl Auth {
         let granted = stored(&row.scope)?.intersection(&effective_scopes(&principal)?);
         let refresh = if row.offline && client.allows(REFRESH_TOKEN) {
             let (token, token_hash) = new_refresh_token()?;
-            let refresh_row = self.client_refresh_row(&principal, client, &row.resource, &granted, None)?;
+            let refresh_row =
+                self.client_refresh_row(&principal, client, &row.resource, &granted, None)?;
             self.store
                 .insert_refresh_token(&token_hash, &refresh_row)
                 .await?;
@@ -146,7 +151,13 @@ impl Auth {
         } else {
             None
         };
-        let issue = self.client_tokens(&principal, client, &row.resource, &granted, refresh.as_ref().map(|(t, _)| t.clone()))?;
+        let issue = self.client_tokens(
+            &principal,
+            client,
+            &row.resource,
+            &granted,
+            refresh.as_ref().map(|(t, _)| t.clone()),
+        )?;
         self.store
             .record_code_issue(
                 &code_hash,
@@ -178,7 +189,10 @@ impl Auth {
                 if spent.client_id.as_deref() != Some(client.client_id.as_str()) {
                     return Err(invalid("the refresh token was issued to another client"));
                 }
-                let audience = spent.audience.clone().ok_or(Error::Corrupt("refresh audience"))?;
+                let audience = spent
+                    .audience
+                    .clone()
+                    .ok_or(Error::Corrupt("refresh audience"))?;
                 self.same_resource(&request.resource, &audience)?;
                 let had = stored(&spent.scope)?;
                 if let Some(narrower) = &narrowing {
@@ -204,7 +218,10 @@ impl Auth {
             .await?;
         match spent {
             Spend::Spent(principal, next) => {
-                let audience = next.audience.clone().ok_or(Error::Corrupt("refresh audience"))?;
+                let audience = next
+                    .audience
+                    .clone()
+                    .ok_or(Error::Corrupt("refresh audience"))?;
                 let (issue, _, _) = self.client_tokens(
                     &principal,
                     client,
@@ -215,8 +232,13 @@ impl Auth {
                 Ok(issue)
             }
             Spend::Reused(row) => {
-                self.audit_reuse(&row.tenant, &row.principal_id, &row.family, "refresh_token.reuse")
-                    .await?;
+                self.audit_reuse(
+                    &row.tenant,
+                    &row.principal_id,
+                    &row.family,
+                    "refresh_token.reuse",
+                )
+                .await?;
                 Err(invalid("refresh token reused: its family is revoked"))
             }
             Spend::Invalid => Err(invalid("unknown, expired or revoked refresh token")),
@@ -228,14 +250,18 @@ impl Auth {
     async fn credentials_grant(&self, client: &ClientRow, request: &TokenRequest) -> Result<Issue> {
         let resource = self.resource(&request.resource)?;
         let (Some(tenant), Some(id)) = (&client.tenant, &client.principal_id) else {
-            return Err(Error::Corrupt("client credentials client without an account"));
+            return Err(Error::Corrupt(
+                "client credentials client without an account",
+            ));
         };
         let account = self
             .store
             .principal(tenant, id)
             .await?
             .filter(|row| row.kind == PrincipalKind::ServiceAccount)
-            .ok_or_else(|| OAuthError::InvalidClient.because("the client's service account is gone"))?;
+            .ok_or_else(|| {
+                OAuthError::InvalidClient.because("the client's service account is gone")
+            })?;
         let allowed = stored(&client.scope)?.intersection(&resource.scopes);
         let requested = Requested::parse(&request.scope)?;
         if requested.offline {
@@ -333,7 +359,13 @@ impl Auth {
     }
 
     /// Writes a reuse (code or refresh token) to the tenant's privilege-change chain.
-    async fn audit_reuse(&self, tenant: &str, actor: &str, subject: &str, action: &str) -> Result<()> {
+    async fn audit_reuse(
+        &self,
+        tenant: &str,
+        actor: &str,
+        subject: &str,
+        action: &str,
+    ) -> Result<()> {
         let event = ChainEvent {
             tenant,
             actor,
@@ -341,7 +373,9 @@ impl Auth {
             subject,
             outcome: "family_revoked",
         };
-        self.store.audit(self.audit_key(), &event, self.now()).await?;
+        self.store
+            .audit(self.audit_key(), &event, self.now())
+            .await?;
         tracing::warn!(tenant, "OAuth refresh token reuse: family revoked");
         Ok(())
     }
@@ -360,8 +394,10 @@ impl Auth {
         match sent {
             [] => Ok(()),
             [one] if canonical_resource(one).as_deref() == Some(granted) => Ok(()),
-            _ => Err(OAuthError::InvalidTarget
-                .because("resource differs from the one the grant is for")),
+            _ => {
+                Err(OAuthError::InvalidTarget
+                    .because("resource differs from the one the grant is for"))
+            }
         }
     }
 }
@@ -393,7 +429,10 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mJ0zUsXObE3yzjdxlkgzg1Sn2dRuYY";
         let challenge = "u3aA9bhuJry0GtVk4xiX6KaZRgLOmgs9ZPQWjQbNF8U";
         assert!(pkce_matches(verifier, challenge));
-        assert!(!pkce_matches("dBjftJeZ4CVP-mJ0zUsXObE3yzjdxlkgzg1Sn2dRuYZ", challenge));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mJ0zUsXObE3yzjdxlkgzg1Sn2dRuYZ",
+            challenge
+        ));
         // The challenge itself as a verifier (what a plain-method client sends) fails.
         assert!(!pkce_matches(challenge, challenge));
         assert!(!pkce_matches("short", challenge));

@@ -1,0 +1,680 @@
+//! The OAuth 2.1 authorization server end to end: the real stack with the gateway's URL as
+//! issuer and audience, a user signing in and consenting through the HTML forms (cookies and
+//! CSRF tokens as a browser keeps them), the token endpoint, and Coffer's REST API accepting
+//! the token. Then each misuse the MCP authorization specification names, refused with the
+//! right error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use coffer_crypto::RootKeyring;
+use coffer_gateway::oauth::Issuer;
+use coffer_gateway::routes::Routes;
+use coffer_gateway::server::Gateway;
+use coffer_proto::pb;
+use coffer_proto::pb::auth_service_client::AuthServiceClient;
+use coffer_test_support::connect;
+use coffer_transport::DevCa;
+use coffer_transport::dev_ca::Usage;
+use prost_reflect::DescriptorPool;
+use sha2::{Digest as _, Sha256};
+use support::{Answer, request};
+
+const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+const MCP: &str = "http://127.0.0.1:1/mcp";
+const PASSWORD: &str = "correct horse battery";
+
+struct Server {
+    addr: SocketAddr,
+    issuer: String,
+    client_id: String,
+    operator: AuthServiceClient<tonic::transport::Channel>,
+    _stack: coffer_stack::Stack,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Self {
+        coffer_test_support::init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let issuer = format!("http://{addr}");
+        let ca = DevCa::generate("coffer.local").unwrap();
+        let certificates = coffer_stack::Certificates::issue(&ca).unwrap();
+        let (a, k, c) = (issuer.clone(), issuer.clone(), issuer.clone());
+        let stack = coffer_stack::Stack::builder(RootKeyring::generate().unwrap(), certificates)
+            .databases(coffer_stack::Databases::sqlite_in(dir.path()))
+            .auth_service(move |config| {
+                config.bcrypt_cost = 4;
+                config.tokens.issuer.clone_from(&a);
+                config.tokens.audience = a;
+                config.oauth.resources = vec![coffer_auth_service::Resource::parse(MCP).unwrap()];
+            })
+            .key_service(move |config| {
+                config.authn.issuer.clone_from(&k);
+                config.authn.audience = k;
+            })
+            .credential_service(move |config| {
+                config.authn.issuer.clone_from(&c);
+                config.authn.audience = c;
+            })
+            .spawn()
+            .await
+            .unwrap();
+        let operator_tls = ca
+            .issue_material("operator/test", Usage::Client)
+            .unwrap()
+            .client_config("127.0.0.1");
+        let mut operator = AuthServiceClient::new(
+            connect(stack.auth_service.addr, operator_tls)
+                .await
+                .unwrap(),
+        );
+        operator
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: "acme".into(),
+                display_name: "Acme".into(),
+            })
+            .await
+            .unwrap();
+        operator
+            .create_principal(pb::CreatePrincipalRequest {
+                parent: "tenants/acme".into(),
+                principal_id: "alice".into(),
+                kind: pb::PrincipalKind::User as i32,
+                password: PASSWORD.into(),
+                roles: vec!["developer".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let client_id = operator
+            .create_client(pb::CreateClientRequest {
+                client_name: "Conformance <client>".into(),
+                redirect_uris: vec![REDIRECT.into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .client
+            .unwrap()
+            .client_id;
+
+        let gateway_tls = ca
+            .issue_material("gateway", Usage::Client)
+            .unwrap()
+            .client_config("127.0.0.1");
+        let mut upstreams = HashMap::new();
+        for (service, service_addr) in [
+            ("coffer.v1.KeyService", stack.key_service.addr),
+            ("coffer.v1.AuthService", stack.auth_service.addr),
+            ("coffer.v1.CredentialService", stack.credential_service.addr),
+        ] {
+            upstreams.insert(
+                service.to_owned(),
+                connect(service_addr, gateway_tls.clone()).await.unwrap(),
+            );
+        }
+        let pool = DescriptorPool::decode(coffer_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let routes = Routes::build(&pool, coffer_gateway::routes::public).unwrap();
+        let gateway = Gateway::new(routes, upstreams).issuer(Issuer::parse(&issuer).unwrap());
+        tokio::spawn(gateway.serve(listener, std::future::pending()));
+        Self {
+            addr,
+            issuer,
+            client_id,
+            operator,
+            _stack: stack,
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, path: &str, cookies: &Jar) -> Answer {
+        let cookie = cookies.header();
+        let mut headers = vec![];
+        if !cookie.is_empty() {
+            headers.push(("cookie", cookie.as_str()));
+        }
+        request(self.addr, "GET", path, &headers, Bytes::new()).await
+    }
+
+    async fn post_form(&self, path: &str, form: &[(&str, &str)], cookies: &Jar) -> Answer {
+        let body = encode(form);
+        let cookie = cookies.header();
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        if !cookie.is_empty() {
+            headers.push(("cookie", cookie.as_str()));
+        }
+        request(self.addr, "POST", path, &headers, Bytes::from(body)).await
+    }
+
+    /// The authorization request of `client_id` for `resource` with a fresh PKCE pair:
+    /// its query and the verifier.
+    fn authorization(&self, client_id: &str, scope: &str, resource: &str) -> (String, String) {
+        let verifier = URL_SAFE_NO_PAD.encode(coffer_test_support::random_hex(32));
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let query = encode(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("scope", scope),
+            ("state", "xyz-state"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("resource", resource),
+        ]);
+        (format!("/oauth/authorize?{query}"), verifier)
+    }
+
+    /// Signs `alice` in and allows: the redirect's query parameters.
+    async fn consent(&self, path: &str, cookies: &mut Jar) -> HashMap<String, String> {
+        let page = self.get(path, cookies).await;
+        if page.status == 303 {
+            // A remembered consent: the code at once.
+            return redirect_query(&page);
+        }
+        assert_eq!(page.status, 200, "{}", page.text);
+        cookies.keep(&page);
+        let csrf = hidden(&page.text, "csrf");
+        let handle = hidden(&page.text, "request");
+        let consent = if cookies.has("__Host-coffer_session") {
+            page
+        } else {
+            assert!(page.text.contains("Sign in"), "{}", page.text);
+            let signed_in = self
+                .post_form(
+                    "/oauth/login",
+                    &[
+                        ("request", &handle),
+                        ("csrf", &csrf),
+                        ("tenant", "acme"),
+                        ("username", "alice"),
+                        ("password", PASSWORD),
+                    ],
+                    cookies,
+                )
+                .await;
+            cookies.keep(&signed_in);
+            signed_in
+        };
+        if consent.status == 303 {
+            return redirect_query(&consent);
+        }
+        assert_eq!(consent.status, 200, "{}", consent.text);
+        assert!(consent.text.contains("Allow"), "{}", consent.text);
+        // The consent page names the client (escaped), its id and where it sends you.
+        assert!(
+            consent.text.contains("Conformance &lt;client&gt;") || consent.text.contains("mcp_cl_")
+        );
+        assert!(consent.text.contains("127.0.0.1"));
+        let csp = consent.headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'")
+                && csp.contains("form-action 'self' http://127.0.0.1:3000"),
+            "{csp}"
+        );
+        let allowed = self
+            .post_form(
+                "/oauth/consent",
+                &[
+                    ("request", &hidden(&consent.text, "request")),
+                    ("csrf", &csrf),
+                    ("decision", "allow"),
+                ],
+                cookies,
+            )
+            .await;
+        assert_eq!(allowed.status, 303, "{}", allowed.text);
+        redirect_query(&allowed)
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> Answer {
+        self.post_form("/oauth/token", form, &Jar::default()).await
+    }
+
+    async fn code_tokens(&self, code: &str, verifier: &str) -> Answer {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+            ("client_id", &self.client_id),
+        ])
+        .await
+    }
+
+    /// A REST call with `token`: its status.
+    async fn rest(&self, token: &str) -> u16 {
+        let authorization = format!("Bearer {token}");
+        request(
+            self.addr,
+            "GET",
+            "/v1/tenants/acme/credentials",
+            &[("authorization", authorization.as_str())],
+            Bytes::new(),
+        )
+        .await
+        .status
+    }
+}
+
+/// The browser's cookies.
+#[derive(Default)]
+struct Jar(HashMap<String, String>);
+
+impl Jar {
+    fn keep(&mut self, answer: &Answer) {
+        for value in answer.headers.get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+                assert!(text.contains(attribute), "{text} lacks {attribute}");
+            }
+            assert!(text.starts_with("__Host-") && !text.contains("Domain"));
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.0.insert(name.to_owned(), value.to_owned());
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn encode(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).expect("the page has the hidden field") + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+fn redirect_query(answer: &Answer) -> HashMap<String, String> {
+    let location = answer.headers["location"].to_str().unwrap();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let url = url::Url::parse(location).unwrap();
+    url.query_pairs().into_owned().collect()
+}
+
+#[tokio::test]
+async fn discovery_documents_name_this_issuer_exactly() {
+    let server = Server::start().await;
+    let jar = Jar::default();
+    let metadata = server
+        .get("/.well-known/oauth-authorization-server", &jar)
+        .await;
+    assert_eq!(metadata.status, 200);
+    assert!(
+        metadata.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let m = &metadata.json;
+    assert_eq!(m["issuer"], server.issuer.as_str());
+    assert_eq!(
+        m["authorization_endpoint"],
+        format!("{}/oauth/authorize", server.issuer)
+    );
+    assert_eq!(
+        m["token_endpoint"],
+        format!("{}/oauth/token", server.issuer)
+    );
+    assert_eq!(
+        m["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+    assert!(
+        m["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "offline_access")
+    );
+    for grant in ["authorization_code", "refresh_token", "client_credentials"] {
+        assert!(
+            m["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == grant)
+        );
+    }
+    let prm = server
+        .get("/.well-known/oauth-protected-resource", &jar)
+        .await;
+    assert_eq!(prm.json["resource"], server.issuer.as_str());
+    assert_eq!(prm.json["authorization_servers"][0], server.issuer.as_str());
+    assert_eq!(
+        prm.json["bearer_methods_supported"],
+        serde_json::json!(["header"])
+    );
+    // The REST API's 401 points at that document.
+    let refused = request(
+        server.addr,
+        "GET",
+        "/v1/tenants/acme/credentials",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    let challenge = refused.headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"{}/.well-known/oauth-protected-resource\"",
+            server.issuer
+        )),
+        "{challenge}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_signs_in_consents_and_the_token_works_until_misused() {
+    let server = Server::start().await;
+    let mut jar = Jar::default();
+    let (path, verifier) =
+        server.authorization(&server.client_id, "mcp:read offline_access", &server.issuer);
+    let redirect = server.consent(&path, &mut jar).await;
+    assert_eq!(redirect["state"], "xyz-state");
+    assert_eq!(redirect["iss"], server.issuer.as_str());
+    let code = &redirect["code"];
+
+    let tokens = server.code_tokens(code, &verifier).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    assert_eq!(tokens.headers["cache-control"], "no-store");
+    assert!(
+        tokens.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(tokens.json["token_type"], "Bearer");
+    assert_eq!(tokens.json["scope"], "mcp:read offline_access");
+    let access = tokens.json["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens.json["refresh_token"].as_str().unwrap().to_owned();
+    // The token is for Coffer's REST API: accepted there, with the consented scope only.
+    assert_eq!(server.rest(&access).await, 200);
+
+    // Refresh: rotated; the spent one presented again revokes the family.
+    let refreshed = server
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &server.client_id),
+        ])
+        .await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.json);
+    let next = refreshed.json["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(next, refresh);
+    let reused = server
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &server.client_id),
+        ])
+        .await;
+    assert_eq!(
+        (reused.status, reused.json["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let after = server
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &next),
+            ("client_id", &server.client_id),
+        ])
+        .await;
+    assert_eq!(
+        after.json["error"], "invalid_grant",
+        "the family is revoked"
+    );
+
+    // The code a second time: refused, and the token its first use issued is revoked.
+    let again = server.code_tokens(code, &verifier).await;
+    assert_eq!(again.json["error"], "invalid_grant");
+    // The services see the revocation through their feed, within its one-second bound.
+    let mut status = 200;
+    for _ in 0..30 {
+        status = server.rest(&access).await;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "the reused code's token is still accepted after 3 s"
+    );
+
+    // The consent is remembered: the next authorization redirects at once.
+    let (path, verifier) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    let page = server.get(&path, &jar).await;
+    assert_eq!(page.status, 303, "{}", page.text);
+    let code = redirect_query(&page)["code"].clone();
+    let tokens = server.code_tokens(&code, &verifier).await;
+    assert_eq!(tokens.status, 200);
+    assert!(
+        tokens.json.get("refresh_token").is_none(),
+        "no offline_access, no refresh token"
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_another_resource_is_refused_by_coffer() {
+    let server = Server::start().await;
+    let mut jar = Jar::default();
+    let (path, verifier) = server.authorization(&server.client_id, "mcp:read", MCP);
+    let redirect = server.consent(&path, &mut jar).await;
+    let tokens = server.code_tokens(&redirect["code"], &verifier).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let access = tokens.json["access_token"].as_str().unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(access.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], MCP);
+    assert_eq!(claims["client_id"], server.client_id.as_str());
+    assert_eq!(server.rest(access).await, 401);
+}
+
+#[tokio::test]
+async fn misuse_is_refused_with_the_right_error() {
+    let server = Server::start().await;
+    let mut jar = Jar::default();
+
+    // Plain PKCE, a missing resource, an unknown scope: redirected errors with state and iss.
+    let (path, _) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    for (change, error) in [
+        (
+            ("code_challenge_method=S256", "code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (("&resource=", "&ignored="), "invalid_target"),
+        (("scope=mcp%3Aread", "scope=mcp%3Aroot"), "invalid_scope"),
+    ] {
+        let bad = path.replace(change.0, change.1);
+        assert_ne!(bad, path, "{change:?}");
+        let answer = server.get(&bad, &jar).await;
+        assert_eq!(answer.status, 303, "{change:?}: {}", answer.text);
+        let query = redirect_query(&answer);
+        assert_eq!(query["error"], error, "{change:?}");
+        assert_eq!(query["state"], "xyz-state");
+        assert_eq!(query["iss"], server.issuer.as_str());
+    }
+    // A redirect URI that is not the client's, or an unknown client: shown, never redirected.
+    for bad in [
+        path.replace("3000%2Fcallback", "3001%2Fcallback"),
+        path.replace(&server.client_id, "mcp_cl_unknown"),
+    ] {
+        let answer = server.get(&bad, &jar).await;
+        assert_eq!(answer.status, 400, "{}", answer.text);
+        assert!(answer.headers.get("location").is_none());
+    }
+
+    // A form without its CSRF token.
+    let page = server.get(&path, &jar).await;
+    jar.keep(&page);
+    let forged = server
+        .post_form(
+            "/oauth/login",
+            &[
+                ("request", &hidden(&page.text, "request")),
+                ("csrf", "x"),
+                ("tenant", "acme"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+            &jar,
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let no_cookie = server
+        .post_form(
+            "/oauth/consent",
+            &[
+                ("request", &hidden(&page.text, "request")),
+                ("csrf", &hidden(&page.text, "csrf")),
+                ("decision", "allow"),
+            ],
+            &Jar::default(),
+        )
+        .await;
+    assert_eq!(no_cookie.status, 403);
+
+    // Wrong verifier; the code of another client; a redirect URI that differs.
+    let other = server
+        .operator
+        .clone()
+        .create_client(pb::CreateClientRequest {
+            client_name: "other".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .client
+        .unwrap()
+        .client_id;
+    let (path, verifier) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    let code = server.consent(&path, &mut jar).await["code"].clone();
+    let wrong = server.code_tokens(&code, &format!("{verifier}x")).await;
+    assert_eq!(wrong.json["error"], "invalid_grant", "{}", wrong.json);
+    let (path, verifier) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    let code = server.consent(&path, &mut jar).await["code"].clone();
+    let stolen = server
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+            ("client_id", &other),
+        ])
+        .await;
+    assert_eq!(stolen.json["error"], "invalid_grant", "{}", stolen.json);
+    let (path, verifier) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    let code = server.consent(&path, &mut jar).await["code"].clone();
+    let moved = server
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:3000/other"),
+            ("code_verifier", &verifier),
+            ("client_id", &server.client_id),
+        ])
+        .await;
+    assert_eq!(moved.json["error"], "invalid_grant", "{}", moved.json);
+    // An unknown client at the token endpoint; an unknown grant type.
+    let unknown = server
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "nobody"),
+        ])
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.json["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let grant = server
+        .token(&[("grant_type", "password"), ("client_id", &server.client_id)])
+        .await;
+    assert_eq!(grant.json["error"], "unsupported_grant_type");
+}
+
+#[tokio::test]
+async fn dynamic_registration_needs_an_application_type_and_safe_redirects() {
+    let server = Server::start().await;
+    let register = |body: serde_json::Value| async move {
+        request(
+            server.addr,
+            "POST",
+            "/oauth/register",
+            &[("content-type", "application/json")],
+            Bytes::from(body.to_string()),
+        )
+        .await
+    };
+    let registered = register(serde_json::json!({
+        "redirect_uris": [REDIRECT],
+        "client_name": "SDK client",
+        "application_type": "native",
+        "token_endpoint_auth_method": "none",
+    }))
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.json);
+    assert!(
+        registered.json["client_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("mcp_cl_")
+    );
+    assert_eq!(registered.json["token_endpoint_auth_method"], "none");
+    for (body, error) in [
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT]}),
+            "invalid_client_metadata",
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["http://evil.example/cb"], "application_type": "native"}),
+            "invalid_redirect_uri",
+        ),
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT], "application_type": "web"}),
+            "invalid_redirect_uri",
+        ),
+    ] {
+        let refused = register(body.clone()).await;
+        assert_eq!(
+            (refused.status, refused.json["error"].as_str()),
+            (400, Some(error)),
+            "{body}"
+        );
+    }
+}
