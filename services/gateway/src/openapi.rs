@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value, json};
 
+use crate::pages::escape;
 use crate::routes::{Body, Route, Routes};
 use crate::template::Part;
 
@@ -369,22 +370,6 @@ pub fn html(document: &Value) -> String {
     }
     page.push_str("</body></html>\n");
     page
-}
-
-/// `text` safe inside HTML text and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `{"error": {"code", "status", "message", "details"}}`.
