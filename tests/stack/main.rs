@@ -4,6 +4,8 @@
 // The whole crate is test code: helpers fail loudly, like the tests that call them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod conformance;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -47,6 +49,7 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         gateway_cors: Default::default(),
         gateway_rate_limit: 0,
         gateway_key_rate_limit: 0,
+        oauth_resources: Vec::new(),
         shutdown_grace_period: std::time::Duration::from_secs(5),
         record_cache_ttl: None,
         database_url: None,

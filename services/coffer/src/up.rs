@@ -29,6 +29,8 @@ pub struct Options {
     pub gateway_rate_limit: u32,
     /// REST requests per API key per minute (0: unlimited).
     pub gateway_key_rate_limit: u32,
+    /// MCP servers OAuth tokens may be requested for, beside Coffer's REST API.
+    pub oauth_resources: Vec<coffer_auth_service::Resource>,
     /// How long each service may drain its in-flight calls on Ctrl-C.
     pub shutdown_grace_period: Duration,
     /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).
@@ -110,6 +112,7 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         .map_err(|error| anyhow::anyhow!("cannot listen on {listen} (gateway): {error}"))?;
     let issuer = format!("http://{}", gateway_listener.local_addr()?);
     let (for_auth, for_key, for_credential) = (issuer.clone(), issuer.clone(), issuer.clone());
+    let oauth_resources = options.oauth_resources.clone();
     let stack = Stack::builder(prepared.keyring, certificates)
         .databases(databases)
         .key_service(move |config| {
@@ -122,6 +125,7 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
         .auth_service(move |config| {
             config.tokens.issuer.clone_from(&for_auth);
             config.tokens.audience = for_auth;
+            config.oauth.resources = oauth_resources;
         })
         .credential_service(move |config| {
             config.authn.issuer.clone_from(&for_credential);

@@ -1,0 +1,90 @@
+//! `coffer oauth`: the OAuth authorization server's operator commands (pre-registered
+//! clients), with the operator certificate.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use coffer_proto::pb;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::admin::TargetArgs;
+
+/// `coffer oauth ...`.
+#[derive(Subcommand)]
+pub enum OAuthCommand {
+    /// Register an OAuth client as an operator: a public client for the authorization code
+    /// grant (by default), or a confidential one; a confidential client's secret is printed
+    /// once and stored nowhere.
+    CreateClient {
+        /// Where auth-service is and the operator certificate.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The name the consent page shows.
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI (repeatable): https, or http on a loopback host.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A confidential client (HTTP Basic with a client secret) instead of a public one.
+        #[arg(long)]
+        confidential: bool,
+        /// A client credentials client acting as this service account
+        /// (`tenants/{t}/principals/{p}`) instead of a user-facing one.
+        #[arg(long, value_name = "PRINCIPAL")]
+        service_account: Option<String>,
+        /// The scopes a client credentials client may be granted (repeatable).
+        #[arg(long = "scope", value_name = "SCOPE", requires = "service_account")]
+        scopes: Vec<String>,
+    },
+}
+
+/// Runs a `coffer oauth` subcommand; its output (`client_id: ...`, and `client_secret: ...`
+/// for a confidential client).
+///
+/// # Errors
+/// If the call is refused.
+pub async fn run(command: OAuthCommand) -> anyhow::Result<String> {
+    let OAuthCommand::CreateClient {
+        target,
+        name,
+        redirect_uris,
+        confidential,
+        service_account,
+        scopes,
+    } = command;
+    let credentials = service_account.is_some();
+    let method = if confidential || credentials {
+        pb::TokenEndpointAuthMethod::ClientSecretBasic
+    } else {
+        pb::TokenEndpointAuthMethod::None
+    };
+    let created = target
+        .target()
+        .connect()
+        .await?
+        .create_client(pb::CreateClientRequest {
+            client_name: name,
+            redirect_uris,
+            grant_types: if credentials {
+                vec!["client_credentials".to_owned()]
+            } else {
+                Vec::new()
+            },
+            token_endpoint_auth_method: method.into(),
+            principal: service_account.unwrap_or_default(),
+            scopes,
+        })
+        .await
+        .map_err(|status| anyhow::anyhow!("{}", status.message()))
+        .context("CreateClient")?
+        .into_inner();
+    let client = created.client.context("CreateClient answered no client")?;
+    let secret = SecretString::from(created.client_secret);
+    let mut output = format!("client_id: {}\n", client.client_id);
+    if !secret.expose_secret().is_empty() {
+        output.push_str(&format!(
+            "client_secret: {}\n(shown once: Coffer keeps only its hash)\n",
+            secret.expose_secret()
+        ));
+    }
+    Ok(output)
+}
