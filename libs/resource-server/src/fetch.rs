@@ -59,7 +59,8 @@ async fn get(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<serde_json::Value, FetchError> {
-    let parsed = url::Url::parse(url).map_err(|_| FetchError::Url(format!("{url:?} is not a URL")))?;
+    let parsed =
+        url::Url::parse(url).map_err(|_| FetchError::Url(format!("{url:?} is not a URL")))?;
     let host = parsed
         .host_str()
         .ok_or_else(|| FetchError::Url(format!("{url}: no host")))?
@@ -137,7 +138,10 @@ where
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    sender.send_request(request).await.map_err(|e| e.to_string())
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Whether a URL's host is a loopback address or `localhost`.

@@ -260,9 +260,7 @@ impl ResourceServer {
                 "temporarily_unavailable",
             ),
         };
-        let mut response = Response::new(B::from(
-            serde_json::json!({"error": error}).to_string(),
-        ));
+        let mut response = Response::new(B::from(serde_json::json!({"error": error}).to_string()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -358,7 +356,10 @@ where
                 return Ok(response);
             }
             match server
-                .verify(request.headers().get(header::AUTHORIZATION), &layer.required)
+                .verify(
+                    request.headers().get(header::AUTHORIZATION),
+                    &layer.required,
+                )
                 .await
             {
                 Ok(verified) => {
@@ -392,11 +393,18 @@ mod tests {
     #[test]
     fn the_metadata_names_the_resource_and_its_authorization_server() {
         let server =
-            ResourceServer::new("https://mcp.example.com/mcp", "https://coffer.example.com/").unwrap();
-        assert_eq!(server.metadata_path(), "/.well-known/oauth-protected-resource/mcp");
+            ResourceServer::new("https://mcp.example.com/mcp", "https://coffer.example.com/")
+                .unwrap();
+        assert_eq!(
+            server.metadata_path(),
+            "/.well-known/oauth-protected-resource/mcp"
+        );
         let metadata = server.metadata();
         assert_eq!(metadata["resource"], "https://mcp.example.com/mcp");
-        assert_eq!(metadata["authorization_servers"][0], "https://coffer.example.com");
+        assert_eq!(
+            metadata["authorization_servers"][0],
+            "https://coffer.example.com"
+        );
         assert!(ResourceServer::new("http://mcp.example.com/mcp", "https://c.example").is_err());
         assert!(ResourceServer::new("http://127.0.0.1:9/mcp", "http://127.0.0.1:8").is_ok());
     }
@@ -414,7 +422,8 @@ mod tests {
                     .to_owned(),
             )
         };
-        let metadata = "resource_metadata=\"http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp\"";
+        let metadata =
+            "resource_metadata=\"http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp\"";
         let (status, missing) = challenge(Refusal::Missing);
         assert_eq!(status, 401);
         assert_eq!(missing, format!("Bearer {metadata}"));

