@@ -369,6 +369,7 @@ fn parse_oauth(p: &mut Parser<'_>) -> Option<OAuthSettings> {
         resources: resources?,
         session_ttl: session_ttl?,
         registrations_per_hour: registrations_per_hour?,
+        document_test_allowance: None,
     })
 }
 

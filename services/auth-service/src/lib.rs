@@ -34,6 +34,7 @@ pub use authz::Policy;
 pub use config::Config;
 pub use error::{DOMAIN, Error, Result};
 pub use ops::Lockout;
+pub use ops::oauth::documents::TestAllowance;
 pub use ops::oauth::{OAuthError, OAuthSettings, Resource};
 pub use signing::TokenSettings;
 

@@ -135,7 +135,7 @@ impl Issuer {
                 ["none", "client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
             "authorization_response_iss_parameter_supported": true,
-            "client_id_metadata_document_supported": false,
+            "client_id_metadata_document_supported": true,
             "service_documentation": self.endpoint("/docs"),
         })
     }

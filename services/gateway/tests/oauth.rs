@@ -42,6 +42,11 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// With client metadata documents allowed from these test hosts.
+    async fn start_with(allowance: Option<coffer_auth_service::TestAllowance>) -> Self {
         coffer_test_support::init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -57,6 +62,7 @@ impl Server {
                 config.tokens.issuer.clone_from(&a);
                 config.tokens.audience = a;
                 config.oauth.resources = vec![coffer_auth_service::Resource::parse(MCP).unwrap()];
+                config.oauth.document_test_allowance = allowance;
             })
             .key_service(move |config| {
                 config.authn.issuer.clone_from(&k);
@@ -213,8 +219,12 @@ impl Server {
         assert!(consent.text.contains("Allow"), "{}", consent.text);
         // The consent page names the client (escaped), its id and where it sends you.
         assert!(
-            consent.text.contains("Conformance &lt;client&gt;") || consent.text.contains("mcp_cl_")
+            consent.text.contains("Conformance &lt;client&gt;")
+                || consent.text.contains("Document client"),
+            "{}",
+            consent.text
         );
+        assert!(consent.text.contains("mcp_cl_") || consent.text.contains("/client.json"));
         assert!(consent.text.contains("127.0.0.1"));
         let csp = consent.headers["content-security-policy"].to_str().unwrap();
         assert!(
@@ -676,5 +686,132 @@ async fn dynamic_registration_needs_an_application_type_and_safe_redirects() {
             (400, Some(error)),
             "{body}"
         );
+    }
+}
+
+/// An HTTPS server on 127.0.0.1 with a certificate of `ca`, serving client metadata
+/// documents: `/client.json` (valid), `/wrong.json` (another client_id) and
+/// `/redirect.json` (a redirect to the same document at `localhost`, a loopback name the
+/// allowance does not cover). Returns its `host:port`.
+async fn document_server(ca: &DevCa) -> String {
+    use axum::response::IntoResponse as _;
+    use rustls_pki_types::pem::PemObject as _;
+    let issued = ca.issue("client-docs", Usage::Service).unwrap();
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(
+        secrecy::ExposeSecret::expose_secret(&issued.key_pem).as_bytes(),
+    )
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let port = listener.local_addr().unwrap().port();
+    let document = |client_id: String| {
+        serde_json::json!({
+            "client_id": client_id,
+            "client_name": "Document client",
+            "redirect_uris": [REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+        })
+        .to_string()
+    };
+    let good = document(format!("https://{host}/client.json"));
+    let wrong = document("https://other.example/client.json".to_owned());
+    let router = axum::Router::new()
+        .route(
+            "/client.json",
+            axum::routing::get(move || async move {
+                ([("content-type", "application/json")], good).into_response()
+            }),
+        )
+        .route(
+            "/wrong.json",
+            axum::routing::get(move || async move {
+                ([("content-type", "application/json")], wrong).into_response()
+            }),
+        )
+        .route(
+            "/redirect.json",
+            axum::routing::get(move || async move {
+                (
+                    http::StatusCode::FOUND,
+                    [("location", format!("https://localhost:{port}/client.json"))],
+                )
+                    .into_response()
+            }),
+        );
+    let listener =
+        coffer_gateway::tls::TlsListener::new(listener, std::sync::Arc::new(config)).unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    host
+}
+
+#[tokio::test]
+async fn a_client_metadata_document_identifies_a_client_and_bad_ones_are_refused() {
+    let ca = DevCa::generate("coffer.local").unwrap();
+    let host = document_server(&ca).await;
+    let server = Server::start_with(Some(coffer_auth_service::TestAllowance {
+        hosts: vec![host.clone()],
+        ca_pem: ca.cert_pem().as_bytes().to_vec(),
+    }))
+    .await;
+    let metadata = server
+        .get("/.well-known/oauth-authorization-server", &Jar::default())
+        .await;
+    assert_eq!(metadata.json["client_id_metadata_document_supported"], true);
+
+    // The document's URL is the client id: the whole flow with it.
+    let client_id = format!("https://{host}/client.json");
+    let mut jar = Jar::default();
+    let (path, verifier) =
+        server.authorization(&client_id, "mcp:read offline_access", &server.issuer);
+    let page = server.get(&path, &jar).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Document client"), "{}", page.text);
+    let redirect = server.consent(&path, &mut jar).await;
+    let tokens = server
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &redirect["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+            ("client_id", &client_id),
+        ])
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    assert!(tokens.json["refresh_token"].is_string());
+
+    // Refused, each shown (never redirected): a document naming another client_id; a URL
+    // that resolves to loopback outside the allowance, or the cloud metadata address; a
+    // redirect to a loopback name; plain http (not a document URL, so an unknown client).
+    let port = host.rsplit(':').next().unwrap();
+    for (bad, why) in [
+        (format!("https://{host}/wrong.json"), "not exactly the URL"),
+        (
+            format!("https://localhost:{port}/client.json"),
+            "not a public address",
+        ),
+        (
+            "https://169.254.169.254/latest/meta-data".to_owned(),
+            "not a public address",
+        ),
+        (format!("https://{host}/redirect.json"), "not a public address"),
+        (format!("http://{host}/client.json"), "unknown client_id"),
+    ] {
+        let (path, _) = server.authorization(&bad, "mcp:read", &server.issuer);
+        let answer = server.get(&path, &Jar::default()).await;
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.text);
+        assert!(answer.headers.get("location").is_none(), "{bad}");
+        assert!(answer.text.contains(why), "{bad}: {}", answer.text);
     }
 }

@@ -46,6 +46,7 @@ pub(crate) struct Auth {
     api_key_cache: KeyCache,
     audit_key: Arc<AuditKey>,
     oauth: oauth::OAuthSettings,
+    documents: oauth::documents::Documents,
 }
 
 impl Auth {
@@ -68,12 +69,17 @@ impl Auth {
             api_key_cache,
             audit_key,
             oauth: oauth::OAuthSettings::default(),
+            documents: oauth::documents::Documents::new(None),
         }
     }
 
     /// With these authorization-server settings (the defaults otherwise).
     pub(crate) fn with_oauth(self, oauth: oauth::OAuthSettings) -> Self {
-        Self { oauth, ..self }
+        Self {
+            documents: oauth::documents::Documents::new(oauth.document_test_allowance.clone()),
+            oauth,
+            ..self
+        }
     }
 
     /// Now, in unix seconds, on the service's clock.

@@ -15,6 +15,8 @@ pub(crate) enum ClientOrigin {
     Registered,
     /// An operator.
     Preregistered,
+    /// A client ID metadata document (fetched, never stored).
+    Document,
 }
 
 impl ClientOrigin {
@@ -22,6 +24,7 @@ impl ClientOrigin {
         match self {
             Self::Registered => "registered",
             Self::Preregistered => "preregistered",
+            Self::Document => "document",
         }
     }
 }

@@ -81,7 +81,7 @@ pub(crate) struct Presented {
 
 /// Checks redirect URIs: 1 to 10, each an absolute `https` URI, or `http` on a loopback host
 /// (`application_type` `native`), without a fragment; compared exactly later.
-fn redirect_uris(uris: &[String], application_type: &str) -> Result<()> {
+pub(super) fn check_redirect_uris(uris: &[String], application_type: &str) -> Result<()> {
     let invalid = |why: String| OAuthError::InvalidRedirectUri.because(why);
     if uris.is_empty() || uris.len() > MAX_REDIRECT_URIS {
         return Err(invalid(format!(
@@ -110,7 +110,7 @@ fn redirect_uris(uris: &[String], application_type: &str) -> Result<()> {
 }
 
 /// Checks a client name: at most 200 characters, no control characters.
-fn client_name(name: &str) -> Result<String> {
+pub(super) fn check_client_name(name: &str) -> Result<String> {
     if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(OAuthError::InvalidClientMetadata.because(format!(
             "client_name: at most {MAX_NAME_LEN} characters, no control characters"
@@ -120,7 +120,7 @@ fn client_name(name: &str) -> Result<String> {
 }
 
 /// The application type of a set of redirect URIs: `native` when every one is loopback.
-fn inferred_application_type(uris: &[String]) -> &'static str {
+pub(super) fn inferred_application_type(uris: &[String]) -> &'static str {
     let loopback = |uri: &String| url::Url::parse(uri).is_ok_and(|url| is_loopback(&url));
     if !uris.is_empty() && uris.iter().all(loopback) {
         "native"
@@ -145,8 +145,8 @@ impl Auth {
         if !matches!(application_type, "web" | "native") {
             return Err(metadata("application_type: required, `web` or `native`"));
         }
-        redirect_uris(&registration.redirect_uris, application_type)?;
-        let name = client_name(&registration.client_name)?;
+        check_redirect_uris(&registration.redirect_uris, application_type)?;
+        let name = check_client_name(&registration.client_name)?;
         if !registration.response_types.iter().all(|t| t == "code") {
             return Err(metadata("response_types: only `code`"));
         }
@@ -210,7 +210,7 @@ impl Auth {
         &self,
         new: NewClient,
     ) -> Result<(ClientRow, Option<secrecy::SecretString>)> {
-        let name = client_name(&new.client_name).map_err(|_| {
+        let name = check_client_name(&new.client_name).map_err(|_| {
             Error::invalid(
                 "client_name",
                 "at most 200 characters, no control characters",
@@ -287,7 +287,7 @@ impl Auth {
                 ));
             }
             let kind = inferred_application_type(&new.redirect_uris);
-            redirect_uris(&new.redirect_uris, kind)
+            check_redirect_uris(&new.redirect_uris, kind)
                 .map_err(|error| Error::invalid("redirect_uris", error.to_string()))?;
             (grants.join(" "), None)
         };
@@ -324,6 +324,9 @@ impl Auth {
     pub(crate) async fn known_client(&self, client_id: &str) -> Result<ClientRow> {
         if client_id.is_empty() || client_id.len() > MAX_URI_LEN {
             return Err(OAuthError::InvalidClient.because("unknown client_id"));
+        }
+        if client_id.starts_with("https://") {
+            return self.documents.client(client_id, self.now()).await;
         }
         self.store
             .client(client_id)
@@ -376,7 +379,7 @@ mod tests {
     #[test]
     fn redirect_uris_are_https_or_loopback_for_native_apps() {
         let ok = |uris: &[&str], kind| {
-            redirect_uris(
+            check_redirect_uris(
                 &uris.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>(),
                 kind,
             )

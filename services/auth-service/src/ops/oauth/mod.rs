@@ -9,6 +9,7 @@
 
 pub(crate) mod authorize;
 pub(crate) mod clients;
+pub(crate) mod documents;
 pub(crate) mod token;
 
 use std::fmt;
@@ -166,6 +167,9 @@ pub struct OAuthSettings {
     pub session_ttl: Duration,
     /// Dynamic registrations allowed per source per hour.
     pub registrations_per_hour: u32,
+    /// Dev mode and tests only (no setting reads it): loopback hosts whose client metadata
+    /// documents may be fetched (see [`documents`]).
+    pub document_test_allowance: Option<documents::TestAllowance>,
 }
 
 impl Default for OAuthSettings {
@@ -174,6 +178,7 @@ impl Default for OAuthSettings {
             resources: Vec::new(),
             session_ttl: Duration::from_secs(30 * 60),
             registrations_per_hour: 20,
+            document_test_allowance: None,
         }
     }
 }
