@@ -1,10 +1,10 @@
 // A real MCP client against an MCP server protected by Coffer: the TypeScript MCP SDK with its
 // own OAuth client provider discovers Coffer from the server's 401, registers itself
-// (dynamic registration), sends the user through Coffer's sign-in and consent (Debian's
+// (by a client ID metadata document when one is given, else by dynamic registration), sends the user through Coffer's sign-in and consent (Debian's
 // chromium, headless), gets a token, lists and calls the server's tools, refreshes, and is
 // refused a refresh after revoking it.
 //
-// node mcp-sdk-client.mjs SERVER_URL CALLBACK_PORT TENANT USERNAME SCREENSHOT_DIR
+// node mcp-sdk-client.mjs SERVER_URL CALLBACK_PORT TENANT USERNAME SCREENSHOT_DIR [METADATA_URL]
 // The password comes on standard input. Prints one JSON object per step on stdout; exit 0
 // when every step did what it should.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -15,7 +15,7 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const [serverUrl, callbackPort, tenant, username, shots] = process.argv.slice(2);
+const [serverUrl, callbackPort, tenant, username, shots, metadataUrl] = process.argv.slice(2);
 const password = readFileSync(0, 'utf8').trim();
 const redirectUrl = `http://127.0.0.1:${callbackPort}/callback`;
 const step = (name, details = {}) => console.log(JSON.stringify({ step: name, ...details }));
@@ -27,6 +27,8 @@ class Provider {
     this.authorizationUrl = null;
   }
   get redirectUrl() { return redirectUrl; }
+  // With it, the SDK uses the URL as its client_id where the server supports documents.
+  get clientMetadataUrl() { return metadataUrl; }
   get clientMetadata() {
     return {
       client_name: 'MCP SDK test client',
@@ -80,7 +82,7 @@ async function signInAndAllow(url) {
     await page.getByLabel('Password').fill(password);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('button', { name: 'Allow' }).waitFor();
-    await page.screenshot({ path: join(shots, 'sdk-consent.png'), fullPage: true });
+    await page.screenshot({ path: join(shots, `sdk-consent-${metadataUrl ? 'document' : 'registered'}.png`), fullPage: true });
     await page.getByRole('button', { name: 'Allow' }).click();
     await page.waitForURL((u) => u.toString().startsWith(redirectUrl));
   } finally {

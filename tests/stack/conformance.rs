@@ -41,6 +41,7 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
         gateway_rate_limit: 0,
         gateway_key_rate_limit: 0,
         oauth_resources: Vec::new(),
+        oauth_document_allowance: None,
         shutdown_grace_period: Duration::from_secs(5),
         record_cache_ttl: None,
         database_url: None,
@@ -120,16 +121,17 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
     .unwrap();
     running.shutdown().await.unwrap();
     let checks = outcome;
-    // Every check passed; the one warning allowed is the Client ID Metadata Document
-    // advertisement, which Coffer does not make until it fetches them.
+    // Every check passed, the Client ID Metadata Document advertisement included.
     let names: Vec<&str> = checks.iter().map(|(id, _)| id.as_str()).collect();
-    for expected in ["authorization-server-metadata", "authorization-code-grant"] {
+    for expected in [
+        "authorization-server-metadata",
+        "authorization-server-metadata-cimd",
+        "authorization-code-grant",
+    ] {
         assert!(names.contains(&expected), "{expected} not run: {checks:?}");
     }
     for (id, status) in &checks {
-        let allowed = status == "SUCCESS"
-            || (status == "WARNING" && id == "authorization-server-metadata-cimd");
-        assert!(allowed, "conformance check {id}: {status} ({checks:?})");
+        assert_eq!(status, "SUCCESS", "conformance check {id} ({checks:?})");
     }
     for page in ["1-sign-in.png", "2-consent.png"] {
         let shot = workspace_root()

@@ -51,6 +51,7 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         gateway_rate_limit: 0,
         gateway_key_rate_limit: 0,
         oauth_resources: Vec::new(),
+        oauth_document_allowance: None,
         shutdown_grace_period: std::time::Duration::from_secs(5),
         record_cache_ttl: None,
         database_url: None,

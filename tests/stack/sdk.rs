@@ -1,9 +1,10 @@
 //! A real MCP client through the whole flow: the TypeScript MCP SDK
 //! (`@modelcontextprotocol/sdk`, `scripts/node/mcp-sdk-client.mjs`) against the example MCP
 //! server of `libs/resource-server` protected by `coffer up`. From the server's 401 the SDK
-//! discovers Coffer, registers itself (RFC 7591), sends the user through sign-in and consent
-//! in headless chromium, lists and calls the tools, refreshes, and after revoking its
-//! refresh token is sent back to the user instead of refreshed.
+//! discovers Coffer, identifies itself (by a client ID metadata document served over TLS from
+//! 127.0.0.1, and in a second run by dynamic registration, RFC 7591), sends the user through
+//! sign-in and consent in headless chromium, lists and calls the tools, refreshes, and after
+//! revoking its refresh token is sent back to the user instead of refreshed.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -60,6 +61,14 @@ async fn the_mcp_typescript_sdk_connects_to_a_coffer_protected_server_end_to_end
     ) else {
         return;
     };
+    // The client's metadata document, over TLS on 127.0.0.1 (the test allowance).
+    let ca = coffer_transport::DevCa::generate("coffer.local").unwrap();
+    let (documents, pages) = coffer_test_support::serve_https(&ca).await;
+    let metadata_url = format!("https://{documents}/client.json");
+    let allowance = coffer_auth_service::TestAllowance {
+        hosts: vec![documents.to_string()],
+        ca_pem: ca.cert_pem().as_bytes().to_vec(),
+    };
     let mcp_port = free_port();
     let resource = format!("http://127.0.0.1:{mcp_port}/mcp");
     let dir = tempfile::tempdir().unwrap();
@@ -74,6 +83,7 @@ async fn the_mcp_typescript_sdk_connects_to_a_coffer_protected_server_end_to_end
         gateway_rate_limit: 0,
         gateway_key_rate_limit: 0,
         oauth_resources: vec![coffer_auth_service::Resource::parse(&resource).unwrap()],
+        oauth_document_allowance: Some(allowance),
         shutdown_grace_period: Duration::from_secs(5),
         record_cache_ttl: None,
         database_url: None,
@@ -119,76 +129,131 @@ async fn the_mcp_typescript_sdk_connects_to_a_coffer_protected_server_end_to_end
     assert!(line.starts_with("listening on"), "{line}");
     let _example = Killed(example);
 
-    let shots = workspace_root().join("target/test-artifacts/oauth");
-    std::fs::create_dir_all(&shots).unwrap();
-    let callback_port = free_port();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut client = Command::new(&node)
-            .arg(workspace_root().join("scripts/node/mcp-sdk-client.mjs"))
-            .args([&resource, &callback_port.to_string(), "default", "bob"])
-            .arg(&shots)
-            .env("COFFER_CHROMIUM", &chromium)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the SDK client starts");
-        client
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(PASSWORD.as_bytes())
-            .unwrap();
-        client.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    running.shutdown().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the SDK client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let steps: Vec<Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    let step = |name: &str| {
-        steps
-            .iter()
-            .find(|s| s["step"] == name)
-            .unwrap_or_else(|| panic!("no step {name}: {stdout}"))
-            .clone()
+    let client = Client {
+        node,
+        chromium,
+        resource,
+        issuer,
     };
+    // By a client ID metadata document (its redirect URI names the callback port).
+    let callback_port = free_port();
+    pages.lock().unwrap().insert(
+        "/client.json".to_owned(),
+        coffer_test_support::Page {
+            status: 200,
+            headers: vec![("cache-control".into(), "max-age=300".into())],
+            body: serde_json::json!({
+                "client_id": metadata_url,
+                "client_name": "MCP SDK test client (document)",
+                "redirect_uris": [format!("http://127.0.0.1:{callback_port}/callback")],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            })
+            .to_string(),
+        },
+    );
+    let steps = client.run(callback_port, Some(&metadata_url)).await;
+    assert_eq!(steps.step("discovered")["client_id"], metadata_url.as_str());
+    // By dynamic registration.
+    let steps = client.run(free_port(), None).await;
     assert!(
-        step("discovered")["client_id"]
+        steps.step("discovered")["client_id"]
             .as_str()
             .unwrap()
             .starts_with("mcp_cl_")
     );
-    assert_eq!(step("discovered")["authorize"], issuer.as_str());
-    let authorized = step("authorized");
-    assert_eq!(authorized["iss"], issuer.as_str());
-    // The user holds mcp:read and mcp:write (developer): granted with a refresh token.
-    assert_eq!(authorized["scope"], "mcp:read mcp:write offline_access");
-    assert_eq!(authorized["refresh"], true);
-    let tools = step("tools");
-    assert_eq!(tools["tools"], serde_json::json!(["whoami", "echo"]));
-    assert_eq!(
-        tools["whoami"],
-        "bob in tenant default with mcp:read mcp:write"
-    );
-    assert_eq!(tools["echo"], "hello coffer");
-    let refreshed = step("refreshed");
-    assert_eq!(
-        (
-            refreshed["new_access"].as_bool(),
-            refreshed["rotated"].as_bool()
-        ),
-        (Some(true), Some(true))
-    );
-    let revoked = step("revoked");
-    assert_eq!(revoked["status"], 200);
-    assert_eq!(revoked["refresh_refused"], true);
+    running.shutdown().await.unwrap();
+}
+
+/// How to run the SDK client script.
+struct Client {
+    node: std::path::PathBuf,
+    chromium: std::path::PathBuf,
+    resource: String,
+    issuer: String,
+}
+
+/// The script's steps, one JSON object each.
+struct Steps {
+    steps: Vec<Value>,
+    printed: String,
+}
+
+impl Steps {
+    fn step(&self, name: &str) -> Value {
+        self.steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {}", self.printed))
+            .clone()
+    }
+}
+
+impl Client {
+    /// Runs the whole flow once and checks every step but how the client identified itself.
+    async fn run(&self, callback_port: u16, metadata_url: Option<&str>) -> Steps {
+        let shots = workspace_root().join("target/test-artifacts/oauth");
+        std::fs::create_dir_all(&shots).unwrap();
+        let mut command = Command::new(&self.node);
+        command
+            .arg(workspace_root().join("scripts/node/mcp-sdk-client.mjs"))
+            .args([&self.resource, &callback_port.to_string(), "default", "bob"])
+            .arg(&shots)
+            .args(metadata_url)
+            .env("COFFER_CHROMIUM", &self.chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let output = tokio::task::spawn_blocking(move || {
+            let mut client = command.spawn().expect("the SDK client starts");
+            client
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(PASSWORD.as_bytes())
+                .unwrap();
+            client.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "the SDK client failed:\n{printed}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let steps = Steps {
+            steps: printed
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect(),
+            printed,
+        };
+        assert_eq!(steps.step("discovered")["authorize"], self.issuer.as_str());
+        let authorized = steps.step("authorized");
+        assert_eq!(authorized["iss"], self.issuer.as_str());
+        // The user holds mcp:read and mcp:write (developer): granted with a refresh token.
+        assert_eq!(authorized["scope"], "mcp:read mcp:write offline_access");
+        assert_eq!(authorized["refresh"], true);
+        let tools = steps.step("tools");
+        assert_eq!(tools["tools"], serde_json::json!(["whoami", "echo"]));
+        assert_eq!(
+            tools["whoami"],
+            "bob in tenant default with mcp:read mcp:write"
+        );
+        assert_eq!(tools["echo"], "hello coffer");
+        let refreshed = steps.step("refreshed");
+        assert_eq!(
+            (
+                refreshed["new_access"].as_bool(),
+                refreshed["rotated"].as_bool()
+            ),
+            (Some(true), Some(true))
+        );
+        let revoked = steps.step("revoked");
+        assert_eq!(revoked["status"], 200);
+        assert_eq!(revoked["refresh_refused"], true);
+        steps
+    }
 }

@@ -500,3 +500,96 @@ mod tests {
         );
     }
 }
+
+/// One answer of [`serve_https`]: status, extra headers, body.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The HTTP status.
+    pub status: u16,
+    /// Extra headers (`location`, `cache-control`, ...).
+    pub headers: Vec<(String, String)>,
+    /// The body (sent as `application/json`).
+    pub body: String,
+}
+
+/// What [`serve_https`] answers, by path; fill it after the server is up (documents often
+/// name the server's own address).
+pub type Pages = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Page>>>;
+
+/// An HTTPS/1.1 server on 127.0.0.1 with a service certificate of `ca` (valid for
+/// `127.0.0.1` and `localhost`), answering GETs of the paths in the returned [`Pages`]
+/// (anything else is 404), one request per connection, until the test ends. For serving
+/// documents the code under test fetches (client metadata documents).
+pub async fn serve_https(ca: &coffer_transport::DevCa) -> (std::net::SocketAddr, Pages) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let issued = ca
+        .issue("test-documents", coffer_transport::dev_ca::Usage::Service)
+        .expect("a certificate");
+    let certs = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("PEM certificates");
+    let key = PrivateKeyDer::from_pem_slice(
+        secrecy::ExposeSecret::expose_secret(&issued.key_pem).as_bytes(),
+    )
+    .expect("a PEM key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("a server configuration");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("an address");
+    let pages = Pages::default();
+    let served = std::sync::Arc::clone(&pages);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, pages) = (acceptor.clone(), std::sync::Arc::clone(&served));
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 65536 {
+                    match tls.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let found = pages
+                    .lock()
+                    .ok()
+                    .and_then(|pages| pages.get(&path).cloned());
+                let page = found.unwrap_or(Page {
+                    status: 404,
+                    headers: Vec::new(),
+                    body: String::new(),
+                });
+                let mut head = format!(
+                    "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n",
+                    page.status,
+                    page.body.len()
+                );
+                for (name, value) in &page.headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(page.body.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, pages)
+}

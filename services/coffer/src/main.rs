@@ -314,6 +314,7 @@ async fn main() -> ExitCode {
                 gateway_rate_limit,
                 gateway_key_rate_limit,
                 oauth_resources,
+                oauth_document_allowance: None,
                 shutdown_grace_period: Duration::from_secs(shutdown_grace),
                 record_cache_ttl,
                 database_url: database_url.map(SecretString::from),

@@ -31,6 +31,9 @@ pub struct Options {
     pub gateway_key_rate_limit: u32,
     /// MCP servers OAuth tokens may be requested for, beside Coffer's REST API.
     pub oauth_resources: Vec<coffer_auth_service::Resource>,
+    /// Tests only: loopback hosts whose client metadata documents may be fetched (see
+    /// [`coffer_auth_service::TestAllowance`]); no flag sets it.
+    pub oauth_document_allowance: Option<coffer_auth_service::TestAllowance>,
     /// How long each service may drain its in-flight calls on Ctrl-C.
     pub shutdown_grace_period: Duration,
     /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).
@@ -113,6 +116,7 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
     let issuer = format!("http://{}", gateway_listener.local_addr()?);
     let (for_auth, for_key, for_credential) = (issuer.clone(), issuer.clone(), issuer.clone());
     let oauth_resources = options.oauth_resources.clone();
+    let document_allowance = options.oauth_document_allowance.clone();
     let stack = Stack::builder(prepared.keyring, certificates)
         .databases(databases)
         .key_service(move |config| {
@@ -126,6 +130,7 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
             config.tokens.issuer.clone_from(&for_auth);
             config.tokens.audience = for_auth;
             config.oauth.resources = oauth_resources;
+            config.oauth.document_test_allowance = document_allowance;
         })
         .credential_service(move |config| {
             config.authn.issuer.clone_from(&for_credential);

@@ -694,65 +694,41 @@ async fn dynamic_registration_needs_an_application_type_and_safe_redirects() {
 /// `/redirect.json` (a redirect to the same document at `localhost`, a loopback name the
 /// allowance does not cover). Returns its `host:port`.
 async fn document_server(ca: &DevCa) -> String {
-    use axum::response::IntoResponse as _;
-    use rustls_pki_types::pem::PemObject as _;
-    let issued = ca.issue("client-docs", Usage::Service).unwrap();
-    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(
-        secrecy::ExposeSecret::expose_secret(&issued.key_pem).as_bytes(),
-    )
-    .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    let port = listener.local_addr().unwrap().port();
-    let document = |client_id: String| {
-        serde_json::json!({
+    use coffer_test_support::Page;
+    let (addr, pages) = coffer_test_support::serve_https(ca).await;
+    let host = addr.to_string();
+    let document = |client_id: String| Page {
+        status: 200,
+        headers: vec![("cache-control".into(), "max-age=60".into())],
+        body: serde_json::json!({
             "client_id": client_id,
             "client_name": "Document client",
             "redirect_uris": [REDIRECT],
             "grant_types": ["authorization_code", "refresh_token"],
             "token_endpoint_auth_method": "none",
         })
-        .to_string()
+        .to_string(),
     };
-    let good = document(format!("https://{host}/client.json"));
-    let wrong = document("https://other.example/client.json".to_owned());
-    let router = axum::Router::new()
-        .route(
-            "/client.json",
-            axum::routing::get(move || async move {
-                ([("content-type", "application/json")], good).into_response()
-            }),
-        )
-        .route(
-            "/wrong.json",
-            axum::routing::get(move || async move {
-                ([("content-type", "application/json")], wrong).into_response()
-            }),
-        )
-        .route(
-            "/redirect.json",
-            axum::routing::get(move || async move {
-                (
-                    http::StatusCode::FOUND,
-                    [("location", format!("https://localhost:{port}/client.json"))],
-                )
-                    .into_response()
-            }),
-        );
-    let listener =
-        coffer_gateway::tls::TlsListener::new(listener, std::sync::Arc::new(config)).unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut pages = pages.lock().unwrap();
+    pages.insert(
+        "/client.json".to_owned(),
+        document(format!("https://{host}/client.json")),
+    );
+    pages.insert(
+        "/wrong.json".to_owned(),
+        document("https://other.example/client.json".to_owned()),
+    );
+    pages.insert(
+        "/redirect.json".to_owned(),
+        Page {
+            status: 302,
+            headers: vec![(
+                "location".into(),
+                format!("https://localhost:{}/client.json", addr.port()),
+            )],
+            body: String::new(),
+        },
+    );
     host
 }
 
@@ -805,7 +781,10 @@ async fn a_client_metadata_document_identifies_a_client_and_bad_ones_are_refused
             "https://169.254.169.254/latest/meta-data".to_owned(),
             "not a public address",
         ),
-        (format!("https://{host}/redirect.json"), "not a public address"),
+        (
+            format!("https://{host}/redirect.json"),
+            "not a public address",
+        ),
         (format!("http://{host}/client.json"), "unknown client_id"),
     ] {
         let (path, _) = server.authorization(&bad, "mcp:read", &server.issuer);

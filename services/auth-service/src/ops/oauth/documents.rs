@@ -161,9 +161,7 @@ impl Documents {
             let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
                 .collect()
                 .await
-                .map_err(|_| {
-                    invalid(format!("{url}: a document over {MAX_DOCUMENT_BYTES} bytes"))
-                })?
+                .map_err(|_| invalid(format!("{url}: a document over {MAX_DOCUMENT_BYTES} bytes")))?
                 .to_bytes();
             return Ok((body, max_age));
         }
@@ -174,7 +172,9 @@ impl Documents {
     /// test allowance).
     async fn checked_address(&self, url: &url::Url) -> Result<SocketAddr> {
         if url.scheme() != "https" {
-            return Err(invalid(format!("{url}: client metadata documents are https only")));
+            return Err(invalid(format!(
+                "{url}: client metadata documents are https only"
+            )));
         }
         let host = url
             .host_str()
@@ -210,7 +210,9 @@ impl Documents {
         let failed = |why: String| invalid(format!("fetching {url}: {why}"));
         let host = url.host_str().unwrap_or_default();
         let name = rustls_pki_types::ServerName::try_from(
-            host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
         )
         .map_err(|_| failed("not a TLS server name".to_owned()))?;
         let tcp = tokio::net::TcpStream::connect(address)
@@ -455,8 +457,14 @@ mod tests {
             map
         };
         assert_eq!(cache_lifetime(&http::HeaderMap::new()), Some(DEFAULT_CACHE));
-        assert_eq!(cache_lifetime(&headers("public, max-age=60")), Some(Duration::from_secs(60)));
-        assert_eq!(cache_lifetime(&headers("max-age=99999999")), Some(MAX_CACHE));
+        assert_eq!(
+            cache_lifetime(&headers("public, max-age=60")),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            cache_lifetime(&headers("max-age=99999999")),
+            Some(MAX_CACHE)
+        );
         assert_eq!(cache_lifetime(&headers("no-store")), None);
         assert_eq!(cache_lifetime(&headers("max-age=0")), None);
     }
