@@ -92,6 +92,7 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
         confidential: false,
         service_account: None,
         scopes: Vec::new(),
+        resource_server: None,
     })
     .await
     .unwrap();

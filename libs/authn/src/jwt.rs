@@ -232,6 +232,20 @@ impl Verifier {
     /// # Errors
     /// [`Error::Config`] if `leeway` exceeds [`MAX_LEEWAY`] or a JWK is unusable.
     pub fn new(issuer: &str, audience: &str, jwks: &Jwks, leeway: Duration) -> Result<Self, Error> {
+        Self::for_audiences(issuer, &[audience], jwks, leeway)
+    }
+
+    /// As [`Verifier::new`], accepting a token whose `aud` is any one of `audiences` (the
+    /// authorization server itself, which issues tokens for several resources).
+    ///
+    /// # Errors
+    /// As [`Verifier::new`].
+    pub fn for_audiences(
+        issuer: &str,
+        audiences: &[&str],
+        jwks: &Jwks,
+        leeway: Duration,
+    ) -> Result<Self, Error> {
         if leeway > MAX_LEEWAY {
             return Err(Error::Config("leeway must be at most 60 seconds"));
         }
@@ -248,7 +262,7 @@ impl Verifier {
         validation.leeway = leeway.as_secs();
         validation.validate_nbf = true;
         validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
+        validation.set_audience(audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf", "iat"]);
         Ok(Self {
             keys,

@@ -199,6 +199,7 @@ impl AuthService for AuthServiceApi {
                 jti: claims.jti,
                 iss: claims.iss,
                 aud: claims.aud,
+                client_id: claims.client_id.unwrap_or_default(),
             },
             Some(Introspection::Refresh(row)) => pb::IntrospectResponse {
                 active: true,
@@ -596,6 +597,16 @@ impl AuthService for AuthServiceApi {
         self.oauth(&request)?;
         oauth::revoke_client_token(&self.auth, request.into_inner()).await?;
         Ok(Response::new(pb::RevokeResponse {}))
+    }
+
+    async fn introspect_client_token(
+        &self,
+        request: Request<pb::IntrospectClientTokenRequest>,
+    ) -> Reply<pb::IntrospectResponse> {
+        self.oauth(&request)?;
+        Ok(Response::new(
+            oauth::introspect_client_token(&self.auth, request.into_inner()).await?,
+        ))
     }
 }
 

@@ -68,10 +68,18 @@ pub async fn serve(
     let key_service = KeyClient::new(channel);
     let audit_key = audit_key::load_or_create(&store, &key_service, &config.clock).await?;
     let vault = KeyServiceVault::open(key_service, config.signing_key_name.clone()).await?;
+    // Tokens for the OAuth resources are this server's too: revocable and introspectable.
+    let mut tokens = config.tokens.clone();
+    tokens.other_audiences = config
+        .oauth
+        .resources
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
     let keys = SigningKeys::load(
         store.clone(),
         vault,
-        config.tokens.clone(),
+        tokens,
         Arc::clone(&audit_key),
         config.clock.clone(),
     )

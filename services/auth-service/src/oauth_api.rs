@@ -65,6 +65,7 @@ pub(crate) async fn create_client(
             redirect_uris: request.redirect_uris,
             grant_types: request.grant_types,
             auth_method,
+            resource: (!request.resource_server.is_empty()).then_some(request.resource_server),
             principal,
             scopes,
         })
@@ -190,6 +191,36 @@ pub(crate) async fn revoke_client_token(
         .await
 }
 
+pub(crate) async fn introspect_client_token(
+    auth: &Auth,
+    request: pb::IntrospectClientTokenRequest,
+) -> Result<pb::IntrospectResponse> {
+    let presented = Presented {
+        client_id: request.client_id,
+        client_secret: SecretString::from(request.client_secret),
+        basic: request.basic_auth,
+    };
+    let claims = auth
+        .introspect_for_resource_server(&presented, &SecretString::from(request.token))
+        .await?;
+    Ok(match claims {
+        None => pb::IntrospectResponse::default(),
+        Some(claims) => pb::IntrospectResponse {
+            active: true,
+            token_type: "access_token".into(),
+            scope: claims.scope,
+            sub: claims.sub,
+            tenant: claims.tenant,
+            exp: claims.exp,
+            iat: claims.iat,
+            jti: claims.jti,
+            iss: claims.iss,
+            aud: claims.aud,
+            client_id: claims.client_id.unwrap_or_default(),
+        },
+    })
+}
+
 fn client_proto(row: &ClientRow) -> pb::OAuthClient {
     use pb::TokenEndpointAuthMethod as Method;
     let method = match AuthMethod::parse(&row.auth_method) {
@@ -216,6 +247,7 @@ fn client_proto(row: &ClientRow) -> pb::OAuthClient {
         }),
         tenant_id: row.tenant.clone().unwrap_or_default(),
         principal_id: row.principal_id.clone().unwrap_or_default(),
+        resource_server: row.resource.clone().unwrap_or_default(),
     }
 }
 

@@ -35,6 +35,9 @@ pub struct TokenSettings {
     pub leeway: Duration,
     /// Size of new RSA keys.
     pub rsa_bits: RsaBits,
+    /// The other audiences of issued tokens: the OAuth resources (set from
+    /// [`crate::OAuthSettings::resources`] at start).
+    pub other_audiences: Vec<String>,
 }
 
 /// Encrypts and decrypts private signing keys through key-service.
@@ -92,8 +95,12 @@ fn context(kid: &str) -> Context {
 pub(crate) struct KeySet {
     /// Signs new tokens.
     pub(crate) signer: SigningKey,
-    /// Verifies tokens from any published key.
+    /// Verifies tokens from any published key, for Coffer's own audience: the bearers of
+    /// Coffer's RPCs.
     pub(crate) verifier: Verifier,
+    /// The same for any audience this server issues tokens for (Coffer's and the OAuth
+    /// resources'): revocation and introspection, never authentication to Coffer.
+    pub(crate) any_audience: Verifier,
     /// The published public keys, newest first.
     pub(crate) jwks: Jwks,
 }
@@ -265,9 +272,15 @@ async fn build(
         .collect::<Result<Vec<_>>>()?;
     let jwks = Jwks { keys };
     let verifier = Verifier::new(&settings.issuer, &settings.audience, &jwks, settings.leeway)?;
+    let audiences: Vec<&str> = std::iter::once(settings.audience.as_str())
+        .chain(settings.other_audiences.iter().map(String::as_str))
+        .collect();
+    let any_audience =
+        Verifier::for_audiences(&settings.issuer, &audiences, &jwks, settings.leeway)?;
     Ok(KeySet {
         signer,
         verifier,
+        any_audience,
         jwks,
     })
 }

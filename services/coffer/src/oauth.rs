@@ -34,6 +34,10 @@ pub enum OAuthCommand {
         /// The scopes a client credentials client may be granted (repeatable).
         #[arg(long = "scope", value_name = "SCOPE", requires = "service_account")]
         scopes: Vec<String>,
+        /// A resource server's client instead (confidential, no grants): the resource URI of
+        /// the MCP server it protects; it may introspect that resource's tokens.
+        #[arg(long, value_name = "URI", conflicts_with_all = ["redirect_uris", "service_account"])]
+        resource_server: Option<String>,
     },
 }
 
@@ -50,9 +54,10 @@ pub async fn run(command: OAuthCommand) -> anyhow::Result<String> {
         confidential,
         service_account,
         scopes,
+        resource_server,
     } = command;
     let credentials = service_account.is_some();
-    let method = if confidential || credentials {
+    let method = if confidential || credentials || resource_server.is_some() {
         pb::TokenEndpointAuthMethod::ClientSecretBasic
     } else {
         pb::TokenEndpointAuthMethod::None
@@ -72,6 +77,7 @@ pub async fn run(command: OAuthCommand) -> anyhow::Result<String> {
             token_endpoint_auth_method: method.into(),
             principal: service_account.unwrap_or_default(),
             scopes,
+            resource_server: resource_server.unwrap_or_default(),
         })
         .await
         .map_err(|status| anyhow::anyhow!("{}", status.message()))

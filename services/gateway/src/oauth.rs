@@ -124,6 +124,7 @@ impl Issuer {
             "token_endpoint": self.endpoint("/oauth/token"),
             "registration_endpoint": self.endpoint("/oauth/register"),
             "revocation_endpoint": self.endpoint("/oauth/revoke"),
+            "introspection_endpoint": self.endpoint("/oauth/introspect"),
             "jwks_uri": self.endpoint("/v1/auth/jwks"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
@@ -133,6 +134,8 @@ impl Issuer {
                 ["none", "client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported":
                 ["none", "client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
             "authorization_response_iss_parameter_supported": true,
             "client_id_metadata_document_supported": true,
@@ -175,6 +178,7 @@ pub fn routes(issuer: &Issuer) -> axum::Router<Gateway> {
         .route("/oauth/token", post(token))
         .route("/oauth/register", post(register))
         .route("/oauth/revoke", post(revoke))
+        .route("/oauth/introspect", post(introspect))
         .route("/oauth/style.css", get(style));
     for path in issuer.metadata_paths() {
         router = router.route(&path, get(metadata));
@@ -671,6 +675,62 @@ async fn revoke(
     .await;
     match reply {
         Ok(_) => json(StatusCode::OK, &json!({})),
+        Err(status) => token_error(&status, basic),
+    }
+}
+
+/// Token introspection (RFC 7662) for a resource server's client.
+async fn introspect(
+    State(gateway): State<Gateway>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (parameters, _) = match form_parameters(&body) {
+        Ok(parsed) => parsed,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+    };
+    let auth = match client_auth(&headers, &parameters) {
+        Ok(auth) => auth,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+    };
+    let token = parameter(&parameters, "token");
+    if token.is_empty() {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
+    }
+    let basic = auth.basic;
+    let request = pb::IntrospectClientTokenRequest {
+        token,
+        client_id: auth.client_id,
+        client_secret: auth.client_secret,
+        basic_auth: auth.basic,
+    };
+    let reply = call(&gateway, client, request, |mut auth, request| async move {
+        auth.introspect_client_token(request).await
+    })
+    .await;
+    match reply {
+        Ok(found) if found.active => json(
+            StatusCode::OK,
+            &json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": found.scope,
+                "client_id": found.client_id,
+                "sub": found.sub,
+                "tenant": found.tenant,
+                "aud": found.aud,
+                "iss": found.iss,
+                "exp": found.exp,
+                "iat": found.iat,
+                "jti": found.jti,
+            }),
+        ),
+        Ok(_) => json(StatusCode::OK, &json!({"active": false})),
         Err(status) => token_error(&status, basic),
     }
 }

@@ -512,6 +512,65 @@ async fn a_token_for_another_resource_is_refused_by_coffer() {
     assert_eq!(claims["aud"], MCP);
     assert_eq!(claims["client_id"], server.client_id.as_str());
     assert_eq!(server.rest(access).await, 401);
+
+    // The MCP server's own client introspects it (RFC 7662): active, for that resource.
+    let created = server
+        .operator
+        .clone()
+        .create_client(pb::CreateClientRequest {
+            client_name: "the MCP server".into(),
+            resource_server: MCP.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let rs_id = created.client.unwrap().client_id;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{rs_id}:{}", created.client_secret))
+    );
+    let introspect = |token: String, authorization: String| async move {
+        request(
+            server.addr,
+            "POST",
+            "/oauth/introspect",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", authorization.as_str()),
+            ],
+            Bytes::from(encode(&[("token", &token)])),
+        )
+        .await
+    };
+    let active = introspect(access.to_owned(), basic.clone()).await;
+    assert_eq!(active.status, 200, "{}", active.json);
+    assert_eq!(active.json["active"], true);
+    assert_eq!(active.json["aud"], MCP);
+    assert_eq!(active.json["client_id"], server.client_id.as_str());
+    assert_eq!(active.json["scope"], "mcp:read");
+    // Anyone else may not introspect: a public client is refused.
+    let public = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", server.client_id))
+    );
+    let refused = introspect(access.to_owned(), public).await;
+    assert_eq!(
+        (refused.status, refused.json["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // Revoked by its client (RFC 7009): introspection says so at once.
+    let revoked = server
+        .post_form(
+            "/oauth/revoke",
+            &[("token", access), ("client_id", &server.client_id)],
+            &Jar::default(),
+        )
+        .await;
+    assert_eq!(revoked.status, 200);
+    let inactive = introspect(access.to_owned(), basic).await;
+    assert_eq!(inactive.json, serde_json::json!({"active": false}));
 }
 
 #[tokio::test]

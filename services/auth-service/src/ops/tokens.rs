@@ -169,7 +169,12 @@ impl Auth {
             }
             return Ok(());
         }
-        if let Ok(verified) = self.keys.current().verifier.verify(token.expose_secret()) {
+        if let Ok(verified) = self
+            .keys
+            .current()
+            .any_audience
+            .verify(token.expose_secret())
+        {
             let forget_time = verified
                 .claims
                 .exp
@@ -198,13 +203,14 @@ impl Auth {
             };
         }
         Ok(self
-            .verify_access_token(token.expose_secret())
+            .verify_any_audience(token.expose_secret())
             .await
             .ok()
             .map(|v| Introspection::Access(v.claims)))
     }
 
-    /// Verifies an access token, including revocation.
+    /// Verifies an access token for Coffer's own audience, including revocation: the bearer
+    /// of a Coffer RPC.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for any invalid or revoked token; [`Error::Database`].
@@ -215,6 +221,26 @@ impl Auth {
             .verifier
             .verify(token)
             .map_err(|_| Error::unauthenticated("invalid access token"))?;
+        self.unrevoked(verified).await
+    }
+
+    /// Verifies an access token for any audience this server issues tokens for (Coffer's and
+    /// the OAuth resources'), including revocation: for introspection only.
+    ///
+    /// # Errors
+    /// As [`Auth::verify_access_token`].
+    pub(crate) async fn verify_any_audience(&self, token: &str) -> Result<Verified> {
+        let verified = self
+            .keys
+            .current()
+            .any_audience
+            .verify(token)
+            .map_err(|_| Error::unauthenticated("invalid access token"))?;
+        self.unrevoked(verified).await
+    }
+
+    /// The token, unless the revocation feed ends it.
+    async fn unrevoked(&self, verified: Verified) -> Result<Verified> {
         // One look at the revocation feed, the same one other services mirror: the token
         // itself, the API key it was exchanged for (it dies with the key), and its
         // principal's role generation (an older one carries scopes no longer held).

@@ -44,6 +44,8 @@ pub(crate) struct ClientRow {
     pub(crate) secret_hash: Option<String>,
     /// `web` or `native`.
     pub(crate) application_type: String,
+    /// A resource server's client: the resource whose tokens it may introspect.
+    pub(crate) resource: Option<String>,
     /// Client credentials: the service account's tenant and id.
     pub(crate) tenant: Option<String>,
     pub(crate) principal_id: Option<String>,
@@ -128,7 +130,7 @@ pub(crate) enum CodeSpend {
 macro_rules! client_columns {
     () => {
         "client_id, origin, client_name, redirect_uris, grant_types, auth_method, secret_hash, \
-         application_type, tenant, principal_id, scope, create_time"
+         application_type, resource, tenant, principal_id, scope, create_time"
     };
 }
 
@@ -149,6 +151,7 @@ fn client_row(row: &AnyRow) -> Result<ClientRow> {
         auth_method: row.try_get("auth_method")?,
         secret_hash: row.try_get("secret_hash")?,
         application_type: row.try_get("application_type")?,
+        resource: row.try_get("resource")?,
         tenant: row.try_get("tenant")?,
         principal_id: row.try_get("principal_id")?,
         scope: row.try_get("scope")?,
@@ -188,8 +191,9 @@ impl Store {
             .map_err(|_| Error::Corrupt("redirect URIs"))?;
         sqlx::query(
             "INSERT INTO auth_oauth_clients (client_id, origin, client_name, redirect_uris, \
-             grant_types, auth_method, secret_hash, application_type, tenant, principal_id, \
-             scope, create_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             grant_types, auth_method, secret_hash, application_type, resource, tenant, \
+             principal_id, scope, create_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&client.client_id)
         .bind(client.origin.as_str())
@@ -199,6 +203,7 @@ impl Store {
         .bind(&client.auth_method)
         .bind(&client.secret_hash)
         .bind(&client.application_type)
+        .bind(&client.resource)
         .bind(&client.tenant)
         .bind(&client.principal_id)
         .bind(&client.scope)

@@ -397,17 +397,19 @@ impl Auth {
         })?;
         self.resources()
             .into_iter()
-            .find(|known| known.uri == uri)
+            .find(|known| canonical_resource(&known.uri).as_deref() == Some(uri.as_str()))
             .ok_or_else(|| {
                 OAuthError::InvalidTarget.because(format!("{uri} is not a resource of this server"))
             })
     }
 
     /// Every resource tokens may be requested for: Coffer's own API (when its audience is a
-    /// URI) and the configured ones.
+    /// URI; its tokens carry the audience exactly as configured, which Coffer's services
+    /// verify) and the configured ones.
     pub(crate) fn resources(&self) -> Vec<super::Resource> {
-        let own = canonical_resource(&self.keys.settings().audience).map(|uri| super::Resource {
-            uri,
+        let audience = &self.keys.settings().audience;
+        let own = canonical_resource(audience).map(|_| super::Resource {
+            uri: audience.clone(),
             scopes: coffer_authn::Scope::ALL.into_iter().collect(),
         });
         own.into_iter()

@@ -65,6 +65,8 @@ pub(crate) struct NewClient {
     pub(crate) redirect_uris: Vec<String>,
     pub(crate) grant_types: Vec<String>,
     pub(crate) auth_method: Option<AuthMethod>,
+    /// A resource server's client: the resource whose tokens it may introspect.
+    pub(crate) resource: Option<String>,
     /// Client credentials: the service account `(tenant, id)` and its scopes.
     pub(crate) principal: Option<(String, String)>,
     pub(crate) scopes: Scopes,
@@ -191,6 +193,7 @@ impl Auth {
             auth_method: AuthMethod::None.as_str().to_owned(),
             secret_hash: None,
             application_type: application_type.to_owned(),
+            resource: None,
             tenant: None,
             principal_id: None,
             scope: String::new(),
@@ -217,12 +220,39 @@ impl Auth {
             )
         })?;
         let credentials = new.grant_types.iter().any(|g| g == CLIENT_CREDENTIALS);
-        let method = new.auth_method.unwrap_or(if credentials {
-            AuthMethod::SecretBasic
-        } else {
-            AuthMethod::None
-        });
-        let (grants, principal) = if credentials {
+        let resource = match &new.resource {
+            Some(uri) => Some(
+                self.resource(std::slice::from_ref(uri))
+                    .map_err(|error| Error::invalid("resource_server", error.to_string()))?
+                    .uri,
+            ),
+            None => None,
+        };
+        let method = new
+            .auth_method
+            .unwrap_or(if credentials || resource.is_some() {
+                AuthMethod::SecretBasic
+            } else {
+                AuthMethod::None
+            });
+        let (grants, principal) = if resource.is_some() {
+            if method == AuthMethod::None {
+                return Err(Error::invalid(
+                    "token_endpoint_auth_method",
+                    "a resource server's client is confidential",
+                ));
+            }
+            if !new.redirect_uris.is_empty()
+                || !new.grant_types.is_empty()
+                || !new.scopes.is_empty()
+            {
+                return Err(Error::invalid(
+                    "resource_server",
+                    "a resource server's client has no grants, redirect URIs or scopes",
+                ));
+            }
+            (String::new(), None)
+        } else if credentials {
             if new.grant_types.len() != 1 {
                 return Err(Error::invalid(
                     "grant_types",
@@ -307,6 +337,7 @@ impl Auth {
             grant_types: grants,
             auth_method: method.as_str().to_owned(),
             secret_hash,
+            resource,
             tenant: principal.as_ref().map(|(tenant, _)| tenant.clone()),
             principal_id: principal.map(|(_, id)| id),
             scope: new.scopes.to_string(),

@@ -389,6 +389,7 @@ fn validate(client_id: &str, body: &[u8], now: i64) -> Result<ClientRow> {
         auth_method: "none".to_owned(),
         secret_hash: None,
         application_type: application_type.to_owned(),
+        resource: None,
         tenant: None,
         principal_id: None,
         scope: String::new(),

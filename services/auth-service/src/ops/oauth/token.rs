@@ -90,7 +90,11 @@ impl Auth {
             }
             return Ok(());
         }
-        if let Ok(verified) = self.keys.current().verifier.verify(token.expose_secret())
+        if let Ok(verified) = self
+            .keys
+            .current()
+            .any_audience
+            .verify(token.expose_secret())
             && verified.claims.client_id.as_deref() == Some(client.client_id.as_str())
         {
             let forget = verified
@@ -102,6 +106,28 @@ impl Auth {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Introspection by a resource server's client: the claims of an active access token for
+    /// its resource (revocations included), `None` for anything else.
+    ///
+    /// # Errors
+    /// [`OAuthError::InvalidClient`], also for a client that is not a resource server's.
+    pub(crate) async fn introspect_for_resource_server(
+        &self,
+        presented: &Presented,
+        token: &SecretString,
+    ) -> Result<Option<coffer_authn::jwt::Claims>> {
+        let client = self.authenticate_client(presented).await?;
+        let Some(resource) = &client.resource else {
+            return Err(
+                OAuthError::InvalidClient.because("only a resource server's client may introspect")
+            );
+        };
+        let Ok(verified) = self.verify_any_audience(token.expose_secret()).await else {
+            return Ok(None);
+        };
+        Ok((verified.claims.aud == *resource).then_some(verified.claims))
     }
 
     /// `authorization_code`: the code once, by its client, with its redirect URI, PKCE
@@ -393,7 +419,7 @@ impl Auth {
     fn same_resource(&self, sent: &[String], granted: &str) -> Result<()> {
         match sent {
             [] => Ok(()),
-            [one] if canonical_resource(one).as_deref() == Some(granted) => Ok(()),
+            [one] if canonical_resource(one) == canonical_resource(granted) => Ok(()),
             _ => {
                 Err(OAuthError::InvalidTarget
                     .because("resource differs from the one the grant is for"))

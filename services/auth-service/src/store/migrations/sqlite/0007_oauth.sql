@@ -15,6 +15,8 @@ CREATE TABLE auth_oauth_clients (
                   CHECK (auth_method IN ('none', 'client_secret_basic', 'client_secret_post')),
     secret_hash   TEXT,
     application_type TEXT NOT NULL CHECK (application_type IN ('web', 'native')),
+    -- A resource server's client: the resource whose tokens it may introspect.
+    resource      TEXT,
     -- Client credentials: the service account it acts as, and its scopes.
     tenant        TEXT,
     principal_id  TEXT,
