@@ -155,7 +155,24 @@ const revoked = await fetch(metadata.revocation_endpoint, {
 });
 provider.authorizationUrl = null;
 const afterRevocation = await auth(provider, { serverUrl });
+// And the access token: the server (which asks Coffer about every token) refuses it.
+const accessRevoked = await fetch(metadata.revocation_endpoint, {
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body: new URLSearchParams({ token: after.access_token, client_id: provider.saved.client.client_id }),
+});
+provider.saveTokens(after);
+await new Promise((resolve) => setTimeout(resolve, 1100));
+let accessRefused = false;
+try {
+  const late = await connect();
+  await late.callTool({ name: 'whoami', arguments: {} });
+} catch (error) {
+  accessRefused = error instanceof UnauthorizedError || /401|Unauthorized/.test(String(error));
+}
 step('revoked', {
   status: revoked.status,
   refresh_refused: afterRevocation === 'REDIRECT' && provider.authorizationUrl !== null,
+  access_status: accessRevoked.status,
+  access_refused: accessRefused,
 });

@@ -4,7 +4,8 @@
 //! discovers Coffer, identifies itself (by a client ID metadata document served over TLS from
 //! 127.0.0.1, and in a second run by dynamic registration, RFC 7591), sends the user through
 //! sign-in and consent in headless chromium, lists and calls the tools, refreshes, and after
-//! revoking its refresh token is sent back to the user instead of refreshed.
+//! revoking its tokens is refused: the refresh (sent back to the user instead) and the access
+//! token (the server asks Coffer about every token, trusting an answer for a second).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -115,8 +116,23 @@ async fn the_mcp_typescript_sdk_connects_to_a_coffer_protected_server_end_to_end
         .await
         .unwrap();
 
+    // The MCP server's own client, so it asks Coffer about every token (revocation).
+    let rs = target
+        .connect()
+        .await
+        .unwrap()
+        .create_client(pb::CreateClientRequest {
+            client_name: "example MCP server".into(),
+            resource_server: resource.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut example = Command::new(&server)
         .args([&format!("127.0.0.1:{mcp_port}"), &resource, &issuer])
+        .env("COFFER_RS_CLIENT_ID", rs.client.unwrap().client_id)
+        .env("COFFER_RS_CLIENT_SECRET", rs.client_secret)
         .stdout(Stdio::piped())
         .spawn()
         .expect("the example MCP server starts");
@@ -254,6 +270,8 @@ impl Client {
         let revoked = steps.step("revoked");
         assert_eq!(revoked["status"], 200);
         assert_eq!(revoked["refresh_refused"], true);
+        assert_eq!(revoked["access_status"], 200);
+        assert_eq!(revoked["access_refused"], true, "{}", steps.printed);
         steps
     }
 }

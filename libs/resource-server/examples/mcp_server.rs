@@ -10,7 +10,10 @@
 //!     127.0.0.1:3001 http://127.0.0.1:3001/mcp http://127.0.0.1:8080
 //! ```
 //! Arguments: the listen address, this server's resource URI, Coffer's issuer (the gateway's
-//! URL). It prints `listening on ADDR` once it accepts connections.
+//! URL). With `COFFER_RS_CLIENT_ID` and `COFFER_RS_CLIENT_SECRET` (a resource server's
+//! client: `coffer oauth create-client --resource-server URI`) it also asks Coffer about every
+//! token, so a revocation reaches it within a second. It prints `listening on ADDR` once it
+//! accepts connections.
 
 // A program's own output.
 #![allow(clippy::print_stdout)]
@@ -34,7 +37,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     else {
         return Err("usage: mcp_server LISTEN RESOURCE_URI COFFER_ISSUER".into());
     };
-    let protection = ResourceServer::new(&resource, &issuer)?;
+    let mut protection = ResourceServer::new(&resource, &issuer)?;
+    if let (Ok(id), Ok(secret)) = (
+        std::env::var("COFFER_RS_CLIENT_ID"),
+        std::env::var("COFFER_RS_CLIENT_SECRET"),
+    ) {
+        protection = protection.introspect(&id, &secret.into());
+    }
     let for_handler = protection.clone();
     let app = axum::Router::new()
         .route(

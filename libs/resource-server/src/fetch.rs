@@ -1,4 +1,5 @@
-//! One bounded HTTP(S) GET of a JSON document (the authorization server's JWKS): HTTP/1.1,
+//! One bounded HTTP(S) request for a JSON document (the authorization server's JWKS, an
+//! introspection answer): HTTP/1.1,
 //! at most [`MAX_BYTES`], within [`TIMEOUT`], no redirects followed, no cookies. `https`
 //! needs the TLS configuration the caller gave; plain `http` is refused unless the host is a
 //! loopback address (dev mode).
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
 
 /// Largest document accepted.
@@ -39,15 +40,22 @@ pub enum FetchError {
     },
 }
 
-/// GETs `url` and parses its body as JSON.
+/// A POST of a form, with an `Authorization` header.
+pub(crate) struct Form<'a> {
+    pub(crate) authorization: &'a str,
+    pub(crate) body: String,
+}
+
+/// GETs `url` (or POSTs `form` to it) and parses the answer's body as JSON.
 ///
 /// # Errors
 /// [`FetchError`].
 pub(crate) async fn json(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
+    form: Option<Form<'_>>,
 ) -> Result<serde_json::Value, FetchError> {
-    tokio::time::timeout(TIMEOUT, get(url, tls))
+    tokio::time::timeout(TIMEOUT, get(url, tls, form))
         .await
         .map_err(|_| FetchError::Transport {
             url: url.to_owned(),
@@ -58,6 +66,7 @@ pub(crate) async fn json(
 async fn get(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
+    form: Option<Form<'_>>,
 ) -> Result<serde_json::Value, FetchError> {
     let parsed =
         url::Url::parse(url).map_err(|_| FetchError::Url(format!("{url:?} is not a URL")))?;
@@ -81,10 +90,25 @@ async fn get(
         Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
         None => parsed.host_str().unwrap_or_default().to_owned(),
     };
-    let request = http::Request::get(&parsed[url::Position::BeforePath..])
+    let mut request = http::Request::builder()
+        .uri(&parsed[url::Position::BeforePath..])
         .header(http::header::HOST, authority)
-        .header(http::header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
+        .header(http::header::ACCEPT, "application/json");
+    let body = match form {
+        Some(form) => {
+            request = request
+                .method(http::Method::POST)
+                .header(http::header::AUTHORIZATION, form.authorization)
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                );
+            Full::new(Bytes::from(form.body))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    let request = request
+        .body(body)
         .map_err(|e| FetchError::Url(e.to_string()))?;
     let response = match parsed.scheme() {
         "https" => {
@@ -129,7 +153,7 @@ async fn get(
 
 async fn send<I>(
     io: I,
-    request: http::Request<Empty<Bytes>>,
+    request: http::Request<Full<Bytes>>,
 ) -> Result<http::Response<hyper::body::Incoming>, String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

@@ -17,9 +17,13 @@
 //!   client's token is never passed upstream; the verified token is in the request's
 //!   extensions as a [`coffer_authn::jwt::Verified`].
 //!
-//! Staleness: verification is local, so a revoked token is accepted until it expires (the
-//! access-token lifetime, 15 minutes by default in auth-service); a demotion, too, reaches a
-//! resource server when the token expires.
+//! Staleness: verification is local, so by default a revoked token is accepted until it
+//! expires (the access-token lifetime, 15 minutes by default in auth-service), and a demotion
+//! too reaches the server only then. With [`ResourceServer::introspect`] (a resource server's
+//! client, `coffer oauth create-client --resource-server URI`) every token is also checked at
+//! Coffer's introspection endpoint, an answer trusted for at most [`INTROSPECTION_TTL`]: a
+//! revocation or demotion then reaches the server within a second, and the server fails
+//! closed (503) when Coffer cannot be asked.
 
 mod fetch;
 
@@ -39,6 +43,10 @@ pub use fetch::FetchError;
 pub const JWKS_REFETCH: Duration = Duration::from_secs(5);
 /// Clock skew accepted on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(5);
+/// How long an introspection answer "active" is trusted (the revocation staleness bound).
+pub const INTROSPECTION_TTL: Duration = Duration::from_secs(1);
+/// Active tokens remembered between introspections.
+const INTROSPECTION_CACHE: usize = 4096;
 
 /// Why a [`ResourceServer`] cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,16 @@ struct Inner {
     scopes_supported: Vec<Scope>,
     tls: Option<Arc<rustls::ClientConfig>>,
     keys: tokio::sync::Mutex<Keys>,
+    introspection: Option<Introspection>,
+}
+
+/// The introspection endpoint, the resource server's client credentials, and the tokens it
+/// said were active, with when.
+struct Introspection {
+    url: String,
+    /// `Basic base64(id:secret)`.
+    authorization: secrecy::SecretString,
+    active: std::sync::Mutex<lru::LruCache<[u8; 32], Instant>>,
 }
 
 #[derive(Default)]
@@ -101,7 +119,38 @@ impl ResourceServer {
                 scopes_supported: vec![Scope::McpRead, Scope::McpWrite, Scope::McpAdmin],
                 tls: None,
                 keys: tokio::sync::Mutex::new(Keys::default()),
+                introspection: None,
             }),
+        })
+    }
+
+    /// The same, also asking Coffer's introspection endpoint about every token (see the
+    /// crate docs), as the resource server's client `client_id` with `secret`.
+    #[must_use]
+    pub fn introspect(self, client_id: &str, secret: &secrecy::SecretString) -> Self {
+        use base64::Engine as _;
+        use secrecy::ExposeSecret as _;
+        let encode = |part: &str| -> String {
+            url::form_urlencoded::byte_serialize(part.as_bytes()).collect()
+        };
+        let credentials = format!("{}:{}", encode(client_id), encode(secret.expose_secret()));
+        let authorization = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        );
+        let url = self
+            .inner
+            .jwks_url
+            .replace("/v1/auth/jwks", "/oauth/introspect");
+        self.rebuild(|inner| {
+            inner.introspection = Some(Introspection {
+                url,
+                authorization: secrecy::SecretString::from(authorization),
+                active: std::sync::Mutex::new(lru::LruCache::new(
+                    std::num::NonZeroUsize::new(INTROSPECTION_CACHE)
+                        .unwrap_or(std::num::NonZeroUsize::MIN),
+                )),
+            });
         })
     }
 
@@ -129,6 +178,7 @@ impl ResourceServer {
             scopes_supported: shared.scopes_supported.clone(),
             tls: shared.tls.clone(),
             keys: tokio::sync::Mutex::new(Keys::default()),
+            introspection: None,
         });
         let mut inner = inner;
         change(&mut inner);
@@ -182,12 +232,59 @@ impl ResourceServer {
             .map(str::trim)
             .ok_or(Refusal::Invalid)?;
         let verified = self.verify_token(token).await?;
+        self.still_active(token).await?;
         let missing = required.beyond(&verified.principal.scopes);
         if missing.is_empty() {
             Ok(verified)
         } else {
             Err(Refusal::Insufficient(required.clone()))
         }
+    }
+
+    /// With introspection: whether Coffer says the token is active (remembered for at most
+    /// [`INTROSPECTION_TTL`]). Fails closed.
+    async fn still_active(&self, token: &str) -> Result<(), Refusal> {
+        use secrecy::ExposeSecret as _;
+        use sha2::Digest as _;
+        let Some(introspection) = &self.inner.introspection else {
+            return Ok(());
+        };
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let fresh = introspection
+            .active
+            .lock()
+            .ok()
+            .and_then(|mut cache| cache.get(&key).copied())
+            .is_some_and(|asked| asked.elapsed() < INTROSPECTION_TTL);
+        if fresh {
+            return Ok(());
+        }
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .finish();
+        let answer = fetch::json(
+            &introspection.url,
+            self.inner.tls.as_ref(),
+            Some(fetch::Form {
+                authorization: introspection.authorization.expose_secret(),
+                body,
+            }),
+        )
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "Coffer's introspection endpoint cannot be asked");
+            Refusal::Unavailable
+        })?;
+        if answer["active"] != true {
+            if let Ok(mut cache) = introspection.active.lock() {
+                cache.pop(&key);
+            }
+            return Err(Refusal::Invalid);
+        }
+        if let Ok(mut cache) = introspection.active.lock() {
+            cache.put(key, Instant::now());
+        }
+        Ok(())
     }
 
     async fn verify_token(&self, token: &str) -> Result<Verified, Refusal> {
@@ -217,7 +314,7 @@ impl ResourceServer {
             _ => {}
         }
         keys.fetched = Some(Instant::now());
-        let fetched = fetch::json(&self.inner.jwks_url, self.inner.tls.as_ref())
+        let fetched = fetch::json(&self.inner.jwks_url, self.inner.tls.as_ref(), None)
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "the authorization server's JWKS cannot be fetched");
