@@ -48,14 +48,7 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
     };
     let running = up::start(&options).await.unwrap();
     let issuer = format!("http://{}", running.gateway_addr);
-    let target = TargetArgs {
-        data_dir: data_dir.clone(),
-        auth_addr: running.auth_service_addr.to_string(),
-        cert: None,
-        key: None,
-        ca: None,
-        api_key_file: None,
-    };
+    let target = target_for(&data_dir, &running);
 
     // Tenant `default` as `coffer up` bootstraps it, and a user who signs in with a password,
     // made with the operator certificate.
@@ -120,6 +113,48 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
     })
     .await
     .unwrap();
+    // The user sees the grant the suite got with `coffer oauth grants`, and withdraws it.
+    let alice_key = target_for(&data_dir, &running)
+        .target()
+        .connect()
+        .await
+        .unwrap()
+        .create_api_key(pb::CreateApiKeyRequest {
+            parent: "tenants/default".into(),
+            principal: "tenants/default/principals/alice".into(),
+            display_name: "grants".into(),
+            scopes: vec!["user:token".into()],
+            ttl: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    let key_file = dir.path().join("alice-key");
+    std::fs::write(&key_file, &alice_key).unwrap();
+    let as_alice = || TargetArgs {
+        api_key_file: Some(key_file.clone()),
+        ..target_for(&data_dir, &running)
+    };
+    let listed = coffer::oauth::run(OAuthCommand::Grants { target: as_alice() })
+        .await
+        .unwrap();
+    assert!(listed.contains("MCP conformance suite"), "{listed}");
+    let name = listed.split('\t').next().unwrap().to_owned();
+    let revoked = coffer::oauth::run(OAuthCommand::RevokeGrant {
+        target: as_alice(),
+        name,
+    })
+    .await
+    .unwrap();
+    assert!(
+        revoked.starts_with("revoked tenants/default/principals/alice/grants/"),
+        "{revoked}"
+    );
+    let after = coffer::oauth::run(OAuthCommand::Grants { target: as_alice() })
+        .await
+        .unwrap();
+    assert!(after.is_empty(), "{after}");
     running.shutdown().await.unwrap();
     let checks = outcome;
     // Every check passed, the Client ID Metadata Document advertisement included.
@@ -142,6 +177,18 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
             std::fs::metadata(&shot).unwrap().len() > 1000,
             "{page} missing"
         );
+    }
+}
+
+/// The CLI's target: `coffer up`'s data directory (operator certificate, admin key).
+fn target_for(data_dir: &Path, running: &up::Running) -> TargetArgs {
+    TargetArgs {
+        data_dir: data_dir.to_owned(),
+        auth_addr: running.auth_service_addr.to_string(),
+        cert: None,
+        key: None,
+        ca: None,
+        api_key_file: None,
     }
 }
 

@@ -599,6 +599,36 @@ impl AuthService for AuthServiceApi {
         Ok(Response::new(pb::RevokeResponse {}))
     }
 
+    async fn list_grants(
+        &self,
+        request: Request<pb::ListGrantsRequest>,
+    ) -> Reply<pb::ListGrantsResponse> {
+        let (session, parent) = (&request.get_ref().session, &request.get_ref().parent);
+        let (tenant, id) = self.grant_owner(&request, session, parent).await?;
+        let grants = self.auth.grants(&tenant, &id).await?;
+        Ok(Response::new(pb::ListGrantsResponse {
+            grants: grants
+                .into_iter()
+                .map(|grant| oauth::grant_proto(&tenant, &id, grant))
+                .collect(),
+        }))
+    }
+
+    async fn revoke_grant(&self, request: Request<pb::RevokeGrantRequest>) -> Reply<pb::Grant> {
+        let name = request.get_ref().name.clone();
+        let Some((parent, grant)) = name.rsplit_once("/grants/") else {
+            return Err(Error::invalid(
+                "name",
+                "tenants/{tenant}/principals/{principal}/grants/{id}",
+            )
+            .into());
+        };
+        let session = request.get_ref().session.clone();
+        let (tenant, id) = self.grant_owner(&request, &session, parent).await?;
+        let revoked = self.auth.revoke_grant(&tenant, &id, grant).await?;
+        Ok(Response::new(oauth::grant_proto(&tenant, &id, revoked)))
+    }
+
     async fn introspect_client_token(
         &self,
         request: Request<pb::IntrospectClientTokenRequest>,
@@ -611,6 +641,46 @@ impl AuthService for AuthServiceApi {
 }
 
 impl AuthServiceApi {
+    /// Whose grants a ListGrants or RevokeGrant call may see: the browser sign-in's user
+    /// (from the gateway), else the bearer's own (`user:token`), or anyone's for operators.
+    /// `parent` (`tenants/{t}/principals/{p}`, or empty for the caller) must name that user.
+    async fn grant_owner<T>(
+        &self,
+        request: &Request<T>,
+        session: &str,
+        parent: &str,
+    ) -> Result<(String, String)> {
+        let named = if parent.is_empty() {
+            None
+        } else {
+            let name = PrincipalName::parse("parent", parent)?;
+            Some((name.tenant().to_string(), name.id().to_owned()))
+        };
+        let owner = if session.is_empty() {
+            match self.caller(request).await? {
+                Caller::Operator(_) => named
+                    .clone()
+                    .ok_or_else(|| Error::invalid("parent", "operators name the user"))?,
+                Caller::Principal(principal) => {
+                    principal
+                        .require(Scope::UserToken)
+                        .map_err(|missing| Error::ScopeMissing(missing.0))?;
+                    (principal.tenant.clone(), principal.subject.clone())
+                }
+            }
+        } else {
+            self.oauth(request)?;
+            self.auth
+                .session_user(&SecretString::from(session.to_owned()))
+                .await?
+        };
+        match named {
+            // Another user's grants are not found, whether they exist or not.
+            Some(named) if named != owner => Err(Error::NotFound(parent.to_owned())),
+            _ => Ok(owner),
+        }
+    }
+
     /// The OAuth RPCs are the gateway's (and operators').
     fn oauth<T>(&self, request: &Request<T>) -> Result<()> {
         authz::require_service(&self.identities, request, ServiceRpc::OAuth).map(|_| ())

@@ -221,6 +221,33 @@ pub(crate) async fn introspect_client_token(
     })
 }
 
+pub(crate) fn grant_proto(
+    tenant: &str,
+    principal: &str,
+    grant: crate::ops::oauth::grants::Grant,
+) -> pb::Grant {
+    pb::Grant {
+        name: format!(
+            "tenants/{tenant}/principals/{principal}/grants/{}",
+            grant.id
+        ),
+        client_id: grant.consent.client_id,
+        client_name: grant.client_name,
+        resource: grant.consent.resource,
+        scopes: grant
+            .consent
+            .scope
+            .split_ascii_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        offline: grant.consent.offline,
+        create_time: Some(prost_types::Timestamp {
+            seconds: grant.consent.create_time,
+            nanos: 0,
+        }),
+    }
+}
+
 fn client_proto(row: &ClientRow) -> pb::OAuthClient {
     use pb::TokenEndpointAuthMethod as Method;
     let method = match AuthMethod::parse(&row.auth_method) {

@@ -1,5 +1,6 @@
-//! `coffer oauth`: the OAuth authorization server's operator commands (pre-registered
-//! clients), with the operator certificate.
+//! `coffer oauth`: the OAuth authorization server's commands: pre-registered clients (with
+//! the operator certificate), and a user's grants (with the user's bearer,
+//! `$COFFER_API_KEY` or `--api-key-file`).
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -39,6 +40,20 @@ pub enum OAuthCommand {
         #[arg(long, value_name = "URI", conflicts_with_all = ["redirect_uris", "service_account"])]
         resource_server: Option<String>,
     },
+    /// The clients you allowed (your bearer's user): name, client, resource, scopes.
+    Grants {
+        /// Where auth-service is, the certificate, and the bearer.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Withdraw a grant: its refresh tokens are revoked at once.
+    RevokeGrant {
+        /// Where auth-service is, the certificate, and the bearer.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// `tenants/{t}/principals/{p}/grants/{id}` (from `coffer oauth grants`).
+        name: String,
+    },
 }
 
 /// Runs a `coffer oauth` subcommand; its output (`client_id: ...`, and `client_secret: ...`
@@ -47,15 +62,82 @@ pub enum OAuthCommand {
 /// # Errors
 /// If the call is refused.
 pub async fn run(command: OAuthCommand) -> anyhow::Result<String> {
-    let OAuthCommand::CreateClient {
-        target,
-        name,
-        redirect_uris,
-        confidential,
-        service_account,
-        scopes,
-        resource_server,
-    } = command;
+    match command {
+        OAuthCommand::CreateClient {
+            target,
+            name,
+            redirect_uris,
+            confidential,
+            service_account,
+            scopes,
+            resource_server,
+        } => {
+            create_client(
+                target,
+                name,
+                redirect_uris,
+                confidential,
+                service_account,
+                scopes,
+                resource_server,
+            )
+            .await
+        }
+        OAuthCommand::Grants { target } => {
+            let target = target.target();
+            let grants = target
+                .connect()
+                .await?
+                .list_grants(target.authorized(pb::ListGrantsRequest::default())?)
+                .await
+                .map_err(|status| anyhow::anyhow!("{}", status.message()))
+                .context("ListGrants")?
+                .into_inner()
+                .grants;
+            Ok(grants
+                .iter()
+                .map(|grant| {
+                    format!(
+                        "{}\t{}\t{}\t{}\n",
+                        grant.name,
+                        grant.client_name,
+                        grant.resource,
+                        grant.scopes.join(" ")
+                    )
+                })
+                .collect())
+        }
+        OAuthCommand::RevokeGrant { target, name } => {
+            let target = target.target();
+            let revoked = target
+                .connect()
+                .await?
+                .revoke_grant(target.authorized(pb::RevokeGrantRequest {
+                    name,
+                    session: String::new(),
+                })?)
+                .await
+                .map_err(|status| anyhow::anyhow!("{}", status.message()))
+                .context("RevokeGrant")?
+                .into_inner();
+            Ok(format!(
+                "revoked {} ({})\n",
+                revoked.name, revoked.client_name
+            ))
+        }
+    }
+}
+
+/// `coffer oauth create-client`.
+async fn create_client(
+    target: TargetArgs,
+    name: String,
+    redirect_uris: Vec<String>,
+    confidential: bool,
+    service_account: Option<String>,
+    scopes: Vec<String>,
+    resource_server: Option<String>,
+) -> anyhow::Result<String> {
     let credentials = service_account.is_some();
     let method = if confidential || credentials || resource_server.is_some() {
         pb::TokenEndpointAuthMethod::ClientSecretBasic

@@ -179,6 +179,8 @@ pub fn routes(issuer: &Issuer) -> axum::Router<Gateway> {
         .route("/oauth/register", post(register))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))
+        .route("/oauth/grants", get(grants))
+        .route("/oauth/grants/revoke", post(revoke_grant))
         .route("/oauth/style.css", get(style));
     for path in issuer.metadata_paths() {
         router = router.route(&path, get(metadata));
@@ -386,6 +388,81 @@ async fn consent(
                 "This authorization request expired or belongs to another sign-in. Start \
                  again from the application.",
             ),
+        ),
+        Err(status) => service_error(&status),
+    }
+}
+
+/// The signed-in user's grants (a sign-in happens during an authorization).
+async fn grants(
+    State(gateway): State<Gateway>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(session) = cookie(&headers, SESSION_COOKIE) else {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            &pages::error(
+                "Not signed in",
+                "Sign in to Coffer from an application first; then this page lists the \
+                 applications you allowed.",
+            ),
+        );
+    };
+    let request = pb::ListGrantsRequest {
+        parent: String::new(),
+        session,
+    };
+    let reply = call(&gateway, client, request, |mut auth, request| async move {
+        auth.list_grants(request).await
+    })
+    .await;
+    let browser = Browser::of(&headers);
+    match reply {
+        Ok(list) => browser.page(
+            StatusCode::OK,
+            |csrf| pages::grants(&list.grants, csrf),
+            None,
+        ),
+        Err(status) if status.code() == tonic::Code::Unauthenticated => html(
+            StatusCode::UNAUTHORIZED,
+            &pages::error("Not signed in", "Your sign-in expired; sign in again."),
+        ),
+        Err(status) => service_error(&status),
+    }
+}
+
+/// Withdraws one of the signed-in user's grants, then shows the list again.
+async fn revoke_grant(
+    State(gateway): State<Gateway>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(mut form) = form(&body) else {
+        return bad_form();
+    };
+    let mut field = |name: &str| form.remove(name).unwrap_or_default();
+    if !Browser::of(&headers).csrf_matches(&field("csrf")) {
+        return csrf_refused();
+    }
+    let request = pb::RevokeGrantRequest {
+        name: field("grant"),
+        session: cookie(&headers, SESSION_COOKIE).unwrap_or_default(),
+    };
+    let reply = call(&gateway, client, request, |mut auth, request| async move {
+        auth.revoke_grant(request).await
+    })
+    .await;
+    match reply {
+        Ok(_) => redirect("/oauth/grants"),
+        Err(status) if status.code() == tonic::Code::NotFound => html(
+            StatusCode::NOT_FOUND,
+            &pages::error("No such grant", "It was withdrawn already."),
+        ),
+        Err(status) if status.code() == tonic::Code::Unauthenticated => html(
+            StatusCode::UNAUTHORIZED,
+            &pages::error("Not signed in", "Your sign-in expired; sign in again."),
         ),
         Err(status) => service_error(&status),
     }

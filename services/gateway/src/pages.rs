@@ -128,6 +128,37 @@ pub fn consent(consent: &pb::Consent, csrf: &str) -> String {
     )
 }
 
+/// The signed-in user's grants, each with a button that withdraws it.
+pub fn grants(grants: &[pb::Grant], csrf: &str) -> String {
+    let rows: String = grants
+        .iter()
+        .map(|grant| {
+            format!(
+                "<li><strong>{client}</strong> for <code>{resource}</code>: {scopes}\
+                 <form method=\"post\" action=\"/oauth/grants/revoke\">\
+                 <input type=\"hidden\" name=\"grant\" value=\"{name}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\" class=\"secondary\" \
+                 aria-label=\"Revoke access of {client}\">Revoke</button></form></li>",
+                client = escape(&grant.client_name),
+                resource = escape(&grant.resource),
+                scopes = escape(&grant.scopes.join(" ")),
+                name = escape(&grant.name),
+                csrf = escape(csrf),
+            )
+        })
+        .collect();
+    let body = if grants.is_empty() {
+        "<p>You have not allowed any application.</p>".to_owned()
+    } else {
+        format!("<ul>{rows}</ul>")
+    };
+    page(
+        "Your grants",
+        &format!("<h1>Applications you allowed</h1>{body}"),
+    )
+}
+
 /// An error page, for faults that must not redirect (an unknown client or redirect URI).
 pub fn error(title: &str, message: &str) -> String {
     page(

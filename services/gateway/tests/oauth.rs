@@ -492,6 +492,67 @@ async fn a_user_signs_in_consents_and_the_token_works_until_misused() {
         tokens.json.get("refresh_token").is_none(),
         "no offline_access, no refresh token"
     );
+
+    // The user's grants: the operator sees them over gRPC; the user on a page, where one
+    // button withdraws the grant, and its refresh tokens stop working at once.
+    let (path, verifier) =
+        server.authorization(&server.client_id, "mcp:read offline_access", &server.issuer);
+    let code = server.consent(&path, &mut jar).await["code"].clone();
+    let refresh = server.code_tokens(&code, &verifier).await.json["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = server
+        .operator
+        .clone()
+        .list_grants(pb::ListGrantsRequest {
+            parent: "tenants/acme/principals/alice".into(),
+            session: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .grants;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].client_id, server.client_id);
+    assert_eq!(listed[0].scopes, vec!["mcp:read".to_owned()]);
+    let page = server.get("/oauth/grants", &jar).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("Conformance &lt;client&gt;"),
+        "{}",
+        page.text
+    );
+    let revoked = server
+        .post_form(
+            "/oauth/grants/revoke",
+            &[
+                ("grant", &hidden(&page.text, "grant")),
+                ("csrf", &hidden(&page.text, "csrf")),
+            ],
+            &jar,
+        )
+        .await;
+    assert_eq!(revoked.status, 303, "{}", revoked.text);
+    let refused = server
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &server.client_id),
+        ])
+        .await;
+    assert_eq!(refused.json["error"], "invalid_grant");
+    let page = server.get("/oauth/grants", &jar).await;
+    assert!(
+        page.text.contains("not allowed any application"),
+        "{}",
+        page.text
+    );
+    // Without a sign-in there is no list.
+    assert_eq!(
+        server.get("/oauth/grants", &Jar::default()).await.status,
+        401
+    );
 }
 
 #[tokio::test]

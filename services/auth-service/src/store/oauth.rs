@@ -421,6 +421,84 @@ impl Store {
         .transpose()
     }
 
+    /// A user's remembered consents, oldest first (at most 1000).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub(crate) async fn consents(
+        &self,
+        tenant: &str,
+        principal_id: &str,
+    ) -> Result<Vec<ConsentRow>> {
+        let rows = sqlx::query(
+            "SELECT tenant, principal_id, client_id, resource, scope, offline, create_time \
+             FROM auth_oauth_consents WHERE tenant = $1 AND principal_id = $2 \
+             ORDER BY create_time, client_id, resource LIMIT 1000",
+        )
+        .bind(tenant)
+        .bind(principal_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ConsentRow {
+                    tenant: row.try_get("tenant")?,
+                    principal_id: row.try_get("principal_id")?,
+                    client_id: row.try_get("client_id")?,
+                    resource: row.try_get("resource")?,
+                    scope: row.try_get("scope")?,
+                    offline: row.try_get::<i64, _>("offline")? != 0,
+                    create_time: row.try_get("create_time")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Withdraws a consent and revokes every refresh-token family issued under it, in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub(crate) async fn revoke_consent(&self, consent: &ConsentRow, now: i64) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM auth_oauth_consents WHERE tenant = $1 AND principal_id = $2 \
+             AND client_id = $3 AND resource = $4",
+        )
+        .bind(&consent.tenant)
+        .bind(&consent.principal_id)
+        .bind(&consent.client_id)
+        .bind(&consent.resource)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO auth_refresh_families (family, revoke_time) \
+             SELECT DISTINCT family, $5 FROM auth_refresh_tokens WHERE tenant = $1 \
+             AND principal_id = $2 AND client_id = $3 AND audience = $4 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&consent.tenant)
+        .bind(&consent.principal_id)
+        .bind(&consent.client_id)
+        .bind(&consent.resource)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE auth_refresh_tokens SET revoke_time = $5 WHERE tenant = $1 \
+             AND principal_id = $2 AND client_id = $3 AND audience = $4 AND revoke_time IS NULL",
+        )
+        .bind(&consent.tenant)
+        .bind(&consent.principal_id)
+        .bind(&consent.client_id)
+        .bind(&consent.resource)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Stores a new code by its hash.
     ///
     /// # Errors

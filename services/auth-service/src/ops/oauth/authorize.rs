@@ -355,7 +355,10 @@ impl Auth {
     }
 
     /// A live session by its value: its hash and row.
-    async fn live_session(&self, session: &SecretString) -> Result<Option<(String, SessionRow)>> {
+    pub(super) async fn live_session(
+        &self,
+        session: &SecretString,
+    ) -> Result<Option<(String, SessionRow)>> {
         let value = session.expose_secret();
         if !value.starts_with(SESSION_PREFIX) || value.len() > 64 {
             return Ok(None);

@@ -10,6 +10,7 @@
 pub(crate) mod authorize;
 pub(crate) mod clients;
 pub(crate) mod documents;
+pub(crate) mod grants;
 pub(crate) mod token;
 
 use std::fmt;
