@@ -86,6 +86,7 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
         service_account: None,
         scopes: Vec::new(),
         resource_server: None,
+        jwks_file: None,
     })
     .await
     .unwrap();

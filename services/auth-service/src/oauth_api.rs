@@ -44,6 +44,7 @@ pub(crate) async fn create_client(
         Ok(Method::None) => Some(AuthMethod::None),
         Ok(Method::ClientSecretBasic) => Some(AuthMethod::SecretBasic),
         Ok(Method::ClientSecretPost) => Some(AuthMethod::SecretPost),
+        Ok(Method::PrivateKeyJwt) => Some(AuthMethod::PrivateKeyJwt),
         Err(_) => {
             return Err(Error::invalid(
                 "token_endpoint_auth_method",
@@ -68,6 +69,7 @@ pub(crate) async fn create_client(
             resource: (!request.resource_server.is_empty()).then_some(request.resource_server),
             principal,
             scopes,
+            jwks: (!request.jwks.is_empty()).then_some(request.jwks),
         })
         .await?;
     Ok(pb::CreateClientResponse {
@@ -151,6 +153,8 @@ pub(crate) async fn exchange_token(
         client_id: request.client_id,
         client_secret: SecretString::from(request.client_secret),
         basic: request.basic_auth,
+        assertion_type: request.client_assertion_type,
+        assertion: SecretString::from(request.client_assertion),
     };
     let issue = auth
         .exchange_token(
@@ -186,6 +190,8 @@ pub(crate) async fn revoke_client_token(
         client_id: request.client_id,
         client_secret: SecretString::from(request.client_secret),
         basic: request.basic_auth,
+        assertion_type: request.client_assertion_type,
+        assertion: SecretString::from(request.client_assertion),
     };
     auth.revoke_client_token(&presented, &SecretString::from(request.token))
         .await
@@ -199,6 +205,8 @@ pub(crate) async fn introspect_client_token(
         client_id: request.client_id,
         client_secret: SecretString::from(request.client_secret),
         basic: request.basic_auth,
+        assertion_type: request.client_assertion_type,
+        assertion: SecretString::from(request.client_assertion),
     };
     let claims = auth
         .introspect_for_resource_server(&presented, &SecretString::from(request.token))
@@ -254,6 +262,7 @@ fn client_proto(row: &ClientRow) -> pb::OAuthClient {
         Some(AuthMethod::None) => Method::None,
         Some(AuthMethod::SecretBasic) => Method::ClientSecretBasic,
         Some(AuthMethod::SecretPost) => Method::ClientSecretPost,
+        Some(AuthMethod::PrivateKeyJwt) => Method::PrivateKeyJwt,
         None => Method::Unspecified,
     };
     pb::OAuthClient {

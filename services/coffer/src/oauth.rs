@@ -39,6 +39,10 @@ pub enum OAuthCommand {
         /// the MCP server it protects; it may introspect that resource's tokens.
         #[arg(long, value_name = "URI", conflicts_with_all = ["redirect_uris", "service_account"])]
         resource_server: Option<String>,
+        /// Authenticate with RFC 7523 assertions signed by these public keys (a JWK Set file)
+        /// instead of a secret (`private_key_jwt`).
+        #[arg(long, value_name = "FILE", conflicts_with = "resource_server")]
+        jwks_file: Option<std::path::PathBuf>,
     },
     /// The clients you allowed (your bearer's user): name, client, resource, scopes.
     Grants {
@@ -71,15 +75,25 @@ pub async fn run(command: OAuthCommand) -> anyhow::Result<String> {
             service_account,
             scopes,
             resource_server,
+            jwks_file,
         } => {
+            let jwks = jwks_file
+                .map(|file| {
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))
+                })
+                .transpose()?;
             create_client(
                 target,
-                name,
-                redirect_uris,
-                confidential,
-                service_account,
-                scopes,
-                resource_server,
+                ClientSpec {
+                    name,
+                    redirect_uris,
+                    confidential,
+                    service_account,
+                    scopes,
+                    resource_server,
+                    jwks,
+                },
             )
             .await
         }
@@ -128,18 +142,32 @@ pub async fn run(command: OAuthCommand) -> anyhow::Result<String> {
     }
 }
 
-/// `coffer oauth create-client`.
-async fn create_client(
-    target: TargetArgs,
+/// What `coffer oauth create-client` asks for.
+struct ClientSpec {
     name: String,
     redirect_uris: Vec<String>,
     confidential: bool,
     service_account: Option<String>,
     scopes: Vec<String>,
     resource_server: Option<String>,
-) -> anyhow::Result<String> {
+    jwks: Option<String>,
+}
+
+/// `coffer oauth create-client`.
+async fn create_client(target: TargetArgs, spec: ClientSpec) -> anyhow::Result<String> {
+    let ClientSpec {
+        name,
+        redirect_uris,
+        confidential,
+        service_account,
+        scopes,
+        resource_server,
+        jwks,
+    } = spec;
     let credentials = service_account.is_some();
-    let method = if confidential || credentials || resource_server.is_some() {
+    let method = if jwks.is_some() {
+        pb::TokenEndpointAuthMethod::PrivateKeyJwt
+    } else if confidential || credentials || resource_server.is_some() {
         pb::TokenEndpointAuthMethod::ClientSecretBasic
     } else {
         pb::TokenEndpointAuthMethod::None
@@ -160,6 +188,7 @@ async fn create_client(
             principal: service_account.unwrap_or_default(),
             scopes,
             resource_server: resource_server.unwrap_or_default(),
+            jwks: jwks.unwrap_or_default(),
         })
         .await
         .map_err(|status| anyhow::anyhow!("{}", status.message()))

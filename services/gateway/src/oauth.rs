@@ -131,7 +131,8 @@ impl Issuer {
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported":
-                ["none", "client_secret_basic", "client_secret_post"],
+                ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
             "revocation_endpoint_auth_methods_supported":
                 ["none", "client_secret_basic", "client_secret_post"],
             "introspection_endpoint_auth_methods_supported":
@@ -591,11 +592,14 @@ fn service_error(status: &tonic::Status) -> Response {
     )
 }
 
-/// Token endpoint client authentication and form, as sent.
+/// Token endpoint client authentication, as sent.
 struct ClientAuth {
     client_id: String,
     client_secret: String,
     basic: bool,
+    /// RFC 7523.
+    assertion_type: String,
+    assertion: String,
 }
 
 /// A form's parameters in order, and its `resource` values apart.
@@ -636,13 +640,20 @@ fn parameter(parameters: &[(String, String)], name: &str) -> String {
 fn client_auth(headers: &HeaderMap, parameters: &[(String, String)]) -> Result<ClientAuth, String> {
     let form_id = parameter(parameters, "client_id");
     let form_secret = parameter(parameters, "client_secret");
+    let assertion_type = parameter(parameters, "client_assertion_type");
+    let assertion = parameter(parameters, "client_assertion");
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(ClientAuth {
             client_id: form_id,
             client_secret: form_secret,
             basic: false,
+            assertion_type,
+            assertion,
         });
     };
+    if !assertion.is_empty() {
+        return Err("a client assertion and HTTP Basic".to_owned());
+    }
     let basic = value
         .to_str()
         .ok()
@@ -665,6 +676,8 @@ fn client_auth(headers: &HeaderMap, parameters: &[(String, String)]) -> Result<C
         client_id: id,
         client_secret: secret,
         basic: true,
+        assertion_type,
+        assertion,
     })
 }
 
@@ -694,6 +707,8 @@ async fn token(
         scope: get("scope"),
         resource,
         basic_auth: auth.basic,
+        client_assertion_type: auth.assertion_type,
+        client_assertion: auth.assertion,
     };
     let basic = request.basic_auth;
     let reply = call(&gateway, client, request, |mut auth, request| async move {
@@ -745,6 +760,8 @@ async fn revoke(
         client_id: auth.client_id,
         client_secret: auth.client_secret,
         basic_auth: auth.basic,
+        client_assertion_type: auth.assertion_type,
+        client_assertion: auth.assertion,
     };
     let reply = call(&gateway, client, request, |mut auth, request| async move {
         auth.revoke_client_token(request).await
@@ -785,6 +802,8 @@ async fn introspect(
         client_id: auth.client_id,
         client_secret: auth.client_secret,
         basic_auth: auth.basic,
+        client_assertion_type: auth.assertion_type,
+        client_assertion: auth.assertion,
     };
     let reply = call(&gateway, client, request, |mut auth, request| async move {
         auth.introspect_client_token(request).await

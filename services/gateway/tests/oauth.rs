@@ -914,3 +914,142 @@ async fn a_client_metadata_document_identifies_a_client_and_bad_ones_are_refused
         assert!(answer.text.contains(why), "{bad}: {}", answer.text);
     }
 }
+
+#[tokio::test]
+async fn service_clients_use_client_credentials_with_a_secret_or_a_signed_assertion() {
+    let server = Server::start().await;
+    let mut operator = server.operator.clone();
+    operator
+        .create_principal(pb::CreatePrincipalRequest {
+            parent: "tenants/acme".into(),
+            principal_id: "robot".into(),
+            kind: pb::PrincipalKind::ServiceAccount as i32,
+            scopes: vec!["mcp:read".into(), "mcp:write".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let client = |method: pb::TokenEndpointAuthMethod, jwks: String| {
+        let mut operator = operator.clone();
+        async move {
+            operator
+                .create_client(pb::CreateClientRequest {
+                    client_name: "robot".into(),
+                    grant_types: vec!["client_credentials".into()],
+                    token_endpoint_auth_method: method.into(),
+                    principal: "tenants/acme/principals/robot".into(),
+                    scopes: vec!["mcp:read".into()],
+                    jwks,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+
+    // client_secret_basic: a token for the MCP server with the client's scope.
+    let secret = client(
+        pb::TokenEndpointAuthMethod::ClientSecretBasic,
+        String::new(),
+    )
+    .await;
+    let id = secret.client.unwrap().client_id;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.client_secret))
+    );
+    let grant = |authorization: String, form: Vec<(&'static str, String)>| async move {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        if !authorization.is_empty() {
+            headers.push(("authorization", authorization.as_str()));
+        }
+        request(
+            server.addr,
+            "POST",
+            "/oauth/token",
+            &headers,
+            Bytes::from(encode(&pairs)),
+        )
+        .await
+    };
+    let issued = grant(
+        basic.clone(),
+        vec![
+            ("grant_type", "client_credentials".into()),
+            ("resource", MCP.into()),
+        ],
+    )
+    .await;
+    assert_eq!(issued.status, 200, "{}", issued.json);
+    assert_eq!(issued.json["scope"], "mcp:read");
+    assert!(issued.json.get("refresh_token").is_none());
+    let missing = grant(basic, vec![("grant_type", "client_credentials".into())]).await;
+    assert_eq!(missing.json["error"], "invalid_target");
+
+    // private_key_jwt (RFC 7523): an assertion signed with the registered key, once.
+    let key = coffer_authn::jwt::SigningKey::generate(coffer_authn::jwt::RsaBits::Rsa2048).unwrap();
+    let jwks = serde_json::json!({"keys": [key.jwk()]}).to_string();
+    let signed = client(pb::TokenEndpointAuthMethod::PrivateKeyJwt, jwks).await;
+    assert!(signed.client_secret.is_empty());
+    let id = signed.client.unwrap().client_id;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let assertion = |audience: String, jti: &str| {
+        key.sign_json(&serde_json::json!({
+            "iss": id, "sub": id, "aud": audience, "jti": jti,
+            "iat": now, "exp": now + 60,
+        }))
+        .unwrap()
+    };
+    let token_endpoint = format!("{}/oauth/token", server.issuer);
+    let form = |assertion: String| {
+        vec![
+            ("grant_type", "client_credentials".into()),
+            ("resource", MCP.to_owned()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ),
+            ("client_assertion", assertion),
+        ]
+    };
+    let once = assertion(token_endpoint.clone(), "jti-1");
+    let issued = grant(String::new(), form(once.clone())).await;
+    assert_eq!(issued.status, 200, "{}", issued.json);
+    assert_eq!(issued.json["scope"], "mcp:read");
+    let replayed = grant(String::new(), form(once)).await;
+    assert_eq!(
+        (replayed.status, replayed.json["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert!(
+        replayed.json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("used before")
+    );
+    let elsewhere = grant(
+        String::new(),
+        form(assertion("https://other.example/token".into(), "jti-2")),
+    )
+    .await;
+    assert_eq!(
+        elsewhere.json["error"], "invalid_client",
+        "{}",
+        elsewhere.json
+    );
+    let other_key =
+        coffer_authn::jwt::SigningKey::generate(coffer_authn::jwt::RsaBits::Rsa2048).unwrap();
+    let forged = other_key
+        .sign_json(&serde_json::json!({
+            "iss": id, "sub": id, "aud": token_endpoint, "jti": "jti-3",
+            "iat": now, "exp": now + 60,
+        }))
+        .unwrap();
+    let forged = grant(String::new(), form(forged)).await;
+    assert_eq!(forged.json["error"], "invalid_client", "{}", forged.json);
+}

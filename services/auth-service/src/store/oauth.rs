@@ -42,6 +42,8 @@ pub(crate) struct ClientRow {
     pub(crate) auth_method: String,
     /// Hex SHA-256 of the secret, for confidential clients.
     pub(crate) secret_hash: Option<String>,
+    /// `private_key_jwt`: the client's public keys, a JWK Set in JSON.
+    pub(crate) jwks: Option<String>,
     /// `web` or `native`.
     pub(crate) application_type: String,
     /// A resource server's client: the resource whose tokens it may introspect.
@@ -130,7 +132,7 @@ pub(crate) enum CodeSpend {
 macro_rules! client_columns {
     () => {
         "client_id, origin, client_name, redirect_uris, grant_types, auth_method, secret_hash, \
-         application_type, resource, tenant, principal_id, scope, create_time"
+         jwks, application_type, resource, tenant, principal_id, scope, create_time"
     };
 }
 
@@ -150,6 +152,7 @@ fn client_row(row: &AnyRow) -> Result<ClientRow> {
         grant_types: row.try_get("grant_types")?,
         auth_method: row.try_get("auth_method")?,
         secret_hash: row.try_get("secret_hash")?,
+        jwks: row.try_get("jwks")?,
         application_type: row.try_get("application_type")?,
         resource: row.try_get("resource")?,
         tenant: row.try_get("tenant")?,
@@ -191,9 +194,9 @@ impl Store {
             .map_err(|_| Error::Corrupt("redirect URIs"))?;
         sqlx::query(
             "INSERT INTO auth_oauth_clients (client_id, origin, client_name, redirect_uris, \
-             grant_types, auth_method, secret_hash, application_type, resource, tenant, \
+             grant_types, auth_method, secret_hash, jwks, application_type, resource, tenant, \
              principal_id, scope, create_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&client.client_id)
         .bind(client.origin.as_str())
@@ -202,6 +205,7 @@ impl Store {
         .bind(&client.grant_types)
         .bind(&client.auth_method)
         .bind(&client.secret_hash)
+        .bind(&client.jwks)
         .bind(&client.application_type)
         .bind(&client.resource)
         .bind(&client.tenant)
@@ -587,6 +591,27 @@ impl Store {
         Ok(())
     }
 
+    /// Records a client assertion's id until it expires; `false` if it was seen before (a
+    /// replay).
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub(crate) async fn first_use_of_assertion(
+        &self,
+        jti_hash: &str,
+        expire_time: i64,
+    ) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO auth_oauth_assertions (jti_hash, expire_time) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(jti_hash)
+        .bind(expire_time)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
     /// Deletes expired requests and sessions, and codes expired for longer than a day (a
     /// spent code is kept that long so that its reuse is still recognised).
     ///
@@ -596,6 +621,7 @@ impl Store {
         for statement in [
             "DELETE FROM auth_oauth_requests WHERE expire_time <= $1",
             "DELETE FROM auth_oauth_sessions WHERE expire_time <= $1",
+            "DELETE FROM auth_oauth_assertions WHERE expire_time <= $1",
         ] {
             sqlx::query(statement)
                 .bind(now)

@@ -29,7 +29,14 @@ pub(crate) enum AuthMethod {
     None,
     SecretBasic,
     SecretPost,
+    /// RFC 7523: a JWT signed with one of the client's registered keys.
+    PrivateKeyJwt,
 }
+
+/// The `client_assertion_type` of RFC 7523 assertions.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Largest registered JWK Set.
+const MAX_JWKS_BYTES: usize = 16 * 1024;
 
 impl AuthMethod {
     pub(crate) fn as_str(self) -> &'static str {
@@ -37,13 +44,19 @@ impl AuthMethod {
             Self::None => "none",
             Self::SecretBasic => "client_secret_basic",
             Self::SecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        [Self::None, Self::SecretBasic, Self::SecretPost]
-            .into_iter()
-            .find(|method| method.as_str() == text)
+        [
+            Self::None,
+            Self::SecretBasic,
+            Self::SecretPost,
+            Self::PrivateKeyJwt,
+        ]
+        .into_iter()
+        .find(|method| method.as_str() == text)
     }
 }
 
@@ -70,6 +83,8 @@ pub(crate) struct NewClient {
     /// Client credentials: the service account `(tenant, id)` and its scopes.
     pub(crate) principal: Option<(String, String)>,
     pub(crate) scopes: Scopes,
+    /// `private_key_jwt`: the client's public keys (a JWK Set in JSON).
+    pub(crate) jwks: Option<String>,
 }
 
 /// The client's credentials as presented.
@@ -79,6 +94,9 @@ pub(crate) struct Presented {
     pub(crate) client_secret: secrecy::SecretString,
     /// Whether the secret came by HTTP Basic.
     pub(crate) basic: bool,
+    /// `client_assertion_type` and `client_assertion` (RFC 7523), if sent.
+    pub(crate) assertion_type: String,
+    pub(crate) assertion: secrecy::SecretString,
 }
 
 /// Checks redirect URIs: 1 to 10, each an absolute `https` URI, or `http` on a loopback host
@@ -192,6 +210,7 @@ impl Auth {
             grant_types: grants.join(" "),
             auth_method: AuthMethod::None.as_str().to_owned(),
             secret_hash: None,
+            jwks: None,
             application_type: application_type.to_owned(),
             resource: None,
             tenant: None,
@@ -321,8 +340,21 @@ impl Auth {
                 .map_err(|error| Error::invalid("redirect_uris", error.to_string()))?;
             (grants.join(" "), None)
         };
+        let jwks = match (method, &new.jwks) {
+            (AuthMethod::PrivateKeyJwt, Some(text)) => Some(checked_jwks(text)?),
+            (AuthMethod::PrivateKeyJwt, None) => {
+                return Err(Error::invalid(
+                    "jwks",
+                    "private_key_jwt needs the client's public keys",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(Error::invalid("jwks", "only for private_key_jwt clients"));
+            }
+            (_, None) => None,
+        };
         let (secret, secret_hash) = match method {
-            AuthMethod::None => (None, None),
+            AuthMethod::None | AuthMethod::PrivateKeyJwt => (None, None),
             _ => {
                 let (secret, hash) = new_secret(CLIENT_SECRET_PREFIX)?;
                 (Some(secrecy::SecretString::from(secret)), Some(hash))
@@ -337,6 +369,7 @@ impl Auth {
             grant_types: grants,
             auth_method: method.as_str().to_owned(),
             secret_hash,
+            jwks,
             resource,
             tenant: principal.as_ref().map(|(tenant, _)| tenant.clone()),
             principal_id: principal.map(|(_, id)| id),
@@ -374,6 +407,10 @@ impl Auth {
     pub(crate) async fn authenticate_client(&self, presented: &Presented) -> Result<ClientRow> {
         use secrecy::ExposeSecret as _;
         let refused = || OAuthError::InvalidClient.because("client authentication failed");
+        let assertion = presented.assertion.expose_secret();
+        if !assertion.is_empty() {
+            return self.authenticate_by_assertion(presented).await;
+        }
         let client = self
             .known_client(&presented.client_id)
             .await
@@ -392,6 +429,92 @@ impl Auth {
         };
         if matches { Ok(client) } else { Err(refused()) }
     }
+
+    /// `private_key_jwt` (RFC 7523): the assertion signed by one of the client's keys, for
+    /// this server (`aud` its issuer or token endpoint), used once.
+    async fn authenticate_by_assertion(&self, presented: &Presented) -> Result<ClientRow> {
+        use secrecy::ExposeSecret as _;
+        let refused = |why: &str| OAuthError::InvalidClient.because(why.to_owned());
+        if presented.assertion_type != JWT_BEARER {
+            return Err(refused(
+                "client_assertion_type must be jwt-bearer (RFC 7523)",
+            ));
+        }
+        if !presented.client_secret.expose_secret().is_empty() {
+            return Err(refused("a client assertion and a client secret"));
+        }
+        let assertion = presented.assertion.expose_secret();
+        // The client id: the form's, else the assertion's `iss` (checked by the signature).
+        let client_id = if presented.client_id.is_empty() {
+            unverified_issuer(assertion).ok_or_else(|| refused("the assertion names no client"))?
+        } else {
+            presented.client_id.clone()
+        };
+        let client = self
+            .known_client(&client_id)
+            .await
+            .map_err(|_| refused("client authentication failed"))?;
+        let jwks = match (AuthMethod::parse(&client.auth_method), &client.jwks) {
+            (Some(AuthMethod::PrivateKeyJwt), Some(jwks)) => {
+                serde_json::from_str::<coffer_authn::jwks::Jwks>(jwks)
+                    .map_err(|_| Error::Corrupt("stored JWK Set"))?
+            }
+            _ => return Err(refused("client authentication failed")),
+        };
+        let settings = self.keys.settings();
+        let token_endpoint = url::Url::parse(&settings.issuer)
+            .map(|url| format!("{}/oauth/token", url.origin().ascii_serialization()))
+            .unwrap_or_default();
+        let checked = coffer_authn::jwt::verify_client_assertion(
+            assertion,
+            &jwks,
+            &client.client_id,
+            &[settings.issuer.as_str(), token_endpoint.as_str()],
+            self.now(),
+            settings.leeway,
+        )
+        .map_err(|error| refused(&format!("the client assertion is invalid ({error})")))?;
+        let jti_hash = hash(&format!("{}\n{}", client.client_id, checked.jti));
+        let keep_until = checked
+            .exp
+            .saturating_add(super::super::seconds(settings.leeway));
+        if !self
+            .store
+            .first_use_of_assertion(&jti_hash, keep_until)
+            .await?
+        {
+            tracing::warn!(client_id = %client.client_id, "client assertion replayed");
+            return Err(refused("the client assertion was used before (jti)"));
+        }
+        Ok(client)
+    }
+}
+
+/// A registered JWK Set: JSON, at most 16 KiB and 10 keys, RS256 RSA keys only.
+fn checked_jwks(text: &str) -> Result<String> {
+    let invalid = |why: &str| Error::invalid("jwks", why.to_owned());
+    if text.len() > MAX_JWKS_BYTES {
+        return Err(invalid("at most 16 KiB"));
+    }
+    let jwks: coffer_authn::jwks::Jwks =
+        serde_json::from_str(text).map_err(|_| invalid("a JWK Set: {\"keys\": [...]}"))?;
+    if jwks.keys.is_empty() || jwks.keys.len() > 10 {
+        return Err(invalid("1 to 10 keys"));
+    }
+    coffer_authn::jwt::Verifier::new("x", "x", &jwks, std::time::Duration::ZERO)
+        .map_err(|_| invalid("RS256 RSA keys only (kty RSA, alg RS256)"))?;
+    serde_json::to_string(&jwks).map_err(|_| invalid("unusable"))
+}
+
+/// The `iss` of a JWT, unverified (to find whose keys verify it).
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["iss"].as_str().map(str::to_owned)
 }
 
 impl ClientRow {

@@ -388,6 +388,7 @@ fn validate(client_id: &str, body: &[u8], now: i64) -> Result<ClientRow> {
         grant_types: grants.join(" "),
         auth_method: "none".to_owned(),
         secret_hash: None,
+        jwks: None,
         application_type: application_type.to_owned(),
         resource: None,
         tenant: None,

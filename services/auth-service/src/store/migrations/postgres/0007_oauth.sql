@@ -12,8 +12,11 @@ CREATE TABLE auth_oauth_clients (
     -- Space-separated grant types.
     grant_types   TEXT   NOT NULL,
     auth_method   TEXT   NOT NULL
-                  CHECK (auth_method IN ('none', 'client_secret_basic', 'client_secret_post')),
+                  CHECK (auth_method IN ('none', 'client_secret_basic', 'client_secret_post',
+                                         'private_key_jwt')),
     secret_hash   TEXT,
+    -- private_key_jwt: the client's public keys (a JWK Set).
+    jwks          TEXT,
     application_type TEXT NOT NULL CHECK (application_type IN ('web', 'native')),
     -- A resource server's client: the resource whose tokens it may introspect.
     resource      TEXT,
@@ -79,6 +82,13 @@ CREATE TABLE auth_oauth_codes (
     family         TEXT,
     jti            TEXT,
     jti_expire_time BIGINT
+);
+
+-- Client assertions (RFC 7523) seen, by the SHA-256 of client id and jti, until they expire:
+-- each is accepted once.
+CREATE TABLE auth_oauth_assertions (
+    jti_hash    TEXT   PRIMARY KEY,
+    expire_time BIGINT NOT NULL
 );
 
 -- Refresh tokens issued to an OAuth client: bound to it and to the resource (the access
