@@ -100,6 +100,8 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
         // The gateway's, beside credential-service's and key-service's own.
         "GetCredential (masked)",
         "Encrypt 32 B",
+        "token endpoint: client_credentials (REST)",
+        "resource server verify (libs/resource-server)",
     ];
     for run in runs {
         let rows = run["rows"].as_array().unwrap();

@@ -97,7 +97,12 @@ pub const SUITES: &[Suite] = &[
     |cx, _| Box::pin(auth_service(cx)),
     |cx, _| Box::pin(credential_service(cx)),
     |cx, _| Box::pin(gateway(cx)),
+    |cx, _| Box::pin(oauth(cx)),
 ];
+
+/// The resource the bench's `coffer up` lets OAuth tokens be asked for (see
+/// [`super::stack`]); nothing listens there, the tokens are only minted and verified.
+pub const OAUTH_RESOURCE: &str = "http://127.0.0.1:9/bench-mcp";
 
 /// The uncached VerifyApiKey row, whose setup (one bcrypt hash per call) is skipped when it is
 /// not wanted.
@@ -604,4 +609,143 @@ async fn create_credential(cx: &Context, bearer: &Bearer, prefix: &str) -> anyho
         .await
         .with_context(|| format!("creating the {prefix} bench credential"))?;
     Ok(created.into_inner().name)
+}
+
+/// The OAuth authorization server: the token endpoint's client credentials grant over REST
+/// (RSA-2048 signing is its cryptography), and an MCP server's verification of the token with
+/// libs/resource-server in this process (RSA-2048 verification is its cryptography; the
+/// kit remembers verified tokens, so this is the steady state of a client reusing its token).
+async fn oauth(cx: &Context) -> anyhow::Result<Vec<Row>> {
+    const GROUP: &str = "OAuth";
+    let mut operator = AuthServiceClient::new(cx.auth_service[0].clone());
+    let account = format!("bench-robot-{}", std::process::id());
+    operator
+        .create_principal(pb::CreatePrincipalRequest {
+            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
+            principal_id: account.clone(),
+            kind: pb::PrincipalKind::ServiceAccount as i32,
+            scopes: vec!["mcp:read".into()],
+            ..Default::default()
+        })
+        .await
+        .context("the bench service account")?;
+    let created = operator
+        .create_client(pb::CreateClientRequest {
+            client_name: "coffer bench".into(),
+            grant_types: vec!["client_credentials".into()],
+            token_endpoint_auth_method: pb::TokenEndpointAuthMethod::ClientSecretBasic.into(),
+            principal: format!("tenants/{BOOTSTRAP_TENANT}/principals/{account}"),
+            scopes: vec!["mcp:read".into()],
+            ..Default::default()
+        })
+        .await
+        .context("the bench client")?
+        .into_inner();
+    let client_id = created.client.context("a client")?.client_id;
+    let basic = Arc::new(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{client_id}:{}", created.client_secret))
+    ));
+    let form: Arc<String> = Arc::new(
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("resource", OAUTH_RESOURCE)
+            .finish(),
+    );
+    let addr = cx.gateway;
+    let host = Arc::new(addr.to_string());
+    let uri = Arc::new(format!("http://{addr}/oauth/token"));
+    let token = {
+        let mut connection = super::http::connect(addr, None).await?;
+        let answer = super::http::call(
+            &mut connection,
+            GROUP,
+            "POST",
+            &uri,
+            &[("host", &host), ("authorization", &basic)],
+            Some((*form).clone()),
+        )
+        .await?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+        answer["access_token"]
+            .as_str()
+            .context("a token response")?
+            .to_owned()
+    };
+    let grant = Row::new(
+        GROUP,
+        "token endpoint: client_credentials (REST)",
+        move |_| {
+            let (uri, host, basic, form) = (
+                Arc::clone(&uri),
+                Arc::clone(&host),
+                Arc::clone(&basic),
+                Arc::clone(&form),
+            );
+            async move {
+                let connection = Arc::new(tokio::sync::Mutex::new(
+                    super::http::connect(addr, None).await?,
+                ));
+                let caller: Caller = Box::new(move || {
+                    let (uri, host, basic, form, connection) = (
+                        Arc::clone(&uri),
+                        Arc::clone(&host),
+                        Arc::clone(&basic),
+                        Arc::clone(&form),
+                        Arc::clone(&connection),
+                    );
+                    Box::pin(async move {
+                        let mut connection = connection.lock().await;
+                        let headers = [("host", host.as_str()), ("authorization", basic.as_str())];
+                        super::http::call(
+                            &mut connection,
+                            GROUP,
+                            "POST",
+                            &uri,
+                            &headers,
+                            Some((*form).clone()),
+                        )
+                        .await?;
+                        Ok(Step::Done)
+                    })
+                });
+                Ok(caller)
+            }
+        },
+    )
+    .crypto(crypto::RSA_SIGN);
+    let protection =
+        coffer_resource_server::ResourceServer::new(OAUTH_RESOURCE, &format!("http://{addr}"))?;
+    let header: http::HeaderValue = format!("Bearer {token}").parse()?;
+    let required: coffer_authn::Scopes = [coffer_authn::Scope::McpRead].into_iter().collect();
+    // The first verification fetches the JWKS; the row measures what follows.
+    protection
+        .verify(Some(&header), &required)
+        .await
+        .map_err(|refusal| anyhow::anyhow!("the bench token was refused: {refusal:?}"))?;
+    let verify = Row::new(
+        GROUP,
+        "resource server verify (libs/resource-server)",
+        move |_| {
+            let (protection, header, required) =
+                (protection.clone(), header.clone(), required.clone());
+            async move {
+                let caller: Caller = Box::new(move || {
+                    let (protection, header, required) =
+                        (protection.clone(), header.clone(), required.clone());
+                    Box::pin(async move {
+                        protection
+                            .verify(Some(&header), &required)
+                            .await
+                            .map_err(|refusal| anyhow::anyhow!("refused: {refusal:?}"))?;
+                        Ok(Step::Done)
+                    })
+                });
+                Ok(caller)
+            }
+        },
+    )
+    .crypto(crypto::RSA_VERIFY);
+    Ok(vec![grant, verify])
 }

@@ -100,6 +100,7 @@ impl Stack {
             // The load comes from one address; the limit would measure itself.
             .args(["--gateway-rate-limit", "0"])
             .args(["--gateway-key-rate-limit", "0"])
+            .args(["--oauth-resource", super::rows::OAUTH_RESOURCE])
             .args(["--shutdown-grace", "5"])
             .env_remove("COFFER_UP_DATABASE_URL")
             .stdin(Stdio::null())
