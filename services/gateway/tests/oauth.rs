@@ -441,6 +441,29 @@ async fn a_user_signs_in_consents_and_the_token_works_until_misused() {
     assert_eq!(refreshed.status, 200, "{}", refreshed.json);
     let next = refreshed.json["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(next, refresh);
+    // Login's refresh RPC will not turn a client's refresh token into a Coffer session.
+    let escalated = request(
+        server.addr,
+        "POST",
+        "/v1/auth/refresh",
+        &[("content-type", "application/json")],
+        Bytes::from(serde_json::json!({ "refreshToken": next }).to_string()),
+    )
+    .await;
+    assert_eq!(escalated.status, 401, "{}", escalated.json);
+    let still = server
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &next),
+            ("client_id", &server.client_id),
+        ])
+        .await;
+    assert_eq!(
+        still.status, 200,
+        "the refused attempt spent nothing: {}",
+        still.json
+    );
+    let next = still.json["refresh_token"].as_str().unwrap().to_owned();
     let reused = server
         .token(&[
             ("grant_type", "refresh_token"),
