@@ -31,21 +31,7 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
     };
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let options = up::Options {
-        data_dir: data_dir.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth_listen: "127.0.0.1:0".parse().unwrap(),
-        credential_listen: "127.0.0.1:0".parse().unwrap(),
-        gateway_listen: "127.0.0.1:0".parse().unwrap(),
-        gateway_cors: Default::default(),
-        gateway_rate_limit: 0,
-        gateway_key_rate_limit: 0,
-        oauth_resources: Vec::new(),
-        oauth_document_allowance: None,
-        shutdown_grace_period: Duration::from_secs(5),
-        record_cache_ttl: None,
-        database_url: None,
-    };
+    let options = super::dev_options(data_dir.clone(), Vec::new(), None);
     let running = up::start(&options).await.unwrap();
     let issuer = format!("http://{}", running.gateway_addr);
     let target = target_for(&data_dir, &running);

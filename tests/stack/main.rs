@@ -13,6 +13,30 @@ use std::process::Command;
 use coffer::up;
 use coffer_test_support::find_tool;
 
+/// `coffer up` on free loopback ports with its data in `data_dir`, no gateway limits, and
+/// these OAuth resources and document allowance.
+fn dev_options(
+    data_dir: std::path::PathBuf,
+    oauth_resources: Vec<coffer_auth_service::Resource>,
+    oauth_document_allowance: Option<coffer_auth_service::TestAllowance>,
+) -> up::Options {
+    up::Options {
+        data_dir,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_listen: "127.0.0.1:0".parse().unwrap(),
+        credential_listen: "127.0.0.1:0".parse().unwrap(),
+        gateway_listen: "127.0.0.1:0".parse().unwrap(),
+        gateway_cors: Default::default(),
+        gateway_rate_limit: 0,
+        gateway_key_rate_limit: 0,
+        oauth_resources,
+        oauth_document_allowance,
+        shutdown_grace_period: std::time::Duration::from_secs(5),
+        record_cache_ttl: None,
+        database_url: None,
+    }
+}
+
 /// Runs grpcurl as the operator against the stack; returns stdout, panicking with stderr on
 /// failure.
 fn grpcurl(grpcurl: &Path, running: &up::Running, args: &[&str]) -> String {
@@ -41,21 +65,7 @@ async fn grpcurl_lists_describes_and_round_trips_through_coffer_up() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let options = up::Options {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth_listen: "127.0.0.1:0".parse().unwrap(),
-        credential_listen: "127.0.0.1:0".parse().unwrap(),
-        gateway_listen: "127.0.0.1:0".parse().unwrap(),
-        gateway_cors: Default::default(),
-        gateway_rate_limit: 0,
-        gateway_key_rate_limit: 0,
-        oauth_resources: Vec::new(),
-        oauth_document_allowance: None,
-        shutdown_grace_period: std::time::Duration::from_secs(5),
-        record_cache_ttl: None,
-        database_url: None,
-    };
+    let options = dev_options(dir.path().join("data"), Vec::new(), None);
     let running = up::start(&options).await.unwrap();
     let addr = running.key_service_addr.to_string();
     let auth = running.auth_service_addr.to_string();

@@ -9,7 +9,6 @@
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use coffer::admin::TargetArgs;
 use coffer::up;
@@ -77,24 +76,14 @@ async fn the_mcp_typescript_sdk_connects_to_a_coffer_protected_server_end_to_end
     let ts_resource = format!("http://127.0.0.1:{ts_port}/mcp");
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let options = up::Options {
-        data_dir: data_dir.clone(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auth_listen: "127.0.0.1:0".parse().unwrap(),
-        credential_listen: "127.0.0.1:0".parse().unwrap(),
-        gateway_listen: "127.0.0.1:0".parse().unwrap(),
-        gateway_cors: Default::default(),
-        gateway_rate_limit: 0,
-        gateway_key_rate_limit: 0,
-        oauth_resources: vec![
+    let options = super::dev_options(
+        data_dir.clone(),
+        vec![
             coffer_auth_service::Resource::parse(&resource).unwrap(),
             coffer_auth_service::Resource::parse(&ts_resource).unwrap(),
         ],
-        oauth_document_allowance: Some(allowance),
-        shutdown_grace_period: Duration::from_secs(5),
-        record_cache_ttl: None,
-        database_url: None,
-    };
+        Some(allowance),
+    );
     let running = up::start(&options).await.unwrap();
     let issuer = format!("http://{}", running.gateway_addr);
     let target = TargetArgs {

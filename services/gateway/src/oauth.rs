@@ -732,28 +732,29 @@ async fn token(
     }
 }
 
+/// A client's request with a `token` (revocation, introspection): its credentials and the
+/// token, or the error answer.
+fn token_request(headers: &HeaderMap, body: &[u8]) -> Result<(ClientAuth, String), Box<Response>> {
+    let refuse = |why: &str| Box::new(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why));
+    let (parameters, _) = form_parameters(body).map_err(|why| refuse(&why))?;
+    let auth = client_auth(headers, &parameters).map_err(|why| refuse(&why))?;
+    let token = parameter(&parameters, "token");
+    if token.is_empty() {
+        return Err(refuse("token is required"));
+    }
+    Ok((auth, token))
+}
+
 async fn revoke(
     State(gateway): State<Gateway>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (parameters, _) = match form_parameters(&body) {
+    let (auth, token) = match token_request(&headers, &body) {
         Ok(parsed) => parsed,
-        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+        Err(answer) => return *answer,
     };
-    let auth = match client_auth(&headers, &parameters) {
-        Ok(auth) => auth,
-        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
-    };
-    let token = parameter(&parameters, "token");
-    if token.is_empty() {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is required",
-        );
-    }
     let basic = auth.basic;
     let request = pb::RevokeClientTokenRequest {
         token,
@@ -780,22 +781,10 @@ async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (parameters, _) = match form_parameters(&body) {
+    let (auth, token) = match token_request(&headers, &body) {
         Ok(parsed) => parsed,
-        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+        Err(answer) => return *answer,
     };
-    let auth = match client_auth(&headers, &parameters) {
-        Ok(auth) => auth,
-        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
-    };
-    let token = parameter(&parameters, "token");
-    if token.is_empty() {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is required",
-        );
-    }
     let basic = auth.basic;
     let request = pb::IntrospectClientTokenRequest {
         token,

@@ -184,6 +184,18 @@ fn code_row(row: &AnyRow) -> Result<CodeRow> {
     })
 }
 
+fn consent_row(row: &AnyRow) -> Result<ConsentRow> {
+    Ok(ConsentRow {
+        tenant: row.try_get("tenant")?,
+        principal_id: row.try_get("principal_id")?,
+        client_id: row.try_get("client_id")?,
+        resource: row.try_get("resource")?,
+        scope: row.try_get("scope")?,
+        offline: row.try_get::<i64, _>("offline")? != 0,
+        create_time: row.try_get("create_time")?,
+    })
+}
+
 impl Store {
     /// Stores a new client.
     ///
@@ -411,18 +423,7 @@ impl Store {
         .bind(resource)
         .fetch_optional(&self.db.pool)
         .await?;
-        row.map(|row| {
-            Ok(ConsentRow {
-                tenant: row.try_get("tenant")?,
-                principal_id: row.try_get("principal_id")?,
-                client_id: row.try_get("client_id")?,
-                resource: row.try_get("resource")?,
-                scope: row.try_get("scope")?,
-                offline: row.try_get::<i64, _>("offline")? != 0,
-                create_time: row.try_get("create_time")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(consent_row).transpose()
     }
 
     /// A user's remembered consents, oldest first (at most 1000).
@@ -443,19 +444,7 @@ impl Store {
         .bind(principal_id)
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ConsentRow {
-                    tenant: row.try_get("tenant")?,
-                    principal_id: row.try_get("principal_id")?,
-                    client_id: row.try_get("client_id")?,
-                    resource: row.try_get("resource")?,
-                    scope: row.try_get("scope")?,
-                    offline: row.try_get::<i64, _>("offline")? != 0,
-                    create_time: row.try_get("create_time")?,
-                })
-            })
-            .collect()
+        rows.iter().map(consent_row).collect()
     }
 
     /// Withdraws a consent and revokes every refresh-token family issued under it, in one
