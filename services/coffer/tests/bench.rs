@@ -101,6 +101,7 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
         "GetCredential (masked)",
         "Encrypt 32 B",
         "token endpoint: client_credentials (REST)",
+        "token endpoint: refresh_token (REST)",
         "resource server verify (libs/resource-server)",
     ];
     for run in runs {

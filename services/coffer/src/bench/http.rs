@@ -60,22 +60,56 @@ pub async fn call(
     headers: &[(&str, &str)],
     body: Option<String>,
 ) -> anyhow::Result<Bytes> {
+    let mut with_type = headers.to_vec();
+    with_type.push(("content-type", "application/json"));
+    let answer = exchange(connection, label, method, uri, &with_type, body).await?;
+    anyhow::ensure!(
+        answer.status.is_success(),
+        "{label} {method} {uri}: {}",
+        answer.status
+    );
+    Ok(answer.body)
+}
+
+/// An answer of any status.
+pub struct Answer {
+    /// The status.
+    pub status: http::StatusCode,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body (at most 64 KiB).
+    pub body: Bytes,
+}
+
+/// One request to `uri` (absolute) with exactly `headers`, whatever the answer's status.
+///
+/// # Errors
+/// If the request fails or the body cannot be read.
+pub async fn exchange(
+    connection: &mut Connection,
+    label: &str,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> anyhow::Result<Answer> {
     let mut request = http::Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let path = request.uri().path().to_owned();
     connection.ready().await?;
     let response = connection.send_request(request).await?;
-    let status = response.status();
+    let (status, headers) = (response.status(), response.headers().clone());
     let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE)
         .collect()
         .await
         .map_err(|e| anyhow::anyhow!("{label} {path}: reading the answer: {e}"))?
         .to_bytes();
-    anyhow::ensure!(status.is_success(), "{label} {method} {path}: {status}");
-    Ok(body)
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }

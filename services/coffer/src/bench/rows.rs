@@ -747,5 +747,235 @@ async fn oauth(cx: &Context) -> anyhow::Result<Vec<Row>> {
         },
     )
     .crypto(crypto::RSA_VERIFY);
-    Ok(vec![grant, verify])
+    let refresh = refresh_row(cx, &mut operator).await?;
+    Ok(vec![grant, refresh, verify])
+}
+
+/// The token endpoint's refresh grant: each worker holds a refresh token of its own (from an
+/// authorization code of a bench user, signed in once; the consent remembered, so further
+/// authorizations redirect at once) and rotates it on every call.
+async fn refresh_row(
+    cx: &Context,
+    operator: &mut AuthServiceClient<Channel>,
+) -> anyhow::Result<Row> {
+    const GROUP: &str = "OAuth";
+    const REDIRECT: &str = "http://127.0.0.1:9/bench-callback";
+    let user = format!("bench-user-{}", std::process::id());
+    let password = format!("bench password {}", std::process::id());
+    operator
+        .create_principal(pb::CreatePrincipalRequest {
+            parent: format!("tenants/{BOOTSTRAP_TENANT}"),
+            principal_id: user.clone(),
+            kind: pb::PrincipalKind::User as i32,
+            password: password.clone(),
+            roles: vec!["developer".into()],
+            ..Default::default()
+        })
+        .await
+        .context("the bench user")?;
+    let client_id = operator
+        .create_client(pb::CreateClientRequest {
+            client_name: "coffer bench (user)".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            ..Default::default()
+        })
+        .await
+        .context("the bench user's client")?
+        .into_inner()
+        .client
+        .context("a client")?
+        .client_id;
+    let flow = Arc::new(UserFlow {
+        addr: cx.gateway,
+        client_id,
+        redirect: REDIRECT,
+        cookies: tokio::sync::Mutex::new(String::new()),
+    });
+    flow.sign_in(&user, &password).await?;
+    Ok(
+        Row::new(GROUP, "token endpoint: refresh_token (REST)", move |_| {
+            let flow = Arc::clone(&flow);
+            async move {
+                let token = Arc::new(tokio::sync::Mutex::new(flow.refresh_token().await?));
+                let connection = Arc::new(tokio::sync::Mutex::new(
+                    super::http::connect(flow.addr, None).await?,
+                ));
+                let caller: Caller = Box::new(move || {
+                    let (flow, token, connection) = (
+                        Arc::clone(&flow),
+                        Arc::clone(&token),
+                        Arc::clone(&connection),
+                    );
+                    Box::pin(async move {
+                        let mut token = token.lock().await;
+                        let form = url::form_urlencoded::Serializer::new(String::new())
+                            .append_pair("grant_type", "refresh_token")
+                            .append_pair("refresh_token", &token)
+                            .append_pair("client_id", &flow.client_id)
+                            .finish();
+                        let mut connection = connection.lock().await;
+                        *token = flow.token_call(&mut connection, form).await?;
+                        Ok(Step::Done)
+                    })
+                });
+                Ok(caller)
+            }
+        })
+        .crypto(crypto::RSA_SIGN),
+    )
+}
+
+/// A bench user's browser, as far as the bench needs one: its cookies, and the flow.
+struct UserFlow {
+    addr: std::net::SocketAddr,
+    client_id: String,
+    redirect: &'static str,
+    cookies: tokio::sync::Mutex<String>,
+}
+
+impl UserFlow {
+    /// Signs in with the password and allows, keeping the session cookie.
+    async fn sign_in(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        let mut connection = super::http::connect(self.addr, None).await?;
+        let (path, _) = self.authorization()?;
+        let page = self.send(&mut connection, "GET", &path, None).await?;
+        let text = String::from_utf8_lossy(&page.body).into_owned();
+        let (request, csrf) = (hidden(&text, "request")?, hidden(&text, "csrf")?);
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("request", &request)
+            .append_pair("csrf", &csrf)
+            .append_pair("tenant", BOOTSTRAP_TENANT)
+            .append_pair("username", user)
+            .append_pair("password", password)
+            .finish();
+        let consent = self
+            .send(&mut connection, "POST", "/oauth/login", Some(form))
+            .await?;
+        anyhow::ensure!(consent.status == 200, "bench sign-in: {}", consent.status);
+        let text = String::from_utf8_lossy(&consent.body).into_owned();
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("request", &hidden(&text, "request")?)
+            .append_pair("csrf", &csrf)
+            .append_pair("decision", "allow")
+            .finish();
+        let allowed = self
+            .send(&mut connection, "POST", "/oauth/consent", Some(form))
+            .await?;
+        anyhow::ensure!(allowed.status == 303, "bench consent: {}", allowed.status);
+        Ok(())
+    }
+
+    /// A fresh refresh token: an authorization the remembered consent answers at once, and
+    /// the code's exchange.
+    async fn refresh_token(&self) -> anyhow::Result<String> {
+        let mut connection = super::http::connect(self.addr, None).await?;
+        let (path, verifier) = self.authorization()?;
+        let answer = self.send(&mut connection, "GET", &path, None).await?;
+        anyhow::ensure!(
+            answer.status == 303,
+            "bench authorization: {}",
+            answer.status
+        );
+        let location = answer
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .context("a redirect")?;
+        let code = url::Url::parse(location)?
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .context("a code")?;
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", &code)
+            .append_pair("redirect_uri", self.redirect)
+            .append_pair("code_verifier", &verifier)
+            .append_pair("client_id", &self.client_id)
+            .finish();
+        self.token_call(&mut connection, form).await
+    }
+
+    /// A token request; the new refresh token.
+    async fn token_call(
+        &self,
+        connection: &mut super::http::Connection,
+        form: String,
+    ) -> anyhow::Result<String> {
+        let host = self.addr.to_string();
+        let uri = format!("http://{}/oauth/token", self.addr);
+        let headers = [
+            ("host", host.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        let answer =
+            super::http::exchange(connection, "OAuth", "POST", &uri, &headers, Some(form)).await?;
+        anyhow::ensure!(answer.status == 200, "bench token call: {}", answer.status);
+        let tokens: serde_json::Value = serde_json::from_slice(&answer.body)?;
+        Ok(tokens["refresh_token"]
+            .as_str()
+            .context("a refresh token")?
+            .to_owned())
+    }
+
+    /// An authorization request for Coffer's own API with offline access: its path and the
+    /// PKCE verifier.
+    fn authorization(&self) -> anyhow::Result<(String, String)> {
+        use sha2::Digest as _;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut random = [0u8; 32];
+        coffer_crypto::fill_random(&mut random)?;
+        let verifier = engine.encode(random);
+        let challenge = engine.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", self.redirect)
+            .append_pair("scope", "mcp:read offline_access")
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", &format!("http://{}", self.addr))
+            .finish();
+        Ok((format!("/oauth/authorize?{query}"), verifier))
+    }
+
+    /// One browser request: the cookies sent, and the ones set kept.
+    async fn send(
+        &self,
+        connection: &mut super::http::Connection,
+        method: &str,
+        path: &str,
+        form: Option<String>,
+    ) -> anyhow::Result<super::http::Answer> {
+        let host = self.addr.to_string();
+        let uri = format!("http://{}{path}", self.addr);
+        let mut cookies = self.cookies.lock().await;
+        let mut headers = vec![
+            ("host", host.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        if !cookies.is_empty() {
+            headers.push(("cookie", cookies.as_str()));
+        }
+        let answer =
+            super::http::exchange(connection, "OAuth", method, &uri, &headers, form).await?;
+        for value in answer.headers.get_all(http::header::SET_COOKIE) {
+            let Some(pair) = value.to_str().ok().and_then(|v| v.split(';').next()) else {
+                continue;
+            };
+            if !cookies.is_empty() {
+                cookies.push_str("; ");
+            }
+            cookies.push_str(pair);
+        }
+        Ok(answer)
+    }
+}
+
+/// A hidden form field's value in a page.
+fn hidden(html: &str, name: &str) -> anyhow::Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).context("a hidden field")? + marker.len();
+    let end = html[start..].find('"').context("a hidden field's end")? + start;
+    Ok(html[start..end].to_owned())
 }
