@@ -161,8 +161,25 @@ impl Auth {
     /// # Errors
     /// [`Error::Database`] only.
     pub(crate) async fn revoke(&self, token: &SecretString) -> Result<()> {
+        self.revoke_issued_to(token, None).await
+    }
+
+    /// Revokes a token of either kind, if it was issued to `client` (any token for `None`);
+    /// anything else is ignored (RFC 7009).
+    ///
+    /// # Errors
+    /// [`Error::Database`] only.
+    pub(crate) async fn revoke_issued_to(
+        &self,
+        token: &SecretString,
+        client: Option<&str>,
+    ) -> Result<()> {
+        let issued_to_client =
+            |issued: Option<&str>| client.is_none_or(|client| issued == Some(client));
         if let Ok(hash) = refresh_hash(token) {
-            if let Some(row) = self.store.refresh_token(&hash).await? {
+            if let Some(row) = self.store.refresh_token(&hash).await?
+                && issued_to_client(row.client_id.as_deref())
+            {
                 self.store
                     .revoke_refresh_family(&row.family, self.now())
                     .await?;
@@ -174,6 +191,7 @@ impl Auth {
             .current()
             .any_audience
             .verify(token.expose_secret())
+            && issued_to_client(verified.claims.client_id.as_deref())
         {
             let forget_time = verified
                 .claims

@@ -37,8 +37,8 @@ pub(crate) struct AuthorizationRequest {
     pub(crate) resource: Vec<String>,
 }
 
-/// What the user is asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the user is asked. `Debug` leaves the request handle out.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct ConsentView {
     /// The pending request's handle.
     pub(crate) request: String,
@@ -53,13 +53,38 @@ pub(crate) struct ConsentView {
     pub(crate) principal: Option<(String, String)>,
 }
 
-/// The next step of an authorization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The next step of an authorization. `Debug` shows neither the redirect's query (it may
+/// carry a code) nor the request handle.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Send the browser to this URL (the client's redirect URI with a code or error).
     Redirect(String),
     /// Ask the user.
     Consent(ConsentView),
+}
+
+impl std::fmt::Debug for ConsentView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsentView")
+            .field("client_id", &self.client_id)
+            .field("resource", &self.resource)
+            .field("scopes", &self.scopes)
+            .field("offline", &self.offline)
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Redirect(url) => {
+                let base = url.split('?').next().unwrap_or_default();
+                f.debug_tuple("Redirect").field(&base).finish()
+            }
+            Step::Consent(view) => f.debug_tuple("Consent").field(view).finish(),
+        }
+    }
 }
 
 /// A new sign-in session and the request's next step.
@@ -503,5 +528,30 @@ fn consent_view(
         scopes: Scopes::parse(&pending.scope).unwrap_or_default(),
         offline: pending.offline,
         principal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_code_or_a_request_handle() {
+        let redirect = Step::Redirect("http://127.0.0.1:3000/cb?code=SECRETCODE&state=s".into());
+        assert_eq!(
+            format!("{redirect:?}"),
+            r#"Redirect("http://127.0.0.1:3000/cb")"#
+        );
+        let consent = Step::Consent(ConsentView {
+            request: "mcp_ar_SECRETHANDLE".into(),
+            client_name: "c".into(),
+            client_id: "mcp_cl_x".into(),
+            redirect_uri: "http://127.0.0.1:3000/cb".into(),
+            resource: "http://127.0.0.1:8080".into(),
+            scopes: Scopes::default(),
+            offline: false,
+            principal: None,
+        });
+        assert!(!format!("{consent:?}").contains("SECRET"));
     }
 }

@@ -80,32 +80,7 @@ impl Auth {
         token: &SecretString,
     ) -> Result<()> {
         let client = self.authenticate_client(presented).await?;
-        if let Ok(token_hash) = refresh_hash(token) {
-            if let Some(row) = self.store.refresh_token(&token_hash).await?
-                && row.client_id.as_deref() == Some(client.client_id.as_str())
-            {
-                self.store
-                    .revoke_refresh_family(&row.family, self.now())
-                    .await?;
-            }
-            return Ok(());
-        }
-        if let Ok(verified) = self
-            .keys
-            .current()
-            .any_audience
-            .verify(token.expose_secret())
-            && verified.claims.client_id.as_deref() == Some(client.client_id.as_str())
-        {
-            let forget = verified
-                .claims
-                .exp
-                .saturating_add(seconds(self.keys.settings().leeway));
-            self.store
-                .revoke_access_token(&verified.claims.jti, forget, self.now())
-                .await?;
-        }
-        Ok(())
+        self.revoke_issued_to(token, Some(&client.client_id)).await
     }
 
     /// Introspection by a resource server's client: the claims of an active access token for
