@@ -223,16 +223,21 @@ impl ResourceServer {
         required: &Scopes,
     ) -> Result<Verified, Refusal> {
         let Some(value) = authorization else {
-            return Err(Refusal::Missing);
+            return Err(Refusal::Missing(required.clone()));
+        };
+        let fault = |fault: Fault| match fault {
+            Fault::Invalid => Refusal::Invalid(required.clone()),
+            Fault::Unavailable => Refusal::Unavailable,
         };
         let token = value
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or(Refusal::Invalid)?;
-        let verified = self.verify_token(token).await?;
-        self.still_active(token).await?;
+            .ok_or(Fault::Invalid)
+            .map_err(fault)?;
+        let verified = self.verify_token(token).await.map_err(fault)?;
+        self.still_active(token).await.map_err(fault)?;
         let missing = required.beyond(&verified.principal.scopes);
         if missing.is_empty() {
             Ok(verified)
@@ -243,7 +248,7 @@ impl ResourceServer {
 
     /// With introspection: whether Coffer says the token is active (remembered for at most
     /// [`INTROSPECTION_TTL`]). Fails closed.
-    async fn still_active(&self, token: &str) -> Result<(), Refusal> {
+    async fn still_active(&self, token: &str) -> Result<(), Fault> {
         use secrecy::ExposeSecret as _;
         use sha2::Digest as _;
         let Some(introspection) = &self.inner.introspection else {
@@ -273,13 +278,13 @@ impl ResourceServer {
         .await
         .map_err(|error| {
             tracing::warn!(%error, "Coffer's introspection endpoint cannot be asked");
-            Refusal::Unavailable
+            Fault::Unavailable
         })?;
         if answer["active"] != true {
             if let Ok(mut cache) = introspection.active.lock() {
                 cache.pop(&key);
             }
-            return Err(Refusal::Invalid);
+            return Err(Fault::Invalid);
         }
         if let Ok(mut cache) = introspection.active.lock() {
             cache.put(key, Instant::now());
@@ -287,22 +292,22 @@ impl ResourceServer {
         Ok(())
     }
 
-    async fn verify_token(&self, token: &str) -> Result<Verified, Refusal> {
+    async fn verify_token(&self, token: &str) -> Result<Verified, Fault> {
         let verifier = self.verifier(false).await?;
         match verifier.verify(token) {
             Ok(verified) => Ok(verified),
             Err(coffer_authn::jwt::Error::Invalid(Reason::UnknownKey)) => {
                 // Perhaps a rotation: fetch again (at most every JWKS_REFETCH).
                 let verifier = self.verifier(true).await?;
-                verifier.verify(token).map_err(|_| Refusal::Invalid)
+                verifier.verify(token).map_err(|_| Fault::Invalid)
             }
-            Err(_) => Err(Refusal::Invalid),
+            Err(_) => Err(Fault::Invalid),
         }
     }
 
     /// The verifier of the current JWKS, fetched if there is none or `refresh` asks and the
     /// last fetch is old enough.
-    async fn verifier(&self, refresh: bool) -> Result<Arc<Verifier>, Refusal> {
+    async fn verifier(&self, refresh: bool) -> Result<Arc<Verifier>, Fault> {
         let mut keys = self.inner.keys.lock().await;
         let recent = keys
             .fetched
@@ -310,7 +315,7 @@ impl ResourceServer {
         match &keys.verifier {
             Some(verifier) if !refresh || recent => return Ok(Arc::clone(verifier)),
             // The last fetch failed a moment ago: no new one yet.
-            None if recent => return Err(Refusal::Unavailable),
+            None if recent => return Err(Fault::Unavailable),
             _ => {}
         }
         keys.fetched = Some(Instant::now());
@@ -318,12 +323,12 @@ impl ResourceServer {
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "the authorization server's JWKS cannot be fetched");
-                Refusal::Unavailable
+                Fault::Unavailable
             })?;
         let jwks: coffer_authn::jwks::Jwks =
-            serde_json::from_value(fetched).map_err(|_| Refusal::Unavailable)?;
+            serde_json::from_value(fetched).map_err(|_| Fault::Unavailable)?;
         let verifier = Verifier::new(&self.inner.issuer, &self.inner.resource, &jwks, LEEWAY)
-            .map_err(|_| Refusal::Unavailable)?;
+            .map_err(|_| Fault::Unavailable)?;
         let verifier = Arc::new(verifier);
         keys.verifier = Some(Arc::clone(&verifier));
         Ok(verifier)
@@ -333,14 +338,20 @@ impl ResourceServer {
     pub fn refuse<B: From<String>>(&self, refusal: &Refusal) -> Response<B> {
         let metadata = &self.inner.metadata_url;
         let (status, challenge, error) = match refusal {
-            Refusal::Missing => (
+            Refusal::Missing(needed) => (
                 StatusCode::UNAUTHORIZED,
-                format!("Bearer resource_metadata=\"{metadata}\""),
+                format!(
+                    "Bearer resource_metadata=\"{metadata}\"{}",
+                    scope_parameter(needed)
+                ),
                 "unauthorized",
             ),
-            Refusal::Invalid => (
+            Refusal::Invalid(needed) => (
                 StatusCode::UNAUTHORIZED,
-                format!("Bearer resource_metadata=\"{metadata}\", error=\"invalid_token\""),
+                format!(
+                    "Bearer resource_metadata=\"{metadata}\"{}, error=\"invalid_token\"",
+                    scope_parameter(needed)
+                ),
                 "invalid_token",
             ),
             Refusal::Insufficient(needed) => (
@@ -385,15 +396,34 @@ impl ResourceServer {
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// No bearer: 401 with the metadata URL.
-    Missing,
-    /// A bearer that does not verify (signature, issuer, audience, lifetime): 401
-    /// `invalid_token`.
-    Invalid,
+    /// No bearer: 401 with the metadata URL and the scopes the request needs (the scope an
+    /// MCP client then asks for, rather than every scope the server supports).
+    Missing(Scopes),
+    /// A bearer that does not verify (signature, issuer, audience, lifetime, or revoked when
+    /// introspecting): 401 `invalid_token`, with the scopes the request needs.
+    Invalid(Scopes),
     /// A valid token lacking scopes: 403 `insufficient_scope` naming every scope needed.
     Insufficient(Scopes),
     /// The authorization server's keys cannot be read: 503.
     Unavailable,
+}
+
+/// Why a token was not accepted, before it is known which scopes the request needs.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// It does not verify, or is no longer active.
+    Invalid,
+    /// The authorization server cannot be asked.
+    Unavailable,
+}
+
+/// `, scope="..."` for a non-empty set (RFC 6750 section 3), or nothing.
+fn scope_parameter(scopes: &Scopes) -> String {
+    if scopes.is_empty() {
+        String::new()
+    } else {
+        format!(", scope=\"{scopes}\"")
+    }
 }
 
 /// See [`ResourceServer::layer`].
@@ -521,13 +551,22 @@ mod tests {
         };
         let metadata =
             "resource_metadata=\"http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp\"";
-        let (status, missing) = challenge(Refusal::Missing);
-        assert_eq!(status, 401);
-        assert_eq!(missing, format!("Bearer {metadata}"));
-        let (status, invalid) = challenge(Refusal::Invalid);
-        assert_eq!(status, 401);
-        assert!(invalid.ends_with("error=\"invalid_token\""));
         let needed: Scopes = [Scope::McpRead, Scope::McpWrite].into_iter().collect();
+        let (status, missing) = challenge(Refusal::Missing(needed.clone()));
+        assert_eq!(status, 401);
+        assert_eq!(
+            missing,
+            format!("Bearer {metadata}, scope=\"mcp:read mcp:write\"")
+        );
+        let (status, bare) = challenge(Refusal::Missing(Scopes::default()));
+        assert_eq!(status, 401);
+        assert_eq!(bare, format!("Bearer {metadata}"));
+        let (status, invalid) = challenge(Refusal::Invalid(needed.clone()));
+        assert_eq!(status, 401);
+        assert_eq!(
+            invalid,
+            format!("Bearer {metadata}, scope=\"mcp:read mcp:write\", error=\"invalid_token\"")
+        );
         let (status, step_up) = challenge(Refusal::Insufficient(needed));
         assert_eq!(status, 403);
         assert!(step_up.ends_with("error=\"insufficient_scope\", scope=\"mcp:read mcp:write\""));

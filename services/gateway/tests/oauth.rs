@@ -36,6 +36,10 @@ struct Server {
     issuer: String,
     client_id: String,
     operator: AuthServiceClient<tonic::transport::Channel>,
+    /// auth-service's clock (manual): advancing it expires codes, requests and sessions.
+    /// The other services keep the system clock, so a token issued after an advance is
+    /// "from the future" to them: a test advances only after its last token use.
+    clock: coffer_server::Clock,
     _stack: coffer_stack::Stack,
     _dir: tempfile::TempDir,
 }
@@ -55,10 +59,13 @@ impl Server {
         let ca = DevCa::generate("coffer.local").unwrap();
         let certificates = coffer_stack::Certificates::issue(&ca).unwrap();
         let (a, k, c) = (issuer.clone(), issuer.clone(), issuer.clone());
+        let clock = coffer_server::Clock::manual();
+        let auth_clock = clock.clone();
         let stack = coffer_stack::Stack::builder(RootKeyring::generate().unwrap(), certificates)
             .databases(coffer_stack::Databases::sqlite_in(dir.path()))
             .auth_service(move |config| {
                 config.bcrypt_cost = 4;
+                config.clock = auth_clock;
                 config.tokens.issuer.clone_from(&a);
                 config.tokens.audience = a;
                 config.oauth.resources = vec![coffer_auth_service::Resource::parse(MCP).unwrap()];
@@ -139,6 +146,7 @@ impl Server {
             issuer,
             client_id,
             operator,
+            clock,
             _stack: stack,
             _dir: dir,
         }
@@ -576,6 +584,56 @@ async fn a_user_signs_in_consents_and_the_token_works_until_misused() {
         server.get("/oauth/grants", &Jar::default()).await.status,
         401
     );
+}
+
+#[tokio::test]
+async fn codes_requests_and_sign_ins_expire() {
+    let server = Server::start().await;
+    let mut jar = Jar::default();
+    let (path, verifier) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    let code = server.consent(&path, &mut jar).await["code"].clone();
+    // A code lives five minutes: just before, it would still be good (not spent here);
+    // after, it is refused, bound to nothing.
+    server.clock.advance(5 * 60 + 1);
+    let expired = server.code_tokens(&code, &verifier).await;
+    assert_eq!(
+        (expired.status, expired.json["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{}",
+        expired.json
+    );
+
+    // A pending request waits ten minutes for its user: the sign-in page's form after
+    // that is refused as expired, and so is the consent of a signed-in session.
+    let mut fresh = Jar::default();
+    let (path, _) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    let page = server.get(&path, &fresh).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    fresh.keep(&page);
+    server.clock.advance(10 * 60 + 1);
+    let late = server
+        .post_form(
+            "/oauth/login",
+            &[
+                ("request", &hidden(&page.text, "request")),
+                ("csrf", &hidden(&page.text, "csrf")),
+                ("tenant", "acme"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+            &fresh,
+        )
+        .await;
+    assert_eq!(late.status, 401, "{}", late.text);
+    assert!(late.text.contains("expired"), "{}", late.text);
+
+    // The first browser's sign-in (30 minutes) has outlived its session: a new
+    // authorization asks it to sign in again instead of showing the consent page.
+    server.clock.advance(30 * 60);
+    let (path, _) = server.authorization(&server.client_id, "mcp:admin", &server.issuer);
+    let page = server.get(&path, &jar).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Sign in to Coffer"), "{}", page.text);
 }
 
 #[tokio::test]
