@@ -11,6 +11,7 @@
 //! - [`apikey`]: the `mcp_sk_` API-key format with its CRC32 checksum.
 //! - [`mask`]: masked display of secret values.
 //! - [`sealed`]: libsodium sealed boxes (X25519, XSalsa20-Poly1305), as PyNaCl makes them.
+//! - [`totp`]: time-based one-time passwords (RFC 6238), as authenticator apps make them.
 //! - [`SecretBytes`]: decrypted plaintext, zeroized on drop, redacted in `Debug`.
 
 pub mod aad;
@@ -24,6 +25,7 @@ pub mod mask;
 pub mod sealed;
 mod secret;
 pub mod text;
+pub mod totp;
 
 pub use aad::Aad;
 pub use envelope::Envelope;
