@@ -70,7 +70,10 @@ impl TotpSecret {
             .collect::<String>()
             .replace('+', "%20");
         let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("secret", &data_encoding::BASE32_NOPAD.encode(self.expose_secret()))
+            .append_pair(
+                "secret",
+                &data_encoding::BASE32_NOPAD.encode(self.expose_secret()),
+            )
             .append_pair("issuer", issuer)
             .append_pair("algorithm", "SHA1")
             .append_pair("digits", &DIGITS.to_string())
@@ -149,7 +152,11 @@ mod tests {
             520_489,
         ];
         for (counter, code) in expected.into_iter().enumerate() {
-            assert_eq!(hotp(RFC_SECRET, counter as u64, 6), code, "counter {counter}");
+            assert_eq!(
+                hotp(RFC_SECRET, counter as u64, 6),
+                code,
+                "counter {counter}"
+            );
         }
     }
 

@@ -18,7 +18,14 @@ fn pyotp_reads_the_key_uri_and_computes_the_same_codes() {
     };
     let secret = TotpSecret::generate().unwrap();
     let uri = secret.otpauth_uri("Coffer", "alice@acme corp");
-    let times: Vec<i64> = vec![0, 59, 1_111_111_109, 1_234_567_890, 2_000_000_000, 4_102_444_800];
+    let times: Vec<i64> = vec![
+        0,
+        59,
+        1_111_111_109,
+        1_234_567_890,
+        2_000_000_000,
+        4_102_444_800,
+    ];
     let mut child = Command::new(python)
         .arg(workspace_root().join("scripts/interop/pyotp_codes.py"))
         .stdin(Stdio::piped())

@@ -893,24 +893,13 @@ async fn dynamic_registration_needs_an_application_type_and_safe_redirects() {
 /// An HTTPS server on 127.0.0.1 with a certificate of `ca`, serving client metadata
 /// documents: `/client.json` (valid), `/wrong.json` (another client_id) and
 /// `/redirect.json` (a redirect to the same document at `localhost`, a loopback name the
-/// allowance does not cover). Returns its `host:port`.
-async fn document_server(ca: &DevCa) -> String {
+/// allowance does not cover). Returns its `host:port` and its pages.
+async fn document_server(ca: &DevCa) -> (String, coffer_test_support::Pages) {
     use coffer_test_support::Page;
-    let (addr, pages) = coffer_test_support::serve_https(ca).await;
+    let (addr, served) = coffer_test_support::serve_https(ca).await;
     let host = addr.to_string();
-    let document = |client_id: String| Page {
-        status: 200,
-        headers: vec![("cache-control".into(), "max-age=60".into())],
-        body: serde_json::json!({
-            "client_id": client_id,
-            "client_name": "Document client",
-            "redirect_uris": [REDIRECT],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_method": "none",
-        })
-        .to_string(),
-    };
-    let mut pages = pages.lock().unwrap();
+    let document = |client_id: String| client_document(&client_id);
+    let mut pages = served.lock().unwrap();
     pages.insert(
         "/client.json".to_owned(),
         document(format!("https://{host}/client.json")),
@@ -930,13 +919,30 @@ async fn document_server(ca: &DevCa) -> String {
             body: String::new(),
         },
     );
-    host
+    drop(pages);
+    (host, served)
+}
+
+/// A valid client metadata document for `client_id`.
+fn client_document(client_id: &str) -> coffer_test_support::Page {
+    coffer_test_support::Page {
+        status: 200,
+        headers: vec![("cache-control".into(), "max-age=60".into())],
+        body: serde_json::json!({
+            "client_id": client_id,
+            "client_name": "Document client",
+            "redirect_uris": [REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+        })
+        .to_string(),
+    }
 }
 
 #[tokio::test]
 async fn a_client_metadata_document_identifies_a_client_and_bad_ones_are_refused() {
     let ca = DevCa::generate("coffer.local").unwrap();
-    let host = document_server(&ca).await;
+    let (host, pages) = document_server(&ca).await;
     let server = Server::start_with(Some(coffer_auth_service::TestAllowance {
         hosts: vec![host.clone()],
         ca_pem: ca.cert_pem().as_bytes().to_vec(),
@@ -994,6 +1000,23 @@ async fn a_client_metadata_document_identifies_a_client_and_bad_ones_are_refused
         assert!(answer.headers.get("location").is_none(), "{bad}");
         assert!(answer.text.contains(why), "{bad}: {}", answer.text);
     }
+
+    // A refused URL is remembered for 30 s: fixed at once, it is still refused with the
+    // same answer (no new fetch); after that, fetched again and accepted.
+    let fixed = format!("https://{host}/wrong.json");
+    pages
+        .lock()
+        .unwrap()
+        .insert("/wrong.json".to_owned(), client_document(&fixed));
+    let (path, _) = server.authorization(&fixed, "mcp:read", &server.issuer);
+    let remembered = server.get(&path, &Jar::default()).await;
+    assert_eq!(remembered.status, 400, "{}", remembered.text);
+    assert!(remembered.text.contains("not exactly the URL"));
+    server.clock.advance(31);
+    let (path, _) = server.authorization(&fixed, "mcp:read", &server.issuer);
+    let fetched = server.get(&path, &Jar::default()).await;
+    assert_eq!(fetched.status, 200, "{}", fetched.text);
+    assert!(fetched.text.contains("Document client"), "{}", fetched.text);
 }
 
 #[tokio::test]

@@ -10,7 +10,10 @@
 //! differently); at most [`MAX_REDIRECTS`] redirects, each hop checked the same way; at most
 //! [`MAX_DOCUMENT_BYTES`] within [`FETCH_TIMEOUT`]; no cookies, no credentials. Documents are
 //! cached by their `Cache-Control` (`max-age`, clamped to [`MAX_CACHE`]; `no-store` is not
-//! cached).
+//! cached). A URL that gave no usable document is not fetched again for [`REFUSAL_CACHE`],
+//! and at most [`MAX_CONCURRENT_FETCHES`] fetches run at once (the others wait within their
+//! [`FETCH_TIMEOUT`]), so authorization requests naming slow or broken URLs cannot make this
+//! server fetch without bound.
 //!
 //! Tests need documents served from 127.0.0.1: [`TestAllowance`] allows named loopback
 //! `host:port`s and a test CA. It is a field of [`super::OAuthSettings`] that no setting
@@ -20,7 +23,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Limited};
@@ -40,6 +43,10 @@ pub(crate) const MAX_REDIRECTS: usize = 3;
 /// Longest a document is cached, and how long when it says nothing.
 pub(crate) const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_CACHE: Duration = Duration::from_secs(5 * 60);
+/// Seconds a URL that gave no usable document is answered from memory with the same refusal.
+pub(crate) const REFUSAL_CACHE: i64 = 30;
+/// Fetches in flight at once.
+pub(crate) const MAX_CONCURRENT_FETCHES: usize = 16;
 /// Documents cached.
 const CACHE_CAPACITY: NonZeroUsize = match NonZeroUsize::new(1000) {
     Some(n) => n,
@@ -60,7 +67,18 @@ pub struct TestAllowance {
 pub(crate) struct Documents {
     tls: Arc<rustls::ClientConfig>,
     allowance: Option<TestAllowance>,
-    cache: Mutex<lru::LruCache<String, (ClientRow, Instant)>>,
+    /// By client id: what the URL gave, and until when (unix seconds) it is remembered.
+    cache: Mutex<lru::LruCache<String, (Remembered, i64)>>,
+    fetching: tokio::sync::Semaphore,
+}
+
+/// What a document URL gave.
+#[derive(Clone)]
+enum Remembered {
+    /// A valid document.
+    Client(Box<ClientRow>),
+    /// No usable document: the refusal's description.
+    Refused(String),
 }
 
 impl std::fmt::Debug for Documents {
@@ -103,6 +121,7 @@ impl Documents {
             tls: Arc::new(tls),
             allowance,
             cache: Mutex::new(lru::LruCache::new(CACHE_CAPACITY)),
+            fetching: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
         }
     }
 
@@ -111,28 +130,50 @@ impl Documents {
     /// # Errors
     /// [`OAuthError::InvalidClient`] saying why the document is unusable.
     pub(crate) async fn client(&self, client_id: &str, now: i64) -> Result<ClientRow> {
-        if let Some((client, until)) = self.cached(client_id)
-            && Instant::now() < until
+        if let Some((remembered, until)) = self.cached(client_id)
+            && now < until
         {
-            return Ok(client);
+            return match remembered {
+                Remembered::Client(client) => Ok(*client),
+                Remembered::Refused(why) => Err(invalid(why)),
+            };
         }
         let url = document_url(client_id)?;
-        let (body, max_age) = tokio::time::timeout(FETCH_TIMEOUT, self.fetch(url))
-            .await
-            .map_err(|_| invalid(format!("{client_id}: no answer within {FETCH_TIMEOUT:?}")))??;
-        let client = validate(client_id, &body, now)?;
-        if let Some(max_age) = max_age
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
+            let _permit = self
+                .fetching
+                .acquire()
+                .await
+                .map_err(|_| invalid("the document fetcher is shutting down"))?;
+            let (body, max_age) = self.fetch(url).await?;
+            Ok::<_, Error>((validate(client_id, &body, now)?, max_age))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(invalid(format!(
+                "{client_id}: no answer within {FETCH_TIMEOUT:?}"
+            )))
+        });
+        let remember = match &fetched {
+            Ok((client, Some(max_age))) => Some((
+                Remembered::Client(Box::new(client.clone())),
+                now.saturating_add(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX)),
+            )),
+            Err(Error::OAuth { description, .. }) => Some((
+                Remembered::Refused(description.clone()),
+                now.saturating_add(REFUSAL_CACHE),
+            )),
+            Ok((_, None)) | Err(_) => None,
+        };
+        if let Some(entry) = remember
             && let Ok(mut cache) = self.cache.lock()
         {
-            cache.put(
-                client_id.to_owned(),
-                (client.clone(), Instant::now() + max_age),
-            );
+            cache.put(client_id.to_owned(), entry);
         }
-        Ok(client)
+        fetched.map(|(client, _)| client)
     }
 
-    fn cached(&self, client_id: &str) -> Option<(ClientRow, Instant)> {
+    fn cached(&self, client_id: &str) -> Option<(Remembered, i64)> {
         self.cache.lock().ok()?.get(client_id).cloned()
     }
 
