@@ -307,6 +307,7 @@ async fn login(
         return csrf_refused();
     }
     let handle = field("request");
+    let (client_name, resource) = (field("client_name"), field("shown_resource"));
     let request = pb::SignInRequest {
         request: handle.clone(),
         tenant_id: field("tenant"),
@@ -341,11 +342,13 @@ async fn login(
                 ),
                 _ => return service_error(&status),
             };
-            // The same page again, with the same request.
+            // The same page again, with the same request. What it names comes from the
+            // page's own form: only for display, to the person who posted it (the CSRF
+            // check ties the form to this browser), and escaped like every value.
             let consent = pb::Consent {
                 request: handle,
-                client_name: "The application".into(),
-                resource: "Coffer".into(),
+                client_name: shown(client_name, "The application"),
+                resource: shown(resource, "Coffer"),
                 ..Default::default()
             };
             browser.page(
@@ -354,6 +357,15 @@ async fn login(
                 None,
             )
         }
+    }
+}
+
+/// A display value from a form: at most 200 characters of it, or `otherwise` if empty.
+fn shown(value: String, otherwise: &str) -> String {
+    if value.is_empty() {
+        otherwise.to_owned()
+    } else {
+        value.chars().take(200).collect()
     }
 }
 

@@ -63,6 +63,8 @@ pub fn sign_in(consent: &pb::Consent, csrf: &str, error: Option<&str>) -> String
              <form method=\"post\" action=\"/oauth/login\">\
              <input type=\"hidden\" name=\"request\" value=\"{request}\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"client_name\" value=\"{client}\">\
+             <input type=\"hidden\" name=\"shown_resource\" value=\"{resource}\">\
              <label for=\"tenant\">Organization</label>\
              <input type=\"text\" id=\"tenant\" name=\"tenant\" required autocomplete=\"organization\">\
              <label for=\"username\">Username</label>\

@@ -326,7 +326,13 @@ fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).expect("the page has the hidden field") + marker.len();
     let end = html[start..].find('"').unwrap() + start;
-    html[start..end].to_owned()
+    // As a browser reads the attribute.
+    html[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 fn redirect_query(answer: &Answer) -> HashMap<String, String> {
@@ -778,6 +784,52 @@ async fn misuse_is_refused_with_the_right_error() {
         )
         .await;
     assert_eq!(no_cookie.status, 403);
+
+    // A wrong password: the same page again, for the same request and naming the same
+    // client, and nothing signed in.
+    let wrong = server
+        .post_form(
+            "/oauth/login",
+            &[
+                ("request", &hidden(&page.text, "request")),
+                ("csrf", &hidden(&page.text, "csrf")),
+                ("client_name", &hidden(&page.text, "client_name")),
+                ("shown_resource", &hidden(&page.text, "shown_resource")),
+                ("tenant", "acme"),
+                ("username", "alice"),
+                ("password", "not the password"),
+            ],
+            &jar,
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
+    assert!(
+        wrong
+            .text
+            .contains("Wrong organization, username or password")
+    );
+    assert!(
+        wrong
+            .text
+            .contains("<strong>Conformance &lt;client&gt;</strong>"),
+        "{}",
+        wrong.text
+    );
+    assert!(
+        wrong
+            .text
+            .contains(&format!("access to <code>{MCP}</code>"))
+            || wrong
+                .text
+                .contains(&format!("access to <code>{}</code>", server.issuer)),
+        "{}",
+        wrong.text
+    );
+    assert_eq!(
+        hidden(&wrong.text, "request"),
+        hidden(&page.text, "request")
+    );
+    assert!(wrong.headers.get("set-cookie").is_none());
 
     // Wrong verifier; the code of another client; a redirect URI that differs.
     let other = server
