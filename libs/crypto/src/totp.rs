@@ -20,6 +20,8 @@ pub const DIGITS: u32 = 6;
 pub const STEP: i64 = 30;
 /// Steps either side of now whose codes are accepted.
 pub const WINDOW: i64 = 1;
+/// Longest code text [`TotpSecret::verify`] reads (digits and spaces).
+const MAX_CODE_LEN: usize = 16;
 /// Bytes of a generated secret (RFC 4226 section 4 recommends 160 bits).
 pub const SECRET_LEN: usize = 20;
 
@@ -91,6 +93,10 @@ impl TotpSecret {
     /// if it is the code of a step within [`WINDOW`] of now and after `last_used`, the step
     /// accepted last. `None` for anything else.
     pub fn verify(&self, code: &str, now: i64, last_used: Option<i64>) -> Option<i64> {
+        // Six digits and a few spaces at most: anything longer is not read through.
+        if code.len() > MAX_CODE_LEN {
+            return None;
+        }
         let digits: Vec<u8> = code.bytes().filter(|b| *b != b' ').collect();
         if digits.len() != DIGITS as usize || !digits.iter().all(u8::is_ascii_digit) {
             return None;
