@@ -246,6 +246,7 @@ async fn one_identity_flooding_login_does_not_starve_another_identitys_first_exc
                             tenant_id: "acme".into(),
                             username: "alice".into(),
                             password: PASSWORD.into(),
+                            ..Default::default()
                         })
                         .await;
                     if matches!(&login, Err(s) if s.code() == Code::ResourceExhausted) {
@@ -334,6 +335,7 @@ async fn guessing_passwords_from_one_source_blocks_that_source_not_the_user() {
             tenant_id: "acme".into(),
             username: username.into(),
             password: password.into(),
+            ..Default::default()
         };
         let mut mallory = stack.client_as("mallory").await;
         // Spread over many accounts, so no account lockout (3 in the test config) is reached.

@@ -170,6 +170,7 @@ impl Stack {
                 tenant_id: tenant.into(),
                 username: user.into(),
                 password: PASSWORD.into(),
+                ..Default::default()
             })
             .await
             .unwrap()

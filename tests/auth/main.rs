@@ -12,6 +12,7 @@ mod attacks;
 mod authn;
 mod directory;
 mod escalation;
+mod factors;
 mod helpers;
 mod interop;
 mod shutdown;

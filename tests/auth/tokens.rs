@@ -12,6 +12,7 @@ fn login(tenant: &str, user: &str, password: &str) -> pb::LoginRequest {
         tenant_id: tenant.into(),
         username: user.into(),
         password: password.into(),
+        ..Default::default()
     }
 }
 

@@ -109,6 +109,7 @@ impl Stack {
                 tenant_id: tenant.into(),
                 username: user.into(),
                 password: PASSWORD.into(),
+                ..Default::default()
             };
             tokens.insert(
                 label,

@@ -307,6 +307,7 @@ async fn a_demoted_users_access_tokens_are_refused_everywhere_within_a_second() 
                 tenant_id: "acme".into(),
                 username: "dev".into(),
                 password: "correct horse battery".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -192,6 +192,8 @@ pub mod reasons {
     pub const NOT_ALLOWED: &str = "NOT_ALLOWED";
     /// The principal lacks one scope the call needs; the metadata `scope` names it.
     pub const SCOPE_MISSING: &str = "SCOPE_MISSING";
+    /// The resource's state does not allow the call; the message says which state.
+    pub const FAILED_PRECONDITION: &str = "FAILED_PRECONDITION";
     /// A limit was reached; retry later.
     pub const RESOURCE_EXHAUSTED: &str = "RESOURCE_EXHAUSTED";
     /// The resource changed since it was read; re-read and retry.

@@ -16,6 +16,7 @@ use crate::ids::{ApiKeyName, PrincipalName, TenantId};
 use crate::oauth_api as oauth;
 use crate::ops::api_keys::{IssuedKey, NewApiKey};
 use crate::ops::directory::{NewPrincipal, effective_scopes, stored_roles};
+use crate::ops::factors::FactorStatus;
 use crate::ops::{Auth, Introspection, Tokens};
 use crate::source::Source;
 use crate::store::{ApiKeyRow, PrincipalKind, PrincipalRow, RevocationKind, TenantRow};
@@ -161,6 +162,7 @@ impl AuthService for AuthServiceApi {
                 tenant.as_str(),
                 &username,
                 SecretString::from(request.password),
+                &SecretString::from(request.second_factor),
                 &source,
             )
             .await?;
@@ -570,6 +572,77 @@ impl AuthService for AuthServiceApi {
         ))
     }
 
+    async fn verify_second_factor(
+        &self,
+        request: Request<pb::VerifySecondFactorRequest>,
+    ) -> Reply<pb::SignInResponse> {
+        self.oauth(&request)?;
+        let source = self.identities.source(&request)?;
+        Ok(Response::new(
+            oauth::verify_second_factor(&self.auth, request.into_inner(), &source).await?,
+        ))
+    }
+
+    async fn enroll_totp(
+        &self,
+        request: Request<pb::EnrollTotpRequest>,
+    ) -> Reply<pb::TotpEnrollment> {
+        let session = request.get_ref().session.clone();
+        let owner = self.factor_owner(&request, &session, "", false).await?;
+        let enrollment = self.auth.enroll_totp(&owner.tenant, &owner.id).await?;
+        Ok(Response::new(pb::TotpEnrollment {
+            secret: enrollment.secret.expose_secret().to_owned(),
+            uri: enrollment.uri.expose_secret().to_owned(),
+            account: enrollment.account,
+        }))
+    }
+
+    async fn confirm_totp(
+        &self,
+        request: Request<pb::ConfirmTotpRequest>,
+    ) -> Reply<pb::ConfirmTotpResponse> {
+        let session = request.get_ref().session.clone();
+        let owner = self.factor_owner(&request, &session, "", false).await?;
+        let code = SecretString::from(request.into_inner().code);
+        let codes = self
+            .auth
+            .confirm_totp(&owner.tenant, &owner.id, &code, &owner.actor)
+            .await?;
+        Ok(Response::new(pb::ConfirmTotpResponse {
+            recovery_codes: codes
+                .iter()
+                .map(|code| code.expose_secret().to_owned())
+                .collect(),
+        }))
+    }
+
+    async fn get_totp(&self, request: Request<pb::GetTotpRequest>) -> Reply<pb::TotpStatus> {
+        let (session, parent) = (&request.get_ref().session, &request.get_ref().parent);
+        let (tenant, id) = self.grant_owner(&request, session, parent).await?;
+        let status = self.auth.factor_status(&tenant, &id).await?;
+        Ok(Response::new(totp_status_proto(status)))
+    }
+
+    async fn remove_totp(&self, request: Request<pb::RemoveTotpRequest>) -> Reply<pb::TotpStatus> {
+        let (session, parent) = (&request.get_ref().session, &request.get_ref().parent);
+        let owner = self.factor_owner(&request, session, parent, true).await?;
+        let (tenant, id) = (&owner.tenant, &owner.id);
+        if owner.own && self.auth.has_second_factor(tenant, id).await? {
+            // A stolen session or token alone cannot turn the factor off.
+            let source = self.identities.source(&request)?;
+            let code = SecretString::from(request.into_inner().code);
+            let user = self
+                .auth
+                .user(tenant, id)
+                .await?
+                .ok_or(Error::NotFound(format!("tenants/{tenant}/principals/{id}")))?;
+            self.auth.check_login_factor(&user, &code, &source).await?;
+        }
+        self.auth.remove_totp(tenant, id, &owner.actor).await?;
+        let status = self.auth.factor_status(tenant, id).await?;
+        Ok(Response::new(totp_status_proto(status)))
+    }
+
     async fn finish_authorization(
         &self,
         request: Request<pb::FinishAuthorizationRequest>,
@@ -681,9 +754,105 @@ impl AuthServiceApi {
         }
     }
 
+    /// Whose second factor a call manages, and who acts: the browser sign-in's user (from
+    /// the gateway), else the bearer's own account (`user:token`). With `others`, also a
+    /// user `parent` names, by that tenant's admins (`org:admin`) or an operator; without,
+    /// operators are refused: enrolling hands out the user's secret.
+    async fn factor_owner<T>(
+        &self,
+        request: &Request<T>,
+        session: &str,
+        parent: &str,
+        others: bool,
+    ) -> Result<FactorOwner> {
+        let named = if parent.is_empty() {
+            None
+        } else {
+            let name = PrincipalName::parse("parent", parent)?;
+            Some((name.tenant().to_string(), name.id().to_owned()))
+        };
+        let someone_else = |(tenant, id): (String, String), actor: String| FactorOwner {
+            tenant,
+            id,
+            actor,
+            own: false,
+        };
+        let owner = if session.is_empty() {
+            let caller = self.caller(request).await?;
+            let actor = caller.actor();
+            match (&caller, named.clone()) {
+                (Caller::Operator(_), Some(named)) if others => {
+                    return Ok(someone_else(named, actor));
+                }
+                (Caller::Operator(_), _) if others => {
+                    return Err(Error::invalid("parent", "operators name the user"));
+                }
+                (Caller::Operator(_), _) => {
+                    return Err(Error::PermissionDenied {
+                        why: "operators cannot enroll a user's second factor".into(),
+                    });
+                }
+                (Caller::Principal(me), Some(named))
+                    if others && (&me.tenant, &me.subject) != (&named.0, &named.1) =>
+                {
+                    caller.require(&named.0, Scope::OrgAdmin, || parent.to_owned())?;
+                    return Ok(someone_else(named, actor));
+                }
+                (Caller::Principal(me), _) => {
+                    me.require(Scope::UserToken)
+                        .map_err(|missing| Error::ScopeMissing(missing.0))?;
+                    FactorOwner {
+                        tenant: me.tenant.clone(),
+                        id: me.subject.clone(),
+                        actor,
+                        own: true,
+                    }
+                }
+            }
+        } else {
+            self.oauth(request)?;
+            let (tenant, id) = self
+                .auth
+                .session_user(&SecretString::from(session.to_owned()))
+                .await?;
+            FactorOwner {
+                actor: id.clone(),
+                tenant,
+                id,
+                own: true,
+            }
+        };
+        match named {
+            // Another user's factor is not found, whether it exists or not.
+            Some(named) if named != (owner.tenant.clone(), owner.id.clone()) => {
+                Err(Error::NotFound(parent.to_owned()))
+            }
+            _ => Ok(owner),
+        }
+    }
+
     /// The OAuth RPCs are the gateway's (and operators').
     fn oauth<T>(&self, request: &Request<T>) -> Result<()> {
         authz::require_service(&self.identities, request, ServiceRpc::OAuth).map(|_| ())
+    }
+}
+
+/// The user whose second factor a call manages, and who acts (for the audit chain).
+struct FactorOwner {
+    tenant: String,
+    id: String,
+    actor: String,
+    /// Whether the user acts on their own factor.
+    own: bool,
+}
+
+fn totp_status_proto(status: FactorStatus) -> pb::TotpStatus {
+    pb::TotpStatus {
+        enabled: status.confirm_time.is_some(),
+        confirm_time: status
+            .confirm_time
+            .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
+        recovery_codes_left: u32::try_from(status.recovery_codes_left).unwrap_or(u32::MAX),
     }
 }
 

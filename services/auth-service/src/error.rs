@@ -8,6 +8,10 @@ use tonic::{Code, Status};
 /// The `ErrorInfo.domain` of every auth-service error.
 pub const DOMAIN: &str = "coffer.v1.AuthService";
 
+/// The reason of a Login whose password was right for a user with a second factor, when the
+/// request carried none: ask the user for it and log in again.
+pub const SECOND_FACTOR_REQUIRED: &str = "SECOND_FACTOR_REQUIRED";
+
 /// Everything that can go wrong in the auth-service.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,6 +45,12 @@ pub enum Error {
     /// The principal lacks this scope (named to the caller, who can ask for it).
     #[error("missing scope {0}")]
     ScopeMissing(coffer_authn::Scope),
+    /// The object's state does not allow this; the message says which state.
+    #[error("{0}")]
+    FailedPrecondition(&'static str),
+    /// The password was right, and the user's second factor is needed too.
+    #[error("a second factor is required")]
+    SecondFactorRequired,
     /// Too many failed attempts, or password hashing is saturated.
     #[error("{0}")]
     ResourceExhausted(&'static str),
@@ -142,6 +152,17 @@ impl From<Error> for Status {
             }
             Error::PermissionDenied { ref why } => domain.permission_denied(why),
             Error::ScopeMissing(scope) => domain.missing_scope(scope.as_str()),
+            Error::FailedPrecondition(message) => domain.status(
+                Code::FailedPrecondition,
+                message,
+                reasons::FAILED_PRECONDITION,
+            ),
+            Error::SecondFactorRequired => domain.status(
+                Code::Unauthenticated,
+                "a second factor is required: the code from the authenticator app, or a \
+                 recovery code",
+                SECOND_FACTOR_REQUIRED,
+            ),
             Error::ResourceExhausted(message) => domain.status(
                 Code::ResourceExhausted,
                 message,

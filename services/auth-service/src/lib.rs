@@ -32,7 +32,7 @@ use coffer_server::task::{self, Start};
 
 pub use authz::Policy;
 pub use config::Config;
-pub use error::{DOMAIN, Error, Result};
+pub use error::{DOMAIN, Error, Result, SECOND_FACTOR_REQUIRED};
 pub use ops::Lockout;
 pub use ops::oauth::documents::TestAllowance;
 pub use ops::oauth::{OAuthError, OAuthSettings, Resource};
@@ -41,6 +41,7 @@ pub use signing::TokenSettings;
 use crate::api::AuthServiceApi;
 use crate::authz::Identities;
 use crate::ops::Auth;
+use crate::ops::Parts;
 use crate::ops::api_keys::KeyCache;
 use crate::password::Passwords;
 use crate::signing::{KeyServiceVault, SigningKeys};
@@ -67,7 +68,7 @@ pub async fn serve(
         .map_err(Error::KeyServiceConnect)?;
     let key_service = KeyClient::new(channel);
     let audit_key = audit_key::load_or_create(&store, &key_service, &config.clock).await?;
-    let vault = KeyServiceVault::open(key_service, config.signing_key_name.clone()).await?;
+    let vault = KeyServiceVault::open(key_service.clone(), config.signing_key_name.clone()).await?;
     // Tokens for the OAuth resources are this server's too: revocable and introspectable.
     let mut tokens = config.tokens.clone();
     tokens.other_audiences = config
@@ -91,15 +92,16 @@ pub async fn serve(
     )?;
     let api_key_cache = KeyCache::new(config.api_key_cache_capacity, config.api_key_cache_ttl);
     let auth = Arc::new(
-        Auth::new(
+        Auth::new(Parts {
             store,
             passwords,
             keys,
-            config.refresh_token_ttl,
-            config.lockout,
+            refresh_token_ttl: config.refresh_token_ttl,
+            lockout: config.lockout,
             api_key_cache,
             audit_key,
-        )
+            key_service,
+        })
         .with_oauth(config.oauth.clone()),
     );
 

@@ -6,7 +6,7 @@ use coffer_proto::pb;
 use secrecy::SecretString;
 
 use crate::ops::Auth;
-use crate::ops::oauth::authorize::{AuthorizationRequest, ConsentView, Step};
+use crate::ops::oauth::authorize::{AuthorizationRequest, ConsentView, SignedIn, Step};
 use crate::ops::oauth::clients::{AuthMethod, NewClient, Presented, Registration};
 use crate::ops::oauth::token::TokenRequest;
 use crate::source::Source;
@@ -124,11 +124,33 @@ pub(crate) async fn sign_in(
             source,
         )
         .await?;
-    Ok(pb::SignInResponse {
-        session: secrecy::ExposeSecret::expose_secret(&signed_in.session).to_owned(),
+    Ok(signed_in_proto(signed_in))
+}
+
+pub(crate) async fn verify_second_factor(
+    auth: &Auth,
+    request: pb::VerifySecondFactorRequest,
+    source: &Source,
+) -> Result<pb::SignInResponse> {
+    let signed_in = auth
+        .verify_second_factor(
+            &SecretString::from(request.request),
+            &SecretString::from(request.code),
+            source,
+        )
+        .await?;
+    Ok(signed_in_proto(signed_in))
+}
+
+fn signed_in_proto(signed_in: SignedIn) -> pb::SignInResponse {
+    pb::SignInResponse {
+        session: signed_in
+            .session
+            .map(|session| secrecy::ExposeSecret::expose_secret(&session).to_owned())
+            .unwrap_or_default(),
         session_expires_in: signed_in.expires_in,
         step: Some(step_proto(signed_in.step)),
-    })
+    }
 }
 
 pub(crate) async fn finish_authorization(
@@ -292,8 +314,24 @@ fn step_proto(step: Step) -> pb::AuthorizationStep {
         step: Some(match step {
             Step::Redirect(url) => pb::authorization_step::Step::Redirect(url),
             Step::Consent(view) => pb::authorization_step::Step::Consent(consent_proto(view)),
+            Step::SecondFactor(view) => {
+                let (tenant, id) = view.principal;
+                pb::authorization_step::Step::SecondFactor(pb::SecondFactor {
+                    request: view.request,
+                    client_name: view.client_name,
+                    principal: format!("tenants/{tenant}/principals/{id}"),
+                    redirect_origin: origin(&view.redirect_uri),
+                })
+            }
         }),
     }
+}
+
+/// A URI's origin (`scheme://host[:port]`), or empty.
+fn origin(uri: &str) -> String {
+    url::Url::parse(uri)
+        .map(|url| url.origin().ascii_serialization())
+        .unwrap_or_default()
 }
 
 fn consent_proto(view: ConsentView) -> pb::Consent {

@@ -118,19 +118,27 @@ pub fn secret_from_stdin(what: &str) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(text))
 }
 
-/// `coffer login`: a user's password (from stdin) for tokens.
+/// `coffer login`: a user's password (from stdin) for tokens. A user with two-step sign-in
+/// puts the code from their app (or a recovery code) on a second line.
 ///
 /// # Errors
 /// If the login is refused.
 pub async fn login(target: &Target, tenant: &str, username: &str) -> anyhow::Result<String> {
-    let password = secret_from_stdin("password")?;
+    let input = secret_from_stdin("password")?;
+    let (password, second_factor) = input
+        .expose_secret()
+        .split_once('\n')
+        .map_or((input.expose_secret(), ""), |(password, code)| {
+            (password.trim_end_matches('\r'), code.trim())
+        });
     let tokens = target
         .connect()
         .await?
         .login(pb::LoginRequest {
             tenant_id: tenant.to_owned(),
             username: username.to_owned(),
-            password: password.expose_secret().to_owned(),
+            password: password.to_owned(),
+            second_factor: second_factor.to_owned(),
         })
         .await
         .context("login refused")?

@@ -140,7 +140,8 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Log in with a password read from standard input; prints the tokens.
+    /// Log in with a password read from standard input (a user with two-step sign-in puts
+    /// the code from their app, or a recovery code, on a second line); prints the tokens.
     Login {
         #[command(flatten)]
         target: TargetArgs,

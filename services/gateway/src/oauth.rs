@@ -175,6 +175,7 @@ pub fn routes(issuer: &Issuer) -> axum::Router<Gateway> {
         )
         .route("/oauth/authorize", get(authorize))
         .route("/oauth/login", post(login))
+        .route("/oauth/login/factor", post(second_factor))
         .route("/oauth/consent", post(consent))
         .route("/oauth/token", post(token))
         .route("/oauth/register", post(register))
@@ -182,6 +183,9 @@ pub fn routes(issuer: &Issuer) -> axum::Router<Gateway> {
         .route("/oauth/introspect", post(introspect))
         .route("/oauth/grants", get(grants))
         .route("/oauth/grants/revoke", post(revoke_grant))
+        .route("/oauth/totp/enroll", post(enroll_totp))
+        .route("/oauth/totp/confirm", post(confirm_totp))
+        .route("/oauth/totp/remove", post(remove_totp))
         .route("/oauth/style.css", get(style));
     for path in issuer.metadata_paths() {
         router = router.route(&path, get(metadata));
@@ -319,17 +323,7 @@ async fn login(
     })
     .await;
     match reply {
-        Ok(signed_in) => {
-            let step = signed_in.step.unwrap_or_default();
-            let mut response = browser.step(step, None);
-            if let Ok(cookie) = HeaderValue::from_str(&format!(
-                "{SESSION_COOKIE}={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
-                signed_in.session, signed_in.session_expires_in
-            )) {
-                response.headers_mut().append(header::SET_COOKIE, cookie);
-            }
-            response
-        }
+        Ok(signed_in) => browser.signed_in(signed_in),
         Err(status) => {
             let (code, message) = match status.code() {
                 tonic::Code::Unauthenticated => (
@@ -355,6 +349,64 @@ async fn login(
                 code,
                 |csrf| pages::sign_in(&consent, csrf, Some(message)),
                 None,
+            )
+        }
+    }
+}
+
+/// The second step of a sign-in: the code from the user's app, or a recovery code.
+async fn second_factor(
+    State(gateway): State<Gateway>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(mut form) = form(&body) else {
+        return bad_form();
+    };
+    let mut field = |name: &str| form.remove(name).unwrap_or_default();
+    let browser = Browser::of(&headers);
+    if !browser.csrf_matches(&field("csrf")) {
+        return csrf_refused();
+    }
+    let (handle, client_name, origin) = (
+        field("request"),
+        field("client_name"),
+        field("redirect_origin"),
+    );
+    let request = pb::VerifySecondFactorRequest {
+        request: handle.clone(),
+        code: field("code"),
+    };
+    let reply = call(&gateway, client, request, |mut auth, request| async move {
+        auth.verify_second_factor(request).await
+    })
+    .await;
+    match reply {
+        Ok(signed_in) => browser.signed_in(signed_in),
+        Err(status) => {
+            let (code, message) = match status.code() {
+                tonic::Code::Unauthenticated => (
+                    StatusCode::UNAUTHORIZED,
+                    "That code is not right or was used already. After five wrong codes the \
+                     request ends: then start again from the application.",
+                ),
+                tonic::Code::ResourceExhausted => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts. Wait a while and try again.",
+                ),
+                _ => return service_error(&status),
+            };
+            let factor = pb::SecondFactor {
+                request: handle,
+                client_name: shown(client_name, "The application"),
+                principal: String::new(),
+                redirect_origin: shown(origin, ""),
+            };
+            browser.page(
+                code,
+                |csrf| pages::second_factor(&factor, csrf, Some(message)),
+                Some(&factor.redirect_origin),
             )
         }
     }
@@ -424,17 +476,25 @@ async fn grants(
     };
     let request = pb::ListGrantsRequest {
         parent: String::new(),
-        session,
+        session: session.clone(),
     };
-    let reply = call(&gateway, client, request, |mut auth, request| async move {
+    let grants = call(&gateway, client, request, |mut auth, request| async move {
         auth.list_grants(request).await
     })
     .await;
+    let request = pb::GetTotpRequest {
+        parent: String::new(),
+        session,
+    };
+    let totp = call(&gateway, client, request, |mut auth, request| async move {
+        auth.get_totp(request).await
+    })
+    .await;
     let browser = Browser::of(&headers);
-    match reply {
-        Ok(list) => browser.page(
+    match grants.and_then(|list| Ok((list, totp?))) {
+        Ok((list, totp)) => browser.page(
             StatusCode::OK,
-            |csrf| pages::grants(&list.grants, csrf),
+            |csrf| pages::grants(&list.grants, &totp, csrf),
             None,
         ),
         Err(status) if status.code() == tonic::Code::Unauthenticated => html(
@@ -481,6 +541,135 @@ async fn revoke_grant(
     }
 }
 
+/// Starts a two-step sign-in enrollment for the signed-in user: the QR code page.
+async fn enroll_totp(
+    State(gateway): State<Gateway>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(mut form) = form(&body) else {
+        return bad_form();
+    };
+    let browser = Browser::of(&headers);
+    if !browser.csrf_matches(&form.remove("csrf").unwrap_or_default()) {
+        return csrf_refused();
+    }
+    let request = pb::EnrollTotpRequest {
+        session: cookie(&headers, SESSION_COOKIE).unwrap_or_default(),
+    };
+    let reply = call(&gateway, client, request, |mut auth, request| async move {
+        auth.enroll_totp(request).await
+    })
+    .await;
+    match reply {
+        Ok(enrollment) => browser.page(
+            StatusCode::OK,
+            |csrf| pages::enroll(&enrollment, csrf, None),
+            None,
+        ),
+        Err(status) => account_error(&status),
+    }
+}
+
+/// Confirms the enrollment with the app's first code: the recovery codes, shown once.
+async fn confirm_totp(
+    State(gateway): State<Gateway>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(mut form) = form(&body) else {
+        return bad_form();
+    };
+    let mut field = |name: &str| form.remove(name).unwrap_or_default();
+    let browser = Browser::of(&headers);
+    if !browser.csrf_matches(&field("csrf")) {
+        return csrf_refused();
+    }
+    // What the page showed, to show it again after a mistyped code: from the page's own
+    // form, to the browser that posted it (as the sign-in page's display values).
+    let shown_again = pb::TotpEnrollment {
+        secret: field("secret").chars().take(64).collect(),
+        uri: field("uri").chars().take(512).collect(),
+        account: field("account").chars().take(200).collect(),
+    };
+    let request = pb::ConfirmTotpRequest {
+        session: cookie(&headers, SESSION_COOKIE).unwrap_or_default(),
+        code: field("code"),
+    };
+    let reply = call(&gateway, client, request, |mut auth, request| async move {
+        auth.confirm_totp(request).await
+    })
+    .await;
+    match reply {
+        Ok(confirmed) => html(
+            StatusCode::OK,
+            &pages::recovery_codes(&confirmed.recovery_codes),
+        ),
+        Err(status) if status.code() == tonic::Code::InvalidArgument => browser.page(
+            StatusCode::BAD_REQUEST,
+            |csrf| {
+                pages::enroll(
+                    &shown_again,
+                    csrf,
+                    Some("That is not the code the app shows now. Check the device's clock and try again."),
+                )
+            },
+            None,
+        ),
+        Err(status) => account_error(&status),
+    }
+}
+
+/// Turns the signed-in user's two-step sign-in off (with a current code or a recovery code).
+async fn remove_totp(
+    State(gateway): State<Gateway>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(mut form) = form(&body) else {
+        return bad_form();
+    };
+    let mut field = |name: &str| form.remove(name).unwrap_or_default();
+    if !Browser::of(&headers).csrf_matches(&field("csrf")) {
+        return csrf_refused();
+    }
+    let request = pb::RemoveTotpRequest {
+        parent: String::new(),
+        session: cookie(&headers, SESSION_COOKIE).unwrap_or_default(),
+        code: field("code"),
+    };
+    let reply = call(&gateway, client, request, |mut auth, request| async move {
+        auth.remove_totp(request).await
+    })
+    .await;
+    match reply {
+        Ok(_) => redirect("/oauth/grants"),
+        Err(status) => account_error(&status),
+    }
+}
+
+/// A failure of an account-page action.
+fn account_error(status: &tonic::Status) -> Response {
+    match status.code() {
+        tonic::Code::Unauthenticated => html(
+            StatusCode::UNAUTHORIZED,
+            &pages::error(
+                "Not signed in, or a wrong code",
+                "Your sign-in expired, or the code was not right. Sign in again, or go back \
+                 and try another code.",
+            ),
+        ),
+        tonic::Code::FailedPrecondition => html(
+            StatusCode::CONFLICT,
+            &pages::error("Two-step sign-in", status.message()),
+        ),
+        _ => service_error(status),
+    }
+}
+
 /// The browser's cookies that matter here.
 struct Browser {
     csrf: Option<String>,
@@ -500,7 +689,23 @@ impl Browser {
             .is_some_and(|mine| bool::from(mine.as_bytes().ct_eq(sent.as_bytes())))
     }
 
-    /// The answer to an authorization step: a redirect (303), or the sign-in or consent page.
+    /// The answer to a sign-in step: the next step, and the session cookie once there is a
+    /// session (not while the second factor is awaited).
+    fn signed_in(&self, signed_in: pb::SignInResponse) -> Response {
+        let mut response = self.step(signed_in.step.unwrap_or_default(), None);
+        if !signed_in.session.is_empty()
+            && let Ok(cookie) = HeaderValue::from_str(&format!(
+                "{SESSION_COOKIE}={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+                signed_in.session, signed_in.session_expires_in
+            ))
+        {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    }
+
+    /// The answer to an authorization step: a redirect (303), or the sign-in, second-factor
+    /// or consent page.
     fn step(&self, step: pb::AuthorizationStep, error: Option<&str>) -> Response {
         match step.step {
             Some(pb::authorization_step::Step::Redirect(url)) => redirect(&url),
@@ -519,6 +724,14 @@ impl Browser {
                         Some(&origin),
                     )
                 }
+            }
+            Some(pb::authorization_step::Step::SecondFactor(factor)) => {
+                let origin = factor.redirect_origin.clone();
+                self.page(
+                    StatusCode::OK,
+                    |csrf| pages::second_factor(&factor, csrf, error),
+                    Some(&origin),
+                )
             }
             None => html(
                 StatusCode::BAD_GATEWAY,

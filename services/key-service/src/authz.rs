@@ -14,8 +14,8 @@
 //! unwrap the other's secrets):
 //! - `spiffe://td/credential-service`: [`SERVICE_RPCS`] on `tenants/*/keys/credentials` and
 //!   `tenants/*/keys/credential-audit`;
-//! - `spiffe://td/auth-service`: [`SERVICE_RPCS`] on `tenants/coffer-system/keys/auth-signing`
-//!   and `tenants/*/keys/auth-audit`;
+//! - `spiffe://td/auth-service`: [`SERVICE_RPCS`] on `tenants/coffer-system/keys/auth-signing`,
+//!   `tenants/*/keys/auth-audit` and `tenants/*/keys/auth-factors` (users' TOTP secrets);
 //! - `spiffe://td/operator/` (every operator): all RPCs on every key.
 //!
 //! A forwarder (the REST gateway, see [`coffer_authn::forwarded`]) is not in the table: its
@@ -38,6 +38,7 @@ pub(crate) const DEFAULT_RESERVED: &[&str] = &[
     "tenants/*/keys/credentials",
     "tenants/*/keys/credential-audit",
     "tenants/*/keys/auth-audit",
+    "tenants/*/keys/auth-factors",
     "tenants/coffer-system/keys/*",
 ];
 
@@ -215,14 +216,17 @@ impl Policy {
                 [
                     "tenants/*/keys/credentials",
                     "tenants/*/keys/credential-audit",
-                ],
+                ]
+                .as_slice(),
             ),
             (
                 "auth-service",
                 [
                     "tenants/coffer-system/keys/auth-signing",
                     "tenants/*/keys/auth-audit",
-                ],
+                    "tenants/*/keys/auth-factors",
+                ]
+                .as_slice(),
             ),
         ] {
             if let Ok(id) = SpiffeId::new(trust_domain, service) {
@@ -463,6 +467,9 @@ mod tests {
         let credentials = key("tenants/acme/keys/credentials");
         assert!(policy.allows(&auth, Rpc::Decrypt, Target::Key(&signing)));
         assert!(!policy.allows(&cred, Rpc::Decrypt, Target::Key(&signing)));
+        let factors = key("tenants/acme/keys/auth-factors");
+        assert!(policy.allows(&auth, Rpc::Encrypt, Target::Key(&factors)));
+        assert!(!policy.allows(&cred, Rpc::Decrypt, Target::Key(&factors)));
         assert!(policy.allows(&cred, Rpc::Decrypt, Target::Key(&credentials)));
         assert!(!policy.allows(&auth, Rpc::Decrypt, Target::Key(&credentials)));
         assert!(!policy.allows(
@@ -545,6 +552,7 @@ mod tests {
             "tenants/acme/keys/credentials",
             "tenants/acme/keys/credential-audit",
             "tenants/acme/keys/auth-audit",
+            "tenants/acme/keys/auth-factors",
         ] {
             let reserved = key(name);
             assert!(

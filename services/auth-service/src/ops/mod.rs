@@ -3,6 +3,7 @@
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod directory;
+pub(crate) mod factors;
 mod limits;
 pub(crate) mod oauth;
 mod tokens;
@@ -11,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_crypto::AuditKey;
+use coffer_key_client::KeyClient;
 
-pub(crate) use tokens::{Introspection, Tokens};
+pub(crate) use tokens::{Introspection, PasswordChecked, Tokens};
 
 use crate::ops::api_keys::KeyCache;
 use crate::password::Passwords;
@@ -45,21 +47,37 @@ pub(crate) struct Auth {
     lockout: Lockout,
     api_key_cache: KeyCache,
     audit_key: Arc<AuditKey>,
+    /// Encrypts and decrypts second-factor secrets.
+    key_service: KeyClient,
     oauth: oauth::OAuthSettings,
     documents: oauth::documents::Documents,
 }
 
+/// What [`Auth`] is made of.
+pub(crate) struct Parts {
+    pub(crate) store: Store,
+    pub(crate) passwords: Passwords,
+    pub(crate) keys: SigningKeys,
+    pub(crate) refresh_token_ttl: Duration,
+    pub(crate) lockout: Lockout,
+    pub(crate) api_key_cache: KeyCache,
+    pub(crate) audit_key: Arc<AuditKey>,
+    pub(crate) key_service: KeyClient,
+}
+
 impl Auth {
     /// Assembles the service.
-    pub(crate) fn new(
-        store: Store,
-        passwords: Passwords,
-        keys: SigningKeys,
-        refresh_token_ttl: Duration,
-        lockout: Lockout,
-        api_key_cache: KeyCache,
-        audit_key: Arc<AuditKey>,
-    ) -> Self {
+    pub(crate) fn new(parts: Parts) -> Self {
+        let Parts {
+            store,
+            passwords,
+            keys,
+            refresh_token_ttl,
+            lockout,
+            api_key_cache,
+            audit_key,
+            key_service,
+        } = parts;
         Self {
             store,
             passwords,
@@ -68,6 +86,7 @@ impl Auth {
             lockout,
             api_key_cache,
             audit_key,
+            key_service,
             oauth: oauth::OAuthSettings::default(),
             documents: oauth::documents::Documents::new(None),
         }

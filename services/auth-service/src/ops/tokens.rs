@@ -18,6 +18,11 @@ pub(crate) const REFRESH_PREFIX: &str = "mcp_rt_";
 /// Refresh token length: the prefix and 32 random bytes in base64url.
 const REFRESH_LEN: usize = REFRESH_PREFIX.len() + 43;
 
+/// The lockout subject of a user's logins.
+fn login_subject(tenant: &str, username: &str) -> String {
+    format!("login:{tenant}/{username}")
+}
+
 /// A freshly issued token pair.
 pub(crate) struct Tokens {
     /// The signed access token.
@@ -41,26 +46,49 @@ pub(crate) enum Introspection {
     Refresh(RefreshRow),
 }
 
+/// A right password.
+#[derive(Debug)]
+pub(crate) enum PasswordChecked {
+    /// Signed in: the user, whose failed-login count is cleared.
+    Done(PrincipalRow),
+    /// The user has a second factor: not signed in until it is checked
+    /// ([`Auth::check_login_factor`]); the failed-login count stands until then.
+    FactorNeeded(PrincipalRow),
+}
+
 impl Auth {
-    /// Exchanges a user's password for tokens.
+    /// Exchanges a user's password (and second factor, once they have one) for tokens.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for every kind of wrong credential;
-    /// [`Error::ResourceExhausted`] while the login is locked or hashing is saturated.
+    /// [`Error::SecondFactorRequired`] for a right password without the second factor it
+    /// needs; [`Error::ResourceExhausted`] while the login is locked or hashing is saturated.
     pub(crate) async fn login(
         &self,
         tenant: &str,
         username: &str,
         password: SecretString,
+        second_factor: &SecretString,
         source: &Source,
     ) -> Result<Tokens> {
-        let principal = self
+        let principal = match self
             .check_password(tenant, username, password, source)
-            .await?;
+            .await?
+        {
+            PasswordChecked::Done(principal) => principal,
+            PasswordChecked::FactorNeeded(_) if second_factor.expose_secret().is_empty() => {
+                return Err(Error::SecondFactorRequired);
+            }
+            PasswordChecked::FactorNeeded(principal) => {
+                self.check_login_factor(&principal, second_factor, source)
+                    .await?;
+                principal
+            }
+        };
         self.issue(&principal, None).await
     }
 
-    /// Checks a user's password, with the lockouts: the user, if it is right.
+    /// Checks a user's password, with the lockouts.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for every kind of wrong credential;
@@ -71,15 +99,10 @@ impl Auth {
         username: &str,
         password: SecretString,
         source: &Source,
-    ) -> Result<PrincipalRow> {
+    ) -> Result<PasswordChecked> {
         let checked = self.now();
         self.check_source(source, checked).await?;
-        let subject = format!("login:{tenant}/{username}");
-        if self.store.locked_until(&subject, checked).await?.is_some() {
-            return Err(Error::ResourceExhausted(
-                "too many failed logins; try again later",
-            ));
-        }
+        self.check_login_lock(tenant, username, checked).await?;
         let principal = self
             .store
             .principal(tenant, username)
@@ -92,22 +115,82 @@ impl Auth {
         let valid = self.passwords.verify(password, hash, source).await?;
         match (valid, principal) {
             (true, Some(principal)) => {
-                self.store.clear_failures(&subject).await?;
-                Ok(principal)
+                if self.has_second_factor(tenant, &principal.id).await? {
+                    return Ok(PasswordChecked::FactorNeeded(principal));
+                }
+                self.store
+                    .clear_failures(&login_subject(tenant, username))
+                    .await?;
+                Ok(PasswordChecked::Done(principal))
             }
             _ => {
-                self.record_source_failure(source, checked).await?;
-                let window = seconds(self.lockout.duration);
-                if self
-                    .store
-                    .record_failure(&subject, self.lockout.max_failures, checked, window)
-                    .await?
-                {
-                    tracing::warn!(tenant, "login locked after repeated failures");
-                }
+                self.record_login_failure(tenant, username, source, checked)
+                    .await?;
                 Err(Error::unauthenticated("wrong username or password"))
             }
         }
+    }
+
+    /// Checks the second factor of a user whose password was right: a wrong one counts as a
+    /// failed login (toward the account's and the source's lockouts); a right one clears the
+    /// count.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for a wrong or replayed code;
+    /// [`Error::ResourceExhausted`] while the login is locked; [`Error::KeyService`] (fail
+    /// closed).
+    pub(crate) async fn check_login_factor(
+        &self,
+        principal: &PrincipalRow,
+        code: &SecretString,
+        source: &Source,
+    ) -> Result<()> {
+        let (tenant, username) = (principal.tenant.as_str(), principal.id.as_str());
+        let checked = self.now();
+        self.check_login_lock(tenant, username, checked).await?;
+        if self.check_second_factor(tenant, username, code).await? {
+            self.store
+                .clear_failures(&login_subject(tenant, username))
+                .await?;
+            return Ok(());
+        }
+        self.record_login_failure(tenant, username, source, checked)
+            .await?;
+        Err(Error::unauthenticated("wrong second factor"))
+    }
+
+    async fn check_login_lock(&self, tenant: &str, username: &str, now: i64) -> Result<()> {
+        let subject = login_subject(tenant, username);
+        if self.store.locked_until(&subject, now).await?.is_some() {
+            return Err(Error::ResourceExhausted(
+                "too many failed logins; try again later",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn record_login_failure(
+        &self,
+        tenant: &str,
+        username: &str,
+        source: &Source,
+        now: i64,
+    ) -> Result<()> {
+        self.record_source_failure(source, now).await?;
+        let window = seconds(self.lockout.duration);
+        if self
+            .store
+            .record_failure(
+                &login_subject(tenant, username),
+                self.lockout.max_failures,
+                now,
+                window,
+            )
+            .await?
+        {
+            tracing::warn!(tenant, "login locked after repeated failures");
+        }
+        Ok(())
     }
 
     /// Spends a refresh token for a new pair. A spent token presented again revokes its

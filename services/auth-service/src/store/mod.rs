@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod audit;
+mod factors;
 mod lockouts;
 mod oauth;
 mod principals;
@@ -13,6 +14,7 @@ mod tenants;
 
 pub(crate) use api_keys::{ApiKeyRow, RolledSecret};
 pub(crate) use audit::{ChainEvent, ChainHead, ChainRow};
+pub(crate) use factors::Confirmation;
 pub(crate) use oauth::{
     ClientOrigin, ClientRow, CodeRow, CodeSpend, ConsentRow, Issued, RequestRow, SessionRow,
 };

@@ -70,6 +70,11 @@ pub(crate) struct RequestRow {
     /// The session that signed in for it, if one did.
     pub(crate) session_hash: Option<String>,
     pub(crate) expire_time: i64,
+    /// The user (`tenant`, `id`) whose password was right, while their second factor is
+    /// awaited.
+    pub(crate) factor: Option<(String, String)>,
+    /// Wrong second-factor codes so far.
+    pub(crate) factor_failures: i64,
 }
 
 /// A live sign-in session.
@@ -281,8 +286,8 @@ impl Store {
     pub(crate) async fn request(&self, handle_hash: &str, now: i64) -> Result<Option<RequestRow>> {
         let row = sqlx::query(
             "SELECT client_id, redirect_uri, state, code_challenge, resource, scope, offline, \
-             session_hash, expire_time FROM auth_oauth_requests \
-             WHERE handle_hash = $1 AND expire_time > $2",
+             session_hash, expire_time, factor_tenant, factor_principal_id, factor_failures \
+             FROM auth_oauth_requests WHERE handle_hash = $1 AND expire_time > $2",
         )
         .bind(handle_hash)
         .bind(now)
@@ -299,9 +304,61 @@ impl Store {
                 offline: row.try_get::<i64, _>("offline")? != 0,
                 session_hash: row.try_get("session_hash")?,
                 expire_time: row.try_get("expire_time")?,
+                factor: match (
+                    row.try_get::<Option<String>, _>("factor_tenant")?,
+                    row.try_get::<Option<String>, _>("factor_principal_id")?,
+                ) {
+                    (Some(tenant), Some(id)) => Some((tenant, id)),
+                    _ => None,
+                },
+                factor_failures: row.try_get("factor_failures")?,
             })
         })
         .transpose()
+    }
+
+    /// Records that a pending request's user gave the right password and is asked for their
+    /// second factor. The count of wrong codes stays: signing in again does not reset it.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub(crate) async fn await_factor(
+        &self,
+        handle_hash: &str,
+        tenant: &str,
+        principal_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE auth_oauth_requests SET factor_tenant = $2, factor_principal_id = $3 \
+             WHERE handle_hash = $1",
+        )
+        .bind(handle_hash)
+        .bind(tenant)
+        .bind(principal_id)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Counts a wrong second-factor code against a pending request: `false` once it has had
+    /// `max` (the request is then deleted). Atomic, so concurrent guesses cannot exceed it.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub(crate) async fn count_factor_failure(&self, handle_hash: &str, max: i64) -> Result<bool> {
+        let counted = sqlx::query(
+            "UPDATE auth_oauth_requests SET factor_failures = factor_failures + 1 \
+             WHERE handle_hash = $1 AND factor_failures < $2",
+        )
+        .bind(handle_hash)
+        .bind(max.saturating_sub(1))
+        .execute(&self.db.pool)
+        .await?;
+        if counted.rows_affected() == 1 {
+            return Ok(true);
+        }
+        self.take_request(handle_hash).await?;
+        Ok(false)
     }
 
     /// Binds a pending request to the session that signed in for it.

@@ -14,11 +14,16 @@ use super::{
     CODE_TTL, MAX_STATE_LEN, OAuthError, REQUEST_TTL, Requested, bounded, canonical_resource, hash,
     new_secret,
 };
-use crate::ops::Auth;
 use crate::ops::directory::effective_scopes;
+use crate::ops::{Auth, PasswordChecked};
 use crate::source::Source;
-use crate::store::{ClientRow, CodeRow, ConsentRow, PrincipalKind, RequestRow, SessionRow};
+use crate::store::{
+    ClientRow, CodeRow, ConsentRow, PrincipalKind, PrincipalRow, RequestRow, SessionRow,
+};
 use crate::{Error, Result};
+
+/// Wrong second-factor codes that end a pending request.
+pub(crate) const MAX_FACTOR_FAILURES: i64 = 5;
 
 /// Prefixes of request handles and sessions.
 const REQUEST_PREFIX: &str = "mcp_ar_";
@@ -61,6 +66,29 @@ pub(crate) enum Step {
     Redirect(String),
     /// Ask the user.
     Consent(ConsentView),
+    /// The password was right: ask for the second factor.
+    SecondFactor(FactorView),
+}
+
+/// What the second-factor page shows. `Debug` leaves the request handle out.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct FactorView {
+    /// The pending request's handle.
+    pub(crate) request: String,
+    pub(crate) client_name: String,
+    /// The user signing in (`tenant`, `id`).
+    pub(crate) principal: (String, String),
+    /// Where the browser goes after it.
+    pub(crate) redirect_uri: String,
+}
+
+impl std::fmt::Debug for FactorView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FactorView")
+            .field("client_name", &self.client_name)
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ConsentView {
@@ -83,13 +111,15 @@ impl std::fmt::Debug for Step {
                 f.debug_tuple("Redirect").field(&base).finish()
             }
             Step::Consent(view) => f.debug_tuple("Consent").field(view).finish(),
+            Step::SecondFactor(view) => f.debug_tuple("SecondFactor").field(view).finish(),
         }
     }
 }
 
-/// A new sign-in session and the request's next step.
+/// A sign-in's outcome: a new session (none while the second factor is awaited) and the
+/// request's next step.
 pub(crate) struct SignedIn {
-    pub(crate) session: SecretString,
+    pub(crate) session: Option<SecretString>,
     pub(crate) expires_in: u64,
     pub(crate) step: Step,
 }
@@ -180,6 +210,8 @@ impl Auth {
             offline: requested.offline && client.allows(REFRESH_TOKEN),
             session_hash: None,
             expire_time: self.now().saturating_add(REQUEST_TTL),
+            factor: None,
+            factor_failures: 0,
         };
         let (handle, handle_hash) = new_secret(REQUEST_PREFIX)?;
         let signed_in = match session {
@@ -203,7 +235,8 @@ impl Auth {
         }
     }
 
-    /// Signs a user in for a pending request (password, with Login's lockouts).
+    /// Signs a user in for a pending request (password, with Login's lockouts). For a user
+    /// with a second factor, the next step asks for it and there is no session yet.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for a wrong password or an unknown or expired request;
@@ -222,9 +255,86 @@ impl Auth {
                 "unknown or expired authorization request",
             ));
         };
-        let principal = self
+        let principal = match self
             .check_password(tenant, username, password, source)
-            .await?;
+            .await?
+        {
+            PasswordChecked::Done(principal) => principal,
+            PasswordChecked::FactorNeeded(principal) => {
+                self.store
+                    .await_factor(&handle_hash, &principal.tenant, &principal.id)
+                    .await?;
+                let client = self.known_client(&pending.client_id).await?;
+                let view = consent_view(&client, String::new(), &pending, None);
+                return Ok(SignedIn {
+                    session: None,
+                    expires_in: 0,
+                    step: Step::SecondFactor(FactorView {
+                        request: handle.expose_secret().to_owned(),
+                        client_name: view.client_name,
+                        principal: (principal.tenant, principal.id),
+                        redirect_uri: pending.redirect_uri.clone(),
+                    }),
+                });
+            }
+        };
+        self.open_session(handle, &handle_hash, &pending, &principal)
+            .await
+    }
+
+    /// The second step of a sign-in: the user's TOTP code or a recovery code. Each wrong
+    /// one counts toward Login's lockout, and the [`MAX_FACTOR_FAILURES`]th ends the
+    /// request.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for a wrong code or an unknown or expired request, or one
+    /// that awaits no second factor; [`Error::ResourceExhausted`] while locked;
+    /// [`Error::KeyService`] (fail closed).
+    pub(crate) async fn verify_second_factor(
+        &self,
+        handle: &SecretString,
+        code: &SecretString,
+        source: &Source,
+    ) -> Result<SignedIn> {
+        let handle_hash = hash(handle.expose_secret());
+        let refused = || Error::unauthenticated("unknown request, or no second factor awaited");
+        let pending = self
+            .store
+            .request(&handle_hash, self.now())
+            .await?
+            .filter(|pending| pending.session_hash.is_none())
+            .ok_or_else(refused)?;
+        let (tenant, id) = pending.factor.clone().ok_or_else(refused)?;
+        let principal = self.user(&tenant, &id).await?.ok_or_else(refused)?;
+        match self.check_login_factor(&principal, code, source).await {
+            Ok(()) => {
+                self.open_session(handle, &handle_hash, &pending, &principal)
+                    .await
+            }
+            Err(wrong @ Error::Unauthenticated { .. }) => {
+                if !self
+                    .store
+                    .count_factor_failure(&handle_hash, MAX_FACTOR_FAILURES)
+                    .await?
+                {
+                    return Err(Error::unauthenticated(
+                        "too many wrong codes: the request is ended",
+                    ));
+                }
+                Err(wrong)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A new session for `principal`, bound to the request, and the request's next step.
+    async fn open_session(
+        &self,
+        handle: &SecretString,
+        handle_hash: &str,
+        pending: &RequestRow,
+        principal: &PrincipalRow,
+    ) -> Result<SignedIn> {
         let ttl = self.oauth.session_ttl.as_secs();
         let session_row = SessionRow {
             tenant: principal.tenant.clone(),
@@ -237,19 +347,19 @@ impl Auth {
         self.store
             .insert_session(&session_hash, &session_row, self.now())
             .await?;
-        self.store.bind_request(&handle_hash, &session_hash).await?;
+        self.store.bind_request(handle_hash, &session_hash).await?;
         let client = self.known_client(&pending.client_id).await?;
         let step = self
             .next_step(
                 &client,
                 handle.expose_secret().to_owned(),
-                &handle_hash,
-                &pending,
+                handle_hash,
+                pending,
                 &session_row,
             )
             .await?;
         Ok(SignedIn {
-            session: SecretString::from(session),
+            session: Some(SecretString::from(session)),
             expires_in: ttl,
             step,
         })

@@ -139,7 +139,7 @@ impl Auth {
             return Err(invalid("code_verifier does not match the code_challenge"));
         }
         self.same_resource(&request.resource, &row.resource)?;
-        let principal = self.user(&row.tenant, &row.principal_id).await?;
+        let principal = self.granting_user(&row.tenant, &row.principal_id).await?;
         let granted = stored(&row.scope)?.intersection(&effective_scopes(&principal)?);
         let refresh = if row.offline && client.allows(REFRESH_TOKEN) {
             let (token, token_hash) = new_refresh_token()?;
@@ -382,11 +382,9 @@ impl Auth {
     }
 
     /// The user a code was issued for, if still a user.
-    async fn user(&self, tenant: &str, id: &str) -> Result<PrincipalRow> {
-        self.store
-            .principal(tenant, id)
+    async fn granting_user(&self, tenant: &str, id: &str) -> Result<PrincipalRow> {
+        self.user(tenant, id)
             .await?
-            .filter(|row| row.kind == PrincipalKind::User)
             .ok_or_else(|| OAuthError::InvalidGrant.because("the user is gone"))
     }
 
