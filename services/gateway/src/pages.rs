@@ -333,6 +333,38 @@ mod tests {
         assert!(consent_page(&consent).contains("&lt;b&gt;evil&lt;/b&gt;"));
     }
 
+    #[test]
+    fn the_two_step_pages_escape_every_value_and_qr_only_an_otpauth_uri() {
+        let factor = pb::SecondFactor {
+            request: "r\"><script>".into(),
+            client_name: "<b>evil</b>".into(),
+            principal: String::new(),
+            redirect_origin: "http://x\"<".into(),
+        };
+        let enrollment = pb::TotpEnrollment {
+            secret: "<s>".into(),
+            uri: "otpauth://totp/Coffer:a?secret=<x>".into(),
+            account: "a<b".into(),
+        };
+        for html in [
+            second_factor(&factor, "q\"q", Some("<e>")),
+            enroll(&enrollment, "q\"q", Some("<e>")),
+            recovery_codes(&["<c>".to_owned()]),
+        ] {
+            for raw in [
+                "<script>", "<b>evil", "<e>", "<s>", "<x>", "a<b", "<c>", "q\"q",
+            ] {
+                assert!(!html.contains(raw), "{raw} in {html}");
+            }
+        }
+        assert!(enroll(&enrollment, "c", None).contains("<svg class=\"qr\""));
+        let other = pb::TotpEnrollment {
+            uri: "https://example.com/".into(),
+            ..enrollment
+        };
+        assert!(!enroll(&other, "c", None).contains("<svg"));
+    }
+
     fn consent_page(c: &pb::Consent) -> String {
         consent(c, "token")
     }

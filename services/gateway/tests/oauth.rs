@@ -1209,3 +1209,203 @@ async fn service_clients_use_client_credentials_with_a_secret_or_a_signed_assert
     let forged = grant(String::new(), form(forged)).await;
     assert_eq!(forged.json["error"], "invalid_client", "{}", forged.json);
 }
+
+/// The code an authenticator app holding `secret` (base32) shows at unix time `at`.
+fn totp_code(secret: &str, at: i64) -> String {
+    use coffer_crypto::totp::{STEP, TotpSecret};
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(secret.as_bytes())
+        .unwrap();
+    let secret = TotpSecret::from_bytes(coffer_crypto::SecretBytes::new(bytes)).unwrap();
+    format!("{:06}", secret.code_at(u64::try_from(at / STEP).unwrap()))
+}
+
+#[tokio::test]
+async fn two_step_sign_in_is_set_up_from_the_account_page_and_then_asked_for() {
+    use coffer_crypto::totp::STEP;
+    let server = Server::start().await;
+    let mut jar = Jar::default();
+    let (path, _) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    server.consent(&path, &mut jar).await;
+
+    // The account page offers it; enrolling shows the key as a QR code (inline SVG with a
+    // label, no XML prolog) and as text.
+    let account = server.get("/oauth/grants", &jar).await;
+    assert_eq!(account.status, 200, "{}", account.text);
+    assert!(
+        account
+            .text
+            .contains("Off: signing in asks only for your password")
+    );
+    let csrf = hidden(&account.text, "csrf");
+    let refused = server
+        .post_form("/oauth/totp/enroll", &[("csrf", "forged")], &jar)
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    let enroll = server
+        .post_form("/oauth/totp/enroll", &[("csrf", &csrf)], &jar)
+        .await;
+    assert_eq!(enroll.status, 200, "{}", enroll.text);
+    assert!(
+        enroll
+            .text
+            .contains("<svg class=\"qr\" role=\"img\" aria-label=")
+            && enroll.text.contains("</svg>")
+            && !enroll.text.contains("<?xml"),
+        "{}",
+        enroll.text
+    );
+    let secret = hidden(&enroll.text, "secret");
+    assert_eq!(secret.len(), 32);
+    assert!(enroll.text.contains(&format!("<code>{secret}</code>")));
+    assert_eq!(hidden(&enroll.text, "account"), "acme/alice");
+    assert_eq!(enroll.headers["cache-control"], "no-store");
+
+    // A mistyped code shows the same key again; the right one turns it on and shows the
+    // recovery codes once.
+    let now = server.clock.now();
+    let confirm = |code: String| confirm_enrollment(&server, &enroll.text, code, &jar);
+    let mistyped = confirm(totp_code(&secret, now + 10 * STEP)).await;
+    assert_eq!(mistyped.status, 400, "{}", mistyped.text);
+    assert!(mistyped.text.contains("not the code the app shows"));
+    assert_eq!(hidden(&mistyped.text, "secret"), secret);
+    assert!(mistyped.text.contains("<svg class=\"qr\""));
+    let confirmed = confirm(totp_code(&secret, now)).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text);
+    let recovery: Vec<String> = confirmed
+        .text
+        .split("<li><code>")
+        .skip(1)
+        .map(|item| item.split('<').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(recovery.len(), 10, "{}", confirmed.text);
+    let account = server.get("/oauth/grants", &jar).await;
+    assert!(
+        account.text.contains("10 recovery codes left"),
+        "{}",
+        account.text
+    );
+
+    // A new browser: the right password leads to the code page, with no session yet.
+    let mut browser = Jar::default();
+    let (factor, verifier) = server.password_step(&mut browser).await;
+    assert_eq!(factor.status, 200, "{}", factor.text);
+    assert!(factor.text.contains("Enter your code"), "{}", factor.text);
+    assert!(factor.text.contains("autocomplete=\"one-time-code\""));
+    assert!(factor.headers.get_all("set-cookie").iter().count() == 0);
+    let csp = factor.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:3000"),
+        "{csp}"
+    );
+    let post_code = |factor: &Answer, code: &str, browser: &Jar| {
+        let fields = [
+            ("request", hidden(&factor.text, "request")),
+            ("csrf", hidden(&factor.text, "csrf")),
+            ("client_name", hidden(&factor.text, "client_name")),
+            ("redirect_origin", hidden(&factor.text, "redirect_origin")),
+            ("code", code.to_owned()),
+        ];
+        let cookies = browser.header();
+        post_fields(&server, "/oauth/login/factor", fields, cookies)
+    };
+    // A wrong code: the same page again, naming the client, and still no session.
+    let wrong = post_code(&factor, "000000", &browser).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
+    assert!(wrong.text.contains("not right"), "{}", wrong.text);
+    assert!(
+        wrong.text.contains("Conformance &lt;client&gt;"),
+        "{}",
+        wrong.text
+    );
+    assert_eq!(
+        hidden(&wrong.text, "request"),
+        hidden(&factor.text, "request")
+    );
+    assert!(wrong.headers.get_all("set-cookie").iter().count() == 0);
+    // The enrollment's code was spent; the next step's (within the one-step window) signs
+    // in: the consent is remembered, so straight back to the client with a code.
+    let spent = post_code(&wrong, &totp_code(&secret, now), &browser).await;
+    assert_eq!(spent.status, 401, "{}", spent.text);
+    let signed_in = post_code(&wrong, &totp_code(&secret, now + STEP), &browser).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.text);
+    browser.keep(&signed_in);
+    assert!(browser.has("__Host-coffer_session"));
+    let code = redirect_query(&signed_in)["code"].clone();
+    let tokens = server.code_tokens(&code, &verifier).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let token = tokens.json["access_token"].as_str().unwrap();
+    assert_eq!(server.rest(token).await, 200);
+
+    // Five wrong codes end the request: after them even a good recovery code is refused
+    // for it. They also count as failed logins, which now lock the account.
+    let mut third = Jar::default();
+    let (factor, _) = server.password_step(&mut third).await;
+    assert_eq!(factor.status, 200, "{}", factor.text);
+    for wrong in ["111111", "222222", "333333", "444444", "555555"] {
+        let refused = post_code(&factor, wrong, &third).await;
+        assert_eq!(refused.status, 401, "{}", refused.text);
+    }
+    let ended = post_code(&factor, &recovery[0], &third).await;
+    assert_eq!(ended.status, 401, "{}", ended.text);
+    let (locked, _) = server.password_step(&mut Jar::default()).await;
+    assert_eq!(locked.status, 429, "{}", locked.text);
+}
+
+impl Server {
+    /// A new authorization in `browser`, signed in with alice's password: the answer (the
+    /// code page, for a user with two-step sign-in) and the PKCE verifier.
+    async fn password_step(&self, browser: &mut Jar) -> (Answer, String) {
+        let (path, verifier) = self.authorization(&self.client_id, "mcp:read", &self.issuer);
+        let page = self.get(&path, browser).await;
+        browser.keep(&page);
+        let answer = self
+            .post_form(
+                "/oauth/login",
+                &[
+                    ("request", &hidden(&page.text, "request")),
+                    ("csrf", &hidden(&page.text, "csrf")),
+                    ("tenant", "acme"),
+                    ("username", "alice"),
+                    ("password", PASSWORD),
+                ],
+                browser,
+            )
+            .await;
+        (answer, verifier)
+    }
+}
+
+/// Posts the enrollment page's form back with `code`.
+async fn confirm_enrollment(server: &Server, enroll: &str, code: String, jar: &Jar) -> Answer {
+    let fields = [
+        ("csrf", hidden(enroll, "csrf")),
+        ("secret", hidden(enroll, "secret")),
+        ("uri", hidden(enroll, "uri")),
+        ("account", hidden(enroll, "account")),
+        ("code", code),
+    ];
+    post_fields(server, "/oauth/totp/confirm", fields, jar.header()).await
+}
+
+/// Posts owned form fields with a cookie header.
+async fn post_fields<const N: usize>(
+    server: &Server,
+    path: &str,
+    fields: [(&str, String); N],
+    cookies: String,
+) -> Answer {
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    if !cookies.is_empty() {
+        headers.push(("cookie", cookies.as_str()));
+    }
+    request(
+        server.addr,
+        "POST",
+        path,
+        &headers,
+        Bytes::from(encode(&fields)),
+    )
+    .await
+}
