@@ -3,9 +3,11 @@
 //! `authorization-server-metadata-endpoint` and `authorization-code-grant`) against `coffer up`,
 //! with a pre-registered client made by `coffer oauth create-client`. The suite prints an
 //! authorization URL for a person; Debian's chromium, headless and driven by playwright-core,
-//! is that person: it signs in with a password and a TOTP code (computed by the script with
-//! Node's own HMAC, an independent RFC 6238 implementation) and allows on the consent page;
-//! screenshots of the pages are saved under `target/test-artifacts/oauth/`.
+//! is that person: it signs in with the password, turns on two-step sign-in on the account
+//! page (the key read off the page, codes from Node's own HMAC: an independent RFC 6238
+//! implementation), then in a fresh browser signs in with the password and a code and allows
+//! on the consent page. Screenshots of the pages are saved under
+//! `target/test-artifacts/oauth/`.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use coffer::admin::TargetArgs;
 use coffer::oauth::OAuthCommand;
 use coffer::up;
 use coffer_proto::pb;
-use coffer_test_support::{bearer, find_tool, node_tool, workspace_root};
+use coffer_test_support::{find_tool, node_tool, workspace_root};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -83,8 +85,25 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
         .expect("the command prints the client id")
         .to_owned();
 
-    // Alice has two-step sign-in: enrolled and confirmed through her own API key
-    // (`user:token`), so the browser signs in with a password and a code.
+    let results = dir.path().join("results");
+    let shots = workspace_root().join("target/test-artifacts/oauth");
+    std::fs::create_dir_all(&shots).unwrap();
+    let outcome = tokio::task::spawn_blocking(move || {
+        run_suite(&Suite {
+            node: &node,
+            suite: &suite,
+            chromium: &chromium,
+            issuer: &issuer,
+            client_id: &client_id,
+            port,
+            callback: &callback,
+            results: &results,
+            shots: &shots,
+        })
+    })
+    .await
+    .unwrap();
+    // The user sees the grant the suite got with `coffer oauth grants`, and withdraws it.
     let alice_key = target_for(&data_dir, &running)
         .target()
         .connect()
@@ -101,34 +120,30 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
         .unwrap()
         .into_inner()
         .key;
-    let totp_secret = enable_totp(&target_for(&data_dir, &running), &alice_key).await;
-
-    let results = dir.path().join("results");
-    let shots = workspace_root().join("target/test-artifacts/oauth");
-    std::fs::create_dir_all(&shots).unwrap();
-    let outcome = tokio::task::spawn_blocking(move || {
-        run_suite(&Suite {
-            node: &node,
-            suite: &suite,
-            chromium: &chromium,
-            issuer: &issuer,
-            client_id: &client_id,
-            port,
-            callback: &callback,
-            results: &results,
-            shots: &shots,
-            totp_secret: &totp_secret,
-        })
-    })
-    .await
-    .unwrap();
-    // The user sees the grant the suite got with `coffer oauth grants`, and withdraws it.
     let key_file = dir.path().join("alice-key");
     std::fs::write(&key_file, &alice_key).unwrap();
     let as_alice = || TargetArgs {
         api_key_file: Some(key_file.clone()),
         ..target_for(&data_dir, &running)
     };
+    // The browser turned two-step sign-in on, and signed in with a code, not a recovery code.
+    let mut alice = target_for(&data_dir, &running)
+        .target()
+        .connect()
+        .await
+        .unwrap();
+    let factor = alice
+        .get_totp(coffer_test_support::bearer(
+            &alice_key,
+            pb::GetTotpRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        factor.enabled && factor.recovery_codes_left == 10,
+        "{factor:?}"
+    );
     let listed = coffer::oauth::run(OAuthCommand::Grants { target: as_alice() })
         .await
         .unwrap();
@@ -162,7 +177,13 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
     for (id, status) in &checks {
         assert_eq!(status, "SUCCESS", "conformance check {id} ({checks:?})");
     }
-    for page in ["1-sign-in.png", "2-second-factor.png", "3-consent.png"] {
+    for page in [
+        "1-sign-in.png",
+        "2-enroll.png",
+        "3-recovery-codes.png",
+        "4-second-factor.png",
+        "5-consent.png",
+    ] {
         let shot = workspace_root()
             .join("target/test-artifacts/oauth")
             .join(page);
@@ -171,37 +192,6 @@ async fn the_mcp_conformance_suite_passes_against_coffer_up_in_a_real_browser() 
             "{page} missing"
         );
     }
-}
-
-/// Enrolls and confirms TOTP for the API key's user: the secret (base32), as the user's
-/// authenticator app holds it.
-async fn enable_totp(target: &TargetArgs, api_key: &str) -> String {
-    use coffer_crypto::totp::{STEP, TotpSecret};
-    let mut client = target.clone().target().connect().await.unwrap();
-    let enrollment = client
-        .enroll_totp(bearer(api_key, pb::EnrollTotpRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(enrollment.secret.as_bytes())
-        .unwrap();
-    let secret = TotpSecret::from_bytes(coffer_crypto::SecretBytes::new(bytes)).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let code = format!("{:06}", secret.code_at(now / STEP.unsigned_abs()));
-    let confirm = bearer(
-        api_key,
-        pb::ConfirmTotpRequest {
-            code,
-            ..Default::default()
-        },
-    );
-    let confirmed = client.confirm_totp(confirm).await.unwrap().into_inner();
-    assert_eq!(confirmed.recovery_codes.len(), 10);
-    enrollment.secret
 }
 
 /// The CLI's target: `coffer up`'s data directory (operator certificate, admin key).
@@ -227,12 +217,11 @@ struct Suite<'a> {
     callback: &'a str,
     results: &'a Path,
     shots: &'a Path,
-    /// Alice's TOTP secret, for the browser's authenticator (the script computes codes).
-    totp_secret: &'a str,
 }
 
-/// Runs the suite's `authorization` command, completes its authorization URL in the browser,
-/// and returns every check's id and status from its `checks.json` files.
+/// Runs the suite's `authorization` command, completes its authorization URL in the browser
+/// (turning on two-step sign-in on the way), and returns every check's id and status from its
+/// `checks.json` files.
 fn run_suite(s: &Suite<'_>) -> Vec<(String, String)> {
     let mut conformance = Command::new(s.node)
         .arg(s.suite)
@@ -286,7 +275,7 @@ fn run_suite(s: &Suite<'_>) -> Vec<(String, String)> {
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{PASSWORD}\n{}\n", s.totp_secret).as_bytes())
+        .write_all(PASSWORD.as_bytes())
         .unwrap();
     let browsed = browser.wait_with_output().unwrap();
     if !browsed.status.success() {
@@ -309,6 +298,11 @@ fn run_suite(s: &Suite<'_>) -> Vec<(String, String)> {
     };
     let printed = reader.join().unwrap();
     assert!(status.success(), "the conformance suite failed:\n{printed}");
+    let browsed = String::from_utf8_lossy(&browsed.stdout).into_owned();
+    assert!(
+        browsed.contains("recovery codes: 10"),
+        "the account page showed other than ten recovery codes: {browsed}"
+    );
     checks(s.results)
 }
 

@@ -1191,11 +1191,21 @@ fn json(status: StatusCode, body: &Value) -> Response {
     response
 }
 
+/// An HTML page without a form: its own stylesheet is the one thing it may load (pages with
+/// a form get their CSP from [`Browser::page`]).
 fn html(status: StatusCode, body: &str) -> Response {
     let mut response = (status, body.to_owned()).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+             form-action 'none'",
+        ),
     );
     response
 }

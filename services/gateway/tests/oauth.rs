@@ -1279,6 +1279,15 @@ async fn two_step_sign_in_is_set_up_from_the_account_page_and_then_asked_for() {
         .map(|item| item.split('<').next().unwrap().to_owned())
         .collect();
     assert_eq!(recovery.len(), 10, "{}", confirmed.text);
+    // A page without a form may load its stylesheet and post nowhere.
+    let csp = confirmed.headers["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("style-src 'self'") && csp.contains("form-action 'none'"),
+        "{csp}"
+    );
+    assert_eq!(confirmed.headers["cache-control"], "no-store");
     let account = server.get("/oauth/grants", &jar).await;
     assert!(
         account.text.contains("10 recovery codes left"),
