@@ -283,17 +283,31 @@ async fn authorize(
     }
 }
 
-/// A form's fields by name (a repeated one is refused).
-fn form(body: &[u8]) -> Option<std::collections::HashMap<String, String>> {
-    let (parameters, _) = form_parameters(body).ok()?;
-    Some(parameters.into_iter().collect())
+/// A posted form's fields by name.
+struct Form(std::collections::HashMap<String, String>);
+
+impl Form {
+    /// A field's value, or empty when absent.
+    fn take(&mut self, name: &str) -> String {
+        self.0.remove(name).unwrap_or_default()
+    }
 }
 
-fn bad_form() -> Response {
-    html(
-        StatusCode::BAD_REQUEST,
-        &pages::error("Bad request", "the form is malformed"),
-    )
+/// A form one of this server's pages posted: its fields (a repeated one is refused) and the
+/// browser, once the form's CSRF token is the browser's. The refusal page otherwise.
+fn posted(headers: &HeaderMap, body: &[u8]) -> Result<(Form, Browser), Box<Response>> {
+    let Ok((parameters, _)) = form_parameters(body) else {
+        return Err(Box::new(html(
+            StatusCode::BAD_REQUEST,
+            &pages::error("Bad request", "the form is malformed"),
+        )));
+    };
+    let mut form = Form(parameters.into_iter().collect());
+    let browser = Browser::of(headers);
+    if !browser.csrf_matches(&form.take("csrf")) {
+        return Err(Box::new(csrf_refused()));
+    }
+    Ok((form, browser))
 }
 
 async fn login(
@@ -302,14 +316,11 @@ async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(mut form) = form(&body) else {
-        return bad_form();
+    let (mut form, browser) = match posted(&headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let mut field = |name: &str| form.remove(name).unwrap_or_default();
-    let browser = Browser::of(&headers);
-    if !browser.csrf_matches(&field("csrf")) {
-        return csrf_refused();
-    }
+    let mut field = |name: &str| form.take(name);
     let handle = field("request");
     let (client_name, resource) = (field("client_name"), field("shown_resource"));
     let request = pb::SignInRequest {
@@ -361,14 +372,11 @@ async fn second_factor(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(mut form) = form(&body) else {
-        return bad_form();
+    let (mut form, browser) = match posted(&headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let mut field = |name: &str| form.remove(name).unwrap_or_default();
-    let browser = Browser::of(&headers);
-    if !browser.csrf_matches(&field("csrf")) {
-        return csrf_refused();
-    }
+    let mut field = |name: &str| form.take(name);
     let (handle, client_name, origin) = (
         field("request"),
         field("client_name"),
@@ -427,14 +435,11 @@ async fn consent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(mut form) = form(&body) else {
-        return bad_form();
+    let (mut form, browser) = match posted(&headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let mut field = |name: &str| form.remove(name).unwrap_or_default();
-    let browser = Browser::of(&headers);
-    if !browser.csrf_matches(&field("csrf")) {
-        return csrf_refused();
-    }
+    let mut field = |name: &str| form.take(name);
     let request = pb::FinishAuthorizationRequest {
         request: field("request"),
         session: cookie(&headers, SESSION_COOKIE).unwrap_or_default(),
@@ -512,13 +517,11 @@ async fn revoke_grant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(mut form) = form(&body) else {
-        return bad_form();
+    let (mut form, _) = match posted(&headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let mut field = |name: &str| form.remove(name).unwrap_or_default();
-    if !Browser::of(&headers).csrf_matches(&field("csrf")) {
-        return csrf_refused();
-    }
+    let mut field = |name: &str| form.take(name);
     let request = pb::RevokeGrantRequest {
         name: field("grant"),
         session: cookie(&headers, SESSION_COOKIE).unwrap_or_default(),
@@ -548,13 +551,10 @@ async fn enroll_totp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(mut form) = form(&body) else {
-        return bad_form();
+    let (_, browser) = match posted(&headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let browser = Browser::of(&headers);
-    if !browser.csrf_matches(&form.remove("csrf").unwrap_or_default()) {
-        return csrf_refused();
-    }
     let request = pb::EnrollTotpRequest {
         session: cookie(&headers, SESSION_COOKIE).unwrap_or_default(),
     };
@@ -579,14 +579,11 @@ async fn confirm_totp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(mut form) = form(&body) else {
-        return bad_form();
+    let (mut form, browser) = match posted(&headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let mut field = |name: &str| form.remove(name).unwrap_or_default();
-    let browser = Browser::of(&headers);
-    if !browser.csrf_matches(&field("csrf")) {
-        return csrf_refused();
-    }
+    let mut field = |name: &str| form.take(name);
     // What the page showed, to show it again after a mistyped code: from the page's own
     // form, to the browser that posted it (as the sign-in page's display values).
     let shown_again = pb::TotpEnrollment {
@@ -629,13 +626,11 @@ async fn remove_totp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(mut form) = form(&body) else {
-        return bad_form();
+    let (mut form, _) = match posted(&headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return *refused,
     };
-    let mut field = |name: &str| form.remove(name).unwrap_or_default();
-    if !Browser::of(&headers).csrf_matches(&field("csrf")) {
-        return csrf_refused();
-    }
+    let mut field = |name: &str| form.take(name);
     let request = pb::RemoveTotpRequest {
         parent: String::new(),
         session: cookie(&headers, SESSION_COOKIE).unwrap_or_default(),
