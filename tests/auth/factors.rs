@@ -279,6 +279,31 @@ async fn only_the_user_enrolls_and_removing_needs_a_code_or_an_admin() {
             .enroll_totp(pb::EnrollTotpRequest::default())
             .await;
         assert_status(operator, Code::PermissionDenied, "");
+        // Nor can an API key of hers (or a token exchanged for one): a leaked key would lock
+        // her out.
+        let key = crate::helpers::create_key(&mut client, &alice, "user:token")
+            .await
+            .key;
+        assert_status(
+            client
+                .enroll_totp(bearer(&key, pb::EnrollTotpRequest::default()))
+                .await,
+            Code::PermissionDenied,
+            "",
+        );
+        let exchanged = client
+            .exchange_api_key(pb::ExchangeApiKeyRequest { key: key.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token;
+        assert_status(
+            client
+                .enroll_totp(bearer(&exchanged, pb::EnrollTotpRequest::default()))
+                .await,
+            Code::PermissionDenied,
+            "",
+        );
         let (secret, _) = enable(&mut client, &alice, &clock).await;
 
         // Another user of the tenant neither sees nor removes it; another tenant's admin

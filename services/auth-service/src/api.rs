@@ -756,8 +756,9 @@ impl AuthServiceApi {
 
     /// Whose second factor a call manages, and who acts: the browser sign-in's user (from
     /// the gateway), else the bearer's own account (`user:token`). With `others`, also a
-    /// user `parent` names, by that tenant's admins (`org:admin`) or an operator; without,
-    /// operators are refused: enrolling hands out the user's secret.
+    /// user `parent` names, by that tenant's admins (`org:admin`) or an operator; without
+    /// (enrolling), operators are refused, since enrolling hands out the user's secret, and so
+    /// are API keys and the tokens exchanged for them.
     async fn factor_owner<T>(
         &self,
         request: &Request<T>,
@@ -797,6 +798,14 @@ impl AuthServiceApi {
                 {
                     caller.require(&named.0, Scope::OrgAdmin, || parent.to_owned())?;
                     return Ok(someone_else(named, actor));
+                }
+                // A leaked API key must not be able to put a factor of its holder's choosing
+                // on the account, which would lock the user out of their next sign-in.
+                (Caller::Principal(me), _) if !others && me.api_key.is_some() => {
+                    return Err(Error::PermissionDenied {
+                        why: "an API key cannot set up two-step sign-in: sign in with the password"
+                            .into(),
+                    });
                 }
                 (Caller::Principal(me), _) => {
                     me.require(Scope::UserToken)
