@@ -51,6 +51,14 @@ impl Server {
 
     /// With client metadata documents allowed from these test hosts.
     async fn start_with(allowance: Option<coffer_auth_service::TestAllowance>) -> Self {
+        Self::start_tweaked(allowance, |_| {}).await
+    }
+
+    /// With `tweak` applied to auth-service's configuration last.
+    async fn start_tweaked(
+        allowance: Option<coffer_auth_service::TestAllowance>,
+        tweak: impl FnOnce(&mut coffer_auth_service::Config) + Send + 'static,
+    ) -> Self {
         coffer_test_support::init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -70,6 +78,7 @@ impl Server {
                 config.tokens.audience = a;
                 config.oauth.resources = vec![coffer_auth_service::Resource::parse(MCP).unwrap()];
                 config.oauth.document_test_allowance = allowance;
+                tweak(config);
             })
             .key_service(move |config| {
                 config.authn.issuer.clone_from(&k);
@@ -1417,4 +1426,74 @@ async fn post_fields<const N: usize>(
         Bytes::from(encode(&fields)),
     )
     .await
+}
+
+#[tokio::test]
+async fn concurrent_guesses_check_no_more_than_five_codes() {
+    use coffer_crypto::totp::STEP;
+    // Six failures would lock the login: five are all a request may cause.
+    let server = Server::start_tweaked(None, |config| config.lockout.max_failures = 6).await;
+    let mut jar = Jar::default();
+    let (path, _) = server.authorization(&server.client_id, "mcp:read", &server.issuer);
+    server.consent(&path, &mut jar).await;
+    let account = server.get("/oauth/grants", &jar).await;
+    let csrf = hidden(&account.text, "csrf");
+    let enroll = server
+        .post_form("/oauth/totp/enroll", &[("csrf", &csrf)], &jar)
+        .await;
+    let secret = hidden(&enroll.text, "secret");
+    let confirmed = confirm_enrollment(
+        &server,
+        &enroll.text,
+        totp_code(&secret, server.clock.now()),
+        &jar,
+    )
+    .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text);
+
+    // Twelve wrong codes at once for one request.
+    let mut browser = Jar::default();
+    let (factor, _) = server.password_step(&mut browser).await;
+    assert!(factor.text.contains("Enter your code"), "{}", factor.text);
+    let body = encode(&[
+        ("request", &hidden(&factor.text, "request")),
+        ("csrf", &hidden(&factor.text, "csrf")),
+        ("code", "000000"),
+    ]);
+    let cookies = browser.header();
+    let guesses: Vec<_> = (0..12)
+        .map(|_| {
+            let (addr, body, cookies) = (server.addr, body.clone(), cookies.clone());
+            tokio::spawn(async move {
+                let headers = [
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("cookie", cookies.as_str()),
+                ];
+                request(
+                    addr,
+                    "POST",
+                    "/oauth/login/factor",
+                    &headers,
+                    Bytes::from(body),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    for guess in guesses {
+        assert_eq!(guess.await.unwrap(), 401);
+    }
+    // Only five were checked (each a failed login): the account is not locked, and the
+    // next step's code signs in through a new request.
+    let mut fresh = Jar::default();
+    let (factor, _) = server.password_step(&mut fresh).await;
+    assert_eq!(factor.status, 200, "{}", factor.text);
+    let fields = [
+        ("request", hidden(&factor.text, "request")),
+        ("csrf", hidden(&factor.text, "csrf")),
+        ("code", totp_code(&secret, server.clock.now() + STEP)),
+    ];
+    let signed_in = post_fields(&server, "/oauth/login/factor", fields, fresh.header()).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.text);
 }

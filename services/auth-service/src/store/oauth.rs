@@ -73,7 +73,7 @@ pub(crate) struct RequestRow {
     /// The user (`tenant`, `id`) whose password was right, while their second factor is
     /// awaited.
     pub(crate) factor: Option<(String, String)>,
-    /// Wrong second-factor codes so far.
+    /// Second-factor codes tried so far.
     pub(crate) factor_failures: i64,
 }
 
@@ -340,25 +340,30 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a wrong second-factor code against a pending request: `false` once it has had
-    /// `max` (the request is then deleted). Atomic, so concurrent guesses cannot exceed it.
+    /// Takes one of a pending request's `max` second-factor attempts, before the code is
+    /// checked, so that concurrent guesses cannot check more than `max` codes: its number
+    /// (from 1), or `None` when none is left (the request is then deleted).
     ///
     /// # Errors
     /// [`Error::Database`].
-    pub(crate) async fn count_factor_failure(&self, handle_hash: &str, max: i64) -> Result<bool> {
-        let counted = sqlx::query(
+    pub(crate) async fn take_factor_attempt(
+        &self,
+        handle_hash: &str,
+        max: i64,
+    ) -> Result<Option<i64>> {
+        let taken = sqlx::query(
             "UPDATE auth_oauth_requests SET factor_failures = factor_failures + 1 \
-             WHERE handle_hash = $1 AND factor_failures < $2",
+             WHERE handle_hash = $1 AND factor_failures < $2 RETURNING factor_failures",
         )
         .bind(handle_hash)
-        .bind(max.saturating_sub(1))
-        .execute(&self.db.pool)
+        .bind(max)
+        .fetch_optional(&self.db.pool)
         .await?;
-        if counted.rows_affected() == 1 {
-            return Ok(true);
+        let attempt = taken.map(|row| row.try_get(0)).transpose()?;
+        if attempt.is_none() {
+            self.take_request(handle_hash).await?;
         }
-        self.take_request(handle_hash).await?;
-        Ok(false)
+        Ok(attempt)
     }
 
     /// Binds a pending request to the session that signed in for it.

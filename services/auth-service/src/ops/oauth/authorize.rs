@@ -22,8 +22,8 @@ use crate::store::{
 };
 use crate::{Error, Result};
 
-/// Wrong second-factor codes that end a pending request.
-pub(crate) const MAX_FACTOR_FAILURES: i64 = 5;
+/// Second-factor codes a pending request may try: the last wrong one ends it.
+pub(crate) const MAX_FACTOR_ATTEMPTS: i64 = 5;
 
 /// Prefixes of request handles and sessions.
 const REQUEST_PREFIX: &str = "mcp_ar_";
@@ -283,8 +283,9 @@ impl Auth {
     }
 
     /// The second step of a sign-in: the user's TOTP code or a recovery code. Each wrong
-    /// one counts toward Login's lockout, and the [`MAX_FACTOR_FAILURES`]th ends the
-    /// request.
+    /// one counts toward Login's lockout; a request checks at most [`MAX_FACTOR_ATTEMPTS`]
+    /// codes (taken before each check, so concurrent guesses get no more), and the last
+    /// wrong one ends it.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for a wrong code or an unknown or expired request, or one
@@ -306,20 +307,24 @@ impl Auth {
             .ok_or_else(refused)?;
         let (tenant, id) = pending.factor.clone().ok_or_else(refused)?;
         let principal = self.user(&tenant, &id).await?.ok_or_else(refused)?;
+        let Some(attempt) = self
+            .store
+            .take_factor_attempt(&handle_hash, MAX_FACTOR_ATTEMPTS)
+            .await?
+        else {
+            return Err(Error::unauthenticated(
+                "every second-factor attempt was used",
+            ));
+        };
         match self.check_login_factor(&principal, code, source).await {
             Ok(()) => {
                 self.open_session(handle, &handle_hash, &pending, &principal)
                     .await
             }
             Err(wrong @ Error::Unauthenticated { .. }) => {
-                if !self
-                    .store
-                    .count_factor_failure(&handle_hash, MAX_FACTOR_FAILURES)
-                    .await?
-                {
-                    return Err(Error::unauthenticated(
-                        "too many wrong codes: the request is ended",
-                    ));
+                if attempt >= MAX_FACTOR_ATTEMPTS {
+                    // The last attempt was wrong: the request ends.
+                    self.store.take_request(&handle_hash).await?;
                 }
                 Err(wrong)
             }
