@@ -126,16 +126,15 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<ApiKeyRow>> {
-        let rows = sqlx::query(concat!(
-            select_api_key!(),
-            " WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"
-        ))
-        .bind(tenant)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter().map(api_key_row).collect()
+        self.tenant_page(
+            concat!(
+                select_api_key!(),
+                " WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ),
+            (tenant, after, limit),
+            api_key_row,
+        )
+        .await
     }
 
     /// Revokes a key of `tenant` and, recursively, the keys created with it, in one

@@ -73,4 +73,24 @@ impl Store {
     pub(crate) async fn close(&self) {
         self.db.close().await;
     }
+
+    /// One keyset page of a tenant's rows: `query` ends in
+    /// `WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3`; `row` maps each.
+    ///
+    /// # Errors
+    /// [`crate::Error::Database`], or what `row` finds wrong.
+    async fn tenant_page<T>(
+        &self,
+        query: &'static str,
+        (tenant, after, limit): (&str, &str, u32),
+        row: fn(&sqlx::any::AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let rows = sqlx::query(query)
+            .bind(tenant)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(row).collect()
+    }
 }

@@ -154,16 +154,15 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<PrincipalRow>> {
-        let rows = sqlx::query(concat!(
-            select_principal!(),
-            " WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"
-        ))
-        .bind(tenant)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter().map(principal_row).collect()
+        self.tenant_page(
+            concat!(
+                select_principal!(),
+                " WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ),
+            (tenant, after, limit),
+            principal_row,
+        )
+        .await
     }
 
     /// Replaces a principal's roles, raises its token generation (recording it in the
