@@ -35,6 +35,16 @@ pub struct Invalid {
     pub reason: String,
 }
 
+impl Invalid {
+    /// `field` breaks the rule `reason`.
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Validates a bare id against [`ID_PATTERN`]; `field` names the request field.
 ///
 /// # Errors

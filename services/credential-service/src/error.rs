@@ -28,14 +28,10 @@ pub mod reasons {
 /// Everything that can go wrong in the credential-service.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A request field is invalid; `reason` never quotes a secret.
-    #[error("invalid {field}: {reason}")]
-    InvalidArgument {
-        /// The field.
-        field: &'static str,
-        /// Why.
-        reason: String,
-    },
+    /// A request field is invalid: which field and the rule it breaks, never the value (so
+    /// never secret input).
+    #[error(transparent)]
+    InvalidArgument(#[from] coffer_server::names::Invalid),
     /// No such credential in the caller's tenant.
     #[error("{0} not found")]
     NotFound(String),
@@ -80,18 +76,10 @@ pub enum Error {
 /// `Result` with the credential-service [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<coffer_server::names::Invalid> for Error {
-    fn from(invalid: coffer_server::names::Invalid) -> Self {
-        Self::invalid(invalid.field, invalid.reason)
-    }
-}
-
 impl Error {
+    /// An [`Error::InvalidArgument`] for `field`.
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            field,
-            reason: reason.into(),
-        }
+        Self::InvalidArgument(coffer_server::names::Invalid::new(field, reason))
     }
 }
 
@@ -119,7 +107,9 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let domain = Domain(DOMAIN);
         match error {
-            Error::InvalidArgument { field, reason } => domain.invalid_argument(field, reason),
+            Error::InvalidArgument(invalid) => {
+                domain.invalid_argument(invalid.field, invalid.reason)
+            }
             Error::NotFound(_) => domain.not_found(error.to_string()),
             Error::Aborted(..) => domain.status(Code::Aborted, error.to_string(), reasons::ABORTED),
             Error::FailedPrecondition(reason, message) => {

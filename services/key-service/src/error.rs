@@ -25,14 +25,10 @@ pub mod reasons {
 /// Everything that can go wrong in the key-service, at start-up or in a request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A request field is invalid. `reason` says why and never quotes secret input.
-    #[error("invalid {field}: {reason}")]
-    InvalidArgument {
-        /// The offending request field.
-        field: &'static str,
-        /// Why it is invalid.
-        reason: String,
-    },
+    /// A request field is invalid: which field and the rule it breaks, never the value (so
+    /// never secret input).
+    #[error(transparent)]
+    InvalidArgument(#[from] coffer_server::names::Invalid),
     /// The ciphertext does not decrypt with this key and context: malformed, tampered with, or
     /// made for another tenant, key or encryption context. Deliberately not more specific.
     #[error("ciphertext does not decrypt with this key and encryption context")]
@@ -104,19 +100,10 @@ pub enum Error {
 /// `Result` with the key-service [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<coffer_server::names::Invalid> for Error {
-    fn from(invalid: coffer_server::names::Invalid) -> Self {
-        Self::invalid(invalid.field, invalid.reason)
-    }
-}
-
 impl Error {
     /// An [`Error::InvalidArgument`] for `field`.
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            field,
-            reason: reason.into(),
-        }
+        Self::InvalidArgument(coffer_server::names::Invalid::new(field, reason))
     }
 }
 
@@ -136,7 +123,9 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let domain = Domain(DOMAIN);
         match error {
-            Error::InvalidArgument { field, reason } => domain.invalid_argument(field, reason),
+            Error::InvalidArgument(invalid) => {
+                domain.invalid_argument(invalid.field, invalid.reason)
+            }
             Error::Undecryptable => status::invalid_argument(
                 "ciphertext",
                 "does not decrypt with this key and encryption context",

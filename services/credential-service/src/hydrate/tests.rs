@@ -23,7 +23,7 @@ fn hydrate(base: &str, paths: &HashMap<String, String>, env: &Env) -> Result<Str
 #[track_caller]
 fn assert_invalid(result: Result<impl std::fmt::Debug>, field: &str, needle: &str) {
     match result {
-        Err(Error::InvalidArgument { field: f, reason }) => {
+        Err(Error::InvalidArgument(coffer_server::names::Invalid { field: f, reason })) => {
             assert_eq!(f, field);
             assert!(reason.contains(needle), "`{reason}` lacks `{needle}`");
         }
