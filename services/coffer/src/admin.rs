@@ -149,6 +149,26 @@ pub async fn login(target: &Target, tenant: &str, username: &str) -> anyhow::Res
     ))
 }
 
+/// `coffer admin remove-totp`: a user's two-step sign-in off, with the operator certificate.
+///
+/// # Errors
+/// If the call is refused.
+pub async fn remove_totp(target: &Target, tenant: &str, username: &str) -> anyhow::Result<String> {
+    let parent = format!("tenants/{tenant}/principals/{username}");
+    let status = target
+        .connect()
+        .await?
+        .remove_totp(pb::RemoveTotpRequest {
+            parent: parent.clone(),
+            ..Default::default()
+        })
+        .await
+        .context("RemoveTotp")?
+        .into_inner();
+    anyhow::ensure!(!status.enabled, "two-step sign-in is still on for {parent}");
+    Ok(format!("two-step sign-in off: {parent}\n"))
+}
+
 /// `coffer apikey create`.
 ///
 /// # Errors

@@ -203,6 +203,19 @@ enum AdminCommand {
         #[arg(long, default_value = layout::ADMIN_PRINCIPAL)]
         principal: String,
     },
+    /// Turn a user's two-step sign-in off (their TOTP key and recovery codes), for a user
+    /// who lost both their device and their codes; audited.
+    RemoveTotp {
+        /// Where auth-service is and the operator certificate.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Tenant id.
+        #[arg(long, default_value = layout::BOOTSTRAP_TENANT)]
+        tenant: String,
+        /// The user's principal id.
+        #[arg(long)]
+        username: String,
+    },
 }
 
 /// A back end of `coffer bench`.
@@ -435,6 +448,14 @@ async fn main() -> ExitCode {
             );
             out
         }),
+        Command::Admin {
+            command:
+                AdminCommand::RemoveTotp {
+                    target,
+                    tenant,
+                    username,
+                },
+        } => admin::remove_totp(&target.target(), &tenant, &username).await,
         Command::Admin {
             command:
                 AdminCommand::Bootstrap {

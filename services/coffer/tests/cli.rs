@@ -285,7 +285,8 @@ async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
             principal_id: "dana".into(),
             kind: pb::PrincipalKind::User as i32,
             password: "correct horse battery".into(),
-            roles: vec!["viewer".into()],
+            // `user:token` (a developer's) lets her manage her own sign-in with a bearer.
+            roles: vec!["developer".into()],
             scopes: Vec::new(),
         })
         .await
@@ -300,6 +301,67 @@ async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
     let introspected = coffer(&["token", "introspect"], &data_dir, auth, access);
     assert_eq!(field(&introspected, "active:"), "true");
     assert_eq!(field(&introspected, "sub:"), "dana");
+
+    // With two-step sign-in the code goes on stdin's second line (a recovery code here); an
+    // operator turns it off for a user who lost it.
+    let mut as_dana = coffer_proto::pb::auth_service_client::AuthServiceClient::new(
+        connect(auth, material.client_config("127.0.0.1"))
+            .await
+            .unwrap(),
+    );
+    let enrollment = as_dana
+        .enroll_totp(coffer_test_support::bearer(
+            access,
+            pb::EnrollTotpRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let secret = coffer_crypto::totp::TotpSecret::from_bytes(coffer_crypto::SecretBytes::new(
+        data_encoding::BASE32_NOPAD
+            .decode(enrollment.secret.as_bytes())
+            .unwrap(),
+    ))
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let recovery = as_dana
+        .confirm_totp(coffer_test_support::bearer(
+            access,
+            pb::ConfirmTotpRequest {
+                code: format!("{:06}", secret.code_at(now / 30)),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .recovery_codes;
+    let login = coffer(
+        &["login", "--username", "dana"],
+        &data_dir,
+        auth,
+        &format!("correct horse battery\n{}\n", recovery[0]),
+    );
+    assert!(field(&login, "access_token:").starts_with("ey"), "{login}");
+    let removed = coffer(
+        &["admin", "remove-totp", "--username", "dana"],
+        &data_dir,
+        auth,
+        "",
+    );
+    assert_eq!(
+        removed.trim(),
+        "two-step sign-in off: tenants/default/principals/dana"
+    );
+    coffer(
+        &["login", "--username", "dana"],
+        &data_dir,
+        auth,
+        "correct horse battery\n",
+    );
     terminate(child, &data_dir);
 }
 
