@@ -13,6 +13,7 @@ mod audit_tampering;
 mod credentials;
 mod helpers;
 mod key_states;
+mod replicas;
 mod revocation;
 mod sealing;
 mod shutdown;

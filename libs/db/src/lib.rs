@@ -4,7 +4,9 @@
 //! embedded SQLite default and PostgreSQL in production. The `Any` driver maps only the types
 //! both databases share: store flags as 0/1 `BIGINT`, times as unix-seconds `BIGINT`, binary
 //! as `BLOB`/`BYTEA`, and write SQL that both accept (`$1` parameters, `ON CONFLICT`,
-//! `RETURNING`).
+//! `RETURNING`). [`fresh`] keeps hot rows in memory within a stated staleness bound.
+
+pub mod fresh;
 
 use std::time::Duration;
 

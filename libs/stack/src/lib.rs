@@ -233,6 +233,19 @@ impl Stack {
             .stop_within(self.grace)
             .await
             .map_err(|e| ended(e, Error::CredentialService, "credential-service"))?;
+        self.credential_service = self.credential_replica(tweak).await?;
+        Ok(())
+    }
+
+    /// Starts another credential-service on the same database, certificate and upstreams (a
+    /// second replica), with `tweak` applied to its configuration, on a new address.
+    ///
+    /// # Errors
+    /// Its start-up failure.
+    pub async fn credential_replica(
+        &self,
+        tweak: impl FnOnce(&mut coffer_credential_service::Config),
+    ) -> Result<Service<coffer_credential_service::Error>, Error> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let listeners = bind(loopback, self.credential.metrics).await?;
         let mut config = credential_config(
@@ -242,12 +255,11 @@ impl Stack {
             self.grace,
         );
         tweak(&mut config);
-        self.credential_service = Service::spawn(listeners, |listeners, stopped| {
+        Service::spawn(listeners, |listeners, stopped| {
             coffer_credential_service::serve(config, listeners, stopped)
         })
         .await
-        .map_err(|e| ended(e, Error::CredentialService, "credential-service"))?;
-        Ok(())
+        .map_err(|e| ended(e, Error::CredentialService, "credential-service"))
     }
 
     /// Waits until a service stops on its own (always a failure) and says which and why.

@@ -65,8 +65,9 @@ enum Command {
         /// SQLite files in the data directory). Also `$COFFER_UP_DATABASE_URL`.
         #[arg(long, env = "COFFER_UP_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
-        /// key-service's key-record cache TTL (default 1s, at most 1s; `0s` reads key state
-        /// from the database on every call): for `coffer bench` comparisons.
+        /// key-service's key-record cache TTL and credential-service's row cache TTL (default
+        /// 1s, at most 1s; `0s` reads from the database on every call): for `coffer bench`
+        /// comparisons.
         #[arg(long, value_parser = parse_duration)]
         record_cache_ttl: Option<Duration>,
     },
@@ -95,8 +96,9 @@ enum Command {
         /// The PostgreSQL server for `--backend postgres` (its database part is replaced).
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
         postgres_url: String,
-        /// key-service's key-record cache TTL in the child stacks (default 1s; `0s` reads the
-        /// key's state from the database on every call, to measure what the cache gains).
+        /// key-service's key-record and credential-service's row cache TTL in the child stacks
+        /// (default 1s; `0s` reads from the database on every call, to measure what the caches
+        /// gain).
         #[arg(long, value_parser = parse_duration, conflicts_with = "target_data_dir")]
         record_cache_ttl: Option<Duration>,
         /// Measure a `coffer up` started apart, with this data directory, instead of child

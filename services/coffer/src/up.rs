@@ -36,7 +36,8 @@ pub struct Options {
     pub oauth_document_allowance: Option<coffer_auth_service::TestAllowance>,
     /// How long each service may drain its in-flight calls on Ctrl-C.
     pub shutdown_grace_period: Duration,
-    /// key-service's `RECORD_CACHE_TTL`, if not the default (`coffer bench` compares).
+    /// key-service's `RECORD_CACHE_TTL` and credential-service's `ROW_CACHE_TTL`, if not the
+    /// default (`coffer bench` compares).
     pub record_cache_ttl: Option<Duration>,
     /// One PostgreSQL database for the three services (each in its own schema) instead of
     /// the SQLite files in the data directory.
@@ -133,6 +134,9 @@ pub async fn start(options: &Options) -> anyhow::Result<Running> {
             config.oauth.document_test_allowance = document_allowance;
         })
         .credential_service(move |config| {
+            if let Some(ttl) = record_cache_ttl {
+                config.row_cache_ttl = ttl;
+            }
             config.authn.issuer.clone_from(&for_credential);
             config.authn.audience = for_credential;
         })

@@ -44,6 +44,12 @@ pub struct Config {
     pub rewrap_page_size: u32,
     /// See `rewrap_page_size`.
     pub rewrap_interval: Duration,
+    /// How long a credential row is served from memory to masked reads
+    /// (`..__ROW_CACHE_TTL`, default and at most `1s`; `0s` reads the database every time).
+    /// A change through this replica is seen at once, one through another replica within
+    /// this bound (at once in practice on PostgreSQL, which announces every change). Reveals,
+    /// hydration and changes always read the database.
+    pub row_cache_ttl: Duration,
     /// Bearer verification settings: the issuer and audience of accepted tokens (`..__ISSUER`,
     /// default `https://coffer.local`; `..__AUDIENCE`, default `coffer`: the same names and
     /// defaults as auth-service's), and the forwarders whose client address is believed for
@@ -95,6 +101,7 @@ impl Config {
             sealing_key_lifetime: Some(DEFAULT_SEALING_KEY_LIFETIME),
             rewrap_page_size: DEFAULT_REWRAP_PAGE_SIZE,
             rewrap_interval: DEFAULT_REWRAP_INTERVAL,
+            row_cache_ttl: coffer_db::fresh::MAX_TTL,
             authn: coffer_authn::authenticator::Settings::for_trust_domain(&trust_domain),
             clock: Clock::system(),
         }
@@ -144,6 +151,9 @@ impl Config {
             Some(DEFAULT_SEALING_KEY_LIFETIME),
             |s| parse_duration(s).map(|d| (!d.is_zero()).then_some(d)),
         );
+        let row_cache_ttl = p.or("ROW_CACHE_TTL", coffer_db::fresh::MAX_TTL, |s| {
+            parse_duration(s).filter(|d| *d <= coffer_db::fresh::MAX_TTL)
+        });
         let authn = coffer_authn::authenticator::Settings::parse(&mut p, &trust_domain);
 
         // Every `None` above has recorded a problem, so the fallback only runs with problems.
@@ -152,11 +162,13 @@ impl Config {
             (Some(key_service), Some(auth_service), Some(data_key_id)),
             (Some(dek_cache_capacity), Some(dek_cache_ttl), Some(authn)),
             (Some(sealing_key_lifetime), Some(rewrap_page_size), Some(rewrap_interval)),
+            Some(row_cache_ttl),
         ) = (
             (server, database),
             (key_service, auth_service, data_key_id),
             (dek_cache_capacity, dek_cache_ttl, authn),
             (sealing_key_lifetime, rewrap_page_size, rewrap_interval),
+            row_cache_ttl,
         )
         else {
             return Err(p.into_errors());
@@ -175,6 +187,7 @@ impl Config {
             sealing_key_lifetime,
             rewrap_page_size,
             rewrap_interval,
+            row_cache_ttl,
             authn,
             clock: Clock::system(),
         })

@@ -58,7 +58,21 @@ pub async fn serve(
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let store = Store::connect(&config.database).await?;
+    let store = Store::connect(&config.database, config.row_cache_ttl).await?;
+    // On PostgreSQL, other replicas' changes evict cached credential rows as they are
+    // announced.
+    let change_listener = (store.backend() == coffer_db::Backend::Postgres).then(|| {
+        let (on_connect, on_change) = (store.clone(), store.clone());
+        task::spawn(coffer_db::listen(
+            config.database.url.clone(),
+            store::CHANGES_CHANNEL,
+            move || on_connect.forget_rows(),
+            move |payload| {
+                on_change.evict_announced(&payload);
+                std::future::ready(())
+            },
+        ))
+    });
     let key_service = KeyClient::new(connect(&config, &config.key_service, "key-service").await?);
     let auth_service = connect(&config, &config.auth_service, "auth-service").await?;
     let authenticator = Arc::new(Authenticator::connect(auth_service, config.authn.clone()).await?);
@@ -99,7 +113,7 @@ pub async fn serve(
     let served = coffer_server::serve(&config.server, api, registry, listeners.into(), shutdown)
         .await
         .map_err(Error::Serve);
-    drop(tasks);
+    drop((tasks, change_listener));
     credentials.store().close().await;
     served
 }

@@ -147,7 +147,12 @@ impl Credentials {
         name: &CredentialName,
         actor: &Actor,
     ) -> Result<(CredentialRow, Content)> {
-        let row = self.row(name).await?;
+        // A masked read: the row may come from memory (within the row cache's bound).
+        let row = self
+            .store
+            .get_cached(name.tenant().as_str(), name.id())
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
         let content = self.open(&row, actor).await?;
         Ok((row, content))
     }

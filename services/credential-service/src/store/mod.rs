@@ -6,9 +6,11 @@
 mod audit;
 mod sweeps;
 
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_crypto::AuditKey;
+use coffer_db::fresh::Fresh;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use tokio::sync::oneshot::error::TryRecvError;
@@ -18,6 +20,13 @@ pub(crate) use sweeps::SweepRow;
 
 use crate::content::ContentKind;
 use crate::{Error, Result};
+
+/// The PostgreSQL channel every change to a credential row is announced on (payload
+/// `{tenant}/{id}`), so every replica evicts its cached row at once.
+pub(crate) const CHANGES_CHANNEL: &str = "coffer_credential_changes";
+
+/// Credential rows kept in memory for masked reads.
+const ROW_CACHE_CAPACITY: usize = 10_000;
 
 /// How often a change is tried when concurrent audit appends collide.
 const AUDIT_ATTEMPTS: u32 = 5;
@@ -69,11 +78,13 @@ pub(crate) struct CredentialRow {
     pub(crate) kind: ContentKind,
 }
 
-/// The credential-service's database handle.
+/// The credential-service's database handle, with the credential rows masked reads use
+/// (see [`Store::get_cached`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     db: coffer_db::Database,
     audits: Arc<AuditQueue>,
+    rows: Arc<Fresh<(String, String), CredentialRow>>,
 }
 
 /// At most this many standalone audit events are committed in one transaction.
@@ -150,11 +161,43 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Open`].
-    pub(crate) async fn connect(database: &coffer_db::Config) -> Result<Self> {
+    pub(crate) async fn connect(
+        database: &coffer_db::Config,
+        row_cache_ttl: std::time::Duration,
+    ) -> Result<Self> {
+        let capacity = NonZeroUsize::new(ROW_CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             db: coffer_db::connect(database, &MIGRATIONS).await?,
             audits: Arc::new(AuditQueue::default()),
+            rows: Arc::new(Fresh::new(capacity, row_cache_ttl)),
         })
+    }
+
+    /// SQLite or PostgreSQL.
+    pub(crate) fn backend(&self) -> coffer_db::Backend {
+        self.db.backend
+    }
+
+    /// A change another replica announced (`{tenant}/{id}`): evicts that row. Anything
+    /// unreadable clears every row.
+    pub(crate) fn evict_announced(&self, payload: &str) {
+        match payload.split_once('/') {
+            Some((tenant, id)) => self.rows.evict(&(tenant.to_owned(), id.to_owned())),
+            None => self.rows.clear(),
+        }
+    }
+
+    /// Forgets every cached row (after the change listener reconnected).
+    pub(crate) fn forget_rows(&self) {
+        self.rows.clear();
+    }
+
+    /// A credential row changed (committed): evicted here, announced to the other replicas.
+    async fn changed(&self, tenant: &str, id: &str) {
+        self.rows.evict(&(tenant.to_owned(), id.to_owned()));
+        self.db
+            .notify(CHANGES_CHANNEL, &format!("{tenant}/{id}"))
+            .await;
     }
 
     /// Closes the pool.
@@ -223,6 +266,24 @@ impl Store {
         row.as_ref().map(credential_row).transpose()
     }
 
+    /// A credential of `tenant` for a masked read: from memory when read within the row
+    /// cache's TTL (see [`Fresh`] for the staleness bound), else as [`Store::get`].
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub(crate) async fn get_cached(&self, tenant: &str, id: &str) -> Result<Option<CredentialRow>> {
+        let key = (tenant.to_owned(), id.to_owned());
+        if let Some(row) = self.rows.get(&key) {
+            return Ok(Some(row));
+        }
+        let epoch = self.rows.epoch();
+        let row = self.get(tenant, id).await?;
+        if let Some(row) = &row {
+            self.rows.insert(epoch, key, row.clone());
+        }
+        Ok(row)
+    }
+
     /// Up to `limit` credentials of `tenant` after `after`, optionally filtered (empty filters
     /// match everything).
     ///
@@ -263,27 +324,32 @@ impl Store {
         key: &AuditKey,
         event: &NewAuditEvent<'_>,
     ) -> Result<bool> {
-        self.audited(key, event, |conn| {
-            let row = row.clone();
-            Box::pin(async move {
-                let updated = sqlx::query(
-                    "UPDATE cred_credentials SET ciphertext = $1, updated_by = $2, \
+        let updated = self
+            .audited(key, event, |conn| {
+                let row = row.clone();
+                Box::pin(async move {
+                    let updated = sqlx::query(
+                        "UPDATE cred_credentials SET ciphertext = $1, updated_by = $2, \
                      update_time = $3, row_version = $4 \
                      WHERE tenant = $5 AND id = $6 AND row_version = $7",
-                )
-                .bind(row.ciphertext.as_slice())
-                .bind(&row.updated_by)
-                .bind(row.update_time)
-                .bind(row.row_version)
-                .bind(&row.tenant)
-                .bind(&row.id)
-                .bind(expected)
-                .execute(conn)
-                .await?;
-                Ok(updated.rows_affected() == 1)
+                    )
+                    .bind(row.ciphertext.as_slice())
+                    .bind(&row.updated_by)
+                    .bind(row.update_time)
+                    .bind(row.row_version)
+                    .bind(&row.tenant)
+                    .bind(&row.id)
+                    .bind(expected)
+                    .execute(conn)
+                    .await?;
+                    Ok(updated.rows_affected() == 1)
+                })
             })
-        })
-        .await
+            .await?;
+        if updated {
+            self.changed(&row.tenant, &row.id).await;
+        }
+        Ok(updated)
     }
 
     /// Deletes a credential and writes the audit event. Returns whether it existed.
@@ -297,19 +363,24 @@ impl Store {
         key: &AuditKey,
         event: &NewAuditEvent<'_>,
     ) -> Result<bool> {
-        self.audited(key, event, |conn| {
-            let (tenant, id) = (tenant.to_owned(), id.to_owned());
-            Box::pin(async move {
-                let deleted =
-                    sqlx::query("DELETE FROM cred_credentials WHERE tenant = $1 AND id = $2")
-                        .bind(tenant)
-                        .bind(id)
-                        .execute(conn)
-                        .await?;
-                Ok(deleted.rows_affected() == 1)
+        let deleted = self
+            .audited(key, event, |conn| {
+                let (tenant, id) = (tenant.to_owned(), id.to_owned());
+                Box::pin(async move {
+                    let deleted =
+                        sqlx::query("DELETE FROM cred_credentials WHERE tenant = $1 AND id = $2")
+                            .bind(tenant)
+                            .bind(id)
+                            .execute(conn)
+                            .await?;
+                    Ok(deleted.rows_affected() == 1)
+                })
             })
-        })
-        .await
+            .await?;
+        if deleted {
+            self.changed(tenant, id).await;
+        }
+        Ok(deleted)
     }
 
     /// Appends an audit event on its own (reveals, denials, failed decryptions) and returns

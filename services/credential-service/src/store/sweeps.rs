@@ -153,7 +153,11 @@ impl Store {
         .bind(old)
         .execute(&self.db.pool)
         .await?;
-        Ok(updated.rows_affected() == 1)
+        let replaced = updated.rows_affected() == 1;
+        if replaced {
+            self.changed(tenant, id).await;
+        }
+        Ok(replaced)
     }
 
     /// Every tenant with credentials (for the background sweep).

@@ -7,15 +7,12 @@
 //! version numbers gap-free.
 
 mod record;
-mod records;
 
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+pub(crate) use coffer_db::fresh::MAX_TTL as MAX_RECORD_CACHE_TTL;
 pub(crate) use record::{KeyRecord, KeyState};
-pub(crate) use records::MAX_TTL as MAX_RECORD_CACHE_TTL;
-
-use records::Records;
 
 use crate::names::{KeyName, stored_key_name};
 use crate::{Error, Result};
@@ -94,12 +91,16 @@ pub(crate) enum Change {
 /// name), so every replica evicts its cached record at once.
 pub(crate) const CHANGES_CHANNEL: &str = "coffer_key_changes";
 
-/// The key-service's database handle, with its cache of key records ([`records`]). Cheap to
-/// clone.
+/// The key-service's database handle, with its cache of key records, so the data plane
+/// (Encrypt, Decrypt, GenerateDataKey, ...) reads a key's state and policy without a database
+/// round trip. Its staleness bound is [`coffer_db::fresh`]'s: at once in this process, within
+/// the TTL (at most a second) on other replicas, and at once in practice on PostgreSQL, where
+/// every change is announced; so retiring a version, disabling, scheduling deletion and
+/// destroying take effect everywhere within a second. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     db: coffer_db::Database,
-    records: std::sync::Arc<Records>,
+    records: std::sync::Arc<coffer_db::fresh::Fresh<KeyName, KeyRecord>>,
 }
 
 impl Store {
@@ -114,7 +115,10 @@ impl Store {
     ) -> Result<Self> {
         Ok(Self {
             db: coffer_db::connect(database, &MIGRATIONS).await?,
-            records: std::sync::Arc::new(Records::new(record_cache_capacity, record_cache_ttl)),
+            records: std::sync::Arc::new(coffer_db::fresh::Fresh::new(
+                record_cache_capacity,
+                record_cache_ttl,
+            )),
         })
     }
 
@@ -219,7 +223,7 @@ impl Store {
             .await?;
         let record = row.map(|row| KeyRecord::from_row(&row)).transpose()?;
         if let Some(record) = &record {
-            self.records.insert(epoch, record.clone());
+            self.records.insert(epoch, name.clone(), record.clone());
         }
         Ok(record)
     }

@@ -1,4 +1,4 @@
-//! Key records are served from memory (see `store::records`), and a change made on one
+//! Key records are served from memory (see `coffer_db::fresh`), and a change made on one
 //! replica still takes effect on every other within a second: by the cache's one-second TTL,
 //! and on PostgreSQL at once through NOTIFY (proven here with a TTL far longer than the bound).
 
