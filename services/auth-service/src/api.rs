@@ -588,7 +588,9 @@ impl AuthService for AuthServiceApi {
         request: Request<pb::EnrollTotpRequest>,
     ) -> Reply<pb::TotpEnrollment> {
         let session = request.get_ref().session.clone();
-        let owner = self.factor_owner(&request, &session, "", false).await?;
+        let owner =
+            authz::factor_owner(&self.auth, &self.identities, &request, &session, "", false)
+                .await?;
         let enrollment = self.auth.enroll_totp(&owner.tenant, &owner.id).await?;
         Ok(Response::new(pb::TotpEnrollment {
             secret: enrollment.secret.expose_secret().to_owned(),
@@ -602,7 +604,9 @@ impl AuthService for AuthServiceApi {
         request: Request<pb::ConfirmTotpRequest>,
     ) -> Reply<pb::ConfirmTotpResponse> {
         let session = request.get_ref().session.clone();
-        let owner = self.factor_owner(&request, &session, "", false).await?;
+        let owner =
+            authz::factor_owner(&self.auth, &self.identities, &request, &session, "", false)
+                .await?;
         let code = SecretString::from(request.into_inner().code);
         let codes = self
             .auth
@@ -618,14 +622,23 @@ impl AuthService for AuthServiceApi {
 
     async fn get_totp(&self, request: Request<pb::GetTotpRequest>) -> Reply<pb::TotpStatus> {
         let (session, parent) = (&request.get_ref().session, &request.get_ref().parent);
-        let (tenant, id) = self.grant_owner(&request, session, parent).await?;
+        let (tenant, id) =
+            authz::grant_owner(&self.auth, &self.identities, &request, session, parent).await?;
         let status = self.auth.factor_status(&tenant, &id).await?;
         Ok(Response::new(totp_status_proto(status)))
     }
 
     async fn remove_totp(&self, request: Request<pb::RemoveTotpRequest>) -> Reply<pb::TotpStatus> {
         let (session, parent) = (&request.get_ref().session, &request.get_ref().parent);
-        let owner = self.factor_owner(&request, session, parent, true).await?;
+        let owner = authz::factor_owner(
+            &self.auth,
+            &self.identities,
+            &request,
+            session,
+            parent,
+            true,
+        )
+        .await?;
         let (tenant, id) = (&owner.tenant, &owner.id);
         if owner.own && self.auth.has_second_factor(tenant, id).await? {
             // A stolen session or token alone cannot turn the factor off.
@@ -677,7 +690,8 @@ impl AuthService for AuthServiceApi {
         request: Request<pb::ListGrantsRequest>,
     ) -> Reply<pb::ListGrantsResponse> {
         let (session, parent) = (&request.get_ref().session, &request.get_ref().parent);
-        let (tenant, id) = self.grant_owner(&request, session, parent).await?;
+        let (tenant, id) =
+            authz::grant_owner(&self.auth, &self.identities, &request, session, parent).await?;
         let grants = self.auth.grants(&tenant, &id).await?;
         Ok(Response::new(pb::ListGrantsResponse {
             grants: grants
@@ -697,7 +711,8 @@ impl AuthService for AuthServiceApi {
             .into());
         };
         let session = request.get_ref().session.clone();
-        let (tenant, id) = self.grant_owner(&request, &session, parent).await?;
+        let (tenant, id) =
+            authz::grant_owner(&self.auth, &self.identities, &request, &session, parent).await?;
         let revoked = self.auth.revoke_grant(&tenant, &id, grant).await?;
         Ok(Response::new(oauth::grant_proto(&tenant, &id, revoked)))
     }
@@ -714,145 +729,10 @@ impl AuthService for AuthServiceApi {
 }
 
 impl AuthServiceApi {
-    /// Whose grants a ListGrants or RevokeGrant call may see: the browser sign-in's user
-    /// (from the gateway), else the bearer's own (`user:token`), or anyone's for operators.
-    /// `parent` (`tenants/{t}/principals/{p}`, or empty for the caller) must name that user.
-    async fn grant_owner<T>(
-        &self,
-        request: &Request<T>,
-        session: &str,
-        parent: &str,
-    ) -> Result<(String, String)> {
-        let named = if parent.is_empty() {
-            None
-        } else {
-            let name = PrincipalName::parse("parent", parent)?;
-            Some((name.tenant().to_string(), name.id().to_owned()))
-        };
-        let owner = if session.is_empty() {
-            match self.caller(request).await? {
-                Caller::Operator(_) => named
-                    .clone()
-                    .ok_or_else(|| Error::invalid("parent", "operators name the user"))?,
-                Caller::Principal(principal) => {
-                    principal
-                        .require(Scope::UserToken)
-                        .map_err(|missing| Error::ScopeMissing(missing.0))?;
-                    (principal.tenant.clone(), principal.subject.clone())
-                }
-            }
-        } else {
-            self.oauth(request)?;
-            self.auth
-                .session_user(&SecretString::from(session.to_owned()))
-                .await?
-        };
-        match named {
-            // Another user's grants are not found, whether they exist or not.
-            Some(named) if named != owner => Err(Error::NotFound(parent.to_owned())),
-            _ => Ok(owner),
-        }
-    }
-
-    /// Whose second factor a call manages, and who acts: the browser sign-in's user (from
-    /// the gateway), else the bearer's own account (`user:token`). With `others`, also a
-    /// user `parent` names, by that tenant's admins (`org:admin`) or an operator; without
-    /// (enrolling), operators are refused, since enrolling hands out the user's secret, and so
-    /// are API keys and the tokens exchanged for them.
-    async fn factor_owner<T>(
-        &self,
-        request: &Request<T>,
-        session: &str,
-        parent: &str,
-        others: bool,
-    ) -> Result<FactorOwner> {
-        let named = if parent.is_empty() {
-            None
-        } else {
-            let name = PrincipalName::parse("parent", parent)?;
-            Some((name.tenant().to_string(), name.id().to_owned()))
-        };
-        let someone_else = |(tenant, id): (String, String), actor: String| FactorOwner {
-            tenant,
-            id,
-            actor,
-            own: false,
-        };
-        let owner = if session.is_empty() {
-            let caller = self.caller(request).await?;
-            let actor = caller.actor();
-            match (&caller, named.clone()) {
-                (Caller::Operator(_), Some(named)) if others => {
-                    return Ok(someone_else(named, actor));
-                }
-                (Caller::Operator(_), _) if others => {
-                    return Err(Error::invalid("parent", "operators name the user"));
-                }
-                (Caller::Operator(_), _) => {
-                    return Err(Error::PermissionDenied {
-                        why: "operators cannot enroll a user's second factor".into(),
-                    });
-                }
-                (Caller::Principal(me), Some(named))
-                    if others && (&me.tenant, &me.subject) != (&named.0, &named.1) =>
-                {
-                    caller.require(&named.0, Scope::OrgAdmin, || parent.to_owned())?;
-                    return Ok(someone_else(named, actor));
-                }
-                // A leaked API key must not be able to put a factor of its holder's choosing
-                // on the account, which would lock the user out of their next sign-in.
-                (Caller::Principal(me), _) if !others && me.api_key.is_some() => {
-                    return Err(Error::PermissionDenied {
-                        why: "an API key cannot set up two-step sign-in: sign in with the password"
-                            .into(),
-                    });
-                }
-                (Caller::Principal(me), _) => {
-                    me.require(Scope::UserToken)
-                        .map_err(|missing| Error::ScopeMissing(missing.0))?;
-                    FactorOwner {
-                        tenant: me.tenant.clone(),
-                        id: me.subject.clone(),
-                        actor,
-                        own: true,
-                    }
-                }
-            }
-        } else {
-            self.oauth(request)?;
-            let (tenant, id) = self
-                .auth
-                .session_user(&SecretString::from(session.to_owned()))
-                .await?;
-            FactorOwner {
-                actor: id.clone(),
-                tenant,
-                id,
-                own: true,
-            }
-        };
-        match named {
-            // Another user's factor is not found, whether it exists or not.
-            Some(named) if named != (owner.tenant.clone(), owner.id.clone()) => {
-                Err(Error::NotFound(parent.to_owned()))
-            }
-            _ => Ok(owner),
-        }
-    }
-
     /// The OAuth RPCs are the gateway's (and operators').
     fn oauth<T>(&self, request: &Request<T>) -> Result<()> {
         authz::require_service(&self.identities, request, ServiceRpc::OAuth).map(|_| ())
     }
-}
-
-/// The user whose second factor a call manages, and who acts (for the audit chain).
-struct FactorOwner {
-    tenant: String,
-    id: String,
-    actor: String,
-    /// Whether the user acts on their own factor.
-    own: bool,
 }
 
 fn totp_status_proto(status: FactorStatus) -> pb::TotpStatus {

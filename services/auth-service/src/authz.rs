@@ -5,12 +5,16 @@
 //! against this service's own keys, revocation list and API keys; the tenant comes from that
 //! credential only.
 //! Operators (`spiffe://{trust-domain}/operator/...`) may administer without a bearer.
+//! Here too: whose account a call about grants or second factors concerns
+//! ([`grant_owner`], [`factor_owner`]), and who may manage an API key.
 
 use coffer_authn::{Denied, Principal, Scope, Scopes};
 use coffer_server::authz::Subject;
 use coffer_transport::SpiffeId;
+use secrecy::SecretString;
 use tonic::Request;
 
+use crate::ids::PrincipalName;
 use crate::ops::Auth;
 use crate::source::Source;
 use crate::store::ApiKeyRow;
@@ -252,6 +256,141 @@ pub(crate) fn require_service<T>(
             why: format!("{peer} may not call {}", rpc.name()),
         })
     }
+}
+
+/// Whose grants a ListGrants or RevokeGrant call may see: the browser sign-in's user
+/// (from the gateway), else the bearer's own (`user:token`), or anyone's for operators.
+/// `parent` (`tenants/{t}/principals/{p}`, or empty for the caller) must name that user.
+pub(crate) async fn grant_owner<T>(
+    auth: &Auth,
+    identities: &Identities,
+    request: &Request<T>,
+    session: &str,
+    parent: &str,
+) -> Result<(String, String)> {
+    let named = if parent.is_empty() {
+        None
+    } else {
+        let name = PrincipalName::parse("parent", parent)?;
+        Some((name.tenant().to_string(), name.id().to_owned()))
+    };
+    let owner = if session.is_empty() {
+        match caller(auth, identities, request).await? {
+            Caller::Operator(_) => named
+                .clone()
+                .ok_or_else(|| Error::invalid("parent", "operators name the user"))?,
+            Caller::Principal(principal) => {
+                principal
+                    .require(Scope::UserToken)
+                    .map_err(|missing| Error::ScopeMissing(missing.0))?;
+                (principal.tenant.clone(), principal.subject.clone())
+            }
+        }
+    } else {
+        require_service(identities, request, ServiceRpc::OAuth)?;
+        auth.session_user(&SecretString::from(session.to_owned()))
+            .await?
+    };
+    match named {
+        // Another user's grants are not found, whether they exist or not.
+        Some(named) if named != owner => Err(Error::NotFound(parent.to_owned())),
+        _ => Ok(owner),
+    }
+}
+
+/// Whose second factor a call manages, and who acts: the browser sign-in's user (from
+/// the gateway), else the bearer's own account (`user:token`). With `others`, also a
+/// user `parent` names, by that tenant's admins (`org:admin`) or an operator; without
+/// (enrolling), operators are refused, since enrolling hands out the user's secret, and so
+/// are API keys and the tokens exchanged for them.
+pub(crate) async fn factor_owner<T>(
+    auth: &Auth,
+    identities: &Identities,
+    request: &Request<T>,
+    session: &str,
+    parent: &str,
+    others: bool,
+) -> Result<FactorOwner> {
+    let named = if parent.is_empty() {
+        None
+    } else {
+        let name = PrincipalName::parse("parent", parent)?;
+        Some((name.tenant().to_string(), name.id().to_owned()))
+    };
+    let someone_else = |(tenant, id): (String, String), actor: String| FactorOwner {
+        tenant,
+        id,
+        actor,
+        own: false,
+    };
+    let owner = if session.is_empty() {
+        let caller = caller(auth, identities, request).await?;
+        let actor = caller.actor();
+        match (&caller, named.clone()) {
+            (Caller::Operator(_), Some(named)) if others => {
+                return Ok(someone_else(named, actor));
+            }
+            (Caller::Operator(_), _) if others => {
+                return Err(Error::invalid("parent", "operators name the user"));
+            }
+            (Caller::Operator(_), _) => {
+                return Err(Error::PermissionDenied {
+                    why: "operators cannot enroll a user's second factor".into(),
+                });
+            }
+            (Caller::Principal(me), Some(named))
+                if others && (&me.tenant, &me.subject) != (&named.0, &named.1) =>
+            {
+                caller.require(&named.0, Scope::OrgAdmin, || parent.to_owned())?;
+                return Ok(someone_else(named, actor));
+            }
+            // A leaked API key must not be able to put a factor of its holder's choosing
+            // on the account, which would lock the user out of their next sign-in.
+            (Caller::Principal(me), _) if !others && me.api_key.is_some() => {
+                return Err(Error::PermissionDenied {
+                    why: "an API key cannot set up two-step sign-in: sign in with the password"
+                        .into(),
+                });
+            }
+            (Caller::Principal(me), _) => {
+                me.require(Scope::UserToken)
+                    .map_err(|missing| Error::ScopeMissing(missing.0))?;
+                FactorOwner {
+                    tenant: me.tenant.clone(),
+                    id: me.subject.clone(),
+                    actor,
+                    own: true,
+                }
+            }
+        }
+    } else {
+        require_service(identities, request, ServiceRpc::OAuth)?;
+        let (tenant, id) = auth
+            .session_user(&SecretString::from(session.to_owned()))
+            .await?;
+        FactorOwner {
+            actor: id.clone(),
+            tenant,
+            id,
+            own: true,
+        }
+    };
+    match named {
+        // Another user's factor is not found, whether it exists or not.
+        Some(named) if named != (owner.tenant.clone(), owner.id.clone()) => {
+            Err(Error::NotFound(parent.to_owned()))
+        }
+        _ => Ok(owner),
+    }
+}
+
+/// The user whose second factor a call manages, and who acts (for the audit chain).
+pub(crate) struct FactorOwner {
+    pub(crate) tenant: String,
+    pub(crate) id: String,
+    pub(crate) actor: String,
+    /// Whether the user acts on their own factor.
+    pub(crate) own: bool,
 }
 
 impl Caller {
