@@ -51,6 +51,25 @@ async fn enable(client: &mut Client, token: &str, clock: &Clock) -> (String, Vec
     (enrollment.secret, confirmed.recovery_codes)
 }
 
+/// Who acted in the audit chain's `action` events, oldest first (read from the database).
+async fn audit_actors(stack: &Stack, action: &str) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let mut raw = sqlx::AnyConnection::connect(&stack.database.url_in("coffer_auth"))
+        .await
+        .unwrap();
+    let actors =
+        sqlx::query("SELECT actor FROM auth_audit_chain WHERE action = $1 ORDER BY sequence")
+            .bind(action)
+            .fetch_all(&mut raw)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+    raw.close().await.unwrap();
+    actors
+}
+
 #[tokio::test]
 async fn an_enrolled_user_logs_in_with_a_code_or_a_recovery_code_each_accepted_once() {
     on_each_backend(|db| async {
@@ -215,17 +234,12 @@ async fn an_enrolled_user_logs_in_with_a_code_or_a_recovery_code_each_accepted_o
                     .all(|code| !hash.contains(&code.replace('-', "")))
             );
         }
-        // Enabling joined the audit chain.
-        let events: Vec<String> =
-            sqlx::query("SELECT actor FROM auth_audit_chain WHERE action = 'second_factor.enable'")
-                .fetch_all(&mut raw)
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-        assert_eq!(events, ["alice"]);
         raw.close().await.unwrap();
+        // Enabling joined the audit chain.
+        assert_eq!(
+            audit_actors(&stack, "second_factor.enable").await,
+            ["alice"]
+        );
         stack.shutdown().await;
     })
     .await;
@@ -366,22 +380,10 @@ async fn only_the_user_enrolls_and_removing_needs_a_code_or_an_admin() {
         assert!(!removed.enabled && removed.recovery_codes_left == 0);
         client.login(login("")).await.unwrap();
 
-        sqlx::any::install_default_drivers();
-        let mut raw = sqlx::AnyConnection::connect(&stack.database.url_in("coffer_auth"))
-            .await
-            .unwrap();
-        let actors: Vec<String> = sqlx::query(
-            "SELECT actor FROM auth_audit_chain WHERE action = 'second_factor.remove' \
-             ORDER BY sequence",
-        )
-        .fetch_all(&mut raw)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-        assert_eq!(actors, ["alice", "root"]);
-        raw.close().await.unwrap();
+        assert_eq!(
+            audit_actors(&stack, "second_factor.remove").await,
+            ["alice", "root"]
+        );
         stack.shutdown().await;
     })
     .await;
