@@ -1,7 +1,6 @@
 //! Two-step sign-in: TOTP enrollment, Login with a code or a recovery code, replay, removal,
 //! who may do what, secrets only encrypted at rest, and failing closed without key-service.
 
-use coffer_crypto::SecretBytes;
 use coffer_crypto::totp::{STEP, TotpSecret};
 use coffer_proto::pb;
 use coffer_server::Clock;
@@ -22,11 +21,7 @@ fn login(code: &str) -> pb::LoginRequest {
 
 /// The code an authenticator app holding `secret` (base32) shows at `now`.
 fn code(secret: &str, now: i64) -> String {
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(secret.as_bytes())
-        .unwrap();
-    let secret = TotpSecret::from_bytes(SecretBytes::new(bytes)).unwrap();
-    format!("{:06}", secret.code_at(u64::try_from(now / STEP).unwrap()))
+    TotpSecret::from_base32(secret).unwrap().code(now)
 }
 
 /// Enrolls and confirms alice's factor with her bearer `token`: the secret and the
@@ -217,10 +212,13 @@ async fn an_enrolled_user_logs_in_with_a_code_or_a_recovery_code_each_accepted_o
             .unwrap()
             .get(0);
         assert!(!stored.contains(&enrollment.secret));
-        let secret_bytes = data_encoding::BASE32_NOPAD
-            .decode(enrollment.secret.as_bytes())
-            .unwrap();
-        assert!(!stored.contains(&data_encoding::HEXLOWER.encode(&secret_bytes)));
+        let hex: String = TotpSecret::from_base32(&enrollment.secret)
+            .unwrap()
+            .expose_secret()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!stored.contains(&hex));
         for row in sqlx::query("SELECT code_hash FROM auth_recovery_codes")
             .fetch_all(&mut raw)
             .await

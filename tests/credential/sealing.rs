@@ -1,34 +1,22 @@
 //! Sealed-box intake through the service (values sealed by PyNaCl), and HydrateConfig.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use coffer_proto::pb;
-use coffer_test_support::{on_each_backend, python_with, workspace_root};
+use coffer_test_support::{on_each_backend, python_with, run_interop};
 use tonic::Code;
 
 use crate::helpers::{Stack, assert_status, new_credential};
 
 /// Seals `messages` to `public_key` with PyNaCl.
 fn pynacl_seal(python: &std::path::Path, public_key: &str, messages: &[&str]) -> Vec<String> {
-    let mut child = Command::new(python)
-        .arg(workspace_root().join("scripts/interop/pynacl_seal.py"))
-        .arg(public_key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(messages).unwrap())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    serde_json::from_slice(&output.stdout).unwrap()
+    let output = run_interop(
+        python,
+        "pynacl_seal.py",
+        &[public_key],
+        &serde_json::to_vec(messages).unwrap(),
+    );
+    serde_json::from_slice(&output).unwrap()
 }
 
 #[tokio::test]

@@ -53,6 +53,21 @@ impl TotpSecret {
         Ok(Self(bytes))
     }
 
+    /// A secret as people type it from an enrollment page: base32 without padding, case and
+    /// spaces ignored. `None` unless it decodes to [`SECRET_LEN`] bytes.
+    pub fn from_base32(text: &str) -> Option<Self> {
+        let cleaned = zeroize::Zeroizing::new(
+            text.chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| c.to_ascii_uppercase())
+                .collect::<String>(),
+        );
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(cleaned.as_bytes())
+            .ok()?;
+        Self::from_bytes(SecretBytes::new(bytes)).ok()
+    }
+
     /// The raw secret, for encrypting it at rest.
     pub fn expose_secret(&self) -> &[u8] {
         self.0.expose_secret()
@@ -89,6 +104,13 @@ impl TotpSecret {
         hotp(self.expose_secret(), step, DIGITS)
     }
 
+    /// The code an authenticator app shows at unix time `now` (six digits; a time before
+    /// 1970 gives step 0's).
+    pub fn code(&self, now: i64) -> String {
+        let step = u64::try_from(now.div_euclid(STEP)).unwrap_or(0);
+        code_text(self.code_at(step))
+    }
+
     /// Checks `code` (six digits; spaces ignored) at unix time `now`: the step it belongs to,
     /// if it is the code of a step within [`WINDOW`] of now and after `last_used`, the step
     /// accepted last. `None` for anything else.
@@ -107,7 +129,7 @@ impl TotpSecret {
             let Ok(counter) = u64::try_from(step) else {
                 continue;
             };
-            let expected = format!("{:0width$}", self.code_at(counter), width = DIGITS as usize);
+            let expected = code_text(self.code_at(counter));
             let matches = bool::from(expected.as_bytes().ct_eq(&digits));
             if matches && last_used.is_none_or(|last| step > last) {
                 accepted = Some(step);
@@ -121,6 +143,11 @@ impl std::fmt::Debug for TotpSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TotpSecret([REDACTED])")
     }
+}
+
+/// A code as text, zero-padded to [`DIGITS`].
+fn code_text(code: u32) -> String {
+    format!("{code:0width$}", width = DIGITS as usize)
 }
 
 /// HOTP (RFC 4226 section 5): HMAC-SHA1 of the big-endian counter, dynamically truncated.
@@ -179,6 +206,20 @@ mod tests {
             assert_eq!(hotp(RFC_SECRET, time / 30, 8), code, "time {time}");
             assert_eq!(rfc_secret().code_at(time / 30), code % 1_000_000);
         }
+    }
+
+    #[test]
+    fn a_typed_key_reads_back_and_shows_the_current_code() {
+        let secret = TotpSecret::generate().unwrap();
+        let typed = secrecy::ExposeSecret::expose_secret(&secret.base32()).to_ascii_lowercase();
+        let spaced = format!("{} {}", &typed[..16], &typed[16..]);
+        let read = TotpSecret::from_base32(&spaced).unwrap();
+        assert_eq!(read.expose_secret(), secret.expose_secret());
+        assert!(TotpSecret::from_base32("AAAA").is_none(), "too short");
+        assert!(TotpSecret::from_base32("not base32!").is_none());
+        // 1 234 567 890 is RFC 6238's step 41 152 263, whose code ends in 005924.
+        assert_eq!(rfc_secret().code(1_234_567_890), "005924");
+        assert_eq!(rfc_secret().code(-5), code_text(rfc_secret().code_at(0)));
     }
 
     #[test]

@@ -4,11 +4,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use coffer_crypto::totp::{STEP, TotpSecret};
-use coffer_test_support::{python_with, workspace_root};
+use coffer_test_support::{python_with, run_interop};
 use secrecy::ExposeSecret as _;
 
 #[test]
@@ -26,22 +23,14 @@ fn pyotp_reads_the_key_uri_and_computes_the_same_codes() {
         2_000_000_000,
         4_102_444_800,
     ];
-    let mut child = Command::new(python)
-        .arg(workspace_root().join("scripts/interop/pyotp_codes.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
     let request = serde_json::json!({"uri": uri.expose_secret(), "times": times});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = run_interop(
+        &python,
+        "pyotp_codes.py",
+        &[],
+        request.to_string().as_bytes(),
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output).unwrap();
     assert_eq!(answer["issuer"], "Coffer");
     assert_eq!(answer["name"], "alice@acme corp");
     assert_eq!(answer["digits"], 6);

@@ -19,13 +19,27 @@ use lru::LruCache;
 /// The longest a row may be served from memory by default: the replica staleness bound.
 pub const MAX_TTL: Duration = Duration::from_secs(1);
 
-/// Cached rows (see the module docs).
-#[derive(Debug)]
+/// Cached rows (see the module docs). `Debug` shows the TTL and how many rows are held,
+/// never the rows.
 pub struct Fresh<K: Hash + Eq, V> {
     entries: Mutex<LruCache<K, (V, Instant)>>,
     ttl: Duration,
     /// Bumped on every eviction, so a read that began before one does not insert.
     epoch: AtomicU64,
+}
+
+impl<K: Hash + Eq, V> std::fmt::Debug for Fresh<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("Fresh")
+            .field("ttl", &self.ttl)
+            .field("held", &held)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<K: Hash + Eq, V: Clone> Fresh<K, V> {

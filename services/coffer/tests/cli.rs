@@ -317,12 +317,7 @@ async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
         .await
         .unwrap()
         .into_inner();
-    let secret = coffer_crypto::totp::TotpSecret::from_bytes(coffer_crypto::SecretBytes::new(
-        data_encoding::BASE32_NOPAD
-            .decode(enrollment.secret.as_bytes())
-            .unwrap(),
-    ))
-    .unwrap();
+    let secret = coffer_crypto::totp::TotpSecret::from_base32(&enrollment.secret).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -331,7 +326,7 @@ async fn the_bootstrap_admin_key_manages_api_keys_and_tokens_from_the_cli() {
         .confirm_totp(coffer_test_support::bearer(
             access,
             pb::ConfirmTotpRequest {
-                code: format!("{:06}", secret.code_at(now / 30)),
+                code: secret.code(i64::try_from(now).unwrap()),
                 ..Default::default()
             },
         ))

@@ -479,22 +479,23 @@ async fn grants(
             ),
         );
     };
-    let request = pb::ListGrantsRequest {
+    let grants = pb::ListGrantsRequest {
         parent: String::new(),
         session: session.clone(),
     };
-    let grants = call(&gateway, client, request, |mut auth, request| async move {
-        auth.list_grants(request).await
-    })
-    .await;
-    let request = pb::GetTotpRequest {
+    let totp = pb::GetTotpRequest {
         parent: String::new(),
         session,
     };
-    let totp = call(&gateway, client, request, |mut auth, request| async move {
-        auth.get_totp(request).await
-    })
-    .await;
+    // Both at once: the page waits for one round trip, not two.
+    let (grants, totp) = tokio::join!(
+        call(&gateway, client, grants, |mut auth, request| async move {
+            auth.list_grants(request).await
+        }),
+        call(&gateway, client, totp, |mut auth, request| async move {
+            auth.get_totp(request).await
+        }),
+    );
     let browser = Browser::of(&headers);
     match grants.and_then(|list| Ok((list, totp?))) {
         Ok((list, totp)) => browser.page(

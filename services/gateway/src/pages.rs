@@ -53,11 +53,17 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
+/// The error line of a page after a failed attempt, announced to screen readers; empty
+/// without one.
+fn alert(error: Option<&str>) -> String {
+    error.map_or_else(String::new, |message| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
+    })
+}
+
 /// The sign-in page of a pending request, with an error line after a failed attempt.
 pub fn sign_in(consent: &pb::Consent, csrf: &str, error: Option<&str>) -> String {
-    let error = error.map_or_else(String::new, |message| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
-    });
+    let error = alert(error);
     page(
         "Sign in",
         &format!(
@@ -87,9 +93,7 @@ pub fn sign_in(consent: &pb::Consent, csrf: &str, error: Option<&str>) -> String
 /// The second step of a sign-in: the code from the user's authenticator app, or a recovery
 /// code.
 pub fn second_factor(factor: &pb::SecondFactor, csrf: &str, error: Option<&str>) -> String {
-    let error = error.map_or_else(String::new, |message| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
-    });
+    let error = alert(error);
     page(
         "Two-step sign-in",
         &format!(
@@ -221,9 +225,7 @@ pub fn grants(grants: &[pb::Grant], totp: &pb::TotpStatus, csrf: &str) -> String
 /// Enrollment: the QR code of the new secret (an `otpauth://` URI, as SVG), the secret to
 /// type in instead, and a field for the first code.
 pub fn enroll(enrollment: &pb::TotpEnrollment, csrf: &str, error: Option<&str>) -> String {
-    let error = error.map_or_else(String::new, |message| {
-        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(message))
-    });
+    let error = alert(error);
     let qr = qr_svg(&enrollment.uri).unwrap_or_default();
     page(
         "Set up two-step sign-in",

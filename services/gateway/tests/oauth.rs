@@ -1221,12 +1221,9 @@ async fn service_clients_use_client_credentials_with_a_secret_or_a_signed_assert
 
 /// The code an authenticator app holding `secret` (base32) shows at unix time `at`.
 fn totp_code(secret: &str, at: i64) -> String {
-    use coffer_crypto::totp::{STEP, TotpSecret};
-    let bytes = data_encoding::BASE32_NOPAD
-        .decode(secret.as_bytes())
-        .unwrap();
-    let secret = TotpSecret::from_bytes(coffer_crypto::SecretBytes::new(bytes)).unwrap();
-    format!("{:06}", secret.code_at(u64::try_from(at / STEP).unwrap()))
+    coffer_crypto::totp::TotpSecret::from_base32(secret)
+        .unwrap()
+        .code(at)
 }
 
 #[tokio::test]

@@ -4,12 +4,9 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use coffer_crypto::totp::TotpSecret;
 use coffer_proto::pb;
-use coffer_test_support::{python_with, workspace_root};
+use coffer_test_support::{python_with, run_interop};
 use secrecy::ExposeSecret as _;
 
 #[test]
@@ -29,21 +26,8 @@ fn the_enrollment_qr_code_decodes_to_the_key_uri() {
     let page = coffer_gateway::pages::enroll(&enrollment, "csrf", None);
     let start = page.find("<svg").expect("the page has the QR code");
     let end = page[start..].find("</svg>").unwrap() + start + "</svg>".len();
-    let mut child = Command::new(python)
-        .arg(workspace_root().join("scripts/interop/qr_decode.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&page.as_bytes()[start..end])
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = run_interop(&python, "qr_decode.py", &[], &page.as_bytes()[start..end]);
+    let answer: serde_json::Value = serde_json::from_slice(&output).unwrap();
     assert!(answer["squares"].as_u64().unwrap() > 100, "{answer}");
     assert_eq!(
         answer["texts"],

@@ -27,7 +27,7 @@ fn factor_key(tenant: &str) -> String {
 /// The issuer authenticator apps show beside the account.
 const ISSUER: &str = "Coffer";
 /// Recovery codes made at confirmation.
-pub(crate) const RECOVERY_CODES: usize = 10;
+const RECOVERY_CODES: usize = 10;
 /// Random bytes of a recovery code: 80 bits, 16 base32 characters.
 const RECOVERY_CODE_BYTES: usize = 10;
 /// Longest second-factor text read (a recovery code with separators and spaces).

@@ -73,8 +73,6 @@ pub(crate) struct RequestRow {
     /// The user (`tenant`, `id`) whose password was right, while their second factor is
     /// awaited.
     pub(crate) factor: Option<(String, String)>,
-    /// Second-factor codes tried so far.
-    pub(crate) factor_failures: i64,
 }
 
 /// A live sign-in session.
@@ -286,7 +284,7 @@ impl Store {
     pub(crate) async fn request(&self, handle_hash: &str, now: i64) -> Result<Option<RequestRow>> {
         let row = sqlx::query(
             "SELECT client_id, redirect_uri, state, code_challenge, resource, scope, offline, \
-             session_hash, expire_time, factor_tenant, factor_principal_id, factor_failures \
+             session_hash, expire_time, factor_tenant, factor_principal_id \
              FROM auth_oauth_requests WHERE handle_hash = $1 AND expire_time > $2",
         )
         .bind(handle_hash)
@@ -311,7 +309,6 @@ impl Store {
                     (Some(tenant), Some(id)) => Some((tenant, id)),
                     _ => None,
                 },
-                factor_failures: row.try_get("factor_failures")?,
             })
         })
         .transpose()

@@ -211,7 +211,6 @@ impl Auth {
             session_hash: None,
             expire_time: self.now().saturating_add(REQUEST_TTL),
             factor: None,
-            factor_failures: 0,
         };
         let (handle, handle_hash) = new_secret(REQUEST_PREFIX)?;
         let signed_in = match session {
