@@ -1,17 +1,20 @@
 //! Masked reads serve credential rows from memory (`coffer_db::fresh`), and a change made
 //! through one replica still reaches another's masked reads within a second: by the row
 //! cache's TTL, and on PostgreSQL at once through NOTIFY (proven here with a second replica
-//! whose TTL is an hour, far beyond the bound). Reveals always read the database.
+//! whose TTL is an hour, far beyond the bound). Reveals start from the cached row too, but
+//! their audit event is appended only if the row is still current when it commits, so a
+//! reveal never hands out a row that has changed or is gone: proven here by changing the
+//! database behind a cache whose TTL is an hour.
 
 use std::time::{Duration, Instant};
 
 use coffer_proto::pb;
 use coffer_proto::pb::credential_service_client::CredentialServiceClient;
-use coffer_test_support::{Backend, TestDatabase, connect};
+use coffer_test_support::{Backend, TestDatabase, connect, on_each_backend};
 use coffer_transport::dev_ca::Usage;
 use tonic::Code;
 
-use crate::helpers::{Client, Stack};
+use crate::helpers::{Client, Stack, assert_status};
 
 /// The staleness bound the README states for replicas.
 const BOUND: Duration = Duration::from_secs(1);
@@ -135,4 +138,138 @@ async fn a_change_through_one_replica_reaches_the_others_masked_reads_within_a_s
     .await;
     replica.stop().await.unwrap();
     stack.shutdown().await;
+}
+
+/// Sets the credential's stored content (ciphertext and versions) to the copy saved in
+/// `cred_saved` under `copy`, behind the service's back: no eviction, no NOTIFY.
+async fn restore(raw: &mut sqlx::AnyConnection, id: &str, copy: &str) {
+    let from = |column: &str| {
+        format!("{column} = (SELECT {column} FROM cred_saved WHERE copy = '{copy}')")
+    };
+    let sql = format!(
+        "UPDATE cred_credentials SET {}, {}, {}, {} WHERE id = $1",
+        from("ciphertext"),
+        from("row_version"),
+        from("updated_by"),
+        from("update_time"),
+    );
+    let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .execute(&mut *raw)
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 1);
+}
+
+async fn save(raw: &mut sqlx::AnyConnection, id: &str, copy: &str) {
+    let sql = format!(
+        "INSERT INTO cred_saved SELECT '{copy}', ciphertext, row_version, updated_by, \
+         update_time FROM cred_credentials WHERE id = $1"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .execute(&mut *raw)
+        .await
+        .unwrap();
+}
+
+async fn reveal_events(raw: &mut sqlx::AnyConnection) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM cred_audit_events WHERE action = 'reveal'")
+        .fetch_one(&mut *raw)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_reveal_never_hands_out_a_row_changed_or_deleted_behind_its_cache() {
+    on_each_backend(|db| async {
+        let mut stack = Stack::spawn(db).await;
+        stack
+            .restart_credential_service_with(|config| {
+                config.row_cache_ttl = Duration::from_secs(3600);
+            })
+            .await;
+        let created = stack.create("github", &[("ORG", "acme-first-value")]).await;
+        let id = created.name.rsplit('/').next().unwrap().to_owned();
+        let mut raw = stack.raw_database().await;
+        let bytes = match stack.database.backend() {
+            Backend::Postgres => "BYTEA",
+            Backend::Sqlite => "BLOB",
+        };
+        let table = format!(
+            "CREATE TABLE cred_saved (copy TEXT, ciphertext {bytes}, row_version BIGINT, \
+             updated_by TEXT, update_time BIGINT)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(table))
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        save(&mut raw, &id, "first").await;
+        stack
+            .client()
+            .await
+            .update_credential(
+                stack.as_user("admin", update(&created.name, 1, "acme-second-value")),
+            )
+            .await
+            .unwrap();
+        save(&mut raw, &id, "second").await;
+
+        // The service caches the first version, then the database moves to the second
+        // without telling it.
+        restore(&mut raw, &id, "first").await;
+        let get = || {
+            let request = stack.as_user(
+                "admin",
+                pb::GetCredentialRequest {
+                    name: created.name.clone(),
+                },
+            );
+            async {
+                stack
+                    .client()
+                    .await
+                    .get_credential(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        };
+        assert_eq!(get().await.unwrap().row_version, 1);
+        restore(&mut raw, &id, "second").await;
+        assert_eq!(
+            get().await.unwrap().row_version,
+            1,
+            "the masked read is cached"
+        );
+        let before = reveal_events(&mut raw).await;
+
+        let revealed = stack.reveal(&created.name).await.unwrap();
+        assert_eq!(revealed.row_version, 2);
+        assert_eq!(revealed.env["ORG"], "acme-second-value");
+        assert_eq!(
+            reveal_events(&mut raw).await,
+            before + 1,
+            "one event per reveal"
+        );
+
+        // Deleted behind the cache: refused, and nothing is recorded as revealed.
+        sqlx::query("DELETE FROM cred_credentials WHERE id = $1")
+            .bind(&id)
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(
+            get().await.unwrap().row_version,
+            2,
+            "the masked read is cached"
+        );
+        assert_status(
+            stack.reveal(&created.name).await,
+            Code::NotFound,
+            &created.name,
+        );
+        assert_eq!(reveal_events(&mut raw).await, before + 1);
+        stack.shutdown().await;
+    })
+    .await;
 }

@@ -110,7 +110,7 @@ fn peer_identity<B>(request: &http::Request<B>) -> Option<coffer_transport::Spif
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()?
         .peer_certs()?;
-    coffer_transport::SpiffeId::from_certificate_der(certs.first()?)
+    coffer_transport::SpiffeId::of_peer(&certs)
 }
 
 fn reject(error: Error) -> http::Response<tonic::body::Body> {

@@ -1,7 +1,10 @@
 //! SPIFFE identities: who is calling, from the URI SAN of the peer's certificate.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
+use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
@@ -17,7 +20,8 @@ const MAX_LEN: usize = 2048;
 /// of `[A-Za-z0-9._-]`, none empty, `.` or `..`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
-    id: String,
+    /// Shared: a call's identity is cloned into its principal without copying.
+    id: Arc<str>,
     domain_len: usize,
 }
 
@@ -65,7 +69,7 @@ impl SpiffeId {
             }
         }
         Ok(Self {
-            id: id.to_owned(),
+            id: Arc::from(id),
             domain_len: domain.len(),
         })
     }
@@ -92,8 +96,32 @@ impl SpiffeId {
     /// requires exactly one). The certificate itself was already verified against the CA by
     /// the TLS handshake.
     pub fn from_request<T>(request: &tonic::Request<T>) -> Option<Self> {
-        let certs = request.peer_certs()?;
-        Self::from_certificate_der(certs.first()?)
+        Self::of_peer(&request.peer_certs()?)
+    }
+
+    /// The SPIFFE ID of a connection's peer, from the certificates tonic attaches to each of
+    /// its calls (as [`SpiffeId::from_certificate_der`] of the first), parsed once per
+    /// connection rather than once per call.
+    ///
+    /// tonic hands every call on a connection the same `Arc` of its peer's certificates, so
+    /// [`PEERS`] remembers the answer by that `Arc`'s address. What a certificate names never
+    /// changes, so nothing remembered can go stale.
+    pub fn of_peer(certs: &Arc<Vec<CertificateDer<'static>>>) -> Option<Self> {
+        let address = Arc::as_ptr(certs).addr();
+        let mut peers = PEERS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, id)) = peers.get(&address) {
+            return id.clone();
+        }
+        let id = Self::from_certificate_der(certs.first()?);
+        if peers.len() >= PEER_CAPACITY {
+            // Connections that have closed first; if all are open, start afresh.
+            peers.retain(|_, (certs, _)| certs.strong_count() > 0);
+            if peers.len() >= PEER_CAPACITY {
+                peers.clear();
+            }
+        }
+        peers.insert(address, (Arc::downgrade(certs), id.clone()));
+        id
     }
 
     /// Reads the single `spiffe://` URI SAN of a DER certificate.
@@ -115,6 +143,17 @@ impl SpiffeId {
         Self::parse(id).ok()
     }
 }
+
+/// How many connections' peer identities [`PEERS`] holds.
+const PEER_CAPACITY: usize = 1024;
+
+/// Peer identities by the address of their connection's certificates (see
+/// [`SpiffeId::of_peer`]). Each entry holds a `Weak` of those certificates: it keeps their
+/// allocation, though not the certificates, alive, so no other connection's certificates can
+/// appear at that address while the entry exists, and an address found here is always the
+/// same connection's.
+type Peers = HashMap<usize, (Weak<Vec<CertificateDer<'static>>>, Option<SpiffeId>)>;
+static PEERS: LazyLock<Mutex<Peers>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 impl fmt::Display for SpiffeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,5 +189,43 @@ mod tests {
         ] {
             assert!(SpiffeId::parse(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn each_connection_is_answered_with_its_own_peer() {
+        let ca = crate::DevCa::generate("coffer.local").unwrap();
+        let der = |name: &str| {
+            let issued = ca.issue(name, crate::dev_ca::Usage::Client).unwrap();
+            CertificateDer::from(crate::tls::first_certificate_der(&issued.cert_pem).unwrap())
+        };
+        let (alice, bob) = (der("operator/alice"), der("operator/bob"));
+        // Connections come and go, past the cache's capacity: freed certificates' addresses
+        // are reused, and each connection must still be told its own peer.
+        let mut open = Vec::new();
+        for n in 0..3 * PEER_CAPACITY {
+            let (cert, name) = if n % 2 == 0 {
+                (&alice, "alice")
+            } else {
+                (&bob, "bob")
+            };
+            let certs = Arc::new(vec![cert.clone()]);
+            for _ in 0..2 {
+                let id = SpiffeId::of_peer(&certs).unwrap();
+                assert_eq!(id.path(), format!("operator/{name}"), "connection {n}");
+            }
+            if n % 7 == 0 {
+                open.push(certs);
+            }
+        }
+        for (n, certs) in open.iter().enumerate() {
+            let name = if n * 7 % 2 == 0 { "alice" } else { "bob" };
+            assert_eq!(
+                SpiffeId::of_peer(certs).unwrap().path(),
+                format!("operator/{name}")
+            );
+        }
+        assert_eq!(SpiffeId::of_peer(&Arc::new(Vec::new())), None);
+        let garbage = Arc::new(vec![CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])]);
+        assert_eq!(SpiffeId::of_peer(&garbage), None);
     }
 }

@@ -10,10 +10,13 @@ use crate::env::Env;
 use crate::error::reasons;
 use crate::metrics::Metrics;
 use crate::names::CredentialName;
-use crate::store::{CredentialRow, NewAuditEvent, Store};
+use crate::store::{CredentialRow, NewAuditEvent, RowVersion, Store};
 use coffer_server::Clock;
 
 use crate::{Error, Result};
+
+/// How often a reveal reads a row that keeps changing before it gives up (ABORTED).
+const REVEAL_ATTEMPTS: u32 = 3;
 
 /// The operations, over storage and data keys.
 pub(crate) struct Credentials {
@@ -283,8 +286,14 @@ impl Credentials {
     /// The environment in the clear (for a reveal or a hydrate, named by `action`), after
     /// writing the audit event: if the event cannot be written, nothing is revealed.
     ///
+    /// The row may come from memory, as a masked read's does; the audit event is appended
+    /// only if the row is still current when it commits ([`Store::audit_read`]), so what is
+    /// revealed is never older than the event's place in the chain. A row that changed is read
+    /// again from the database.
+    ///
     /// # Errors
-    /// [`Error::FailedPrecondition`] for an expired credential; the audit write's error; as
+    /// [`Error::FailedPrecondition`] for an expired credential; [`Error::Aborted`] if the row
+    /// kept changing while it was being revealed; the audit write's error; as
     /// [`Credentials::get`].
     pub(crate) async fn reveal(
         &self,
@@ -292,24 +301,43 @@ impl Credentials {
         action: &str,
         actor: &Actor,
     ) -> Result<(CredentialRow, Env)> {
-        let row = self.row(name).await?;
-        let (tenant, name) = (name.tenant().as_str(), name.to_string());
-        if row.kind != ContentKind::Env {
-            return Err(zero_knowledge(&name));
+        let (tenant, id) = (name.tenant().as_str(), name.id());
+        let resource = name.to_string();
+        let mut row = self
+            .store
+            .get_cached(tenant, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(resource.clone()))?;
+        for attempt in 1..=REVEAL_ATTEMPTS {
+            if row.kind != ContentKind::Env {
+                return Err(zero_knowledge(&resource));
+            }
+            if row.expire_time.is_some_and(|t| t <= self.now()) {
+                return Err(Error::FailedPrecondition(
+                    reasons::CREDENTIAL_EXPIRED,
+                    format!("{resource} has expired"),
+                ));
+            }
+            let chain = self.chain_key(tenant).await?;
+            let event = self.event(tenant, actor, action, &resource, "success");
+            if self
+                .store
+                .audit_read(&chain, &event, RowVersion::of(&row))
+                .await?
+            {
+                self.metrics.reveals.inc();
+                let env = self.open(&row, actor).await?.into_env(&resource)?;
+                return Ok((row, env));
+            }
+            if attempt == REVEAL_ATTEMPTS {
+                break;
+            }
+            row = self.row(name).await?;
         }
-        if row.expire_time.is_some_and(|t| t <= self.now()) {
-            return Err(Error::FailedPrecondition(
-                reasons::CREDENTIAL_EXPIRED,
-                format!("{name} has expired"),
-            ));
-        }
-        let chain = self.chain_key(tenant).await?;
-        self.store
-            .audit(&chain, &self.event(tenant, actor, action, &name, "success"))
-            .await?;
-        self.metrics.reveals.inc();
-        let env = self.open(&row, actor).await?.into_env(&name)?;
-        Ok((row, env))
+        Err(Error::Aborted(
+            resource,
+            u64::try_from(row.row_version).unwrap_or_default(),
+        ))
     }
 
     /// Which of `required` are missing or empty.

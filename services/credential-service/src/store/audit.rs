@@ -184,29 +184,37 @@ pub(super) async fn append_run(
         ),
         None => (0, GENESIS.to_owned()),
     };
+    // Link every event first, then insert them in as few statements as the chunk sizes allow.
+    let mut links = Vec::with_capacity(events.len());
     for event in events {
         debug_assert_eq!(event.tenant, tenant);
         sequence += 1;
         let link = keyed_link(key, &previous_hash, sequence, event);
-        sqlx::query(
-            "INSERT INTO cred_audit_events (tenant, sequence, time, actor, action, credential, \
-             outcome, request_id, previous_hash, hash, mac_version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(tenant)
-        .bind(sequence)
-        .bind(event.time)
-        .bind(event.actor)
-        .bind(event.action)
-        .bind(event.credential)
-        .bind(event.outcome)
-        .bind(event.request_id)
-        .bind(&previous_hash)
-        .bind(&link)
-        .bind(KEYED)
-        .execute(&mut **tx)
-        .await?;
-        previous_hash = link;
+        links.push((
+            sequence,
+            std::mem::replace(&mut previous_hash, link.clone()),
+            link,
+        ));
+    }
+    let mut rows = events.iter().zip(&links);
+    for size in insert_chunks(events.len()) {
+        // Only generated placeholders vary: every value is bound.
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_events_sql(size)));
+        for (event, (sequence, previous, link)) in rows.by_ref().take(size) {
+            insert = insert
+                .bind(tenant)
+                .bind(*sequence)
+                .bind(event.time)
+                .bind(event.actor)
+                .bind(event.action)
+                .bind(event.credential)
+                .bind(event.outcome)
+                .bind(event.request_id)
+                .bind(previous.as_str())
+                .bind(link.as_str())
+                .bind(KEYED);
+        }
+        insert.execute(&mut **tx).await?;
     }
     let mac = audit::head_mac(key, tenant, sequence, &previous_hash);
     sqlx::query(
@@ -222,6 +230,45 @@ pub(super) async fn append_run(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The most events one INSERT carries (11 parameters each, far under either database's
+/// limit). Not more: sqlx's SQLite driver asks SQLite for each parameter's name, which SQLite
+/// finds by scanning them all, so binding a statement costs the square of its parameters.
+const MAX_INSERT_ROWS: usize = 32;
+
+/// How `count` events are split into INSERTs: powers of two from [`MAX_INSERT_ROWS`] down, so
+/// at most six statement shapes are ever prepared (each connection caches its statements by
+/// their text).
+fn insert_chunks(count: usize) -> impl Iterator<Item = usize> {
+    let full = count / MAX_INSERT_ROWS;
+    let rest = count % MAX_INSERT_ROWS;
+    std::iter::repeat_n(MAX_INSERT_ROWS, full).chain(
+        (0..MAX_INSERT_ROWS.trailing_zeros())
+            .rev()
+            .map(|bit| 1 << bit)
+            .filter(move |size| rest & size != 0),
+    )
+}
+
+/// An INSERT of `rows` events.
+fn insert_events_sql(rows: usize) -> String {
+    const COLUMNS: usize = 11;
+    let mut sql = String::from(
+        "INSERT INTO cred_audit_events (tenant, sequence, time, actor, action, credential, \
+         outcome, request_id, previous_hash, hash, mac_version) VALUES ",
+    );
+    for row in 0..rows {
+        let first = row * COLUMNS + 1;
+        let values: Vec<String> = (first..first + COLUMNS).map(|n| format!("${n}")).collect();
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        sql.push_str(&values.join(", "));
+        sql.push(')');
+    }
+    sql
 }
 
 /// Re-links a wholly legacy, intact chain under `key` (see `Store::relink_legacy_chain`).
@@ -399,5 +446,34 @@ mod tests {
         shifted.action = "revea";
         shifted.credential = "ltenants/acme/credentials/x";
         assert_ne!(first, chain_hash(GENESIS, 1, &shifted));
+    }
+
+    #[test]
+    fn events_are_inserted_in_power_of_two_chunks() {
+        for count in 0..=300 {
+            let chunks: Vec<usize> = insert_chunks(count).collect();
+            assert_eq!(chunks.iter().sum::<usize>(), count, "{count}: {chunks:?}");
+            assert!(
+                chunks
+                    .iter()
+                    .all(|size| size.is_power_of_two() && *size <= MAX_INSERT_ROWS),
+                "{count}: {chunks:?}"
+            );
+            assert!(
+                chunks.windows(2).all(|pair| pair[0] >= pair[1]),
+                "{chunks:?}"
+            );
+        }
+        assert_eq!(insert_chunks(37).collect::<Vec<_>>(), [32, 4, 1]);
+        assert_eq!(insert_chunks(130).collect::<Vec<_>>(), [32, 32, 32, 32, 2]);
+    }
+
+    #[test]
+    fn an_insert_numbers_every_row_parameters() {
+        let sql = insert_events_sql(2);
+        assert!(sql.ends_with(
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11), \
+             ($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+        ));
     }
 }

@@ -112,11 +112,47 @@ impl std::fmt::Debug for AuditQueue {
     }
 }
 
-/// One waiting event, and how its caller learns that it committed.
+/// One waiting event, and how its caller learns what became of it.
 struct Queued {
     key: Arc<AuditKey>,
     event: OwnedAuditEvent,
-    committed: tokio::sync::oneshot::Sender<bool>,
+    /// The row a reveal read, which must still be current for the event to be appended.
+    read: Option<RowVersion>,
+    appended: tokio::sync::oneshot::Sender<Appended>,
+}
+
+/// What became of a queued event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Appended {
+    /// Committed.
+    Committed,
+    /// Not appended: the row it was read with has changed or is gone.
+    Stale,
+    /// Its group did not commit: the caller appends it alone.
+    Failed,
+}
+
+/// The versions of a credential row that a reveal read: its content's (`row_version`) and
+/// its data key wrapping's (`dek_key_version`, which the re-wrap sweep moves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RowVersion {
+    /// Credential id (the tenant is the event's).
+    pub(crate) id: String,
+    /// [`CredentialRow::row_version`].
+    pub(crate) row_version: i64,
+    /// [`CredentialRow::dek_key_version`].
+    pub(crate) dek_key_version: u32,
+}
+
+impl RowVersion {
+    /// The versions of `row`.
+    pub(crate) fn of(row: &CredentialRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            row_version: row.row_version,
+            dek_key_version: row.dek_key_version,
+        }
+    }
 }
 
 /// A [`NewAuditEvent`] that can wait in the queue.
@@ -383,8 +419,25 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Appends an audit event on its own (reveals, denials, failed decryptions) and returns
-    /// once it is committed.
+    /// Appends an audit event on its own (denials, failed decryptions) and returns once it is
+    /// committed (see [`Store::audit_read`] for how).
+    ///
+    /// # Errors
+    /// [`Error::Database`]: the caller must then refuse the operation.
+    pub(crate) async fn audit(&self, key: &Arc<AuditKey>, event: &NewAuditEvent<'_>) -> Result<()> {
+        self.append_queued(key, event, None).await.map(drop)
+    }
+
+    /// Appends a reveal's audit event if the row it revealed is still at `read`'s versions,
+    /// and returns once it is committed. Returns `false`, having appended nothing, if the row
+    /// has changed or is gone: the caller must read it again.
+    ///
+    /// The check runs in the transaction that appends the event, after the tenant's append
+    /// lock is taken, and every change of a credential's content or its deletion is audited
+    /// under that same lock (on SQLite the one writer serializes them). So a reveal hands out
+    /// exactly the content its audit event's place in the chain saw, though the row may have
+    /// come from memory, and a change or deletion committed on any replica is never revealed
+    /// after it.
     ///
     /// Concurrent calls share commits: each queues its event, and whoever holds the writer's
     /// turn commits everything queued (up to [`AUDIT_BATCH`]) in one transaction, on a task of
@@ -394,18 +447,44 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`]: the caller must then refuse the operation.
-    pub(crate) async fn audit(&self, key: &Arc<AuditKey>, event: &NewAuditEvent<'_>) -> Result<()> {
-        let (committed, mut outcome) = tokio::sync::oneshot::channel();
+    pub(crate) async fn audit_read(
+        &self,
+        key: &Arc<AuditKey>,
+        event: &NewAuditEvent<'_>,
+        read: RowVersion,
+    ) -> Result<bool> {
+        self.append_queued(key, event, Some(read)).await
+    }
+
+    async fn append_queued(
+        &self,
+        key: &Arc<AuditKey>,
+        event: &NewAuditEvent<'_>,
+        read: Option<RowVersion>,
+    ) -> Result<bool> {
+        let (appended, mut outcome) = tokio::sync::oneshot::channel();
         self.queue().push(Queued {
             key: Arc::clone(key),
             event: OwnedAuditEvent::new(event),
-            committed,
+            read: read.clone(),
+            appended,
         });
         loop {
-            let turn = self.audits.writer.lock().await;
+            // Woken by the outcome directly: a caller whose event went out with another's
+            // group does not queue for the writer's turn only to learn that it is done.
+            let turn = tokio::select! {
+                biased;
+                done = &mut outcome => match done {
+                    Ok(Appended::Committed) => return Ok(true),
+                    Ok(Appended::Stale) => return Ok(false),
+                    Ok(Appended::Failed) | Err(_) => break,
+                },
+                turn = self.audits.writer.lock() => turn,
+            };
             match outcome.try_recv() {
-                Ok(true) => return Ok(()),
-                Ok(false) | Err(TryRecvError::Closed) => break,
+                Ok(Appended::Committed) => return Ok(true),
+                Ok(Appended::Stale) => return Ok(false),
+                Ok(Appended::Failed) | Err(TryRecvError::Closed) => break,
                 Err(TryRecvError::Empty) => {}
             }
             let group: Vec<Queued> = {
@@ -418,9 +497,18 @@ impl Store {
             let _ = tokio::spawn(commit_group(pool, backend, group)).await;
             drop(turn);
         }
-        self.audited(key, event, |_| Box::pin(async { Ok(true) }))
-            .await
-            .map(drop)
+        self.audited(key, event, |conn| {
+            let (tenant, read) = (event.tenant.to_owned(), read.clone());
+            Box::pin(async move {
+                match read {
+                    Some(read) => Ok(current(conn, &tenant, std::slice::from_ref(&read))
+                        .await?
+                        .contains(&read)),
+                    None => Ok(true),
+                }
+            })
+        })
+        .await
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
@@ -536,13 +624,13 @@ impl Store {
     }
 }
 
-/// Commits `group` in one transaction and tells each caller whether it did.
+/// Commits `group` in one transaction and tells each caller what became of its event.
 async fn commit_group(pool: sqlx::AnyPool, backend: coffer_db::Backend, group: Vec<Queued>) {
-    let mut committed = false;
+    let mut outcomes = None;
     for attempt in 1..=AUDIT_ATTEMPTS {
         match append_group(&pool, backend, &group).await {
-            Ok(()) => {
-                committed = true;
+            Ok(appended) => {
+                outcomes = Some(appended);
                 break;
             }
             Err(Error::Database(ref cause))
@@ -557,16 +645,23 @@ async fn commit_group(pool: sqlx::AnyPool, backend: coffer_db::Backend, group: V
             }
         }
     }
-    for queued in group {
-        let _ = queued.committed.send(committed);
+    for (index, queued) in group.into_iter().enumerate() {
+        let outcome = match &outcomes {
+            Some(appended) if appended[index] => Appended::Committed,
+            Some(_) => Appended::Stale,
+            None => Appended::Failed,
+        };
+        let _ = queued.appended.send(outcome);
     }
 }
 
+/// Appends, in one transaction, every event of `group` whose row (if it names one) is still
+/// current. Returns which were appended.
 async fn append_group(
     pool: &sqlx::AnyPool,
     backend: coffer_db::Backend,
     group: &[Queued],
-) -> Result<()> {
+) -> Result<Vec<bool>> {
     let tenants: std::collections::BTreeSet<&str> =
         group.iter().map(|q| q.event.tenant.as_str()).collect();
     let mut tx = pool.begin().await?;
@@ -574,14 +669,73 @@ async fn append_group(
     for tenant in &tenants {
         lock_chain(&mut tx, backend, tenant).await?;
     }
+    let mut appended = vec![true; group.len()];
     for tenant in tenants {
-        for (key, run) in runs(group, tenant) {
+        let ours = || {
+            group
+                .iter()
+                .enumerate()
+                .filter(move |(_, q)| q.event.tenant == tenant)
+        };
+        let reads: Vec<RowVersion> = ours().filter_map(|(_, q)| q.read.clone()).collect();
+        if !reads.is_empty() {
+            let current = current(&mut tx, tenant, &reads).await?;
+            for (index, queued) in ours() {
+                appended[index] = queued
+                    .read
+                    .as_ref()
+                    .is_none_or(|read| current.contains(read));
+            }
+        }
+        let events: Vec<&Queued> = ours()
+            .filter(|(index, _)| appended[*index])
+            .map(|(_, q)| q)
+            .collect();
+        for (key, run) in runs(&events) {
             audit::append_run(&mut tx, key, tenant, &run).await?;
         }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(appended)
 }
+
+/// Which of `reads` (rows of `tenant`) are still at their versions.
+async fn current(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    reads: &[RowVersion],
+) -> Result<Vec<RowVersion>> {
+    let ids: std::collections::BTreeSet<&str> = reads.iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IDS_PER_QUERY) {
+        // Padded to a power of two (repeating the last id) so few statement shapes exist.
+        let slots = chunk.len().next_power_of_two();
+        let placeholders: Vec<String> = (2..slots + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT id, row_version, dek_key_version FROM cred_credentials \
+             WHERE tenant = $1 AND id IN ({})",
+            placeholders.join(", ")
+        );
+        // Only generated placeholders vary: every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant);
+        for slot in 0..slots {
+            query = query.bind(chunk[slot.min(chunk.len() - 1)]);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push(RowVersion {
+                id: row.try_get("id")?,
+                row_version: row.try_get("row_version")?,
+                dek_key_version: u32::try_from(row.try_get::<i64, _>("dek_key_version")?)
+                    .map_err(|_| Error::Corrupt("key version out of range"))?,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The most credential ids one version check names.
+const MAX_IDS_PER_QUERY: usize = 64;
 
 /// Takes `tenant`'s audit-chain append lock for the rest of `tx` (PostgreSQL; SQLite has a
 /// single writer already).
@@ -599,10 +753,10 @@ async fn lock_chain(
     Ok(())
 }
 
-/// `tenant`'s events of `group` in the order they were queued, in runs under one chain key.
-fn runs<'a>(group: &'a [Queued], tenant: &str) -> Vec<(&'a AuditKey, Vec<NewAuditEvent<'a>>)> {
+/// One tenant's `events` in the order they were queued, in runs under one chain key.
+fn runs<'a>(events: &[&'a Queued]) -> Vec<(&'a AuditKey, Vec<NewAuditEvent<'a>>)> {
     let mut runs: Vec<(&'a Arc<AuditKey>, Vec<NewAuditEvent<'a>>)> = Vec::new();
-    for queued in group.iter().filter(|q| q.event.tenant == tenant) {
+    for queued in events {
         match runs.last_mut() {
             Some((key, run)) if Arc::ptr_eq(key, &queued.key) => run.push(queued.event.borrowed()),
             _ => runs.push((&queued.key, vec![queued.event.borrowed()])),
