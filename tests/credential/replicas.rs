@@ -251,6 +251,11 @@ async fn a_reveal_never_hands_out_a_row_changed_or_deleted_behind_its_cache() {
             before + 1,
             "one event per reveal"
         );
+        assert_eq!(
+            get().await.unwrap().row_version,
+            2,
+            "the reveal refreshed the cache"
+        );
 
         // Deleted behind the cache: refused, and nothing is recorded as revealed.
         sqlx::query("DELETE FROM cred_credentials WHERE id = $1")
@@ -269,6 +274,7 @@ async fn a_reveal_never_hands_out_a_row_changed_or_deleted_behind_its_cache() {
             &created.name,
         );
         assert_eq!(reveal_events(&mut raw).await, before + 1);
+        assert_status(get().await, Code::NotFound, &created.name);
         stack.shutdown().await;
     })
     .await;

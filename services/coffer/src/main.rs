@@ -102,7 +102,8 @@ enum Command {
         #[arg(long, value_parser = parse_duration, conflicts_with = "target_data_dir")]
         record_cache_ttl: Option<Duration>,
         /// Measure a `coffer up` started apart, with this data directory, instead of child
-        /// stacks.
+        /// stacks; start it with `--gateway-rate-limit 0 --gateway-key-rate-limit 0
+        /// --oauth-resource http://127.0.0.1:9/bench-mcp` (the OAuth rows' resource).
         #[arg(long)]
         target_data_dir: Option<PathBuf>,
         /// Its key-service address.
@@ -114,7 +115,7 @@ enum Command {
         /// Its credential-service address.
         #[arg(long, default_value = "127.0.0.1:50053", requires = "target_data_dir")]
         credential_addr: SocketAddr,
-        /// Its REST gateway (started with `--gateway-rate-limit 0 --gateway-key-rate-limit 0`).
+        /// Its REST gateway.
         #[arg(long, default_value = "127.0.0.1:8080", requires = "target_data_dir")]
         gateway_addr: SocketAddr,
         /// The OpenBao binary (default: `.venv/bin/bao`, then `bao` on PATH).

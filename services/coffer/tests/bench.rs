@@ -121,6 +121,9 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
         let memory = &run["memory_kib"];
         assert!(memory["idle"].as_u64().unwrap() > 0, "{memory}");
         assert!(memory["peak"].as_u64().unwrap() >= memory["idle"].as_u64().unwrap());
+        for later in ["after", "after_connections_closed"] {
+            assert!(memory[later].as_u64().unwrap() > 0, "{memory}");
+        }
         let svg = std::fs::read_to_string(out.path().join(format!(
             "results/coffer-bench-{}.svg",
             run["backend"].as_str().unwrap()

@@ -6,7 +6,8 @@
 //! over M HTTP/2 connections per service, a warm-up of a tenth of the duration, then the
 //! measured duration. Each figure is reported as a ratio to the no-op row of the same run and
 //! concurrency, and to the one-thread rate of the cryptography it runs, so results compare
-//! across machines. The child's resident memory is read idle, at peak and after the load.
+//! across machines. The child's resident memory is read idle, at peak, after the load and
+//! after the bench's connections closed.
 //!
 //! The parts: [`measure`] (rows, the driver, reports), [`rows`] (Coffer's suites),
 //! [`crypto`] (in-process baselines), [`openbao`] (the peer), [`stack`] (the stack under
@@ -118,8 +119,10 @@ pub struct MemoryReport {
     pub idle_kib: u64,
     /// The high-water mark (`VmHWM`) at the end of the load.
     pub peak_kib: u64,
-    /// Two seconds after the load.
+    /// Two seconds after the load, its connections still open.
     pub after_kib: u64,
+    /// Two seconds after the bench closed its connections.
+    pub closed_kib: u64,
 }
 
 /// Runs everything `options` asks for, printing progress to stderr.
@@ -227,11 +230,18 @@ async fn measure_stack(
     let peak = stack.memory();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = stack.memory();
-    let memory = match (idle, peak, after) {
-        (Some(idle), Some(peak), Some(after)) => Some(MemoryReport {
+    // What the server keeps for open connections (HTTP/2 and TLS buffers) is not growth:
+    // also read once they are gone.
+    drop(rows);
+    drop(context);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let closed = stack.memory();
+    let memory = match (idle, peak, after, closed) {
+        (Some(idle), Some(peak), Some(after), Some(closed)) => Some(MemoryReport {
             idle_kib: idle.rss_kib,
             peak_kib: peak.peak_kib,
             after_kib: after.rss_kib,
+            closed_kib: closed.rss_kib,
         }),
         _ => None,
     };

@@ -189,6 +189,7 @@ impl Results {
                 "rows": run.reports.iter().map(|r| row(Some(run), r)).collect::<Vec<_>>(),
                 "memory_kib": run.memory.as_ref().map(|m| serde_json::json!({
                     "idle": m.idle_kib, "peak": m.peak_kib, "after": m.after_kib,
+                    "after_connections_closed": m.closed_kib,
                 })),
             })).collect::<Vec<_>>(),
             "peers": self.peers.iter().map(|r| row(None, r)).collect::<Vec<_>>(),
@@ -373,16 +374,20 @@ impl Results {
 }
 
 impl super::MemoryReport {
-    /// One line: idle, peak and after, and how far after is from idle.
+    /// One line: idle, peak, after the load and after its connections closed, and how far
+    /// each of the last two is from idle.
     pub fn describe(&self) -> String {
         let mib = |kib: u64| kib as f64 / 1024.0;
+        let of_idle = |kib: u64| (kib as f64 / self.idle_kib.max(1) as f64 - 1.0) * 100.0;
         format!(
             "coffer up resident memory: idle {:.1} MiB, peak {:.1} MiB, after the load {:.1} MiB \
-             ({:+.0}% of idle)",
+             ({:+.0}% of idle), after its connections closed {:.1} MiB ({:+.0}%)",
             mib(self.idle_kib),
             mib(self.peak_kib),
             mib(self.after_kib),
-            (self.after_kib as f64 / self.idle_kib.max(1) as f64 - 1.0) * 100.0
+            of_idle(self.after_kib),
+            mib(self.closed_kib),
+            of_idle(self.closed_kib),
         )
     }
 }

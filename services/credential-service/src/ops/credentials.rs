@@ -151,11 +151,7 @@ impl Credentials {
         actor: &Actor,
     ) -> Result<(CredentialRow, Content)> {
         // A masked read: the row may come from memory (within the row cache's bound).
-        let row = self
-            .store
-            .get_cached(name.tenant().as_str(), name.id())
-            .await?
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let row = self.cached_row(name).await?;
         let content = self.open(&row, actor).await?;
         Ok((row, content))
     }
@@ -288,8 +284,8 @@ impl Credentials {
     ///
     /// The row may come from memory, as a masked read's does; the audit event is appended
     /// only if the row is still current when it commits ([`Store::audit_read`]), so what is
-    /// revealed is never older than the event's place in the chain. A row that changed is read
-    /// again from the database.
+    /// revealed is never older than the event's place in the chain. A row that changed is
+    /// evicted and read again from the database.
     ///
     /// # Errors
     /// [`Error::FailedPrecondition`] for an expired credential; [`Error::Aborted`] if the row
@@ -301,14 +297,10 @@ impl Credentials {
         action: &str,
         actor: &Actor,
     ) -> Result<(CredentialRow, Env)> {
-        let (tenant, id) = (name.tenant().as_str(), name.id());
-        let resource = name.to_string();
-        let mut row = self
-            .store
-            .get_cached(tenant, id)
-            .await?
-            .ok_or_else(|| Error::NotFound(resource.clone()))?;
-        for attempt in 1..=REVEAL_ATTEMPTS {
+        let (tenant, resource) = (name.tenant().as_str(), name.to_string());
+        let mut last_seen = 0;
+        for _ in 0..REVEAL_ATTEMPTS {
+            let row = self.cached_row(name).await?;
             if row.kind != ContentKind::Env {
                 return Err(zero_knowledge(&resource));
             }
@@ -329,14 +321,11 @@ impl Credentials {
                 let env = self.open(&row, actor).await?.into_env(&resource)?;
                 return Ok((row, env));
             }
-            if attempt == REVEAL_ATTEMPTS {
-                break;
-            }
-            row = self.row(name).await?;
+            last_seen = row.row_version;
         }
         Err(Error::Aborted(
             resource,
-            u64::try_from(row.row_version).unwrap_or_default(),
+            u64::try_from(last_seen).unwrap_or_default(),
         ))
     }
 
@@ -362,6 +351,14 @@ impl Credentials {
     async fn row(&self, name: &CredentialName) -> Result<CredentialRow> {
         self.store
             .get(name.tenant().as_str(), name.id())
+            .await?
+            .ok_or_else(|| Error::NotFound(name.to_string()))
+    }
+
+    /// As [`Credentials::row`], from the row cache when it holds the row.
+    async fn cached_row(&self, name: &CredentialName) -> Result<CredentialRow> {
+        self.store
+            .get_cached(name.tenant().as_str(), name.id())
             .await?
             .ok_or_else(|| Error::NotFound(name.to_string()))
     }

@@ -429,8 +429,8 @@ impl Store {
     }
 
     /// Appends a reveal's audit event if the row it revealed is still at `read`'s versions,
-    /// and returns once it is committed. Returns `false`, having appended nothing, if the row
-    /// has changed or is gone: the caller must read it again.
+    /// and returns once it is committed. Returns `false`, having appended nothing and evicted
+    /// the cached row, if the row has changed or is gone: the caller must read it again.
     ///
     /// The check runs in the transaction that appends the event, after the tenant's append
     /// lock is taken, and every change of a credential's content or its deletion is audited
@@ -453,7 +453,12 @@ impl Store {
         event: &NewAuditEvent<'_>,
         read: RowVersion,
     ) -> Result<bool> {
-        self.append_queued(key, event, Some(read)).await
+        let id = read.id.clone();
+        let current = self.append_queued(key, event, Some(read)).await?;
+        if !current {
+            self.rows.evict(&(event.tenant.to_owned(), id));
+        }
+        Ok(current)
     }
 
     async fn append_queued(
