@@ -298,6 +298,7 @@ impl Credentials {
         actor: &Actor,
     ) -> Result<(CredentialRow, Env)> {
         let (tenant, resource) = (name.tenant().as_str(), name.to_string());
+        let chain = self.chain_key(tenant).await?;
         let mut last_seen = 0;
         for _ in 0..REVEAL_ATTEMPTS {
             let row = self.cached_row(name).await?;
@@ -310,7 +311,6 @@ impl Credentials {
                     format!("{resource} has expired"),
                 ));
             }
-            let chain = self.chain_key(tenant).await?;
             let event = self.event(tenant, actor, action, &resource, "success");
             if self
                 .store

@@ -132,6 +132,17 @@ enum Appended {
     Failed,
 }
 
+impl Appended {
+    /// What the caller answers: whether the event was appended, or `None` to append it alone.
+    fn answer(self) -> Option<bool> {
+        match self {
+            Appended::Committed => Some(true),
+            Appended::Stale => Some(false),
+            Appended::Failed => None,
+        }
+    }
+}
+
 /// The versions of a credential row that a reveal read: its content's (`row_version`) and
 /// its data key wrapping's (`dek_key_version`, which the re-wrap sweep moves).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -479,17 +490,18 @@ impl Store {
             // group does not queue for the writer's turn only to learn that it is done.
             let turn = tokio::select! {
                 biased;
-                done = &mut outcome => match done {
-                    Ok(Appended::Committed) => return Ok(true),
-                    Ok(Appended::Stale) => return Ok(false),
-                    Ok(Appended::Failed) | Err(_) => break,
+                done = &mut outcome => match done.ok().and_then(Appended::answer) {
+                    Some(appended) => return Ok(appended),
+                    None => break,
                 },
                 turn = self.audits.writer.lock() => turn,
             };
             match outcome.try_recv() {
-                Ok(Appended::Committed) => return Ok(true),
-                Ok(Appended::Stale) => return Ok(false),
-                Ok(Appended::Failed) | Err(TryRecvError::Closed) => break,
+                Ok(done) => match done.answer() {
+                    Some(appended) => return Ok(appended),
+                    None => break,
+                },
+                Err(TryRecvError::Closed) => break,
                 Err(TryRecvError::Empty) => {}
             }
             let group: Vec<Queued> = {
