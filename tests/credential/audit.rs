@@ -208,6 +208,22 @@ async fn concurrent_events_keep_one_linear_chain() {
                 "{tenant}"
             );
         }
+        // Every reveal's event went out in a group, and each group was timed.
+        let metrics = stack.metrics().await;
+        let value = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+        };
+        assert_eq!(value("coffer_credential_audit_group_events_sum"), 30.0);
+        let groups = value("coffer_credential_audit_group_events_count");
+        assert!((1.0..=30.0).contains(&groups), "{groups} groups");
+        assert_eq!(
+            value("coffer_credential_audit_group_duration_seconds_count"),
+            groups
+        );
         stack.shutdown().await;
     })
     .await;

@@ -20,7 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
+pub use prometheus_client::metrics::histogram::Histogram;
 pub use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -29,7 +29,7 @@ pub const CONTENT_TYPE_OPENMETRICS: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Latency buckets, in seconds: 100 µs to 10 s.
-const LATENCY_BUCKETS: [f64; 16] = [
+pub const LATENCY_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];

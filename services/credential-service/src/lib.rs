@@ -58,7 +58,14 @@ pub async fn serve(
     listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let store = Store::connect(&config.database, config.row_cache_ttl).await?;
+    let mut registry = coffer_server::metrics::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let store = Store::connect(
+        &config.database,
+        config.row_cache_ttl,
+        metrics.audit_groups.clone(),
+    )
+    .await?;
     // On PostgreSQL, other replicas' changes evict cached credential rows as they are
     // announced.
     let change_listener = (store.backend() == coffer_db::Backend::Postgres).then(|| {
@@ -84,8 +91,6 @@ pub async fn serve(
         config.dek_cache_ttl,
         config.clock.clone(),
     );
-    let mut registry = coffer_server::metrics::Registry::default();
-    let metrics = Metrics::register(&mut registry);
     let credentials = Arc::new(Credentials::new(
         store,
         keys,

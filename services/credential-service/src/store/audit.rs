@@ -8,6 +8,7 @@
 
 use coffer_crypto::AuditKey;
 use coffer_crypto::audit::{self, GENESIS};
+use coffer_db::Backend;
 use sqlx::{AnyPool, Row as _};
 
 use crate::Result;
@@ -148,42 +149,83 @@ impl NewAuditEvent<'_> {
     }
 }
 
+/// Where a tenant's chain ends: its last event's sequence and link, or `0` and [`GENESIS`]
+/// before its first event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ChainEnd {
+    /// The last event's sequence.
+    pub(super) sequence: i64,
+    /// The last event's link.
+    pub(super) link: String,
+}
+
+impl ChainEnd {
+    /// The end read as a nullable sequence and link (both `NULL`: an empty chain).
+    pub(super) fn from_columns(sequence: Option<i64>, link: Option<String>) -> Self {
+        match (sequence, link) {
+            (Some(sequence), Some(link)) => Self { sequence, link },
+            _ => Self {
+                sequence: 0,
+                link: GENESIS.to_owned(),
+            },
+        }
+    }
+}
+
+/// The chain end's columns, `sequence` and `hash`, as a subquery of one row at most.
+pub(super) const CHAIN_END: &str = "SELECT sequence, hash FROM cred_audit_events \
+     WHERE tenant = $1 ORDER BY sequence DESC LIMIT 1";
+
+/// Where `tenant`'s chain ends, read in `tx` (under the tenant's append lock).
+pub(super) async fn chain_end(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+) -> Result<ChainEnd> {
+    let end = sqlx::query(CHAIN_END)
+        .bind(tenant)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match end {
+        Some(row) => ChainEnd::from_columns(row.try_get("sequence")?, row.try_get("hash")?),
+        None => ChainEnd::from_columns(None, None),
+    })
+}
+
 /// Appends `event` to its tenant's chain inside `tx`, linked under `key`, and moves the
 /// chain's MACed head to it. Two concurrent appends compute the same next sequence; the
 /// primary key lets only one commit, and the other's transaction fails (the operation is
 /// then refused, never recorded without its event).
 pub(super) async fn append(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     key: &AuditKey,
     event: &NewAuditEvent<'_>,
 ) -> Result<()> {
-    append_run(tx, key, event.tenant, std::slice::from_ref(event)).await
+    let end = chain_end(tx, event.tenant).await?;
+    append_run(tx, backend, key, end, std::slice::from_ref(event))
+        .await
+        .map(drop)
 }
 
-/// Appends `events`, all of `tenant`, in order, as [`append`] would one by one, but reading
-/// the chain's end once and moving its head once.
+/// Appends `events`, all of one tenant, in order after `end` (read in `tx`), as [`append`]
+/// would one by one, but moving the head once, and returns the chain's new end. On
+/// PostgreSQL the head moves in the statement that inserts the last events, so a run of up
+/// to [`MAX_INSERT_ROWS`] costs one round trip.
 pub(super) async fn append_run(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     key: &AuditKey,
-    tenant: &str,
+    end: ChainEnd,
     events: &[NewAuditEvent<'_>],
-) -> Result<()> {
+) -> Result<ChainEnd> {
     let Some(last_event) = events.last() else {
-        return Ok(());
+        return Ok(end);
     };
-    let last = sqlx::query(
-        "SELECT sequence, hash FROM cred_audit_events WHERE tenant = $1 ORDER BY sequence DESC LIMIT 1",
-    )
-    .bind(tenant)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let (mut sequence, mut previous_hash) = match last {
-        Some(row) => (
-            row.try_get::<i64, _>("sequence")?,
-            row.try_get::<String, _>("hash")?,
-        ),
-        None => (0, GENESIS.to_owned()),
-    };
+    let tenant = last_event.tenant;
+    let ChainEnd {
+        mut sequence,
+        link: mut previous_hash,
+    } = end;
     // Link every event first, then insert them in as few statements as the chunk sizes allow.
     let mut links = Vec::with_capacity(events.len());
     for event in events {
@@ -196,10 +238,20 @@ pub(super) async fn append_run(
             link,
         ));
     }
+    let mac = audit::head_mac(key, tenant, sequence, &previous_hash);
+    let head = Head {
+        tenant,
+        sequence,
+        link: &previous_hash,
+        mac: &mac,
+        time: last_event.time,
+    };
     let mut rows = events.iter().zip(&links);
-    for size in insert_chunks(events.len()) {
+    let mut chunks = insert_chunks(events.len()).peekable();
+    while let Some(size) = chunks.next() {
+        let with_head = backend == Backend::Postgres && chunks.peek().is_none();
         // Only generated placeholders vary: every value is bound.
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_events_sql(size)));
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(insert_events_sql(size, with_head)));
         for (event, (sequence, previous, link)) in rows.by_ref().take(size) {
             insert = insert
                 .bind(tenant)
@@ -214,28 +266,52 @@ pub(super) async fn append_run(
                 .bind(link.as_str())
                 .bind(KEYED);
         }
+        if with_head {
+            insert = head.bind(insert);
+        }
         insert.execute(&mut **tx).await?;
     }
-    let mac = audit::head_mac(key, tenant, sequence, &previous_hash);
-    sqlx::query(
-        "INSERT INTO cred_audit_heads (tenant, sequence, link, mac, update_time) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET \
-         sequence = $2, link = $3, mac = $4, update_time = $5",
-    )
-    .bind(tenant)
-    .bind(sequence)
-    .bind(&previous_hash)
-    .bind(&mac)
-    .bind(last_event.time)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    if backend != Backend::Postgres {
+        head.bind(sqlx::query(sqlx::AssertSqlSafe(move_head_sql(1))))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(ChainEnd {
+        sequence,
+        link: previous_hash,
+    })
 }
+
+/// A head's values, in [`move_head_sql`]'s order.
+struct Head<'a> {
+    tenant: &'a str,
+    sequence: i64,
+    link: &'a str,
+    mac: &'a str,
+    time: i64,
+}
+
+impl<'a> Head<'a> {
+    /// Binds the head's five values next in `query`.
+    fn bind(&self, query: AnyQuery<'a>) -> AnyQuery<'a> {
+        query
+            .bind(self.tenant)
+            .bind(self.sequence)
+            .bind(self.link)
+            .bind(self.mac)
+            .bind(self.time)
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// The most events one INSERT carries (11 parameters each, far under either database's
 /// limit). Not more: sqlx's SQLite driver asks SQLite for each parameter's name, which SQLite
 /// finds by scanning them all, so binding a statement costs the square of its parameters.
-const MAX_INSERT_ROWS: usize = 32;
+pub(super) const MAX_INSERT_ROWS: usize = 32;
+
+/// The parameters of one inserted event.
+const EVENT_COLUMNS: usize = 11;
 
 /// How `count` events are split into INSERTs: powers of two from [`MAX_INSERT_ROWS`] down, so
 /// at most six statement shapes are ever prepared (each connection caches its statements by
@@ -251,16 +327,19 @@ fn insert_chunks(count: usize) -> impl Iterator<Item = usize> {
     )
 }
 
-/// An INSERT of `rows` events.
-fn insert_events_sql(rows: usize) -> String {
-    const COLUMNS: usize = 11;
-    let mut sql = String::from(
+/// An INSERT of `rows` events; `with_head` (PostgreSQL only) makes it a data-modifying CTE
+/// whose main statement moves the head, its five parameters after the events'.
+fn insert_events_sql(rows: usize, with_head: bool) -> String {
+    let mut sql = String::from(if with_head { "WITH inserted AS (" } else { "" });
+    sql.push_str(
         "INSERT INTO cred_audit_events (tenant, sequence, time, actor, action, credential, \
          outcome, request_id, previous_hash, hash, mac_version) VALUES ",
     );
     for row in 0..rows {
-        let first = row * COLUMNS + 1;
-        let values: Vec<String> = (first..first + COLUMNS).map(|n| format!("${n}")).collect();
+        let first = row * EVENT_COLUMNS + 1;
+        let values: Vec<String> = (first..first + EVENT_COLUMNS)
+            .map(|n| format!("${n}"))
+            .collect();
         if row > 0 {
             sql.push_str(", ");
         }
@@ -268,7 +347,22 @@ fn insert_events_sql(rows: usize) -> String {
         sql.push_str(&values.join(", "));
         sql.push(')');
     }
+    if with_head {
+        sql.push_str(" RETURNING sequence) ");
+        sql.push_str(&move_head_sql(rows * EVENT_COLUMNS + 1));
+    }
     sql
+}
+
+/// Moves a tenant's head: tenant, sequence, link, MAC and time bound from `$first` on.
+fn move_head_sql(first: usize) -> String {
+    let [tenant, sequence, link, mac, time] =
+        std::array::from_fn::<_, 5, _>(|n| format!("${}", first + n));
+    format!(
+        "INSERT INTO cred_audit_heads (tenant, sequence, link, mac, update_time) \
+         VALUES ({tenant}, {sequence}, {link}, {mac}, {time}) ON CONFLICT (tenant) DO UPDATE SET \
+         sequence = {sequence}, link = {link}, mac = {mac}, update_time = {time}"
+    )
 }
 
 /// Re-links a wholly legacy, intact chain under `key` (see `Store::relink_legacy_chain`).
@@ -317,18 +411,14 @@ pub(super) async fn relink_legacy(
     }
     if last > 0 {
         let mac = audit::head_mac(key, tenant, last, &previous);
-        sqlx::query(
-            "INSERT INTO cred_audit_heads (tenant, sequence, link, mac, update_time) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET \
-             sequence = $2, link = $3, mac = $4, update_time = $5",
-        )
-        .bind(tenant)
-        .bind(last)
-        .bind(&previous)
-        .bind(&mac)
-        .bind(events.last().map_or(0, |e| e.time))
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(move_head_sql(1)))
+            .bind(tenant)
+            .bind(last)
+            .bind(&previous)
+            .bind(&mac)
+            .bind(events.last().map_or(0, |e| e.time))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(true)
 }
@@ -470,10 +560,17 @@ mod tests {
 
     #[test]
     fn an_insert_numbers_every_row_parameters() {
-        let sql = insert_events_sql(2);
+        let sql = insert_events_sql(2, false);
+        assert!(sql.starts_with("INSERT INTO cred_audit_events"));
         assert!(sql.ends_with(
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11), \
              ($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
         ));
+        // With the head, its parameters follow the events'.
+        let sql = insert_events_sql(2, true);
+        assert!(sql.starts_with("WITH inserted AS (INSERT INTO cred_audit_events"));
+        assert!(sql.contains("($12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING"));
+        assert!(sql.contains("VALUES ($23, $24, $25, $26, $27) ON CONFLICT (tenant)"));
+        assert!(sql.ends_with("sequence = $24, link = $25, mac = $26, update_time = $27"));
     }
 }

@@ -19,6 +19,7 @@ pub(crate) use audit::{AuditEvent, AuditHead, KEYED, NewAuditEvent};
 pub(crate) use sweeps::SweepRow;
 
 use crate::content::ContentKind;
+use crate::metrics::AuditGroupMetrics;
 use crate::{Error, Result};
 
 /// The PostgreSQL channel every change to a credential row is announced on (payload
@@ -93,10 +94,10 @@ const AUDIT_BATCH: usize = 128;
 /// Standalone audit events (reveals, hydrations, denials) waiting for a group commit (see
 /// [`Store::audit`]), and the turn to write the next group. Every waiting event belongs to a
 /// call in flight, so the queue is bounded by the server's concurrency.
-#[derive(Default)]
 struct AuditQueue {
     waiting: Mutex<Vec<Queued>>,
     writer: tokio::sync::Mutex<()>,
+    metrics: AuditGroupMetrics,
 }
 
 impl std::fmt::Debug for AuditQueue {
@@ -211,11 +212,16 @@ impl Store {
     pub(crate) async fn connect(
         database: &coffer_db::Config,
         row_cache_ttl: std::time::Duration,
+        audit_groups: AuditGroupMetrics,
     ) -> Result<Self> {
         let capacity = NonZeroUsize::new(ROW_CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             db: coffer_db::connect(database, &MIGRATIONS).await?,
-            audits: Arc::new(AuditQueue::default()),
+            audits: Arc::new(AuditQueue {
+                waiting: Mutex::default(),
+                writer: tokio::sync::Mutex::default(),
+                metrics: audit_groups,
+            }),
             rows: Arc::new(Fresh::new(capacity, row_cache_ttl)),
         })
     }
@@ -510,8 +516,9 @@ impl Store {
                 waiting.drain(..count).collect()
             };
             let (pool, backend) = (self.db.pool.clone(), self.db.backend);
+            let metrics = self.audits.metrics.clone();
             // A panicked writer dropped its senders: those callers append alone below.
-            let _ = tokio::spawn(commit_group(pool, backend, group)).await;
+            let _ = tokio::spawn(commit_group(pool, backend, group, metrics)).await;
             drop(turn);
         }
         self.audited(key, event, |conn| {
@@ -550,13 +557,12 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut tx = self.db.pool.begin().await?;
             // One appender per tenant at a time: no collisions in the first place.
-            lock_chain(&mut tx, self.db.backend, event.tenant).await?;
+            let mut tx = begin_locked(&self.db.pool, self.db.backend, [event.tenant]).await?;
             if !change(&mut tx).await? {
                 return Ok(false);
             }
-            let appended = match audit::append(&mut tx, key, event).await {
+            let appended = match audit::append(&mut tx, self.db.backend, key, event).await {
                 Ok(()) => tx.commit().await.map_err(Error::from),
                 Err(error) => Err(error),
             };
@@ -589,8 +595,7 @@ impl Store {
     /// # Errors
     /// [`Error::Database`].
     pub(crate) async fn relink_legacy_chain(&self, tenant: &str, key: &AuditKey) -> Result<bool> {
-        let mut tx = self.db.pool.begin().await?;
-        lock_chain(&mut tx, self.db.backend, tenant).await?;
+        let mut tx = begin_locked(&self.db.pool, self.db.backend, [tenant]).await?;
         let relinked = audit::relink_legacy(&mut tx, tenant, key).await?;
         if relinked {
             tx.commit().await?;
@@ -642,7 +647,13 @@ impl Store {
 }
 
 /// Commits `group` in one transaction and tells each caller what became of its event.
-async fn commit_group(pool: sqlx::AnyPool, backend: coffer_db::Backend, group: Vec<Queued>) {
+async fn commit_group(
+    pool: sqlx::AnyPool,
+    backend: coffer_db::Backend,
+    group: Vec<Queued>,
+    metrics: AuditGroupMetrics,
+) {
+    let started = std::time::Instant::now();
     let mut outcomes = None;
     for attempt in 1..=AUDIT_ATTEMPTS {
         match append_group(&pool, backend, &group).await {
@@ -662,6 +673,11 @@ async fn commit_group(pool: sqlx::AnyPool, backend: coffer_db::Backend, group: V
             }
         }
     }
+    if outcomes.is_some() {
+        metrics.seconds.observe(started.elapsed().as_secs_f64());
+        #[expect(clippy::cast_precision_loss, reason = "at most AUDIT_BATCH events")]
+        metrics.events.observe(group.len() as f64);
+    }
     for (index, queued) in group.into_iter().enumerate() {
         let outcome = match &outcomes {
             Some(appended) if appended[index] => Appended::Committed,
@@ -674,6 +690,12 @@ async fn commit_group(pool: sqlx::AnyPool, backend: coffer_db::Backend, group: V
 
 /// Appends, in one transaction, every event of `group` whose row (if it names one) is still
 /// current. Returns which were appended.
+///
+/// On PostgreSQL a group of one tenant's events, up to [`audit::MAX_INSERT_ROWS`] of them,
+/// costs four round trips once the pool has handed out (and pinged) a connection: the
+/// statement that begins the transaction takes the append lock; one statement checks the
+/// rows' versions and reads where the chain ends; one inserts the events and moves the head;
+/// the commit.
 async fn append_group(
     pool: &sqlx::AnyPool,
     backend: coffer_db::Backend,
@@ -681,11 +703,7 @@ async fn append_group(
 ) -> Result<Vec<bool>> {
     let tenants: std::collections::BTreeSet<&str> =
         group.iter().map(|q| q.event.tenant.as_str()).collect();
-    let mut tx = pool.begin().await?;
-    // The tenants' append locks, in one order, so two replicas' groups never deadlock.
-    for tenant in &tenants {
-        lock_chain(&mut tx, backend, tenant).await?;
-    }
+    let mut tx = begin_locked(pool, backend, tenants.iter().copied()).await?;
     let mut appended = vec![true; group.len()];
     for tenant in tenants {
         let ours = || {
@@ -695,21 +713,24 @@ async fn append_group(
                 .filter(move |(_, q)| q.event.tenant == tenant)
         };
         let reads: Vec<RowVersion> = ours().filter_map(|(_, q)| q.read.clone()).collect();
-        if !reads.is_empty() {
-            let current = current(&mut tx, tenant, &reads).await?;
+        let mut end = if reads.is_empty() {
+            audit::chain_end(&mut tx, tenant).await?
+        } else {
+            let (current, end) = current_and_end(&mut tx, tenant, &reads).await?;
             for (index, queued) in ours() {
                 appended[index] = queued
                     .read
                     .as_ref()
                     .is_none_or(|read| current.contains(read));
             }
-        }
+            end
+        };
         let events: Vec<&Queued> = ours()
             .filter(|(index, _)| appended[*index])
             .map(|(_, q)| q)
             .collect();
         for (key, run) in runs(&events) {
-            audit::append_run(&mut tx, key, tenant, &run).await?;
+            end = audit::append_run(&mut tx, backend, key, end, &run).await?;
         }
     }
     tx.commit().await?;
@@ -722,16 +743,30 @@ async fn current(
     tenant: &str,
     reads: &[RowVersion],
 ) -> Result<Vec<RowVersion>> {
+    Ok(current_and_end(conn, tenant, reads).await?.0)
+}
+
+/// Which of `reads` (rows of `tenant`) are still at their versions, and where the tenant's
+/// chain ends, read in one statement per [`MAX_IDS_PER_QUERY`] ids (one, for a group): the
+/// chain's end left-joined to the rows, so it comes back whether or not any row is found.
+async fn current_and_end(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    reads: &[RowVersion],
+) -> Result<(Vec<RowVersion>, audit::ChainEnd)> {
     let ids: std::collections::BTreeSet<&str> = reads.iter().map(|r| r.id.as_str()).collect();
     let ids: Vec<&str> = ids.into_iter().collect();
     let mut found = Vec::with_capacity(ids.len());
+    let mut end = None;
     for chunk in ids.chunks(MAX_IDS_PER_QUERY) {
         // Padded to a power of two (repeating the last id) so few statement shapes exist.
         let slots = chunk.len().next_power_of_two();
         let placeholders: Vec<String> = (2..slots + 2).map(|n| format!("${n}")).collect();
         let sql = format!(
-            "SELECT id, row_version, dek_key_version FROM cred_credentials \
-             WHERE tenant = $1 AND id IN ({})",
+            "SELECT e.sequence, e.hash, c.id, c.row_version, c.dek_key_version \
+             FROM (SELECT 1 AS one) AS o LEFT JOIN ({}) AS e ON 1 = 1 \
+             LEFT JOIN cred_credentials AS c ON c.tenant = $1 AND c.id IN ({})",
+            audit::CHAIN_END,
             placeholders.join(", ")
         );
         // Only generated placeholders vary: every value is bound.
@@ -740,34 +775,76 @@ async fn current(
             query = query.bind(chunk[slot.min(chunk.len() - 1)]);
         }
         for row in query.fetch_all(&mut *conn).await? {
+            if end.is_none() {
+                end = Some(audit::ChainEnd::from_columns(
+                    row.try_get("sequence")?,
+                    row.try_get("hash")?,
+                ));
+            }
+            let Some(id) = row.try_get::<Option<String>, _>("id")? else {
+                continue;
+            };
             found.push(RowVersion {
-                id: row.try_get("id")?,
+                id,
                 row_version: row.try_get("row_version")?,
                 dek_key_version: u32::try_from(row.try_get::<i64, _>("dek_key_version")?)
                     .map_err(|_| Error::Corrupt("key version out of range"))?,
             });
         }
     }
-    Ok(found)
+    let end = end.ok_or(Error::Corrupt("the chain end query returned no row"))?;
+    Ok((found, end))
 }
 
-/// The most credential ids one version check names.
-const MAX_IDS_PER_QUERY: usize = 64;
+/// The most credential ids one version check names: a whole group's.
+const MAX_IDS_PER_QUERY: usize = AUDIT_BATCH;
 
-/// Takes `tenant`'s audit-chain append lock for the rest of `tx` (PostgreSQL; SQLite has a
-/// single writer already).
-async fn lock_chain(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+/// Begins a transaction holding the append locks of `tenants`, so one appender per tenant
+/// runs at a time and appends do not collide in the first place. On PostgreSQL they are
+/// transaction-scoped advisory locks, taken in ascending key order (so two replicas' groups
+/// never deadlock) by the statement that begins the transaction: one round trip for all.
+/// SQLite has a single writer already.
+///
+/// Should two appenders of one tenant ever run at once anyway (replicas of two versions
+/// during an upgrade, say), the chain's primary key still keeps it linear: both read the
+/// same end, and the second to insert fails and is retried. A reveal's version check reads
+/// in the same statement (the same snapshot) as the chain's end, so a change committed after
+/// that snapshot either takes the next sequence first (the reveal's insert fails, and its
+/// retry finds the row changed) or lands after the reveal's event.
+async fn begin_locked<'t>(
+    pool: &sqlx::AnyPool,
     backend: coffer_db::Backend,
-    tenant: &str,
-) -> Result<()> {
-    if backend == coffer_db::Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(tenant)
-            .execute(&mut **tx)
-            .await?;
+    tenants: impl IntoIterator<Item = &'t str>,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    if backend != coffer_db::Backend::Postgres {
+        return Ok(pool.begin().await?);
     }
-    Ok(())
+    let mut keys: Vec<i64> = tenants.into_iter().map(chain_lock_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let locks: String = keys
+        .iter()
+        .map(|key| format!("; SELECT pg_advisory_xact_lock({key})"))
+        .collect();
+    // Only integers computed here are in the text; a lock that fails aborts the transaction,
+    // so every later statement in it fails too.
+    Ok(pool
+        .begin_with(sqlx::AssertSqlSafe(format!("BEGIN{locks}")))
+        .await?)
+}
+
+/// The advisory lock key of `tenant`'s audit chain: the first eight bytes of a SHA-256 over a
+/// label and the tenant id (computed here, so the lock can be taken without binding a
+/// parameter).
+fn chain_lock_key(tenant: &str) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"coffer credential audit chain\0")
+        .chain_update(tenant.as_bytes())
+        .finalize();
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// One tenant's `events` in the order they were queued, in runs under one chain key.
@@ -813,4 +890,24 @@ fn credential_row(row: &AnyRow) -> Result<CredentialRow> {
         kind: ContentKind::parse(&row.try_get::<String, _>("kind")?)
             .ok_or(Error::Corrupt("unknown credential kind"))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_lock_key;
+
+    #[test]
+    fn each_tenant_has_its_own_stable_lock_key() {
+        assert_eq!(chain_lock_key("acme"), chain_lock_key("acme"));
+        assert_ne!(chain_lock_key("acme"), chain_lock_key("globex"));
+        assert_ne!(chain_lock_key("acme"), chain_lock_key("acme\0"));
+        // Fixed by its definition: replicas of one version agree on it.
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(b"coffer credential audit chain\0acme");
+        assert_eq!(
+            chain_lock_key("acme").to_be_bytes(),
+            digest[..8],
+            "the first eight bytes"
+        );
+    }
 }
