@@ -174,14 +174,16 @@ impl Stack {
     }
 
     /// Where credential-service keeps its rows: the child's PostgreSQL database, or the
-    /// SQLite file in the data directory (`None` for a stack started apart on PostgreSQL).
+    /// SQLite file in the data directory (`None` for a stack started apart on PostgreSQL,
+    /// whose data directory holds the SQLite files only as the empty placeholders `coffer up`
+    /// creates with their permissions).
     pub fn credential_database(&self) -> Option<SecretString> {
         if let Some(database) = self.child.as_ref().and_then(|c| c.database.as_ref()) {
             return Some(database.url());
         }
         let file = self.data_dir.join(crate::layout::CREDENTIAL_SERVICE_DB);
-        file.exists()
-            .then(|| SecretString::from(format!("sqlite://{}", file.display())))
+        let in_use = std::fs::metadata(&file).is_ok_and(|meta| meta.len() > 0);
+        in_use.then(|| SecretString::from(format!("sqlite://{}", file.display())))
     }
 
     /// A database of the child's own, beside its data, for the in-process write baseline:
