@@ -1,4 +1,4 @@
-//! The credential-service's counters, served by `coffer_telemetry::metrics`.
+//! The credential-service's counters and histograms, served by `coffer_server::metrics`.
 
 use coffer_server::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
 

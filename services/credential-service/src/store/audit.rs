@@ -314,8 +314,8 @@ pub(super) const MAX_INSERT_ROWS: usize = 32;
 const EVENT_COLUMNS: usize = 11;
 
 /// How `count` events are split into INSERTs: powers of two from [`MAX_INSERT_ROWS`] down, so
-/// at most six statement shapes are ever prepared (each connection caches its statements by
-/// their text).
+/// at most six statement shapes are ever prepared, twelve on PostgreSQL where the last one
+/// also moves the head (each connection caches its statements by their text).
 fn insert_chunks(count: usize) -> impl Iterator<Item = usize> {
     let full = count / MAX_INSERT_ROWS;
     let rest = count % MAX_INSERT_ROWS;
