@@ -411,12 +411,14 @@ pub(super) async fn relink_legacy(
     }
     if last > 0 {
         let mac = audit::head_mac(key, tenant, last, &previous);
-        sqlx::query(sqlx::AssertSqlSafe(move_head_sql(1)))
-            .bind(tenant)
-            .bind(last)
-            .bind(&previous)
-            .bind(&mac)
-            .bind(events.last().map_or(0, |e| e.time))
+        let head = Head {
+            tenant,
+            sequence: last,
+            link: &previous,
+            mac: &mac,
+            time: events.last().map_or(0, |e| e.time),
+        };
+        head.bind(sqlx::query(sqlx::AssertSqlSafe(move_head_sql(1))))
             .execute(&mut **tx)
             .await?;
     }
