@@ -128,6 +128,11 @@ enum Command {
         /// runs), e.g. `--only GetCredential` to profile one path.
         #[arg(long)]
         only: Vec<String>,
+        /// Run every row this many times against each stack and read its memory after each
+        /// pass (the figures are the first pass's): growth per request shows as memory that
+        /// keeps rising from the second pass on.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=10))]
+        passes: u8,
         /// Also write JSON, Markdown and SVG into this directory (the README's are in
         /// `services/coffer/bench/results`).
         #[arg(long)]
@@ -355,6 +360,7 @@ async fn main() -> ExitCode {
             bao,
             no_openbao,
             only,
+            passes,
             out,
         } => {
             let options = bench::Options {
@@ -385,6 +391,7 @@ async fn main() -> ExitCode {
                 bao,
                 no_openbao,
                 only,
+                passes: usize::from(passes),
             };
             match bench::run(options).await {
                 Ok(results) => {

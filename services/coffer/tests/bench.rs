@@ -47,6 +47,8 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
             "1,2",
             "--connections",
             "2",
+            "--passes",
+            "2",
         ])
         .args([
             "--backend",
@@ -78,6 +80,7 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
     )
     .unwrap();
     assert_eq!(json["callers"], serde_json::json!([1, 2]));
+    assert_eq!(json["passes"], 2);
     let runs = json["runs"].as_array().unwrap();
     assert_eq!(runs.len(), if postgres.is_some() { 2 } else { 1 });
     let expected = [
@@ -124,6 +127,13 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
         for later in ["after", "after_connections_closed"] {
             assert!(memory[later].as_u64().unwrap() > 0, "{memory}");
         }
+        let passes = memory["after_each_pass"].as_array().unwrap();
+        assert_eq!(passes.len(), 2, "{memory}");
+        assert_eq!(passes[0], memory["after"], "{memory}");
+        assert!(
+            passes.iter().all(|kib| kib.as_u64().unwrap() > 0),
+            "{memory}"
+        );
         let svg = std::fs::read_to_string(out.path().join(format!(
             "results/coffer-bench-{}.svg",
             run["backend"].as_str().unwrap()
@@ -177,4 +187,5 @@ fn a_short_run_writes_well_formed_results_for_every_row() {
         stdout.contains("coffer up resident memory: idle"),
         "{stdout}"
     );
+    assert!(stdout.contains("after each of 2 passes"), "{stdout}");
 }

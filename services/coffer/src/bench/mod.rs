@@ -6,8 +6,9 @@
 //! over M HTTP/2 connections per service, a warm-up of a tenth of the duration, then the
 //! measured duration. Each figure is reported as a ratio to the no-op row of the same run and
 //! concurrency, and to the one-thread rate of the cryptography it runs, so results compare
-//! across machines. The child's resident memory is read idle, at peak, after the load and
-//! after the bench's connections closed.
+//! across machines. The child's resident memory is read idle, at peak, after the load (after
+//! each pass, with `--passes N`: the same rows again against the same stack, to tell growth per
+//! request from what an allocator keeps once) and after the bench's connections closed.
 //!
 //! The parts: [`measure`] (rows, the driver, reports), [`rows`] (Coffer's suites),
 //! [`crypto`] (in-process baselines), [`openbao`] (the peer), [`stack`] (the stack under
@@ -54,6 +55,9 @@ pub struct Options {
     /// Only the rows whose `group: name` contains one of these (and the no-op row); all if
     /// empty. For profiling one path.
     pub only: Vec<String>,
+    /// How many times every row runs against each stack (at least 1). The reports are the
+    /// first pass's; later passes are there for the memory read after each.
+    pub passes: usize,
 }
 
 impl Options {
@@ -113,14 +117,16 @@ pub struct Run {
 }
 
 /// Resident memory of the `coffer up` child, in KiB.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MemoryReport {
     /// Before any load (after start-up and the rows' setup).
     pub idle_kib: u64,
     /// The high-water mark (`VmHWM`) at the end of the load.
     pub peak_kib: u64,
-    /// Two seconds after the load, its connections still open.
+    /// Two seconds after the (first pass of the) load, its connections still open.
     pub after_kib: u64,
+    /// The same, after each pass (the first is `after_kib`).
+    pub after_each_pass_kib: Vec<u64>,
     /// Two seconds after the bench closed its connections.
     pub closed_kib: u64,
 }
@@ -225,22 +231,39 @@ async fn measure_stack(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = stack.memory();
-    eprintln!("measuring {backend}...");
-    let reports = drive_all(&rows, options).await?;
+    let mut reports = Vec::new();
+    let mut after_each_pass = Vec::new();
+    for pass in 1..=options.passes.max(1) {
+        if options.passes > 1 {
+            eprintln!("measuring {backend}, pass {pass} of {}...", options.passes);
+        } else {
+            eprintln!("measuring {backend}...");
+        }
+        let measured = drive_all(&rows, options).await?;
+        if reports.is_empty() {
+            reports = measured;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        after_each_pass.push(stack.memory());
+    }
+    // The high-water mark covers every pass.
     let peak = stack.memory();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = stack.memory();
     // What the server keeps for open connections (HTTP/2 and TLS buffers) is not growth:
     // also read once they are gone.
     drop(rows);
     drop(context);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let closed = stack.memory();
-    let memory = match (idle, peak, after, closed) {
-        (Some(idle), Some(peak), Some(after), Some(closed)) => Some(MemoryReport {
+    let after_each_pass: Option<Vec<u64>> = after_each_pass
+        .into_iter()
+        .map(|m| m.map(|m| m.rss_kib))
+        .collect();
+    let memory = match (idle, peak, after_each_pass, closed) {
+        (Some(idle), Some(peak), Some(after_each_pass), Some(closed)) => Some(MemoryReport {
             idle_kib: idle.rss_kib,
             peak_kib: peak.peak_kib,
-            after_kib: after.rss_kib,
+            after_kib: after_each_pass.first().copied().unwrap_or_default(),
+            after_each_pass_kib: after_each_pass,
             closed_kib: closed.rss_kib,
         }),
         _ => None,

@@ -183,12 +183,14 @@ impl Results {
             "seconds_per_row": self.options.duration.as_secs_f64(),
             "callers": self.options.concurrency,
             "connections_per_service": self.options.connections,
+            "passes": self.options.passes,
             "payload_bytes": [self.options.payloads.small, self.options.payloads.large],
             "runs": self.runs.iter().map(|run| serde_json::json!({
                 "backend": run.backend,
                 "rows": run.reports.iter().map(|r| row(Some(run), r)).collect::<Vec<_>>(),
                 "memory_kib": run.memory.as_ref().map(|m| serde_json::json!({
                     "idle": m.idle_kib, "peak": m.peak_kib, "after": m.after_kib,
+                    "after_each_pass": m.after_each_pass_kib,
                     "after_connections_closed": m.closed_kib,
                 })),
             })).collect::<Vec<_>>(),
@@ -375,20 +377,41 @@ impl Results {
 
 impl super::MemoryReport {
     /// One line: idle, peak, after the load and after its connections closed, and how far
-    /// each of the last two is from idle.
+    /// each of the last two is from idle; with several passes, the memory after each and its
+    /// change from the second pass to the last (growth per request shows there, what an
+    /// allocator or a bounded cache keeps after the first does not).
     pub fn describe(&self) -> String {
         let mib = |kib: u64| kib as f64 / 1024.0;
-        let of_idle = |kib: u64| (kib as f64 / self.idle_kib.max(1) as f64 - 1.0) * 100.0;
-        format!(
+        let change = |from: u64, to: u64| (to as f64 / from.max(1) as f64 - 1.0) * 100.0;
+        let mut line = format!(
             "coffer up resident memory: idle {:.1} MiB, peak {:.1} MiB, after the load {:.1} MiB \
              ({:+.0}% of idle), after its connections closed {:.1} MiB ({:+.0}%)",
             mib(self.idle_kib),
             mib(self.peak_kib),
             mib(self.after_kib),
-            of_idle(self.after_kib),
+            change(self.idle_kib, self.after_kib),
             mib(self.closed_kib),
-            of_idle(self.closed_kib),
-        )
+            change(self.idle_kib, self.closed_kib),
+        );
+        let passes = &self.after_each_pass_kib;
+        if let (Some(&last), true) = (passes.last(), passes.len() > 1) {
+            // From the second pass when there are three or more: the first also fills caches
+            // and allocator pools once.
+            let from = usize::from(passes.len() > 2);
+            let each: Vec<String> = passes
+                .iter()
+                .map(|&kib| format!("{:.1}", mib(kib)))
+                .collect();
+            line.push_str(&format!(
+                "; after each of {} passes {} MiB (pass {} to {}: {:+.1}%)",
+                passes.len(),
+                each.join(", "),
+                from + 1,
+                passes.len(),
+                change(passes[from], last),
+            ));
+        }
+        line
     }
 }
 
@@ -468,4 +491,36 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::MemoryReport;
+
+    fn memory(after_each_pass_kib: Vec<u64>) -> MemoryReport {
+        MemoryReport {
+            idle_kib: 40 * 1024,
+            peak_kib: 60 * 1024,
+            after_kib: after_each_pass_kib[0],
+            after_each_pass_kib,
+            closed_kib: 44 * 1024,
+        }
+    }
+
+    #[test]
+    fn memory_is_described_against_idle_and_from_the_second_pass_on() {
+        let one = memory(vec![50 * 1024]).describe();
+        assert_eq!(
+            one,
+            "coffer up resident memory: idle 40.0 MiB, peak 60.0 MiB, after the load 50.0 MiB \
+             (+25% of idle), after its connections closed 44.0 MiB (+10%)"
+        );
+        let three = memory(vec![50 * 1024, 52 * 1024, 52 * 1024 + 520]).describe();
+        assert!(
+            three.ends_with("; after each of 3 passes 50.0, 52.0, 52.5 MiB (pass 2 to 3: +1.0%)"),
+            "{three}"
+        );
+        let two = memory(vec![50 * 1024, 55 * 1024]).describe();
+        assert!(two.ends_with("(pass 1 to 2: +10.0%)"), "{two}");
+    }
 }
